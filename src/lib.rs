@@ -1,0 +1,25 @@
+//! sipreg: a thread-per-core SIP registrar (RFC 3261 §10).
+//!
+//! The crate is split along the sans-IO line (see `DESIGN.md`):
+//!
+//! - [`sip`]: zero-copy request parser, SIP/SIPS URIs, the header-name table and the
+//!   response writer. Pure functions over `&[u8]`.
+//! - [`txn`]: non-INVITE server transactions (RFC 3261 §17.2.2): the Timer J cache of
+//!   final responses that absorbs retransmissions.
+//! - [`location`]: the location table (AOR → bindings) with expiry.
+//! - [`registrar`]: the RFC 3261 §10.3 pipeline and the redirect/lookup answers, as one
+//!   state machine per shard driven by `(now, source, bytes)`.
+//! - [`runtime`]: the thin glommio shell: pinned executors, SO_REUSEPORT sockets,
+//!   batched `recvmmsg`/`sendmmsg`, the shard mesh, timers and signals.
+//! - [`config`]: command-line flags and their validation.
+//!
+//! `sip`, `txn`, `location` and `registrar` read no clock, open no socket and never touch
+//! glommio: time, the source address and randomness are inputs. That is what makes them
+//! testable on a fake clock, fuzzable, and fast.
+
+pub mod config;
+pub mod location;
+pub mod registrar;
+pub mod runtime;
+pub mod sip;
+pub mod txn;

@@ -1,0 +1,2 @@
+//! location (being built).
+#![forbid(unsafe_code)]

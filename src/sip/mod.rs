@@ -1,0 +1,2 @@
+//! sip (being built).
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! txn (being built).
+#![forbid(unsafe_code)]
