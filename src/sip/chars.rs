@@ -1,0 +1,278 @@
+//! Byte classes of the RFC 3261 §25 grammar as `static [bool; 256]` tables.
+//!
+//! A table lookup per byte is both the fastest and the most auditable way to check a
+//! grammar class: each table quotes its ABNF, and the parser never hand-rolls a
+//! `matches!` that could drift from it (httparse does the same).
+
+/// Builds a 256-entry table that is `true` for every byte matched by the closure-like
+/// predicate `|b| expr`.
+macro_rules! byte_map {
+    (|$b:ident| $e:expr) => {{
+        let mut map = [false; 256];
+        let mut i = 0usize;
+        while i < 256 {
+            let $b = i as u8;
+            map[i] = $e;
+            i += 1;
+        }
+        map
+    }};
+}
+
+const fn is_alnum(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+}
+
+/// `mark = "-" / "_" / "." / "!" / "~" / "*" / "'" / "(" / ")"`,
+/// `unreserved = alphanum / mark`.
+const fn is_unreserved(b: u8) -> bool {
+    is_alnum(b)
+        || matches!(
+            b,
+            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
+        )
+}
+
+/// `token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~")`
+pub(crate) static TOKEN: [bool; 256] = byte_map!(|b| is_token(b));
+
+const fn is_token(b: u8) -> bool {
+    is_alnum(b)
+        || matches!(
+            b,
+            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+        )
+}
+
+/// `word = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~" /
+///  "(" / ")" / "<" / ">" / ":" / "\" / DQUOTE / "/" / "[" / "]" / "?" / "{" / "}")`
+/// (the Call-ID alphabet, `callid = word [ "@" word ]`).
+pub(crate) static WORD: [bool; 256] = byte_map!(|b| is_token(b)
+    || matches!(
+        b,
+        b'(' | b')' | b'<' | b'>' | b':' | b'\\' | b'"' | b'/' | b'[' | b']' | b'?' | b'{' | b'}'
+    ));
+
+/// `user = 1*( unreserved / escaped / user-unreserved )`,
+/// `user-unreserved = "&" / "=" / "+" / "$" / "," / ";" / "?" / "/"` (`%` starts an escape,
+/// checked separately).
+pub(crate) static USER: [bool; 256] = byte_map!(|b| is_unreserved(b)
+    || matches!(
+        b,
+        b'%' | b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/'
+    ));
+
+/// `password = *( unreserved / escaped / "&" / "=" / "+" / "$" / "," )`
+pub(crate) static PASSWORD: [bool; 256] =
+    byte_map!(|b| is_unreserved(b) || matches!(b, b'%' | b'&' | b'=' | b'+' | b'$' | b','));
+
+/// `hostname = *( domainlabel "." ) toplabel [ "." ]`, `domainlabel = alphanum /
+/// alphanum *( alphanum / "-" ) alphanum`; IPv4 digits and dots are a subset. Label
+/// structure is not checked: a DNS lookup is not our business, only the alphabet is.
+pub(crate) static HOST: [bool; 256] = byte_map!(|b| is_alnum(b) || b == b'-' || b == b'.');
+
+/// `WSP = SP / HTAB`
+pub(crate) static WSP: [bool; 256] = byte_map!(|b| b == b' ' || b == b'\t');
+
+/// `DIGIT`
+pub(crate) static DIGIT: [bool; 256] = byte_map!(|b| b.is_ascii_digit());
+
+/// Inside `IPv6reference = "[" IPv6address "]"`: `HEXDIG / ":" / "."`.
+pub(crate) static IPV6: [bool; 256] =
+    byte_map!(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+
+/// `uri-parameters = *( ";" uri-parameter)`, `pname/pvalue = 1*paramchar`,
+/// `paramchar = param-unreserved / unreserved / escaped`,
+/// `param-unreserved = "[" / "]" / "/" / ":" / "&" / "+" / "$"`, plus the `;` and `=`
+/// separators.
+pub(crate) static URI_PARAM: [bool; 256] = byte_map!(|b| is_unreserved(b)
+    || matches!(
+        b,
+        b'%' | b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$' | b';' | b'='
+    ));
+
+/// `headers = "?" header *( "&" header )`, `hname/hvalue = *( hnv-unreserved /
+/// unreserved / escaped )`, `hnv-unreserved = "[" / "]" / "/" / "?" / ":" / "+" / "$"`,
+/// plus the `&` and `=` separators.
+pub(crate) static URI_HEADER: [bool; 256] = byte_map!(|b| is_unreserved(b)
+    || matches!(
+        b,
+        b'%' | b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$' | b'&' | b'='
+    ));
+
+/// `scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )` (the first byte is checked as
+/// ALPHA separately).
+pub(crate) static SCHEME: [bool; 256] =
+    byte_map!(|b| is_alnum(b) || matches!(b, b'+' | b'-' | b'.'));
+
+/// Characters of an opaque non-SIP URI (`absoluteURI`, RFC 2396): `uric` and `/`, i.e.
+/// every visible ASCII byte except the delimiters `<>"` and `{}|\^[]` that RFC 2396 §2.4.3
+/// excludes, apart from `[` `]` for IPv6 literals.
+pub(crate) static OPAQUE: [bool; 256] = byte_map!(|b| b > 0x20
+    && b < 0x7f
+    && !matches!(
+        b,
+        b'<' | b'>' | b'"' | b'{' | b'}' | b'|' | b'\\' | b'^' | b'`'
+    ));
+
+/// Linear white space inside a header value: `SP / HTAB`, plus the CR and LF that a
+/// folded line (RFC 3261 §7.3.1, `LWS = [*WSP CRLF] 1*WSP`) leaves in the raw value.
+pub(crate) static LWS: [bool; 256] = byte_map!(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
+
+/// The value of one hex digit, if it is one.
+pub(crate) const fn hex_val(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// True when every `%` in `s` starts a valid `escaped = "%" HEXDIG HEXDIG`.
+pub(crate) fn escapes_valid(s: &[u8]) -> bool {
+    let mut i = 0;
+    while let Some(off) = memchr::memchr(b'%', s.get(i..).unwrap_or_default()) {
+        let at = i + off;
+        let ok = matches!(
+            (s.get(at + 1), s.get(at + 2)),
+            (Some(a), Some(b)) if a.is_ascii_hexdigit() && b.is_ascii_hexdigit()
+        );
+        if !ok {
+            return false;
+        }
+        i = at + 3;
+    }
+    true
+}
+
+/// True when every byte of non-empty `s` is in `class`.
+pub(crate) fn all_in(s: &[u8], class: &[bool; 256]) -> bool {
+    s.iter().all(|&b| class[usize::from(b)])
+}
+
+/// Index of the first byte at or after `i` that is not LWS.
+pub(crate) fn skip_lws(s: &[u8], mut i: usize) -> usize {
+    while let Some(&b) = s.get(i) {
+        if !LWS[usize::from(b)] {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// Index of the first byte at or after `i` that is not in `class`.
+pub(crate) fn span(s: &[u8], mut i: usize, class: &[bool; 256]) -> usize {
+    while let Some(&b) = s.get(i) {
+        if !class[usize::from(b)] {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// `s` without leading and trailing LWS.
+pub(crate) fn trim_lws(s: &[u8]) -> &[u8] {
+    let start = skip_lws(s, 0);
+    let mut end = s.len();
+    while end > start && s.get(end - 1).is_some_and(|&b| LWS[usize::from(b)]) {
+        end -= 1;
+    }
+    s.get(start..end).unwrap_or_default()
+}
+
+/// Parses `1*DIGIT` saturating at `u32::MAX`; `None` when empty or not all digits.
+pub(crate) fn digits_saturating(s: &[u8]) -> Option<u32> {
+    if s.is_empty() {
+        return None;
+    }
+    let mut v: u32 = 0;
+    for &b in s {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        v = v.saturating_mul(10).saturating_add(u32::from(b - b'0'));
+    }
+    Some(v)
+}
+
+/// Parses `1*DIGIT` into a `u32`; `None` when empty, not all digits, or too large.
+pub(crate) fn digits_u32(s: &[u8]) -> Option<u32> {
+    if s.is_empty() {
+        return None;
+    }
+    let mut v: u32 = 0;
+    for &b in s {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(u32::from(b - b'0'))?;
+    }
+    Some(v)
+}
+
+/// Parses a port (`1*DIGIT` fitting a `u16`).
+pub(crate) fn digits_u16(s: &[u8]) -> Option<u16> {
+    digits_u32(s).and_then(|v| u16::try_from(v).ok())
+}
+
+/// End (exclusive) of the `quoted-string` whose opening `"` is at `start`:
+/// `quoted-string = SWS DQUOTE *(qdtext / quoted-pair ) DQUOTE`,
+/// `quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F)`. `None` when unterminated or when a
+/// quoted-pair escapes CR or LF.
+pub(crate) fn quoted_end(s: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    loop {
+        let off = memchr::memchr2(b'"', b'\\', s.get(i..)?)?;
+        let at = i + off;
+        if s.get(at) == Some(&b'"') {
+            return Some(at + 1);
+        }
+        match s.get(at + 1) {
+            Some(b'\r' | b'\n') | None => return None,
+            Some(_) => i = at + 2,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_table_matches_abnf() {
+        for b in b"aZ09-.!%*_+`'~" {
+            assert!(TOKEN[usize::from(*b)], "{}", *b as char);
+        }
+        for b in b" \t:;,<>\"@/()=?" {
+            assert!(!TOKEN[usize::from(*b)], "{}", *b as char);
+        }
+        assert!(WORD[usize::from(b'/')] && WORD[usize::from(b'"')] && !WORD[usize::from(b'@')]);
+    }
+
+    #[test]
+    fn escapes() {
+        assert!(escapes_valid(b"a%00b%7e"));
+        assert!(!escapes_valid(b"%Z1"));
+        assert!(!escapes_valid(b"ab%4"));
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(digits_saturating(b"0068"), Some(68));
+        assert_eq!(digits_saturating(b"99999999999999"), Some(u32::MAX));
+        assert_eq!(digits_saturating(b"-1"), None);
+        assert_eq!(digits_u32(b"4294967296"), None);
+        assert_eq!(digits_u32(b"4294967295"), Some(u32::MAX));
+        assert_eq!(digits_u16(b"65536"), None);
+    }
+
+    #[test]
+    fn quoted() {
+        assert_eq!(quoted_end(br#""a\"b" x"#, 0), Some(6));
+        assert_eq!(quoted_end(br#""a\\" x"#, 0), Some(5));
+        assert_eq!(quoted_end(br#""abc"#, 0), None);
+    }
+}

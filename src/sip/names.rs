@@ -1,0 +1,237 @@
+//! The header-name table: canonical names, compact forms, one place.
+//!
+//! RFC 3261 §7.3.1 makes header names case-insensitive and §7.3.3 gives some of them a
+//! one-letter compact form (`v i m f t l k s c e`, plus later RFCs' `o u r b x`). Keeping
+//! both in a single table ([`HEADER_NAMES`]) means the parser and the writer can never
+//! disagree about a spelling. Lookup is bucketed by first letter at compile time, so it
+//! costs a couple of length checks and one case-insensitive compare per header.
+
+/// A header name the parser knows, or [`HeaderName::Other`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HeaderName {
+    /// `Via` / `v` (RFC 3261 §20.42).
+    Via,
+    /// `From` / `f` (§20.20).
+    From,
+    /// `To` / `t` (§20.39).
+    To,
+    /// `Call-ID` / `i` (§20.8).
+    CallId,
+    /// `CSeq` (§20.16).
+    CSeq,
+    /// `Max-Forwards` (§20.22).
+    MaxForwards,
+    /// `Contact` / `m` (§20.10).
+    Contact,
+    /// `Expires` (§20.19).
+    Expires,
+    /// `Content-Length` / `l` (§20.14).
+    ContentLength,
+    /// `Content-Type` / `c` (§20.15).
+    ContentType,
+    /// `Content-Encoding` / `e` (§20.12).
+    ContentEncoding,
+    /// `Require` (§20.32).
+    Require,
+    /// `Proxy-Require` (§20.29).
+    ProxyRequire,
+    /// `Supported` / `k` (§20.37).
+    Supported,
+    /// `Unsupported` (§20.40).
+    Unsupported,
+    /// `Path` (RFC 3327).
+    Path,
+    /// `User-Agent` (§20.41).
+    UserAgent,
+    /// `Authorization` (§20.7).
+    Authorization,
+    /// `Proxy-Authorization` (§20.28).
+    ProxyAuthorization,
+    /// `Allow` (§20.5).
+    Allow,
+    /// `Accept` (§20.1).
+    Accept,
+    /// `Route` (§20.34).
+    Route,
+    /// `Record-Route` (§20.30).
+    RecordRoute,
+    /// `Date` (§20.17).
+    Date,
+    /// `Subject` / `s` (§20.36).
+    Subject,
+    /// `Event` / `o` (RFC 6665).
+    Event,
+    /// `Allow-Events` / `u` (RFC 6665).
+    AllowEvents,
+    /// `Refer-To` / `r` (RFC 3515).
+    ReferTo,
+    /// `Referred-By` / `b` (RFC 3892).
+    ReferredBy,
+    /// `Session-Expires` / `x` (RFC 4028).
+    SessionExpires,
+    /// `Timestamp` (§20.38).
+    Timestamp,
+    /// Any other name; the raw bytes are in [`RawHeader::name`](super::RawHeader::name).
+    Other,
+}
+
+/// Every known header: canonical spelling (as the writer prints it) and compact form.
+pub static HEADER_NAMES: [(HeaderName, &str, Option<u8>); 31] = [
+    (HeaderName::Via, "Via", Some(b'v')),
+    (HeaderName::From, "From", Some(b'f')),
+    (HeaderName::To, "To", Some(b't')),
+    (HeaderName::CallId, "Call-ID", Some(b'i')),
+    (HeaderName::CSeq, "CSeq", None),
+    (HeaderName::MaxForwards, "Max-Forwards", None),
+    (HeaderName::Contact, "Contact", Some(b'm')),
+    (HeaderName::Expires, "Expires", None),
+    (HeaderName::ContentLength, "Content-Length", Some(b'l')),
+    (HeaderName::ContentType, "Content-Type", Some(b'c')),
+    (HeaderName::ContentEncoding, "Content-Encoding", Some(b'e')),
+    (HeaderName::Require, "Require", None),
+    (HeaderName::ProxyRequire, "Proxy-Require", None),
+    (HeaderName::Supported, "Supported", Some(b'k')),
+    (HeaderName::Unsupported, "Unsupported", None),
+    (HeaderName::Path, "Path", None),
+    (HeaderName::UserAgent, "User-Agent", None),
+    (HeaderName::Authorization, "Authorization", None),
+    (HeaderName::ProxyAuthorization, "Proxy-Authorization", None),
+    (HeaderName::Allow, "Allow", None),
+    (HeaderName::Accept, "Accept", None),
+    (HeaderName::Route, "Route", None),
+    (HeaderName::RecordRoute, "Record-Route", None),
+    (HeaderName::Date, "Date", None),
+    (HeaderName::Subject, "Subject", Some(b's')),
+    (HeaderName::Event, "Event", Some(b'o')),
+    (HeaderName::AllowEvents, "Allow-Events", Some(b'u')),
+    (HeaderName::ReferTo, "Refer-To", Some(b'r')),
+    (HeaderName::ReferredBy, "Referred-By", Some(b'b')),
+    (HeaderName::SessionExpires, "Session-Expires", Some(b'x')),
+    (HeaderName::Timestamp, "Timestamp", None),
+];
+
+/// Entries per first-letter bucket (the fullest letter, `s`/`r`, has 5).
+const BUCKET_LEN: usize = 6;
+const EMPTY: u8 = u8::MAX;
+
+/// For each lower-case first letter, the indices into [`HEADER_NAMES`] of the full names
+/// starting with it.
+static BY_FIRST_LETTER: [[u8; BUCKET_LEN]; 26] = {
+    let mut buckets = [[EMPTY; BUCKET_LEN]; 26];
+    let mut i = 0;
+    while i < HEADER_NAMES.len() {
+        let first = HEADER_NAMES[i].1.as_bytes()[0].to_ascii_lowercase();
+        let bucket = &mut buckets[(first - b'a') as usize];
+        let mut j = 0;
+        while bucket[j] != EMPTY {
+            j += 1; // Overflowing BUCKET_LEN fails the build.
+        }
+        bucket[j] = i as u8;
+        i += 1;
+    }
+    buckets
+};
+
+/// For each lower-case letter, the index of the header whose compact form it is.
+static BY_COMPACT: [u8; 26] = {
+    let mut map = [EMPTY; 26];
+    let mut i = 0;
+    while i < HEADER_NAMES.len() {
+        if let Some(c) = HEADER_NAMES[i].2 {
+            assert!(map[(c - b'a') as usize] == EMPTY, "compact form used twice");
+            map[(c - b'a') as usize] = i as u8;
+        }
+        i += 1;
+    }
+    map
+};
+
+impl HeaderName {
+    /// Looks a header name up, ignoring ASCII case and accepting compact forms.
+    pub fn from_bytes(name: &[u8]) -> Self {
+        let Some(&first) = name.first() else {
+            return Self::Other;
+        };
+        let lower = first.to_ascii_lowercase();
+        if !lower.is_ascii_lowercase() {
+            return Self::Other;
+        }
+        let letter = usize::from(lower - b'a');
+        let index = if name.len() == 1 {
+            BY_COMPACT.get(letter).copied().unwrap_or(EMPTY)
+        } else {
+            let bucket = BY_FIRST_LETTER
+                .get(letter)
+                .copied()
+                .unwrap_or([EMPTY; BUCKET_LEN]);
+            bucket
+                .into_iter()
+                .take_while(|&i| i != EMPTY)
+                .find(|&i| {
+                    HEADER_NAMES
+                        .get(usize::from(i))
+                        .is_some_and(|e| e.1.as_bytes().eq_ignore_ascii_case(name))
+                })
+                .unwrap_or(EMPTY)
+        };
+        HEADER_NAMES
+            .get(usize::from(index))
+            .map_or(Self::Other, |e| e.0)
+    }
+
+    /// The canonical spelling, or `None` for [`HeaderName::Other`].
+    pub fn as_str(self) -> Option<&'static str> {
+        HEADER_NAMES.iter().find(|e| e.0 == self).map(|e| e.1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_names_any_case() {
+        assert_eq!(HeaderName::from_bytes(b"ViA"), HeaderName::Via);
+        assert_eq!(HeaderName::from_bytes(b"call-id"), HeaderName::CallId);
+        assert_eq!(
+            HeaderName::from_bytes(b"MAX-FORWARDS"),
+            HeaderName::MaxForwards
+        );
+        assert_eq!(HeaderName::from_bytes(b"cseq"), HeaderName::CSeq);
+        assert_eq!(
+            HeaderName::from_bytes(b"Proxy-Require"),
+            HeaderName::ProxyRequire
+        );
+        assert_eq!(HeaderName::from_bytes(b"C%6Fntact"), HeaderName::Other);
+        assert_eq!(HeaderName::from_bytes(b"Contacts"), HeaderName::Other);
+        assert_eq!(HeaderName::from_bytes(b""), HeaderName::Other);
+        assert_eq!(HeaderName::from_bytes(b"-x"), HeaderName::Other);
+    }
+
+    #[test]
+    fn compact_forms() {
+        for (c, h) in [
+            (b"v", HeaderName::Via),
+            (b"I", HeaderName::CallId),
+            (b"m", HeaderName::Contact),
+            (b"f", HeaderName::From),
+            (b"T", HeaderName::To),
+            (b"l", HeaderName::ContentLength),
+            (b"k", HeaderName::Supported),
+            (b"s", HeaderName::Subject),
+            (b"c", HeaderName::ContentType),
+            (b"e", HeaderName::ContentEncoding),
+            (b"q", HeaderName::Other),
+        ] {
+            assert_eq!(HeaderName::from_bytes(c), h, "{}", c[0] as char);
+        }
+    }
+
+    #[test]
+    fn every_entry_round_trips() {
+        for (h, name, _) in &HEADER_NAMES {
+            assert_eq!(HeaderName::from_bytes(name.as_bytes()), *h);
+            assert_eq!(h.as_str(), Some(*name));
+        }
+    }
+}

@@ -1,0 +1,1478 @@
+//! The request parser: one pass over the header lines, then eager parsing of the headers
+//! a registrar acts on.
+//!
+//! Everything borrows the datagram. The few per-message lists (raw headers, Via values,
+//! contacts, option tags, Path values) are gathered in fixed stack buffers sized by
+//! [`limits`](super::limits) and copied once into the caller's `bumpalo` arena, so a parse
+//! performs no heap allocation of its own.
+//!
+//! The parser works in two stages so that a bad request can still be answered:
+//! 1. split the datagram into the request line and raw header lines (unfolding
+//!    continuation lines, RFC 3261 §7.3.1), and pick out what a response must echo
+//!    (Via, From, To, Call-ID, CSeq, RFC 3261 §8.2.6.2);
+//! 2. parse the headers the registrar needs. The first fault in a fixed precedence
+//!    (request line, framing, then Via, From, To, Call-ID, CSeq, Max-Forwards, Expires,
+//!    Content-Length, then the rest in header order) becomes the [`ParseError`], returned
+//!    together with the [`Echo`] when a top Via could be parsed.
+
+use bumpalo::Bump;
+
+use super::chars::{
+    DIGIT, HOST, IPV6, LWS, TOKEN, WORD, all_in, digits_saturating, digits_u16, digits_u32,
+    quoted_end, skip_lws, span, trim_lws,
+};
+use super::error::ParseError;
+use super::limits::{
+    CALL_ID_BYTES_MAX, CONTACT_URI_BYTES_MAX, CONTACTS_PER_MESSAGE_MAX, DATAGRAM_BYTES_MAX,
+    HEADER_LINE_BYTES_MAX, HEADERS_PER_MESSAGE_MAX, OPTION_TAGS_MAX, PATH_VALUES_MAX,
+    VIAS_PER_MESSAGE_MAX,
+};
+use super::names::HeaderName;
+use super::uri::{Uri, parse_uri};
+
+/// A request method. Method names are case-sensitive (RFC 3261 §7.1), so `register` and
+/// `RE%47IST%45R` (RFC 4475 `esc02`) are [`Method::Other`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Method<'a> {
+    /// `REGISTER`
+    Register,
+    /// `OPTIONS`
+    Options,
+    /// `INVITE`
+    Invite,
+    /// `ACK`
+    Ack,
+    /// `BYE`
+    Bye,
+    /// `CANCEL`
+    Cancel,
+    /// `SUBSCRIBE`
+    Subscribe,
+    /// `NOTIFY`
+    Notify,
+    /// `PUBLISH`
+    Publish,
+    /// `MESSAGE`
+    Message,
+    /// `INFO`
+    Info,
+    /// `PRACK`
+    Prack,
+    /// `UPDATE`
+    Update,
+    /// `REFER`
+    Refer,
+    /// Any other token.
+    Other(&'a [u8]),
+}
+
+impl<'a> Method<'a> {
+    /// Classifies a method token (exact, case-sensitive match).
+    pub fn from_bytes(b: &'a [u8]) -> Self {
+        match b {
+            b"REGISTER" => Self::Register,
+            b"OPTIONS" => Self::Options,
+            b"INVITE" => Self::Invite,
+            b"ACK" => Self::Ack,
+            b"BYE" => Self::Bye,
+            b"CANCEL" => Self::Cancel,
+            b"SUBSCRIBE" => Self::Subscribe,
+            b"NOTIFY" => Self::Notify,
+            b"PUBLISH" => Self::Publish,
+            b"MESSAGE" => Self::Message,
+            b"INFO" => Self::Info,
+            b"PRACK" => Self::Prack,
+            b"UPDATE" => Self::Update,
+            b"REFER" => Self::Refer,
+            other => Self::Other(other),
+        }
+    }
+
+    /// The method token as written.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        match self {
+            Self::Register => b"REGISTER",
+            Self::Options => b"OPTIONS",
+            Self::Invite => b"INVITE",
+            Self::Ack => b"ACK",
+            Self::Bye => b"BYE",
+            Self::Cancel => b"CANCEL",
+            Self::Subscribe => b"SUBSCRIBE",
+            Self::Notify => b"NOTIFY",
+            Self::Publish => b"PUBLISH",
+            Self::Message => b"MESSAGE",
+            Self::Info => b"INFO",
+            Self::Prack => b"PRACK",
+            Self::Update => b"UPDATE",
+            Self::Refer => b"REFER",
+            Self::Other(b) => b,
+        }
+    }
+}
+
+/// `CSeq: 1*DIGIT LWS Method` (RFC 3261 §20.16).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CSeq<'a> {
+    /// The sequence number (a 32-bit unsigned integer; larger is a parse error).
+    pub seq: u32,
+    /// The method, equal to the request method.
+    pub method: Method<'a>,
+}
+
+/// The transport named in a Via's sent-protocol (ASCII case-insensitive).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport<'a> {
+    /// `UDP`
+    Udp,
+    /// `TCP`
+    Tcp,
+    /// `TLS`
+    Tls,
+    /// `SCTP`
+    Sctp,
+    /// `WS` (RFC 7118)
+    Ws,
+    /// `WSS` (RFC 7118)
+    Wss,
+    /// Any other token, as written.
+    Other(&'a [u8]),
+}
+
+impl<'a> Transport<'a> {
+    fn from_bytes(b: &'a [u8]) -> Self {
+        const KNOWN: [(&[u8], Transport<'static>); 6] = [
+            (b"UDP", Transport::Udp),
+            (b"TCP", Transport::Tcp),
+            (b"TLS", Transport::Tls),
+            (b"SCTP", Transport::Sctp),
+            (b"WS", Transport::Ws),
+            (b"WSS", Transport::Wss),
+        ];
+        KNOWN
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(b))
+            .map_or(Self::Other(b), |(_, t)| *t)
+    }
+}
+
+/// The top via-parm (RFC 3261 §20.42): `SIP/2.0/UDP host:port;params`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Via<'a> {
+    /// The exact bytes of this via-parm (a prefix of the first Via header value).
+    pub raw: &'a [u8],
+    /// The transport.
+    pub transport: Transport<'a>,
+    /// The sent-by host (IPv6 references keep their brackets).
+    pub host: &'a [u8],
+    /// The sent-by port.
+    pub port: Option<u16>,
+    /// The `branch` parameter.
+    pub branch: Option<&'a [u8]>,
+    /// `rport` (RFC 3581): `Some(None)` when present without a value.
+    pub rport: Option<Option<u16>>,
+    /// The `received` parameter.
+    pub received: Option<&'a [u8]>,
+    /// The `maddr` parameter.
+    pub maddr: Option<&'a [u8]>,
+    /// All via params raw, from the first `;` (may contain LWS).
+    pub params: &'a [u8],
+    /// Offset in `raw` just after the name of a value-less `rport`, where the writer
+    /// inserts `=port` (0 when there is none).
+    pub(crate) rport_insert_at: usize,
+}
+
+/// A From or To header: `( name-addr / addr-spec ) *( SEMI params )` (RFC 3261 §20.20/39).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NameAddr<'a> {
+    /// The display name as written: a quoted-string keeps its quotes and escapes.
+    pub display: Option<&'a [u8]>,
+    /// The parsed URI.
+    pub uri: Uri<'a>,
+    /// The exact URI bytes (inside `<>` when bracketed).
+    pub uri_raw: &'a [u8],
+    /// The `tag` parameter.
+    pub tag: Option<&'a [u8]>,
+    /// All header params raw, from the first `;` (may contain LWS).
+    pub params: &'a [u8],
+}
+
+/// One Contact value (RFC 3261 §20.10).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Contact<'a> {
+    /// The display name as written: a quoted-string keeps its quotes and escapes.
+    pub display: Option<&'a [u8]>,
+    /// The parsed URI.
+    pub uri: Uri<'a>,
+    /// The exact URI bytes (inside `<>` when bracketed): what is stored and echoed.
+    pub uri_raw: &'a [u8],
+    /// The `expires` parameter, saturating at `u32::MAX` when overlarge.
+    pub expires: Option<u32>,
+    /// The `q` parameter in thousandths (0..=1000).
+    pub q: Option<u16>,
+    /// The `+sip.instance` value (RFC 5626 §4.1) with its surrounding double quotes
+    /// stripped, e.g. `<urn:uuid:...>`.
+    pub instance: Option<&'a [u8]>,
+    /// The `reg-id` parameter (RFC 5626 §4.2).
+    pub reg_id: Option<u32>,
+    /// All contact (header) params raw, from the first `;` (may contain LWS, including
+    /// folded line breaks; use [`Contact::params`] to rebuild them).
+    pub params: &'a [u8],
+}
+
+impl<'a> Contact<'a> {
+    const EMPTY: Self = Self {
+        display: None,
+        uri: Uri::EMPTY,
+        uri_raw: b"",
+        expires: None,
+        q: None,
+        instance: None,
+        reg_id: None,
+        params: b"",
+    };
+
+    /// The contact params as `(name, value)` pairs; a quoted value keeps its quotes.
+    pub fn params(&self) -> HeaderParams<'a> {
+        HeaderParams {
+            s: self.params,
+            i: 0,
+        }
+    }
+}
+
+/// The Contact headers of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Contacts<'a> {
+    /// No Contact header.
+    None,
+    /// `Contact: *` (RFC 3261 §10.2.2), alone.
+    Star,
+    /// One or more contacts, in message order.
+    List(&'a [Contact<'a>]),
+}
+
+/// One header line as received (continuation lines included in `value`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawHeader<'a> {
+    /// The name as written.
+    pub name: &'a [u8],
+    /// The name looked up in the header table.
+    pub kind: HeaderName,
+    /// The value without surrounding LWS.
+    pub value: &'a [u8],
+}
+
+impl RawHeader<'_> {
+    const EMPTY: Self = Self {
+        name: b"",
+        kind: HeaderName::Other,
+        value: b"",
+    };
+}
+
+/// What a response to this request must copy (RFC 3261 §8.2.6.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Echo<'a> {
+    /// Every Via header value, raw, in order.
+    pub vias: &'a [&'a [u8]],
+    /// The top via-parm, parsed (the writer adds `received`/`rport` to it).
+    pub top_via: Via<'a>,
+    /// The From value, raw.
+    pub from: Option<&'a [u8]>,
+    /// The To value, raw.
+    pub to: Option<&'a [u8]>,
+    /// The Call-ID value, raw.
+    pub call_id: Option<&'a [u8]>,
+    /// The CSeq value, raw.
+    pub cseq: Option<&'a [u8]>,
+    /// Whether the To header carries a `tag` (the writer adds one when it does not).
+    pub to_has_tag: bool,
+}
+
+/// A parsed, validated request.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    /// The method.
+    pub method: Method<'a>,
+    /// The Request-URI.
+    pub request_uri: Uri<'a>,
+    /// The top Via.
+    pub via: Via<'a>,
+    /// The From header.
+    pub from: NameAddr<'a>,
+    /// The To header.
+    pub to: NameAddr<'a>,
+    /// The Call-ID (`word [ "@" word ]`).
+    pub call_id: &'a [u8],
+    /// The CSeq (its method equals [`Request::method`]).
+    pub cseq: CSeq<'a>,
+    /// Max-Forwards (0..=255) when present.
+    pub max_forwards: Option<u32>,
+    /// The contacts.
+    pub contacts: Contacts<'a>,
+    /// The Expires header (delta-seconds, saturating at `u32::MAX`).
+    pub expires: Option<u32>,
+    /// Option tags of all Require headers.
+    pub require: &'a [&'a [u8]],
+    /// Option tags of all Proxy-Require headers.
+    pub proxy_require: &'a [&'a [u8]],
+    /// Option tags of all Supported headers.
+    pub supported: &'a [&'a [u8]],
+    /// Path values (RFC 3327), raw, in order.
+    pub path: &'a [&'a [u8]],
+    /// Content-Length when present.
+    pub content_length: Option<u32>,
+    /// The first User-Agent value, raw.
+    pub user_agent: Option<&'a [u8]>,
+    /// The first Authorization value, raw (for digest authentication).
+    pub authorization: Option<&'a [u8]>,
+    /// Every header, raw, in order.
+    pub headers: &'a [RawHeader<'a>],
+    /// The body: Content-Length bytes (trailing bytes ignored), or the rest of the
+    /// datagram when Content-Length is absent (RFC 3261 §18.3).
+    pub body: &'a [u8],
+    /// What a response must copy.
+    pub echo: Echo<'a>,
+}
+
+/// A request the parser refused, and what is needed to answer it when possible.
+#[derive(Clone, Copy, Debug)]
+pub struct Rejected<'a> {
+    /// What is wrong.
+    pub error: ParseError,
+    /// `Some` when a response can be addressed (a usable top Via).
+    pub echo: Option<Echo<'a>>,
+}
+
+/// True for a CRLF keep-alive: `CRLF` (pong) or `CRLFCRLF` (ping), RFC 5626 §3.5.1.
+pub fn is_keepalive(buf: &[u8]) -> bool {
+    buf == b"\r\n" || buf == b"\r\n\r\n"
+}
+
+/// Iterator over header params (`*( SEMI generic-param )`, LWS allowed around `;` and `=`):
+/// yields `(name, value)` with quoted values kept in their quotes. It stops at the first
+/// malformed param.
+#[derive(Clone, Debug)]
+pub struct HeaderParams<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+/// One header param with its position, for the parser's own use.
+struct Param<'a> {
+    name: &'a [u8],
+    value: Option<&'a [u8]>,
+    name_end: usize,
+}
+
+/// Characters of a `gen-value` that is not quoted: `token / host`, where `host` adds `:`
+/// and brackets for IPv6 (e.g. `received=2001:db8::1`).
+static PARAM_VALUE: [bool; 256] = {
+    let mut map = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        map[i] = TOKEN[i] || i == b':' as usize || i == b'[' as usize || i == b']' as usize;
+        i += 1;
+    }
+    map
+};
+
+impl<'a> HeaderParams<'a> {
+    /// The next param, `None` at the end of the params, `Some(Err)` when malformed.
+    /// `self.i` is left after the last param read.
+    fn next_param(&mut self) -> Option<Result<Param<'a>, ()>> {
+        let s = self.s;
+        let j = skip_lws(s, self.i);
+        if s.get(j) != Some(&b';') {
+            return None;
+        }
+        let name_start = skip_lws(s, j + 1);
+        let name_end = span(s, name_start, &TOKEN);
+        if name_end == name_start {
+            return Some(Err(()));
+        }
+        let name = s.get(name_start..name_end).unwrap_or_default();
+        let k = skip_lws(s, name_end);
+        if s.get(k) != Some(&b'=') {
+            self.i = name_end;
+            return Some(Ok(Param {
+                name,
+                value: None,
+                name_end,
+            }));
+        }
+        let v = skip_lws(s, k + 1);
+        let v_end = match s.get(v) {
+            Some(b'"') => match quoted_end(s, v) {
+                Some(e) => e,
+                None => return Some(Err(())),
+            },
+            _ => span(s, v, &PARAM_VALUE),
+        };
+        if v_end == v {
+            return Some(Err(()));
+        }
+        self.i = v_end;
+        Some(Ok(Param {
+            name,
+            value: s.get(v..v_end),
+            name_end,
+        }))
+    }
+}
+
+impl<'a> Iterator for HeaderParams<'a> {
+    type Item = (&'a [u8], Option<&'a [u8]>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.next_param()? {
+            Ok(p) => Some((p.name, p.value)),
+            Err(()) => {
+                self.i = self.s.len();
+                None
+            }
+        }
+    }
+}
+
+/// Runs `f` over the params starting at `i`, returns `(raw params, end index)`.
+fn scan_params<'a>(
+    s: &'a [u8],
+    i: usize,
+    mut f: impl FnMut(&Param<'a>) -> Result<(), ParseError>,
+    malformed: ParseError,
+) -> Result<(&'a [u8], usize), ParseError> {
+    let mut it = HeaderParams { s, i };
+    let first = skip_lws(s, i);
+    while let Some(p) = it.next_param() {
+        f(&p.map_err(|()| malformed)?)?;
+    }
+    let raw = if it.i > i {
+        s.get(first..it.i).unwrap_or_default()
+    } else {
+        b""
+    };
+    Ok((raw, it.i))
+}
+
+/// `(name-addr / addr-spec)` followed by its params, as found in From, To and Contact.
+struct Element<'a> {
+    display: Option<&'a [u8]>,
+    uri: Uri<'a>,
+    uri_raw: &'a [u8],
+    params: &'a [u8],
+    end: usize,
+}
+
+/// Parses one element at `i`. An addr-spec outside `<>` ends at the first `;` (what
+/// follows are header params, RFC 3261 §20.10 and RFC 4475 `cparam01`), `,` or LWS, and
+/// may not contain `?` (RFC 4475 `regbadct`).
+fn parse_element<'a>(
+    s: &'a [u8],
+    i: usize,
+    on_param: impl FnMut(&Param<'a>) -> Result<(), ParseError>,
+    malformed: ParseError,
+) -> Result<Element<'a>, ParseError> {
+    let mut i = skip_lws(s, i);
+    let mut display = None;
+    match s.get(i) {
+        Some(b'"') => {
+            let end = quoted_end(s, i).ok_or(malformed)?;
+            display = s.get(i..end);
+            i = skip_lws(s, end);
+            if s.get(i) != Some(&b'<') {
+                return Err(malformed);
+            }
+        }
+        Some(b'<') => {}
+        Some(_) => {
+            // `display-name = *(token LWS)`: tokens up to a `<` make a display name.
+            // Missing LWS before `<` is tolerated (RFC 4475 `lwsdisp`).
+            let mut j = i;
+            let mut last_end = i;
+            loop {
+                let t = span(s, j, &TOKEN);
+                if t == j {
+                    break;
+                }
+                last_end = t;
+                j = skip_lws(s, t);
+            }
+            if j > i && s.get(j) == Some(&b'<') {
+                display = s.get(i..last_end);
+                i = j;
+            }
+        }
+        None => return Err(malformed),
+    }
+    let (uri_raw, after_uri) = if s.get(i) == Some(&b'<') {
+        let tail = s.get(i + 1..).unwrap_or_default();
+        let close = memchr::memchr(b'>', tail).ok_or(malformed)?;
+        (tail.get(..close).unwrap_or_default(), i + 1 + close + 1)
+    } else {
+        let mut end = i;
+        while let Some(&b) = s.get(end) {
+            if b == b';' || b == b',' || LWS[usize::from(b)] {
+                break;
+            }
+            end += 1;
+        }
+        let raw = s.get(i..end).unwrap_or_default();
+        if memchr::memchr(b'?', raw).is_some() {
+            return Err(malformed);
+        }
+        (raw, end)
+    };
+    let uri = parse_uri(uri_raw).map_err(|_| malformed)?;
+    let (params, end) = scan_params(s, after_uri, on_param, malformed)?;
+    Ok(Element {
+        display,
+        uri,
+        uri_raw,
+        params,
+        end,
+    })
+}
+
+/// Parses a From or To value: one element, `tag` picked out, nothing after.
+fn parse_name_addr(s: &[u8], malformed: ParseError) -> Result<NameAddr<'_>, ParseError> {
+    let mut tag = None;
+    let el = parse_element(
+        s,
+        0,
+        |p| {
+            if p.name.eq_ignore_ascii_case(b"tag") && tag.is_none() {
+                tag = Some(p.value.ok_or(malformed)?);
+            }
+            Ok(())
+        },
+        malformed,
+    )?;
+    if skip_lws(s, el.end) != s.len() {
+        return Err(malformed);
+    }
+    Ok(NameAddr {
+        display: el.display,
+        uri: el.uri,
+        uri_raw: el.uri_raw,
+        tag,
+        params: el.params,
+    })
+}
+
+/// `qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )`, in thousandths.
+fn parse_qvalue(v: &[u8]) -> Option<u16> {
+    let (int, frac) = match memchr::memchr(b'.', v) {
+        Some(dot) => (v.get(..dot)?, v.get(dot + 1..)?),
+        None => (v, &b""[..]),
+    };
+    if frac.len() > 3 || !all_in(frac, &DIGIT) {
+        return None;
+    }
+    let mut thousandths: u16 = 0;
+    for k in 0..3 {
+        let d = frac.get(k).map_or(0, |d| u16::from(d - b'0'));
+        thousandths = thousandths * 10 + d;
+    }
+    match int {
+        b"0" => Some(thousandths),
+        b"1" if thousandths == 0 => Some(1000),
+        _ => None,
+    }
+}
+
+/// Parses one Contact header value into `out` (`*` is handled by the caller).
+fn parse_contact_list<'a>(
+    s: &'a [u8],
+    out: &mut [Contact<'a>; CONTACTS_PER_MESSAGE_MAX],
+    n: &mut usize,
+) -> Result<(), ParseError> {
+    let mut i = 0;
+    loop {
+        let mut c = Contact::EMPTY;
+        let el = parse_element(
+            s,
+            i,
+            |p| {
+                let name = p.name;
+                if name.eq_ignore_ascii_case(b"expires") {
+                    let v = p.value.ok_or(ParseError::BadContactExpires)?;
+                    c.expires = Some(digits_saturating(v).ok_or(ParseError::BadContactExpires)?);
+                } else if name.eq_ignore_ascii_case(b"q") {
+                    let v = p.value.ok_or(ParseError::BadContactQ)?;
+                    c.q = Some(parse_qvalue(v).ok_or(ParseError::BadContactQ)?);
+                } else if name.eq_ignore_ascii_case(b"+sip.instance") {
+                    let v = p.value.ok_or(ParseError::BadContact)?;
+                    let unquoted = v.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\""));
+                    c.instance = Some(unquoted.unwrap_or(v));
+                } else if name.eq_ignore_ascii_case(b"reg-id") {
+                    let v = p.value.ok_or(ParseError::BadContactRegId)?;
+                    c.reg_id = Some(digits_u32(v).ok_or(ParseError::BadContactRegId)?);
+                }
+                Ok(())
+            },
+            ParseError::BadContact,
+        )?;
+        if el.uri_raw.len() > CONTACT_URI_BYTES_MAX {
+            return Err(ParseError::ContactUriTooLong);
+        }
+        c.display = el.display;
+        c.uri = el.uri;
+        c.uri_raw = el.uri_raw;
+        c.params = el.params;
+        *out.get_mut(*n).ok_or(ParseError::TooManyContacts)? = c;
+        *n += 1;
+        let j = skip_lws(s, el.end);
+        match s.get(j) {
+            None => return Ok(()),
+            Some(b',') => i = j + 1,
+            Some(_) => return Err(ParseError::BadContact),
+        }
+    }
+}
+
+/// Parses the top via-parm of a Via value:
+/// `sent-protocol LWS sent-by *( SEMI via-params )`, with
+/// `sent-protocol = protocol-name SLASH protocol-version SLASH transport` and
+/// `SLASH = SWS "/" SWS`, `sent-by = host [ COLON port ]`.
+/// The protocol version must equal the request line's (so that a `SIP/7.0` request can
+/// still be answered with 505, RFC 4475 `badvers`).
+fn parse_via<'a>(s: &'a [u8], version: &[u8]) -> Result<Via<'a>, ParseError> {
+    const E: ParseError = ParseError::BadVia;
+    let start = skip_lws(s, 0);
+    let slash = |i: usize| {
+        let j = skip_lws(s, i);
+        if s.get(j) == Some(&b'/') {
+            Ok(skip_lws(s, j + 1))
+        } else {
+            Err(E)
+        }
+    };
+    let name_end = span(s, start, &TOKEN);
+    if !s
+        .get(start..name_end)
+        .unwrap_or_default()
+        .eq_ignore_ascii_case(b"SIP")
+    {
+        return Err(E);
+    }
+    let ver = slash(name_end)?;
+    let ver_end = span(s, ver, &TOKEN);
+    if s.get(ver..ver_end) != Some(version) {
+        return Err(E);
+    }
+    let tr = slash(ver_end)?;
+    let tr_end = span(s, tr, &TOKEN);
+    if tr_end == tr {
+        return Err(E);
+    }
+    let transport = Transport::from_bytes(s.get(tr..tr_end).unwrap_or_default());
+    let host_start = skip_lws(s, tr_end);
+    if host_start == tr_end {
+        return Err(E);
+    }
+    let host_end = if s.get(host_start) == Some(&b'[') {
+        let close = span(s, host_start + 1, &IPV6);
+        if s.get(close) != Some(&b']') || close == host_start + 1 {
+            return Err(E);
+        }
+        close + 1
+    } else {
+        span(s, host_start, &HOST)
+    };
+    if host_end == host_start {
+        return Err(E);
+    }
+    let host = s.get(host_start..host_end).unwrap_or_default();
+    let mut end = host_end;
+    let mut port = None;
+    let colon = skip_lws(s, host_end);
+    if s.get(colon) == Some(&b':') {
+        let p = skip_lws(s, colon + 1);
+        let p_end = span(s, p, &DIGIT);
+        port = Some(digits_u16(s.get(p..p_end).unwrap_or_default()).ok_or(E)?);
+        end = p_end;
+    }
+    let mut via = Via {
+        raw: b"",
+        transport,
+        host,
+        port,
+        branch: None,
+        rport: None,
+        received: None,
+        maddr: None,
+        params: b"",
+        rport_insert_at: 0,
+    };
+    let (params, end) = scan_params(
+        s,
+        end,
+        |p| {
+            let n = p.name;
+            if n.eq_ignore_ascii_case(b"branch") {
+                via.branch = via.branch.or(Some(p.value.ok_or(E)?));
+            } else if n.eq_ignore_ascii_case(b"rport") && via.rport.is_none() {
+                via.rport = Some(match p.value {
+                    None => {
+                        via.rport_insert_at = p.name_end - start;
+                        None
+                    }
+                    Some(v) => Some(digits_u16(v).ok_or(E)?),
+                });
+            } else if n.eq_ignore_ascii_case(b"received") {
+                via.received = via.received.or(Some(p.value.ok_or(E)?));
+            } else if n.eq_ignore_ascii_case(b"maddr") {
+                via.maddr = via.maddr.or(Some(p.value.ok_or(E)?));
+            }
+            Ok(())
+        },
+        E,
+    )?;
+    let next = skip_lws(s, end);
+    if !matches!(s.get(next), None | Some(b',')) {
+        return Err(E);
+    }
+    via.params = params;
+    via.raw = s.get(start..end).unwrap_or_default();
+    Ok(via)
+}
+
+/// Splits `s` at commas outside quoted strings and `<...>`, trimming LWS; calls `f` on
+/// each piece (empty pieces included).
+fn split_commas<'a>(
+    s: &'a [u8],
+    mut f: impl FnMut(&'a [u8]) -> Result<(), ParseError>,
+    malformed: ParseError,
+) -> Result<(), ParseError> {
+    let mut start = 0;
+    let mut i = 0;
+    while let Some(off) = memchr::memchr3(b',', b'"', b'<', s.get(i..).unwrap_or_default()) {
+        let at = i + off;
+        match s.get(at) {
+            Some(b'"') => i = quoted_end(s, at).ok_or(malformed)?,
+            Some(b'<') => {
+                let close =
+                    memchr::memchr(b'>', s.get(at..).unwrap_or_default()).ok_or(malformed)?;
+                i = at + close + 1;
+            }
+            _ => {
+                f(trim_lws(s.get(start..at).unwrap_or_default()))?;
+                start = at + 1;
+                i = start;
+            }
+        }
+    }
+    f(trim_lws(s.get(start..).unwrap_or_default()))
+}
+
+/// Appends the option tags of one Require/Proxy-Require/Supported value
+/// (`[option-tag *(COMMA option-tag)]`, option-tag = token).
+fn parse_option_tags<'a>(
+    s: &'a [u8],
+    out: &mut [&'a [u8]; OPTION_TAGS_MAX],
+    n: &mut usize,
+) -> Result<(), ParseError> {
+    if s.is_empty() {
+        return Ok(()); // `Supported:` with no tags is legal (RFC 3261 §20.37).
+    }
+    for tag in s.split(|&b| b == b',') {
+        let tag = trim_lws(tag);
+        if tag.is_empty() || !all_in(tag, &TOKEN) {
+            return Err(ParseError::BadOptionTag);
+        }
+        *out.get_mut(*n).ok_or(ParseError::TooManyOptionTags)? = tag;
+        *n += 1;
+    }
+    Ok(())
+}
+
+/// Parses `CSeq: 1*DIGIT LWS Method`.
+fn parse_cseq(s: &[u8]) -> Option<CSeq<'_>> {
+    let d_end = span(s, 0, &DIGIT);
+    let seq = digits_u32(s.get(..d_end)?)?;
+    let m = skip_lws(s, d_end);
+    if m == d_end {
+        return None;
+    }
+    let method = s.get(m..)?;
+    if method.is_empty() || !all_in(method, &TOKEN) {
+        return None;
+    }
+    Some(CSeq {
+        seq,
+        method: Method::from_bytes(method),
+    })
+}
+
+/// `callid = word [ "@" word ]`.
+fn call_id_valid(s: &[u8]) -> bool {
+    let (a, b) = match memchr::memchr(b'@', s) {
+        Some(at) => (
+            s.get(..at).unwrap_or_default(),
+            Some(s.get(at + 1..).unwrap_or_default()),
+        ),
+        None => (s, None),
+    };
+    let word = |w: &[u8]| !w.is_empty() && all_in(w, &WORD);
+    word(a) && b.is_none_or(word)
+}
+
+/// The parsed request line.
+struct RequestLine<'a> {
+    method: Method<'a>,
+    uri: Result<Uri<'a>, ParseError>,
+    /// The version number after `SIP/` (e.g. `2.0`), for the Via check.
+    version: &'a [u8],
+}
+
+/// `Request-Line = Method SP Request-URI SP SIP-Version CRLF`, single spaces
+/// (RFC 4475 `lwsstart`, `trws` and `lwsruri` are rejected).
+fn parse_request_line(line: &[u8]) -> Result<RequestLine<'_>, ParseError> {
+    const E: ParseError = ParseError::BadRequestLine;
+    let sp1 = memchr::memchr(b' ', line).ok_or(E)?;
+    let method = line.get(..sp1).unwrap_or_default();
+    let rest = line.get(sp1 + 1..).unwrap_or_default();
+    let sp2 = memchr::memchr(b' ', rest).ok_or(E)?;
+    let uri = rest.get(..sp2).unwrap_or_default();
+    let version = rest.get(sp2 + 1..).unwrap_or_default();
+    if method.is_empty() || !all_in(method, &TOKEN) || uri.is_empty() {
+        return Err(E);
+    }
+    // `SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT` (ABNF strings are case-insensitive).
+    let number = match version.get(..4) {
+        Some(p) if p.eq_ignore_ascii_case(b"SIP/") => version.get(4..).unwrap_or_default(),
+        _ => return Err(E),
+    };
+    let dot = memchr::memchr(b'.', number).ok_or(E)?;
+    let (major, minor) = (
+        number.get(..dot).unwrap_or_default(),
+        number.get(dot + 1..).unwrap_or_default(),
+    );
+    if major.is_empty() || minor.is_empty() || !all_in(major, &DIGIT) || !all_in(minor, &DIGIT) {
+        return Err(E);
+    }
+    Ok(RequestLine {
+        method: Method::from_bytes(method),
+        uri: parse_uri(uri).map_err(|_| ParseError::BadRequestUri),
+        version: number,
+    })
+}
+
+/// The next line of `buf` from `pos`: `(line without CR LF, index after LF)`.
+fn next_line(buf: &[u8], pos: usize) -> Option<(&[u8], usize)> {
+    let rest = buf.get(pos..)?;
+    let lf = memchr::memchr(b'\n', rest)?;
+    let line = rest.get(..lf)?;
+    Some((line.strip_suffix(b"\r").unwrap_or(line), pos + lf + 1))
+}
+
+/// Records the first error only.
+fn fail(slot: &mut Option<ParseError>, e: ParseError) {
+    if slot.is_none() {
+        *slot = Some(e);
+    }
+}
+
+/// Parses a SIP request from one datagram.
+///
+/// Leading CRLFs are skipped (RFC 3261 §7.5); bytes after the Content-Length body are
+/// ignored (§18.3, RFC 4475 `dblreq`). Responses yield [`ParseError::IsResponse`] with no
+/// echo, so the caller can drop them silently. On any other error the [`Rejected::echo`]
+/// is filled whenever the top Via parsed, so a 400 (or 505) can be sent.
+pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, Rejected<'a>> {
+    let reject = |error| Rejected { error, echo: None };
+    if buf.len() > DATAGRAM_BYTES_MAX {
+        return Err(reject(ParseError::TooLarge));
+    }
+    let mut pos = 0;
+    while buf.get(pos..pos + 2) == Some(b"\r\n") {
+        pos += 2;
+    }
+    if pos >= buf.len() {
+        return Err(reject(ParseError::Empty));
+    }
+    if buf
+        .get(pos..pos + 4)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/"))
+    {
+        return Err(reject(ParseError::IsResponse));
+    }
+
+    // Stage 1: the request line and the raw header lines.
+    let Some((line, mut pos)) = next_line(buf, pos) else {
+        return Err(reject(ParseError::Truncated));
+    };
+    let mut line_err = None;
+    let (method, request_uri, version) = match parse_request_line(line) {
+        Ok(rl) => {
+            if !rl.version.eq_ignore_ascii_case(b"2.0") {
+                fail(&mut line_err, ParseError::UnsupportedVersion);
+            }
+            let uri = rl.uri.unwrap_or_else(|e| {
+                fail(&mut line_err, e);
+                Uri::EMPTY
+            });
+            (rl.method, uri, rl.version)
+        }
+        Err(e) => {
+            fail(&mut line_err, e);
+            (Method::Other(b""), Uri::EMPTY, &b"2.0"[..])
+        }
+    };
+
+    let mut frame_err = None;
+    let mut headers = [RawHeader::EMPTY; HEADERS_PER_MESSAGE_MAX];
+    let mut n_headers = 0;
+    let mut body_start = None;
+    // The header being read: (name, kind, index of its line start, value start, value end).
+    let mut current: Option<(&[u8], usize, usize, usize)> = None;
+    loop {
+        let Some((line, next)) = next_line(buf, pos) else {
+            fail(&mut frame_err, ParseError::Truncated);
+            break;
+        };
+        let continuation = matches!(line.first(), Some(b' ' | b'\t'));
+        if let Some((_, line_start, _, value_end)) = &mut current {
+            if continuation {
+                *value_end = pos + line.len();
+                if *value_end - *line_start > HEADER_LINE_BYTES_MAX {
+                    fail(&mut frame_err, ParseError::HeaderTooLong);
+                    break;
+                }
+                pos = next;
+                continue;
+            }
+        }
+        if let Some((name, _, value_start, value_end)) = current.take() {
+            let Some(slot) = headers.get_mut(n_headers) else {
+                fail(&mut frame_err, ParseError::TooManyHeaders);
+                break;
+            };
+            *slot = RawHeader {
+                name,
+                kind: HeaderName::from_bytes(name),
+                value: trim_lws(buf.get(value_start..value_end).unwrap_or_default()),
+            };
+            n_headers += 1;
+        }
+        if line.is_empty() {
+            body_start = Some(next);
+            break;
+        }
+        let name_end = span(line, 0, &TOKEN);
+        let colon = span(line, name_end, &super::chars::WSP);
+        if name_end == 0 || line.get(colon) != Some(&b':') {
+            fail(&mut frame_err, ParseError::BadHeaderLine);
+            break;
+        }
+        if line.len() > HEADER_LINE_BYTES_MAX {
+            fail(&mut frame_err, ParseError::HeaderTooLong);
+            break;
+        }
+        current = Some((
+            line.get(..name_end).unwrap_or_default(),
+            pos,
+            pos + colon + 1,
+            pos + line.len(),
+        ));
+        pos = next;
+    }
+    let headers = headers.get(..n_headers).unwrap_or_default();
+
+    // Stage 2: pick out and parse.
+    let mut err = None; // Faults in header order, after the fixed-precedence ones.
+    let mut vias: [&[u8]; VIAS_PER_MESSAGE_MAX] = [b""; VIAS_PER_MESSAGE_MAX];
+    let mut n_vias = 0;
+    let (mut from, mut to, mut call_id, mut cseq) = (None, None, None, None);
+    let (mut max_forwards, mut expires, mut content_length) = (None, None, None);
+    let (mut user_agent, mut authorization) = (None, None);
+    let mut contacts = [Contact::EMPTY; CONTACTS_PER_MESSAGE_MAX];
+    let mut n_contacts = 0;
+    let mut star = 0usize;
+    let mut tags: [[&[u8]; OPTION_TAGS_MAX]; 3] = [[b""; OPTION_TAGS_MAX]; 3];
+    let mut n_tags = [0usize; 3];
+    let mut path: [&[u8]; PATH_VALUES_MAX] = [b""; PATH_VALUES_MAX];
+    let mut n_path = 0;
+
+    fn once<'a>(
+        slot: &mut Option<&'a [u8]>,
+        v: &'a [u8],
+        dup: ParseError,
+        err: &mut Option<ParseError>,
+    ) {
+        if slot.is_some() {
+            fail(err, dup);
+        } else {
+            *slot = Some(v);
+        }
+    }
+
+    for h in headers {
+        let v = h.value;
+        match h.kind {
+            HeaderName::Via => match vias.get_mut(n_vias) {
+                Some(slot) => {
+                    *slot = v;
+                    n_vias += 1;
+                }
+                None => fail(&mut err, ParseError::TooManyVias),
+            },
+            HeaderName::From => once(&mut from, v, ParseError::DuplicateFrom, &mut err),
+            HeaderName::To => once(&mut to, v, ParseError::DuplicateTo, &mut err),
+            HeaderName::CallId => once(&mut call_id, v, ParseError::DuplicateCallId, &mut err),
+            HeaderName::CSeq => once(&mut cseq, v, ParseError::DuplicateCSeq, &mut err),
+            HeaderName::MaxForwards => once(
+                &mut max_forwards,
+                v,
+                ParseError::DuplicateMaxForwards,
+                &mut err,
+            ),
+            HeaderName::Expires => once(&mut expires, v, ParseError::DuplicateExpires, &mut err),
+            HeaderName::ContentLength => once(
+                &mut content_length,
+                v,
+                ParseError::DuplicateContentLength,
+                &mut err,
+            ),
+            HeaderName::UserAgent => user_agent = user_agent.or(Some(v)),
+            HeaderName::Authorization => authorization = authorization.or(Some(v)),
+            _ if err.is_some() => {}
+            HeaderName::Contact => {
+                if v == b"*" {
+                    star += 1;
+                } else if let Err(e) = parse_contact_list(v, &mut contacts, &mut n_contacts) {
+                    fail(&mut err, e);
+                }
+            }
+            HeaderName::Require | HeaderName::ProxyRequire | HeaderName::Supported => {
+                let k = match h.kind {
+                    HeaderName::Require => 0,
+                    HeaderName::ProxyRequire => 1,
+                    _ => 2,
+                };
+                if let (Some(out), Some(n)) = (tags.get_mut(k), n_tags.get_mut(k)) {
+                    if let Err(e) = parse_option_tags(v, out, n) {
+                        fail(&mut err, e);
+                    }
+                }
+            }
+            HeaderName::Path => {
+                let r = split_commas(
+                    v,
+                    |p| {
+                        if p.is_empty() {
+                            return Err(ParseError::BadPath);
+                        }
+                        *path.get_mut(n_path).ok_or(ParseError::TooManyPathValues)? = p;
+                        n_path += 1;
+                        Ok(())
+                    },
+                    ParseError::BadPath,
+                );
+                if let Err(e) = r {
+                    fail(&mut err, e);
+                }
+            }
+            _ => {}
+        }
+    }
+    if star > 1 || (star == 1 && n_contacts > 0) {
+        fail(&mut err, ParseError::BadStarContact);
+    }
+
+    // The echo: needs a top Via with a sent-by.
+    let vias = vias.get(..n_vias).unwrap_or_default();
+    let top_via = match vias.first() {
+        Some(v) => parse_via(v, version),
+        None => Err(ParseError::MissingVia),
+    };
+    let to_parsed = to.map(|t| parse_name_addr(t, ParseError::BadTo));
+    let echo = top_via.ok().map(|top_via| Echo {
+        vias: arena.alloc_slice_copy(vias),
+        top_via,
+        from,
+        to,
+        call_id,
+        cseq,
+        to_has_tag: matches!(to_parsed, Some(Ok(NameAddr { tag: Some(_), .. }))),
+    });
+    let reject = |error| Err(Rejected { error, echo });
+    if let Some(e) = line_err.or(frame_err) {
+        return reject(e);
+    }
+    let via = match top_via {
+        Ok(v) => v,
+        Err(e) => return reject(e),
+    };
+    let from = match from.map(|f| parse_name_addr(f, ParseError::BadFrom)) {
+        Some(Ok(f)) => f,
+        Some(Err(e)) => return reject(e),
+        None => return reject(ParseError::MissingFrom),
+    };
+    let to = match to_parsed {
+        Some(Ok(t)) => t,
+        Some(Err(e)) => return reject(e),
+        None => return reject(ParseError::MissingTo),
+    };
+    let Some(call_id) = call_id else {
+        return reject(ParseError::MissingCallId);
+    };
+    if call_id.len() > CALL_ID_BYTES_MAX {
+        return reject(ParseError::CallIdTooLong);
+    }
+    if !call_id_valid(call_id) {
+        return reject(ParseError::BadCallId);
+    }
+    let Some(cseq) = cseq else {
+        return reject(ParseError::MissingCSeq);
+    };
+    let Some(cseq) = parse_cseq(cseq) else {
+        return reject(ParseError::BadCSeq);
+    };
+    if cseq.method != method {
+        return reject(ParseError::CSeqMethodMismatch);
+    }
+    let max_forwards = match max_forwards.map(|m| digits_u32(m).filter(|&m| m <= 255)) {
+        Some(None) => return reject(ParseError::BadMaxForwards),
+        Some(Some(m)) => Some(m),
+        None => None,
+    };
+    let expires = match expires.map(digits_saturating) {
+        Some(None) => return reject(ParseError::BadExpires),
+        Some(Some(e)) => Some(e),
+        None => None,
+    };
+    let content_length = match content_length.map(digits_u32) {
+        Some(None) => return reject(ParseError::BadContentLength),
+        Some(Some(l)) => Some(l),
+        None => None,
+    };
+    if let Some(e) = err {
+        return reject(e);
+    }
+    let rest = buf
+        .get(body_start.unwrap_or(buf.len())..)
+        .unwrap_or_default();
+    let body = match content_length {
+        Some(l) => match rest.get(..l as usize) {
+            Some(b) => b,
+            None => return reject(ParseError::ContentLengthMismatch),
+        },
+        None => rest,
+    };
+    let Some(echo) = echo else {
+        return reject(ParseError::BadVia); // Unreachable: the top Via parsed.
+    };
+    let slice = |k: usize| {
+        let n = n_tags.get(k).copied().unwrap_or(0);
+        let tags = tags.get(k).and_then(|t| t.get(..n)).unwrap_or_default();
+        &*arena.alloc_slice_copy(tags)
+    };
+    Ok(Request {
+        method,
+        request_uri,
+        via,
+        from,
+        to,
+        call_id,
+        cseq,
+        max_forwards,
+        contacts: match (star, n_contacts) {
+            (0, 0) => Contacts::None,
+            (_, 0) => Contacts::Star,
+            (_, n) => Contacts::List(arena.alloc_slice_copy(contacts.get(..n).unwrap_or_default())),
+        },
+        expires,
+        require: slice(0),
+        proxy_require: slice(1),
+        supported: slice(2),
+        path: arena.alloc_slice_copy(path.get(..n_path).unwrap_or_default()),
+        content_length,
+        user_agent,
+        authorization,
+        headers: arena.alloc_slice_copy(headers),
+        body,
+        echo,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A REGISTER in the style of RFC 3665 §2.1, with the given extra header lines.
+    fn register(extra: &str) -> String {
+        format!(
+            "REGISTER sips:ss2.biloxi.example.com SIP/2.0\r\n\
+             Via: SIP/2.0/TLS client.biloxi.example.com:5061;branch=z9hG4bKnashds7\r\n\
+             Max-Forwards: 70\r\n\
+             From: Bob <sips:bob@biloxi.example.com>;tag=a73kszlfl\r\n\
+             To: Bob <sips:bob@biloxi.example.com>\r\n\
+             Call-ID: 1j9FpLxk3uxtm8tn@biloxi.example.com\r\n\
+             CSeq: 1 REGISTER\r\n\
+             {extra}\
+             Content-Length: 0\r\n\r\n"
+        )
+    }
+
+    /// `req! { name, bytes, |req| { checks } }` for a request that must parse, and
+    /// `req! { name, bytes, Err(error) }` for one that must not.
+    macro_rules! req {
+        ($name:ident, $buf:expr, |$req:ident| $body:block) => {
+            #[test]
+            fn $name() {
+                let arena = Bump::new();
+                let owned = $buf;
+                let buf: &[u8] = owned.as_ref();
+                let $req = match parse_request(buf, &arena) {
+                    Ok(r) => r,
+                    Err(r) => panic!("rejected: {:?}", r.error),
+                };
+                $body
+            }
+        };
+        ($name:ident, $buf:expr, Err($err:expr)) => {
+            #[test]
+            fn $name() {
+                let arena = Bump::new();
+                let owned = $buf;
+                let buf: &[u8] = owned.as_ref();
+                match parse_request(buf, &arena) {
+                    Ok(r) => panic!("parsed: {:?}", r.method),
+                    Err(r) => assert_eq!(r.error, $err),
+                }
+            }
+        };
+    }
+
+    fn contacts<'a>(req: &Request<'a>) -> &'a [Contact<'a>] {
+        match req.contacts {
+            Contacts::List(c) => c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    req! { rfc3665_register, register("Contact: <sips:bob@client.biloxi.example.com>\r\n"), |req| {
+        assert_eq!(req.method, Method::Register);
+        assert_eq!(req.request_uri.host, b"ss2.biloxi.example.com");
+        assert_eq!(req.via.transport, Transport::Tls);
+        assert_eq!((req.via.host, req.via.port), (&b"client.biloxi.example.com"[..], Some(5061)));
+        assert_eq!(req.via.branch, Some(&b"z9hG4bKnashds7"[..]));
+        assert_eq!(req.via.rport, None);
+        assert_eq!(req.from.display, Some(&b"Bob"[..]));
+        assert_eq!(req.from.tag, Some(&b"a73kszlfl"[..]));
+        assert_eq!(req.to.tag, None);
+        assert_eq!(req.to.uri_raw, b"sips:bob@biloxi.example.com");
+        assert_eq!(req.call_id, b"1j9FpLxk3uxtm8tn@biloxi.example.com");
+        assert_eq!(req.cseq, CSeq { seq: 1, method: Method::Register });
+        assert_eq!(req.max_forwards, Some(70));
+        assert_eq!(req.content_length, Some(0));
+        assert_eq!(contacts(&req)[0].uri_raw, b"sips:bob@client.biloxi.example.com");
+        assert_eq!(req.headers.len(), 8);
+        assert_eq!(req.headers[1].kind, HeaderName::MaxForwards);
+        assert_eq!(req.echo.vias.len(), 1);
+        assert!(!req.echo.to_has_tag);
+        assert_eq!(req.echo.cseq, Some(&b"1 REGISTER"[..]));
+        assert!(req.body.is_empty());
+    }}
+
+    req! { compact_forms, "REGISTER sip:example.com SIP/2.0\r\nv: SIP/2.0/UDP h;branch=z9hG4bK1;rport\r\n\
+        f: <sip:a@example.com>;tag=1\r\nt: sip:a@example.com\r\ni: abc\r\nCSEQ: 2 REGISTER\r\n\
+        m: <sip:a@10.0.0.1>\r\nk: path, gruu\r\ne: gzip\r\nl: 4\r\n\r\nbodyEXTRA", |req| {
+        assert_eq!(req.via.rport, Some(None));
+        assert_eq!(req.call_id, b"abc");
+        assert_eq!(req.supported, &[&b"path"[..], b"gruu"]);
+        assert_eq!(req.body, b"body");
+        assert_eq!(contacts(&req).len(), 1);
+        assert_eq!(req.max_forwards, None);
+    }}
+
+    req! { leading_crlf_and_folding, "\r\n\r\nREGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP\r\n  h.example.com\r\n\t;branch=z9hG4bK1\r\n\
+        From: <sip:a@example.com>\r\n ;tag=1\r\nTo: sip:a@example.com\r\nCall-ID: x\r\nCSeq: 1\r\n REGISTER\r\n\
+        Contact: \"A, B\" <sip:a@h1>;\r\n  q=0.5,\r\n  <sip:a@h2>\r\nExpires: 60\r\n\r\n", |req| {
+        assert_eq!(req.via.host, b"h.example.com");
+        assert_eq!(req.from.tag, Some(&b"1"[..]));
+        let c = contacts(&req);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].display, Some(&b"\"A, B\""[..]));
+        assert_eq!(c[0].q, Some(500));
+        assert_eq!(c[1].uri_raw, b"sip:a@h2");
+        assert_eq!(req.expires, Some(60));
+        assert_eq!(req.echo.vias[0], b"SIP/2.0/UDP\r\n  h.example.com\r\n\t;branch=z9hG4bK1");
+    }}
+
+    req! { quoted_display_names, register("Contact: \"Bob \\\"the, <builder>\\\"\" <sip:bob@h1>, sip:bob@h2;q=1, \
+        Bob Smith <sip:bob@h3>;expires=0\r\nContact: <sip:bob@h4>;q=0.001;expires=99999999999\r\n"), |req| {
+        let c = contacts(&req);
+        assert_eq!(c.len(), 4);
+        assert_eq!(c[0].display, Some(&b"\"Bob \\\"the, <builder>\\\"\""[..]));
+        assert_eq!((c[1].uri_raw, c[1].q), (&b"sip:bob@h2"[..], Some(1000)));
+        assert_eq!((c[2].display, c[2].expires), (Some(&b"Bob Smith"[..]), Some(0)));
+        assert_eq!((c[3].q, c[3].expires), (Some(1), Some(u32::MAX)));
+    }}
+
+    req! { outbound_params, register("Contact: <sip:bob@192.0.2.4;transport=tcp;ob>;+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-AABBCCDDEEFF>\";reg-id=1;expires=3600\r\n"), |req| {
+        let c = &contacts(&req)[0];
+        assert_eq!(c.instance, Some(&b"<urn:uuid:00000000-0000-1000-8000-AABBCCDDEEFF>"[..]));
+        assert_eq!((c.reg_id, c.expires, c.q), (Some(1), Some(3600), None));
+        assert_eq!(c.uri.param(b"ob"), Some(None));
+        assert_eq!(c.params().map(|(n, _)| n).collect::<Vec<_>>(), [&b"+sip.instance"[..], b"reg-id", b"expires"]);
+        assert!(c.params.starts_with(b";+sip.instance="));
+    }}
+
+    req! { star, register("Contact: *\r\nExpires: 0\r\n"), |req| {
+        assert_eq!(req.contacts, Contacts::Star);
+        assert_eq!(req.expires, Some(0));
+    }}
+
+    req! { unbracketed_params_are_header_params, register("Contact: sip:bob@h;unknownparam;q=0.7\r\n"), |req| {
+        let c = &contacts(&req)[0];
+        assert_eq!(c.uri_raw, b"sip:bob@h");
+        assert_eq!(c.uri.params, b"");
+        assert_eq!(c.q, Some(700));
+        assert_eq!(c.params, b";unknownparam;q=0.7");
+    }}
+
+    req! { bracketed_params_are_uri_params, register("Contact: <sip:bob@h;unknownparam>\r\n"), |req| {
+        let c = &contacts(&req)[0];
+        assert_eq!(c.uri.param(b"unknownparam"), Some(None));
+        assert_eq!(c.params, b"");
+    }}
+
+    req! { path_and_option_tags, register("Path: <sip:p1.example.com;lr>,<sip:p2.example.com;lr>\r\nPath: <sip:p3;lr>\r\n\
+        Require: path\r\nProxy-Require: foo, bar\r\nSupported:\r\nUser-Agent: X/1\r\nAuthorization: Digest username=\"bob\", realm=\"b\"\r\n"), |req| {
+        assert_eq!(req.path, &[&b"<sip:p1.example.com;lr>"[..], b"<sip:p2.example.com;lr>", b"<sip:p3;lr>"]);
+        assert_eq!(req.require, &[&b"path"[..]]);
+        assert_eq!(req.proxy_require, &[&b"foo"[..], b"bar"]);
+        assert!(req.supported.is_empty());
+        assert_eq!(req.user_agent, Some(&b"X/1"[..]));
+        assert_eq!(req.authorization, Some(&b"Digest username=\"bob\", realm=\"b\""[..]));
+    }}
+
+    req! { escaped_method_is_other, "RE%47IST%45R sip:h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@h>;tag=1\r\n\
+        To: <sip:a@h>\r\nCall-ID: c\r\nCSeq: 1 RE%47IST%45R\r\n\r\n", |req| {
+        assert_eq!(req.method, Method::Other(b"RE%47IST%45R"));
+    }}
+
+    req! { ipv6_via, "OPTIONS sip:[2001:db8::9]:5070 SIP/2.0\r\nVia: SIP/2.0/UDP [2001:db8::9:1] : 5070 ;rport=5070;received=2001:db8::9:255;maddr=[::1]\r\n\
+        From: <sip:a@h>;tag=1\r\nTo: <sip:a@h>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n", |req| {
+        assert_eq!((req.via.host, req.via.port, req.via.rport), (&b"[2001:db8::9:1]"[..], Some(5070), Some(Some(5070))));
+        assert_eq!(req.via.received, Some(&b"2001:db8::9:255"[..]));
+        assert_eq!(req.via.maddr, Some(&b"[::1]"[..]));
+        assert_eq!(req.request_uri.port, Some(5070));
+    }}
+
+    req! { response_is_not_request, "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h\r\n\r\n", Err(ParseError::IsResponse) }
+    req! { empty, "\r\n\r\n", Err(ParseError::Empty) }
+    req! { bad_q, register("Contact: <sip:a@h>;q=1.5\r\n"), Err(ParseError::BadContactQ) }
+    req! { bad_q_digits, register("Contact: <sip:a@h>;q=0.1234\r\n"), Err(ParseError::BadContactQ) }
+    req! { bad_contact_expires, register("Contact: <sip:a@h>;expires=soon\r\n"), Err(ParseError::BadContactExpires) }
+    req! { bad_reg_id, register("Contact: <sip:a@h>;reg-id=99999999999\r\n"), Err(ParseError::BadContactRegId) }
+    req! { unbracketed_headers, register("Contact: sip:a@h?Route=x\r\n"), Err(ParseError::BadContact) }
+    req! { star_with_others, register("Contact: *\r\nContact: <sip:a@h>\r\n"), Err(ParseError::BadStarContact) }
+    req! { contact_garbage_after, register("Contact: <sip:a@h> junk\r\n"), Err(ParseError::BadContact) }
+    req! { long_contact_uri, register(&format!("Contact: <sip:{}@h>\r\n", "a".repeat(600))), Err(ParseError::ContactUriTooLong) }
+    req! { too_many_contacts, register(&"Contact: <sip:a@h>\r\n".repeat(33)), Err(ParseError::TooManyContacts) }
+    req! { too_many_headers, register(&"X-A: b\r\n".repeat(96)), Err(ParseError::TooManyHeaders) }
+    req! { header_too_long, register(&format!("X-A: {}\r\n", "b".repeat(5000))), Err(ParseError::HeaderTooLong) }
+    req! { too_large, " ".repeat(DATAGRAM_BYTES_MAX + 1), Err(ParseError::TooLarge) }
+    req! { long_call_id, register("").replace("Call-ID: ", &format!("Call-ID: {}", "x".repeat(255))), Err(ParseError::CallIdTooLong) }
+    req! { bad_call_id, register("").replace("Call-ID: 1j9", "Call-ID: a b"), Err(ParseError::BadCallId) }
+    req! { missing_call_id, register("").replace("Call-ID", "X-Call-ID"), Err(ParseError::MissingCallId) }
+    req! { missing_via, register("").replace("Via", "X-Via"), Err(ParseError::MissingVia) }
+    req! { missing_from, register("").replace("From", "X-From"), Err(ParseError::MissingFrom) }
+    req! { missing_to, register("").replace("To:", "X-To:"), Err(ParseError::MissingTo) }
+    req! { missing_cseq, register("").replace("CSeq", "X-CSeq"), Err(ParseError::MissingCSeq) }
+    req! { duplicate_to, register("To: <sip:x@h>\r\n"), Err(ParseError::DuplicateTo) }
+    req! { duplicate_call_id, register("i: other\r\n"), Err(ParseError::DuplicateCallId) }
+    req! { bad_cseq, register("").replace("CSeq: 1 ", "CSeq: 4294967296 "), Err(ParseError::BadCSeq) }
+    req! { cseq_mismatch, register("").replace("CSeq: 1 REGISTER", "CSeq: 1 INVITE"), Err(ParseError::CSeqMethodMismatch) }
+    req! { max_forwards_range, register("").replace("Max-Forwards: 70", "Max-Forwards: 256"), Err(ParseError::BadMaxForwards) }
+    req! { bad_expires, register("Expires: -1\r\n"), Err(ParseError::BadExpires) }
+    req! { bad_content_length, register("").replace("Content-Length: 0", "Content-Length: x"), Err(ParseError::BadContentLength) }
+    req! { short_body, register("").replace("Content-Length: 0", "Content-Length: 5"), Err(ParseError::ContentLengthMismatch) }
+    req! { bad_version, register("").replace("SIP/2.0\r\n", "SIP/3.0\r\n"), Err(ParseError::UnsupportedVersion) }
+    req! { bad_request_line, register("").replace("REGISTER sips", "REGISTER  sips"), Err(ParseError::BadRequestLine) }
+    req! { bad_request_uri, register("").replace("sips:ss2", "sips:ss 2"), Err(ParseError::BadRequestLine) }
+    req! { bad_header_line, register("NoColon\r\n"), Err(ParseError::BadHeaderLine) }
+    req! { truncated, "REGISTER sip:h SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n", Err(ParseError::Truncated) }
+    req! { bad_option_tag, register("Require: a b\r\n"), Err(ParseError::BadOptionTag) }
+    req! { bad_to, register("").replace("To: Bob <sips:bob@biloxi.example.com>", "To: Bob <sips:bob@biloxi.example.com"), Err(ParseError::BadTo) }
+
+    #[test]
+    fn rejected_keeps_echo() {
+        let arena = Bump::new();
+        let buf = register("Contact: <sip:a@h>;q=2\r\n");
+        let r = parse_request(buf.as_bytes(), &arena).unwrap_err();
+        assert_eq!(r.error.reason(), "Invalid q value in Contact");
+        let echo = r.echo.unwrap();
+        assert_eq!(
+            echo.vias,
+            &[&b"SIP/2.0/TLS client.biloxi.example.com:5061;branch=z9hG4bKnashds7"[..]]
+        );
+        assert_eq!(
+            echo.call_id,
+            Some(&b"1j9FpLxk3uxtm8tn@biloxi.example.com"[..])
+        );
+        assert_eq!(
+            echo.from,
+            Some(&b"Bob <sips:bob@biloxi.example.com>;tag=a73kszlfl"[..])
+        );
+        // A foreign version is still answerable when the Via agrees with it (505).
+        let buf = register("").replace("SIP/2.0", "SIP/7.0");
+        let r = parse_request(buf.as_bytes(), &arena).unwrap_err();
+        assert_eq!(
+            (r.error, r.error.status()),
+            (ParseError::UnsupportedVersion, 505)
+        );
+        assert!(r.echo.is_some());
+        // No Via, no echo.
+        let buf = register("").replace("Via", "X-Via");
+        assert!(
+            parse_request(buf.as_bytes(), &arena)
+                .unwrap_err()
+                .echo
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn keepalives() {
+        assert!(is_keepalive(b"\r\n"));
+        assert!(is_keepalive(b"\r\n\r\n"));
+        assert!(!is_keepalive(b""));
+        assert!(!is_keepalive(b"\r\n\r\n\r\n"));
+        assert!(!is_keepalive(b"REGISTER"));
+    }
+
+    #[test]
+    fn qvalues() {
+        for (s, q) in [
+            ("0", Some(0)),
+            ("1", Some(1000)),
+            ("1.000", Some(1000)),
+            ("0.5", Some(500)),
+            ("0.", Some(0)),
+            ("0.125", Some(125)),
+            ("1.001", None),
+            ("2", None),
+            (".5", None),
+            ("0.5x", None),
+            ("", None),
+        ] {
+            assert_eq!(parse_qvalue(s.as_bytes()), q, "{s}");
+        }
+    }
+
+    #[test]
+    fn truncations_never_panic() {
+        let buf = register(
+            "Contact: \"A\" <sip:a@h;lr>;q=0.5;+sip.instance=\"<urn:x>\", sip:b@h\r\nPath: <sip:p;lr>\r\n",
+        );
+        let arena = Bump::new();
+        for n in 0..buf.len() {
+            let _ = parse_request(&buf.as_bytes()[..n], &arena);
+        }
+    }
+}

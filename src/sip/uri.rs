@@ -1,0 +1,720 @@
+//! SIP and SIPS URIs (RFC 3261 §19.1), parsed in place, plus equivalence and AOR keys.
+//!
+//! A registrar needs three things from a URI: its parts (to validate the AOR and the
+//! contact), the §19.1.4 equivalence rule (to match a refreshed contact against a stored
+//! binding), and a canonical address-of-record key (§10.3 step 5: parameters dropped,
+//! escapes undone). The parts stay borrowed and escaped; unescaping happens only while
+//! comparing or writing a key, so parsing never allocates.
+//!
+//! URIs of other schemes (`tel:`, `isbn:`, `name:`) parse as [`Scheme::Other`] with an
+//! opaque rest, so the registrar can answer them with a precise status instead of a
+//! generic parse failure.
+
+use super::chars::{
+    HOST, IPV6, OPAQUE, PASSWORD, SCHEME, URI_HEADER, URI_PARAM, USER, all_in, escapes_valid,
+    hex_val, span,
+};
+use super::error::UriError;
+
+/// The scheme of a URI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Scheme<'a> {
+    /// `sip:`
+    Sip,
+    /// `sips:`
+    Sips,
+    /// Any other scheme, as written (without the colon).
+    Other(&'a [u8]),
+}
+
+/// A URI borrowed from the message. Parts keep their `%` escapes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Uri<'a> {
+    /// The scheme.
+    pub scheme: Scheme<'a>,
+    /// The user part, still escaped; `None` when there is no `@`.
+    pub user: Option<&'a [u8]>,
+    /// The password after `user:`, still escaped (may be empty).
+    pub password: Option<&'a [u8]>,
+    /// The host; an IPv6 reference keeps its brackets. Empty for [`Scheme::Other`].
+    pub host: &'a [u8],
+    /// The explicit port.
+    pub port: Option<u16>,
+    /// Raw URI parameters: after the first `;` of the host part, before `?`.
+    pub params: &'a [u8],
+    /// Raw URI headers: after `?`.
+    pub headers: &'a [u8],
+    /// The whole URI as parsed.
+    pub raw: &'a [u8],
+}
+
+impl<'a> Uri<'a> {
+    /// A placeholder value (empty `sip:` URI), for fixed-size buffers.
+    pub const EMPTY: Self = Self {
+        scheme: Scheme::Sip,
+        user: None,
+        password: None,
+        host: b"",
+        port: None,
+        params: b"",
+        headers: b"",
+        raw: b"",
+    };
+
+    /// The value of URI parameter `name` (ASCII case-insensitive): `None` when absent,
+    /// `Some(None)` for a parameter without `=value`, `Some(Some(v))` otherwise (raw).
+    /// The first occurrence wins.
+    pub fn param(&self, name: &[u8]) -> Option<Option<&'a [u8]>> {
+        self.params()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// The URI parameters in order, as raw `(name, value)` pairs.
+    pub fn params(&self) -> UriParams<'a> {
+        UriParams {
+            rest: self.params,
+            sep: b';',
+        }
+    }
+
+    /// The URI headers in order, as raw `(name, value)` pairs.
+    pub fn headers(&self) -> UriParams<'a> {
+        UriParams {
+            rest: self.headers,
+            sep: b'&',
+        }
+    }
+
+    /// For [`Scheme::Other`]: everything after `scheme:`. Empty for SIP/SIPS.
+    pub fn opaque(&self) -> &'a [u8] {
+        match self.scheme {
+            Scheme::Other(s) => self.raw.get(s.len() + 1..).unwrap_or_default(),
+            Scheme::Sip | Scheme::Sips => b"",
+        }
+    }
+
+    /// Prints the URI from its parts (`scheme:[user[:password]@]host[:port][;params][?headers]`).
+    pub fn write(&self, out: &mut Vec<u8>) {
+        match self.scheme {
+            Scheme::Sip => out.extend_from_slice(b"sip:"),
+            Scheme::Sips => out.extend_from_slice(b"sips:"),
+            Scheme::Other(s) => {
+                out.extend_from_slice(s);
+                out.push(b':');
+                out.extend_from_slice(self.opaque());
+                return;
+            }
+        }
+        if let Some(user) = self.user {
+            out.extend_from_slice(user);
+            if let Some(pw) = self.password {
+                out.push(b':');
+                out.extend_from_slice(pw);
+            }
+            out.push(b'@');
+        }
+        out.extend_from_slice(self.host);
+        if let Some(port) = self.port {
+            out.push(b':');
+            super::write::push_u32(out, u32::from(port));
+        }
+        if !self.params.is_empty() {
+            out.push(b';');
+            out.extend_from_slice(self.params);
+        }
+        if !self.headers.is_empty() {
+            out.push(b'?');
+            out.extend_from_slice(self.headers);
+        }
+    }
+}
+
+/// Iterator over `;`-separated URI parameters or `&`-separated URI headers.
+#[derive(Clone, Debug)]
+pub struct UriParams<'a> {
+    rest: &'a [u8],
+    sep: u8,
+}
+
+impl<'a> Iterator for UriParams<'a> {
+    type Item = (&'a [u8], Option<&'a [u8]>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.rest.is_empty() {
+                return None;
+            }
+            let end = memchr::memchr(self.sep, self.rest).unwrap_or(self.rest.len());
+            let item = self.rest.get(..end).unwrap_or_default();
+            self.rest = self.rest.get(end + 1..).unwrap_or_default();
+            if item.is_empty() {
+                continue; // `;;` carries nothing.
+            }
+            return Some(match memchr::memchr(b'=', item) {
+                Some(eq) => (
+                    item.get(..eq).unwrap_or_default(),
+                    Some(item.get(eq + 1..).unwrap_or_default()),
+                ),
+                None => (item, None),
+            });
+        }
+    }
+}
+
+/// Parses a URI (RFC 3261 §19.1.1 for `sip:`/`sips:`, an opaque `absoluteURI` for the rest).
+pub fn parse_uri(s: &[u8]) -> Result<Uri<'_>, UriError> {
+    let colon = memchr::memchr(b':', s).ok_or(UriError::Scheme)?;
+    let scheme = s.get(..colon).unwrap_or_default();
+    let rest = s.get(colon + 1..).unwrap_or_default();
+    let first_alpha = scheme.first().is_some_and(u8::is_ascii_alphabetic);
+    if !first_alpha || !all_in(scheme, &SCHEME) {
+        return Err(UriError::Scheme);
+    }
+    let scheme = if scheme.eq_ignore_ascii_case(b"sip") {
+        Scheme::Sip
+    } else if scheme.eq_ignore_ascii_case(b"sips") {
+        Scheme::Sips
+    } else {
+        if rest.is_empty() || !all_in(rest, &OPAQUE) {
+            return Err(UriError::Trailing);
+        }
+        return Ok(Uri {
+            scheme: Scheme::Other(scheme),
+            raw: s,
+            ..Uri::EMPTY
+        });
+    };
+
+    // `userinfo = ( user / telephone-subscriber ) [ ":" password ] "@"`: no other part
+    // may hold a bare `@`, so the first one ends the userinfo.
+    let (user, password, hostpart) = match memchr::memchr(b'@', rest) {
+        Some(at) => {
+            let info = rest.get(..at).unwrap_or_default();
+            let (user, password) = match memchr::memchr(b':', info) {
+                Some(c) => (
+                    info.get(..c).unwrap_or_default(),
+                    Some(info.get(c + 1..).unwrap_or_default()),
+                ),
+                None => (info, None),
+            };
+            if user.is_empty() || !all_in(user, &USER) || !escapes_valid(user) {
+                return Err(UriError::UserInfo);
+            }
+            if let Some(pw) = password {
+                if !all_in(pw, &PASSWORD) || !escapes_valid(pw) {
+                    return Err(UriError::UserInfo);
+                }
+            }
+            (Some(user), password, rest.get(at + 1..).unwrap_or_default())
+        }
+        None => (None, None, rest),
+    };
+
+    let host_end = if hostpart.first() == Some(&b'[') {
+        let close = memchr::memchr(b']', hostpart).ok_or(UriError::Host)?;
+        let inner = hostpart.get(1..close).unwrap_or_default();
+        if inner.is_empty() || !all_in(inner, &IPV6) {
+            return Err(UriError::Host);
+        }
+        close + 1
+    } else {
+        span(hostpart, 0, &HOST)
+    };
+    if host_end == 0 {
+        return Err(UriError::Host);
+    }
+    let host = hostpart.get(..host_end).unwrap_or_default();
+    let mut i = host_end;
+
+    let mut port = None;
+    if hostpart.get(i) == Some(&b':') {
+        let end = span(hostpart, i + 1, &super::chars::DIGIT);
+        port = Some(
+            super::chars::digits_u16(hostpart.get(i + 1..end).unwrap_or_default())
+                .ok_or(UriError::Port)?,
+        );
+        i = end;
+    }
+
+    let mut params: &[u8] = b"";
+    if hostpart.get(i) == Some(&b';') {
+        let tail = hostpart.get(i + 1..).unwrap_or_default();
+        let end = memchr::memchr(b'?', tail).unwrap_or(tail.len());
+        params = tail.get(..end).unwrap_or_default();
+        if !all_in(params, &URI_PARAM) || !escapes_valid(params) {
+            return Err(UriError::Params);
+        }
+        i += 1 + end;
+    }
+
+    let mut headers: &[u8] = b"";
+    if hostpart.get(i) == Some(&b'?') {
+        headers = hostpart.get(i + 1..).unwrap_or_default();
+        if !all_in(headers, &URI_HEADER) || !escapes_valid(headers) {
+            return Err(UriError::Headers);
+        }
+        i = hostpart.len();
+    }
+
+    if i != hostpart.len() {
+        return Err(UriError::Trailing);
+    }
+    Ok(Uri {
+        scheme,
+        user,
+        password,
+        host,
+        port,
+        params,
+        headers,
+        raw: s,
+    })
+}
+
+/// One unit of an escaped string after RFC 3261 §19.1.4 normalisation: an escape of an
+/// RFC 2396 `reserved` character stays distinct from the bare character; any other
+/// escape equals the byte it encodes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Unit {
+    Byte(u8),
+    ReservedEscape(u8),
+}
+
+/// RFC 2396 §2.2: `reserved = ";" / "/" / "?" / ":" / "@" / "&" / "=" / "+" / "$" / ","`.
+fn is_reserved(b: u8) -> bool {
+    matches!(
+        b,
+        b';' | b'/' | b'?' | b':' | b'@' | b'&' | b'=' | b'+' | b'$' | b','
+    )
+}
+
+/// Decodes `%HH` escapes one at a time (bytes after a broken escape pass through).
+struct Units<'a> {
+    s: &'a [u8],
+    i: usize,
+    fold_case: bool,
+}
+
+impl Iterator for Units<'_> {
+    type Item = Unit;
+
+    fn next(&mut self) -> Option<Unit> {
+        let b = *self.s.get(self.i)?;
+        if b == b'%' {
+            let hi = self.s.get(self.i + 1).and_then(|&h| hex_val(h));
+            let lo = self.s.get(self.i + 2).and_then(|&l| hex_val(l));
+            if let (Some(hi), Some(lo)) = (hi, lo) {
+                self.i += 3;
+                let v = hi << 4 | lo;
+                return Some(if is_reserved(v) {
+                    Unit::ReservedEscape(v)
+                } else {
+                    Unit::Byte(self.case(v))
+                });
+            }
+        }
+        self.i += 1;
+        Some(Unit::Byte(self.case(b)))
+    }
+}
+
+impl Units<'_> {
+    fn case(&self, b: u8) -> u8 {
+        if self.fold_case {
+            b.to_ascii_lowercase()
+        } else {
+            b
+        }
+    }
+}
+
+/// Compares two escaped strings as §19.1.4 asks (escapes of unreserved bytes equal the
+/// bytes), optionally ignoring ASCII case.
+fn eq_escaped(a: &[u8], b: &[u8], fold_case: bool) -> bool {
+    if a == b {
+        return true;
+    }
+    Units {
+        s: a,
+        i: 0,
+        fold_case,
+    }
+    .eq(Units {
+        s: b,
+        i: 0,
+        fold_case,
+    })
+}
+
+fn eq_opt_escaped(a: Option<&[u8]>, b: Option<&[u8]>, fold_case: bool) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => eq_escaped(a, b, fold_case),
+        _ => false,
+    }
+}
+
+/// The first parameter whose name equals `name` (escape-aware, case-insensitive).
+fn find_param<'a>(params: UriParams<'a>, name: &[u8]) -> Option<Option<&'a [u8]>> {
+    params
+        .into_iter()
+        .find(|(n, _)| eq_escaped(n, name, true))
+        .map(|(_, v)| v)
+}
+
+/// Parameters that never match when present in only one URI (§19.1.4: user, ttl and
+/// method; maddr; and transport, which has a default value).
+fn must_be_in_both(name: &[u8]) -> bool {
+    [&b"user"[..], b"ttl", b"method", b"maddr", b"transport"]
+        .iter()
+        .any(|special| eq_escaped(name, special, true))
+}
+
+fn params_match(a: &Uri<'_>, b: &Uri<'_>) -> bool {
+    let one_way = |x: &Uri<'_>, y: &Uri<'_>| {
+        x.params().all(|(name, _)| {
+            let vx = find_param(x.params(), name);
+            match (vx, find_param(y.params(), name)) {
+                (Some(vx), Some(vy)) => eq_opt_escaped(vx, vy, true),
+                (_, None) => !must_be_in_both(name),
+                (None, Some(_)) => true, // Unreachable: `name` came from `x`.
+            }
+        })
+    };
+    one_way(a, b) && one_way(b, a)
+}
+
+fn headers_match(a: &Uri<'_>, b: &Uri<'_>) -> bool {
+    let one_way = |x: &Uri<'_>, y: &Uri<'_>| {
+        x.headers().all(|(name, value)| {
+            y.headers()
+                .any(|(n, v)| eq_escaped(n, name, true) && eq_opt_escaped(v, value, false))
+        })
+    };
+    one_way(a, b) && one_way(b, a)
+}
+
+/// RFC 3261 §19.1.4 URI equivalence.
+///
+/// SIP and SIPS never match; user and password compare case-sensitively, everything else
+/// case-insensitively; `%HH` of an unreserved byte equals the byte; a port, user, ttl,
+/// method, maddr or transport present in only one URI fails the match; other parameters
+/// are compared only when both URIs have them; every header must be in both. Other
+/// schemes compare scheme (case-insensitive) and opaque part (bytes).
+pub fn uri_equivalent(a: &Uri<'_>, b: &Uri<'_>) -> bool {
+    match (a.scheme, b.scheme) {
+        (Scheme::Sip, Scheme::Sip) | (Scheme::Sips, Scheme::Sips) => {}
+        (Scheme::Other(x), Scheme::Other(y)) => {
+            return x.eq_ignore_ascii_case(y) && a.opaque() == b.opaque();
+        }
+        _ => return false,
+    }
+    a.host.eq_ignore_ascii_case(b.host)
+        && a.port == b.port
+        && eq_opt_escaped(a.user, b.user, false)
+        && eq_opt_escaped(a.password, b.password, false)
+        && params_match(a, b)
+        && headers_match(a, b)
+}
+
+/// Appends the canonical address-of-record key of `uri` to `out`: the user part with
+/// every escape decoded (case kept; `%00` becomes a real NUL byte and does not end the
+/// key, RFC 4475 `escnull`), `@`, and the lower-cased host. Port, parameters and headers
+/// are dropped (RFC 3261 §10.3 step 5). Nothing is written on error.
+pub fn write_aor_key(uri: &Uri<'_>, out: &mut Vec<u8>) -> Result<(), UriError> {
+    if matches!(uri.scheme, Scheme::Other(_)) {
+        return Err(UriError::NotSip);
+    }
+    let user = uri.user.filter(|u| !u.is_empty()).ok_or(UriError::NoUser)?;
+    let mut i = 0;
+    while let Some(&b) = user.get(i) {
+        let decoded = if b == b'%' {
+            match (
+                user.get(i + 1).and_then(|&h| hex_val(h)),
+                user.get(i + 2).and_then(|&l| hex_val(l)),
+            ) {
+                (Some(hi), Some(lo)) => Some(hi << 4 | lo),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        match decoded {
+            Some(v) => {
+                out.push(v);
+                i += 3;
+            }
+            None => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out.push(b'@');
+    out.extend(uri.host.iter().map(u8::to_ascii_lowercase));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn uri(s: &str) -> Uri<'_> {
+        parse_uri(s.as_bytes()).unwrap()
+    }
+
+    fn eq(a: &str, b: &str) -> bool {
+        let (a, b) = (uri(a), uri(b));
+        let r = uri_equivalent(&a, &b);
+        assert_eq!(r, uri_equivalent(&b, &a), "symmetry");
+        r
+    }
+
+    #[test]
+    fn parts() {
+        let u = uri("sips:alice:secret@Example.COM:5061;transport=tcp;lr?Subject=hi&x=y");
+        assert_eq!(u.scheme, Scheme::Sips);
+        assert_eq!(u.user, Some(&b"alice"[..]));
+        assert_eq!(u.password, Some(&b"secret"[..]));
+        assert_eq!(u.host, b"Example.COM");
+        assert_eq!(u.port, Some(5061));
+        assert_eq!(u.params, b"transport=tcp;lr");
+        assert_eq!(u.headers, b"Subject=hi&x=y");
+        assert_eq!(u.param(b"TRANSPORT"), Some(Some(&b"tcp"[..])));
+        assert_eq!(u.param(b"lr"), Some(None));
+        assert_eq!(u.param(b"maddr"), None);
+        assert_eq!(u.headers().count(), 2);
+    }
+
+    #[test]
+    fn hosts_and_odd_users() {
+        let u = uri("sip:[2001:db8::1]:5060");
+        assert_eq!(
+            (u.user, u.host, u.port),
+            (None, &b"[2001:db8::1]"[..], Some(5060))
+        );
+        // RFC 4475 semiuri: `;` and `=` belong to the user part.
+        let u = uri("sip:user;par=u%40example.net@example.com");
+        assert_eq!(u.user, Some(&b"user;par=u%40example.net"[..]));
+        assert_eq!(u.host, b"example.com");
+        // RFC 4475 intmeth: a user with `?`, `,`, `;` and a password.
+        let u = uri(
+            "sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com",
+        );
+        assert_eq!(
+            u.password,
+            Some(&b"&it+has=1,weird!*pas$wo~d_too.(doesn't-it)"[..])
+        );
+    }
+
+    #[test]
+    fn other_schemes_are_opaque() {
+        let u = uri("isbn:2983792873");
+        assert_eq!(
+            (u.scheme, u.opaque()),
+            (Scheme::Other(b"isbn"), &b"2983792873"[..])
+        );
+        assert_eq!(
+            uri("soap.beep://192.0.2.103:3002").scheme,
+            Scheme::Other(b"soap.beep")
+        );
+        assert_eq!(uri("SIP:a@b").scheme, Scheme::Sip);
+    }
+
+    #[test]
+    fn rejects() {
+        for (s, e) in [
+            ("example.com", UriError::Scheme),
+            ("<sip:a@b>", UriError::Scheme),
+            ("sip:@example.com", UriError::UserInfo),
+            ("sip:a%zz@example.com", UriError::UserInfo),
+            ("sip:a@", UriError::Host),
+            ("sip:a@exa_mple.com", UriError::Trailing),
+            ("sip:a@b:99999", UriError::Port),
+            ("sip:a@b:", UriError::Port),
+            ("sip:a@b;x=\"q\"", UriError::Params),
+            ("sip:a@b?x=<y>", UriError::Headers),
+            ("sip:a@b c", UriError::Trailing),
+            ("sip:a@[zz]", UriError::Host),
+            ("sip: a@b", UriError::UserInfo),
+        ] {
+            assert_eq!(parse_uri(s.as_bytes()), Err(e), "{s}");
+        }
+    }
+
+    #[test]
+    fn rfc3261_19_1_4_equivalent() {
+        assert!(eq(
+            "sip:%61lice@atlanta.com;transport=TCP",
+            "sip:alice@AtLanTa.CoM;Transport=tcp"
+        ));
+        assert!(eq(
+            "sip:carol@chicago.com",
+            "sip:carol@chicago.com;newparam=5"
+        ));
+        assert!(eq(
+            "sip:carol@chicago.com",
+            "sip:carol@chicago.com;security=on"
+        ));
+        assert!(eq(
+            "sip:carol@chicago.com;newparam=5",
+            "sip:carol@chicago.com;security=on"
+        ));
+        assert!(eq(
+            "sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com",
+            "sip:biloxi.com;method=REGISTER;transport=tcp?to=sip:bob%40biloxi.com"
+        ));
+        assert!(eq(
+            "sip:alice@atlanta.com?subject=project%20x&priority=urgent",
+            "sip:alice@atlanta.com?priority=urgent&subject=project%20x"
+        ));
+    }
+
+    #[test]
+    fn rfc3261_19_1_4_not_equivalent() {
+        assert!(!eq(
+            "SIP:ALICE@AtLanTa.CoM;Transport=udp",
+            "sip:alice@AtLanTa.CoM;Transport=UDP"
+        ));
+        assert!(!eq("sip:bob@biloxi.com", "sip:bob@biloxi.com:5060"));
+        assert!(!eq(
+            "sip:bob@biloxi.com",
+            "sip:bob@biloxi.com;transport=udp"
+        ));
+        assert!(!eq(
+            "sip:bob@biloxi.com",
+            "sip:bob@biloxi.com:6000;transport=tcp"
+        ));
+        assert!(!eq(
+            "sip:carol@chicago.com",
+            "sip:carol@chicago.com?Subject=next%20meeting"
+        ));
+        assert!(!eq("sip:bob@phone21.boxesbybob.com", "sip:bob@192.0.2.4"));
+        assert!(!eq("sip:a@b", "sips:a@b"));
+        assert!(!eq("sip:a@b", "sip:b"));
+        assert!(!eq("sip:a@b", "sip:a:@b"));
+        assert!(!eq("sip:a@b;maddr=x", "sip:a@b"));
+        assert!(!eq("sip:a@b;user=phone", "sip:a@b"));
+        assert!(!eq("sip:a@b;ttl=1", "sip:a@b;ttl=2"));
+        // A `%3B` is not the reserved `;` it encodes.
+        assert!(!eq("sip:a%3Bb@h", "sip:a;b@h"));
+        assert!(eq("sip:a%3bb@h", "sip:a%3Bb@h"));
+    }
+
+    #[test]
+    fn aor_key() {
+        let mut k = Vec::new();
+        write_aor_key(
+            &uri("sip:Null-%00-null@Example.COM:5070;user=phone"),
+            &mut k,
+        )
+        .unwrap();
+        assert_eq!(k, b"Null-\0-null@example.com");
+        assert_eq!(
+            write_aor_key(&uri("sip:example.com"), &mut k),
+            Err(UriError::NoUser)
+        );
+        assert_eq!(write_aor_key(&uri("tel:+1"), &mut k), Err(UriError::NotSip));
+        assert_eq!(k.len(), 23, "nothing written on error");
+    }
+
+    #[test]
+    fn print_round_trip() {
+        for s in [
+            "sip:a@b",
+            "sips:a:pw@[::1]:1;lr;x=y?h=v",
+            "tel:+1-555",
+            "sip:host;p",
+        ] {
+            let mut out = Vec::new();
+            uri(s).write(&mut out);
+            assert_eq!(out, s.as_bytes());
+        }
+    }
+
+    fn arb_uri() -> impl Strategy<Value = String> {
+        (
+            prop::sample::select(vec!["sip", "sips", "SIP"]),
+            prop::option::of("[a-zA-Z0-9%;=._-]{1,8}"),
+            "[a-zA-Z0-9.-]{1,12}|\\[[0-9a-f:]{2,10}\\]",
+            prop::option::of(0u16..),
+            prop::collection::vec(
+                (
+                    "(lr|maddr|x|user|transport|ttl)",
+                    prop::option::of("[a-zA-Z0-9%]{0,4}"),
+                ),
+                0..4,
+            ),
+            prop::collection::vec(("[a-z]{1,3}", "[a-zA-Z0-9%]{0,4}"), 0..3),
+        )
+            .prop_map(|(scheme, user, host, port, params, headers)| {
+                let mut s = format!("{scheme}:");
+                if let Some(u) = user {
+                    s += &u;
+                    s += "@";
+                }
+                s += &host;
+                if let Some(p) = port {
+                    s += &format!(":{p}");
+                }
+                for (n, v) in params {
+                    s += &format!(";{n}");
+                    if let Some(v) = v {
+                        s += &format!("={v}");
+                    }
+                }
+                for (i, (n, v)) in headers.iter().enumerate() {
+                    s += if i == 0 { "?" } else { "&" };
+                    s += &format!("{n}={v}");
+                }
+                s
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn equivalence_is_reflexive_and_symmetric(a in arb_uri(), b in arb_uri()) {
+            if let (Ok(ua), Ok(ub)) = (parse_uri(a.as_bytes()), parse_uri(b.as_bytes())) {
+                prop_assert!(uri_equivalent(&ua, &ua));
+                prop_assert_eq!(uri_equivalent(&ua, &ub), uri_equivalent(&ub, &ua));
+            }
+        }
+
+        #[test]
+        fn escaped_user_equals_plain(user in "[a-zA-Z0-9._~-]{1,10}", host in "[a-z]{1,8}\\.com") {
+            let escaped: String = user.bytes().map(|b| format!("%{b:02X}")).collect();
+            let plain = format!("sip:{user}@{host}");
+            let esc = format!("sip:{escaped}@{}", host.to_uppercase());
+            let (a, b) = (parse_uri(plain.as_bytes()).unwrap(), parse_uri(esc.as_bytes()).unwrap());
+            prop_assert!(uri_equivalent(&a, &b));
+            let (mut ka, mut kb) = (Vec::new(), Vec::new());
+            write_aor_key(&a, &mut ka).unwrap();
+            write_aor_key(&b, &mut kb).unwrap();
+            prop_assert_eq!(ka, kb);
+            // The user part is case-sensitive.
+            if user.to_uppercase() != user {
+                let upper = format!("sip:{}@{host}", user.to_uppercase());
+                prop_assert!(!uri_equivalent(&a, &parse_uri(upper.as_bytes()).unwrap()));
+            }
+        }
+
+        #[test]
+        fn parse_print_round_trip(s in arb_uri()) {
+            if let Ok(u) = parse_uri(s.as_bytes()) {
+                let mut out = Vec::new();
+                u.write(&mut out);
+                let again = parse_uri(&out).unwrap();
+                prop_assert_eq!(Uri { raw: b"", ..again }, Uri { raw: b"", ..u });
+            }
+        }
+
+        #[test]
+        fn never_panics(s in prop::collection::vec(any::<u8>(), 0..64)) {
+            if let Ok(u) = parse_uri(&s) {
+                prop_assert!(uri_equivalent(&u, &u));
+            }
+        }
+    }
+}

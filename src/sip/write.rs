@@ -1,0 +1,260 @@
+//! The response writer: status line, the echoed headers, and what the registrar adds.
+//!
+//! Responses are written straight into a caller-owned `Vec<u8>` that the runtime reuses,
+//! with integers formatted by hand, so that answering costs no allocation in steady
+//! state. [`ResponseWriter::start`] applies the RFC 3261 §18.2.1 `received` rule and the
+//! RFC 3581 §4 `rport` rule to the top Via and adds the To tag when the request had none
+//! (§8.2.6.2).
+
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+
+use super::date::{DATE_BYTES, write_date};
+use super::parse::{Echo, Via};
+
+/// Appends the decimal form of `v`.
+pub(crate) fn push_u32(out: &mut Vec<u8>, mut v: u32) {
+    let mut buf = [0u8; 10];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        if let Some(d) = buf.get_mut(i) {
+            *d = b'0' + (v % 10) as u8;
+        }
+        v /= 10;
+        if v == 0 || i == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(buf.get(i..).unwrap_or_default());
+}
+
+/// Appends a qvalue given in thousandths: `1`, `0.5`, `0.33`, `0.001`, `0`.
+pub(crate) fn push_q(out: &mut Vec<u8>, q: u16) {
+    if q >= 1000 {
+        out.push(b'1');
+        return;
+    }
+    out.push(b'0');
+    if q == 0 {
+        return;
+    }
+    out.push(b'.');
+    let digits = [(q / 100) as u8, (q / 10 % 10) as u8, (q % 10) as u8];
+    let used = if digits[2] != 0 {
+        3
+    } else if digits[1] != 0 {
+        2
+    } else {
+        1
+    };
+    out.extend(digits.iter().take(used).map(|d| b'0' + d));
+}
+
+fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                push_u32(out, u32::from(octet));
+            }
+        }
+        // `Ipv6Addr`'s Display formats on the stack; writing to a Vec cannot fail.
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+/// True when the sent-by host is literally the source IP (RFC 3261 §18.2.1).
+fn host_is_ip(host: &[u8], ip: IpAddr) -> bool {
+    let bare = host
+        .strip_prefix(b"[")
+        .and_then(|h| h.strip_suffix(b"]"))
+        .unwrap_or(host);
+    std::str::from_utf8(bare)
+        .ok()
+        .and_then(|s| s.parse::<IpAddr>().ok())
+        .is_some_and(|h| h.to_canonical() == ip.to_canonical())
+}
+
+/// Writes the top via-parm with `rport` filled and `received` added where required.
+fn push_top_via(out: &mut Vec<u8>, via: &Via<'_>, source: SocketAddr) {
+    let raw = via.raw;
+    let fill_rport = via.rport == Some(None) && via.rport_insert_at > 0;
+    match (
+        fill_rport,
+        raw.get(..via.rport_insert_at),
+        raw.get(via.rport_insert_at..),
+    ) {
+        (true, Some(head), Some(tail)) => {
+            out.extend_from_slice(head);
+            out.push(b'=');
+            push_u32(out, u32::from(source.port()));
+            out.extend_from_slice(tail);
+        }
+        _ => out.extend_from_slice(raw),
+    }
+    // RFC 3581 §4: with rport, `received` is added even when the host matches.
+    if via.rport == Some(None) || !host_is_ip(via.host, source.ip()) {
+        out.extend_from_slice(b";received=");
+        push_ip(out, source.ip());
+    }
+}
+
+/// Builds one response in a caller-owned buffer.
+#[derive(Debug)]
+pub struct ResponseWriter<'o> {
+    out: &'o mut Vec<u8>,
+}
+
+impl<'o> ResponseWriter<'o> {
+    /// Clears `out` and writes the status line and the echoed headers: every Via in
+    /// order (the top one with `received`/`rport` per RFC 3261 §18.2.1 and RFC 3581 §4),
+    /// From, To (with `;tag=<to_tag>` appended when the request's To had no tag and
+    /// `to_tag` is not empty), Call-ID and CSeq.
+    pub fn start(
+        out: &'o mut Vec<u8>,
+        status: u16,
+        reason: &str,
+        echo: &Echo<'_>,
+        source: SocketAddr,
+        to_tag: &[u8],
+    ) -> Self {
+        out.clear();
+        out.extend_from_slice(b"SIP/2.0 ");
+        push_u32(out, u32::from(status));
+        out.push(b' ');
+        out.extend_from_slice(reason.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        for (i, via) in echo.vias.iter().enumerate() {
+            out.extend_from_slice(b"Via: ");
+            let top = &echo.top_via;
+            match via.get(top.raw.len()..) {
+                Some(rest) if i == 0 && via.starts_with(top.raw) => {
+                    push_top_via(out, top, source);
+                    out.extend_from_slice(rest);
+                }
+                _ => out.extend_from_slice(via),
+            }
+            out.extend_from_slice(b"\r\n");
+        }
+        let mut w = Self { out };
+        if let Some(from) = echo.from {
+            w.header("From", from);
+        }
+        if let Some(to) = echo.to {
+            w.out.extend_from_slice(b"To: ");
+            w.out.extend_from_slice(to);
+            if !echo.to_has_tag && !to_tag.is_empty() {
+                w.out.extend_from_slice(b";tag=");
+                w.out.extend_from_slice(to_tag);
+            }
+            w.out.extend_from_slice(b"\r\n");
+        }
+        if let Some(call_id) = echo.call_id {
+            w.header("Call-ID", call_id);
+        }
+        if let Some(cseq) = echo.cseq {
+            w.header("CSeq", cseq);
+        }
+        w
+    }
+
+    /// `Contact: <uri_raw>;expires=N[;q=Q]<extra_params>` (`extra_params` is appended
+    /// verbatim and should start with `;`).
+    pub fn contact(&mut self, uri_raw: &[u8], expires_s: u32, q: Option<u16>, extra_params: &[u8]) {
+        self.out.extend_from_slice(b"Contact: <");
+        self.out.extend_from_slice(uri_raw);
+        self.out.extend_from_slice(b">;expires=");
+        push_u32(self.out, expires_s);
+        if let Some(q) = q {
+            self.out.extend_from_slice(b";q=");
+            push_q(self.out, q);
+        }
+        self.out.extend_from_slice(extra_params);
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    /// `name: value`.
+    pub fn header(&mut self, name: &str, value: &[u8]) {
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.extend_from_slice(b": ");
+        self.out.extend_from_slice(value);
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    /// `name: value` with a decimal value.
+    pub fn header_u32(&mut self, name: &str, value: u32) {
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.extend_from_slice(b": ");
+        push_u32(self.out, value);
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    /// `Date: Thu, 26 Nov 2026 09:17:12 GMT` (RFC 3261 §20.17) for `unix_s`.
+    pub fn date(&mut self, unix_s: u64) {
+        let mut d = [0u8; DATE_BYTES];
+        write_date(unix_s, &mut d);
+        self.header("Date", &d);
+    }
+
+    /// Writes `Server` (when not empty), `Content-Length: 0` and the empty line.
+    pub fn finish(self, server: &[u8]) {
+        if !server.is_empty() {
+            self.out.extend_from_slice(b"Server: ");
+            self.out.extend_from_slice(server);
+            self.out.extend_from_slice(b"\r\n");
+        }
+        self.out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_and_q() {
+        let mut out = Vec::new();
+        for v in [0, 7, 10, 3600, u32::MAX] {
+            out.clear();
+            push_u32(&mut out, v);
+            assert_eq!(out, v.to_string().as_bytes());
+        }
+        for (q, s) in [
+            (1000, "1"),
+            (500, "0.5"),
+            (330, "0.33"),
+            (1, "0.001"),
+            (0, "0"),
+            (999, "0.999"),
+            (70, "0.07"),
+        ] {
+            out.clear();
+            push_q(&mut out, q);
+            assert_eq!(out, s.as_bytes(), "{q}");
+        }
+    }
+
+    #[test]
+    fn ip_formatting() {
+        let mut out = Vec::new();
+        push_ip(&mut out, "::ffff:192.0.2.1".parse().unwrap());
+        assert_eq!(out, b"192.0.2.1");
+        out.clear();
+        push_ip(&mut out, "2001:db8::1".parse().unwrap());
+        assert_eq!(out, b"2001:db8::1");
+        assert!(host_is_ip(b"[2001:DB8::1]", "2001:db8::1".parse().unwrap()));
+        assert!(host_is_ip(
+            b"192.0.2.1",
+            "::ffff:192.0.2.1".parse().unwrap()
+        ));
+        assert!(!host_is_ip(
+            b"pc33.example.com",
+            "192.0.2.1".parse().unwrap()
+        ));
+    }
+}
