@@ -1,0 +1,274 @@
+use super::*;
+use proptest::prelude::*;
+use std::collections::HashMap;
+
+const T0: u64 = 1_700_000_000_000;
+
+fn k3261<'a>(branch: &'a [u8], host: &'a [u8], port: u16, method: &'a [u8]) -> TxnKey<'a> {
+    TxnKey::Rfc3261 {
+        branch,
+        sent_by_host: host,
+        sent_by_port: port,
+        method,
+    }
+}
+
+fn key(branch: &[u8]) -> TxnKey<'_> {
+    k3261(branch, b"192.0.2.4", 5060, b"REGISTER")
+}
+
+fn small(entries_max: usize, bytes_max: usize) -> TxnTable {
+    TxnTable::new(TxnLimits {
+        entries_max,
+        bytes_max,
+        timer_j_ms: TIMER_J_UDP_MS,
+    })
+}
+
+const OK: &[u8] =
+    b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.4;branch=z9hG4bK776\r\nContent-Length: 0\r\n\r\n";
+
+#[test]
+fn retransmission_gets_the_cached_response_byte_for_byte() {
+    let mut t = TxnTable::new(TxnLimits::default());
+    assert_eq!(t.lookup(&key(b"z9hG4bK776"), T0), None);
+    t.insert(&key(b"z9hG4bK776"), T0, OK).unwrap();
+    assert_eq!(t.lookup(&key(b"z9hG4bK776"), T0 + 500), Some(OK));
+    assert_eq!(t.lookup(&key(b"z9hG4bK777"), T0 + 500), None);
+    assert_eq!((t.len(), t.evicted_early()), (1, 0));
+}
+
+#[test]
+fn timer_j_ends_the_transaction() {
+    let mut t = TxnTable::new(TxnLimits::default());
+    t.insert(&key(b"z9hG4bKa"), T0, OK).unwrap();
+    t.insert(
+        &key(b"z9hG4bKb"),
+        T0 + 1_000,
+        b"SIP/2.0 401 Unauthorized\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(t.next_expiry_ms(), Some(T0 + 32_000));
+    assert_eq!(t.lookup(&key(b"z9hG4bKa"), T0 + 31_999), Some(OK));
+    // Expired entries do not match even before `expire` runs.
+    assert_eq!(t.lookup(&key(b"z9hG4bKa"), T0 + 32_000), None);
+    assert_eq!(t.expire(T0 + 31_999), 0);
+    assert_eq!(t.expire(T0 + 32_000), 1);
+    assert_eq!((t.len(), t.next_expiry_ms()), (1, Some(T0 + 33_000)));
+    assert!(t.lookup(&key(b"z9hG4bKb"), T0 + 32_500).is_some());
+    assert_eq!(t.expire(T0 + 60_000), 1);
+    assert_eq!(
+        (t.len(), t.is_empty(), t.next_expiry_ms(), t.evicted_early()),
+        (0, true, None, 0)
+    );
+}
+
+#[test]
+fn entry_cap_evicts_the_oldest_and_counts_it() {
+    let mut t = small(3, 1 << 16);
+    for b in [&b"z9hG4bK1"[..], b"z9hG4bK2", b"z9hG4bK3", b"z9hG4bK4"] {
+        t.insert(&key(b), T0, b).unwrap();
+    }
+    assert_eq!((t.len(), t.evicted_early()), (3, 1));
+    assert_eq!(t.lookup(&key(b"z9hG4bK1"), T0), None);
+    assert_eq!(t.lookup(&key(b"z9hG4bK4"), T0), Some(&b"z9hG4bK4"[..]));
+    // Past Timer J, making room is not "early".
+    t.insert(&key(b"z9hG4bK5"), T0 + 40_000, b"x").unwrap();
+    assert_eq!(t.evicted_early(), 1);
+}
+
+#[test]
+fn byte_cap_evicts_the_oldest_and_wraps() {
+    let mut t = small(100, 1000);
+    let resp = [b'r'; 300];
+    let mut branch = Vec::new();
+    for i in 0..20u8 {
+        branch.clear();
+        branch.extend_from_slice(b"z9hG4bK");
+        branch.push(b'a' + i);
+        let mut r = resp;
+        r[0] = i;
+        t.insert(&key(&branch), T0, &r).unwrap();
+        assert_eq!(t.lookup(&key(&branch), T0), Some(&r[..]));
+    }
+    // ~330-byte records: at most 3 fit in 1000 bytes.
+    assert!(t.len() <= 3 && t.len() >= 2, "{}", t.len());
+    assert_eq!(t.evicted_early(), 20 - t.len() as u64);
+    assert_eq!(
+        t.insert(&key(b"z9hG4bKbig"), T0, &[0; 1000]),
+        Err(TxnError::ResponseTooLarge)
+    );
+}
+
+#[test]
+fn method_and_sent_by_are_part_of_the_key() {
+    let mut t = TxnTable::new(TxnLimits::default());
+    let k = k3261(b"z9hG4bK1", b"192.0.2.4", 5060, b"REGISTER");
+    t.insert(&k, T0, OK).unwrap();
+    assert_eq!(t.lookup(&k, T0), Some(OK));
+    for other in [
+        k3261(b"z9hG4bK1", b"192.0.2.4", 5060, b"OPTIONS"),
+        k3261(b"z9hG4bK1", b"192.0.2.5", 5060, b"REGISTER"),
+        k3261(b"z9hG4bK1", b"192.0.2.4", 5070, b"REGISTER"),
+        k3261(b"z9hG4bK1", b"192.0.2.4", 0, b"REGISTER"),
+    ] {
+        assert_eq!(t.lookup(&other, T0), None, "{other:?}");
+    }
+}
+
+type Fields = (
+    &'static [u8],
+    &'static [u8],
+    &'static [u8],
+    &'static [u8],
+    u32,
+    &'static [u8],
+    &'static [u8],
+);
+
+fn k2543(f: Fields) -> TxnKey<'static> {
+    let (request_uri, from_tag, to_tag, call_id, cseq, method, top_via) = f;
+    TxnKey::Rfc2543 {
+        request_uri,
+        from_tag,
+        to_tag,
+        call_id,
+        cseq,
+        method,
+        top_via,
+    }
+}
+
+#[test]
+fn rfc2543_requests_match_on_the_fallback_key() {
+    let base: Fields = (
+        b"sip:registrar.example.com",
+        b"456248",
+        b"",
+        b"843817637684230@998sdasdh09",
+        1826,
+        b"REGISTER",
+        b"SIP/2.0/UDP 192.0.2.4:5060;branch=old-style-1",
+    );
+    assert!(!is_rfc3261_branch(b"old-style-1") && is_rfc3261_branch(b"z9hG4bK1"));
+    let mut t = TxnTable::new(TxnLimits::default());
+    t.insert(&k2543(base), T0, OK).unwrap();
+    assert_eq!(t.lookup(&k2543(base), T0 + 1), Some(OK));
+    let (r, f, to, c, n, m, v) = base;
+    let variants: [Fields; 8] = [
+        (r, f, to, c, n + 1, m, v),
+        (r, f, b"x", c, n, m, v),
+        (r, b"4562", to, c, n, m, v),
+        (r, f, to, b"other", n, m, v),
+        (b"sip:other.example.com", f, to, c, n, m, v),
+        (r, f, to, c, n, b"OPTIONS", v),
+        (r, f, to, c, n, m, b"SIP/2.0/UDP 192.0.2.4:5061"),
+        // Field boundaries count: moving bytes between fields is another key.
+        (r, b"45624", b"8", c, n, m, v),
+    ];
+    for v in variants {
+        assert_eq!(t.lookup(&k2543(v), T0), None, "{v:?}");
+    }
+    // A 3261 key with the same bytes as a field is another key too.
+    assert_eq!(t.lookup(&k3261(b"456248", b"", 0, b"REGISTER"), T0), None);
+}
+
+#[test]
+fn a_second_insert_for_the_same_key_supersedes_the_first() {
+    let mut t = small(4, 1 << 12);
+    t.insert(&key(b"z9hG4bK1"), T0, b"first").unwrap();
+    t.insert(&key(b"z9hG4bK1"), T0 + 10, b"second").unwrap();
+    assert_eq!(t.lookup(&key(b"z9hG4bK1"), T0 + 20), Some(&b"second"[..]));
+    assert_eq!(t.len(), 1);
+    // Popping the superseded record is neither an expiry nor an early eviction.
+    assert_eq!(t.expire(T0 + 32_000), 0);
+    assert_eq!(
+        t.lookup(&key(b"z9hG4bK1"), T0 + 32_005),
+        Some(&b"second"[..])
+    );
+    assert_eq!(t.expire(T0 + 32_010), 1);
+    assert_eq!(t.evicted_early(), 0);
+}
+
+#[test]
+fn oversized_keys_and_disabled_caches_are_refused() {
+    let mut t = TxnTable::new(TxnLimits::default());
+    let long = vec![b'z'; TXN_KEY_BYTES_MAX];
+    assert_eq!(t.insert(&key(&long), T0, OK), Err(TxnError::KeyTooLong));
+    assert_eq!(t.lookup(&key(&long), T0), None);
+    let mut off = TxnTable::new(TxnLimits {
+        entries_max: 0,
+        ..TxnLimits::default()
+    });
+    assert_eq!(
+        off.insert(&key(b"z9hG4bK1"), T0, OK),
+        Err(TxnError::Disabled)
+    );
+    assert_eq!(off.lookup(&key(b"z9hG4bK1"), T0), None);
+    assert_eq!(TxnLimits::default().bytes_max, 262_144 * 640);
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Insert {
+        branch: u8,
+        len: usize,
+        advance_ms: u64,
+    },
+    Lookup {
+        branch: u8,
+        advance_ms: u64,
+    },
+    Expire {
+        advance_ms: u64,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0u8..12, 0usize..400, 0u64..3_000).prop_map(|(branch, len, advance_ms)| Op::Insert { branch, len, advance_ms }),
+        3 => (0u8..12, 0u64..3_000).prop_map(|(branch, advance_ms)| Op::Lookup { branch, advance_ms }),
+        1 => (0u64..20_000).prop_map(|advance_ms| Op::Expire { advance_ms }),
+    ]
+}
+
+proptest! {
+    /// Whatever the caps do, a hit is always the latest response cached for that key and
+    /// within Timer J, the newest insert always hits, and the caps are never exceeded.
+    #[test]
+    fn cache_never_returns_wrong_bytes(ops in prop::collection::vec(op(), 1..200), entries_max in 1usize..8, bytes_max in 600usize..3000) {
+        let mut t = small(entries_max, bytes_max);
+        let mut latest: HashMap<u8, (Vec<u8>, u64)> = HashMap::new();
+        let mut now = T0;
+        let mut serial = 0u32;
+        for op in ops {
+            match op {
+                Op::Insert { branch, len, advance_ms } => {
+                    now += advance_ms;
+                    serial += 1;
+                    let resp: Vec<u8> = serial.to_le_bytes().iter().copied().cycle().take(len.max(4)).collect();
+                    let b = [b'z', b'9', b'h', b'G', b'4', b'b', b'K', branch];
+                    t.insert(&key(&b), now, &resp).unwrap();
+                    prop_assert_eq!(t.lookup(&key(&b), now), Some(&resp[..]));
+                    latest.insert(branch, (resp, now + TIMER_J_UDP_MS));
+                }
+                Op::Lookup { branch, advance_ms } => {
+                    now += advance_ms;
+                    let b = [b'z', b'9', b'h', b'G', b'4', b'b', b'K', branch];
+                    if let Some(got) = t.lookup(&key(&b), now) {
+                        let (want, expires) = latest.get(&branch).unwrap();
+                        prop_assert_eq!(got, &want[..]);
+                        prop_assert!(*expires > now);
+                    }
+                }
+                Op::Expire { advance_ms } => {
+                    now += advance_ms;
+                    t.expire(now);
+                    prop_assert!(t.next_expiry_ms().is_none_or(|e| e > now));
+                }
+            }
+            prop_assert!(t.len() <= entries_max);
+            t.check_invariants();
+        }
+    }
+}
