@@ -1,12 +1,38 @@
-//! The RFC 3261 §10.3 registrar pipeline (being built).
+//! The registrar: one sans-IO state machine per shard.
 //!
-//! This file fixes the API that the runtime drives; the pipeline behind it is filled in
-//! by the registrar work. Call order per shard: `handle_datagram` for each received
-//! datagram (after [`route`] said this shard owns it), `handle_timeout(now)` whenever
-//! `poll_timeout()` is due (spurious calls are no-ops).
+//! A [`Registrar`] owns its shard's location table and transaction cache and turns
+//! `(now, source, datagram)` into a response. It reads no clock and opens no socket:
+//! the runtime passes the time in and sends what comes out, so the same code runs under
+//! glommio, in the simulation tests on a fake clock, and under the fuzzer.
+//!
+//! Call order per shard (the runtime's loop):
+//! 1. [`route`] on the receiving core: which shard owns this datagram.
+//! 2. [`Registrar::handle_datagram`] on the owner, for each datagram it owns.
+//! 3. [`Registrar::handle_timeout`] whenever [`Registrar::poll_timeout`] is due; a
+//!    spurious call is a no-op.
+//!
+//! Requests go through the RFC 3261 §10.3 pipeline in `register` (REGISTER) or the
+//! redirect/lookup answers in `lookup` (everything else); every ending is an
+//! [`Outcome`], mapped to its status code in one `match`.
 #![forbid(unsafe_code)]
 
+mod lookup;
+mod outcome;
+mod register;
+mod respond;
+mod rng;
+
 use std::net::SocketAddr;
+
+use bumpalo::Bump;
+
+pub use outcome::{OUTCOMES, Outcome};
+pub use register::AOR_KEY_BYTES_MAX;
+pub use rng::Fnv;
+
+use crate::location::{LocationLimits, LocationTable};
+use crate::sip::{self, Method, ParseError, Request};
+use crate::txn::{TxnKey, TxnLimits, TxnTable};
 
 /// Where a datagram came from and which local socket received it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,17 +67,61 @@ pub enum DropReason {
     TooLarge,
 }
 
-/// Decide which shard owns a datagram. Pure; cheap enough to run on the receiving core.
+/// Decide which shard owns a datagram: the hash of its AOR key (REGISTER: the To
+/// AOR; other requests: the Request-URI's `user@host`), or of its Call-ID when the
+/// request names no user (OPTIONS to the domain). Pure and deterministic across
+/// processes, so that it can later also place persisted bindings.
 pub fn route(bytes: &[u8]) -> Route {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes.iter().take(64) {
-        h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+    thread_local! {
+        static ARENA: std::cell::RefCell<Bump> = std::cell::RefCell::new(Bump::with_capacity(16 * 1024));
     }
-    if bytes.is_empty() {
-        Route::Drop(DropReason::Unanswerable)
+    if bytes.len() > sip::limits::DATAGRAM_BYTES_MAX {
+        return Route::Drop(DropReason::TooLarge);
+    }
+    if sip::is_keepalive(bytes) {
+        return Route::Drop(DropReason::KeepAlive);
+    }
+    ARENA.with(|arena| {
+        let mut arena = arena.borrow_mut();
+        arena.reset();
+        match sip::parse_request(bytes, &arena) {
+            Ok(req) => Route::Hash(route_hash(&req)),
+            Err(rejected) => match (rejected.error, rejected.echo) {
+                (ParseError::IsResponse, _) => Route::Drop(DropReason::Response),
+                (_, Some(echo)) => Route::Hash(Fnv::hash(echo.call_id.unwrap_or(echo.top_via.raw))),
+                (_, None) => Route::Drop(DropReason::Unanswerable),
+            },
+        }
+    })
+}
+
+/// The owner hash of a parsed request (see [`route`]).
+pub fn route_hash(req: &Request<'_>) -> u64 {
+    thread_local! {
+        static KEY: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(512));
+    }
+    let uri = if req.method == Method::Register {
+        &req.to.uri
     } else {
-        Route::Hash(h)
-    }
+        &req.request_uri
+    };
+    KEY.with(|key| {
+        let mut key = key.borrow_mut();
+        key.clear();
+        if uri.user.is_some() && sip::write_aor_key(uri, &mut key).is_ok() {
+            Fnv::hash(&key)
+        } else {
+            Fnv::hash(req.call_id)
+        }
+    })
+}
+
+/// The shard that owns `hash` among `shards`.
+pub fn shard_for(hash: u64, shards: usize) -> usize {
+    debug_assert!(shards > 0);
+    // Fold the high bits in: FNV's low bits are weak for short keys.
+    let mixed = hash ^ (hash >> 32) ^ (hash >> 17);
+    (mixed % shards.max(1) as u64) as usize
 }
 
 /// Policy when a requested expiry is below the minimum.
@@ -151,53 +221,246 @@ pub struct Stats {
     pub aors: u64,
     /// Bindings removed by expiry.
     pub expired: u64,
+    /// Bindings evicted by the evict-oldest `max_contacts` policy.
+    pub evicted: u64,
     /// Transactions evicted from the cache before Timer J.
     pub txn_evicted: u64,
+    /// Transactions cached now.
+    pub txns: u64,
+    /// Requests by outcome, indexed by [`Outcome::index`] (names: [`Outcome::NAMES`]).
+    pub outcomes: [u64; OUTCOMES],
+    /// Drops by reason: keep-alive, response, unanswerable, too large.
+    pub drops: [u64; 4],
 }
+
+/// Expired bindings removed per `handle_timeout` call at most, so one call never
+/// stalls the core; the rest go on the next call (`poll_timeout` says "now").
+pub const EXPIRE_BATCH_MAX: usize = 4096;
 
 /// One shard's registrar state machine.
 #[derive(Debug)]
 pub struct Registrar {
     config: RegistrarConfig,
+    /// Lower-cased served domains (empty: any).
+    domains: Vec<Vec<u8>>,
+    location: LocationTable,
+    txns: TxnTable,
     stats: Stats,
+    rng: rng::Rng,
+    /// The current request's AOR key (reused buffer).
+    aor_key: Vec<u8>,
 }
 
 impl Registrar {
     /// A registrar for one shard.
     pub fn new(config: RegistrarConfig) -> Self {
-        Self { config, stats: Stats::default() }
+        let domains = config
+            .domains
+            .iter()
+            .map(|d| d.to_ascii_lowercase().into_bytes())
+            .collect();
+        let location = LocationTable::new(LocationLimits {
+            bindings_max: config.max_bindings,
+            ..LocationLimits::default()
+        });
+        let txns = TxnTable::new(TxnLimits {
+            entries_max: config.txn_cache_max,
+            timer_j_ms: config.timer_j_ms,
+            ..TxnLimits::default()
+        });
+        let rng = rng::Rng::new(config.seed);
+        Self {
+            config,
+            domains,
+            location,
+            txns,
+            stats: Stats::default(),
+            rng,
+            aor_key: Vec::with_capacity(AOR_KEY_BYTES_MAX + 64),
+        }
     }
 
     /// Handle one datagram at `now_ms` (milliseconds since the Unix epoch). Writes the
-    /// response, if any, into `out` (cleared first).
+    /// response, if any, into `out` (cleared first). `arena` holds the parse; the
+    /// caller resets it between batches.
     pub fn handle_datagram(
         &mut self,
         now_ms: u64,
         source: Source,
         bytes: &[u8],
-        arena: &bumpalo::Bump,
+        arena: &Bump,
         out: &mut Vec<u8>,
     ) -> Handled {
-        let _ = (now_ms, bytes, arena, &self.config);
         out.clear();
-        out.extend_from_slice(b"SIP/2.0 501 Not Implemented\r\nContent-Length: 0\r\n\r\n");
-        self.stats.requests += 1;
-        Handled::Reply(source.addr)
+        if bytes.len() > sip::limits::DATAGRAM_BYTES_MAX {
+            return self.drop(DropReason::TooLarge);
+        }
+        if sip::is_keepalive(bytes) {
+            return self.drop(DropReason::KeepAlive);
+        }
+        let req = match sip::parse_request(bytes, arena) {
+            Ok(req) => req,
+            Err(rejected) => {
+                if rejected.error == ParseError::IsResponse {
+                    return self.drop(DropReason::Response);
+                }
+                let Some(echo) = rejected.echo else {
+                    return self.drop(DropReason::Unanswerable);
+                };
+                let outcome = Outcome::Malformed(rejected.error);
+                self.count(outcome);
+                self.respond_rejected(
+                    source,
+                    &echo,
+                    rejected.error.status(),
+                    rejected.error.reason(),
+                    out,
+                );
+                return Handled::Reply(reply_address(&echo.top_via, source));
+            }
+        };
+        let dest = reply_address(&req.via, source);
+        if req.method == Method::Ack {
+            // An ACK for our 302 (or any final response): nothing to say (§17.2.1).
+            self.count(Outcome::AckAbsorbed);
+            return Handled::Nothing;
+        }
+        let key = txn_key(&req);
+        if let Some(cached) = self.txns.lookup(&key, now_ms) {
+            out.extend_from_slice(cached);
+            self.count(Outcome::Retransmission);
+            return Handled::Reply(dest);
+        }
+        let outcome = self.decide(now_ms, source, &req, arena);
+        self.count(outcome);
+        self.respond(now_ms, source, &req, outcome, arena, out);
+        // A response that cannot be cached (key too long, cache disabled) only means a
+        // retransmission is processed again, which gives the same answer or 400 "Invalid
+        // CSeq" for a REGISTER; nothing is lost.
+        let _ = self.txns.insert(&key, now_ms, out);
+        self.sync_gauges();
+        Handled::Reply(dest)
+    }
+
+    /// Run the request through its pipeline and say how it ends.
+    fn decide<'a>(
+        &mut self,
+        now_ms: u64,
+        source: Source,
+        req: &Request<'a>,
+        arena: &'a Bump,
+    ) -> Outcome {
+        // §10.3 step 1 (and any request to us): is the Request-URI's domain ours?
+        if !matches!(req.request_uri.scheme, sip::Scheme::Sip | sip::Scheme::Sips)
+            || !self.serves_domain(req.request_uri.host)
+        {
+            return Outcome::DomainNotServed;
+        }
+        // §10.3 step 2 / §8.2.2.3: every Require option must be one we support.
+        if respond::has_unsupported(req.require) {
+            return Outcome::BadExtension;
+        }
+        match req.method {
+            Method::Register => self.register(now_ms, source, req, arena),
+            _ => self.lookup(now_ms, req),
+        }
+    }
+
+    /// Whether `host` is a served domain (any, when none is configured).
+    fn serves_domain(&self, host: &[u8]) -> bool {
+        self.domains.is_empty() || self.domains.iter().any(|d| d.eq_ignore_ascii_case(host))
+    }
+
+    fn drop(&mut self, reason: DropReason) -> Handled {
+        self.stats.dropped += 1;
+        self.stats.drops[reason as usize] += 1;
+        Handled::Nothing
+    }
+
+    fn count(&mut self, outcome: Outcome) {
+        self.stats.outcomes[outcome.index()] += 1;
+        match outcome {
+            Outcome::Retransmission => self.stats.retransmissions += 1,
+            Outcome::AckAbsorbed => {}
+            _ => {
+                self.stats.requests += 1;
+                match outcome.status() {
+                    Some((200, _)) if matches!(outcome, Outcome::Registered | Outcome::Fetched) => {
+                        self.stats.accepted += 1
+                    }
+                    Some((s, _)) if s >= 400 => self.stats.rejected += 1,
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn sync_gauges(&mut self) {
+        self.stats.bindings = self.location.bindings_len() as u64;
+        self.stats.aors = self.location.aors_len() as u64;
+        self.stats.txns = self.txns.len() as u64;
+        self.stats.txn_evicted = self.txns.evicted_early();
     }
 
     /// Expire bindings and transactions due at `now_ms`. Spurious calls are no-ops.
     pub fn handle_timeout(&mut self, now_ms: u64) {
-        let _ = now_ms;
+        let removed = self.location.expire(now_ms, EXPIRE_BATCH_MAX);
+        self.stats.expired += removed as u64;
+        self.txns.expire(now_ms);
+        self.sync_gauges();
     }
 
     /// When `handle_timeout` should next be called, in ms since the Unix epoch.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<u64> {
-        None
+        match (self.location.next_expiry_ms(), self.txns.next_expiry_ms()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// This shard's counters.
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
+
+    /// The location table, read-only (management, tests, benches).
+    pub fn location(&self) -> &LocationTable {
+        &self.location
+    }
 }
+
+/// Where a response goes (RFC 3261 §18.2.2, RFC 3581 §4): to the source address; the
+/// port is the source port when the request asked for `rport`, else the sent-by port
+/// (5060 by default).
+fn reply_address(via: &sip::Via<'_>, source: Source) -> SocketAddr {
+    if via.rport.is_some() {
+        return source.addr;
+    }
+    SocketAddr::new(source.addr.ip(), via.port.unwrap_or(5060))
+}
+
+/// The transaction key of a request (RFC 3261 §17.2.3).
+fn txn_key<'a>(req: &Request<'a>) -> TxnKey<'a> {
+    let method = req.cseq.method.as_bytes();
+    match req.via.branch {
+        Some(branch) if branch.starts_with(b"z9hG4bK") => TxnKey::Rfc3261 {
+            branch,
+            sent_by_host: req.via.host,
+            sent_by_port: req.via.port.unwrap_or(0),
+            method,
+        },
+        _ => TxnKey::Rfc2543 {
+            request_uri: req.request_uri.raw,
+            from_tag: req.from.tag.unwrap_or(b""),
+            to_tag: req.to.tag.unwrap_or(b""),
+            call_id: req.call_id,
+            cseq: req.cseq.seq,
+            method,
+            top_via: req.echo.top_via.raw,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;

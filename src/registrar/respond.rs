@@ -1,0 +1,208 @@
+//! Writing the answers: the 200 that lists every binding (§10.3 step 8), the 302 of
+//! a redirect (§8.3), and the error responses with the headers each one owes
+//! (`Min-Expires` on 423, `Unsupported` on 420, `Retry-After` on 503, `Allow` on
+//! 405/501).
+
+use bumpalo::Bump;
+use bumpalo::collections::Vec as BumpVec;
+
+use super::{Registrar, Source, outcome::Outcome, register::SUPPORTED_OPTIONS};
+use crate::sip::{Echo, Request, ResponseWriter};
+
+/// Methods this server answers, for `Allow` (RFC 3261 §20.5).
+pub(crate) const ALLOW: &[u8] =
+    b"REGISTER, OPTIONS, INVITE, ACK, CANCEL, MESSAGE, SUBSCRIBE, NOTIFY, REFER, PUBLISH, INFO, UPDATE";
+
+/// Seconds a client should wait after a 503 (RFC 3261 §20.33).
+pub(crate) const RETRY_AFTER_S: u32 = 30;
+
+impl Registrar {
+    /// Write the response for `outcome` to `req` into `out`.
+    pub(super) fn respond<'a>(
+        &mut self,
+        now_ms: u64,
+        source: Source,
+        req: &Request<'a>,
+        outcome: Outcome,
+        arena: &'a Bump,
+        out: &mut Vec<u8>,
+    ) {
+        let Some((status, reason)) = outcome.status() else {
+            out.clear();
+            return;
+        };
+        // A 404 for a domain names it (the reason is built on the stack, no allocation).
+        let mut named = [0u8; REASON_BYTES_MAX];
+        let reason = match outcome {
+            Outcome::DomainNotServed => name_in_reason(&mut named, reason, req.request_uri.host),
+            Outcome::AorNotServed => name_in_reason(&mut named, reason, req.to.uri.host),
+            _ => reason,
+        };
+        let to_tag = self.to_tag(&req.echo);
+        let mut w = ResponseWriter::start(out, status, reason, &req.echo, source.addr, &to_tag);
+        match outcome {
+            Outcome::Registered | Outcome::Fetched => {
+                self.write_bindings(&mut w, now_ms, arena);
+                if req
+                    .supported
+                    .iter()
+                    .any(|t| t.eq_ignore_ascii_case(b"path"))
+                    && !req.path.is_empty()
+                {
+                    for p in req.path {
+                        w.header("Path", p);
+                    }
+                }
+                w.date(now_ms / 1000);
+            }
+            Outcome::Redirected => self.write_bindings(&mut w, now_ms, arena),
+            Outcome::OptionsOk => {
+                w.header("Allow", ALLOW);
+                w.header("Accept", b"application/sdp");
+                w.header("Supported", b"path");
+            }
+            Outcome::BadExtension => {
+                for tag in req.require.iter().filter(|t| !is_supported(t)) {
+                    w.header("Unsupported", tag);
+                }
+            }
+            Outcome::IntervalTooBrief => w.header_u32("Min-Expires", self.config.min_expires_s),
+            Outcome::TooManyContacts | Outcome::RegistrarFull => {
+                w.header_u32("Retry-After", RETRY_AFTER_S)
+            }
+            Outcome::MethodNotAllowed | Outcome::NotImplemented => w.header("Allow", ALLOW),
+            _ => {}
+        }
+        w.finish(self.config.server_name.as_bytes());
+    }
+
+    /// Write a 4xx/5xx for a request the parser refused, from what it could salvage.
+    pub(super) fn respond_rejected(
+        &mut self,
+        source: Source,
+        echo: &Echo<'_>,
+        status: u16,
+        reason: &str,
+        out: &mut Vec<u8>,
+    ) {
+        let to_tag = self.to_tag(echo);
+        let w = ResponseWriter::start(out, status, reason, echo, source.addr, &to_tag);
+        w.finish(self.config.server_name.as_bytes());
+    }
+
+    /// One Contact per live binding of `self.aor_key`, highest q first, each with the
+    /// seconds it has left (§10.3 step 8: "MUST contain Contact header field values
+    /// enumerating all current bindings").
+    fn write_bindings<'a>(&mut self, w: &mut ResponseWriter<'_>, now_ms: u64, arena: &'a Bump) {
+        let Some(aor) = self.location.get(&self.aor_key) else {
+            return;
+        };
+        let mut order: BumpVec<'a, (u16, usize)> = BumpVec::new_in(arena);
+        for (i, b) in aor.iter().enumerate() {
+            if b.expires_ms() > now_ms {
+                // A binding without q ranks as q=1.0 (RFC 3261 §16.6 step 1 ranks by q).
+                order.push((b.q().unwrap_or(1000), i));
+            }
+        }
+        order.sort_unstable_by_key(|&(q, i)| (std::cmp::Reverse(q), i));
+        let mut extra: BumpVec<'a, u8> = BumpVec::new_in(arena);
+        for &(_, i) in order.iter() {
+            let Some(b) = aor.get(i) else { continue };
+            extra.clear();
+            if let Some(inst) = b.instance() {
+                extra.extend_from_slice(b";+sip.instance=");
+                if inst.first() == Some(&b'"') {
+                    extra.extend_from_slice(inst);
+                } else {
+                    extra.push(b'"');
+                    extra.extend_from_slice(inst);
+                    extra.push(b'"');
+                }
+            }
+            if let Some(reg_id) = b.reg_id() {
+                extra.extend_from_slice(b";reg-id=");
+                push_u32(&mut extra, reg_id);
+            }
+            let left_s = b.expires_ms().saturating_sub(now_ms).div_ceil(1000);
+            let left_s = u32::try_from(left_s).unwrap_or(u32::MAX);
+            w.contact(b.contact(), left_s, b.q(), &extra);
+        }
+    }
+
+    /// A To-tag that is the same for every retransmission of one request, without
+    /// state: a keyed hash of Call-ID, From-tag and branch (RFC 3261 §8.2.6.2 wants it
+    /// random enough to be globally unique; the key is the per-process seed).
+    fn to_tag(&self, echo: &Echo<'_>) -> [u8; 16] {
+        let mut h = super::Fnv::with_seed(self.config.seed);
+        h.write(echo.call_id.unwrap_or(b""));
+        h.write(echo.from.unwrap_or(b""));
+        h.write(echo.top_via.raw);
+        let v = h.finish();
+        let mut tag = [0u8; 16];
+        for (i, t) in tag.iter_mut().enumerate() {
+            let nib = ((v >> (60 - 4 * i)) & 0xf) as u8;
+            *t = if nib < 10 {
+                b'0' + nib
+            } else {
+                b'a' + nib - 10
+            };
+        }
+        tag
+    }
+}
+
+/// Longest reason phrase we build, in bytes.
+const REASON_BYTES_MAX: usize = 128;
+
+/// `"<reason>: <host>"` in `buf`, with anything but visible ASCII in the host shown as
+/// `?` (the host came from the network and goes into a status line).
+fn name_in_reason<'b>(
+    buf: &'b mut [u8; REASON_BYTES_MAX],
+    reason: &'static str,
+    host: &[u8],
+) -> &'b str {
+    let mut n = 0;
+    for &b in reason
+        .as_bytes()
+        .iter()
+        .chain(b": ")
+        .chain(host.iter())
+        .take(REASON_BYTES_MAX)
+    {
+        buf[n] = if b.is_ascii_graphic() || b == b' ' {
+            b
+        } else {
+            b'?'
+        };
+        n += 1;
+    }
+    // Only ASCII was written, so this cannot fail; fall back to the plain reason anyway.
+    std::str::from_utf8(&buf[..n]).unwrap_or(reason)
+}
+
+fn is_supported(tag: &[u8]) -> bool {
+    SUPPORTED_OPTIONS
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case(tag))
+}
+
+/// Decimal digits of `v`, without `format!`.
+pub(crate) fn push_u32(out: &mut BumpVec<'_, u8>, v: u32) {
+    let mut buf = [0u8; 10];
+    let mut n = v;
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// Whether `require` names an option we lack (§8.2.2.3).
+pub(crate) fn has_unsupported(require: &[&[u8]]) -> bool {
+    require.iter().any(|t| !is_supported(t))
+}

@@ -1,0 +1,763 @@
+//! Deterministic simulation tests: a `Registrar` driven on a fake clock with real SIP
+//! bytes, asserting what a client would see in the responses.
+
+use bumpalo::Bump;
+
+use super::*;
+
+const T0_MS: u64 = 1_790_000_000_000;
+
+/// A registrar, a fake clock and a client address.
+struct Sim {
+    reg: Registrar,
+    now_ms: u64,
+    arena: Bump,
+    out: Vec<u8>,
+    source: Source,
+}
+
+impl Sim {
+    fn new(config: RegistrarConfig) -> Self {
+        Self {
+            reg: Registrar::new(config),
+            now_ms: T0_MS,
+            arena: Bump::new(),
+            out: Vec::new(),
+            source: Source {
+                addr: "192.0.2.10:5062".parse().unwrap(),
+                local: 0,
+            },
+        }
+    }
+
+    fn default() -> Self {
+        Self::new(RegistrarConfig::default())
+    }
+
+    /// Send one datagram; the response text ("" when none).
+    fn send(&mut self, msg: &str) -> String {
+        self.arena.reset();
+        match self.reg.handle_datagram(
+            self.now_ms,
+            self.source,
+            msg.as_bytes(),
+            &self.arena,
+            &mut self.out,
+        ) {
+            Handled::Reply(_) => String::from_utf8(self.out.clone()).unwrap(),
+            Handled::Nothing => String::new(),
+        }
+    }
+
+    /// Advance the clock, firing every timeout due on the way.
+    fn advance_s(&mut self, s: u64) {
+        let target = self.now_ms + s * 1000;
+        for _ in 0..100_000 {
+            match self.reg.poll_timeout() {
+                Some(t) if t <= target => {
+                    self.now_ms = self.now_ms.max(t);
+                    self.reg.handle_timeout(self.now_ms);
+                }
+                _ => break,
+            }
+        }
+        self.now_ms = target;
+        self.reg.handle_timeout(self.now_ms);
+    }
+}
+
+struct Reg<'a> {
+    user: &'a str,
+    contacts: Vec<String>,
+    expires: Option<u32>,
+    call_id: &'a str,
+    cseq: u32,
+    branch: String,
+    extra: String,
+}
+
+impl<'a> Reg<'a> {
+    fn new(user: &'a str) -> Self {
+        Self {
+            user,
+            contacts: vec![format!("<sip:{user}@192.0.2.10:5062>")],
+            expires: Some(3600),
+            call_id: "call-1",
+            cseq: 1,
+            branch: "z9hG4bK-b1".into(),
+            extra: String::new(),
+        }
+    }
+    fn contacts(mut self, c: &[&str]) -> Self {
+        self.contacts = c.iter().map(|s| s.to_string()).collect();
+        self
+    }
+    fn expires(mut self, e: Option<u32>) -> Self {
+        self.expires = e;
+        self
+    }
+    fn call_id(mut self, c: &'a str) -> Self {
+        self.call_id = c;
+        self
+    }
+    fn cseq(mut self, n: u32) -> Self {
+        self.cseq = n;
+        self.branch = format!("z9hG4bK-b{n}-{}", self.call_id);
+        self
+    }
+    fn extra(mut self, h: &str) -> Self {
+        self.extra.push_str(h);
+        self.extra.push_str("\r\n");
+        self
+    }
+    /// Each build is a new request with a fresh branch (resend the same string for a
+    /// retransmission).
+    fn build(&self) -> String {
+        static BRANCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = BRANCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let branch = format!("{}-{n}", self.branch);
+        let mut m = format!(
+            "REGISTER sip:example.com SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 192.0.2.10:5062;branch={};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:{u}@example.com>;tag=ft1\r\n\
+             To: <sip:{u}@example.com>\r\n\
+             Call-ID: {}\r\n\
+             CSeq: {} REGISTER\r\n",
+            branch,
+            self.call_id,
+            self.cseq,
+            u = self.user
+        );
+        for c in &self.contacts {
+            m.push_str(&format!("Contact: {c}\r\n"));
+        }
+        if let Some(e) = self.expires {
+            m.push_str(&format!("Expires: {e}\r\n"));
+        }
+        m.push_str(&self.extra);
+        m.push_str("Content-Length: 0\r\n\r\n");
+        m
+    }
+}
+
+fn status(resp: &str) -> u16 {
+    resp.get(8..11).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+fn reason(resp: &str) -> &str {
+    resp.lines()
+        .next()
+        .map(|l| l.get(12..).unwrap_or(""))
+        .unwrap_or("")
+}
+
+fn headers<'r>(resp: &'r str, name: &str) -> Vec<&'r str> {
+    resp.lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+        .collect()
+}
+
+fn contacts(resp: &str) -> Vec<&str> {
+    headers(resp, "Contact")
+}
+
+#[test]
+fn register_then_fetch_lists_binding_with_expires() {
+    let mut sim = Sim::default();
+    let r = sim.send(&Reg::new("alice").build());
+    assert_eq!(status(&r), 200, "{r}");
+    assert_eq!(
+        contacts(&r),
+        vec!["<sip:alice@192.0.2.10:5062>;expires=3600"]
+    );
+    assert_eq!(headers(&r, "Date").len(), 1);
+    assert!(headers(&r, "To")[0].contains(";tag="), "{r}");
+    sim.advance_s(100);
+    let r = sim.send(
+        &Reg::new("alice")
+            .contacts(&[])
+            .expires(None)
+            .cseq(2)
+            .build(),
+    );
+    assert_eq!(status(&r), 200);
+    assert_eq!(
+        contacts(&r),
+        vec!["<sip:alice@192.0.2.10:5062>;expires=3500"]
+    );
+    assert_eq!(sim.reg.stats().bindings, 1);
+}
+
+#[test]
+fn refresh_extends_and_keeps_one_binding() {
+    let mut sim = Sim::default();
+    assert_eq!(
+        status(&sim.send(&Reg::new("a").expires(Some(120)).build())),
+        200
+    );
+    sim.advance_s(100);
+    let r = sim.send(&Reg::new("a").expires(Some(120)).cseq(2).build());
+    assert_eq!(contacts(&r), vec!["<sip:a@192.0.2.10:5062>;expires=120"]);
+    sim.advance_s(100);
+    // Past the first expiry, still there thanks to the refresh.
+    let r = sim.send(&Reg::new("a").contacts(&[]).expires(None).cseq(3).build());
+    assert_eq!(contacts(&r), vec!["<sip:a@192.0.2.10:5062>;expires=20"]);
+    sim.advance_s(21);
+    assert_eq!(sim.reg.stats().bindings, 0);
+    assert_eq!(sim.reg.stats().expired, 1);
+}
+
+#[test]
+fn two_devices_on_one_aor_are_both_listed() {
+    let mut sim = Sim::default();
+    sim.send(
+        &Reg::new("bob")
+            .contacts(&["<sip:bob@10.0.0.1>"])
+            .call_id("c1")
+            .build(),
+    );
+    let r = sim.send(
+        &Reg::new("bob")
+            .contacts(&["<sip:bob@10.0.0.2>"])
+            .call_id("c2")
+            .build(),
+    );
+    assert_eq!(status(&r), 200);
+    let c = contacts(&r);
+    assert_eq!(c.len(), 2, "{r}");
+    assert!(c.iter().any(|c| c.starts_with("<sip:bob@10.0.0.1>")));
+    assert!(c.iter().any(|c| c.starts_with("<sip:bob@10.0.0.2>")));
+}
+
+#[test]
+fn expires_zero_removes_one_binding() {
+    let mut sim = Sim::default();
+    sim.send(
+        &Reg::new("bob")
+            .contacts(&["<sip:bob@10.0.0.1>"])
+            .call_id("c1")
+            .build(),
+    );
+    sim.send(
+        &Reg::new("bob")
+            .contacts(&["<sip:bob@10.0.0.2>"])
+            .call_id("c2")
+            .build(),
+    );
+    let r = sim.send(
+        &Reg::new("bob")
+            .contacts(&["<sip:bob@10.0.0.1>"])
+            .call_id("c1")
+            .cseq(2)
+            .expires(Some(0))
+            .build(),
+    );
+    assert_eq!(status(&r), 200);
+    assert_eq!(contacts(&r), vec!["<sip:bob@10.0.0.2>;expires=3600"]);
+}
+
+#[test]
+fn star_unregisters_everything() {
+    let mut sim = Sim::default();
+    sim.send(
+        &Reg::new("bob")
+            .contacts(&["<sip:bob@10.0.0.1>"])
+            .call_id("c1")
+            .build(),
+    );
+    sim.send(
+        &Reg::new("bob")
+            .contacts(&["<sip:bob@10.0.0.2>"])
+            .call_id("c2")
+            .build(),
+    );
+    let r = sim.send(
+        &Reg::new("bob")
+            .contacts(&["*"])
+            .call_id("c3")
+            .expires(Some(0))
+            .build(),
+    );
+    assert_eq!(status(&r), 200, "{r}");
+    assert!(contacts(&r).is_empty());
+    assert_eq!(sim.reg.stats().bindings, 0);
+    assert_eq!(sim.reg.stats().aors, 0);
+}
+
+#[test]
+fn star_without_expires_zero_is_400_and_changes_nothing() {
+    let mut sim = Sim::default();
+    sim.send(&Reg::new("bob").build());
+    let r = sim.send(
+        &Reg::new("bob")
+            .contacts(&["*"])
+            .call_id("c3")
+            .expires(Some(60))
+            .build(),
+    );
+    assert_eq!(status(&r), 400);
+    assert!(reason(&r).contains('*'), "{r}");
+    let r = sim.send(
+        &Reg::new("bob")
+            .contacts(&["*"])
+            .call_id("c4")
+            .expires(None)
+            .build(),
+    );
+    assert_eq!(status(&r), 400);
+    assert_eq!(sim.reg.stats().bindings, 1);
+}
+
+#[test]
+fn star_with_same_call_id_and_old_cseq_fails_whole() {
+    let mut sim = Sim::default();
+    sim.send(
+        &Reg::new("bob")
+            .contacts(&["<sip:bob@10.0.0.1>"])
+            .call_id("c1")
+            .cseq(5)
+            .build(),
+    );
+    sim.send(
+        &Reg::new("bob")
+            .contacts(&["<sip:bob@10.0.0.2>"])
+            .call_id("c2")
+            .build(),
+    );
+    let r = sim.send(
+        &Reg::new("bob")
+            .contacts(&["*"])
+            .call_id("c1")
+            .cseq(4)
+            .expires(Some(0))
+            .build(),
+    );
+    assert_eq!(status(&r), 400);
+    assert_eq!(reason(&r), "Invalid CSeq");
+    assert_eq!(
+        sim.reg.stats().bindings,
+        2,
+        "all-or-nothing: nothing removed"
+    );
+}
+
+#[test]
+fn interval_too_brief_gets_423_with_min_expires() {
+    let mut sim = Sim::default();
+    let r = sim.send(&Reg::new("a").expires(Some(30)).build());
+    assert_eq!(status(&r), 423);
+    assert_eq!(headers(&r, "Min-Expires"), vec!["60"]);
+    assert_eq!(sim.reg.stats().bindings, 0);
+}
+
+#[test]
+fn clamp_policy_raises_to_minimum_and_max_is_clamped() {
+    let mut sim = Sim::new(RegistrarConfig {
+        min_expires_policy: MinExpiresPolicy::Clamp,
+        ..Default::default()
+    });
+    let r = sim.send(&Reg::new("a").expires(Some(30)).build());
+    assert_eq!(contacts(&r), vec!["<sip:a@192.0.2.10:5062>;expires=60"]);
+    let r = sim.send(&Reg::new("b").expires(Some(100_000)).build());
+    assert_eq!(contacts(&r), vec!["<sip:b@192.0.2.10:5062>;expires=3600"]);
+}
+
+#[test]
+fn contact_expires_param_beats_header() {
+    let mut sim = Sim::default();
+    let r = sim.send(
+        &Reg::new("a")
+            .contacts(&["<sip:a@10.0.0.1>;expires=120"])
+            .expires(Some(600))
+            .build(),
+    );
+    assert_eq!(contacts(&r), vec!["<sip:a@10.0.0.1>;expires=120"]);
+}
+
+#[test]
+fn out_of_order_cseq_is_rejected_and_changes_nothing() {
+    let mut sim = Sim::default();
+    sim.send(&Reg::new("a").cseq(10).expires(Some(600)).build());
+    let r = sim.send(&Reg::new("a").cseq(9).expires(Some(1200)).build());
+    assert_eq!(status(&r), 400);
+    assert_eq!(reason(&r), "Invalid CSeq");
+    let r = sim.send(&Reg::new("a").contacts(&[]).expires(None).cseq(11).build());
+    assert_eq!(contacts(&r), vec!["<sip:a@192.0.2.10:5062>;expires=600"]);
+}
+
+#[test]
+fn max_contacts_reject_policy_503() {
+    let mut sim = Sim::new(RegistrarConfig {
+        max_contacts: 2,
+        ..Default::default()
+    });
+    for (i, cid) in ["c1", "c2"].iter().enumerate() {
+        let c = format!("<sip:u@10.0.0.{i}>");
+        assert_eq!(
+            status(&sim.send(&Reg::new("u").contacts(&[&c]).call_id(cid).build())),
+            200
+        );
+    }
+    let r = sim.send(
+        &Reg::new("u")
+            .contacts(&["<sip:u@10.0.0.9>"])
+            .call_id("c3")
+            .build(),
+    );
+    assert_eq!(status(&r), 503);
+    assert_eq!(headers(&r, "Retry-After").len(), 1);
+    // A refresh of an existing binding is not a new one.
+    let r = sim.send(
+        &Reg::new("u")
+            .contacts(&["<sip:u@10.0.0.0>"])
+            .call_id("c1")
+            .cseq(2)
+            .build(),
+    );
+    assert_eq!(status(&r), 200);
+    assert_eq!(contacts(&r).len(), 2);
+}
+
+#[test]
+fn max_contacts_evict_oldest_policy() {
+    let mut sim = Sim::new(RegistrarConfig {
+        max_contacts: 2,
+        max_contacts_policy: MaxContactsPolicy::EvictOldest,
+        ..Default::default()
+    });
+    sim.send(
+        &Reg::new("u")
+            .contacts(&["<sip:u@10.0.0.1>"])
+            .call_id("c1")
+            .build(),
+    );
+    sim.advance_s(1);
+    sim.send(
+        &Reg::new("u")
+            .contacts(&["<sip:u@10.0.0.2>"])
+            .call_id("c2")
+            .build(),
+    );
+    sim.advance_s(1);
+    let r = sim.send(
+        &Reg::new("u")
+            .contacts(&["<sip:u@10.0.0.3>"])
+            .call_id("c3")
+            .build(),
+    );
+    assert_eq!(status(&r), 200);
+    let c = contacts(&r);
+    assert_eq!(c.len(), 2);
+    assert!(
+        !c.iter().any(|c| c.contains("10.0.0.1>")),
+        "oldest evicted: {r}"
+    );
+    assert_eq!(sim.reg.stats().evicted, 1);
+}
+
+#[test]
+fn retransmission_gets_identical_bytes_without_reprocessing() {
+    let mut sim = Sim::default();
+    let msg = Reg::new("a").build();
+    let first = sim.send(&msg);
+    sim.advance_s(5);
+    let again = sim.send(&msg);
+    assert_eq!(first, again);
+    assert_eq!(sim.reg.stats().retransmissions, 1);
+    assert_eq!(sim.reg.stats().requests, 1);
+}
+
+#[test]
+fn after_timer_j_a_retransmission_is_processed_again() {
+    let mut sim = Sim::default();
+    let msg = Reg::new("a").cseq(3).build();
+    assert_eq!(status(&sim.send(&msg)), 200);
+    sim.advance_s(33);
+    // The transaction is gone, so this is a new request with a stale CSeq.
+    let r = sim.send(&msg);
+    assert_eq!(status(&r), 400, "{r}");
+    assert_eq!(sim.reg.stats().retransmissions, 0);
+}
+
+#[test]
+fn q_ordering_in_200_and_302() {
+    let mut sim = Sim::default();
+    sim.send(
+        &Reg::new("q")
+            .contacts(&[
+                "<sip:q@10.0.0.1>;q=0.1",
+                "<sip:q@10.0.0.2>;q=0.9",
+                "<sip:q@10.0.0.3>;q=0.5",
+            ])
+            .build(),
+    );
+    let invite = "INVITE sip:q@example.com SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 192.0.2.20:5060;branch=z9hG4bKinv1;rport\r\n\
+        Max-Forwards: 70\r\nFrom: <sip:x@example.com>;tag=1\r\nTo: <sip:q@example.com>\r\n\
+        Call-ID: inv1\r\nCSeq: 1 INVITE\r\nContact: <sip:x@192.0.2.20>\r\nContent-Length: 0\r\n\r\n";
+    let r = sim.send(invite);
+    assert_eq!(status(&r), 302, "{r}");
+    let c = contacts(&r);
+    assert_eq!(c.len(), 3);
+    assert!(
+        c[0].starts_with("<sip:q@10.0.0.2>") && c[0].contains("q=0.9"),
+        "{c:?}"
+    );
+    assert!(c[1].starts_with("<sip:q@10.0.0.3>"));
+    assert!(c[2].starts_with("<sip:q@10.0.0.1>"));
+}
+
+#[test]
+fn invite_to_unknown_is_404() {
+    let mut sim = Sim::default();
+    let invite = "INVITE sip:nobody@example.com SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 192.0.2.20:5060;branch=z9hG4bKinv2\r\n\
+        Max-Forwards: 70\r\nFrom: <sip:x@example.com>;tag=1\r\nTo: <sip:nobody@example.com>\r\n\
+        Call-ID: inv2\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+    assert_eq!(status(&sim.send(invite)), 404);
+}
+
+#[test]
+fn options_is_answered_with_allow_even_at_zero_max_forwards() {
+    let mut sim = Sim::default();
+    let opt = "OPTIONS sip:user@example.com SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 192.0.2.20:5060;branch=z9hG4bKopt\r\n\
+        Max-Forwards: 0\r\nFrom: <sip:x@example.com>;tag=1\r\nTo: <sip:user@example.com>\r\n\
+        Call-ID: opt1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    let r = sim.send(opt);
+    assert_eq!(status(&r), 200);
+    assert!(headers(&r, "Allow")[0].contains("REGISTER"));
+}
+
+#[test]
+fn unsupported_require_gets_420_with_unsupported() {
+    let mut sim = Sim::default();
+    let r = sim.send(&Reg::new("a").extra("Require: path, foo").build());
+    assert_eq!(status(&r), 420);
+    assert_eq!(headers(&r, "Unsupported"), vec!["foo"]);
+    assert_eq!(sim.reg.stats().bindings, 0);
+}
+
+#[test]
+fn domain_not_served_is_404_naming_the_domain() {
+    let mut sim = Sim::new(RegistrarConfig {
+        domains: vec!["example.org".into()],
+        ..Default::default()
+    });
+    let r = sim.send(&Reg::new("a").build());
+    assert_eq!(status(&r), 404);
+    assert!(reason(&r).contains("example.com"), "{r}");
+}
+
+#[test]
+fn path_is_stored_and_echoed_with_supported_path() {
+    let mut sim = Sim::default();
+    let r = sim.send(
+        &Reg::new("p")
+            .extra("Path: <sip:edge.example.com;lr>")
+            .extra("Supported: path")
+            .build(),
+    );
+    assert_eq!(status(&r), 200);
+    assert_eq!(headers(&r, "Path"), vec!["<sip:edge.example.com;lr>"]);
+    let aor = sim.reg.location().get(b"p@example.com").unwrap();
+    assert_eq!(
+        aor.iter().next().unwrap().path(),
+        b"<sip:edge.example.com;lr>"
+    );
+}
+
+#[test]
+fn rport_and_received_are_added_to_via() {
+    let mut sim = Sim::default();
+    let r = sim.send(&Reg::new("a").build());
+    let via = headers(&r, "Via")[0];
+    assert!(via.contains("rport=5062"), "{via}");
+    assert!(via.contains("received=192.0.2.10"), "{via}");
+}
+
+#[test]
+fn malformed_contact_gets_400_naming_the_header() {
+    let mut sim = Sim::default();
+    let r = sim.send(&Reg::new("a").contacts(&["<sip:a@10.0.0.1>;q=7"]).build());
+    assert_eq!(status(&r), 400, "{r}");
+    assert!(
+        reason(&r).to_ascii_lowercase().contains("contact") || reason(&r).contains('q'),
+        "{r}"
+    );
+}
+
+#[test]
+fn max_bindings_per_shard_gives_503() {
+    let mut sim = Sim::new(RegistrarConfig {
+        max_bindings: 2,
+        ..Default::default()
+    });
+    assert_eq!(status(&sim.send(&Reg::new("a").build())), 200);
+    assert_eq!(status(&sim.send(&Reg::new("b").build())), 200);
+    let r = sim.send(&Reg::new("c").build());
+    assert_eq!(status(&r), 503);
+    assert_eq!(sim.reg.stats().bindings, 2);
+}
+
+#[test]
+fn jitter_shortens_within_bounds_and_is_reported() {
+    let mut sim = Sim::new(RegistrarConfig {
+        expires_jitter_percent: 20,
+        ..Default::default()
+    });
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..50 {
+        let u = format!("j{i}");
+        let r = sim.send(&Reg::new(&u).build());
+        let c = contacts(&r)[0].to_string();
+        let e: u32 = c.rsplit("expires=").next().unwrap().parse().unwrap();
+        assert!((2880..=3600).contains(&e), "{e}");
+        seen.insert(e);
+    }
+    assert!(seen.len() > 5, "jitter spreads expiries: {seen:?}");
+}
+
+#[test]
+fn ack_is_absorbed_and_keepalive_dropped() {
+    let mut sim = Sim::default();
+    let ack = "ACK sip:q@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.20;branch=z9hG4bKinv1\r\n\
+        Max-Forwards: 70\r\nFrom: <sip:x@example.com>;tag=1\r\nTo: <sip:q@example.com>;tag=2\r\n\
+        Call-ID: inv1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n";
+    assert_eq!(sim.send(ack), "");
+    assert_eq!(sim.send("\r\n\r\n"), "");
+    assert_eq!(sim.reg.stats().drops[DropReason::KeepAlive as usize], 1);
+}
+
+#[test]
+fn route_hash_is_the_same_for_register_and_invite_of_one_aor() {
+    let reg = Reg::new("Alice").build();
+    let invite = "INVITE sip:Alice@EXAMPLE.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+        From: <sip:x@y>;tag=1\r\nTo: <sip:Alice@example.com>\r\nCall-ID: zz\r\nCSeq: 1 INVITE\r\n\
+        Content-Length: 0\r\n\r\n";
+    assert_eq!(route(reg.as_bytes()), route(invite.as_bytes()));
+    assert_ne!(
+        route(reg.as_bytes()),
+        route(Reg::new("alice").build().as_bytes()),
+        "user part is case-sensitive"
+    );
+}
+
+#[test]
+fn every_rfc4475_message_survives() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/rfc4475");
+    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let mut sim = Sim::default();
+    let mut n = 0;
+    for e in entries {
+        let path = e.unwrap().path();
+        if path.extension().and_then(|x| x.to_str()) != Some("dat") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        sim.arena.reset();
+        let _ = route(&bytes);
+        let _ = sim
+            .reg
+            .handle_datagram(sim.now_ms, sim.source, &bytes, &sim.arena, &mut sim.out);
+        n += 1;
+    }
+    assert_eq!(n, 49);
+    // Still alive and correct afterwards.
+    assert_eq!(
+        status(&sim.send(&Reg::new("after").call_id("after-1").build())),
+        200
+    );
+}
+
+fn torture(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/rfc4475")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The outcomes of `shared/rfc4475/README.md`'s table of registrar-relevant messages.
+#[test]
+fn rfc4475_registrar_outcomes() {
+    let cases: &[(&str, &[u16])] = &[
+        ("cparam01.dat", &[200]),
+        ("cparam02.dat", &[200]),
+        ("regescrt.dat", &[200]),
+        ("regbadct.dat", &[400]),
+        ("unksm2.dat", &[400]),
+        ("scalar02.dat", &[400]),
+        ("escnull.dat", &[200]),
+        ("dblreq.dat", &[200]),
+        ("esc02.dat", &[405, 501]),
+        ("bext01.dat", &[420]),
+        ("zeromf.dat", &[200]),
+    ];
+    for (name, want) in cases {
+        let mut sim = Sim::default();
+        let bytes = torture(name);
+        sim.arena.reset();
+        let h = sim
+            .reg
+            .handle_datagram(sim.now_ms, sim.source, &bytes, &sim.arena, &mut sim.out);
+        assert!(matches!(h, Handled::Reply(_)), "{name}: no answer");
+        let r = String::from_utf8_lossy(&sim.out).into_owned();
+        assert!(want.contains(&status(&r)), "{name}: {r}");
+    }
+}
+
+#[test]
+fn rfc4475_cparam_params_land_where_the_rfc_says() {
+    let mut sim = Sim::default();
+    let bytes = torture("cparam01.dat");
+    sim.arena.reset();
+    sim.reg
+        .handle_datagram(sim.now_ms, sim.source, &bytes, &sim.arena, &mut sim.out);
+    let r = String::from_utf8_lossy(&sim.out).into_owned();
+    // Without <>, `unknownparam` is a contact parameter: the stored URI has no params.
+    assert!(
+        contacts(&r)
+            .iter()
+            .any(|c| c.starts_with("<sip:+19725552222@gw1.example.net>")),
+        "{r}"
+    );
+
+    let mut sim = Sim::default();
+    let bytes = torture("cparam02.dat");
+    sim.arena.reset();
+    sim.reg
+        .handle_datagram(sim.now_ms, sim.source, &bytes, &sim.arena, &mut sim.out);
+    let r = String::from_utf8_lossy(&sim.out).into_owned();
+    assert!(
+        contacts(&r)
+            .iter()
+            .any(|c| c.starts_with("<sip:+19725552222@gw1.example.net;unknownparam>")),
+        "{r}"
+    );
+}
+
+#[test]
+fn rfc4475_escnull_keeps_two_distinct_bindings_and_regescrt_echoes_escapes() {
+    let mut sim = Sim::default();
+    let bytes = torture("escnull.dat");
+    sim.arena.reset();
+    sim.reg
+        .handle_datagram(sim.now_ms, sim.source, &bytes, &sim.arena, &mut sim.out);
+    let r = String::from_utf8_lossy(&sim.out).into_owned();
+    assert_eq!(status(&r), 200, "{r}");
+    assert_eq!(contacts(&r).len(), 2, "{r}");
+
+    let mut sim = Sim::default();
+    let bytes = torture("regescrt.dat");
+    sim.arena.reset();
+    sim.reg
+        .handle_datagram(sim.now_ms, sim.source, &bytes, &sim.arena, &mut sim.out);
+    let r = String::from_utf8_lossy(&sim.out).into_owned();
+    assert!(
+        contacts(&r)[0].starts_with("<sip:user@example.com?Route=%3Csip:sip.example.com%3E>"),
+        "{r}"
+    );
+}
