@@ -40,7 +40,11 @@ pub const LISTEN_ADDRS_MAX: usize = 64;
 
 /// Raw command-line flags (stage one: no syscalls, no cross-flag checks).
 #[derive(Debug, Clone, Parser)]
-#[command(name = "sipreg", version, about = "A thread-per-core SIP registrar (RFC 3261 §10)")]
+#[command(
+    name = "sipreg",
+    version,
+    about = "A thread-per-core SIP registrar (RFC 3261 §10)"
+)]
 pub struct Args {
     /// UDP address and port to listen on, e.g. 0.0.0.0:5060 or [::]:5060; repeat for
     /// several. Every core binds each one with SO_REUSEPORT. [default: 0.0.0.0:5060]
@@ -218,7 +222,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(flag: &'static str, reason: impl Into<String>) -> Self {
-        Self { flag, reason: reason.into() }
+        Self {
+            flag,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -253,13 +260,19 @@ impl Config {
         if args.expires_jitter > EXPIRES_JITTER_PERCENT_MAX {
             return Err(ConfigError::new(
                 "--expires-jitter",
-                format!("{}% is more than the {EXPIRES_JITTER_PERCENT_MAX}% allowed", args.expires_jitter),
+                format!(
+                    "{}% is more than the {EXPIRES_JITTER_PERCENT_MAX}% allowed",
+                    args.expires_jitter
+                ),
             ));
         }
         if args.timer_j_ms == 0 || args.timer_j_ms > TIMER_J_MS_MAX {
             return Err(ConfigError::new(
                 "--timer-j-ms",
-                format!("must be 1..={TIMER_J_MS_MAX} ms (RFC 3261 uses 32000), got {}", args.timer_j_ms),
+                format!(
+                    "must be 1..={TIMER_J_MS_MAX} ms (RFC 3261 uses 32000), got {}",
+                    args.timer_j_ms
+                ),
             ));
         }
         if args.txn_cache_max == 0 {
@@ -346,7 +359,10 @@ fn parse_listen(raw: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
             )
         })?;
         if out.contains(&addr) {
-            return Err(ConfigError::new("--listen", format!("{addr} is given twice")));
+            return Err(ConfigError::new(
+                "--listen",
+                format!("{addr} is given twice"),
+            ));
         }
         out.push(addr);
     }
@@ -358,11 +374,14 @@ fn parse_domains(raw: &[String]) -> Result<Vec<String>, ConfigError> {
     for text in raw {
         let domain = text.trim().to_ascii_lowercase();
         let valid = !domain.is_empty()
-            && domain
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+            && domain.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
+            });
         if !valid {
-            return Err(ConfigError::new("--domain", format!("'{text}' is not a host name or address")));
+            return Err(ConfigError::new(
+                "--domain",
+                format!("'{text}' is not a host name or address"),
+            ));
         }
         if !out.contains(&domain) {
             out.push(domain);
@@ -412,7 +431,10 @@ fn resolve_cpus(
     host_cpus: &[usize],
 ) -> Result<Vec<usize>, ConfigError> {
     if host_cpus.is_empty() {
-        return Err(ConfigError::new("--cores", "this host reports no usable CPU"));
+        return Err(ConfigError::new(
+            "--cores",
+            "this host reports no usable CPU",
+        ));
     }
     match (cores, cpus) {
         (Some(_), Some(_)) => Err(ConfigError::new("--cores", "cannot be used with --cpus")),
@@ -428,12 +450,18 @@ fn resolve_cpus(
         (None, Some(list)) => {
             let list = parse_cpu_list(list).map_err(|reason| ConfigError::new("--cpus", reason))?;
             if list.len() > CORES_MAX {
-                return Err(ConfigError::new("--cpus", format!("at most {CORES_MAX} CPUs")));
+                return Err(ConfigError::new(
+                    "--cpus",
+                    format!("at most {CORES_MAX} CPUs"),
+                ));
             }
             if let Some(missing) = list.iter().find(|cpu| !host_cpus.contains(cpu)) {
                 return Err(ConfigError::new(
                     "--cpus",
-                    format!("CPU {missing} is not available to this process (available: {})", format_cpu_list(host_cpus)),
+                    format!(
+                        "CPU {missing} is not available to this process (available: {})",
+                        format_cpu_list(host_cpus)
+                    ),
                 ));
             }
             Ok(list)
@@ -450,7 +478,10 @@ pub fn parse_cpu_list(text: &str) -> Result<Vec<usize>, String> {
         let part = part.trim();
         let bad = || format!("'{part}' is not a CPU number or range (e.g. 0-3,8)");
         let (first, last) = match part.split_once('-') {
-            Some((a, b)) => (a.trim().parse::<usize>().map_err(|_| bad())?, b.trim().parse::<usize>().map_err(|_| bad())?),
+            Some((a, b)) => (
+                a.trim().parse::<usize>().map_err(|_| bad())?,
+                b.trim().parse::<usize>().map_err(|_| bad())?,
+            ),
             None => {
                 let cpu = part.parse::<usize>().map_err(|_| bad())?;
                 (cpu, cpu)
@@ -517,11 +548,18 @@ mod tests {
     #[test]
     fn defaults() {
         let c = config(&[]).unwrap();
-        assert_eq!(c.listen, vec!["0.0.0.0:5060".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(
+            c.listen,
+            vec!["0.0.0.0:5060".parse::<SocketAddr>().unwrap()]
+        );
         assert_eq!(c.cpus, HOST);
         assert!(c.registrar.domains.is_empty());
         assert_eq!(
-            (c.registrar.min_expires_s, c.registrar.default_expires_s, c.registrar.max_expires_s),
+            (
+                c.registrar.min_expires_s,
+                c.registrar.default_expires_s,
+                c.registrar.max_expires_s
+            ),
             (60, 3600, 3600)
         );
         assert_eq!(c.registrar.min_expires_policy, MinExpiresPolicy::Reject);
@@ -547,12 +585,23 @@ mod tests {
         assert!(c.listen[1].is_ipv6());
         assert_eq!(rejected(&["--listen", "localhost:5060"]).flag, "--listen");
         assert_eq!(rejected(&["--listen", "1.2.3.4"]).flag, "--listen");
-        assert_eq!(rejected(&["--listen", "1.2.3.4:5", "--listen", "1.2.3.4:5"]).flag, "--listen");
+        assert_eq!(
+            rejected(&["--listen", "1.2.3.4:5", "--listen", "1.2.3.4:5"]).flag,
+            "--listen"
+        );
     }
 
     #[test]
     fn domains_lowercased_and_deduplicated() {
-        let c = config(&["--domain", "Example.COM", "--domain", "example.com", "--domain", "b.org"]).unwrap();
+        let c = config(&[
+            "--domain",
+            "Example.COM",
+            "--domain",
+            "example.com",
+            "--domain",
+            "b.org",
+        ])
+        .unwrap();
         assert_eq!(c.registrar.domains, vec!["example.com", "b.org"]);
         assert_eq!(rejected(&["--domain", "bad domain"]).flag, "--domain");
         assert_eq!(rejected(&["--domain", ""]).flag, "--domain");
@@ -576,16 +625,37 @@ mod tests {
 
     #[test]
     fn expires_overrides_and_rejections() {
-        let c = config(&["--min-expires", "30", "--default-expires", "600", "--max-expires", "7200"]).unwrap();
+        let c = config(&[
+            "--min-expires",
+            "30",
+            "--default-expires",
+            "600",
+            "--max-expires",
+            "7200",
+        ])
+        .unwrap();
         assert_eq!(
-            (c.registrar.min_expires_s, c.registrar.default_expires_s, c.registrar.max_expires_s),
+            (
+                c.registrar.min_expires_s,
+                c.registrar.default_expires_s,
+                c.registrar.max_expires_s
+            ),
             (30, 600, 7200)
         );
         assert_eq!(rejected(&["--min-expires", "0"]).flag, "--min-expires");
         assert_eq!(rejected(&["--min-expires", "4000"]).flag, "--min-expires");
-        assert_eq!(rejected(&["--default-expires", "10"]).flag, "--default-expires");
-        assert_eq!(rejected(&["--default-expires", "4000"]).flag, "--default-expires");
-        assert_eq!(rejected(&["--max-expires", "999999999"]).flag, "--max-expires");
+        assert_eq!(
+            rejected(&["--default-expires", "10"]).flag,
+            "--default-expires"
+        );
+        assert_eq!(
+            rejected(&["--default-expires", "4000"]).flag,
+            "--default-expires"
+        );
+        assert_eq!(
+            rejected(&["--max-expires", "999999999"]).flag,
+            "--max-expires"
+        );
         // The extreme that is allowed.
         let c = config(&["--max-expires", &EXPIRES_S_MAX.to_string()]).unwrap();
         assert_eq!(c.registrar.max_expires_s, EXPIRES_S_MAX);
@@ -593,19 +663,46 @@ mod tests {
 
     #[test]
     fn policies() {
-        let c = config(&["--min-expires-policy", "clamp", "--max-contacts-policy", "evict-oldest"]).unwrap();
+        let c = config(&[
+            "--min-expires-policy",
+            "clamp",
+            "--max-contacts-policy",
+            "evict-oldest",
+        ])
+        .unwrap();
         assert_eq!(c.registrar.min_expires_policy, MinExpiresPolicy::Clamp);
-        assert_eq!(c.registrar.max_contacts_policy, MaxContactsPolicy::EvictOldest);
+        assert_eq!(
+            c.registrar.max_contacts_policy,
+            MaxContactsPolicy::EvictOldest
+        );
         assert!(Args::try_parse_from(["sipreg", "--min-expires-policy", "maybe"]).is_err());
     }
 
     #[test]
     fn limits_overrides_and_rejections() {
         let c = config(&[
-            "--max-contacts", "5", "--expires-jitter", "50", "--timer-j-ms", "1000",
-            "--txn-cache-max", "10", "--max-bindings", "10", "--recv-batch", "256",
-            "--socket-rcvbuf", "65536", "--socket-sndbuf", "65536", "--stats-interval", "0",
-            "--seed", "7", "--log-level", "debug",
+            "--max-contacts",
+            "5",
+            "--expires-jitter",
+            "50",
+            "--timer-j-ms",
+            "1000",
+            "--txn-cache-max",
+            "10",
+            "--max-bindings",
+            "10",
+            "--recv-batch",
+            "256",
+            "--socket-rcvbuf",
+            "65536",
+            "--socket-sndbuf",
+            "65536",
+            "--stats-interval",
+            "0",
+            "--seed",
+            "7",
+            "--log-level",
+            "debug",
         ])
         .unwrap();
         assert_eq!(c.registrar.max_contacts, 5);
@@ -614,19 +711,28 @@ mod tests {
         assert_eq!(c.registrar.txn_cache_max, 10);
         assert_eq!(c.registrar.max_bindings, 3, "10 over 4 shards, rounded up");
         assert_eq!(c.recv_batch, 256);
-        assert_eq!((c.socket_rcvbuf_bytes, c.socket_sndbuf_bytes), (65536, 65536));
+        assert_eq!(
+            (c.socket_rcvbuf_bytes, c.socket_sndbuf_bytes),
+            (65536, 65536)
+        );
         assert_eq!(c.stats_interval_s, 0);
         assert_eq!(c.seed, Some(7));
         assert_eq!(c.log_level, LogLevel::Debug);
 
-        assert_eq!(rejected(&["--expires-jitter", "51"]).flag, "--expires-jitter");
+        assert_eq!(
+            rejected(&["--expires-jitter", "51"]).flag,
+            "--expires-jitter"
+        );
         assert_eq!(rejected(&["--timer-j-ms", "0"]).flag, "--timer-j-ms");
         assert_eq!(rejected(&["--txn-cache-max", "0"]).flag, "--txn-cache-max");
         assert_eq!(rejected(&["--max-bindings", "0"]).flag, "--max-bindings");
         assert_eq!(rejected(&["--recv-batch", "0"]).flag, "--recv-batch");
         assert_eq!(rejected(&["--recv-batch", "257"]).flag, "--recv-batch");
         assert_eq!(rejected(&["--socket-rcvbuf", "0"]).flag, "--socket-rcvbuf");
-        assert_eq!(rejected(&["--socket-sndbuf", "2000000000"]).flag, "--socket-sndbuf");
+        assert_eq!(
+            rejected(&["--socket-sndbuf", "2000000000"]).flag,
+            "--socket-sndbuf"
+        );
         assert!(Args::try_parse_from(["sipreg", "--max-contacts", "-1"]).is_err());
     }
 

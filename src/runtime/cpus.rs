@@ -29,7 +29,12 @@ pub fn available_cpus() -> io::Result<Vec<usize>> {
     let located: Vec<Location> = online
         .into_iter()
         .filter(|l| allowed.contains(&l.cpu))
-        .map(|l| Location { cpu: l.cpu, core: l.core, package: l.package, numa_node: l.numa_node })
+        .map(|l| Location {
+            cpu: l.cpu,
+            core: l.core,
+            package: l.package,
+            numa_node: l.numa_node,
+        })
         .collect();
     Ok(spread_order(located))
 }
@@ -65,7 +70,12 @@ mod tests {
     use super::*;
 
     fn loc(cpu: usize, core: usize) -> Location {
-        Location { cpu, core, package: 0, numa_node: 0 }
+        Location {
+            cpu,
+            core,
+            package: 0,
+            numa_node: 0,
+        }
     }
 
     #[test]

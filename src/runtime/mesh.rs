@@ -159,9 +159,16 @@ impl MeshShared {
 }
 
 /// Build the mesh for `shards` cores: the shared part and one [`MeshEnd`] per core.
-pub(crate) fn build(shards: usize, stop: Arc<AtomicBool>, main: Thread) -> (Arc<MeshShared>, Vec<MeshEnd>) {
-    let (inbox_tx, inbox_rx): (Vec<_>, Vec<_>) = (0..shards).map(|_| bounded(MESH_CHANNEL_DEPTH)).unzip();
-    let (return_tx, return_rx): (Vec<_>, Vec<_>) = (0..shards).map(|_| bounded(FORWARD_BUFFERS_PER_CORE_MAX)).unzip();
+pub(crate) fn build(
+    shards: usize,
+    stop: Arc<AtomicBool>,
+    main: Thread,
+) -> (Arc<MeshShared>, Vec<MeshEnd>) {
+    let (inbox_tx, inbox_rx): (Vec<_>, Vec<_>) =
+        (0..shards).map(|_| bounded(MESH_CHANNEL_DEPTH)).unzip();
+    let (return_tx, return_rx): (Vec<_>, Vec<_>) = (0..shards)
+        .map(|_| bounded(FORWARD_BUFFERS_PER_CORE_MAX))
+        .unzip();
     let shared = Arc::new(MeshShared {
         inboxes: inbox_tx,
         returns: return_tx,
@@ -227,7 +234,13 @@ impl MeshEnd {
 
     /// Copy `bytes` into a pooled buffer and queue it for `owner`. The owner's
     /// doorbell is rung by `ring_pending`, once per batch.
-    pub(crate) fn forward(&mut self, owner: usize, bytes: &[u8], source: Source, hash: u64) -> Result<(), ForwardError> {
+    pub(crate) fn forward(
+        &mut self,
+        owner: usize,
+        bytes: &[u8],
+        source: Source,
+        hash: u64,
+    ) -> Result<(), ForwardError> {
         let Some(mut buf) = self.take_buffer() else {
             return Err(ForwardError::PoolExhausted);
         };
@@ -237,7 +250,12 @@ impl MeshEnd {
             self.pool.push(buf);
             return Err(ForwardError::InboxFull);
         };
-        match inbox.try_send(Forwarded { bytes: buf, source, hash, from: self.index }) {
+        match inbox.try_send(Forwarded {
+            bytes: buf,
+            source,
+            hash,
+            from: self.index,
+        }) {
             Ok(()) => {
                 if let Some(flag) = self.to_ring.get_mut(owner) {
                     *flag = true;
@@ -311,7 +329,10 @@ mod tests {
     use super::*;
 
     fn source() -> Source {
-        Source { addr: SocketAddr::from(([127, 0, 0, 1], 5060)), local: 0 }
+        Source {
+            addr: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            local: 0,
+        }
     }
 
     #[test]
@@ -358,7 +379,10 @@ mod tests {
         sender.forward(1, b"REGISTER", source(), 9).unwrap();
         sender.ring_pending();
         let got = receiver.try_recv().unwrap();
-        assert_eq!((got.bytes.as_slice(), got.hash, got.from), (&b"REGISTER"[..], 9, 0));
+        assert_eq!(
+            (got.bytes.as_slice(), got.hash, got.from),
+            (&b"REGISTER"[..], 9, 0)
+        );
         receiver.give_back(got);
         // The buffer comes back to the sender's pool instead of a new allocation.
         sender.forward(1, b"x", source(), 1).unwrap();

@@ -43,16 +43,27 @@ pub(crate) struct RecvBatch {
 
 impl std::fmt::Debug for RecvBatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RecvBatch").field("capacity", &self.hdrs.len()).field("filled", &self.filled).finish()
+        f.debug_struct("RecvBatch")
+            .field("capacity", &self.hdrs.len())
+            .field("filled", &self.filled)
+            .finish()
     }
 }
 
 impl RecvBatch {
     pub(crate) fn new(capacity: usize) -> Self {
-        assert!(capacity > 0 && capacity <= 1024, "recv batch {capacity} out of 1..=1024");
+        assert!(
+            capacity > 0 && capacity <= 1024,
+            "recv batch {capacity} out of 1..=1024"
+        );
         Self {
             hdrs: (0..capacity).map(|_| zeroed_mmsghdr()).collect(),
-            iovs: (0..capacity).map(|_| libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }).collect(),
+            iovs: (0..capacity)
+                .map(|_| libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0,
+                })
+                .collect(),
             addrs: (0..capacity).map(|_| zeroed_storage()).collect(),
             bufs: vec![0u8; capacity * DATAGRAM_BYTES_MAX].into_boxed_slice(),
             filled: 0,
@@ -78,14 +89,25 @@ impl RecvBatch {
         for (i, hdr) in self.hdrs.iter_mut().enumerate() {
             // SAFETY: i < capacity = iovs.len() = addrs.len(): both offsets are in bounds.
             let (iov_ptr, addr_ptr) = unsafe { (iovs.add(i), addrs.add(i)) };
-            set_header(hdr, iov_ptr, addr_ptr, size_of::<libc::sockaddr_storage>() as libc::socklen_t);
+            set_header(
+                hdr,
+                iov_ptr,
+                addr_ptr,
+                size_of::<libc::sockaddr_storage>() as libc::socklen_t,
+            );
         }
         loop {
             // SAFETY: every header points at its own iovec, address slot and buffer, all
             // owned by self and alive for the call; the vector length passed is the
             // header count; a null timeout means none.
             let rc = unsafe {
-                libc::recvmmsg(fd, self.hdrs.as_mut_ptr(), capacity as libc::c_uint, libc::MSG_DONTWAIT, std::ptr::null_mut())
+                libc::recvmmsg(
+                    fd,
+                    self.hdrs.as_mut_ptr(),
+                    capacity as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                )
             };
             if rc >= 0 {
                 self.filled = rc as usize;
@@ -114,8 +136,15 @@ impl RecvBatch {
         let len = (hdr.msg_len as usize).min(DATAGRAM_BYTES_MAX);
         let start = i * DATAGRAM_BYTES_MAX;
         let bytes = self.bufs.get(start..start + len)?;
-        let from = self.addrs.get(i).and_then(|a| from_storage(a, hdr.msg_hdr.msg_namelen));
-        Some(Received { bytes, from, truncated: hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 })
+        let from = self
+            .addrs
+            .get(i)
+            .and_then(|a| from_storage(a, hdr.msg_hdr.msg_namelen));
+        Some(Received {
+            bytes,
+            from,
+            truncated: hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+        })
     }
 }
 
@@ -132,7 +161,10 @@ pub(crate) struct SendBatch {
 
 impl std::fmt::Debug for SendBatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SendBatch").field("capacity", &self.hdrs.len()).field("queued", &self.queued).finish()
+        f.debug_struct("SendBatch")
+            .field("capacity", &self.hdrs.len())
+            .field("queued", &self.queued)
+            .finish()
     }
 }
 
@@ -145,13 +177,23 @@ pub(crate) struct Flushed {
 
 impl SendBatch {
     pub(crate) fn new(capacity: usize) -> Self {
-        assert!(capacity > 0 && capacity <= 1024, "send batch {capacity} out of 1..=1024");
+        assert!(
+            capacity > 0 && capacity <= 1024,
+            "send batch {capacity} out of 1..=1024"
+        );
         Self {
             hdrs: (0..capacity).map(|_| zeroed_mmsghdr()).collect(),
-            iovs: (0..capacity).map(|_| libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }).collect(),
+            iovs: (0..capacity)
+                .map(|_| libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0,
+                })
+                .collect(),
             addrs: (0..capacity).map(|_| zeroed_storage()).collect(),
             addr_lens: vec![0; capacity].into_boxed_slice(),
-            bufs: (0..capacity).map(|_| Vec::with_capacity(REPLY_BYTES_INITIAL)).collect(),
+            bufs: (0..capacity)
+                .map(|_| Vec::with_capacity(REPLY_BYTES_INITIAL))
+                .collect(),
             queued: 0,
         }
     }
@@ -193,7 +235,13 @@ impl SendBatch {
         }
         let iovs = self.iovs.as_mut_ptr();
         let addrs = self.addrs.as_mut_ptr();
-        for (i, (hdr, &addr_len)) in self.hdrs.iter_mut().zip(self.addr_lens.iter()).enumerate().take(queued) {
+        for (i, (hdr, &addr_len)) in self
+            .hdrs
+            .iter_mut()
+            .zip(self.addr_lens.iter())
+            .enumerate()
+            .take(queued)
+        {
             // SAFETY: i < queued <= capacity = iovs.len() = addrs.len().
             let (iov_ptr, addr_ptr) = unsafe { (iovs.add(i), addrs.add(i)) };
             set_header(hdr, iov_ptr, addr_ptr, addr_len);
@@ -204,7 +252,12 @@ impl SendBatch {
             // owned by self (set just above, nothing moved since); the count passed
             // does not exceed the vector.
             let rc = unsafe {
-                libc::sendmmsg(fd, self.hdrs.as_mut_ptr().add(start), (queued - start) as libc::c_uint, 0)
+                libc::sendmmsg(
+                    fd,
+                    self.hdrs.as_mut_ptr().add(start),
+                    (queued - start) as libc::c_uint,
+                    0,
+                )
             };
             if rc > 0 {
                 start += rc as usize;
@@ -250,19 +303,28 @@ fn zeroed_storage() -> libc::sockaddr_storage {
 }
 
 /// Decode a kernel-filled address.
-pub(crate) fn from_storage(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+pub(crate) fn from_storage(
+    storage: &libc::sockaddr_storage,
+    len: libc::socklen_t,
+) -> Option<SocketAddr> {
     let len = len as usize;
     match libc::c_int::from(storage.ss_family) {
         libc::AF_INET if len >= size_of::<libc::sockaddr_in>() => {
             // SAFETY: the family says the storage holds a sockaddr_in, and
             // sockaddr_storage is larger than and aligned for every sockaddr type.
-            let sin = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let sin =
+                unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
             let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(sin.sin_port),
+            )))
         }
         libc::AF_INET6 if len >= size_of::<libc::sockaddr_in6>() => {
             // SAFETY: as above, for sockaddr_in6.
-            let sin6 = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let sin6 = unsafe {
+                &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
             let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
             Some(SocketAddr::V6(SocketAddrV6::new(
                 ip,
@@ -276,17 +338,27 @@ pub(crate) fn from_storage(storage: &libc::sockaddr_storage, len: libc::socklen_
 }
 
 /// Encode `addr` for the kernel; returns the length to pass with it.
-pub(crate) fn to_storage(addr: SocketAddr, storage: &mut libc::sockaddr_storage) -> libc::socklen_t {
+pub(crate) fn to_storage(
+    addr: SocketAddr,
+    storage: &mut libc::sockaddr_storage,
+) -> libc::socklen_t {
     match addr {
         SocketAddr::V4(a) => {
             let sin = libc::sockaddr_in {
                 sin_family: libc::AF_INET as libc::sa_family_t,
                 sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr { s_addr: u32::from(*a.ip()).to_be() },
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(*a.ip()).to_be(),
+                },
                 sin_zero: [0; 8],
             };
             // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
-            unsafe { std::ptr::write((storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>(), sin) };
+            unsafe {
+                std::ptr::write(
+                    (storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>(),
+                    sin,
+                )
+            };
             size_of::<libc::sockaddr_in>() as libc::socklen_t
         }
         SocketAddr::V6(a) => {
@@ -294,11 +366,18 @@ pub(crate) fn to_storage(addr: SocketAddr, storage: &mut libc::sockaddr_storage)
                 sin6_family: libc::AF_INET6 as libc::sa_family_t,
                 sin6_port: a.port().to_be(),
                 sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
                 sin6_scope_id: a.scope_id(),
             };
             // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
-            unsafe { std::ptr::write((storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>(), sin6) };
+            unsafe {
+                std::ptr::write(
+                    (storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>(),
+                    sin6,
+                )
+            };
             size_of::<libc::sockaddr_in6>() as libc::socklen_t
         }
     }
@@ -328,7 +407,9 @@ mod tests {
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
         let to = server.local_addr().unwrap();
         client.send_to(b"one", to).unwrap();
-        client.send_to(&vec![b'x'; DATAGRAM_BYTES_MAX + 1], to).unwrap();
+        client
+            .send_to(&vec![b'x'; DATAGRAM_BYTES_MAX + 1], to)
+            .unwrap();
         client.send_to(b"three", to).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(50));
 
@@ -341,7 +422,11 @@ mod tests {
         assert!(rx.get(1).unwrap().truncated);
         assert_eq!(rx.get(2).unwrap().bytes, b"three");
         assert!(rx.get(3).is_none());
-        assert_eq!(rx.recv(server.as_raw_fd()).unwrap(), 0, "empty socket does not block");
+        assert_eq!(
+            rx.recv(server.as_raw_fd()).unwrap(),
+            0,
+            "empty socket does not block"
+        );
 
         let mut tx = SendBatch::new(2);
         for payload in [&b"a"[..], b"bb"] {

@@ -67,18 +67,29 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     // Signals first, so that a SIGTERM during start-up is a graceful stop too. A
     // second signal while stopping exits at once.
     for signal in [SIGTERM, SIGINT] {
-        signal_hook::flag::register_conditional_shutdown(signal, FORCED_EXIT_STATUS, Arc::clone(&stop))
-            .context("installing signal handlers")?;
+        signal_hook::flag::register_conditional_shutdown(
+            signal,
+            FORCED_EXIT_STATUS,
+            Arc::clone(&stop),
+        )
+        .context("installing signal handlers")?;
     }
     let mut signals = Signals::new([SIGTERM, SIGINT]).context("installing signal handlers")?;
 
     let shards = config.shards();
-    let bound = socket::bind_all(&config.listen, shards, config.socket_rcvbuf_bytes, config.socket_sndbuf_bytes)?;
+    let bound = socket::bind_all(
+        &config.listen,
+        shards,
+        config.socket_rcvbuf_bytes,
+        config.socket_sndbuf_bytes,
+    )?;
     log_start(&config, &bound);
 
     let seed = config.seed.unwrap_or_else(seed_from_clock);
     let (shared, ends) = mesh::build(shards, Arc::clone(&stop), thread::current());
-    let counters: Vec<Arc<SharedCounters>> = (0..shards).map(|_| Arc::new(SharedCounters::default())).collect();
+    let counters: Vec<Arc<SharedCounters>> = (0..shards)
+        .map(|_| Arc::new(SharedCounters::default()))
+        .collect();
 
     let signal_handle = signals.handle();
     let signal_thread = {
@@ -110,12 +121,15 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         let core_shared = Arc::clone(&shared);
         let spawned = thread::Builder::new()
             .name(format!("sipreg-core-{index}"))
-            .spawn(move || run_core(index, cpu, shards, setup, core_ready, &core_shared));
+            .spawn(move || run_core(index, cpu, setup, core_ready, &core_shared));
         match spawned {
             Ok(handle) => cores.push(handle),
             Err(e) => {
                 shared.core_stopped_receiving(index);
-                let _ = ready_tx.send((index, Err(format!("core {index}: cannot spawn its thread: {e}"))));
+                let _ = ready_tx.send((
+                    index,
+                    Err(format!("core {index}: cannot spawn its thread: {e}")),
+                ));
             }
         }
     }
@@ -124,7 +138,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let started = wait_ready(&ready_rx, shards);
     let result = match started {
         Ok(()) => {
-            tracing::info!("ready: {shards} cores answering on {}", join_addrs(&bound.local));
+            tracing::info!(
+                "ready: {shards} cores answering on {}",
+                join_addrs(&bound.local)
+            );
             supervise(&config, &shared, &cores, &counters)
         }
         Err(e) => {
@@ -163,7 +180,6 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 fn run_core(
     index: usize,
     cpu: usize,
-    shards: usize,
     setup: shard::CoreSetup,
     ready_tx: crossbeam_channel::Sender<(usize, Result<(), String>)>,
     shared: &MeshShared,
@@ -185,7 +201,10 @@ fn run_core(
     let executor = match executor {
         Ok(executor) => executor,
         Err(e) => {
-            let _ = ready_tx.send((index, Err(describe_executor_error(index, cpu, shards, &e.to_string()))));
+            let _ = ready_tx.send((
+                index,
+                Err(describe_executor_error(index, cpu, &e.to_string())),
+            ));
             return;
         }
     };
@@ -194,23 +213,24 @@ fn run_core(
     }));
 }
 
-fn describe_executor_error(index: usize, cpu: usize, shards: usize, error: &str) -> String {
+fn describe_executor_error(index: usize, cpu: usize, error: &str) -> String {
     let lower = error.to_ascii_lowercase();
-    let memlock = lower.contains("memory") || lower.contains("not permitted") || lower.contains("memlock");
-    let hint = if memlock {
-        format!(
-            "; the locked-memory limit is probably too low: raise it with `ulimit -l` (at least {} KiB \
-             for {shards} cores) or LimitMEMLOCK= in the systemd unit",
-            (IO_MEMORY_BYTES / 1024 + 256) * shards
-        )
+    // glommio reports `MemLockLimit(have/needed)` when RLIMIT_MEMLOCK is below what
+    // its io_uring setup pins (512 KiB in 0.9).
+    let hint = if lower.contains("memlock") || lower.contains("cannot allocate memory") {
+        "; the locked-memory limit is too low: raise it with `ulimit -l 1024` (KiB) or more, or \
+         LimitMEMLOCK= in the systemd unit"
     } else {
-        String::new()
+        ""
     };
     format!("core {index} (CPU {cpu}): cannot start its glommio executor: {error}{hint}")
 }
 
 /// Wait until every core said ready; the first failure (or a timeout) is the error.
-fn wait_ready(ready: &crossbeam_channel::Receiver<(usize, Result<(), String>)>, shards: usize) -> anyhow::Result<()> {
+fn wait_ready(
+    ready: &crossbeam_channel::Receiver<(usize, Result<(), String>)>,
+    shards: usize,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(STARTUP_TIMEOUT_S);
     let mut up = vec![false; shards];
     while up.iter().any(|u| !u) {
@@ -222,7 +242,9 @@ fn wait_ready(ready: &crossbeam_channel::Receiver<(usize, Result<(), String>)>, 
             }
             Ok((_, Err(message))) => bail!(message),
             Err(_) => {
-                let missing: Vec<usize> = (0..shards).filter(|&i| !up.get(i).copied().unwrap_or(true)).collect();
+                let missing: Vec<usize> = (0..shards)
+                    .filter(|&i| !up.get(i).copied().unwrap_or(true))
+                    .collect();
                 bail!("cores {missing:?} did not start within {STARTUP_TIMEOUT_S} s");
             }
         }
@@ -237,7 +259,8 @@ fn supervise(
     cores: &[JoinHandle<()>],
     counters: &[Arc<SharedCounters>],
 ) -> anyhow::Result<()> {
-    let interval = (config.stats_interval_s > 0).then(|| Duration::from_secs(config.stats_interval_s));
+    let interval =
+        (config.stats_interval_s > 0).then(|| Duration::from_secs(config.stats_interval_s));
     let mut last = Instant::now();
     let mut before = stats::total(counters);
     loop {
@@ -259,7 +282,10 @@ fn supervise(
             continue;
         }
         let totals = stats::total(counters);
-        tracing::info!("{}", stats::summary(&before, &totals, now.duration_since(last).as_secs_f64()));
+        tracing::info!(
+            "{}",
+            stats::summary(&before, &totals, now.duration_since(last).as_secs_f64())
+        );
         before = totals;
         last = now;
     }
@@ -279,7 +305,11 @@ fn log_start(config: &Config, bound: &socket::Bound) {
         r.default_expires_s,
         r.max_expires_s,
         r.min_expires_policy,
-        if r.max_contacts == 0 { "unlimited".to_string() } else { r.max_contacts.to_string() },
+        if r.max_contacts == 0 {
+            "unlimited".to_string()
+        } else {
+            r.max_contacts.to_string()
+        },
         r.max_contacts_policy,
         r.expires_jitter_percent,
         r.timer_j_ms,
@@ -312,7 +342,11 @@ fn log_start(config: &Config, bound: &socket::Bound) {
 }
 
 fn join_addrs(addrs: &[std::net::SocketAddr]) -> String {
-    addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A seed when `--seed` is not given: the clock and the pid, mixed.

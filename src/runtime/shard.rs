@@ -83,10 +83,17 @@ struct Shard {
 /// `ready` is told once the core can serve (or why it cannot).
 pub(crate) async fn run(setup: CoreSetup, ready: impl FnOnce(Result<(), String>)) {
     let index = setup.mesh.index();
-    let park_handles = match setup.sockets.iter().map(|s| park_handle(s).map(Rc::new)).collect::<io::Result<Vec<_>>>() {
+    let park_handles = match setup
+        .sockets
+        .iter()
+        .map(|s| park_handle(s).map(Rc::new))
+        .collect::<io::Result<Vec<_>>>()
+    {
         Ok(handles) => handles,
         Err(e) => {
-            ready(Err(format!("core {index}: cannot register its socket with glommio: {e}")));
+            ready(Err(format!(
+                "core {index}: cannot register its socket with glommio: {e}"
+            )));
             return;
         }
     };
@@ -102,7 +109,9 @@ pub(crate) async fn run(setup: CoreSetup, ready: impl FnOnce(Result<(), String>)
         rx: RecvBatch::new(setup.recv_batch),
         // A send batch as large as the larger of the two producers, so one turn's
         // replies rarely need a mid-batch flush.
-        tx: (0..sockets_len).map(|_| SendBatch::new(setup.recv_batch.max(64))).collect(),
+        tx: (0..sockets_len)
+            .map(|_| SendBatch::new(setup.recv_batch.max(64)))
+            .collect(),
         arena: Bump::with_capacity(ARENA_BYTES_INITIAL),
         registrar: Registrar::new(setup.registrar),
         mesh: setup.mesh,
@@ -137,7 +146,10 @@ impl Shard {
             self.mesh.ring_pending();
             self.run_timers(now_ms);
             self.publish();
-            if self.draining && self.mesh.shared().all_stopped_receiving() && self.mesh.inbox_is_empty() {
+            if self.draining
+                && self.mesh.shared().all_stopped_receiving()
+                && self.mesh.inbox_is_empty()
+            {
                 return;
             }
             if work == 0 {
@@ -180,7 +192,18 @@ impl Shard {
 
     /// Route datagram `i` of the current batch: answer, forward, or drop and count.
     fn dispatch(&mut self, i: usize, socket: usize, now_ms: u64) {
-        let Self { rx, tx, sockets, registrar, arena, mesh, counters, index, shards, .. } = self;
+        let Self {
+            rx,
+            tx,
+            sockets,
+            registrar,
+            arena,
+            mesh,
+            counters,
+            index,
+            shards,
+            ..
+        } = self;
         let Some(datagram) = rx.get(i) else {
             return;
         };
@@ -192,20 +215,35 @@ impl Shard {
             counters.unanswerable += 1;
             return;
         };
-        let source = Source { addr: from, local: socket as u16 };
+        let source = Source {
+            addr: from,
+            local: socket as u16,
+        };
         match route(datagram.bytes) {
             Route::Drop(reason) => counters.count_drop(reason),
             Route::Hash(hash) => {
                 let owner = shard_for(hash, *shards);
                 if owner == *index {
-                    let (Some(batch), Some(sock)) = (tx.get_mut(socket), sockets.get(socket)) else {
+                    let (Some(batch), Some(sock)) = (tx.get_mut(socket), sockets.get(socket))
+                    else {
                         return;
                     };
-                    answer(registrar, arena, batch, sock, counters, now_ms, source, datagram.bytes);
+                    answer(
+                        registrar,
+                        arena,
+                        batch,
+                        sock,
+                        counters,
+                        now_ms,
+                        source,
+                        datagram.bytes,
+                    );
                 } else {
                     match mesh.forward(owner, datagram.bytes, source, hash) {
                         Ok(()) => counters.forwarded_out += 1,
-                        Err(ForwardError::InboxFull | ForwardError::PoolExhausted) => counters.mesh_full += 1,
+                        Err(ForwardError::InboxFull | ForwardError::PoolExhausted) => {
+                            counters.mesh_full += 1
+                        }
                     }
                 }
             }
@@ -228,14 +266,36 @@ impl Shard {
     }
 
     fn answer_forwarded(&mut self, forwarded: &Forwarded, now_ms: u64) {
-        let Self { tx, sockets, registrar, arena, counters, index, shards, .. } = self;
-        debug_assert_eq!(shard_for(forwarded.hash, *shards), *index, "forwarded to a core that does not own it");
+        let Self {
+            tx,
+            sockets,
+            registrar,
+            arena,
+            counters,
+            index,
+            shards,
+            ..
+        } = self;
+        debug_assert_eq!(
+            shard_for(forwarded.hash, *shards),
+            *index,
+            "forwarded to a core that does not own it"
+        );
         counters.forwarded_in += 1;
         let local = usize::from(forwarded.source.local);
         let (Some(batch), Some(sock)) = (tx.get_mut(local), sockets.get(local)) else {
             return;
         };
-        answer(registrar, arena, batch, sock, counters, now_ms, forwarded.source, &forwarded.bytes);
+        answer(
+            registrar,
+            arena,
+            batch,
+            sock,
+            counters,
+            now_ms,
+            forwarded.source,
+            &forwarded.bytes,
+        );
     }
 
     fn flush_all(&mut self) {
@@ -251,7 +311,9 @@ impl Shard {
     /// The next time `handle_timeout` is due, in ms since the epoch.
     fn timeout_due_ms(&self) -> u64 {
         let tick = self.last_timeout_ms.saturating_add(TIMER_TICK_MS);
-        self.registrar.poll_timeout().map_or(tick, |due| due.min(tick))
+        self.registrar
+            .poll_timeout()
+            .map_or(tick, |due| due.min(tick))
     }
 
     fn run_timers(&mut self, now_ms: u64) {
@@ -273,14 +335,27 @@ impl Shard {
                 *slot = Some(Box::pin(readable(Rc::clone(handle))));
             }
         }
-        let sleep_ms = self.timeout_due_ms().saturating_sub(now_ms).clamp(1, TIMER_TICK_MS);
+        let sleep_ms = self
+            .timeout_due_ms()
+            .saturating_sub(now_ms)
+            .clamp(1, TIMER_TICK_MS);
         self.timer.reset(Duration::from_millis(sleep_ms));
         let draining = self.draining;
-        let Self { mesh, readable, timer, counters, .. } = self;
+        let Self {
+            mesh,
+            readable,
+            timer,
+            counters,
+            ..
+        } = self;
         std::future::poll_fn(|cx| {
             mesh.doorbell().arm(cx.waker());
             let shared = mesh.shared();
-            let stop_news = if draining { shared.all_stopped_receiving() } else { shared.stop_requested() };
+            let stop_news = if draining {
+                shared.all_stopped_receiving()
+            } else {
+                shared.stop_requested()
+            };
             if stop_news || !mesh.inbox_is_empty() {
                 mesh.doorbell().disarm();
                 return Poll::Ready(());
@@ -315,7 +390,11 @@ impl Shard {
 /// Completes when `socket` has a datagram queued (consumes nothing: `MSG_PEEK`).
 async fn readable(socket: Rc<glommio::net::UdpSocket>) -> io::Result<()> {
     let mut byte = [0u8; 1];
-    socket.peek_from(&mut byte).await.map(|_| ()).map_err(io::Error::from)
+    socket
+        .peek_from(&mut byte)
+        .await
+        .map(|_| ())
+        .map_err(io::Error::from)
 }
 
 /// Hand one datagram to the registrar and queue its reply, if any.
@@ -347,5 +426,7 @@ fn answer(
 /// Milliseconds since the Unix epoch: the registrar's notion of now. Read once per
 /// turn (a turn is at most a few batches, microseconds apart).
 pub(crate) fn wall_clock_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -44,9 +44,14 @@ pub(crate) fn bind_all(
     rcvbuf_bytes: usize,
     sndbuf_bytes: usize,
 ) -> anyhow::Result<Bound> {
-    let mut sockets: Vec<Vec<Socket>> = (0..shards).map(|_| Vec::with_capacity(listen.len())).collect();
+    let mut sockets: Vec<Vec<Socket>> = (0..shards)
+        .map(|_| Vec::with_capacity(listen.len()))
+        .collect();
     let mut local = Vec::with_capacity(listen.len());
-    let mut sizes = BufferSizes { rcvbuf_bytes, sndbuf_bytes };
+    let mut sizes = BufferSizes {
+        rcvbuf_bytes,
+        sndbuf_bytes,
+    };
     for &requested in listen {
         let addr = probe(requested)?;
         local.push(addr);
@@ -59,7 +64,11 @@ pub(crate) fn bind_all(
             per_shard.push(socket);
         }
     }
-    Ok(Bound { sockets, local, sizes })
+    Ok(Bound {
+        sockets,
+        local,
+        sizes,
+    })
 }
 
 /// Check that nobody holds `addr`, and resolve port 0 to a concrete port.
@@ -79,14 +88,22 @@ fn probe(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
 fn describe_bind_error(e: &io::Error) -> String {
     match e.raw_os_error() {
         Some(libc::EADDRINUSE) => "address already in use (another process holds this port)".into(),
-        Some(libc::EADDRNOTAVAIL) => "address not available (no interface on this host has it)".into(),
-        Some(libc::EACCES) => "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)".into(),
+        Some(libc::EADDRNOTAVAIL) => {
+            "address not available (no interface on this host has it)".into()
+        }
+        Some(libc::EACCES) => {
+            "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)".into()
+        }
         _ => e.to_string(),
     }
 }
 
 fn new_socket(addr: SocketAddr) -> io::Result<Socket> {
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM.cloexec(), Some(Protocol::UDP))?;
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::DGRAM.cloexec(),
+        Some(Protocol::UDP),
+    )?;
     if addr.is_ipv6() {
         // Keep IPv6 listeners IPv6-only so that `--listen 0.0.0.0:P --listen [::]:P`
         // works and IPv4 peers are never seen as mapped addresses.
@@ -104,14 +121,17 @@ fn bind_one(addr: SocketAddr, rcvbuf_bytes: usize, sndbuf_bytes: usize) -> anyho
     set_buffer(&socket, libc::SO_SNDBUFFORCE, sndbuf_bytes)
         .or_else(|_| socket.set_send_buffer_size(sndbuf_bytes))
         .context("SO_SNDBUF")?;
-    socket.bind(&SockAddr::from(addr)).map_err(|e| anyhow::anyhow!(describe_bind_error(&e)))?;
+    socket
+        .bind(&SockAddr::from(addr))
+        .map_err(|e| anyhow::anyhow!(describe_bind_error(&e)))?;
     Ok(socket)
 }
 
 /// `SO_RCVBUFFORCE`/`SO_SNDBUFFORCE` ignore `net.core.[rw]mem_max` when the process
 /// has CAP_NET_ADMIN; without it they fail with EPERM and the caller falls back.
 fn set_buffer(socket: &Socket, option: libc::c_int, bytes: usize) -> io::Result<()> {
-    let value = libc::c_int::try_from(bytes).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let value =
+        libc::c_int::try_from(bytes).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: the fd is a live socket owned by `socket`; `value` is a c_int that lives
     // across the call, and its exact size is passed as the option length.
     let rc = unsafe {
@@ -123,7 +143,11 @@ fn set_buffer(socket: &Socket, option: libc::c_int, bytes: usize) -> io::Result<
             size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 fn granted_sizes(socket: &Socket) -> anyhow::Result<BufferSizes> {

@@ -76,7 +76,12 @@ impl Counters {
 
     /// Every datagram dropped without an answer, whatever the reason.
     pub(crate) fn drops(&self) -> u64 {
-        self.mesh_full + self.too_large + self.keep_alive + self.responses + self.unanswerable + self.registrar.dropped
+        self.mesh_full
+            + self.too_large
+            + self.keep_alive
+            + self.responses
+            + self.unanswerable
+            + self.registrar.dropped
     }
 
     fn add(&mut self, o: &Self) {
@@ -114,15 +119,50 @@ const FIELDS: usize = 19;
 fn to_array(c: &Counters) -> [u64; FIELDS] {
     let r = &c.registrar;
     [
-        c.received, c.sent, c.send_errors, c.forwarded_out, c.forwarded_in, c.mesh_full, c.too_large,
-        c.keep_alive, c.responses, c.unanswerable, c.recv_errors, r.requests, r.accepted, r.rejected,
-        r.retransmissions, r.dropped, r.bindings, r.aors, r.expired,
+        c.received,
+        c.sent,
+        c.send_errors,
+        c.forwarded_out,
+        c.forwarded_in,
+        c.mesh_full,
+        c.too_large,
+        c.keep_alive,
+        c.responses,
+        c.unanswerable,
+        c.recv_errors,
+        r.requests,
+        r.accepted,
+        r.rejected,
+        r.retransmissions,
+        r.dropped,
+        r.bindings,
+        r.aors,
+        r.expired,
     ]
 }
 
 fn from_array(a: [u64; FIELDS]) -> Counters {
-    let [received, sent, send_errors, forwarded_out, forwarded_in, mesh_full, too_large, keep_alive, responses, unanswerable, recv_errors, requests, accepted, rejected, retransmissions, dropped, bindings, aors, expired] =
-        a;
+    let [
+        received,
+        sent,
+        send_errors,
+        forwarded_out,
+        forwarded_in,
+        mesh_full,
+        too_large,
+        keep_alive,
+        responses,
+        unanswerable,
+        recv_errors,
+        requests,
+        accepted,
+        rejected,
+        retransmissions,
+        dropped,
+        bindings,
+        aors,
+        expired,
+    ] = a;
     Counters {
         received,
         sent,
@@ -135,7 +175,16 @@ fn from_array(a: [u64; FIELDS]) -> Counters {
         responses,
         unanswerable,
         recv_errors,
-        registrar: RegistrarCounters { requests, accepted, rejected, retransmissions, dropped, bindings, aors, expired },
+        registrar: RegistrarCounters {
+            requests,
+            accepted,
+            rejected,
+            retransmissions,
+            dropped,
+            bindings,
+            aors,
+            expired,
+        },
     }
 }
 
@@ -201,11 +250,19 @@ mod tests {
     fn publish_sum_and_summary() {
         let a = Arc::new(SharedCounters::default());
         let b = Arc::new(SharedCounters::default());
-        let mut c = Counters { received: 10, forwarded_out: 4, ..Counters::default() };
+        let mut c = Counters {
+            received: 10,
+            forwarded_out: 4,
+            ..Counters::default()
+        };
         c.count_drop(DropReason::KeepAlive);
         c.registrar.bindings = 3;
         a.publish(&c);
-        b.publish(&Counters { received: 5, mesh_full: 2, ..Counters::default() });
+        b.publish(&Counters {
+            received: 5,
+            mesh_full: 2,
+            ..Counters::default()
+        });
         let sum = total(&[a, b]);
         assert_eq!(sum.received, 15);
         assert_eq!(sum.drops(), 3);
