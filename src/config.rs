@@ -1,1 +1,761 @@
-//! Configuration (being built).
+//! Command-line flags and their validation, in two stages (the ripgrep habit).
+//!
+//! 1. [`Args`] mirrors the flags as typed by the operator. clap fills it and nothing
+//!    else happens: no syscalls, no cross-flag checks. Every field's doc line is its
+//!    `--help` text and names the unit and the default.
+//! 2. [`Config`] is built from `Args` by [`Config::try_from`]: it resolves the CPU set
+//!    against the host, checks every relationship between flags (min ≤ default ≤ max,
+//!    …) and fills the per-shard [`RegistrarConfig`]. It fails with a [`ConfigError`]
+//!    that names the offending flag, *before* any executor or socket exists, so a typo
+//!    never leaves half a server running.
+//!
+//! Defaults follow what OpenSIPS/Kamailio operators expect from their `registrar`
+//! module: `min_expires` 60 s, `max_expires` 3600 s, `default_expires` 3600 s, no
+//! per-AOR contact limit.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use clap::{Parser, ValueEnum};
+
+use crate::registrar::{MaxContactsPolicy, MinExpiresPolicy, RegistrarConfig};
+
+/// Largest `--recv-batch`: the `recvmmsg` vector length per core (`UIO_MAXIOV` is
+/// 1024; past a few hundred the batch no longer amortises anything).
+pub const RECV_BATCH_MAX: usize = 256;
+/// Largest `--expires-jitter`, in percent: more would make refresh timing useless.
+pub const EXPIRES_JITTER_PERCENT_MAX: u8 = 50;
+/// Largest `--socket-rcvbuf`/`--socket-sndbuf`, in bytes (the kernel takes an `int`).
+pub const SOCKET_BUFFER_BYTES_MAX: usize = 1 << 30;
+/// Largest `--max-expires`, in seconds (a day more than a week: nothing legitimate
+/// registers for longer, and it keeps `now_ms + expires` far from overflow).
+pub const EXPIRES_S_MAX: u32 = 8 * 24 * 3600;
+/// Largest `--timer-j-ms` (RFC 3261 §17.2.2: 64*T1 = 32 s; allow ten times that).
+pub const TIMER_J_MS_MAX: u64 = 320_000;
+/// Largest number of executors (one per CPU); a shard index must fit the `u16`
+/// carried across the mesh.
+pub const CORES_MAX: usize = 1024;
+/// Largest `--listen` count: the local socket index travels as a `u16`.
+pub const LISTEN_ADDRS_MAX: usize = 64;
+
+/// Raw command-line flags (stage one: no syscalls, no cross-flag checks).
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "sipreg",
+    version,
+    about = "A thread-per-core SIP registrar (RFC 3261 §10)"
+)]
+pub struct Args {
+    /// UDP address and port to listen on, e.g. 0.0.0.0:5060 or [::]:5060; repeat for
+    /// several. Every core binds each one with SO_REUSEPORT. [default: 0.0.0.0:5060]
+    #[arg(long = "listen", value_name = "ADDR:PORT")]
+    pub listen: Vec<String>,
+
+    /// SIP domain served (host part of the AOR); repeat for several. None: serve any
+    /// domain. [default: none]
+    #[arg(long = "domain", value_name = "DOMAIN")]
+    pub domain: Vec<String>,
+
+    /// Number of cores (one pinned executor and one shard each).
+    /// [default: every CPU this process may run on]
+    #[arg(long, value_name = "N", conflicts_with = "cpus")]
+    pub cores: Option<usize>,
+
+    /// Exact CPUs to run on, e.g. 0-3,8 (one pinned executor per CPU).
+    /// [default: every CPU this process may run on]
+    #[arg(long, value_name = "LIST")]
+    pub cpus: Option<String>,
+
+    /// Smallest expiry granted, in seconds (RFC 3261 §10.3 step 7).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub min_expires: u32,
+
+    /// Largest expiry granted, in seconds; longer requests are shortened to it.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    pub max_expires: u32,
+
+    /// Expiry when a REGISTER names none, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    pub default_expires: u32,
+
+    /// What to do with an expiry below --min-expires: reject (423 Interval Too Brief
+    /// with Min-Expires, as RFC 3261 says) or clamp (raise it to the minimum).
+    #[arg(long, value_enum, value_name = "POLICY", default_value_t = MinExpiresPolicyArg::Reject)]
+    pub min_expires_policy: MinExpiresPolicyArg,
+
+    /// Most bindings per AOR; 0 means unlimited.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_contacts: u32,
+
+    /// What to do past --max-contacts: reject (503 with Retry-After) or evict-oldest
+    /// (drop the oldest bindings to make room).
+    #[arg(long, value_enum, value_name = "POLICY", default_value_t = MaxContactsPolicyArg::Reject)]
+    pub max_contacts_policy: MaxContactsPolicyArg,
+
+    /// Downward jitter applied to granted expiries, in percent (0..=50), to spread
+    /// refresh storms after a mass re-registration.
+    #[arg(long, value_name = "PERCENT", default_value_t = 0)]
+    pub expires_jitter: u8,
+
+    /// Timer J: how long a final response is kept to answer retransmissions, in
+    /// milliseconds (RFC 3261 §17.2.2: 64*T1).
+    #[arg(long, value_name = "MS", default_value_t = 32_000)]
+    pub timer_j_ms: u64,
+
+    /// Most cached transactions per shard (per core); the oldest are evicted first.
+    #[arg(long, value_name = "N", default_value_t = 262_144)]
+    pub txn_cache_max: usize,
+
+    /// Most bindings in total, over all shards; each shard holds at most its share
+    /// (rounded up) and answers 503 past it.
+    #[arg(long, value_name = "N", default_value_t = 4_000_000)]
+    pub max_bindings: usize,
+
+    /// Datagrams received per recvmmsg call, per core (1..=256).
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    pub recv_batch: usize,
+
+    /// Receive buffer per socket, in bytes (SO_RCVBUF; a warning says when the kernel
+    /// clamps it: raise net.core.rmem_max).
+    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
+    pub socket_rcvbuf: usize,
+
+    /// Send buffer per socket, in bytes (SO_SNDBUF; a warning says when the kernel
+    /// clamps it: raise net.core.wmem_max).
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    pub socket_sndbuf: usize,
+
+    /// Interval between statistics lines at info level, in seconds; 0 turns them off.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub stats_interval: u64,
+
+    /// Seed for To-tags and expiry jitter. [default: from the clock at start]
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+
+    /// Log level.
+    #[arg(long, value_enum, value_name = "LEVEL", default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
+}
+
+/// `--min-expires-policy` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MinExpiresPolicyArg {
+    /// 423 Interval Too Brief with Min-Expires.
+    Reject,
+    /// Raise the expiry to the minimum.
+    Clamp,
+}
+
+/// `--max-contacts-policy` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MaxContactsPolicyArg {
+    /// 503 with Retry-After.
+    Reject,
+    /// Remove the oldest bindings.
+    EvictOldest,
+}
+
+/// `--log-level` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Errors and warnings.
+    Warn,
+    /// Start-up line, statistics, warnings, errors.
+    Info,
+    /// Diagnostics.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+impl LogLevel {
+    /// The matching `tracing` level.
+    pub fn as_tracing(self) -> tracing::Level {
+        match self {
+            Self::Error => tracing::Level::ERROR,
+            Self::Warn => tracing::Level::WARN,
+            Self::Info => tracing::Level::INFO,
+            Self::Debug => tracing::Level::DEBUG,
+            Self::Trace => tracing::Level::TRACE,
+        }
+    }
+}
+
+/// The validated configuration (stage two).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Addresses every core listens on, in `--listen` order (the index is
+    /// `Source::local`).
+    pub listen: Vec<SocketAddr>,
+    /// One executor per entry, pinned to that CPU; shard `i` runs on `cpus[i]`.
+    pub cpus: Vec<usize>,
+    /// The registrar settings shared by every shard (the seed is varied per shard by
+    /// [`Config::registrar_config`]); `max_bindings` is already the per-shard share.
+    pub registrar: RegistrarConfig,
+    /// `--max-bindings` as given: the total over all shards.
+    pub max_bindings_total: usize,
+    /// Datagrams per `recvmmsg`.
+    pub recv_batch: usize,
+    /// Requested SO_RCVBUF, in bytes.
+    pub socket_rcvbuf_bytes: usize,
+    /// Requested SO_SNDBUF, in bytes.
+    pub socket_sndbuf_bytes: usize,
+    /// Seconds between statistics lines; 0: none.
+    pub stats_interval_s: u64,
+    /// Seed given with `--seed`, if any (the runtime picks one otherwise).
+    pub seed: Option<u64>,
+    /// Log level.
+    pub log_level: LogLevel,
+}
+
+/// A flag that cannot be used: names the flag and says why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The flag at fault, with its dashes (`--min-expires`).
+    pub flag: &'static str,
+    /// What is wrong and, where possible, the fix.
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(flag: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            flag,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.flag, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl TryFrom<Args> for Config {
+    type Error = ConfigError;
+
+    /// Validate `args` against this host's CPUs (the one syscall of this stage).
+    fn try_from(args: Args) -> Result<Self, ConfigError> {
+        let host = crate::runtime::available_cpus().map_err(|e| {
+            ConfigError::new("--cores", format!("cannot list the CPUs of this host: {e}"))
+        })?;
+        Self::resolve(args, &host)
+    }
+}
+
+impl Config {
+    /// Validate `args` given the CPUs this process may run on, in preference order
+    /// (`--cores N` takes the first N). Pure: this is what the unit tests drive.
+    pub fn resolve(args: Args, host_cpus: &[usize]) -> Result<Self, ConfigError> {
+        let listen = parse_listen(&args.listen)?;
+        let cpus = resolve_cpus(args.cores, args.cpus.as_deref(), host_cpus)?;
+        let domains = parse_domains(&args.domain)?;
+        check_expires(args.min_expires, args.default_expires, args.max_expires)?;
+        if args.expires_jitter > EXPIRES_JITTER_PERCENT_MAX {
+            return Err(ConfigError::new(
+                "--expires-jitter",
+                format!(
+                    "{}% is more than the {EXPIRES_JITTER_PERCENT_MAX}% allowed",
+                    args.expires_jitter
+                ),
+            ));
+        }
+        if args.timer_j_ms == 0 || args.timer_j_ms > TIMER_J_MS_MAX {
+            return Err(ConfigError::new(
+                "--timer-j-ms",
+                format!(
+                    "must be 1..={TIMER_J_MS_MAX} ms (RFC 3261 uses 32000), got {}",
+                    args.timer_j_ms
+                ),
+            ));
+        }
+        if args.txn_cache_max == 0 {
+            return Err(ConfigError::new("--txn-cache-max", "must be at least 1"));
+        }
+        if args.max_bindings == 0 {
+            return Err(ConfigError::new("--max-bindings", "must be at least 1"));
+        }
+        if args.recv_batch == 0 || args.recv_batch > RECV_BATCH_MAX {
+            return Err(ConfigError::new(
+                "--recv-batch",
+                format!("must be 1..={RECV_BATCH_MAX}, got {}", args.recv_batch),
+            ));
+        }
+        check_buffer("--socket-rcvbuf", args.socket_rcvbuf)?;
+        check_buffer("--socket-sndbuf", args.socket_sndbuf)?;
+
+        let shards = cpus.len();
+        let registrar = RegistrarConfig {
+            domains,
+            min_expires_s: args.min_expires,
+            max_expires_s: args.max_expires,
+            default_expires_s: args.default_expires,
+            min_expires_policy: match args.min_expires_policy {
+                MinExpiresPolicyArg::Reject => MinExpiresPolicy::Reject,
+                MinExpiresPolicyArg::Clamp => MinExpiresPolicy::Clamp,
+            },
+            max_contacts: args.max_contacts,
+            max_contacts_policy: match args.max_contacts_policy {
+                MaxContactsPolicyArg::Reject => MaxContactsPolicy::Reject,
+                MaxContactsPolicyArg::EvictOldest => MaxContactsPolicy::EvictOldest,
+            },
+            expires_jitter_percent: args.expires_jitter,
+            timer_j_ms: args.timer_j_ms,
+            txn_cache_max: args.txn_cache_max,
+            max_bindings: args.max_bindings.div_ceil(shards),
+            seed: args.seed.unwrap_or(0),
+            ..RegistrarConfig::default()
+        };
+        Ok(Self {
+            listen,
+            cpus,
+            registrar,
+            max_bindings_total: args.max_bindings,
+            recv_batch: args.recv_batch,
+            socket_rcvbuf_bytes: args.socket_rcvbuf,
+            socket_sndbuf_bytes: args.socket_sndbuf,
+            stats_interval_s: args.stats_interval,
+            seed: args.seed,
+            log_level: args.log_level,
+        })
+    }
+
+    /// Number of shards (= executors = cores).
+    pub fn shards(&self) -> usize {
+        self.cpus.len()
+    }
+
+    /// The registrar settings for `shard`, with the run's `seed` mixed with the shard
+    /// index so that shards never generate the same To-tags.
+    pub fn registrar_config(&self, shard: usize, seed: u64) -> RegistrarConfig {
+        let mut config = self.registrar.clone();
+        config.seed = seed ^ (shard as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        config
+    }
+}
+
+fn parse_listen(raw: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
+    if raw.is_empty() {
+        return Ok(vec![SocketAddr::from(([0, 0, 0, 0], 5060))]);
+    }
+    if raw.len() > LISTEN_ADDRS_MAX {
+        return Err(ConfigError::new(
+            "--listen",
+            format!("at most {LISTEN_ADDRS_MAX} addresses, got {}", raw.len()),
+        ));
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    for text in raw {
+        let addr: SocketAddr = text.parse().map_err(|_| {
+            ConfigError::new(
+                "--listen",
+                format!("'{text}' is not an IP address and port (e.g. 0.0.0.0:5060 or [::1]:5060)"),
+            )
+        })?;
+        if out.contains(&addr) {
+            return Err(ConfigError::new(
+                "--listen",
+                format!("{addr} is given twice"),
+            ));
+        }
+        out.push(addr);
+    }
+    Ok(out)
+}
+
+fn parse_domains(raw: &[String]) -> Result<Vec<String>, ConfigError> {
+    let mut out: Vec<String> = Vec::with_capacity(raw.len());
+    for text in raw {
+        let domain = text.trim().to_ascii_lowercase();
+        let valid = !domain.is_empty()
+            && domain.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
+            });
+        if !valid {
+            return Err(ConfigError::new(
+                "--domain",
+                format!("'{text}' is not a host name or address"),
+            ));
+        }
+        if !out.contains(&domain) {
+            out.push(domain);
+        }
+    }
+    Ok(out)
+}
+
+fn check_expires(min_s: u32, default_s: u32, max_s: u32) -> Result<(), ConfigError> {
+    if max_s > EXPIRES_S_MAX {
+        return Err(ConfigError::new(
+            "--max-expires",
+            format!("{max_s} s is more than the {EXPIRES_S_MAX} s allowed"),
+        ));
+    }
+    if min_s == 0 {
+        return Err(ConfigError::new("--min-expires", "must be at least 1 s"));
+    }
+    if min_s > max_s {
+        return Err(ConfigError::new(
+            "--min-expires",
+            format!("{min_s} s is more than --max-expires ({max_s} s)"),
+        ));
+    }
+    if default_s < min_s || default_s > max_s {
+        return Err(ConfigError::new(
+            "--default-expires",
+            format!("{default_s} s is outside --min-expires..=--max-expires ({min_s}..={max_s} s)"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_buffer(flag: &'static str, bytes: usize) -> Result<(), ConfigError> {
+    if bytes == 0 || bytes > SOCKET_BUFFER_BYTES_MAX {
+        return Err(ConfigError::new(
+            flag,
+            format!("must be 1..={SOCKET_BUFFER_BYTES_MAX} bytes, got {bytes}"),
+        ));
+    }
+    Ok(())
+}
+
+fn resolve_cpus(
+    cores: Option<usize>,
+    cpus: Option<&str>,
+    host_cpus: &[usize],
+) -> Result<Vec<usize>, ConfigError> {
+    if host_cpus.is_empty() {
+        return Err(ConfigError::new(
+            "--cores",
+            "this host reports no usable CPU",
+        ));
+    }
+    match (cores, cpus) {
+        (Some(_), Some(_)) => Err(ConfigError::new("--cores", "cannot be used with --cpus")),
+        (Some(0), None) => Err(ConfigError::new("--cores", "must be at least 1")),
+        (Some(n), None) if n > host_cpus.len() || n > CORES_MAX => Err(ConfigError::new(
+            "--cores",
+            format!(
+                "too few cores: asked for {n} but only {} CPUs are available to this process",
+                host_cpus.len().min(CORES_MAX)
+            ),
+        )),
+        (Some(n), None) => Ok(host_cpus.get(..n).unwrap_or(host_cpus).to_vec()),
+        (None, Some(list)) => {
+            let list = parse_cpu_list(list).map_err(|reason| ConfigError::new("--cpus", reason))?;
+            if list.len() > CORES_MAX {
+                return Err(ConfigError::new(
+                    "--cpus",
+                    format!("at most {CORES_MAX} CPUs"),
+                ));
+            }
+            if let Some(missing) = list.iter().find(|cpu| !host_cpus.contains(cpu)) {
+                return Err(ConfigError::new(
+                    "--cpus",
+                    format!(
+                        "CPU {missing} is not available to this process (available: {})",
+                        format_cpu_list(host_cpus)
+                    ),
+                ));
+            }
+            Ok(list)
+        }
+        (None, None) => Ok(host_cpus.get(..CORES_MAX).unwrap_or(host_cpus).to_vec()),
+    }
+}
+
+/// Parse a Linux CPU list (`0-3,8,10-11`) into CPU ids, in the order given, without
+/// duplicates.
+pub fn parse_cpu_list(text: &str) -> Result<Vec<usize>, String> {
+    let mut out = Vec::new();
+    for part in text.trim().split(',') {
+        let part = part.trim();
+        let bad = || format!("'{part}' is not a CPU number or range (e.g. 0-3,8)");
+        let (first, last) = match part.split_once('-') {
+            Some((a, b)) => (
+                a.trim().parse::<usize>().map_err(|_| bad())?,
+                b.trim().parse::<usize>().map_err(|_| bad())?,
+            ),
+            None => {
+                let cpu = part.parse::<usize>().map_err(|_| bad())?;
+                (cpu, cpu)
+            }
+        };
+        if first > last || last - first >= CORES_MAX * 4 {
+            return Err(bad());
+        }
+        for cpu in first..=last {
+            if !out.contains(&cpu) {
+                out.push(cpu);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Format CPU ids as a compact list (`0-3,8`).
+pub fn format_cpu_list(cpus: &[usize]) -> String {
+    let mut sorted = cpus.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut out = String::new();
+    let mut i = 0;
+    while let Some(&start) = sorted.get(i) {
+        let mut end = start;
+        while sorted.get(i + 1) == Some(&(end + 1)) {
+            end += 1;
+            i += 1;
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}-{end}"));
+        }
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOST: &[usize] = &[0, 1, 2, 3];
+
+    fn args(flags: &[&str]) -> Args {
+        let mut argv = vec!["sipreg"];
+        argv.extend_from_slice(flags);
+        Args::try_parse_from(argv).unwrap()
+    }
+
+    fn config(flags: &[&str]) -> Result<Config, ConfigError> {
+        Config::resolve(args(flags), HOST)
+    }
+
+    fn rejected(flags: &[&str]) -> ConfigError {
+        config(flags).unwrap_err()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = config(&[]).unwrap();
+        assert_eq!(
+            c.listen,
+            vec!["0.0.0.0:5060".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(c.cpus, HOST);
+        assert!(c.registrar.domains.is_empty());
+        assert_eq!(
+            (
+                c.registrar.min_expires_s,
+                c.registrar.default_expires_s,
+                c.registrar.max_expires_s
+            ),
+            (60, 3600, 3600)
+        );
+        assert_eq!(c.registrar.min_expires_policy, MinExpiresPolicy::Reject);
+        assert_eq!(c.registrar.max_contacts, 0);
+        assert_eq!(c.registrar.max_contacts_policy, MaxContactsPolicy::Reject);
+        assert_eq!(c.registrar.expires_jitter_percent, 0);
+        assert_eq!(c.registrar.timer_j_ms, 32_000);
+        assert_eq!(c.registrar.txn_cache_max, 262_144);
+        assert_eq!(c.max_bindings_total, 4_000_000);
+        assert_eq!(c.registrar.max_bindings, 1_000_000);
+        assert_eq!(c.recv_batch, 32);
+        assert_eq!(c.socket_rcvbuf_bytes, 4 << 20);
+        assert_eq!(c.socket_sndbuf_bytes, 1 << 20);
+        assert_eq!(c.stats_interval_s, 10);
+        assert_eq!(c.seed, None);
+        assert_eq!(c.log_level, LogLevel::Info);
+    }
+
+    #[test]
+    fn listen_repeatable_ipv6_and_rejections() {
+        let c = config(&["--listen", "127.0.0.1:5080", "--listen", "[::1]:5080"]).unwrap();
+        assert_eq!(c.listen.len(), 2);
+        assert!(c.listen[1].is_ipv6());
+        assert_eq!(rejected(&["--listen", "localhost:5060"]).flag, "--listen");
+        assert_eq!(rejected(&["--listen", "1.2.3.4"]).flag, "--listen");
+        assert_eq!(
+            rejected(&["--listen", "1.2.3.4:5", "--listen", "1.2.3.4:5"]).flag,
+            "--listen"
+        );
+    }
+
+    #[test]
+    fn domains_lowercased_and_deduplicated() {
+        let c = config(&[
+            "--domain",
+            "Example.COM",
+            "--domain",
+            "example.com",
+            "--domain",
+            "b.org",
+        ])
+        .unwrap();
+        assert_eq!(c.registrar.domains, vec!["example.com", "b.org"]);
+        assert_eq!(rejected(&["--domain", "bad domain"]).flag, "--domain");
+        assert_eq!(rejected(&["--domain", ""]).flag, "--domain");
+    }
+
+    #[test]
+    fn cores_and_cpus() {
+        assert_eq!(config(&["--cores", "2"]).unwrap().cpus, vec![0, 1]);
+        assert_eq!(config(&["--cpus", "3,1-2"]).unwrap().cpus, vec![3, 1, 2]);
+        let e = rejected(&["--cores", "5"]);
+        assert_eq!(e.flag, "--cores");
+        assert!(e.reason.contains("too few cores"), "{e}");
+        assert_eq!(rejected(&["--cores", "0"]).flag, "--cores");
+        assert_eq!(rejected(&["--cpus", "7"]).flag, "--cpus");
+        assert_eq!(rejected(&["--cpus", "2-1"]).flag, "--cpus");
+        assert_eq!(rejected(&["--cpus", "x"]).flag, "--cpus");
+        // clap refuses the combination before resolve sees it.
+        let e = Args::try_parse_from(["sipreg", "--cores", "1", "--cpus", "0"]).unwrap_err();
+        assert!(e.to_string().contains("--cpus"), "{e}");
+    }
+
+    #[test]
+    fn expires_overrides_and_rejections() {
+        let c = config(&[
+            "--min-expires",
+            "30",
+            "--default-expires",
+            "600",
+            "--max-expires",
+            "7200",
+        ])
+        .unwrap();
+        assert_eq!(
+            (
+                c.registrar.min_expires_s,
+                c.registrar.default_expires_s,
+                c.registrar.max_expires_s
+            ),
+            (30, 600, 7200)
+        );
+        assert_eq!(rejected(&["--min-expires", "0"]).flag, "--min-expires");
+        assert_eq!(rejected(&["--min-expires", "4000"]).flag, "--min-expires");
+        assert_eq!(
+            rejected(&["--default-expires", "10"]).flag,
+            "--default-expires"
+        );
+        assert_eq!(
+            rejected(&["--default-expires", "4000"]).flag,
+            "--default-expires"
+        );
+        assert_eq!(
+            rejected(&["--max-expires", "999999999"]).flag,
+            "--max-expires"
+        );
+        // The extreme that is allowed.
+        let c = config(&["--max-expires", &EXPIRES_S_MAX.to_string()]).unwrap();
+        assert_eq!(c.registrar.max_expires_s, EXPIRES_S_MAX);
+    }
+
+    #[test]
+    fn policies() {
+        let c = config(&[
+            "--min-expires-policy",
+            "clamp",
+            "--max-contacts-policy",
+            "evict-oldest",
+        ])
+        .unwrap();
+        assert_eq!(c.registrar.min_expires_policy, MinExpiresPolicy::Clamp);
+        assert_eq!(
+            c.registrar.max_contacts_policy,
+            MaxContactsPolicy::EvictOldest
+        );
+        assert!(Args::try_parse_from(["sipreg", "--min-expires-policy", "maybe"]).is_err());
+    }
+
+    #[test]
+    fn limits_overrides_and_rejections() {
+        let c = config(&[
+            "--max-contacts",
+            "5",
+            "--expires-jitter",
+            "50",
+            "--timer-j-ms",
+            "1000",
+            "--txn-cache-max",
+            "10",
+            "--max-bindings",
+            "10",
+            "--recv-batch",
+            "256",
+            "--socket-rcvbuf",
+            "65536",
+            "--socket-sndbuf",
+            "65536",
+            "--stats-interval",
+            "0",
+            "--seed",
+            "7",
+            "--log-level",
+            "debug",
+        ])
+        .unwrap();
+        assert_eq!(c.registrar.max_contacts, 5);
+        assert_eq!(c.registrar.expires_jitter_percent, 50);
+        assert_eq!(c.registrar.timer_j_ms, 1000);
+        assert_eq!(c.registrar.txn_cache_max, 10);
+        assert_eq!(c.registrar.max_bindings, 3, "10 over 4 shards, rounded up");
+        assert_eq!(c.recv_batch, 256);
+        assert_eq!(
+            (c.socket_rcvbuf_bytes, c.socket_sndbuf_bytes),
+            (65536, 65536)
+        );
+        assert_eq!(c.stats_interval_s, 0);
+        assert_eq!(c.seed, Some(7));
+        assert_eq!(c.log_level, LogLevel::Debug);
+
+        assert_eq!(
+            rejected(&["--expires-jitter", "51"]).flag,
+            "--expires-jitter"
+        );
+        assert_eq!(rejected(&["--timer-j-ms", "0"]).flag, "--timer-j-ms");
+        assert_eq!(rejected(&["--txn-cache-max", "0"]).flag, "--txn-cache-max");
+        assert_eq!(rejected(&["--max-bindings", "0"]).flag, "--max-bindings");
+        assert_eq!(rejected(&["--recv-batch", "0"]).flag, "--recv-batch");
+        assert_eq!(rejected(&["--recv-batch", "257"]).flag, "--recv-batch");
+        assert_eq!(rejected(&["--socket-rcvbuf", "0"]).flag, "--socket-rcvbuf");
+        assert_eq!(
+            rejected(&["--socket-sndbuf", "2000000000"]).flag,
+            "--socket-sndbuf"
+        );
+        assert!(Args::try_parse_from(["sipreg", "--max-contacts", "-1"]).is_err());
+    }
+
+    #[test]
+    fn registrar_config_seeds_differ_per_shard() {
+        let c = config(&["--seed", "1"]).unwrap();
+        assert_ne!(c.registrar_config(0, 1).seed, c.registrar_config(1, 1).seed);
+        assert_eq!(c.registrar_config(0, 1).seed, 1);
+    }
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpu_list("0-2,5").unwrap(), vec![0, 1, 2, 5]);
+        assert_eq!(parse_cpu_list(" 1 , 1 ").unwrap(), vec![1]);
+        assert!(parse_cpu_list("").is_err());
+        assert!(parse_cpu_list("1-").is_err());
+        assert_eq!(format_cpu_list(&[5, 0, 1, 2]), "0-2,5");
+        assert_eq!(format_cpu_list(&[]), "");
+    }
+
+    #[test]
+    fn error_display_names_the_flag() {
+        let e = rejected(&["--recv-batch", "0"]);
+        assert!(e.to_string().starts_with("--recv-batch: "), "{e}");
+    }
+}

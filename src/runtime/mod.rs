@@ -1,1 +1,358 @@
-//! Runtime (being built).
+//! The thin glommio shell around the sans-IO registrar: pinned executors, SO_REUSEPORT
+//! sockets, batched datagram I/O, the shard mesh, timers, signals and statistics.
+//!
+//! Nothing here decides anything about SIP. The runtime moves bytes between the
+//! kernel and [`Registrar`](crate::registrar::Registrar)s, and feeds them the clock.
+//!
+//! ```text
+//!   main thread: Config -> bind sockets -> spawn cores -> wait "ready" -> stats / signals
+//!   core i (pinned, one glommio LocalExecutor, one Registrar shard):
+//!     recvmmsg(socket[i][l]) -> route(bytes) -> Hash(h): shard_for(h, n)
+//!        == i  -> registrar.handle_datagram -> sendmmsg(socket[i][l])
+//!        != i  -> mesh inbox of the owner (bounded; full: drop and count)
+//!     inbox -> registrar.handle_datagram -> sendmmsg from the owner's socket for the
+//!              same local address (so the reply leaves from the address/port the
+//!              client sent to)
+//!     every turn: handle_timeout when due (at least every TIMER_TICK_MS)
+//!     nothing to do: park (socket readable | doorbell | timer)
+//! ```
+//!
+//! Files: [`socket`](self) (binding, buffer sizes, the fd hand-off to glommio),
+//! `mmsg` (recvmmsg/sendmmsg), `mesh` (cross-core forwarding, doorbells, buffer pool),
+//! `shard` (the per-core loop), `cpus` (which CPUs), `stats` (counters and the
+//! summary line). `unsafe` exists only in `socket.rs` and `mmsg.rs`, each block with
+//! a `// SAFETY:` comment.
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+mod cpus;
+mod mesh;
+mod mmsg;
+mod shard;
+mod socket;
+mod stats;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use glommio::{LocalExecutorBuilder, Placement};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+pub use cpus::available_cpus;
+pub use mesh::{FORWARD_BUFFERS_PER_CORE_MAX, MESH_CHANNEL_DEPTH, shard_for};
+pub use mmsg::DATAGRAM_BYTES_MAX;
+
+use crate::config::{Config, format_cpu_list};
+use mesh::MeshShared;
+use stats::SharedCounters;
+
+/// Memory glommio reserves per executor for io_uring buffers, in bytes. We do no
+/// file I/O (only one-byte readiness peeks), so the 64 KiB floor would do; 256 KiB
+/// leaves room and keeps N cores far below a default 8 MiB `ulimit -l`.
+pub const IO_MEMORY_BYTES: usize = 256 * 1024;
+
+/// How long start-up waits for every executor to report ready, in seconds.
+pub const STARTUP_TIMEOUT_S: u64 = 10;
+
+/// Exit status when a second SIGTERM/SIGINT arrives during a graceful stop.
+const FORCED_EXIT_STATUS: i32 = 1;
+
+/// Run the server until SIGTERM/SIGINT; then stop receiving, answer what is in
+/// flight, and return. Fails before serving if any socket or executor cannot start.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    // Signals first, so that a SIGTERM during start-up is a graceful stop too. A
+    // second signal while stopping exits at once.
+    for signal in [SIGTERM, SIGINT] {
+        signal_hook::flag::register_conditional_shutdown(
+            signal,
+            FORCED_EXIT_STATUS,
+            Arc::clone(&stop),
+        )
+        .context("installing signal handlers")?;
+    }
+    let mut signals = Signals::new([SIGTERM, SIGINT]).context("installing signal handlers")?;
+
+    let shards = config.shards();
+    let bound = socket::bind_all(
+        &config.listen,
+        shards,
+        config.socket_rcvbuf_bytes,
+        config.socket_sndbuf_bytes,
+    )?;
+    log_start(&config, &bound);
+
+    let seed = config.seed.unwrap_or_else(seed_from_clock);
+    let (shared, ends) = mesh::build(shards, Arc::clone(&stop), thread::current());
+    let counters: Vec<Arc<SharedCounters>> = (0..shards)
+        .map(|_| Arc::new(SharedCounters::default()))
+        .collect();
+
+    let signal_handle = signals.handle();
+    let signal_thread = {
+        let shared = Arc::clone(&shared);
+        thread::Builder::new()
+            .name("sipreg-signals".into())
+            .spawn(move || {
+                if let Some(signal) = signals.forever().next() {
+                    tracing::info!(signal, "stopping: finishing what is in flight");
+                    shared.request_stop();
+                }
+            })
+            .context("spawning the signal thread")?
+    };
+
+    let (ready_tx, ready_rx) = crossbeam_channel::bounded::<(usize, Result<(), String>)>(shards);
+    let mut cores: Vec<JoinHandle<()>> = Vec::with_capacity(shards);
+    for ((index, sockets), end) in bound.sockets.into_iter().enumerate().zip(ends) {
+        let cpu = config.cpus.get(index).copied().unwrap_or(0);
+        let setup = shard::CoreSetup {
+            shards,
+            sockets,
+            registrar: config.registrar_config(index, seed),
+            recv_batch: config.recv_batch,
+            mesh: end,
+            counters: Arc::clone(&counters[index]),
+        };
+        let core_ready = ready_tx.clone();
+        let core_shared = Arc::clone(&shared);
+        let spawned = thread::Builder::new()
+            .name(format!("sipreg-core-{index}"))
+            .spawn(move || run_core(index, cpu, setup, core_ready, &core_shared));
+        match spawned {
+            Ok(handle) => cores.push(handle),
+            Err(e) => {
+                shared.core_stopped_receiving(index);
+                let _ = ready_tx.send((
+                    index,
+                    Err(format!("core {index}: cannot spawn its thread: {e}")),
+                ));
+            }
+        }
+    }
+    drop(ready_tx);
+
+    let started = wait_ready(&ready_rx, shards);
+    let result = match started {
+        Ok(()) => {
+            tracing::info!(
+                "ready: {shards} cores answering on {}",
+                join_addrs(&bound.local)
+            );
+            supervise(&config, &shared, &cores, &counters)
+        }
+        Err(e) => {
+            shared.request_stop();
+            Err(e)
+        }
+    };
+
+    let mut panicked = 0;
+    for core in cores {
+        if core.join().is_err() {
+            panicked += 1;
+        }
+    }
+    signal_handle.close();
+    let _ = signal_thread.join();
+    let totals = stats::total(&counters);
+    if result.is_ok() {
+        tracing::info!(
+            "stopped: {} datagrams received, {} requests, {} replies sent, {} forwarded, {} dropped",
+            totals.received,
+            totals.registrar.requests,
+            totals.sent,
+            totals.forwarded_out,
+            totals.drops()
+        );
+    }
+    result?;
+    if panicked > 0 {
+        bail!("{panicked} core(s) stopped with a panic (see above)");
+    }
+    Ok(())
+}
+
+/// The body of one core thread: build the pinned executor and run the shard on it.
+fn run_core(
+    index: usize,
+    cpu: usize,
+    setup: shard::CoreSetup,
+    ready_tx: crossbeam_channel::Sender<(usize, Result<(), String>)>,
+    shared: &MeshShared,
+) {
+    // Whatever happens below (including a panic), this core counts as stopped once
+    // it returns, so that the others can finish draining and exit.
+    struct Stopped<'a>(&'a MeshShared, usize);
+    impl Drop for Stopped<'_> {
+        fn drop(&mut self) {
+            self.0.core_stopped_receiving(self.1);
+        }
+    }
+    let _stopped = Stopped(shared, index);
+
+    let executor = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+        .name(&format!("sipreg-core-{index}"))
+        .io_memory(IO_MEMORY_BYTES)
+        .make();
+    let executor = match executor {
+        Ok(executor) => executor,
+        Err(e) => {
+            let _ = ready_tx.send((
+                index,
+                Err(describe_executor_error(index, cpu, &e.to_string())),
+            ));
+            return;
+        }
+    };
+    executor.run(shard::run(setup, |result| {
+        let _ = ready_tx.send((index, result));
+    }));
+}
+
+fn describe_executor_error(index: usize, cpu: usize, error: &str) -> String {
+    let lower = error.to_ascii_lowercase();
+    // glommio reports `MemLockLimit(have/needed)` when RLIMIT_MEMLOCK is below what
+    // its io_uring setup pins (512 KiB in 0.9).
+    let hint = if lower.contains("memlock") || lower.contains("cannot allocate memory") {
+        "; the locked-memory limit is too low: raise it with `ulimit -l 1024` (KiB) or more, or \
+         LimitMEMLOCK= in the systemd unit"
+    } else {
+        ""
+    };
+    format!("core {index} (CPU {cpu}): cannot start its glommio executor: {error}{hint}")
+}
+
+/// Wait until every core said ready; the first failure (or a timeout) is the error.
+fn wait_ready(
+    ready: &crossbeam_channel::Receiver<(usize, Result<(), String>)>,
+    shards: usize,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(STARTUP_TIMEOUT_S);
+    let mut up = vec![false; shards];
+    while up.iter().any(|u| !u) {
+        match ready.recv_deadline(deadline) {
+            Ok((index, Ok(()))) => {
+                if let Some(flag) = up.get_mut(index) {
+                    *flag = true;
+                }
+            }
+            Ok((_, Err(message))) => bail!(message),
+            Err(_) => {
+                let missing: Vec<usize> = (0..shards)
+                    .filter(|&i| !up.get(i).copied().unwrap_or(true))
+                    .collect();
+                bail!("cores {missing:?} did not start within {STARTUP_TIMEOUT_S} s");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The main thread while serving: print statistics, notice a stop or a dead core.
+fn supervise(
+    config: &Config,
+    shared: &MeshShared,
+    cores: &[JoinHandle<()>],
+    counters: &[Arc<SharedCounters>],
+) -> anyhow::Result<()> {
+    let interval =
+        (config.stats_interval_s > 0).then(|| Duration::from_secs(config.stats_interval_s));
+    let mut last = Instant::now();
+    let mut before = stats::total(counters);
+    loop {
+        if shared.stop_requested() {
+            return Ok(());
+        }
+        if cores.iter().any(JoinHandle::is_finished) {
+            shared.request_stop();
+            bail!("a core stopped unexpectedly");
+        }
+        let Some(interval) = interval else {
+            thread::park_timeout(Duration::from_secs(3600));
+            continue;
+        };
+        let now = Instant::now();
+        let due = last + interval;
+        if now < due {
+            thread::park_timeout(due - now);
+            continue;
+        }
+        let totals = stats::total(counters);
+        tracing::info!(
+            "{}",
+            stats::summary(&before, &totals, now.duration_since(last).as_secs_f64())
+        );
+        before = totals;
+        last = now;
+    }
+}
+
+fn log_start(config: &Config, bound: &socket::Bound) {
+    let r = &config.registrar;
+    tracing::info!(
+        "sipreg {} starting: listen {}, {} cores (CPUs {}), expires min/default/max {}/{}/{} s ({:?} below min), \
+         max contacts {} ({:?}), jitter {}%, timer J {} ms, txn cache {} per shard, max bindings {} total \
+         ({} per shard), recv batch {}, rcvbuf {} B, sndbuf {} B",
+        env!("CARGO_PKG_VERSION"),
+        join_addrs(&bound.local),
+        config.shards(),
+        format_cpu_list(&config.cpus),
+        r.min_expires_s,
+        r.default_expires_s,
+        r.max_expires_s,
+        r.min_expires_policy,
+        if r.max_contacts == 0 {
+            "unlimited".to_string()
+        } else {
+            r.max_contacts.to_string()
+        },
+        r.max_contacts_policy,
+        r.expires_jitter_percent,
+        r.timer_j_ms,
+        r.txn_cache_max,
+        config.max_bindings_total,
+        r.max_bindings,
+        config.recv_batch,
+        bound.sizes.rcvbuf_bytes,
+        bound.sizes.sndbuf_bytes,
+    );
+    if r.domains.is_empty() {
+        tracing::info!("no --domain given: serving any domain");
+    } else {
+        tracing::info!("serving domains: {}", r.domains.join(", "));
+    }
+    if bound.sizes.rcvbuf_bytes < config.socket_rcvbuf_bytes {
+        tracing::warn!(
+            "--socket-rcvbuf {} B was clamped by the kernel to {} B: raise net.core.rmem_max",
+            config.socket_rcvbuf_bytes,
+            bound.sizes.rcvbuf_bytes
+        );
+    }
+    if bound.sizes.sndbuf_bytes < config.socket_sndbuf_bytes {
+        tracing::warn!(
+            "--socket-sndbuf {} B was clamped by the kernel to {} B: raise net.core.wmem_max",
+            config.socket_sndbuf_bytes,
+            bound.sizes.sndbuf_bytes
+        );
+    }
+}
+
+fn join_addrs(addrs: &[std::net::SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A seed when `--seed` is not given: the clock and the pid, mixed.
+fn seed_from_clock() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    (nanos ^ u64::from(std::process::id()).rotate_left(32)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}

@@ -1,0 +1,400 @@
+//! The shard mesh: how a datagram that landed on the wrong core reaches its owner.
+//!
+//! The kernel spreads datagrams over the SO_REUSEPORT sockets by 4-tuple, not by AOR,
+//! so most requests land on a core that does not own their AOR (with N cores,
+//! (N-1)/N of them). Such a datagram crosses exactly once, over the owner's bounded
+//! inbox, and the owner answers from its own socket on the same address and port.
+//!
+//! - **Bounded, never blocking.** Each owner has one crossbeam inbox of
+//!   [`MESH_CHANNEL_DEPTH`] datagrams shared by all senders. A full inbox means the
+//!   owner is overloaded: the sender drops the datagram and counts it (UDP clients
+//!   retransmit, and Timer E/F keep trying), and never waits.
+//! - **Pooled buffers.** A forwarded datagram is copied into a `Vec<u8>` from the
+//!   sender's pool; the owner hands the `Vec` back over the sender's return channel
+//!   once answered. After warm-up no forward allocates, and nothing is freed on a
+//!   thread other than the one that allocated it. (A `Box<[u8]>` per forward would
+//!   cost a malloc and a cross-thread free per request, which is exactly the
+//!   steady-state allocation the house rules forbid.) The pool is capped at
+//!   [`FORWARD_BUFFERS_PER_CORE_MAX`]; an exhausted pool drops and counts like a
+//!   full inbox.
+//! - **Doorbells.** A parked owner sleeps inside glommio (io_uring wait). The sender
+//!   rings the owner's [`Doorbell`] once per batch, and the doorbell fires the owner's
+//!   stored waker only if the owner said it is parked: a busy owner costs the sender
+//!   one atomic load, no syscall. glommio wakers may be woken from any thread.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
+use std::sync::{Arc, Mutex};
+use std::task::Waker;
+use std::thread::Thread;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+
+use crate::registrar::Source;
+
+/// Datagrams waiting in one owner's inbox, from all senders together. At 1 µs per
+/// request this is ~4 ms of work: deep enough to absorb a burst, shallow enough that
+/// a stuck owner sheds load quickly instead of answering after clients retransmit.
+pub const MESH_CHANNEL_DEPTH: usize = 4096;
+
+/// Forward buffers one core may have in flight (in other cores' inboxes or being
+/// answered). Each keeps the capacity of the largest datagram it carried, so the
+/// worst case is this many times `DATAGRAM_BYTES_MAX`; typical SIP is under 1.5 KiB.
+pub const FORWARD_BUFFERS_PER_CORE_MAX: usize = 8192;
+
+/// Initial capacity of a forward buffer, in bytes (a typical REGISTER fits).
+const FORWARD_BYTES_INITIAL: usize = 1536;
+
+const _: () = assert!(FORWARD_BUFFERS_PER_CORE_MAX >= MESH_CHANNEL_DEPTH);
+
+/// Which shard owns a hash: `hash % shards`. Pure, so that every core computes the
+/// same owner for the same AOR.
+pub fn shard_for(hash: u64, shards: usize) -> usize {
+    debug_assert!(shards > 0);
+    (hash % (shards.max(1) as u64)) as usize
+}
+
+/// A datagram on its way to its owner.
+#[derive(Debug)]
+pub(crate) struct Forwarded {
+    /// The datagram (a pooled buffer of the sending core).
+    pub(crate) bytes: Vec<u8>,
+    /// Where it came from and which listening address it arrived on.
+    pub(crate) source: Source,
+    /// The routing hash, so the owner can check the datagram is its own.
+    pub(crate) hash: u64,
+    /// The core whose pool `bytes` belongs to.
+    pub(crate) from: usize,
+}
+
+/// Wakes a parked core from any thread, and only when it is parked.
+#[derive(Debug, Default)]
+pub(crate) struct Doorbell {
+    parked: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Doorbell {
+    /// Owner side: about to park with `waker`. The caller must re-check its inbox
+    /// after this (the SeqCst fence pairs with the one in `ring`: either the owner
+    /// sees the message, or the sender sees `parked`).
+    pub(crate) fn arm(&self, waker: &Waker) {
+        if let Ok(mut slot) = self.waker.lock() {
+            match slot.as_ref() {
+                Some(old) if old.will_wake(waker) => {}
+                _ => *slot = Some(waker.clone()),
+            }
+        }
+        self.parked.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+    }
+
+    /// Owner side: running again; senders need not wake it.
+    pub(crate) fn disarm(&self) {
+        self.parked.store(false, Ordering::Relaxed);
+    }
+
+    /// Any thread: wake the owner if it is parked. Call after queueing work.
+    pub(crate) fn ring(&self) {
+        fence(Ordering::SeqCst);
+        if self.parked.load(Ordering::SeqCst) && self.parked.swap(false, Ordering::SeqCst) {
+            let waker = self.waker.lock().ok().and_then(|slot| slot.clone());
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        }
+    }
+}
+
+/// What all cores share: inbox and return senders, doorbells, and the stop state.
+#[derive(Debug)]
+pub(crate) struct MeshShared {
+    inboxes: Vec<Sender<Forwarded>>,
+    returns: Vec<Sender<Vec<u8>>>,
+    doorbells: Vec<Doorbell>,
+    /// Set by the signal handler (or a failed start): stop receiving.
+    stop: Arc<AtomicBool>,
+    /// Cores that have stopped receiving; when it reaches the core count nothing new
+    /// can enter an inbox and a drained core may exit.
+    stopped_receiving: AtomicUsize,
+    /// Which cores are counted in `stopped_receiving` (each exactly once).
+    stopped: Vec<AtomicBool>,
+    /// The thread to unpark when the run should end.
+    main: Thread,
+}
+
+impl MeshShared {
+    /// Stop every core: they finish what is in flight and exit.
+    pub(crate) fn request_stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.ring_all();
+        self.main.unpark();
+    }
+
+    pub(crate) fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Core `index` has stopped receiving (or never started, or died). Idempotent.
+    pub(crate) fn core_stopped_receiving(&self, index: usize) {
+        let Some(flag) = self.stopped.get(index) else {
+            return;
+        };
+        if flag.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.stopped_receiving.fetch_add(1, Ordering::SeqCst);
+        self.ring_all();
+        self.main.unpark();
+    }
+
+    pub(crate) fn all_stopped_receiving(&self) -> bool {
+        self.stopped_receiving.load(Ordering::SeqCst) >= self.doorbells.len()
+    }
+
+    fn ring_all(&self) {
+        for bell in &self.doorbells {
+            bell.ring();
+        }
+    }
+}
+
+/// Build the mesh for `shards` cores: the shared part and one [`MeshEnd`] per core.
+pub(crate) fn build(
+    shards: usize,
+    stop: Arc<AtomicBool>,
+    main: Thread,
+) -> (Arc<MeshShared>, Vec<MeshEnd>) {
+    let (inbox_tx, inbox_rx): (Vec<_>, Vec<_>) =
+        (0..shards).map(|_| bounded(MESH_CHANNEL_DEPTH)).unzip();
+    let (return_tx, return_rx): (Vec<_>, Vec<_>) = (0..shards)
+        .map(|_| bounded(FORWARD_BUFFERS_PER_CORE_MAX))
+        .unzip();
+    let shared = Arc::new(MeshShared {
+        inboxes: inbox_tx,
+        returns: return_tx,
+        doorbells: (0..shards).map(|_| Doorbell::default()).collect(),
+        stop,
+        stopped_receiving: AtomicUsize::new(0),
+        stopped: (0..shards).map(|_| AtomicBool::new(false)).collect(),
+        main,
+    });
+    let ends = inbox_rx
+        .into_iter()
+        .zip(return_rx)
+        .enumerate()
+        .map(|(index, (inbox, returns))| MeshEnd {
+            index,
+            shared: Arc::clone(&shared),
+            inbox,
+            returns,
+            pool: Vec::new(),
+            allocated: 0,
+            to_ring: vec![false; shards],
+            any_to_ring: false,
+        })
+        .collect();
+    (shared, ends)
+}
+
+/// Why a forward did not happen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ForwardError {
+    /// The owner's inbox is full.
+    InboxFull,
+    /// This core has [`FORWARD_BUFFERS_PER_CORE_MAX`] buffers in flight.
+    PoolExhausted,
+}
+
+/// One core's end of the mesh.
+#[derive(Debug)]
+pub(crate) struct MeshEnd {
+    index: usize,
+    shared: Arc<MeshShared>,
+    inbox: Receiver<Forwarded>,
+    returns: Receiver<Vec<u8>>,
+    pool: Vec<Vec<u8>>,
+    allocated: usize,
+    to_ring: Vec<bool>,
+    any_to_ring: bool,
+}
+
+impl MeshEnd {
+    pub(crate) fn index(&self) -> usize {
+        self.index
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<MeshShared> {
+        &self.shared
+    }
+
+    pub(crate) fn doorbell(&self) -> &Doorbell {
+        // index < shards by construction.
+        &self.shared.doorbells[self.index]
+    }
+
+    /// Copy `bytes` into a pooled buffer and queue it for `owner`. The owner's
+    /// doorbell is rung by `ring_pending`, once per batch.
+    pub(crate) fn forward(
+        &mut self,
+        owner: usize,
+        bytes: &[u8],
+        source: Source,
+        hash: u64,
+    ) -> Result<(), ForwardError> {
+        let Some(mut buf) = self.take_buffer() else {
+            return Err(ForwardError::PoolExhausted);
+        };
+        buf.clear();
+        buf.extend_from_slice(bytes);
+        let Some(inbox) = self.shared.inboxes.get(owner) else {
+            self.pool.push(buf);
+            return Err(ForwardError::InboxFull);
+        };
+        match inbox.try_send(Forwarded {
+            bytes: buf,
+            source,
+            hash,
+            from: self.index,
+        }) {
+            Ok(()) => {
+                if let Some(flag) = self.to_ring.get_mut(owner) {
+                    *flag = true;
+                    self.any_to_ring = true;
+                }
+                Ok(())
+            }
+            Err(TrySendError::Full(f) | TrySendError::Disconnected(f)) => {
+                self.pool.push(f.bytes);
+                Err(ForwardError::InboxFull)
+            }
+        }
+    }
+
+    fn take_buffer(&mut self) -> Option<Vec<u8>> {
+        if let Some(buf) = self.pool.pop() {
+            return Some(buf);
+        }
+        self.pool.extend(self.returns.try_iter());
+        if let Some(buf) = self.pool.pop() {
+            return Some(buf);
+        }
+        if self.allocated < FORWARD_BUFFERS_PER_CORE_MAX {
+            self.allocated += 1;
+            return Some(Vec::with_capacity(FORWARD_BYTES_INITIAL));
+        }
+        None
+    }
+
+    /// Ring the doorbell of every owner forwarded to since the last call.
+    pub(crate) fn ring_pending(&mut self) {
+        if !self.any_to_ring {
+            return;
+        }
+        self.any_to_ring = false;
+        for (owner, flag) in self.to_ring.iter_mut().enumerate() {
+            if std::mem::take(flag) {
+                if let Some(bell) = self.shared.doorbells.get(owner) {
+                    bell.ring();
+                }
+            }
+        }
+    }
+
+    /// The next datagram forwarded to this core, if any.
+    pub(crate) fn try_recv(&self) -> Option<Forwarded> {
+        self.inbox.try_recv().ok()
+    }
+
+    pub(crate) fn inbox_is_empty(&self) -> bool {
+        self.inbox.is_empty()
+    }
+
+    /// Give a forwarded datagram's buffer back to the core that lent it.
+    pub(crate) fn give_back(&mut self, forwarded: Forwarded) {
+        if forwarded.from == self.index {
+            self.pool.push(forwarded.bytes);
+        } else if let Some(ret) = self.shared.returns.get(forwarded.from) {
+            // Cannot be full: at most FORWARD_BUFFERS_PER_CORE_MAX buffers exist per core.
+            let _ = ret.try_send(forwarded.bytes);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+
+    use super::*;
+
+    fn source() -> Source {
+        Source {
+            addr: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            local: 0,
+        }
+    }
+
+    #[test]
+    fn shard_for_spreads_and_stays_in_range() {
+        assert_eq!(shard_for(7, 1), 0);
+        assert_eq!(shard_for(7, 4), 3);
+        let mut seen = [0usize; 3];
+        for h in 0..300u64 {
+            seen[shard_for(h.wrapping_mul(0x9e37_79b9_7f4a_7c15), 3)] += 1;
+        }
+        assert!(seen.iter().all(|&n| n > 50), "{seen:?}");
+    }
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn doorbell_wakes_only_a_parked_owner_and_only_once() {
+        let bell = Doorbell::default();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&count));
+        bell.ring();
+        assert_eq!(count.0.load(Ordering::SeqCst), 0, "not parked: no wake");
+        bell.arm(&waker);
+        bell.ring();
+        bell.ring();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "parked: one wake");
+        bell.arm(&waker);
+        bell.disarm();
+        bell.ring();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "disarmed: no wake");
+    }
+
+    #[test]
+    fn forward_delivers_recycles_and_bounds() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (_shared, mut ends) = build(2, stop, std::thread::current());
+        let mut receiver = ends.pop().unwrap();
+        let mut sender = ends.pop().unwrap();
+        sender.forward(1, b"REGISTER", source(), 9).unwrap();
+        sender.ring_pending();
+        let got = receiver.try_recv().unwrap();
+        assert_eq!(
+            (got.bytes.as_slice(), got.hash, got.from),
+            (&b"REGISTER"[..], 9, 0)
+        );
+        receiver.give_back(got);
+        // The buffer comes back to the sender's pool instead of a new allocation.
+        sender.forward(1, b"x", source(), 1).unwrap();
+        assert_eq!(sender.allocated, 1);
+        // A full inbox drops and reports, and never blocks.
+        let mut full = 0;
+        for _ in 0..MESH_CHANNEL_DEPTH + 10 {
+            if sender.forward(1, b"y", source(), 1) == Err(ForwardError::InboxFull) {
+                full += 1;
+            }
+        }
+        assert_eq!(full, 11);
+        assert!(sender.allocated <= MESH_CHANNEL_DEPTH + 1);
+    }
+}

@@ -1,0 +1,432 @@
+//! One core's loop: receive a batch, route each datagram, answer what this shard
+//! owns, forward the rest, drain the inbox, flush replies, run timers; park in glommio
+//! when there is nothing to do.
+//!
+//! The loop is one glommio task per core. It never awaits while there is work, so a
+//! busy core makes one `recvmmsg` per batch and one `sendmmsg` per socket per batch,
+//! and nothing else. When a turn finds no work it parks on three wake sources at once:
+//! any listening socket readable (an io_uring `MSG_PEEK` receive of one byte on a
+//! dup of the fd, which consumes nothing), the mesh doorbell (another core forwarded
+//! to us, or a stop was requested), and a glommio timer for the registrar's next
+//! deadline (at most [`TIMER_TICK_MS`] away). An idle core therefore sleeps in the
+//! kernel and costs ~0 % CPU.
+
+use std::future::Future;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bumpalo::Bump;
+use glommio::timer::Timer;
+use socket2::Socket;
+
+use super::mesh::{ForwardError, Forwarded, MeshEnd, shard_for};
+use super::mmsg::{RecvBatch, SendBatch};
+use super::socket::park_handle;
+use super::stats::{Counters, RegistrarCounters, SharedCounters};
+use crate::registrar::{Handled, Registrar, RegistrarConfig, Route, Source, route};
+
+/// Longest time between two `handle_timeout` calls, in ms: an expired binding is gone
+/// within this long of its expiry even if the registrar reports no deadline.
+pub(crate) const TIMER_TICK_MS: u64 = 1000;
+
+/// `recvmmsg` batches taken from one socket per turn before the inbox and the other
+/// sockets get their turn (fairness between sockets and forwarded work).
+const RECV_BATCHES_PER_TURN: usize = 4;
+
+/// Forwarded datagrams answered per turn, at most.
+const INBOX_DRAIN_PER_TURN: usize = 256;
+
+/// Initial arena size per core, in bytes (reset per batch, so this is a per-batch
+/// budget before bumpalo adds a chunk, which it then keeps).
+const ARENA_BYTES_INITIAL: usize = 256 * 1024;
+
+/// Everything a core needs, built on the main thread.
+#[derive(Debug)]
+pub(crate) struct CoreSetup {
+    pub(crate) shards: usize,
+    pub(crate) sockets: Vec<Socket>,
+    pub(crate) registrar: RegistrarConfig,
+    pub(crate) recv_batch: usize,
+    pub(crate) mesh: MeshEnd,
+    pub(crate) counters: Arc<SharedCounters>,
+}
+
+type Readable = Pin<Box<dyn Future<Output = io::Result<()>>>>;
+
+struct Shard {
+    index: usize,
+    shards: usize,
+    sockets: Vec<Socket>,
+    /// glommio handles on dups of `sockets`, used only to park.
+    park_handles: Vec<Rc<glommio::net::UdpSocket>>,
+    /// Pending readiness futures, one per socket; kept across parks and rebuilt only
+    /// after they complete.
+    readable: Vec<Option<Readable>>,
+    timer: Timer,
+    rx: RecvBatch,
+    tx: Vec<SendBatch>,
+    arena: Bump,
+    registrar: Registrar,
+    mesh: MeshEnd,
+    counters: Counters,
+    shared_counters: Arc<SharedCounters>,
+    last_timeout_ms: u64,
+    draining: bool,
+}
+
+/// Run one core until a stop is requested and everything in flight is answered.
+/// `ready` is told once the core can serve (or why it cannot).
+pub(crate) async fn run(setup: CoreSetup, ready: impl FnOnce(Result<(), String>)) {
+    let index = setup.mesh.index();
+    let park_handles = match setup
+        .sockets
+        .iter()
+        .map(|s| park_handle(s).map(Rc::new))
+        .collect::<io::Result<Vec<_>>>()
+    {
+        Ok(handles) => handles,
+        Err(e) => {
+            ready(Err(format!(
+                "core {index}: cannot register its socket with glommio: {e}"
+            )));
+            return;
+        }
+    };
+    let sockets_len = setup.sockets.len();
+    let now_ms = wall_clock_ms();
+    let mut shard = Shard {
+        index,
+        shards: setup.shards,
+        sockets: setup.sockets,
+        park_handles,
+        readable: (0..sockets_len).map(|_| None).collect(),
+        timer: Timer::new(Duration::from_millis(TIMER_TICK_MS)),
+        rx: RecvBatch::new(setup.recv_batch),
+        // A send batch as large as the larger of the two producers, so one turn's
+        // replies rarely need a mid-batch flush.
+        tx: (0..sockets_len)
+            .map(|_| SendBatch::new(setup.recv_batch.max(64)))
+            .collect(),
+        arena: Bump::with_capacity(ARENA_BYTES_INITIAL),
+        registrar: Registrar::new(setup.registrar),
+        mesh: setup.mesh,
+        counters: Counters::default(),
+        shared_counters: setup.counters,
+        last_timeout_ms: now_ms,
+        draining: false,
+    };
+    ready(Ok(()));
+    shard.serve().await;
+}
+
+impl Shard {
+    async fn serve(&mut self) {
+        loop {
+            self.mesh.doorbell().disarm();
+            let now_ms = wall_clock_ms();
+            if !self.draining && self.mesh.shared().stop_requested() {
+                // Stop receiving; replies already queued go out below. Other cores
+                // may still forward to us what they received before they stopped.
+                self.draining = true;
+                self.mesh.shared().core_stopped_receiving(self.index);
+            }
+            let mut work = 0;
+            if !self.draining {
+                for socket in 0..self.sockets.len() {
+                    work += self.receive(socket, now_ms);
+                }
+            }
+            work += self.drain_inbox(now_ms);
+            self.flush_all();
+            self.mesh.ring_pending();
+            self.run_timers(now_ms);
+            self.publish();
+            if self.draining
+                && self.mesh.shared().all_stopped_receiving()
+                && self.mesh.inbox_is_empty()
+            {
+                return;
+            }
+            if work == 0 {
+                self.park(now_ms).await;
+            } else {
+                glommio::yield_if_needed().await;
+            }
+        }
+    }
+
+    /// Up to [`RECV_BATCHES_PER_TURN`] batches from `socket`; returns datagrams taken.
+    fn receive(&mut self, socket: usize, now_ms: u64) -> usize {
+        let Some(fd) = self.sockets.get(socket).map(AsRawFd::as_raw_fd) else {
+            return 0;
+        };
+        let mut taken = 0;
+        for _ in 0..RECV_BATCHES_PER_TURN {
+            let n = match self.rx.recv(fd) {
+                Ok(n) => n,
+                Err(e) => {
+                    // A pending socket error (e.g. ICMP port unreachable for an
+                    // earlier reply) is reported once and cleared by the read.
+                    tracing::debug!(core = self.index, "recvmmsg: {e}");
+                    self.counters.recv_errors += 1;
+                    break;
+                }
+            };
+            taken += n;
+            self.counters.received += n as u64;
+            self.arena.reset();
+            for i in 0..n {
+                self.dispatch(i, socket, now_ms);
+            }
+            if n < self.rx.capacity() {
+                break;
+            }
+        }
+        taken
+    }
+
+    /// Route datagram `i` of the current batch: answer, forward, or drop and count.
+    fn dispatch(&mut self, i: usize, socket: usize, now_ms: u64) {
+        let Self {
+            rx,
+            tx,
+            sockets,
+            registrar,
+            arena,
+            mesh,
+            counters,
+            index,
+            shards,
+            ..
+        } = self;
+        let Some(datagram) = rx.get(i) else {
+            return;
+        };
+        if datagram.truncated {
+            counters.too_large += 1;
+            return;
+        }
+        let Some(from) = datagram.from else {
+            counters.unanswerable += 1;
+            return;
+        };
+        let source = Source {
+            addr: from,
+            local: socket as u16,
+        };
+        match route(datagram.bytes) {
+            Route::Drop(reason) => counters.count_drop(reason),
+            Route::Hash(hash) => {
+                let owner = shard_for(hash, *shards);
+                if owner == *index {
+                    let (Some(batch), Some(sock)) = (tx.get_mut(socket), sockets.get(socket))
+                    else {
+                        return;
+                    };
+                    answer(
+                        registrar,
+                        arena,
+                        batch,
+                        sock,
+                        counters,
+                        now_ms,
+                        source,
+                        datagram.bytes,
+                    );
+                } else {
+                    match mesh.forward(owner, datagram.bytes, source, hash) {
+                        Ok(()) => counters.forwarded_out += 1,
+                        Err(ForwardError::InboxFull | ForwardError::PoolExhausted) => {
+                            counters.mesh_full += 1
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Answer datagrams other cores forwarded here; returns how many.
+    fn drain_inbox(&mut self, now_ms: u64) -> usize {
+        let mut taken = 0;
+        self.arena.reset();
+        while taken < INBOX_DRAIN_PER_TURN {
+            let Some(forwarded) = self.mesh.try_recv() else {
+                break;
+            };
+            taken += 1;
+            self.answer_forwarded(&forwarded, now_ms);
+            self.mesh.give_back(forwarded);
+        }
+        taken
+    }
+
+    fn answer_forwarded(&mut self, forwarded: &Forwarded, now_ms: u64) {
+        let Self {
+            tx,
+            sockets,
+            registrar,
+            arena,
+            counters,
+            index,
+            shards,
+            ..
+        } = self;
+        debug_assert_eq!(
+            shard_for(forwarded.hash, *shards),
+            *index,
+            "forwarded to a core that does not own it"
+        );
+        counters.forwarded_in += 1;
+        let local = usize::from(forwarded.source.local);
+        let (Some(batch), Some(sock)) = (tx.get_mut(local), sockets.get(local)) else {
+            return;
+        };
+        answer(
+            registrar,
+            arena,
+            batch,
+            sock,
+            counters,
+            now_ms,
+            forwarded.source,
+            &forwarded.bytes,
+        );
+    }
+
+    fn flush_all(&mut self) {
+        for (batch, sock) in self.tx.iter_mut().zip(&self.sockets) {
+            if !batch.is_empty() {
+                let flushed = batch.flush(sock.as_raw_fd());
+                self.counters.sent += flushed.sent;
+                self.counters.send_errors += flushed.failed;
+            }
+        }
+    }
+
+    /// The next time `handle_timeout` is due, in ms since the epoch.
+    fn timeout_due_ms(&self) -> u64 {
+        let tick = self.last_timeout_ms.saturating_add(TIMER_TICK_MS);
+        self.registrar
+            .poll_timeout()
+            .map_or(tick, |due| due.min(tick))
+    }
+
+    fn run_timers(&mut self, now_ms: u64) {
+        if now_ms >= self.timeout_due_ms() {
+            self.registrar.handle_timeout(now_ms);
+            self.last_timeout_ms = now_ms;
+        }
+    }
+
+    fn publish(&mut self) {
+        self.counters.registrar = RegistrarCounters::from(self.registrar.stats());
+        self.shared_counters.publish(&self.counters);
+    }
+
+    /// Sleep until a socket is readable, the doorbell rings, or the next deadline.
+    async fn park(&mut self, now_ms: u64) {
+        for (slot, handle) in self.readable.iter_mut().zip(&self.park_handles) {
+            if slot.is_none() {
+                *slot = Some(Box::pin(readable(Rc::clone(handle))));
+            }
+        }
+        let sleep_ms = self
+            .timeout_due_ms()
+            .saturating_sub(now_ms)
+            .clamp(1, TIMER_TICK_MS);
+        self.timer.reset(Duration::from_millis(sleep_ms));
+        let draining = self.draining;
+        let Self {
+            mesh,
+            readable,
+            timer,
+            counters,
+            ..
+        } = self;
+        std::future::poll_fn(|cx| {
+            mesh.doorbell().arm(cx.waker());
+            let shared = mesh.shared();
+            let stop_news = if draining {
+                shared.all_stopped_receiving()
+            } else {
+                shared.stop_requested()
+            };
+            if stop_news || !mesh.inbox_is_empty() {
+                mesh.doorbell().disarm();
+                return Poll::Ready(());
+            }
+            let mut woken = false;
+            for slot in readable.iter_mut() {
+                if let Some(future) = slot {
+                    if let Poll::Ready(result) = future.as_mut().poll(cx) {
+                        if let Err(e) = result {
+                            tracing::debug!("readiness: {e}");
+                            counters.recv_errors += 1;
+                        }
+                        *slot = None;
+                        woken = true;
+                    }
+                }
+            }
+            if Pin::new(&mut *timer).poll(cx).is_ready() {
+                woken = true;
+            }
+            if woken {
+                mesh.doorbell().disarm();
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+    }
+}
+
+/// Completes when `socket` has a datagram queued (consumes nothing: `MSG_PEEK`).
+async fn readable(socket: Rc<glommio::net::UdpSocket>) -> io::Result<()> {
+    let mut byte = [0u8; 1];
+    socket
+        .peek_from(&mut byte)
+        .await
+        .map(|_| ())
+        .map_err(io::Error::from)
+}
+
+/// Hand one datagram to the registrar and queue its reply, if any.
+#[allow(clippy::too_many_arguments)]
+fn answer(
+    registrar: &mut Registrar,
+    arena: &Bump,
+    batch: &mut SendBatch,
+    socket: &Socket,
+    counters: &mut Counters,
+    now_ms: u64,
+    source: Source,
+    bytes: &[u8],
+) {
+    if batch.is_full() {
+        let flushed = batch.flush(socket.as_raw_fd());
+        counters.sent += flushed.sent;
+        counters.send_errors += flushed.failed;
+    }
+    let Some(out) = batch.next_buf() else {
+        return;
+    };
+    match registrar.handle_datagram(now_ms, source, bytes, arena, out) {
+        Handled::Reply(to) => batch.commit(to),
+        Handled::Nothing => {}
+    }
+}
+
+/// Milliseconds since the Unix epoch: the registrar's notion of now. Read once per
+/// turn (a turn is at most a few batches, microseconds apart).
+pub(crate) fn wall_clock_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

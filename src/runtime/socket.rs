@@ -1,0 +1,202 @@
+//! Socket setup: one SO_REUSEPORT UDP socket per (core, `--listen` address).
+//!
+//! Every core binds its own socket on the same address and port so that the kernel
+//! spreads datagrams over cores by 4-tuple hash with no shared queue. Before the group
+//! is created a probe binds the address *without* SO_REUSEPORT: if it fails, another
+//! process holds the port (possibly with SO_REUSEPORT too, in which case we would
+//! silently share its traffic), and start-up stops with a clear error instead.
+//!
+//! The sockets stay in blocking mode: the hot loop passes `MSG_DONTWAIT` to
+//! `recvmmsg` and parks in glommio, and a blocking `sendmmsg` lets the kernel pace
+//! replies instead of dropping them when the send buffer is momentarily full.
+//! This file holds the one `unsafe` hand-off of a file descriptor to glommio.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+
+use anyhow::{Context, bail};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+/// What the kernel granted for a requested buffer size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BufferSizes {
+    /// Effective SO_RCVBUF, in bytes (the kernel reports twice the usable size; this
+    /// is the halved value, comparable with the request).
+    pub(crate) rcvbuf_bytes: usize,
+    /// Effective SO_SNDBUF, in bytes (halved as above).
+    pub(crate) sndbuf_bytes: usize,
+}
+
+/// Sockets for every shard: `sockets[shard][listen_index]`, plus the addresses
+/// actually bound (port 0 resolved) and the buffer sizes granted.
+#[derive(Debug)]
+pub(crate) struct Bound {
+    pub(crate) sockets: Vec<Vec<Socket>>,
+    pub(crate) local: Vec<SocketAddr>,
+    pub(crate) sizes: BufferSizes,
+}
+
+/// Bind `shards` sockets on each address of `listen`.
+pub(crate) fn bind_all(
+    listen: &[SocketAddr],
+    shards: usize,
+    rcvbuf_bytes: usize,
+    sndbuf_bytes: usize,
+) -> anyhow::Result<Bound> {
+    let mut sockets: Vec<Vec<Socket>> = (0..shards)
+        .map(|_| Vec::with_capacity(listen.len()))
+        .collect();
+    let mut local = Vec::with_capacity(listen.len());
+    let mut sizes = BufferSizes {
+        rcvbuf_bytes,
+        sndbuf_bytes,
+    };
+    for &requested in listen {
+        let addr = probe(requested)?;
+        local.push(addr);
+        for per_shard in &mut sockets {
+            let socket = bind_one(addr, rcvbuf_bytes, sndbuf_bytes)
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            let granted = granted_sizes(&socket)?;
+            sizes.rcvbuf_bytes = sizes.rcvbuf_bytes.min(granted.rcvbuf_bytes);
+            sizes.sndbuf_bytes = sizes.sndbuf_bytes.min(granted.sndbuf_bytes);
+            per_shard.push(socket);
+        }
+    }
+    Ok(Bound {
+        sockets,
+        local,
+        sizes,
+    })
+}
+
+/// Check that nobody holds `addr`, and resolve port 0 to a concrete port.
+fn probe(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
+    let socket = new_socket(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    if let Err(e) = socket.bind(&SockAddr::from(addr)) {
+        bail!("cannot listen on {addr}: {}", describe_bind_error(&e));
+    }
+    let bound = socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .with_context(|| format!("cannot read the address bound for {addr}"))?;
+    Ok(bound)
+}
+
+fn describe_bind_error(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::EADDRINUSE) => "address already in use (another process holds this port)".into(),
+        Some(libc::EADDRNOTAVAIL) => {
+            "address not available (no interface on this host has it)".into()
+        }
+        Some(libc::EACCES) => {
+            "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)".into()
+        }
+        _ => e.to_string(),
+    }
+}
+
+fn new_socket(addr: SocketAddr) -> io::Result<Socket> {
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::DGRAM.cloexec(),
+        Some(Protocol::UDP),
+    )?;
+    if addr.is_ipv6() {
+        // Keep IPv6 listeners IPv6-only so that `--listen 0.0.0.0:P --listen [::]:P`
+        // works and IPv4 peers are never seen as mapped addresses.
+        socket.set_only_v6(true)?;
+    }
+    Ok(socket)
+}
+
+fn bind_one(addr: SocketAddr, rcvbuf_bytes: usize, sndbuf_bytes: usize) -> anyhow::Result<Socket> {
+    let socket = new_socket(addr)?;
+    socket.set_reuse_port(true).context("SO_REUSEPORT")?;
+    set_buffer(&socket, libc::SO_RCVBUFFORCE, rcvbuf_bytes)
+        .or_else(|_| socket.set_recv_buffer_size(rcvbuf_bytes))
+        .context("SO_RCVBUF")?;
+    set_buffer(&socket, libc::SO_SNDBUFFORCE, sndbuf_bytes)
+        .or_else(|_| socket.set_send_buffer_size(sndbuf_bytes))
+        .context("SO_SNDBUF")?;
+    socket
+        .bind(&SockAddr::from(addr))
+        .map_err(|e| anyhow::anyhow!(describe_bind_error(&e)))?;
+    Ok(socket)
+}
+
+/// `SO_RCVBUFFORCE`/`SO_SNDBUFFORCE` ignore `net.core.[rw]mem_max` when the process
+/// has CAP_NET_ADMIN; without it they fail with EPERM and the caller falls back.
+fn set_buffer(socket: &Socket, option: libc::c_int, bytes: usize) -> io::Result<()> {
+    let value =
+        libc::c_int::try_from(bytes).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: the fd is a live socket owned by `socket`; `value` is a c_int that lives
+    // across the call, and its exact size is passed as the option length.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            option,
+            (&raw const value).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn granted_sizes(socket: &Socket) -> anyhow::Result<BufferSizes> {
+    Ok(BufferSizes {
+        rcvbuf_bytes: socket.recv_buffer_size().context("reading SO_RCVBUF")? / 2,
+        sndbuf_bytes: socket.send_buffer_size().context("reading SO_SNDBUF")? / 2,
+    })
+}
+
+/// A glommio handle on a duplicate of `socket`'s fd, used only to park until the
+/// socket is readable (the data itself is read with `recvmmsg` on the original fd).
+/// Must be called on the executor thread that will await it.
+pub(crate) fn park_handle(socket: &Socket) -> io::Result<glommio::net::UdpSocket> {
+    let dup = socket.try_clone()?;
+    let fd = dup.into_raw_fd();
+    // SAFETY: `fd` is a fresh duplicate we own (into_raw_fd released it), an open UDP
+    // socket; glommio takes ownership and closes it on drop. glommio 0.9 converts from
+    // socket2 0.4, so the fd is the only way to hand over our socket2 0.5 socket.
+    Ok(unsafe { glommio::net::UdpSocket::from_raw_fd(fd) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_zero_resolves_once_for_every_shard() {
+        let bound = bind_all(&["127.0.0.1:0".parse().unwrap()], 3, 1 << 16, 1 << 16).unwrap();
+        let port = bound.local[0].port();
+        assert_ne!(port, 0);
+        for shard in &bound.sockets {
+            let addr = shard[0].local_addr().unwrap().as_socket().unwrap();
+            assert_eq!(addr.port(), port);
+        }
+        assert!(bound.sizes.rcvbuf_bytes > 0);
+    }
+
+    #[test]
+    fn a_held_port_is_refused() {
+        let holder = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = holder.local_addr().unwrap();
+        let e = bind_all(&[addr], 1, 1 << 16, 1 << 16).unwrap_err();
+        assert!(format!("{e:#}").contains("address already in use"), "{e:#}");
+    }
+
+    #[test]
+    fn a_reuseport_group_of_another_process_is_refused_too() {
+        let first = bind_all(&["127.0.0.1:0".parse().unwrap()], 1, 1 << 16, 1 << 16).unwrap();
+        let e = bind_all(&first.local, 1, 1 << 16, 1 << 16).unwrap_err();
+        assert!(format!("{e:#}").contains("address already in use"), "{e:#}");
+    }
+}

@@ -1,0 +1,281 @@
+//! Counters: each core counts in plain integers and publishes them with relaxed
+//! atomic stores once per loop turn; the main thread sums them for the periodic
+//! one-line summary. No core ever writes another core's counters.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::registrar::{DropReason, Stats};
+
+/// One core's counters (what the core owns and mutates freely).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Counters {
+    /// Datagrams received from the sockets.
+    pub(crate) received: u64,
+    /// Replies handed to the kernel.
+    pub(crate) sent: u64,
+    /// Replies the kernel refused.
+    pub(crate) send_errors: u64,
+    /// Datagrams this core forwarded to their owner.
+    pub(crate) forwarded_out: u64,
+    /// Datagrams other cores forwarded to this one.
+    pub(crate) forwarded_in: u64,
+    /// Dropped: the owner's inbox was full, or the forward pool empty.
+    pub(crate) mesh_full: u64,
+    /// Dropped: longer than `DATAGRAM_BYTES_MAX` (MSG_TRUNC) or route said too large.
+    pub(crate) too_large: u64,
+    /// Dropped by `route`: CRLF keep-alives.
+    pub(crate) keep_alive: u64,
+    /// Dropped by `route`: SIP responses.
+    pub(crate) responses: u64,
+    /// Dropped by `route`: unanswerable garbage.
+    pub(crate) unanswerable: u64,
+    /// Receive errors reported by the socket (e.g. ICMP errors).
+    pub(crate) recv_errors: u64,
+    /// The registrar's own counters, copied.
+    pub(crate) registrar: RegistrarCounters,
+}
+
+/// The part of `registrar::Stats` the summary uses.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RegistrarCounters {
+    pub(crate) requests: u64,
+    pub(crate) accepted: u64,
+    pub(crate) rejected: u64,
+    pub(crate) retransmissions: u64,
+    pub(crate) dropped: u64,
+    pub(crate) bindings: u64,
+    pub(crate) aors: u64,
+    pub(crate) expired: u64,
+}
+
+impl From<&Stats> for RegistrarCounters {
+    fn from(s: &Stats) -> Self {
+        Self {
+            requests: s.requests,
+            accepted: s.accepted,
+            rejected: s.rejected,
+            retransmissions: s.retransmissions,
+            dropped: s.dropped,
+            bindings: s.bindings,
+            aors: s.aors,
+            expired: s.expired,
+        }
+    }
+}
+
+impl Counters {
+    pub(crate) fn count_drop(&mut self, reason: DropReason) {
+        let counter = match reason {
+            DropReason::KeepAlive => &mut self.keep_alive,
+            DropReason::Response => &mut self.responses,
+            DropReason::Unanswerable => &mut self.unanswerable,
+            DropReason::TooLarge => &mut self.too_large,
+        };
+        *counter += 1;
+    }
+
+    /// Every datagram dropped without an answer, whatever the reason.
+    pub(crate) fn drops(&self) -> u64 {
+        self.mesh_full
+            + self.too_large
+            + self.keep_alive
+            + self.responses
+            + self.unanswerable
+            + self.registrar.dropped
+    }
+
+    fn add(&mut self, o: &Self) {
+        self.received += o.received;
+        self.sent += o.sent;
+        self.send_errors += o.send_errors;
+        self.forwarded_out += o.forwarded_out;
+        self.forwarded_in += o.forwarded_in;
+        self.mesh_full += o.mesh_full;
+        self.too_large += o.too_large;
+        self.keep_alive += o.keep_alive;
+        self.responses += o.responses;
+        self.unanswerable += o.unanswerable;
+        self.recv_errors += o.recv_errors;
+        let (r, p) = (&mut self.registrar, &o.registrar);
+        r.requests += p.requests;
+        r.accepted += p.accepted;
+        r.rejected += p.rejected;
+        r.retransmissions += p.retransmissions;
+        r.dropped += p.dropped;
+        r.bindings += p.bindings;
+        r.aors += p.aors;
+        r.expired += p.expired;
+    }
+}
+
+/// The published copy of one core's [`Counters`].
+#[derive(Debug, Default)]
+pub(crate) struct SharedCounters {
+    fields: [AtomicU64; FIELDS],
+}
+
+const FIELDS: usize = 19;
+
+fn to_array(c: &Counters) -> [u64; FIELDS] {
+    let r = &c.registrar;
+    [
+        c.received,
+        c.sent,
+        c.send_errors,
+        c.forwarded_out,
+        c.forwarded_in,
+        c.mesh_full,
+        c.too_large,
+        c.keep_alive,
+        c.responses,
+        c.unanswerable,
+        c.recv_errors,
+        r.requests,
+        r.accepted,
+        r.rejected,
+        r.retransmissions,
+        r.dropped,
+        r.bindings,
+        r.aors,
+        r.expired,
+    ]
+}
+
+fn from_array(a: [u64; FIELDS]) -> Counters {
+    let [
+        received,
+        sent,
+        send_errors,
+        forwarded_out,
+        forwarded_in,
+        mesh_full,
+        too_large,
+        keep_alive,
+        responses,
+        unanswerable,
+        recv_errors,
+        requests,
+        accepted,
+        rejected,
+        retransmissions,
+        dropped,
+        bindings,
+        aors,
+        expired,
+    ] = a;
+    Counters {
+        received,
+        sent,
+        send_errors,
+        forwarded_out,
+        forwarded_in,
+        mesh_full,
+        too_large,
+        keep_alive,
+        responses,
+        unanswerable,
+        recv_errors,
+        registrar: RegistrarCounters {
+            requests,
+            accepted,
+            rejected,
+            retransmissions,
+            dropped,
+            bindings,
+            aors,
+            expired,
+        },
+    }
+}
+
+impl SharedCounters {
+    /// Core side: publish (single writer, relaxed).
+    pub(crate) fn publish(&self, c: &Counters) {
+        for (slot, value) in self.fields.iter().zip(to_array(c)) {
+            slot.store(value, Ordering::Relaxed);
+        }
+    }
+
+    fn load(&self) -> Counters {
+        let mut a = [0u64; FIELDS];
+        for (v, slot) in a.iter_mut().zip(&self.fields) {
+            *v = slot.load(Ordering::Relaxed);
+        }
+        from_array(a)
+    }
+}
+
+/// Sum of every core's published counters.
+pub(crate) fn total(cores: &[std::sync::Arc<SharedCounters>]) -> Counters {
+    let mut sum = Counters::default();
+    for c in cores {
+        sum.add(&c.load());
+    }
+    sum
+}
+
+/// The one-line summary between two samples `seconds` apart.
+pub(crate) fn summary(before: &Counters, now: &Counters, seconds: f64) -> String {
+    let rate = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / seconds.max(1e-9);
+    format!(
+        "stats: received {:.0}/s, requests {:.0}/s, sent {:.0}/s, forwarded {:.0}/s; bindings {}, aors {}, \
+         expired {}; drops {} (mesh-full {}, too-large {}, keep-alive {}, response {}, unanswerable {}, registrar {}); \
+         send-errors {}, recv-errors {}",
+        rate(before.received, now.received),
+        rate(before.registrar.requests, now.registrar.requests),
+        rate(before.sent, now.sent),
+        rate(before.forwarded_out, now.forwarded_out),
+        now.registrar.bindings,
+        now.registrar.aors,
+        now.registrar.expired,
+        now.drops(),
+        now.mesh_full,
+        now.too_large,
+        now.keep_alive,
+        now.responses,
+        now.unanswerable,
+        now.registrar.dropped,
+        now.send_errors,
+        now.recv_errors,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn publish_sum_and_summary() {
+        let a = Arc::new(SharedCounters::default());
+        let b = Arc::new(SharedCounters::default());
+        let mut c = Counters {
+            received: 10,
+            forwarded_out: 4,
+            ..Counters::default()
+        };
+        c.count_drop(DropReason::KeepAlive);
+        c.registrar.bindings = 3;
+        a.publish(&c);
+        b.publish(&Counters {
+            received: 5,
+            mesh_full: 2,
+            ..Counters::default()
+        });
+        let sum = total(&[a, b]);
+        assert_eq!(sum.received, 15);
+        assert_eq!(sum.drops(), 3);
+        assert_eq!(sum.registrar.bindings, 3);
+        let line = summary(&Counters::default(), &sum, 5.0);
+        assert!(line.contains("received 3/s"), "{line}");
+        assert!(line.contains("bindings 3"), "{line}");
+        assert!(line.contains("mesh-full 2"), "{line}");
+    }
+
+    #[test]
+    fn array_round_trip_keeps_every_field() {
+        let a: [u64; FIELDS] = std::array::from_fn(|i| i as u64 + 1);
+        assert_eq!(to_array(&from_array(a)), a);
+    }
+}

@@ -1,0 +1,9 @@
+//! The integration tests: one binary (`autotests = false`), one module per area.
+//! Every test drives the real `sipreg` binary over UDP on loopback.
+
+// The harness: start/stop the server, a string-based SIP client. Start here.
+mod util;
+
+// Runtime behaviour that does not depend on SIP semantics: cores, sockets, the
+// cross-core path, bad input, flags, start-up errors, shutdown, idle CPU.
+mod runtime;
