@@ -57,6 +57,8 @@ pub struct LocationLimits {
     pub bindings_per_aor_max: usize,
     /// Largest packed binding (AOR key + all variable fields + 40 bytes), in bytes.
     pub binding_bytes_max: usize,
+    /// AORs remembered after they lost their last binding (480 instead of 404).
+    pub emptied_aors_max: usize,
 }
 
 impl Default for LocationLimits {
@@ -66,6 +68,7 @@ impl Default for LocationLimits {
             bindings_prealloc: 0,
             bindings_per_aor_max: 256,
             binding_bytes_max: 8192,
+            emptied_aors_max: super::emptied::EMPTIED_AORS_MAX_DEFAULT,
         }
     }
 }
@@ -155,6 +158,8 @@ pub struct LocationTable {
     bindings: usize,
     wheel: Wheel,
     expired_total: u64,
+    /// AORs whose last binding went recently (for 480 vs 404).
+    emptied: super::emptied::Emptied,
     /// Reused by `apply`: the AOR's slots before the commit, a mark per index, the order
     /// after it. Capacity stays, so a steady-state commit allocates nothing.
     scratch_old: Vec<u32>,
@@ -204,6 +209,7 @@ impl LocationTable {
             bindings_prealloc: limits.bindings_prealloc.min(limits.bindings_max),
             bindings_per_aor_max: limits.bindings_per_aor_max.min(BINDINGS_PER_AOR_MAX),
             binding_bytes_max: limits.binding_bytes_max,
+            emptied_aors_max: limits.emptied_aors_max,
         };
         Self {
             limits,
@@ -214,6 +220,7 @@ impl LocationTable {
             bindings: 0,
             wheel: Wheel::new(),
             expired_total: 0,
+            emptied: super::emptied::Emptied::new(limits.emptied_aors_max),
             scratch_old: Vec::with_capacity(limits.bindings_per_aor_max),
             scratch_mark: Vec::with_capacity(limits.bindings_per_aor_max),
             scratch_new: Vec::with_capacity(limits.bindings_per_aor_max),
@@ -252,6 +259,13 @@ impl LocationTable {
             slots: &self.slots,
             head,
         })
+    }
+
+    /// Whether `aor_key` lost its last binding recently (bounded memory, see
+    /// [`EMPTIED_AORS_MAX_DEFAULT`](super::EMPTIED_AORS_MAX_DEFAULT)); false while it has
+    /// bindings.
+    pub fn recently_emptied(&self, aor_key: &[u8]) -> bool {
+        self.emptied.contains(self.hasher.hash_one(aor_key))
     }
 
     /// Every AOR, in no particular order (for dumps). Mutating the table ends the walk.
@@ -377,6 +391,7 @@ impl LocationTable {
             (Some(h), None) => {
                 if let Ok(e) = aors.find_entry(hash, |&s| s == h) {
                     e.remove();
+                    self.emptied.insert(hash);
                 }
             }
             (None, Some(nh)) => {
@@ -522,6 +537,7 @@ impl LocationTable {
             if let Ok(e) = aors.find_entry(hash, |&s| s == head) {
                 if next == NIL {
                     e.remove();
+                    self.emptied.insert(hash);
                 } else {
                     *e.into_mut() = next;
                 }

@@ -123,7 +123,9 @@ impl Registrar {
                 extra.extend_from_slice(b";reg-id=");
                 push_u32(&mut extra, reg_id);
             }
-            let left_s = b.expires_ms().saturating_sub(now_ms).div_ceil(1000);
+            // Floor: the table rounds expiry up to the next second, so this gives back
+            // exactly the granted value on the first answer.
+            let left_s = b.expires_ms().saturating_sub(now_ms) / 1000;
             let left_s = u32::try_from(left_s).unwrap_or(u32::MAX);
             w.contact(b.contact(), left_s, b.q(), &extra);
         }

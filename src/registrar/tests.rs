@@ -761,3 +761,25 @@ fn rfc4475_escnull_keeps_two_distinct_bindings_and_regescrt_echoes_escapes() {
         "{r}"
     );
 }
+
+fn invite(user: &str, n: u32) -> String {
+    format!(
+        "INVITE sip:{user}@example.com SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 192.0.2.20:5060;branch=z9hG4bKinv-{user}-{n}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:x@example.com>;tag=1\r\nTo: <sip:{user}@example.com>\r\n\
+         Call-ID: inv-{user}-{n}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+#[test]
+fn known_aor_without_live_binding_gets_480_unknown_404() {
+    let mut sim = Sim::default();
+    sim.send(&Reg::new("gone").expires(Some(60)).build());
+    assert_eq!(status(&sim.send(&invite("gone", 1))), 302);
+    sim.advance_s(61);
+    assert_eq!(status(&sim.send(&invite("gone", 2))), 480);
+    sim.send(&Reg::new("left").build());
+    sim.send(&Reg::new("left").expires(Some(0)).cseq(2).build());
+    assert_eq!(status(&sim.send(&invite("left", 1))), 480);
+    assert_eq!(status(&sim.send(&invite("never", 1))), 404);
+}
