@@ -7,3 +7,6 @@ mod util;
 // Runtime behaviour that does not depend on SIP semantics: cores, sockets, the
 // cross-core path, bad input, flags, start-up errors, shutdown, idle CPU.
 mod runtime;
+
+// SIP behaviour a client sees: §10.3 pipeline, replay, redirect, torture messages.
+mod registrar;

@@ -22,7 +22,11 @@ pub(crate) struct Emptied {
 
 impl Emptied {
     pub(crate) fn new(max: usize) -> Self {
-        Self { max, set: HashSet::new(), order: VecDeque::new() }
+        Self {
+            max,
+            set: HashSet::new(),
+            order: VecDeque::new(),
+        }
     }
 
     /// Remember `hash`; a no-op when it is already there or the cap is 0.

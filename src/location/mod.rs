@@ -25,8 +25,8 @@ mod wheel;
 mod tests;
 
 mod emptied;
-pub use emptied::EMPTIED_AORS_MAX_DEFAULT;
 pub use binding::{BINDING_FIELD_BYTES_MAX, BindingRef, NewBinding, Q_MAX, Transport};
+pub use emptied::EMPTIED_AORS_MAX_DEFAULT;
 pub use table::{
     AOR_KEY_BYTES_MAX, AorRef, BINDINGS_PER_AOR_MAX, BINDINGS_PER_SHARD_MAX, Bindings, Change,
     CommitError, CommitSummary, LocationLimits, LocationTable,

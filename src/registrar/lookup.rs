@@ -42,7 +42,9 @@ impl Registrar {
             return Outcome::NotFound;
         }
         match self.location.get(&self.aor_key) {
-            None if self.location.recently_emptied(&self.aor_key) => Outcome::TemporarilyUnavailable,
+            None if self.location.recently_emptied(&self.aor_key) => {
+                Outcome::TemporarilyUnavailable
+            }
             None => Outcome::NotFound,
             Some(aor) if aor.iter().any(|b| b.expires_ms() > now_ms) => Outcome::Redirected,
             Some(_) => Outcome::TemporarilyUnavailable,
