@@ -1,1 +1,74 @@
-fn main() {}
+//! Parser and response-writer benches.
+//!
+//! Run: `cargo bench --bench parse`. The REGISTER is shaped like RFC 3665 §2.1 with what a
+//! current softphone adds (User-Agent, Supported, Allow, an RFC 5626 Contact).
+
+use std::hint::black_box;
+use std::net::SocketAddr;
+
+use bumpalo::Bump;
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use sipreg::sip::{ResponseWriter, parse_request};
+
+const REGISTER: &[u8] = b"REGISTER sip:biloxi.example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP 192.0.2.4:5060;branch=z9hG4bKnashds7;rport\r\n\
+Max-Forwards: 70\r\n\
+From: Bob <sip:bob@biloxi.example.com>;tag=a73kszlfl\r\n\
+To: Bob <sip:bob@biloxi.example.com>\r\n\
+Call-ID: 1j9FpLxk3uxtm8tn@biloxi.example.com\r\n\
+CSeq: 1 REGISTER\r\n\
+Contact: <sip:bob@192.0.2.4:5060>;+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-000A95A0E128>\";reg-id=1;expires=3600\r\n\
+User-Agent: Linphone/5.2.0\r\n\
+Supported: path, outbound, gruu\r\n\
+Allow: INVITE, ACK, CANCEL, OPTIONS, BYE, NOTIFY\r\n\
+Content-Length: 0\r\n\r\n";
+
+fn parse(c: &mut Criterion) {
+    let mut g = c.benchmark_group("parse");
+    g.throughput(Throughput::Bytes(REGISTER.len() as u64));
+    g.bench_function("register", |b| {
+        b.iter_batched_ref(
+            || Bump::with_capacity(16 * 1024),
+            |arena| {
+                let req = parse_request(black_box(REGISTER), arena);
+                black_box(req.is_ok());
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    let mut arena = Bump::with_capacity(16 * 1024);
+    g.bench_function("register_reset_arena", |b| {
+        b.iter(|| {
+            arena.reset();
+            let req = parse_request(black_box(REGISTER), &arena);
+            black_box(req.is_ok());
+        })
+    });
+    g.finish();
+}
+
+fn write(c: &mut Criterion) {
+    let arena = Bump::new();
+    let Ok(req) = parse_request(REGISTER, &arena) else {
+        panic!("bench REGISTER must parse");
+    };
+    let echo = req.echo;
+    let source: SocketAddr = "198.51.100.7:40312".parse().unwrap_or_else(|_| unreachable!());
+    let mut out = Vec::with_capacity(2048);
+    let mut g = c.benchmark_group("write");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("ok_2_contacts", |b| {
+        b.iter(|| {
+            let mut w = ResponseWriter::start(&mut out, 200, "OK", black_box(&echo), source, b"8a7c2f");
+            w.contact(b"sip:bob@192.0.2.4:5060", 3600, None, b";+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-000A95A0E128>\";reg-id=1");
+            w.contact(b"sip:bob@203.0.113.9:5070", 1712, Some(500), b"");
+            w.date(black_box(1_795_684_632));
+            w.finish(b"sipreg/0.1");
+            black_box(out.len());
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, parse, write);
+criterion_main!(benches);

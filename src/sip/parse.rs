@@ -854,7 +854,12 @@ fn parse_request_line(line: &[u8]) -> Result<RequestLine<'_>, ParseError> {
     }
     Ok(RequestLine {
         method: Method::from_bytes(method),
-        uri: parse_uri(uri).map_err(|_| ParseError::BadRequestUri),
+        // RFC 3261 §19.1.1 (table): URI headers are not allowed in a Request-URI
+        // (RFC 4475 `escruri`).
+        uri: parse_uri(uri)
+            .ok()
+            .filter(|u| u.headers.is_empty())
+            .ok_or(ParseError::BadRequestUri),
         version: number,
     })
 }

@@ -215,6 +215,87 @@ impl<'o> ResponseWriter<'o> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sip::parse_request;
+    use bumpalo::Bump;
+
+    const REGISTER: &[u8] = b"REGISTER sip:registrar.biloxi.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP bobspc.biloxi.com:5060;branch=z9hG4bKnashds7;rport\r\n\
+Via: SIP/2.0/UDP proxy.biloxi.com;branch=z9hG4bK1, SIP/2.0/UDP p2.biloxi.com;branch=z9hG4bK2\r\n\
+Max-Forwards: 70\r\n\
+To: Bob <sip:bob@biloxi.com>\r\n\
+From: Bob <sip:bob@biloxi.com>;tag=456248\r\n\
+Call-ID: 843817637684230@998sdasdh09\r\n\
+CSeq: 1826 REGISTER\r\n\
+Contact: <sip:bob@192.0.2.4>\r\n\
+Expires: 7200\r\n\
+Content-Length: 0\r\n\r\n";
+
+    #[test]
+    fn ok_for_register_with_rport() {
+        let arena = Bump::new();
+        let req = parse_request(REGISTER, &arena).unwrap();
+        let mut out = Vec::new();
+        let source: SocketAddr = "192.0.2.4:5062".parse().unwrap();
+        let mut w = ResponseWriter::start(&mut out, 200, "OK", &req.echo, source, b"abc123");
+        w.contact(b"sip:bob@192.0.2.4", 7200, Some(500), b"");
+        w.contact(b"sip:bob@10.0.0.1;ob", 30, None, b";+sip.instance=\"<urn:x>\"");
+        w.date(1_795_684_632);
+        w.header_u32("Min-Expires", 60);
+        w.finish(b"sipreg");
+        let expected = "SIP/2.0 200 OK\r\n\
+Via: SIP/2.0/UDP bobspc.biloxi.com:5060;branch=z9hG4bKnashds7;rport=5062;received=192.0.2.4\r\n\
+Via: SIP/2.0/UDP proxy.biloxi.com;branch=z9hG4bK1, SIP/2.0/UDP p2.biloxi.com;branch=z9hG4bK2\r\n\
+From: Bob <sip:bob@biloxi.com>;tag=456248\r\n\
+To: Bob <sip:bob@biloxi.com>;tag=abc123\r\n\
+Call-ID: 843817637684230@998sdasdh09\r\n\
+CSeq: 1826 REGISTER\r\n\
+Contact: <sip:bob@192.0.2.4>;expires=7200;q=0.5\r\n\
+Contact: <sip:bob@10.0.0.1;ob>;expires=30;+sip.instance=\"<urn:x>\"\r\n\
+Date: Thu, 26 Nov 2026 09:17:12 GMT\r\n\
+Min-Expires: 60\r\n\
+Server: sipreg\r\n\
+Content-Length: 0\r\n\r\n";
+        assert_eq!(String::from_utf8_lossy(&out), expected);
+    }
+
+    #[test]
+    fn received_only_when_host_differs_and_tag_only_when_absent() {
+        let arena = Bump::new();
+        let buf = b"OPTIONS sip:h SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.4:5060;branch=z9hG4bK1\r\n\
+From: <sip:a@h>;tag=1\r\nTo: <sip:a@h>;tag=2\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n";
+        let req = parse_request(buf, &arena).unwrap();
+        let mut out = Vec::new();
+        let w = ResponseWriter::start(&mut out, 405, "Method Not Allowed", &req.echo, "192.0.2.4:5060".parse().unwrap(), b"zzz");
+        w.finish(b"");
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "SIP/2.0 405 Method Not Allowed\r\nVia: SIP/2.0/UDP 192.0.2.4:5060;branch=z9hG4bK1\r\n\
+From: <sip:a@h>;tag=1\r\nTo: <sip:a@h>;tag=2\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        );
+        // A NATed source: received added, no rport asked for so none written.
+        let w = ResponseWriter::start(&mut out, 200, "OK", &req.echo, "198.51.100.7:40000".parse().unwrap(), b"");
+        w.finish(b"");
+        assert!(out.starts_with(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.4:5060;branch=z9hG4bK1;received=198.51.100.7\r\n"));
+    }
+
+    #[test]
+    fn answers_a_rejected_request() {
+        let arena = Bump::new();
+        let buf = b"REGISTER sip:h SIP/2.0\r\nv: SIP/2.0/UDP [2001:db8::1];rport;branch=z9hG4bK1\r\n\
+f: <sip:a@h>;tag=1\r\nt: <sip:a@h>\r\ni: c\r\nCSeq: 1 REGISTER\r\nm: <sip:a@h>;q=7\r\n\r\n";
+        let rejected = parse_request(buf, &arena).unwrap_err();
+        let mut out = Vec::new();
+        let source = "[2001:db8::1]:5060".parse().unwrap();
+        let error = rejected.error;
+        let w = ResponseWriter::start(&mut out, error.status(), error.reason(), &rejected.echo.unwrap(), source, b"t");
+        w.finish(b"");
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "SIP/2.0 400 Invalid q value in Contact\r\n\
+Via: SIP/2.0/UDP [2001:db8::1];rport=5060;branch=z9hG4bK1;received=2001:db8::1\r\n\
+From: <sip:a@h>;tag=1\r\nTo: <sip:a@h>;tag=t\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n"
+        );
+    }
 
     #[test]
     fn integers_and_q() {
