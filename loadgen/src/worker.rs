@@ -1,0 +1,778 @@
+//! One worker: a pinned thread that owns its sockets, its in-flight slots, its users and its
+//! statistics, and drives them in one loop (send due requests, fire timers, receive).
+//!
+//! Why this shape:
+//! - **Open loop without coordinated omission.** In `--rate` mode request k is *intended* at
+//!   `start + k/rate`; its latency is measured from that instant, so a stalled server (or a
+//!   stalled loadgen) shows up as latency instead of silently lowering the offered load.
+//! - **O(1) matching.** The Via branch names the slot (`request.rs`); a per-slot sequence
+//!   number rejects late answers for a reused slot. The Call-ID user and the CSeq are then
+//!   checked against the slot.
+//! - **Timers without a heap.** Every request gets the same timeouts, so deadlines pushed in
+//!   send order are already sorted: one FIFO per RFC 3261 Timer E step (500, 1000, 2000,
+//!   4000 ms…) plus one for the overall timeout, each popped from the front.
+//! - **Users are owned.** User `u` belongs to worker `u mod W`; within the worker to socket
+//!   `local mod S`, so its Contact port is stable across refreshes. A user with a REGISTER in
+//!   flight is skipped (RFC 3261 §10.2: a UA does not overlap REGISTERs for one AOR).
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use socket2::Socket;
+
+use crate::cli::{Expect, Pace, RunConfig, Scenario};
+use crate::net::{self, DATAGRAM_BYTES_MAX, Epoll, MsgBatch};
+use crate::request::{self, Identity, Op, REQUEST_BYTES_MAX, Spec};
+use crate::response;
+use crate::stats::{Progress, Stats};
+
+/// RFC 3261 §17.1.2.2 Timer E: starts at T1 and doubles up to T2 (non-INVITE over UDP).
+/// INVITE (Timer A) uses the same steps here; uncapped doubling only matters past 4 s.
+const RETRANSMIT_STEPS_MS: [u64; 4] = [500, 1000, 2000, 4000];
+/// How many busy users a pick skips before giving up on a socket for this round.
+const BUSY_SKIP_MAX: usize = 8;
+/// recvmmsg calls per ready socket per loop turn, so sending is never starved.
+const RECV_ROUNDS_MAX: usize = 4;
+/// Longest epoll sleep, so the loop re-checks its deadlines.
+const SLEEP_MS_MAX: u64 = 100;
+/// Window used by the prime phase (closed loop, per worker).
+const PRIME_WINDOW: u32 = 256;
+/// In-flight cap per worker in open loop, beyond `rate × timeout`, for bursts.
+const OPEN_LOOP_SLOTS_EXTRA: usize = 4096;
+
+const USER_BUSY: u32 = 1 << 31;
+const USER_UNREGISTERED: u32 = 1 << 30;
+const USER_CSEQ_MASK: u32 = USER_UNREGISTERED - 1;
+
+/// What the run shares with each worker.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) cfg: RunConfig,
+    pub(crate) identity: Identity,
+    pub(crate) progress: Vec<Progress>,
+    /// Workers + main thread: once after priming, once to start the measured phase together.
+    pub(crate) barrier: Barrier,
+}
+
+/// What a worker hands back.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    pub(crate) stats: Stats,
+    pub(crate) elapsed: Duration,
+    /// CPU time this worker thread used in the measured phase (user + system, which includes
+    /// the kernel's loopback delivery done in our send calls).
+    pub(crate) cpu: Duration,
+    pub(crate) prime: Option<(Stats, Duration)>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    seq: u32,
+    in_flight: bool,
+    /// No more retransmissions (a provisional response arrived for an INVITE).
+    quiet: bool,
+    /// The user was registered when the request left (decides what a fetch/INVITE expects).
+    registered: bool,
+    /// Index into `users` when the request holds that user busy.
+    local: Option<u32>,
+    spec: Spec,
+    intended_ns: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Timer {
+    deadline_ns: u64,
+    slot: u32,
+    seq: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    /// Register every user once, closed loop, not measured.
+    Prime,
+    Scenario,
+}
+
+struct Sock {
+    socket: Socket,
+    port: u16,
+}
+
+struct Worker {
+    id: u32,
+    workers: u32,
+    shared: Arc<Shared>,
+    base: Instant,
+    socks: Vec<Sock>,
+    epoll: Epoll,
+    send: MsgBatch,
+    recv: MsgBatch,
+    ack: MsgBatch,
+    scratch: Vec<u8>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    rtx: [VecDeque<Timer>; RETRANSMIT_STEPS_MS.len()],
+    timeouts: VecDeque<Timer>,
+    /// Per local user: CSeq of the last REGISTER, plus the BUSY/UNREGISTERED bits.
+    users: Vec<u32>,
+    /// Per socket: users picked so far (position and pass of its user cursor).
+    cursors: Vec<u64>,
+    fresh_next: u64,
+    invites: u32,
+    mix_pos: usize,
+    stats: Stats,
+}
+
+/// Runs one worker to completion (prime, barrier, measured phase).
+pub(crate) fn run(id: u32, cpu: Option<usize>, shared: Arc<Shared>) -> io::Result<Outcome> {
+    if let Some(cpu) = cpu
+        && !net::pin_to(cpu)
+    {
+        eprintln!("warning: worker {id}: could not pin to CPU {cpu}");
+    }
+    let mut w = Worker::new(id, shared.clone())?;
+    let prime = if shared.cfg.scenario.needs_prime() {
+        let started = Instant::now();
+        let stats = w.run_phase(Source::Prime)?;
+        Some((stats, started.elapsed()))
+    } else {
+        None
+    };
+    shared.barrier.wait();
+    shared.barrier.wait();
+    let started = Instant::now();
+    let cpu_before = thread_cpu();
+    let stats = w.run_phase(Source::Scenario)?;
+    let cpu = thread_cpu().saturating_sub(cpu_before);
+    Ok(Outcome {
+        stats,
+        elapsed: started.elapsed(),
+        cpu,
+        prime,
+    })
+}
+
+/// CPU time of the calling thread (getrusage RUSAGE_THREAD: user + system).
+fn thread_cpu() -> Duration {
+    // SAFETY: all-zero is a valid rusage, and getrusage writes only into it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid, exclusively borrowed rusage.
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) } != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+impl Worker {
+    fn new(id: u32, shared: Arc<Shared>) -> io::Result<Self> {
+        let cfg = &shared.cfg;
+        let workers = cfg.cpus.len() as u32;
+        let users_local = u64::from(cfg.users)
+            .saturating_sub(u64::from(id))
+            .div_ceil(u64::from(workers));
+        // Scenarios that walk the user table need every socket to own at least one user.
+        let walks_users = !matches!(cfg.scenario, Scenario::Storm);
+        let nsock = if walks_users {
+            cfg.sockets.min(users_local.max(1) as usize)
+        } else {
+            cfg.sockets
+        };
+        let epoll = Epoll::new(nsock)?;
+        let mut socks = Vec::with_capacity(nsock);
+        for i in 0..nsock {
+            let (socket, port) = net::udp_socket(
+                std::net::SocketAddr::new(cfg.bind, 0),
+                Some(cfg.target),
+                false,
+            )?;
+            epoll.add(socket.as_raw_fd(), i as u64)?;
+            socks.push(Sock { socket, port });
+        }
+        let slot_count = match cfg.pace {
+            Pace::Closed { window } => window.max(PRIME_WINDOW) as usize,
+            Pace::Open { rate, window } => {
+                let per_worker = rate / f64::from(workers) * cfg.timeout.as_secs_f64();
+                (per_worker.ceil() as usize + OPEN_LOOP_SLOTS_EXTRA)
+                    .min(window as usize)
+                    .max(PRIME_WINDOW as usize)
+            }
+        };
+        let empty = Slot {
+            seq: 0,
+            in_flight: false,
+            quiet: false,
+            registered: false,
+            local: None,
+            spec: Spec {
+                op: Op::Register,
+                user: 0,
+                generation: 0,
+                cseq: 0,
+                worker: id,
+                slot: 0,
+                seq: 0,
+                port: 0,
+            },
+            intended_ns: 0,
+        };
+        Ok(Self {
+            id,
+            workers,
+            base: Instant::now(),
+            socks,
+            epoll,
+            send: MsgBatch::new(cfg.batch, REQUEST_BYTES_MAX),
+            recv: MsgBatch::new(cfg.batch, DATAGRAM_BYTES_MAX),
+            ack: MsgBatch::new(cfg.batch, REQUEST_BYTES_MAX),
+            scratch: vec![0; REQUEST_BYTES_MAX],
+            slots: vec![empty; slot_count],
+            free: (0..slot_count as u32).rev().collect(),
+            rtx: std::array::from_fn(|_| VecDeque::with_capacity(slot_count)),
+            timeouts: VecDeque::with_capacity(slot_count),
+            users: vec![0; users_local as usize],
+            cursors: vec![0; nsock],
+            fresh_next: 0,
+            invites: 0,
+            mix_pos: id as usize * 7,
+            stats: Stats::new(),
+            shared,
+        })
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.base.elapsed().as_nanos() as u64
+    }
+
+    fn outstanding(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    /// Runs one phase until its bound is reached and every request is answered or timed out.
+    fn run_phase(&mut self, source: Source) -> io::Result<Stats> {
+        let shared = self.shared.clone();
+        let cfg = &shared.cfg;
+        self.stats = Stats::new();
+        self.cursors.iter_mut().for_each(|c| *c = 0);
+        let workers = u64::from(self.workers);
+        let id = u64::from(self.id);
+        let (pace, count, deadline_ns) = match source {
+            Source::Prime => (
+                Pace::Closed {
+                    window: PRIME_WINDOW,
+                },
+                Some(self.users.len() as u64),
+                None,
+            ),
+            Source::Scenario => {
+                let count = cfg.count.map(|c| c / workers + u64::from(id < c % workers));
+                (cfg.pace, count, cfg.duration.map(|d| d.as_nanos() as u64))
+            }
+        };
+        let (ns_per_request, window) = match pace {
+            Pace::Open { rate, window } => (1e9 * workers as f64 / rate, window),
+            Pace::Closed { window } => (0.0, window),
+        };
+        let window = (window as usize).min(self.slots.len());
+        let start_ns = self.now_ns();
+        let mut started: u64 = 0;
+        let mut sending = count != Some(0);
+        let mut send_end_ns = start_ns;
+        let mut next_sock = 0;
+        let mut turn: u64 = 0;
+        loop {
+            let now = self.now_ns();
+            if sending {
+                let past_deadline = deadline_ns.is_some_and(|d| now - start_ns >= d);
+                let past_count = count.is_some_and(|c| started >= c);
+                if past_deadline || past_count {
+                    sending = false;
+                    send_end_ns = now;
+                }
+            }
+            if sending {
+                let mut budget = window.saturating_sub(self.outstanding()) as u64;
+                if ns_per_request > 0.0 {
+                    let due = ((now - start_ns) as f64 / ns_per_request) as u64 + 1;
+                    budget = budget.min(due.saturating_sub(started));
+                }
+                if let Some(c) = count {
+                    budget = budget.min(c - started);
+                }
+                let mut empty_socks = 0;
+                let mut rounds = 0;
+                while budget > 0 && rounds < self.socks.len() {
+                    let want = budget.min(cfg.batch as u64) as usize;
+                    let intended = |k: u64| {
+                        if ns_per_request > 0.0 {
+                            start_ns + (k as f64 * ns_per_request) as u64
+                        } else {
+                            now
+                        }
+                    };
+                    let n = self.send_batch(next_sock, want, source, started, &intended, now);
+                    started += n as u64;
+                    budget -= n as u64;
+                    if n == 0 {
+                        empty_socks += 1;
+                    }
+                    next_sock = (next_sock + 1) % self.socks.len();
+                    rounds += 1;
+                }
+                // The prime phase ends when every socket has walked its users once.
+                if source == Source::Prime
+                    && empty_socks == self.socks.len()
+                    && self.all_cursors_done()
+                {
+                    sending = false;
+                    send_end_ns = now;
+                }
+            }
+            self.fire_timers(now);
+            let sleep_ms = if cfg.busy_poll {
+                0
+            } else {
+                self.sleep_ms(now, sending, window, ns_per_request, start_ns, started)
+            };
+            self.receive(sleep_ms as i32)?;
+            turn += 1;
+            if source == Source::Scenario && turn.is_multiple_of(16) {
+                shared.progress[self.id as usize].publish(&self.stats);
+            }
+            if !sending && self.outstanding() == 0 {
+                break;
+            }
+            // Belt and braces: the timeout FIFO empties the slots, but never wait past it.
+            if !sending
+                && now.saturating_sub(send_end_ns) > cfg.timeout.as_nanos() as u64 + 1_000_000_000
+            {
+                break;
+            }
+        }
+        if source == Source::Scenario {
+            shared.progress[self.id as usize].publish(&self.stats);
+        }
+        Ok(std::mem::replace(&mut self.stats, Stats::new()))
+    }
+
+    fn all_cursors_done(&self) -> bool {
+        (0..self.socks.len()).all(|s| self.cursors[s] >= self.users_on_socket(s))
+    }
+
+    /// How long the loop may sleep in epoll: 0 while there is sending to do soon.
+    fn sleep_ms(
+        &self,
+        now: u64,
+        sending: bool,
+        window: usize,
+        ns_per_request: f64,
+        start_ns: u64,
+        started: u64,
+    ) -> u64 {
+        let mut wake = now + SLEEP_MS_MAX * 1_000_000;
+        if sending && self.outstanding() < window {
+            if ns_per_request <= 0.0 {
+                return 0;
+            }
+            let next_due = start_ns + ((started as f64) * ns_per_request) as u64;
+            wake = wake.min(next_due);
+        }
+        for t in self.rtx.iter().chain(std::iter::once(&self.timeouts)) {
+            if let Some(front) = t.front() {
+                wake = wake.min(front.deadline_ns);
+            }
+        }
+        let ms = wake.saturating_sub(now) / 1_000_000;
+        // Sleeping in whole milliseconds: under 1 ms away means spin.
+        if ms == 0 { 0 } else { ms }
+    }
+
+    fn users_on_socket(&self, s: usize) -> u64 {
+        let n = self.users.len() as u64;
+        let socks = self.socks.len() as u64;
+        n.saturating_sub(s as u64).div_ceil(socks)
+    }
+
+    /// Picks the next non-busy user of socket `s`: (local index, pass over the socket's users).
+    fn pick_user(&mut self, s: usize, one_pass: bool) -> Option<(u32, u32)> {
+        let per_socket = self.users_on_socket(s);
+        if per_socket == 0 {
+            return None;
+        }
+        for _ in 0..BUSY_SKIP_MAX {
+            let k = self.cursors[s];
+            if one_pass && k >= per_socket {
+                return None;
+            }
+            self.cursors[s] += 1;
+            let local = s as u64 + (k % per_socket) * self.socks.len() as u64;
+            if self.users[local as usize] & USER_BUSY == 0 {
+                return Some((local as u32, (k / per_socket) as u32));
+            }
+        }
+        None
+    }
+
+    fn global_user(&self, local: u32) -> u32 {
+        local * self.workers + self.id
+    }
+
+    /// Decides the next request on socket `s` (op, user, CSeq…), or `None` if no user is free.
+    fn next_request(&mut self, s: usize, source: Source) -> Option<(Spec, Option<u32>, bool)> {
+        let cfg = &self.shared.cfg;
+        let op = match (source, cfg.scenario) {
+            (Source::Prime, _) => Op::Register,
+            (_, Scenario::Register | Scenario::Storm) => Op::Register,
+            (_, Scenario::Refresh) => Op::Refresh,
+            (_, Scenario::Unregister) => Op::Unregister,
+            (_, Scenario::Fetch) => Op::Fetch,
+            (_, Scenario::Invite) => Op::Invite,
+            (_, Scenario::Mixed) => {
+                self.mix_pos += 1;
+                cfg.mix[self.mix_pos % cfg.mix.len()]
+            }
+        };
+        let port = self.socks[s].port;
+        let base = Spec {
+            op,
+            user: 0,
+            generation: 0,
+            cseq: 1,
+            worker: self.id,
+            slot: 0,
+            seq: 0,
+            port,
+        };
+        // Brand-new users beyond the user table: storm, and the register share of a mix.
+        let fresh =
+            source == Source::Scenario && matches!(cfg.scenario, Scenario::Storm | Scenario::Mixed);
+        if fresh && op == Op::Register {
+            let k = self.fresh_next;
+            self.fresh_next += 1;
+            let user = u64::from(cfg.users) + k * u64::from(self.workers) + u64::from(self.id);
+            let user = u32::try_from(user).ok()?;
+            return Some((Spec { user, ..base }, None, false));
+        }
+        let (local, pass) = self.pick_user(s, source == Source::Prime)?;
+        let user = self.global_user(local);
+        let state = self.users[local as usize];
+        let registered = source == Source::Scenario && state & USER_UNREGISTERED == 0;
+        match op {
+            Op::Register => {
+                self.users[local as usize] = 1 | USER_BUSY;
+                Some((
+                    Spec {
+                        user,
+                        generation: pass,
+                        ..base
+                    },
+                    Some(local),
+                    registered,
+                ))
+            }
+            Op::Refresh | Op::Unregister | Op::Fetch => {
+                let cseq = (state & USER_CSEQ_MASK) + 1;
+                if cseq > USER_CSEQ_MASK {
+                    return None; // 2^30 refreshes of one user: out of CSeq space (RFC 3261 §8.1.1.5)
+                }
+                self.users[local as usize] = cseq | USER_BUSY | (state & USER_UNREGISTERED);
+                Some((Spec { user, cseq, ..base }, Some(local), registered))
+            }
+            Op::Invite => {
+                self.invites = self.invites.wrapping_add(1);
+                Some((
+                    Spec {
+                        user,
+                        generation: self.invites,
+                        ..base
+                    },
+                    None,
+                    registered,
+                ))
+            }
+        }
+    }
+
+    /// Builds and sends up to `want` new requests on socket `s`; returns how many were started.
+    fn send_batch(
+        &mut self,
+        s: usize,
+        want: usize,
+        source: Source,
+        started: u64,
+        intended: &dyn Fn(u64) -> u64,
+        now: u64,
+    ) -> usize {
+        let shared = self.shared.clone();
+        let mut n = 0;
+        while n < want {
+            let Some(slot) = self.free.last().copied() else {
+                break;
+            };
+            let Some((mut spec, local, registered)) = self.next_request(s, source) else {
+                break;
+            };
+            self.free.pop();
+            let entry = &mut self.slots[slot as usize];
+            entry.seq = entry.seq.wrapping_add(1);
+            spec.slot = slot;
+            spec.seq = entry.seq;
+            *entry = Slot {
+                seq: entry.seq,
+                in_flight: true,
+                quiet: false,
+                registered,
+                local,
+                spec,
+                intended_ns: intended(started + n as u64),
+            };
+            let len = request::write_request(self.send.buf_mut(n), &shared.identity, &spec, None)
+                .expect("flags are validated so that every request fits REQUEST_BYTES_MAX");
+            self.send.set_len(n, len);
+            if shared.cfg.retransmit {
+                self.rtx[0].push_back(Timer {
+                    deadline_ns: now + RETRANSMIT_STEPS_MS[0] * 1_000_000,
+                    slot,
+                    seq: spec.seq,
+                });
+            }
+            let timeout_ns = shared.cfg.timeout.as_nanos() as u64;
+            self.timeouts.push_back(Timer {
+                deadline_ns: now + timeout_ns,
+                slot,
+                seq: spec.seq,
+            });
+            n += 1;
+        }
+        if n == 0 {
+            return 0;
+        }
+        let fd = self.socks[s].socket.as_raw_fd();
+        let mut done = 0;
+        // A full socket buffer takes part of a batch; try the rest once more, then leave it to
+        // retransmission (or the timeout) like a real UDP client would.
+        for _ in 0..2 {
+            match self.send_from(fd, done, n) {
+                Ok(k) => done += k,
+                Err(_) => break,
+            }
+            if done == n {
+                break;
+            }
+        }
+        self.stats.send_errors += (n - done) as u64;
+        self.stats.sent += n as u64;
+        n
+    }
+
+    /// sendmmsg of messages `[from, n)` of the send batch.
+    fn send_from(&mut self, fd: RawFd, from: usize, n: usize) -> io::Result<usize> {
+        if from == 0 {
+            return self.send.send(fd, n, false);
+        }
+        // Rare path: move the unsent tail to the front, one message at a time.
+        let mut sent = 0;
+        for i in from..n {
+            match net::send_one(fd, self.send.msg(i)) {
+                Ok(()) => sent += 1,
+                Err(e) => return if sent > 0 { Ok(sent) } else { Err(e) },
+            }
+        }
+        Ok(sent)
+    }
+
+    fn slot_live(&self, t: &Timer) -> bool {
+        let s = &self.slots[t.slot as usize];
+        s.in_flight && s.seq == t.seq
+    }
+
+    /// Retransmits (Timer E) and times out whatever is due.
+    fn fire_timers(&mut self, now: u64) {
+        let shared = self.shared.clone();
+        for step in 0..self.rtx.len() {
+            while let Some(t) = self.rtx[step].front().copied() {
+                if t.deadline_ns > now {
+                    break;
+                }
+                self.rtx[step].pop_front();
+                if !self.slot_live(&t) || self.slots[t.slot as usize].quiet {
+                    continue;
+                }
+                let spec = self.slots[t.slot as usize].spec;
+                if let Some(len) =
+                    request::write_request(&mut self.scratch, &shared.identity, &spec, None)
+                {
+                    let fd = self.socks[self.sock_of_port(spec.port)].socket.as_raw_fd();
+                    match net::send_one(fd, &self.scratch[..len]) {
+                        Ok(()) => self.stats.retransmissions += 1,
+                        Err(_) => self.stats.send_errors += 1,
+                    }
+                }
+                let next = (step + 1).min(RETRANSMIT_STEPS_MS.len() - 1);
+                self.rtx[next].push_back(Timer {
+                    deadline_ns: now + RETRANSMIT_STEPS_MS[next] * 1_000_000,
+                    ..t
+                });
+            }
+        }
+        while let Some(t) = self.timeouts.front().copied() {
+            if t.deadline_ns > now {
+                break;
+            }
+            self.timeouts.pop_front();
+            if self.slot_live(&t) {
+                self.stats.timeouts += 1;
+                self.release(t.slot, false);
+            }
+        }
+    }
+
+    fn sock_of_port(&self, port: u16) -> usize {
+        self.socks.iter().position(|s| s.port == port).unwrap_or(0)
+    }
+
+    /// Frees a slot and its user; `success` tells whether the REGISTER took effect.
+    fn release(&mut self, slot: u32, success: bool) {
+        let s = &mut self.slots[slot as usize];
+        debug_assert!(s.in_flight);
+        s.in_flight = false;
+        if let Some(local) = s.local {
+            let state = &mut self.users[local as usize];
+            *state &= !USER_BUSY;
+            if success {
+                match s.spec.op {
+                    Op::Unregister => *state |= USER_UNREGISTERED,
+                    Op::Register | Op::Refresh => *state &= !USER_UNREGISTERED,
+                    Op::Fetch | Op::Invite => {}
+                }
+            }
+        }
+        self.free.push(slot);
+    }
+
+    fn receive(&mut self, sleep_ms: i32) -> io::Result<()> {
+        let mut ready = [0usize; 64];
+        let mut nready = 0;
+        for idx in self.epoll.wait(sleep_ms)? {
+            if nready < ready.len() {
+                ready[nready] = idx;
+                nready += 1;
+            }
+        }
+        for &s in &ready[..nready] {
+            let fd = self.socks[s].socket.as_raw_fd();
+            for _ in 0..RECV_ROUNDS_MAX {
+                let n = match self.recv.recv(fd, libc::MSG_DONTWAIT, false) {
+                    Ok(n) => n,
+                    // ECONNREFUSED: an ICMP port unreachable from a target that is not (yet)
+                    // listening; the requests will time out and be counted.
+                    Err(_) => {
+                        self.stats.send_errors += 1;
+                        break;
+                    }
+                };
+                let now = self.now_ns();
+                let mut acks = 0;
+                for i in 0..n {
+                    self.on_datagram(i, now, &mut acks);
+                }
+                if acks > 0 {
+                    match self.ack.send(fd, acks, false) {
+                        Ok(k) => self.stats.acks += k as u64,
+                        Err(_) => self.stats.send_errors += acks as u64,
+                    }
+                }
+                if n < self.recv.capacity() {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Matches received message `i` to its slot and validates it.
+    fn on_datagram(&mut self, i: usize, now: u64, acks: &mut usize) {
+        let shared = self.shared.clone();
+        let cfg = &shared.cfg;
+        let msg = self.recv.msg(i);
+        let r = match response::parse(msg) {
+            Ok(r) => r,
+            Err(_) => {
+                self.stats.parse_errors += 1;
+                return;
+            }
+        };
+        let Some(key) = request::parse_branch(r.branch, shared.identity.nonce) else {
+            self.stats.stray += 1;
+            return;
+        };
+        if key.worker != self.id || key.slot as usize >= self.slots.len() {
+            self.stats.stray += 1;
+            return;
+        }
+        let slot = self.slots[key.slot as usize];
+        if !slot.in_flight || slot.seq != key.seq {
+            self.stats.late += 1;
+            return;
+        }
+        let spec = slot.spec;
+        if r.cseq != spec.cseq
+            || r.cseq_method != spec.op.method()
+            || request::call_id_user(r.call_id) != Some(spec.user)
+        {
+            self.stats.stray += 1;
+            return;
+        }
+        if (100..200).contains(&r.status) {
+            self.stats.provisional += 1;
+            if spec.op == Op::Invite {
+                // RFC 3261 §17.1.1.2: a provisional response stops Timer A.
+                self.slots[key.slot as usize].quiet = true;
+            }
+            return;
+        }
+        self.stats.answered += 1;
+        self.stats.status[usize::from(r.status)] += 1;
+        let latency_us = now.saturating_sub(slot.intended_ns) / 1000;
+        let _ = self.stats.latency_us.record(latency_us.max(1));
+        let status_ok = match cfg.expect {
+            Expect::Echo => r.status == 0,
+            Expect::Status(code) => r.status == code,
+            Expect::Scenario => {
+                r.status == spec.op.expected_status()
+                    || (spec.op == Op::Invite && !slot.registered && matches!(r.status, 404 | 480))
+            }
+        };
+        let bindings_ok = !status_ok
+            || r.status == 0
+            || match cfg.expect_bindings {
+                Some(n) => r.contacts == n,
+                None => match spec.op {
+                    Op::Register | Op::Refresh => r.contacts >= 1,
+                    Op::Fetch => !slot.registered || r.contacts >= 1,
+                    Op::Invite => r.status != 302 || r.contacts >= 1,
+                    Op::Unregister => true,
+                },
+            };
+        if !status_ok {
+            self.stats.unexpected_status += 1;
+        } else if !bindings_ok {
+            self.stats.bindings_mismatch += 1;
+        } else {
+            self.stats.ok += 1;
+        }
+        if spec.op == Op::Invite
+            && r.status >= 300
+            && *acks < self.ack.capacity()
+            && let Some(len) =
+                request::write_ack(self.ack.buf_mut(*acks), &shared.identity, &spec, r.to)
+        {
+            self.ack.set_len(*acks, len);
+            *acks += 1;
+        }
+        self.release(key.slot, status_ok && bindings_ok);
+    }
+}
