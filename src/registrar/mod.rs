@@ -88,7 +88,7 @@ pub fn route(bytes: &[u8]) -> Route {
             Ok(req) => Route::Hash(route_hash(&req)),
             Err(rejected) => match (rejected.error, rejected.echo) {
                 (ParseError::IsResponse, _) => Route::Drop(DropReason::Response),
-                (_, Some(echo)) => Route::Hash(Fnv::hash(echo.call_id.unwrap_or(echo.top_via.raw))),
+                (_, Some(echo)) => Route::Hash(rng::fmix64(Fnv::hash(echo.call_id.unwrap_or(echo.top_via.raw)))),
                 (_, None) => Route::Drop(DropReason::Unanswerable),
             },
         }
@@ -108,20 +108,15 @@ pub fn route_hash(req: &Request<'_>) -> u64 {
     KEY.with(|key| {
         let mut key = key.borrow_mut();
         key.clear();
-        if uri.user.is_some() && sip::write_aor_key(uri, &mut key).is_ok() {
+        let h = if uri.user.is_some() && sip::write_aor_key(uri, &mut key).is_ok() {
             Fnv::hash(&key)
         } else {
             Fnv::hash(req.call_id)
-        }
+        };
+        // FNV's low bits are weak for short keys and the owner is `hash % shards`:
+        // finish with MurmurHash3's fmix64 so every bit depends on every input bit.
+        rng::fmix64(h)
     })
-}
-
-/// The shard that owns `hash` among `shards`.
-pub fn shard_for(hash: u64, shards: usize) -> usize {
-    debug_assert!(shards > 0);
-    // Fold the high bits in: FNV's low bits are weak for short keys.
-    let mixed = hash ^ (hash >> 32) ^ (hash >> 17);
-    (mixed % shards.max(1) as u64) as usize
 }
 
 /// Policy when a requested expiry is below the minimum.

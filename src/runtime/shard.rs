@@ -219,7 +219,14 @@ impl Shard {
             addr: from,
             local: socket as u16,
         };
-        match route(datagram.bytes) {
+        // One shard owns everything: skip `route` (a full parse) and let the registrar
+        // classify the datagram itself.
+        let routed = if *shards == 1 {
+            Route::Hash(0)
+        } else {
+            route(datagram.bytes)
+        };
+        match routed {
             Route::Drop(reason) => counters.count_drop(reason),
             Route::Hash(hash) => {
                 let owner = shard_for(hash, *shards);
