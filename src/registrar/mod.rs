@@ -88,7 +88,9 @@ pub fn route(bytes: &[u8]) -> Route {
             Ok(req) => Route::Hash(route_hash(&req)),
             Err(rejected) => match (rejected.error, rejected.echo) {
                 (ParseError::IsResponse, _) => Route::Drop(DropReason::Response),
-                (_, Some(echo)) => Route::Hash(rng::fmix64(Fnv::hash(echo.call_id.unwrap_or(echo.top_via.raw)))),
+                (_, Some(echo)) => Route::Hash(rng::fmix64(Fnv::hash(
+                    echo.call_id.unwrap_or(echo.top_via.raw),
+                ))),
                 (_, None) => Route::Drop(DropReason::Unanswerable),
             },
         }
