@@ -57,10 +57,10 @@ done
 wants() { local t; for t in "${ONLY[@]}"; do [ "$t" = "$1" ] && return 0; done; return 1; }
 
 if [ "$QUICK" = 1 ]; then
-	STEP_S=1; LAT_S=2; CPU_S=2; SEARCH_USERS=5000; BISECT=3; CPU_NEW_USERS=20000
+	STEP_S=1; LAT_S=2; CPU_S=2; SEARCH_USERS=20000; BISECT=3; CPU_NEW_USERS=20000
 	[ "$MEM_USERS" = 1000000 ] && MEM_USERS=100000
 else
-	STEP_S=3; LAT_S=5; CPU_S=4; SEARCH_USERS=20000; BISECT=5; CPU_NEW_USERS=100000
+	STEP_S=3; LAT_S=5; CPU_S=4; SEARCH_USERS=50000; BISECT=5; CPU_NEW_USERS=100000
 fi
 RATE_START=2000
 RATE_MAX=4000000
@@ -127,15 +127,18 @@ jget() { # key json -> first numeric value of "key":
 	{ grep -o "\"$1\":[0-9.]*" <<<"$2" || true; } | head -1 | cut -d: -f2
 }
 
-LG_PID=
-loadgen() { # runs the loadgen in the background so INT/TERM reach our trap at once
+# Runs the loadgen in the background of *this* shell (never in a $(...) subshell) and waits,
+# so INT/TERM reach our trap at once; its JSON result is left in $JSON.
+JSON=
+loadgen() {
+	local pid
 	taskset -c "$LOADGEN_CPU" "$LOADGEN" --cpus "$LOADGEN_CPU" --json --quiet --domain "$DOMAIN" "$@" \
 		>"$WORK/lg.json" 2>"$WORK/lg.err" &
-	LG_PID=$!
-	STARTED_PIDS+=("$LG_PID")
-	wait "$LG_PID" || true
-	forget_pid "$LG_PID"
-	cat "$WORK/lg.json"
+	pid=$!
+	STARTED_PIDS+=("$pid")
+	wait "$pid" || true
+	forget_pid "$pid"
+	JSON=$(<"$WORK/lg.json")
 }
 
 server_pid_flags() { # pid -> --server-pid flags for it and its children
@@ -174,8 +177,9 @@ search() {
 	local lo=0 hi=0 rate=$RATE_START json ok sent fails ratio pass i
 	step() { # rate extra... -> 0 pass / 1 fail
 		local r=$1; shift
-		json=$(loadgen --target "127.0.0.1:$port" --scenario refresh --users "$SEARCH_USERS" \
-			--user-prefix "s${r}u" --rate "$r" --duration "$STEP_S" --timeout-ms "$STEP_TIMEOUT_MS" "$@")
+		loadgen --target "127.0.0.1:$port" --scenario refresh --users "$SEARCH_USERS" \
+			--user-prefix "s${r}u" --rate "$r" --duration "$STEP_S" --timeout-ms "$STEP_TIMEOUT_MS" "$@"
+		json=$JSON
 		sent=$(jget sent "$json"); ok=$(jget ok "$json"); fails=$(jget failures "$json")
 		if [ -z "$sent" ]; then
 			echo "    rate $r/s: loadgen failed: $(head -2 "$WORK/lg.err")" >&2
@@ -206,8 +210,9 @@ latency_at_half() { # target port extra...
 	local target=$1 port=$2; shift 2
 	local rate=$((MAXRATE[$target] / 2)) json
 	[ "$rate" -gt 0 ] || { P50[$target]=-; P99[$target]=-; P999[$target]=-; return; }
-	json=$(loadgen --target "127.0.0.1:$port" --scenario refresh --users "$SEARCH_USERS" \
-		--user-prefix "l${rate}u" --rate "$rate" --duration "$LAT_S" "$@")
+	loadgen --target "127.0.0.1:$port" --scenario refresh --users "$SEARCH_USERS" \
+		--user-prefix "l${rate}u" --rate "$rate" --duration "$LAT_S" "$@"
+	json=$JSON
 	P50[$target]=$(jget p50 "$json"); P99[$target]=$(jget p99 "$json"); P999[$target]=$(jget p99.9 "$json")
 	echo "  [$target] latency at $rate/s: p50 ${P50[$target]} p99 ${P99[$target]} p99.9 ${P999[$target]} µs" >&2
 }
@@ -218,12 +223,14 @@ cpu_per_register() { # target port pidflags extra...
 	[ "$rate" -gt 0 ] || rate=1000
 	n=$((rate * CPU_S)); [ "$n" -le "$CPU_NEW_USERS" ] || n=$CPU_NEW_USERS
 	# shellcheck disable=SC2086
-	json=$(loadgen --target "127.0.0.1:$port" --scenario register --users "$n" --count "$n" \
-		--user-prefix "c$$u" --rate "$rate" $pidflags "$@")
+	loadgen --target "127.0.0.1:$port" --scenario register --users "$n" --count "$n" \
+		--user-prefix "c$$u" --rate "$rate" $pidflags "$@"
+	json=$JSON
 	CPU_NEW[$target]=$(jget us_per_answered "$json")
 	# shellcheck disable=SC2086
-	json=$(loadgen --target "127.0.0.1:$port" --scenario refresh --users "$SEARCH_USERS" \
-		--user-prefix "r$$u" --rate "$rate" --duration "$CPU_S" $pidflags "$@")
+	loadgen --target "127.0.0.1:$port" --scenario refresh --users "$SEARCH_USERS" \
+		--user-prefix "r$$u" --rate "$rate" --duration "$CPU_S" $pidflags "$@"
+	json=$JSON
 	CPU_REF[$target]=$(jget us_per_answered "$json")
 	echo "  [$target] server CPU per REGISTER at $rate/s: new ${CPU_NEW[$target]:-?} µs, refresh ${CPU_REF[$target]:-?} µs" >&2
 }
@@ -233,8 +240,9 @@ memory_per_binding() { # target port pid...
 	local before after json answered shm_before shm_after
 	before=$(rss_kb "$@")
 	[ "$target" = kamailio ] && shm_before=$(kam_shm_used)
-	json=$(loadgen --target "127.0.0.1:$port" --scenario register --users "$MEM_USERS" --count "$MEM_USERS" \
-		--user-prefix "m$$u" --window 512 --timeout-ms 5000)
+	loadgen --target "127.0.0.1:$port" --scenario register --users "$MEM_USERS" --count "$MEM_USERS" \
+		--user-prefix "m$$u" --window 512 --timeout-ms 5000
+	json=$JSON
 	answered=$(jget ok "$json")
 	sleep 1
 	after=$(rss_kb "$@")

@@ -60,6 +60,10 @@ pub(crate) struct EchoArgs {
     /// Stop after this many seconds (default: run until killed).
     #[arg(long)]
     pub(crate) duration: Option<f64>,
+    /// Spin on non-blocking recvmmsg instead of sleeping: no wake-up IPIs for the sender,
+    /// burns the reflector's cores.
+    #[arg(long)]
+    pub(crate) busy_poll: bool,
 }
 
 #[derive(Args, Debug)]
@@ -265,6 +269,7 @@ pub(crate) struct EchoConfig {
     pub(crate) cpus: Vec<Option<usize>>,
     pub(crate) batch: usize,
     pub(crate) duration: Option<Duration>,
+    pub(crate) busy_poll: bool,
 }
 
 /// Parses `250k`, `1.5M`, `1000`, `2G` into a count.
@@ -570,6 +575,7 @@ impl EchoArgs {
             cpus,
             batch: self.batch,
             duration,
+            busy_poll: self.busy_poll,
         })
     }
 }

@@ -37,6 +37,11 @@ pub(crate) fn run(cfg: &EchoConfig) -> io::Result<u64> {
         let stop = stop.clone();
         let reflected = reflected.clone();
         let batch = cfg.batch;
+        let flags = if cfg.busy_poll {
+            libc::MSG_DONTWAIT
+        } else {
+            libc::MSG_WAITFORONE
+        };
         threads.push(std::thread::spawn(move || {
             if let Some(cpu) = cpu
                 && !net::pin_to(cpu)
@@ -47,8 +52,9 @@ pub(crate) fn run(cfg: &EchoConfig) -> io::Result<u64> {
             let mut msgs = MsgBatch::new(batch, DATAGRAM_BYTES_MAX);
             let mut mine = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                // Blocks for the first datagram (up to POLL_INTERVAL), then takes what is queued.
-                let n = match msgs.recv(fd, libc::MSG_WAITFORONE, true) {
+                // Blocks for the first datagram (up to POLL_INTERVAL), then takes what is
+                // queued; with --busy-poll never blocks.
+                let n = match msgs.recv(fd, flags, true) {
                     Ok(n) => n,
                     Err(_) => continue,
                 };

@@ -15,6 +15,7 @@ mod worker;
 
 use std::io::Write as _;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -98,6 +99,8 @@ fn run(cfg: RunConfig) -> std::io::Result<ExitCode> {
     let shared = Arc::new(worker::Shared {
         progress: (0..workers).map(|_| Progress::default()).collect(),
         barrier: Barrier::new(workers + 1),
+        abort: AtomicBool::new(false),
+        prime_failures: AtomicU64::new(0),
         identity,
         cfg: cfg.clone(),
     });
@@ -122,6 +125,16 @@ fn run(cfg: RunConfig) -> std::io::Result<ExitCode> {
         eprintln!("priming: registering {} users", cfg.users);
     }
     shared.barrier.wait();
+    // Tolerate 0.1 % failed registrations in the prime phase (a loaded server may drop a few);
+    // more means the measured phase would only measure failures.
+    let prime_failed = shared.prime_failures.load(Ordering::Relaxed);
+    if prime_failed > u64::from(cfg.users) / 1000 {
+        eprintln!(
+            "error: prime phase: {prime_failed} registrations failed (of {} users): is the server at {} up and answering 200?",
+            cfg.users, cfg.target
+        );
+        shared.abort.store(true, Ordering::Relaxed);
+    }
     let cpu_before = server_cpu(&cfg.server_pids);
     let started = Instant::now();
     shared.barrier.wait();
@@ -186,6 +199,9 @@ fn run(cfg: RunConfig) -> std::io::Result<ExitCode> {
         Pace::Open { rate, window } => (Some(rate), window),
         Pace::Closed { window } => (None, window),
     };
+    if shared.abort.load(Ordering::Relaxed) {
+        return Ok(ExitCode::from(1));
+    }
     let failed = total.failures() > 0 || total.sent == 0;
     let report = Report {
         scenario: cfg.scenario.name(),

@@ -18,6 +18,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -37,9 +38,14 @@ const BUSY_SKIP_MAX: usize = 8;
 /// recvmmsg calls per ready socket per loop turn, so sending is never starved.
 const RECV_ROUNDS_MAX: usize = 4;
 /// Longest epoll sleep, so the loop re-checks its deadlines.
-const SLEEP_MS_MAX: u64 = 100;
+const SLEEP_NS_MAX: u64 = 100_000_000;
+/// Below this the loop spins instead of sleeping: a sleep and wake-up cost a few µs each.
+const SPIN_NS: u64 = 20_000;
 /// Window used by the prime phase (closed loop, per worker).
 const PRIME_WINDOW: u32 = 256;
+/// The prime phase stops sending after this many failures: the server is down or refusing,
+/// and waiting out a timeout per window of users would take minutes.
+const PRIME_FAILURES_MAX: u64 = 256;
 /// In-flight cap per worker in open loop, beyond `rate × timeout`, for bursts.
 const OPEN_LOOP_SLOTS_EXTRA: usize = 4096;
 
@@ -55,6 +61,10 @@ pub(crate) struct Shared {
     pub(crate) progress: Vec<Progress>,
     /// Workers + main thread: once after priming, once to start the measured phase together.
     pub(crate) barrier: Barrier,
+    /// Set by the main thread between the barriers when priming failed: skip the measured phase.
+    pub(crate) abort: AtomicBool,
+    /// Failed prime registrations, summed over workers before the first barrier.
+    pub(crate) prime_failures: AtomicU64,
 }
 
 /// What a worker hands back.
@@ -133,16 +143,28 @@ pub(crate) fn run(id: u32, cpu: Option<usize>, shared: Arc<Shared>) -> io::Resul
     {
         eprintln!("warning: worker {id}: could not pin to CPU {cpu}");
     }
+    net::tighten_timer_slack();
     let mut w = Worker::new(id, shared.clone())?;
     let prime = if shared.cfg.scenario.needs_prime() {
         let started = Instant::now();
         let stats = w.run_phase(Source::Prime)?;
+        shared
+            .prime_failures
+            .fetch_add(stats.failures(), Ordering::Relaxed);
         Some((stats, started.elapsed()))
     } else {
         None
     };
     shared.barrier.wait();
     shared.barrier.wait();
+    if shared.abort.load(Ordering::Relaxed) {
+        return Ok(Outcome {
+            stats: Stats::new(),
+            elapsed: Duration::ZERO,
+            cpu: Duration::ZERO,
+            prime,
+        });
+    }
     let started = Instant::now();
     let cpu_before = thread_cpu();
     let stats = w.run_phase(Source::Scenario)?;
@@ -288,7 +310,9 @@ impl Worker {
             if sending {
                 let past_deadline = deadline_ns.is_some_and(|d| now - start_ns >= d);
                 let past_count = count.is_some_and(|c| started >= c);
-                if past_deadline || past_count {
+                let prime_failing =
+                    source == Source::Prime && self.stats.failures() >= PRIME_FAILURES_MAX;
+                if past_deadline || past_count || prime_failing {
                     sending = false;
                     send_end_ns = now;
                 }
@@ -332,12 +356,12 @@ impl Worker {
                 }
             }
             self.fire_timers(now);
-            let sleep_ms = if cfg.busy_poll {
+            let sleep_ns = if cfg.busy_poll {
                 0
             } else {
-                self.sleep_ms(now, sending, window, ns_per_request, start_ns, started)
+                self.sleep_ns(now, sending, window, ns_per_request, start_ns, started)
             };
-            self.receive(sleep_ms as i32)?;
+            self.receive(sleep_ns)?;
             turn += 1;
             if source == Source::Scenario && turn.is_multiple_of(16) {
                 shared.progress[self.id as usize].publish(&self.stats);
@@ -362,8 +386,8 @@ impl Worker {
         (0..self.socks.len()).all(|s| self.cursors[s] >= self.users_on_socket(s))
     }
 
-    /// How long the loop may sleep in epoll: 0 while there is sending to do soon.
-    fn sleep_ms(
+    /// How long the loop may sleep in epoll: 0 while there is sending to do right away.
+    fn sleep_ns(
         &self,
         now: u64,
         sending: bool,
@@ -372,7 +396,7 @@ impl Worker {
         start_ns: u64,
         started: u64,
     ) -> u64 {
-        let mut wake = now + SLEEP_MS_MAX * 1_000_000;
+        let mut wake = now + SLEEP_NS_MAX;
         if sending && self.outstanding() < window {
             if ns_per_request <= 0.0 {
                 return 0;
@@ -385,9 +409,8 @@ impl Worker {
                 wake = wake.min(front.deadline_ns);
             }
         }
-        let ms = wake.saturating_sub(now) / 1_000_000;
-        // Sleeping in whole milliseconds: under 1 ms away means spin.
-        if ms == 0 { 0 } else { ms }
+        let ns = wake.saturating_sub(now);
+        if ns < SPIN_NS { 0 } else { ns }
     }
 
     fn users_on_socket(&self, s: usize) -> u64 {
@@ -653,10 +676,10 @@ impl Worker {
         self.free.push(slot);
     }
 
-    fn receive(&mut self, sleep_ms: i32) -> io::Result<()> {
+    fn receive(&mut self, sleep_ns: u64) -> io::Result<()> {
         let mut ready = [0usize; 64];
         let mut nready = 0;
-        for idx in self.epoll.wait(sleep_ms)? {
+        for idx in self.epoll.wait(sleep_ns)? {
             if nready < ready.len() {
                 ready[nready] = idx;
                 nready += 1;

@@ -197,3 +197,32 @@ fn bad_flags_exit_2_with_one_line_naming_the_flag() {
         assert!(err.contains(flag), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn prime_against_a_dead_server_gives_up_quickly() {
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let target = format!("127.0.0.1:{port}");
+    let started = Instant::now();
+    let (code, _, err) = loadgen(&[
+        "--target",
+        &target,
+        "--scenario",
+        "refresh",
+        "--users",
+        "20000",
+        "--duration",
+        "1",
+        "--timeout-ms",
+        "300",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("prime phase"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "not one timeout per window of users"
+    );
+}
