@@ -260,11 +260,10 @@ impl Registrar {
             bindings_max: config.max_bindings,
             ..LocationLimits::default()
         });
-        let txns = TxnTable::new(TxnLimits {
-            entries_max: config.txn_cache_max,
-            timer_j_ms: config.timer_j_ms,
-            ..TxnLimits::default()
-        });
+        let txns = TxnTable::new(TxnLimits::for_entries(
+            config.txn_cache_max,
+            config.timer_j_ms,
+        ));
         let rng = rng::Rng::new(config.seed);
         Self {
             config,

@@ -137,9 +137,18 @@ impl Registrar {
                     if let Some(b) = b
                         && b.expires_ms() > now_ms
                         && b.call_id() == req.call_id
-                        && req.cseq.seq <= b.cseq()
                     {
-                        return Outcome::InvalidCSeq;
+                        // An equal CSeq is the request we already applied, retransmitted
+                        // after its transaction left the bounded cache (`txn_cache_max`
+                        // under load): answer the current bindings and change nothing,
+                        // as OpenSIPS/Kamailio do within `cseq_delay`. A lower one is
+                        // out of order.
+                        if req.cseq.seq == b.cseq() {
+                            return Outcome::Fetched;
+                        }
+                        if req.cseq.seq < b.cseq() {
+                            return Outcome::InvalidCSeq;
+                        }
                     }
                 }
                 matched.push(found);

@@ -471,15 +471,32 @@ fn retransmission_gets_identical_bytes_without_reprocessing() {
 }
 
 #[test]
-fn after_timer_j_a_retransmission_is_processed_again() {
+fn after_timer_j_a_retransmission_changes_nothing() {
     let mut sim = Sim::default();
-    let msg = Reg::new("a").cseq(3).build();
+    let msg = Reg::new("a").cseq(3).expires(Some(600)).build();
     assert_eq!(status(&sim.send(&msg)), 200);
     sim.advance_s(33);
-    // The transaction is gone, so this is a new request with a stale CSeq.
+    // The transaction is gone: the equal CSeq is recognised as the request already
+    // applied, so the binding is listed as it is, not refreshed.
     let r = sim.send(&msg);
-    assert_eq!(status(&r), 400, "{r}");
+    assert_eq!(status(&r), 200, "{r}");
+    assert_eq!(contacts(&r), vec!["<sip:a@192.0.2.10:5062>;expires=567"]);
     assert_eq!(sim.reg.stats().retransmissions, 0);
+}
+
+#[test]
+fn evicted_transaction_retransmission_is_not_reapplied() {
+    let mut sim = Sim::new(RegistrarConfig {
+        txn_cache_max: 1,
+        ..Default::default()
+    });
+    let first = Reg::new("a").cseq(5).expires(Some(600)).build();
+    assert_eq!(status(&sim.send(&first)), 200);
+    sim.send(&Reg::new("b").build());
+    sim.advance_s(2);
+    let r = sim.send(&first);
+    assert_eq!(status(&r), 200);
+    assert_eq!(contacts(&r), vec!["<sip:a@192.0.2.10:5062>;expires=598"]);
 }
 
 #[test]
