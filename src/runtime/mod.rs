@@ -17,7 +17,7 @@
 //!     nothing to do: park (socket readable | doorbell | timer)
 //! ```
 //!
-//! Files: [`socket`](self) (binding, buffer sizes, the fd hand-off to glommio),
+//! Files: `socket` (binding, buffer sizes, the fd hand-off to glommio),
 //! `mmsg` (recvmmsg/sendmmsg), `mesh` (cross-core forwarding, doorbells, buffer pool),
 //! `shard` (the per-core loop), `cpus` (which CPUs), `stats` (counters and the
 //! summary line). `unsafe` exists only in `socket.rs` and `mmsg.rs`, each block with
