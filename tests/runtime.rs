@@ -28,7 +28,8 @@ fn replies_come_from_the_listening_address() {
 /// graceful stop the summary line shows forwards happened when there are 2+ cores.
 #[test]
 fn every_source_port_gets_answers_through_the_mesh() {
-    let mut server = Server::start(&["--cores", "2"]);
+    let cores = if two_cpus() { "2" } else { "1" };
+    let mut server = Server::start(&["--cores", cores]);
     let clients: Vec<Client> = (0..8).map(|_| Client::new(server.addr)).collect();
     for round in 0..8 {
         for (c, client) in clients.iter().enumerate() {
@@ -54,10 +55,16 @@ fn every_source_port_gets_answers_through_the_mesh() {
         .find_map(|part| part.strip_suffix(" forwarded"))
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("no forwarded count in {stopped}"));
-    assert!(
-        forwarded > 0,
-        "64 varied requests over 2 cores and none crossed: {stopped}"
-    );
+    if two_cpus() {
+        assert!(
+            forwarded > 0,
+            "64 varied requests over 2 cores and none crossed: {stopped}"
+        );
+    }
+}
+
+fn two_cpus() -> bool {
+    thread::available_parallelism().map_or(1, usize::from) >= 2
 }
 
 /// Empty, binary and oversized datagrams never stop the server; an oversized one
@@ -89,7 +96,7 @@ fn garbage_and_oversized_datagrams_do_not_kill_it() {
 fn two_listen_addresses_answer_from_their_own_address() {
     let second = free_udp_addr("127.0.0.2:0");
     let second_flag = second.to_string();
-    let server = Server::start(&["--listen", &second_flag, "--cores", "2"]);
+    let server = Server::start(&["--listen", &second_flag]);
     for target in [server.addr, second] {
         let client = Client::new(target);
         for i in 0..16 {
@@ -184,6 +191,28 @@ fn sigterm_is_a_graceful_exit_zero() {
     let status = server.terminate(EXIT_TIMEOUT).expect("exits after SIGTERM");
     assert_eq!(status.code(), Some(0), "{}", server.log());
     assert!(server.log().contains("stopped:"), "{}", server.log());
+}
+
+/// After a graceful stop the port is free at once: a restart on the same port works
+/// (in-flight io_uring receives would otherwise keep the socket bound past exit).
+#[test]
+fn restart_on_the_same_port_right_after_sigterm() {
+    let mut first = Server::start(&[]);
+    let addr = first.addr;
+    let flag = addr.to_string();
+    for _ in 0..3 {
+        let client = Client::new(addr);
+        client.send(options_request(&client, "before").as_bytes());
+        let _ = client.recv_within(Duration::from_secs(2));
+        let status = first.terminate(EXIT_TIMEOUT).expect("exits after SIGTERM");
+        assert!(status.success(), "{}", first.log());
+        first = Server::spawn(addr, &["--listen", &flag]);
+        assert!(
+            first.wait_ready(),
+            "restart on {addr} failed:\n{}",
+            first.log()
+        );
+    }
 }
 
 /// An idle server sleeps: under 5 % of one CPU over three seconds.

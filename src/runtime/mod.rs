@@ -17,7 +17,7 @@
 //!     nothing to do: park (socket readable | doorbell | timer)
 //! ```
 //!
-//! Files: [`socket`](self) (binding, buffer sizes, the fd hand-off to glommio),
+//! Files: `socket` (binding, buffer sizes, the fd hand-off to glommio),
 //! `mmsg` (recvmmsg/sendmmsg), `mesh` (cross-core forwarding, doorbells, buffer pool),
 //! `shard` (the per-core loop), `cpus` (which CPUs), `stats` (counters and the
 //! summary line). `unsafe` exists only in `socket.rs` and `mmsg.rs`, each block with
@@ -64,17 +64,25 @@ const FORCED_EXIT_STATUS: i32 = 1;
 /// flight, and return. Fails before serving if any socket or executor cannot start.
 pub fn run(config: Config) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
-    // Signals first, so that a SIGTERM during start-up is a graceful stop too. A
-    // second signal while stopping exits at once.
+    // Signals first, so that a SIGTERM during start-up is a graceful stop too. Each
+    // signal runs, in registration order: the iterator's action (wakes the signal
+    // thread, which stops the cores), "exit now if a signal was already seen", and
+    // "a signal was seen". So the first signal stops gracefully and a second one
+    // exits at once, and no signal is ever caught without being recorded. `seen` is
+    // separate from `stop` because the signal thread may set `stop` before the
+    // conditional action of the same signal runs.
+    let mut signals = Signals::new([SIGTERM, SIGINT]).context("installing signal handlers")?;
+    let seen = Arc::new(AtomicBool::new(false));
     for signal in [SIGTERM, SIGINT] {
         signal_hook::flag::register_conditional_shutdown(
             signal,
             FORCED_EXIT_STATUS,
-            Arc::clone(&stop),
+            Arc::clone(&seen),
         )
         .context("installing signal handlers")?;
+        signal_hook::flag::register(signal, Arc::clone(&seen))
+            .context("installing signal handlers")?;
     }
-    let mut signals = Signals::new([SIGTERM, SIGINT]).context("installing signal handlers")?;
 
     let shards = config.shards();
     let bound = socket::bind_all(

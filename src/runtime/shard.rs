@@ -41,6 +41,9 @@ const RECV_BATCHES_PER_TURN: usize = 4;
 /// Forwarded datagrams answered per turn, at most.
 const INBOX_DRAIN_PER_TURN: usize = 256;
 
+/// Time given to glommio at exit to cancel in-flight receives, in ms.
+const SOCKET_RELEASE_MS: u64 = 5;
+
 /// Initial arena size per core, in bytes (reset per batch, so this is a per-batch
 /// budget before bumpalo adds a chunk, which it then keeps).
 const ARENA_BYTES_INITIAL: usize = 256 * 1024;
@@ -122,6 +125,7 @@ pub(crate) async fn run(setup: CoreSetup, ready: impl FnOnce(Result<(), String>)
     };
     ready(Ok(()));
     shard.serve().await;
+    shard.release_sockets().await;
 }
 
 impl Shard {
@@ -158,6 +162,16 @@ impl Shard {
                 glommio::yield_if_needed().await;
             }
         }
+    }
+
+    /// Cancel the pending readiness receives and let glommio's reactor reap them
+    /// before the sockets close. A receive still in flight in io_uring holds a
+    /// reference to the socket past process exit, and a restart on the same port
+    /// would then fail with "address already in use".
+    async fn release_sockets(&mut self) {
+        self.readable.clear();
+        glommio::timer::sleep(Duration::from_millis(SOCKET_RELEASE_MS)).await;
+        self.park_handles.clear();
     }
 
     /// Up to [`RECV_BATCHES_PER_TURN`] batches from `socket`; returns datagrams taken.

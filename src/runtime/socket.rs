@@ -18,6 +18,11 @@ use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use anyhow::{Context, bail};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
+/// How long start-up waits for a port held by a process that just exited, in ms.
+const PROBE_RETRY_MS: u64 = 500;
+/// Interval between those attempts, in ms.
+const PROBE_STEP_MS: u64 = 25;
+
 /// What the kernel granted for a requested buffer size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct BufferSizes {
@@ -74,8 +79,16 @@ pub(crate) fn bind_all(
 /// Check that nobody holds `addr`, and resolve port 0 to a concrete port.
 fn probe(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
     let socket = new_socket(addr).with_context(|| format!("cannot listen on {addr}"))?;
-    if let Err(e) = socket.bind(&SockAddr::from(addr)) {
-        bail!("cannot listen on {addr}: {}", describe_bind_error(&e));
+    // A process that just died may still hold the port for a few milliseconds: the
+    // kernel tears its io_uring down (and drops the socket references of receives
+    // in flight) asynchronously after exit. Retry briefly before calling it taken.
+    let mut waited_ms = 0;
+    while let Err(e) = socket.bind(&SockAddr::from(addr)) {
+        if e.raw_os_error() != Some(libc::EADDRINUSE) || waited_ms >= PROBE_RETRY_MS {
+            bail!("cannot listen on {addr}: {}", describe_bind_error(&e));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(PROBE_STEP_MS));
+        waited_ms += PROBE_STEP_MS;
     }
     let bound = socket
         .local_addr()
