@@ -852,12 +852,20 @@ fn parse_request_line(line: &[u8]) -> Result<RequestLine<'_>, ParseError> {
     })
 }
 
-/// The next line of `buf` from `pos`: `(line without CR LF, index after LF)`.
-fn next_line(buf: &[u8], pos: usize) -> Option<(&[u8], usize)> {
-    let rest = buf.get(pos..)?;
-    let lf = memchr::memchr(b'\n', rest)?;
-    let line = rest.get(..lf)?;
-    Some((line.strip_suffix(b"\r").unwrap_or(line), pos + lf + 1))
+/// The next line of `buf` from `pos`: `(line without its line end, index after it)`.
+/// A line ends at CRLF (a bare LF is tolerated). `Err(Truncated)` when no line end is
+/// left; `Err(BadHeaderLine)` for a CR not followed by LF, which a response echoing the
+/// line could otherwise carry as a forged line end.
+fn next_line(buf: &[u8], pos: usize) -> Result<(&[u8], usize), ParseError> {
+    let rest = buf.get(pos..).unwrap_or_default();
+    let end = memchr::memchr2(b'\r', b'\n', rest).ok_or(ParseError::Truncated)?;
+    let line = rest.get(..end).unwrap_or_default();
+    match (rest.get(end), rest.get(end + 1)) {
+        (Some(b'\n'), _) => Ok((line, pos + end + 1)),
+        (_, Some(b'\n')) => Ok((line, pos + end + 2)),
+        (_, None) => Err(ParseError::Truncated),
+        _ => Err(ParseError::BadHeaderLine),
+    }
 }
 
 /// A fixed-capacity list on the stack. Its slots are `Option<T>`, so creating an empty
@@ -927,8 +935,10 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
     }
 
     // Stage 1: the request line and the raw header lines.
-    let Some((line, mut pos)) = next_line(buf, pos) else {
-        return Err(reject(ParseError::Truncated));
+    let (line, mut pos) = match next_line(buf, pos) {
+        Ok(l) => l,
+        Err(ParseError::BadHeaderLine) => return Err(reject(ParseError::BadRequestLine)),
+        Err(e) => return Err(reject(e)),
     };
     let mut line_err = None;
     let (method, request_uri, version) = match parse_request_line(line) {
@@ -959,9 +969,12 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
     let mut current: Option<(usize, usize, usize, usize)> = None;
     let offset = |i: usize| u16::try_from(i).unwrap_or(u16::MAX);
     loop {
-        let Some((line, next)) = next_line(buf, pos) else {
-            fail(&mut frame_err, ParseError::Truncated);
-            break;
+        let (line, next) = match next_line(buf, pos) {
+            Ok(l) => l,
+            Err(e) => {
+                fail(&mut frame_err, e);
+                break;
+            }
         };
         let continuation = matches!(line.first(), Some(b' ' | b'\t'));
         if let Some((line_start, _, value_end, _)) = &mut current {
@@ -1423,6 +1436,8 @@ mod tests {
     req! { bad_request_line, register("").replace("REGISTER sips", "REGISTER  sips"), Err(ParseError::BadRequestLine) }
     req! { bad_request_uri, register("").replace("sips:ss2", "sips:ss 2"), Err(ParseError::BadRequestLine) }
     req! { bad_header_line, register("NoColon\r\n"), Err(ParseError::BadHeaderLine) }
+    req! { bare_cr, register("X-A: b\rInjected: c\r\n"), Err(ParseError::BadHeaderLine) }
+    req! { bare_lf_tolerated, register("").replace("\r\n", "\n"), |req| { assert_eq!(req.cseq.seq, 1); } }
     req! { truncated, "REGISTER sip:h SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n", Err(ParseError::Truncated) }
     req! { bad_option_tag, register("Require: a b\r\n"), Err(ParseError::BadOptionTag) }
     req! { bad_to, register("").replace("To: Bob <sips:bob@biloxi.example.com>", "To: Bob <sips:bob@biloxi.example.com"), Err(ParseError::BadTo) }
