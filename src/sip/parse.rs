@@ -196,6 +196,16 @@ pub struct NameAddr<'a> {
     pub params: &'a [u8],
 }
 
+impl<'a> NameAddr<'a> {
+    /// The header params as `(name, value)` pairs; a quoted value keeps its quotes.
+    pub fn params(&self) -> HeaderParams<'a> {
+        HeaderParams {
+            s: self.params,
+            i: 0,
+        }
+    }
+}
+
 /// One Contact value (RFC 3261 §20.10).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Contact<'a> {
@@ -1302,6 +1312,7 @@ mod tests {
         assert_eq!(req.via.rport, None);
         assert_eq!(req.from.display, Some(&b"Bob"[..]));
         assert_eq!(req.from.tag, Some(&b"a73kszlfl"[..]));
+        assert_eq!(req.from.params().collect::<Vec<_>>(), [(&b"tag"[..], Some(&b"a73kszlfl"[..]))]);
         assert_eq!(req.to.tag, None);
         assert_eq!(req.to.uri_raw, b"sips:bob@biloxi.example.com");
         assert_eq!(req.call_id, b"1j9FpLxk3uxtm8tn@biloxi.example.com");
