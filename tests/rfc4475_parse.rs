@@ -21,7 +21,10 @@ fn corpus_dir() -> PathBuf {
 fn load(name: &str) -> Vec<u8> {
     let path = corpus_dir().join(format!("{name}.dat"));
     std::fs::read(&path).unwrap_or_else(|e| {
-        panic!("RFC 4475 corpus missing at {} ({e}); set RFC4475_DIR", path.display())
+        panic!(
+            "RFC 4475 corpus missing at {} ({e}); set RFC4475_DIR",
+            path.display()
+        )
     })
 }
 
@@ -88,8 +91,20 @@ const EXPECTED: &[(&str, Result<(), ParseError>)] = &[
 fn every_message_parses_as_expected_and_never_panics() {
     let dir = corpus_dir();
     let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("RFC 4475 corpus missing at {} ({e}); set RFC4475_DIR", dir.display()))
-        .filter_map(|e| e.ok()?.file_name().into_string().ok()?.strip_suffix(".dat").map(String::from))
+        .unwrap_or_else(|e| {
+            panic!(
+                "RFC 4475 corpus missing at {} ({e}); set RFC4475_DIR",
+                dir.display()
+            )
+        })
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .into_string()
+                .ok()?
+                .strip_suffix(".dat")
+                .map(String::from)
+        })
         .collect();
     files.sort();
     assert_eq!(files.len(), 49, "the corpus has 49 messages");
@@ -102,7 +117,10 @@ fn every_message_parses_as_expected_and_never_panics() {
         let outcome = got.as_ref().map(|_| ()).map_err(|r| r.error);
         match EXPECTED.iter().find(|(n, _)| n == name) {
             Some((_, want)) if *want == outcome => {}
-            want => mismatches.push(format!("{name}: got {outcome:?}, want {:?}", want.map(|w| w.1))),
+            want => mismatches.push(format!(
+                "{name}: got {outcome:?}, want {:?}",
+                want.map(|w| w.1)
+            )),
         }
         // Whatever can be answered yields a well-formed response.
         let echo = match &got {
@@ -110,9 +128,19 @@ fn every_message_parses_as_expected_and_never_panics() {
             Err(r) => r.echo,
         };
         if let Some(echo) = echo {
-            let w = ResponseWriter::start(&mut out, 400, "Bad Request", &echo, "192.0.2.1:5060".parse().unwrap(), b"t");
+            let w = ResponseWriter::start(
+                &mut out,
+                400,
+                "Bad Request",
+                &echo,
+                "192.0.2.1:5060".parse().unwrap(),
+                b"t",
+            );
             w.finish(b"");
-            assert!(out.starts_with(b"SIP/2.0 400 Bad Request\r\nVia: "), "{name}");
+            assert!(
+                out.starts_with(b"SIP/2.0 400 Bad Request\r\nVia: "),
+                "{name}"
+            );
             assert!(out.ends_with(b"\r\n\r\n"), "{name}");
         }
     }
@@ -124,7 +152,9 @@ fn cparam01_unknownparam_is_a_contact_param() {
     let buf = load("cparam01");
     let arena = Bump::new();
     let req = parse_request(&buf, &arena).unwrap();
-    let Contacts::List([c]) = req.contacts else { panic!("{:?}", req.contacts) };
+    let Contacts::List([c]) = req.contacts else {
+        panic!("{:?}", req.contacts)
+    };
     assert_eq!(c.uri_raw, b"sip:+19725552222@gw1.example.net");
     assert_eq!(c.uri.param(b"unknownparam"), None);
     assert!(c.params().any(|(n, v)| n == b"unknownparam" && v.is_none()));
@@ -135,7 +165,9 @@ fn cparam02_unknownparam_is_a_uri_param() {
     let buf = load("cparam02");
     let arena = Bump::new();
     let req = parse_request(&buf, &arena).unwrap();
-    let Contacts::List([c]) = req.contacts else { panic!("{:?}", req.contacts) };
+    let Contacts::List([c]) = req.contacts else {
+        panic!("{:?}", req.contacts)
+    };
     assert_eq!(c.uri_raw, b"sip:+19725552222@gw1.example.net;unknownparam");
     assert_eq!(c.uri.param(b"unknownparam"), Some(None));
     assert_eq!(c.params().count(), 0);
@@ -146,8 +178,13 @@ fn regescrt_keeps_the_escaped_header() {
     let buf = load("regescrt");
     let arena = Bump::new();
     let req = parse_request(&buf, &arena).unwrap();
-    let Contacts::List([c]) = req.contacts else { panic!("{:?}", req.contacts) };
-    assert_eq!(c.uri_raw, b"sip:user@example.com?Route=%3Csip:sip.example.com%3E");
+    let Contacts::List([c]) = req.contacts else {
+        panic!("{:?}", req.contacts)
+    };
+    assert_eq!(
+        c.uri_raw,
+        b"sip:user@example.com?Route=%3Csip:sip.example.com%3E"
+    );
     assert_eq!(c.uri.headers, b"Route=%3Csip:sip.example.com%3E");
 }
 
@@ -157,7 +194,10 @@ fn regbadct_is_rejected_but_answerable() {
     let arena = Bump::new();
     let r = parse_request(&buf, &arena).unwrap_err();
     assert_eq!(r.error.reason(), "Malformed Contact header");
-    assert_eq!(r.echo.unwrap().call_id, Some(&b"regbadct.k345asrl3fdbv@10.0.0.1"[..]));
+    assert_eq!(
+        r.echo.unwrap().call_id,
+        Some(&b"regbadct.k345asrl3fdbv@10.0.0.1"[..])
+    );
 }
 
 #[test]
@@ -167,7 +207,9 @@ fn unksm2_parses_with_foreign_schemes() {
     let req = parse_request(&buf, &arena).unwrap();
     assert_eq!(req.method, Method::Register);
     assert_eq!(req.to.uri.scheme, Scheme::Other(b"isbn"));
-    let Contacts::List([c]) = req.contacts else { panic!("{:?}", req.contacts) };
+    let Contacts::List([c]) = req.contacts else {
+        panic!("{:?}", req.contacts)
+    };
     assert_eq!(c.uri.scheme, Scheme::Other(b"name"));
     assert!(write_aor_key(&req.to.uri, &mut Vec::new()).is_err());
 }
@@ -189,11 +231,16 @@ fn escnull_keys_keep_the_nul() {
     let mut key = Vec::new();
     write_aor_key(&req.to.uri, &mut key).unwrap();
     assert_eq!(key, b"null-\0-null@example.com");
-    let Contacts::List([a, b]) = req.contacts else { panic!("{:?}", req.contacts) };
+    let Contacts::List([a, b]) = req.contacts else {
+        panic!("{:?}", req.contacts)
+    };
     let (mut ka, mut kb) = (Vec::new(), Vec::new());
     write_aor_key(&a.uri, &mut ka).unwrap();
     write_aor_key(&b.uri, &mut kb).unwrap();
-    assert_eq!((ka.as_slice(), kb.as_slice()), (&b"\0@host5.example.com"[..], &b"\0\0@host5.example.com"[..]));
+    assert_eq!(
+        (ka.as_slice(), kb.as_slice()),
+        (&b"\0@host5.example.com"[..], &b"\0\0@host5.example.com"[..])
+    );
     assert!(!sipreg::sip::uri_equivalent(&a.uri, &b.uri));
 }
 
@@ -215,7 +262,9 @@ fn esc02_is_not_register() {
     let req = parse_request(&buf, &arena).unwrap();
     assert_eq!(req.method, Method::Other(b"RE%47IST%45R"));
     // `C%6Fntact` is an unknown header, not a Contact.
-    let Contacts::List(c) = req.contacts else { panic!("{:?}", req.contacts) };
+    let Contacts::List(c) = req.contacts else {
+        panic!("{:?}", req.contacts)
+    };
     assert_eq!(c.len(), 2);
 }
 
@@ -224,7 +273,11 @@ fn regaut01_keeps_the_authorization_raw() {
     let buf = load("regaut01");
     let arena = Bump::new();
     let req = parse_request(&buf, &arena).unwrap();
-    assert!(req.authorization.unwrap().starts_with(b"NoOneKnowsThisScheme"));
+    assert!(
+        req.authorization
+            .unwrap()
+            .starts_with(b"NoOneKnowsThisScheme")
+    );
 }
 
 #[test]
@@ -255,7 +308,9 @@ fn wsinv_folded_and_spaced_headers() {
     assert_eq!(req.cseq.seq, 9);
     assert_eq!(req.via.host, b"192.0.2.2");
     assert_eq!(req.echo.vias.len(), 2);
-    let Contacts::List([c]) = req.contacts else { panic!("{:?}", req.contacts) };
+    let Contacts::List([c]) = req.contacts else {
+        panic!("{:?}", req.contacts)
+    };
     assert_eq!(c.q, Some(330));
     assert_eq!(c.display, Some(&b"\"Quoted string \\\"\\\"\""[..]));
     assert_eq!(req.body.len(), 150);
@@ -266,6 +321,9 @@ fn intmeth_odd_tokens() {
     let buf = load("intmeth");
     let arena = Bump::new();
     let req = parse_request(&buf, &arena).unwrap();
-    assert_eq!(req.method, Method::Other(b"!interesting-Method0123456789_*+`.%indeed'~"));
+    assert_eq!(
+        req.method,
+        Method::Other(b"!interesting-Method0123456789_*+`.%indeed'~")
+    );
     assert!(parse_uri(req.to.uri_raw).is_ok());
 }

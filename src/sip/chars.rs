@@ -129,26 +129,43 @@ pub(crate) const fn hex_val(b: u8) -> Option<u8> {
     }
 }
 
-/// True when every `%` in `s` starts a valid `escaped = "%" HEXDIG HEXDIG`.
-pub(crate) fn escapes_valid(s: &[u8]) -> bool {
+/// True when every byte of `s` is in `class` and every `%` starts a valid
+/// `escaped = "%" HEXDIG HEXDIG` (`class` must contain `%` for escapes to be allowed).
+pub(crate) fn valid_escaped(s: &[u8], class: &[bool; 256]) -> bool {
     let mut i = 0;
-    while let Some(off) = memchr::memchr(b'%', s.get(i..).unwrap_or_default()) {
-        let at = i + off;
-        let ok = matches!(
-            (s.get(at + 1), s.get(at + 2)),
-            (Some(a), Some(b)) if a.is_ascii_hexdigit() && b.is_ascii_hexdigit()
-        );
-        if !ok {
+    while let Some(&b) = s.get(i) {
+        if !class[usize::from(b)] {
             return false;
         }
-        i = at + 3;
+        if b == b'%' {
+            let ok = matches!(
+                (s.get(i + 1), s.get(i + 2)),
+                (Some(a), Some(b)) if a.is_ascii_hexdigit() && b.is_ascii_hexdigit()
+            );
+            if !ok {
+                return false;
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
     }
     true
 }
 
-/// True when every byte of non-empty `s` is in `class`.
+/// True when every byte of `s` is in `class`.
 pub(crate) fn all_in(s: &[u8], class: &[bool; 256]) -> bool {
     s.iter().all(|&b| class[usize::from(b)])
+}
+
+/// Position of `needle` in `s`: a plain loop for the short fields of a SIP message, where
+/// `memchr`'s vector set-up costs more than it saves, `memchr` beyond that.
+pub(crate) fn find(needle: u8, s: &[u8]) -> Option<usize> {
+    if s.len() < 32 {
+        s.iter().position(|&b| b == needle)
+    } else {
+        memchr::memchr(needle, s)
+    }
 }
 
 /// Index of the first byte at or after `i` that is not LWS.
@@ -254,9 +271,19 @@ mod tests {
 
     #[test]
     fn escapes() {
-        assert!(escapes_valid(b"a%00b%7e"));
-        assert!(!escapes_valid(b"%Z1"));
-        assert!(!escapes_valid(b"ab%4"));
+        assert!(valid_escaped(b"a%00b%7e", &USER));
+        assert!(!valid_escaped(b"%Z1", &USER));
+        assert!(!valid_escaped(b"ab%4", &USER));
+        assert!(!valid_escaped(b"a b", &USER));
+        assert!(!valid_escaped(b"a%20", &HOST));
+    }
+
+    #[test]
+    fn find_short_and_long() {
+        assert_eq!(find(b'@', b"a@b"), Some(1));
+        let long = [b"x".repeat(100), b"@".to_vec()].concat();
+        assert_eq!(find(b'@', &long), Some(100));
+        assert_eq!(find(b'@', b"ab"), None);
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub const CONTACT_URI_BYTES_MAX: usize = 512;
 pub const HEADER_LINE_BYTES_MAX: usize = 4_096;
 
 const _: () = assert!(HEADER_LINE_BYTES_MAX <= DATAGRAM_BYTES_MAX);
+// The parser records header positions as `u16` offsets.
+const _: () = assert!(DATAGRAM_BYTES_MAX <= u16::MAX as usize);
 const _: () = assert!(CONTACT_URI_BYTES_MAX < HEADER_LINE_BYTES_MAX);
 const _: () = assert!(CALL_ID_BYTES_MAX < HEADER_LINE_BYTES_MAX);
 const _: () = assert!(VIAS_PER_MESSAGE_MAX <= HEADERS_PER_MESSAGE_MAX);

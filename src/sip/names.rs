@@ -110,23 +110,48 @@ pub static HEADER_NAMES: [(HeaderName, &str, Option<u8>); 31] = [
     (HeaderName::Timestamp, "Timestamp", None),
 ];
 
-/// Entries per first-letter bucket (the fullest letter, `s`/`r`, has 5).
-const BUCKET_LEN: usize = 6;
-const EMPTY: u8 = u8::MAX;
+/// Entries per first-letter bucket (the fullest letters, `c` and `r`, have 6).
+const BUCKET_LEN: usize = 7;
+/// Longest canonical name (`Proxy-Authorization`).
+const NAME_BYTES_MAX: usize = 19;
 
-/// For each lower-case first letter, the indices into [`HEADER_NAMES`] of the full names
-/// starting with it.
-static BY_FIRST_LETTER: [[u8; BUCKET_LEN]; 26] = {
-    let mut buckets = [[EMPTY; BUCKET_LEN]; 26];
+/// A lower-cased copy of a canonical name, with its length and table index.
+#[derive(Clone, Copy)]
+struct Entry {
+    lower: [u8; NAME_BYTES_MAX],
+    len: u8,
+    index: u8,
+}
+
+const NO_ENTRY: Entry = Entry {
+    lower: [0; NAME_BYTES_MAX],
+    len: 0,
+    index: 0,
+};
+
+/// For each lower-case first letter, the full names starting with it (length 0 ends a
+/// bucket). Built from [`HEADER_NAMES`] at compile time.
+static BY_FIRST_LETTER: [[Entry; BUCKET_LEN]; 26] = {
+    let mut buckets = [[NO_ENTRY; BUCKET_LEN]; 26];
     let mut i = 0;
     while i < HEADER_NAMES.len() {
-        let first = HEADER_NAMES[i].1.as_bytes()[0].to_ascii_lowercase();
-        let bucket = &mut buckets[(first - b'a') as usize];
+        let name = HEADER_NAMES[i].1.as_bytes();
+        let mut lower = [0u8; NAME_BYTES_MAX];
+        let mut k = 0;
+        while k < name.len() {
+            lower[k] = name[k].to_ascii_lowercase();
+            k += 1;
+        }
+        let bucket = &mut buckets[(lower[0] - b'a') as usize];
         let mut j = 0;
-        while bucket[j] != EMPTY {
+        while bucket[j].len != 0 {
             j += 1; // Overflowing BUCKET_LEN fails the build.
         }
-        bucket[j] = i as u8;
+        bucket[j] = Entry {
+            lower,
+            len: name.len() as u8,
+            index: i as u8,
+        };
         i += 1;
     }
     buckets
@@ -134,11 +159,14 @@ static BY_FIRST_LETTER: [[u8; BUCKET_LEN]; 26] = {
 
 /// For each lower-case letter, the index of the header whose compact form it is.
 static BY_COMPACT: [u8; 26] = {
-    let mut map = [EMPTY; 26];
+    let mut map = [u8::MAX; 26];
     let mut i = 0;
     while i < HEADER_NAMES.len() {
         if let Some(c) = HEADER_NAMES[i].2 {
-            assert!(map[(c - b'a') as usize] == EMPTY, "compact form used twice");
+            assert!(
+                map[(c - b'a') as usize] == u8::MAX,
+                "compact form used twice"
+            );
             map[(c - b'a') as usize] = i as u8;
         }
         i += 1;
@@ -158,24 +186,24 @@ impl HeaderName {
         }
         let letter = usize::from(lower - b'a');
         let index = if name.len() == 1 {
-            BY_COMPACT.get(letter).copied().unwrap_or(EMPTY)
+            BY_COMPACT.get(letter).copied()
         } else {
-            let bucket = BY_FIRST_LETTER
-                .get(letter)
-                .copied()
-                .unwrap_or([EMPTY; BUCKET_LEN]);
-            bucket
-                .into_iter()
-                .take_while(|&i| i != EMPTY)
-                .find(|&i| {
-                    HEADER_NAMES
-                        .get(usize::from(i))
-                        .is_some_and(|e| e.1.as_bytes().eq_ignore_ascii_case(name))
-                })
-                .unwrap_or(EMPTY)
+            BY_FIRST_LETTER.get(letter).and_then(|bucket| {
+                bucket
+                    .iter()
+                    .take_while(|e| e.len != 0)
+                    .find(|e| {
+                        usize::from(e.len) == name.len()
+                            && name
+                                .iter()
+                                .zip(e.lower.iter())
+                                .all(|(a, b)| a.to_ascii_lowercase() == *b)
+                    })
+                    .map(|e| e.index)
+            })
         };
-        HEADER_NAMES
-            .get(usize::from(index))
+        index
+            .and_then(|i| HEADER_NAMES.get(usize::from(i)))
             .map_or(Self::Other, |e| e.0)
     }
 

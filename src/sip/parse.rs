@@ -18,7 +18,7 @@
 use bumpalo::Bump;
 
 use super::chars::{
-    DIGIT, HOST, IPV6, LWS, TOKEN, WORD, all_in, digits_saturating, digits_u16, digits_u32,
+    DIGIT, HOST, IPV6, LWS, TOKEN, WORD, all_in, digits_saturating, digits_u16, digits_u32, find,
     quoted_end, skip_lws, span, trim_lws,
 };
 use super::error::ParseError;
@@ -196,6 +196,16 @@ pub struct NameAddr<'a> {
     pub params: &'a [u8],
 }
 
+impl<'a> NameAddr<'a> {
+    /// The header params as `(name, value)` pairs; a quoted value keeps its quotes.
+    pub fn params(&self) -> HeaderParams<'a> {
+        HeaderParams {
+            s: self.params,
+            i: 0,
+        }
+    }
+}
+
 /// One Contact value (RFC 3261 §20.10).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Contact<'a> {
@@ -260,14 +270,6 @@ pub struct RawHeader<'a> {
     pub kind: HeaderName,
     /// The value without surrounding LWS.
     pub value: &'a [u8],
-}
-
-impl RawHeader<'_> {
-    const EMPTY: Self = Self {
-        name: b"",
-        kind: HeaderName::Other,
-        value: b"",
-    };
 }
 
 /// What a response to this request must copy (RFC 3261 §8.2.6.2).
@@ -507,7 +509,7 @@ fn parse_element<'a>(
     }
     let (uri_raw, after_uri) = if s.get(i) == Some(&b'<') {
         let tail = s.get(i + 1..).unwrap_or_default();
-        let close = memchr::memchr(b'>', tail).ok_or(malformed)?;
+        let close = find(b'>', tail).ok_or(malformed)?;
         (tail.get(..close).unwrap_or_default(), i + 1 + close + 1)
     } else {
         let mut end = i;
@@ -518,7 +520,7 @@ fn parse_element<'a>(
             end += 1;
         }
         let raw = s.get(i..end).unwrap_or_default();
-        if memchr::memchr(b'?', raw).is_some() {
+        if find(b'?', raw).is_some() {
             return Err(malformed);
         }
         (raw, end)
@@ -562,7 +564,7 @@ fn parse_name_addr(s: &[u8], malformed: ParseError) -> Result<NameAddr<'_>, Pars
 
 /// `qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )`, in thousandths.
 fn parse_qvalue(v: &[u8]) -> Option<u16> {
-    let (int, frac) = match memchr::memchr(b'.', v) {
+    let (int, frac) = match find(b'.', v) {
         Some(dot) => (v.get(..dot)?, v.get(dot + 1..)?),
         None => (v, &b""[..]),
     };
@@ -584,8 +586,7 @@ fn parse_qvalue(v: &[u8]) -> Option<u16> {
 /// Parses one Contact header value into `out` (`*` is handled by the caller).
 fn parse_contact_list<'a>(
     s: &'a [u8],
-    out: &mut [Contact<'a>; CONTACTS_PER_MESSAGE_MAX],
-    n: &mut usize,
+    out: &mut StackVec<Contact<'a>, CONTACTS_PER_MESSAGE_MAX>,
 ) -> Result<(), ParseError> {
     let mut i = 0;
     loop {
@@ -620,8 +621,7 @@ fn parse_contact_list<'a>(
         c.uri = el.uri;
         c.uri_raw = el.uri_raw;
         c.params = el.params;
-        *out.get_mut(*n).ok_or(ParseError::TooManyContacts)? = c;
-        *n += 1;
+        out.push(c, ParseError::TooManyContacts)?;
         let j = skip_lws(s, el.end);
         match s.get(j) {
             None => return Ok(()),
@@ -770,8 +770,7 @@ fn split_commas<'a>(
 /// (`[option-tag *(COMMA option-tag)]`, option-tag = token).
 fn parse_option_tags<'a>(
     s: &'a [u8],
-    out: &mut [&'a [u8]; OPTION_TAGS_MAX],
-    n: &mut usize,
+    out: &mut StackVec<&'a [u8], OPTION_TAGS_MAX>,
 ) -> Result<(), ParseError> {
     if s.is_empty() {
         return Ok(()); // `Supported:` with no tags is legal (RFC 3261 §20.37).
@@ -781,8 +780,7 @@ fn parse_option_tags<'a>(
         if tag.is_empty() || !all_in(tag, &TOKEN) {
             return Err(ParseError::BadOptionTag);
         }
-        *out.get_mut(*n).ok_or(ParseError::TooManyOptionTags)? = tag;
-        *n += 1;
+        out.push(tag, ParseError::TooManyOptionTags)?;
     }
     Ok(())
 }
@@ -807,7 +805,7 @@ fn parse_cseq(s: &[u8]) -> Option<CSeq<'_>> {
 
 /// `callid = word [ "@" word ]`.
 fn call_id_valid(s: &[u8]) -> bool {
-    let (a, b) = match memchr::memchr(b'@', s) {
+    let (a, b) = match find(b'@', s) {
         Some(at) => (
             s.get(..at).unwrap_or_default(),
             Some(s.get(at + 1..).unwrap_or_default()),
@@ -830,10 +828,10 @@ struct RequestLine<'a> {
 /// (RFC 4475 `lwsstart`, `trws` and `lwsruri` are rejected).
 fn parse_request_line(line: &[u8]) -> Result<RequestLine<'_>, ParseError> {
     const E: ParseError = ParseError::BadRequestLine;
-    let sp1 = memchr::memchr(b' ', line).ok_or(E)?;
+    let sp1 = find(b' ', line).ok_or(E)?;
     let method = line.get(..sp1).unwrap_or_default();
     let rest = line.get(sp1 + 1..).unwrap_or_default();
-    let sp2 = memchr::memchr(b' ', rest).ok_or(E)?;
+    let sp2 = find(b' ', rest).ok_or(E)?;
     let uri = rest.get(..sp2).unwrap_or_default();
     let version = rest.get(sp2 + 1..).unwrap_or_default();
     if method.is_empty() || !all_in(method, &TOKEN) || uri.is_empty() {
@@ -844,7 +842,7 @@ fn parse_request_line(line: &[u8]) -> Result<RequestLine<'_>, ParseError> {
         Some(p) if p.eq_ignore_ascii_case(b"SIP/") => version.get(4..).unwrap_or_default(),
         _ => return Err(E),
     };
-    let dot = memchr::memchr(b'.', number).ok_or(E)?;
+    let dot = find(b'.', number).ok_or(E)?;
     let (major, minor) = (
         number.get(..dot).unwrap_or_default(),
         number.get(dot + 1..).unwrap_or_default(),
@@ -864,12 +862,51 @@ fn parse_request_line(line: &[u8]) -> Result<RequestLine<'_>, ParseError> {
     })
 }
 
-/// The next line of `buf` from `pos`: `(line without CR LF, index after LF)`.
-fn next_line(buf: &[u8], pos: usize) -> Option<(&[u8], usize)> {
-    let rest = buf.get(pos..)?;
-    let lf = memchr::memchr(b'\n', rest)?;
-    let line = rest.get(..lf)?;
-    Some((line.strip_suffix(b"\r").unwrap_or(line), pos + lf + 1))
+/// The next line of `buf` from `pos`: `(line without its line end, index after it)`.
+/// A line ends at CRLF (a bare LF is tolerated). `Err(Truncated)` when no line end is
+/// left; `Err(BadHeaderLine)` for a CR not followed by LF, which a response echoing the
+/// line could otherwise carry as a forged line end.
+fn next_line(buf: &[u8], pos: usize) -> Result<(&[u8], usize), ParseError> {
+    let rest = buf.get(pos..).unwrap_or_default();
+    let end = memchr::memchr2(b'\r', b'\n', rest).ok_or(ParseError::Truncated)?;
+    let line = rest.get(..end).unwrap_or_default();
+    match (rest.get(end), rest.get(end + 1)) {
+        (Some(b'\n'), _) => Ok((line, pos + end + 1)),
+        (_, Some(b'\n')) => Ok((line, pos + end + 2)),
+        (_, None) => Err(ParseError::Truncated),
+        _ => Err(ParseError::BadHeaderLine),
+    }
+}
+
+/// A fixed-capacity list on the stack. Its slots are `Option<T>`, so creating an empty
+/// list only writes each slot's niche (a null pointer), not a whole placeholder value:
+/// the parser creates several of these per message.
+struct StackVec<T: Copy, const N: usize> {
+    slots: [Option<T>; N],
+    len: usize,
+}
+
+impl<T: Copy, const N: usize> StackVec<T, N> {
+    fn new() -> Self {
+        Self {
+            slots: [None; N],
+            len: 0,
+        }
+    }
+
+    /// Appends `v`, or returns `full` when all `N` slots are taken.
+    fn push(&mut self, v: T, full: ParseError) -> Result<(), ParseError> {
+        *self.slots.get_mut(self.len).ok_or(full)? = Some(v);
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Copies the list into `arena` (`fill` is never used: every slot below `len` is set).
+    fn to_arena<'b>(&self, arena: &'b Bump, fill: T) -> &'b [T] {
+        arena.alloc_slice_fill_with(self.len, |i| {
+            self.slots.get(i).copied().flatten().unwrap_or(fill)
+        })
+    }
 }
 
 /// Records the first error only.
@@ -885,6 +922,9 @@ fn fail(slot: &mut Option<ParseError>, e: ParseError) {
 /// ignored (§18.3, RFC 4475 `dblreq`). Responses yield [`ParseError::IsResponse`] with no
 /// echo, so the caller can drop them silently. On any other error the [`Rejected::echo`]
 /// is filled whenever the top Via parsed, so a 400 (or 505) can be sent.
+// Boxing the error would allocate per rejected datagram; the `Ok` side is larger anyway
+// and both are moved once into the caller.
+#[allow(clippy::result_large_err)]
 pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, Rejected<'a>> {
     let reject = |error| Rejected { error, echo: None };
     if buf.len() > DATAGRAM_BYTES_MAX {
@@ -905,8 +945,10 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
     }
 
     // Stage 1: the request line and the raw header lines.
-    let Some((line, mut pos)) = next_line(buf, pos) else {
-        return Err(reject(ParseError::Truncated));
+    let (line, mut pos) = match next_line(buf, pos) {
+        Ok(l) => l,
+        Err(ParseError::BadHeaderLine) => return Err(reject(ParseError::BadRequestLine)),
+        Err(e) => return Err(reject(e)),
     };
     let mut line_err = None;
     let (method, request_uri, version) = match parse_request_line(line) {
@@ -927,18 +969,25 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
     };
 
     let mut frame_err = None;
-    let mut headers = [RawHeader::EMPTY; HEADERS_PER_MESSAGE_MAX];
+    // Header positions as `[name start, name end, value start, value end]`: offsets fit
+    // in `u16` (see the assertion on DATAGRAM_BYTES_MAX), and a zeroed array is the
+    // cheapest stack buffer to create.
+    let mut spans = [[0u16; 4]; HEADERS_PER_MESSAGE_MAX];
     let mut n_headers = 0;
     let mut body_start = None;
-    // The header being read: (name, kind, index of its line start, value start, value end).
-    let mut current: Option<(&[u8], usize, usize, usize)> = None;
+    // The header being read: (line start, value start, value end, name end).
+    let mut current: Option<(usize, usize, usize, usize)> = None;
+    let offset = |i: usize| u16::try_from(i).unwrap_or(u16::MAX);
     loop {
-        let Some((line, next)) = next_line(buf, pos) else {
-            fail(&mut frame_err, ParseError::Truncated);
-            break;
+        let (line, next) = match next_line(buf, pos) {
+            Ok(l) => l,
+            Err(e) => {
+                fail(&mut frame_err, e);
+                break;
+            }
         };
         let continuation = matches!(line.first(), Some(b' ' | b'\t'));
-        if let Some((_, line_start, _, value_end)) = &mut current {
+        if let Some((line_start, _, value_end, _)) = &mut current {
             if continuation {
                 *value_end = pos + line.len();
                 if *value_end - *line_start > HEADER_LINE_BYTES_MAX {
@@ -949,16 +998,17 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
                 continue;
             }
         }
-        if let Some((name, _, value_start, value_end)) = current.take() {
-            let Some(slot) = headers.get_mut(n_headers) else {
+        if let Some((line_start, value_start, value_end, name_end)) = current.take() {
+            let Some(slot) = spans.get_mut(n_headers) else {
                 fail(&mut frame_err, ParseError::TooManyHeaders);
                 break;
             };
-            *slot = RawHeader {
-                name,
-                kind: HeaderName::from_bytes(name),
-                value: trim_lws(buf.get(value_start..value_end).unwrap_or_default()),
-            };
+            *slot = [
+                offset(line_start),
+                offset(name_end),
+                offset(value_start),
+                offset(value_end),
+            ];
             n_headers += 1;
         }
         if line.is_empty() {
@@ -975,30 +1025,33 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
             fail(&mut frame_err, ParseError::HeaderTooLong);
             break;
         }
-        current = Some((
-            line.get(..name_end).unwrap_or_default(),
-            pos,
-            pos + colon + 1,
-            pos + line.len(),
-        ));
+        current = Some((pos, pos + colon + 1, pos + line.len(), pos + name_end));
         pos = next;
     }
-    let headers = headers.get(..n_headers).unwrap_or_default();
+    let headers: &[RawHeader<'a>] = arena.alloc_slice_fill_with(n_headers, |i| {
+        let [ns, ne, vs, ve] = spans.get(i).copied().unwrap_or_default().map(usize::from);
+        let name = buf.get(ns..ne).unwrap_or_default();
+        RawHeader {
+            name,
+            kind: HeaderName::from_bytes(name),
+            value: trim_lws(buf.get(vs..ve).unwrap_or_default()),
+        }
+    });
 
     // Stage 2: pick out and parse.
     let mut err = None; // Faults in header order, after the fixed-precedence ones.
-    let mut vias: [&[u8]; VIAS_PER_MESSAGE_MAX] = [b""; VIAS_PER_MESSAGE_MAX];
-    let mut n_vias = 0;
+    let mut vias = StackVec::<&[u8], VIAS_PER_MESSAGE_MAX>::new();
     let (mut from, mut to, mut call_id, mut cseq) = (None, None, None, None);
     let (mut max_forwards, mut expires, mut content_length) = (None, None, None);
     let (mut user_agent, mut authorization) = (None, None);
-    let mut contacts = [Contact::EMPTY; CONTACTS_PER_MESSAGE_MAX];
-    let mut n_contacts = 0;
+    let mut contacts = StackVec::<Contact<'a>, CONTACTS_PER_MESSAGE_MAX>::new();
     let mut star = 0usize;
-    let mut tags: [[&[u8]; OPTION_TAGS_MAX]; 3] = [[b""; OPTION_TAGS_MAX]; 3];
-    let mut n_tags = [0usize; 3];
-    let mut path: [&[u8]; PATH_VALUES_MAX] = [b""; PATH_VALUES_MAX];
-    let mut n_path = 0;
+    let mut tags = [
+        StackVec::<&[u8], OPTION_TAGS_MAX>::new(),
+        StackVec::new(),
+        StackVec::new(),
+    ];
+    let mut path = StackVec::<&[u8], PATH_VALUES_MAX>::new();
 
     fn once<'a>(
         slot: &mut Option<&'a [u8]>,
@@ -1016,13 +1069,11 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
     for h in headers {
         let v = h.value;
         match h.kind {
-            HeaderName::Via => match vias.get_mut(n_vias) {
-                Some(slot) => {
-                    *slot = v;
-                    n_vias += 1;
+            HeaderName::Via => {
+                if let Err(e) = vias.push(v, ParseError::TooManyVias) {
+                    fail(&mut err, e);
                 }
-                None => fail(&mut err, ParseError::TooManyVias),
-            },
+            }
             HeaderName::From => once(&mut from, v, ParseError::DuplicateFrom, &mut err),
             HeaderName::To => once(&mut to, v, ParseError::DuplicateTo, &mut err),
             HeaderName::CallId => once(&mut call_id, v, ParseError::DuplicateCallId, &mut err),
@@ -1046,7 +1097,7 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
             HeaderName::Contact => {
                 if v == b"*" {
                     star += 1;
-                } else if let Err(e) = parse_contact_list(v, &mut contacts, &mut n_contacts) {
+                } else if let Err(e) = parse_contact_list(v, &mut contacts) {
                     fail(&mut err, e);
                 }
             }
@@ -1056,8 +1107,8 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
                     HeaderName::ProxyRequire => 1,
                     _ => 2,
                 };
-                if let (Some(out), Some(n)) = (tags.get_mut(k), n_tags.get_mut(k)) {
-                    if let Err(e) = parse_option_tags(v, out, n) {
+                if let Some(out) = tags.get_mut(k) {
+                    if let Err(e) = parse_option_tags(v, out) {
                         fail(&mut err, e);
                     }
                 }
@@ -1069,9 +1120,7 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
                         if p.is_empty() {
                             return Err(ParseError::BadPath);
                         }
-                        *path.get_mut(n_path).ok_or(ParseError::TooManyPathValues)? = p;
-                        n_path += 1;
-                        Ok(())
+                        path.push(p, ParseError::TooManyPathValues)
                     },
                     ParseError::BadPath,
                 );
@@ -1082,19 +1131,19 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
             _ => {}
         }
     }
-    if star > 1 || (star == 1 && n_contacts > 0) {
+    if star > 1 || (star == 1 && contacts.len > 0) {
         fail(&mut err, ParseError::BadStarContact);
     }
 
     // The echo: needs a top Via with a sent-by.
-    let vias = vias.get(..n_vias).unwrap_or_default();
+    let vias = vias.to_arena(arena, b"");
     let top_via = match vias.first() {
         Some(v) => parse_via(v, version),
         None => Err(ParseError::MissingVia),
     };
     let to_parsed = to.map(|t| parse_name_addr(t, ParseError::BadTo));
     let echo = top_via.ok().map(|top_via| Echo {
-        vias: arena.alloc_slice_copy(vias),
+        vias,
         top_via,
         from,
         to,
@@ -1169,11 +1218,7 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
     let Some(echo) = echo else {
         return reject(ParseError::BadVia); // Unreachable: the top Via parsed.
     };
-    let slice = |k: usize| {
-        let n = n_tags.get(k).copied().unwrap_or(0);
-        let tags = tags.get(k).and_then(|t| t.get(..n)).unwrap_or_default();
-        &*arena.alloc_slice_copy(tags)
-    };
+    let [require, proxy_require, supported] = tags.each_ref().map(|t| t.to_arena(arena, b""));
     Ok(Request {
         method,
         request_uri,
@@ -1183,20 +1228,20 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
         call_id,
         cseq,
         max_forwards,
-        contacts: match (star, n_contacts) {
+        contacts: match (star, contacts.len) {
             (0, 0) => Contacts::None,
             (_, 0) => Contacts::Star,
-            (_, n) => Contacts::List(arena.alloc_slice_copy(contacts.get(..n).unwrap_or_default())),
+            _ => Contacts::List(contacts.to_arena(arena, Contact::EMPTY)),
         },
         expires,
-        require: slice(0),
-        proxy_require: slice(1),
-        supported: slice(2),
-        path: arena.alloc_slice_copy(path.get(..n_path).unwrap_or_default()),
+        require,
+        proxy_require,
+        supported,
+        path: path.to_arena(arena, b""),
         content_length,
         user_agent,
         authorization,
-        headers: arena.alloc_slice_copy(headers),
+        headers,
         body,
         echo,
     })
@@ -1267,6 +1312,7 @@ mod tests {
         assert_eq!(req.via.rport, None);
         assert_eq!(req.from.display, Some(&b"Bob"[..]));
         assert_eq!(req.from.tag, Some(&b"a73kszlfl"[..]));
+        assert_eq!(req.from.params().collect::<Vec<_>>(), [(&b"tag"[..], Some(&b"a73kszlfl"[..]))]);
         assert_eq!(req.to.tag, None);
         assert_eq!(req.to.uri_raw, b"sips:bob@biloxi.example.com");
         assert_eq!(req.call_id, b"1j9FpLxk3uxtm8tn@biloxi.example.com");
@@ -1401,6 +1447,8 @@ mod tests {
     req! { bad_request_line, register("").replace("REGISTER sips", "REGISTER  sips"), Err(ParseError::BadRequestLine) }
     req! { bad_request_uri, register("").replace("sips:ss2", "sips:ss 2"), Err(ParseError::BadRequestLine) }
     req! { bad_header_line, register("NoColon\r\n"), Err(ParseError::BadHeaderLine) }
+    req! { bare_cr, register("X-A: b\rInjected: c\r\n"), Err(ParseError::BadHeaderLine) }
+    req! { bare_lf_tolerated, register("").replace("\r\n", "\n"), |req| { assert_eq!(req.cseq.seq, 1); } }
     req! { truncated, "REGISTER sip:h SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n", Err(ParseError::Truncated) }
     req! { bad_option_tag, register("Require: a b\r\n"), Err(ParseError::BadOptionTag) }
     req! { bad_to, register("").replace("To: Bob <sips:bob@biloxi.example.com>", "To: Bob <sips:bob@biloxi.example.com"), Err(ParseError::BadTo) }

@@ -11,8 +11,8 @@
 //! generic parse failure.
 
 use super::chars::{
-    HOST, IPV6, OPAQUE, PASSWORD, SCHEME, URI_HEADER, URI_PARAM, USER, all_in, escapes_valid,
-    hex_val, span,
+    DIGIT, HOST, IPV6, OPAQUE, PASSWORD, SCHEME, URI_HEADER, URI_PARAM, USER, all_in, digits_u16,
+    find, hex_val, span, valid_escaped,
 };
 use super::error::UriError;
 
@@ -145,13 +145,13 @@ impl<'a> Iterator for UriParams<'a> {
             if self.rest.is_empty() {
                 return None;
             }
-            let end = memchr::memchr(self.sep, self.rest).unwrap_or(self.rest.len());
+            let end = find(self.sep, self.rest).unwrap_or(self.rest.len());
             let item = self.rest.get(..end).unwrap_or_default();
             self.rest = self.rest.get(end + 1..).unwrap_or_default();
             if item.is_empty() {
                 continue; // `;;` carries nothing.
             }
-            return Some(match memchr::memchr(b'=', item) {
+            return Some(match find(b'=', item) {
                 Some(eq) => (
                     item.get(..eq).unwrap_or_default(),
                     Some(item.get(eq + 1..).unwrap_or_default()),
@@ -164,7 +164,7 @@ impl<'a> Iterator for UriParams<'a> {
 
 /// Parses a URI (RFC 3261 §19.1.1 for `sip:`/`sips:`, an opaque `absoluteURI` for the rest).
 pub fn parse_uri(s: &[u8]) -> Result<Uri<'_>, UriError> {
-    let colon = memchr::memchr(b':', s).ok_or(UriError::Scheme)?;
+    let colon = find(b':', s).ok_or(UriError::Scheme)?;
     let scheme = s.get(..colon).unwrap_or_default();
     let rest = s.get(colon + 1..).unwrap_or_default();
     let first_alpha = scheme.first().is_some_and(u8::is_ascii_alphabetic);
@@ -188,21 +188,21 @@ pub fn parse_uri(s: &[u8]) -> Result<Uri<'_>, UriError> {
 
     // `userinfo = ( user / telephone-subscriber ) [ ":" password ] "@"`: no other part
     // may hold a bare `@`, so the first one ends the userinfo.
-    let (user, password, hostpart) = match memchr::memchr(b'@', rest) {
+    let (user, password, hostpart) = match find(b'@', rest) {
         Some(at) => {
             let info = rest.get(..at).unwrap_or_default();
-            let (user, password) = match memchr::memchr(b':', info) {
+            let (user, password) = match find(b':', info) {
                 Some(c) => (
                     info.get(..c).unwrap_or_default(),
                     Some(info.get(c + 1..).unwrap_or_default()),
                 ),
                 None => (info, None),
             };
-            if user.is_empty() || !all_in(user, &USER) || !escapes_valid(user) {
+            if user.is_empty() || !valid_escaped(user, &USER) {
                 return Err(UriError::UserInfo);
             }
             if let Some(pw) = password {
-                if !all_in(pw, &PASSWORD) || !escapes_valid(pw) {
+                if !valid_escaped(pw, &PASSWORD) {
                     return Err(UriError::UserInfo);
                 }
             }
@@ -212,7 +212,7 @@ pub fn parse_uri(s: &[u8]) -> Result<Uri<'_>, UriError> {
     };
 
     let host_end = if hostpart.first() == Some(&b'[') {
-        let close = memchr::memchr(b']', hostpart).ok_or(UriError::Host)?;
+        let close = find(b']', hostpart).ok_or(UriError::Host)?;
         let inner = hostpart.get(1..close).unwrap_or_default();
         if inner.is_empty() || !all_in(inner, &IPV6) {
             return Err(UriError::Host);
@@ -229,20 +229,18 @@ pub fn parse_uri(s: &[u8]) -> Result<Uri<'_>, UriError> {
 
     let mut port = None;
     if hostpart.get(i) == Some(&b':') {
-        let end = span(hostpart, i + 1, &super::chars::DIGIT);
-        port = Some(
-            super::chars::digits_u16(hostpart.get(i + 1..end).unwrap_or_default())
-                .ok_or(UriError::Port)?,
-        );
+        let end = span(hostpart, i + 1, &DIGIT);
+        port =
+            Some(digits_u16(hostpart.get(i + 1..end).unwrap_or_default()).ok_or(UriError::Port)?);
         i = end;
     }
 
     let mut params: &[u8] = b"";
     if hostpart.get(i) == Some(&b';') {
         let tail = hostpart.get(i + 1..).unwrap_or_default();
-        let end = memchr::memchr(b'?', tail).unwrap_or(tail.len());
+        let end = find(b'?', tail).unwrap_or(tail.len());
         params = tail.get(..end).unwrap_or_default();
-        if !all_in(params, &URI_PARAM) || !escapes_valid(params) {
+        if !valid_escaped(params, &URI_PARAM) {
             return Err(UriError::Params);
         }
         i += 1 + end;
@@ -251,7 +249,7 @@ pub fn parse_uri(s: &[u8]) -> Result<Uri<'_>, UriError> {
     let mut headers: &[u8] = b"";
     if hostpart.get(i) == Some(&b'?') {
         headers = hostpart.get(i + 1..).unwrap_or_default();
-        if !all_in(headers, &URI_HEADER) || !escapes_valid(headers) {
+        if !valid_escaped(headers, &URI_HEADER) {
             return Err(UriError::Headers);
         }
         i = hostpart.len();

@@ -238,7 +238,12 @@ Content-Length: 0\r\n\r\n";
         let source: SocketAddr = "192.0.2.4:5062".parse().unwrap();
         let mut w = ResponseWriter::start(&mut out, 200, "OK", &req.echo, source, b"abc123");
         w.contact(b"sip:bob@192.0.2.4", 7200, Some(500), b"");
-        w.contact(b"sip:bob@10.0.0.1;ob", 30, None, b";+sip.instance=\"<urn:x>\"");
+        w.contact(
+            b"sip:bob@10.0.0.1;ob",
+            30,
+            None,
+            b";+sip.instance=\"<urn:x>\"",
+        );
         w.date(1_795_684_632);
         w.header_u32("Min-Expires", 60);
         w.finish(b"sipreg");
@@ -265,7 +270,14 @@ Content-Length: 0\r\n\r\n";
 From: <sip:a@h>;tag=1\r\nTo: <sip:a@h>;tag=2\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n";
         let req = parse_request(buf, &arena).unwrap();
         let mut out = Vec::new();
-        let w = ResponseWriter::start(&mut out, 405, "Method Not Allowed", &req.echo, "192.0.2.4:5060".parse().unwrap(), b"zzz");
+        let w = ResponseWriter::start(
+            &mut out,
+            405,
+            "Method Not Allowed",
+            &req.echo,
+            "192.0.2.4:5060".parse().unwrap(),
+            b"zzz",
+        );
         w.finish(b"");
         assert_eq!(
             String::from_utf8_lossy(&out),
@@ -273,7 +285,14 @@ From: <sip:a@h>;tag=1\r\nTo: <sip:a@h>;tag=2\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\
 From: <sip:a@h>;tag=1\r\nTo: <sip:a@h>;tag=2\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
         );
         // A NATed source: received added, no rport asked for so none written.
-        let w = ResponseWriter::start(&mut out, 200, "OK", &req.echo, "198.51.100.7:40000".parse().unwrap(), b"");
+        let w = ResponseWriter::start(
+            &mut out,
+            200,
+            "OK",
+            &req.echo,
+            "198.51.100.7:40000".parse().unwrap(),
+            b"",
+        );
         w.finish(b"");
         assert!(out.starts_with(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.4:5060;branch=z9hG4bK1;received=198.51.100.7\r\n"));
     }
@@ -281,13 +300,21 @@ From: <sip:a@h>;tag=1\r\nTo: <sip:a@h>;tag=2\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\
     #[test]
     fn answers_a_rejected_request() {
         let arena = Bump::new();
-        let buf = b"REGISTER sip:h SIP/2.0\r\nv: SIP/2.0/UDP [2001:db8::1];rport;branch=z9hG4bK1\r\n\
+        let buf =
+            b"REGISTER sip:h SIP/2.0\r\nv: SIP/2.0/UDP [2001:db8::1];rport;branch=z9hG4bK1\r\n\
 f: <sip:a@h>;tag=1\r\nt: <sip:a@h>\r\ni: c\r\nCSeq: 1 REGISTER\r\nm: <sip:a@h>;q=7\r\n\r\n";
         let rejected = parse_request(buf, &arena).unwrap_err();
         let mut out = Vec::new();
         let source = "[2001:db8::1]:5060".parse().unwrap();
         let error = rejected.error;
-        let w = ResponseWriter::start(&mut out, error.status(), error.reason(), &rejected.echo.unwrap(), source, b"t");
+        let w = ResponseWriter::start(
+            &mut out,
+            error.status(),
+            error.reason(),
+            &rejected.echo.unwrap(),
+            source,
+            b"t",
+        );
         w.finish(b"");
         assert_eq!(
             String::from_utf8_lossy(&out),
