@@ -125,7 +125,7 @@ impl Registrar {
             }
             // Floor: the table rounds expiry up to the next second, so this gives back
             // exactly the granted value on the first answer.
-            let left_s = b.expires_ms().saturating_sub(now_ms) / 1000;
+            let left_s = (b.expires_ms().saturating_sub(now_ms) / 1000).max(1);
             let left_s = u32::try_from(left_s).unwrap_or(u32::MAX);
             w.contact(b.contact(), left_s, b.q(), &extra);
         }
