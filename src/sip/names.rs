@@ -110,51 +110,52 @@ pub static HEADER_NAMES: [(HeaderName, &str, Option<u8>); 31] = [
     (HeaderName::Timestamp, "Timestamp", None),
 ];
 
-/// Entries per first-letter bucket (the fullest letters, `c` and `r`, have 6).
-const BUCKET_LEN: usize = 7;
 /// Longest canonical name (`Proxy-Authorization`).
 const NAME_BYTES_MAX: usize = 19;
+/// Names sharing a length and first letter (`Call-ID` and `Contact` are the only pair).
+const CANDIDATES: usize = 2;
+const NONE: u8 = u8::MAX;
 
-/// A lower-cased copy of a canonical name, with its length and table index.
-#[derive(Clone, Copy)]
-struct Entry {
-    lower: [u8; NAME_BYTES_MAX],
-    len: u8,
-    index: u8,
-}
-
-const NO_ENTRY: Entry = Entry {
-    lower: [0; NAME_BYTES_MAX],
-    len: 0,
-    index: 0,
-};
-
-/// For each lower-case first letter, the full names starting with it (length 0 ends a
-/// bucket). Built from [`HEADER_NAMES`] at compile time.
-static BY_FIRST_LETTER: [[Entry; BUCKET_LEN]; 26] = {
-    let mut buckets = [[NO_ENTRY; BUCKET_LEN]; 26];
+/// `[length][first letter]` → indices into [`HEADER_NAMES`] of the full names with that
+/// length and (lower-cased) first letter. Built from the table at compile time, so a
+/// lookup is two array reads and one case-insensitive compare.
+static BY_LEN_AND_FIRST: [[[u8; CANDIDATES]; 26]; NAME_BYTES_MAX + 1] = {
+    let mut map = [[[NONE; CANDIDATES]; 26]; NAME_BYTES_MAX + 1];
     let mut i = 0;
     while i < HEADER_NAMES.len() {
         let name = HEADER_NAMES[i].1.as_bytes();
-        let mut lower = [0u8; NAME_BYTES_MAX];
-        let mut k = 0;
-        while k < name.len() {
-            lower[k] = name[k].to_ascii_lowercase();
-            k += 1;
-        }
-        let bucket = &mut buckets[(lower[0] - b'a') as usize];
+        let slot = &mut map[name.len()][(name[0].to_ascii_lowercase() - b'a') as usize];
         let mut j = 0;
-        while bucket[j].len != 0 {
-            j += 1; // Overflowing BUCKET_LEN fails the build.
+        while slot[j] != NONE {
+            j += 1; // Overflowing CANDIDATES fails the build.
         }
-        bucket[j] = Entry {
-            lower,
-            len: name.len() as u8,
-            index: i as u8,
-        };
+        slot[j] = i as u8;
         i += 1;
     }
-    buckets
+    map
+};
+
+/// Per table entry: the lower-cased name and a mask that is `0x20` on letters. A byte `b`
+/// matches position `k` ignoring ASCII case exactly when `b | mask[k] == lower[k]`: on a
+/// letter the mask folds case, elsewhere the byte must be equal.
+static FOLDED: [([u8; NAME_BYTES_MAX], [u8; NAME_BYTES_MAX]); HEADER_NAMES.len()] = {
+    let mut folded = [([0u8; NAME_BYTES_MAX], [0u8; NAME_BYTES_MAX]); HEADER_NAMES.len()];
+    let mut i = 0;
+    while i < HEADER_NAMES.len() {
+        let name = HEADER_NAMES[i].1.as_bytes();
+        let mut k = 0;
+        while k < name.len() {
+            folded[i].0[k] = name[k].to_ascii_lowercase();
+            folded[i].1[k] = if name[k].is_ascii_alphabetic() {
+                0x20
+            } else {
+                0
+            };
+            k += 1;
+        }
+        i += 1;
+    }
+    folded
 };
 
 /// For each lower-case letter, the index of the header whose compact form it is.
@@ -188,18 +189,18 @@ impl HeaderName {
         let index = if name.len() == 1 {
             BY_COMPACT.get(letter).copied()
         } else {
-            BY_FIRST_LETTER.get(letter).and_then(|bucket| {
-                bucket
-                    .iter()
-                    .take_while(|e| e.len != 0)
-                    .find(|e| {
-                        usize::from(e.len) == name.len()
-                            && name
-                                .iter()
-                                .zip(e.lower.iter())
-                                .all(|(a, b)| a.to_ascii_lowercase() == *b)
-                    })
-                    .map(|e| e.index)
+            let candidates = BY_LEN_AND_FIRST
+                .get(name.len())
+                .and_then(|by_first| by_first.get(letter))
+                .copied()
+                .unwrap_or([NONE; CANDIDATES]);
+            // Candidates already have the right length.
+            candidates.into_iter().find(|&i| {
+                FOLDED.get(usize::from(i)).is_some_and(|(lower, mask)| {
+                    name.iter()
+                        .zip(lower.iter().zip(mask))
+                        .all(|(b, (l, m))| b | m == *l)
+                })
             })
         };
         index
@@ -234,6 +235,14 @@ mod tests {
         assert_eq!(HeaderName::from_bytes(b"Contacts"), HeaderName::Other);
         assert_eq!(HeaderName::from_bytes(b""), HeaderName::Other);
         assert_eq!(HeaderName::from_bytes(b"-x"), HeaderName::Other);
+        assert_eq!(HeaderName::from_bytes(b"Contact"), HeaderName::Contact);
+        assert_eq!(HeaderName::from_bytes(b"CALL-ID"), HeaderName::CallId);
+        assert_eq!(HeaderName::from_bytes(b"Call\rID"), HeaderName::Other);
+        assert_eq!(HeaderName::from_bytes(b"V@a"), HeaderName::Other);
+        assert_eq!(
+            HeaderName::from_bytes(b"Proxy-Authorization-X"),
+            HeaderName::Other
+        );
     }
 
     #[test]
