@@ -486,9 +486,9 @@ fn memory_per_binding_through_pipeline() {
         "1M bindings, txn cache off: RSS +{:.1} MiB = {per:.0} B per binding",
         no_cache as f64 / 1048576.0
     );
-    drop(shard);
-    let (with_cache, shard) = run(RegistrarConfig::default().txn_cache_max);
-    let s = shard.reg.stats();
+    // The first shard stays alive, so the second cannot reuse its freed heap pages.
+    let (with_cache, shard2) = run(RegistrarConfig::default().txn_cache_max);
+    let s = shard2.reg.stats();
     eprintln!(
         "1M bindings, txn cache {} entries ({} held, {} evicted early): RSS +{:.1} MiB = {:.0} B per binding; cache ≈ {:.1} MiB",
         RegistrarConfig::default().txn_cache_max,
@@ -499,4 +499,5 @@ fn memory_per_binding_through_pipeline() {
         (with_cache as f64 - no_cache as f64) / 1048576.0
     );
     assert!(per <= 350.0, "{per:.0} B per binding, target 350");
+    drop((shard, shard2));
 }
