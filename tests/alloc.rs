@@ -422,7 +422,7 @@ fn new_bindings_allocate_a_bounded_amount() {
     }
     shard.assert_all(200, "new AORs");
     eprintln!(
-        "new binding: {:.3} allocations per binding on average, {worst} at most (10k new AORs)",
+        "new binding: {total} allocations for 10k new AORs ({:.3} per binding), {worst} at most for one",
         total as f64 / 10_000.0
     );
     // One blob each, plus the doublings of two tables (log2 growth: a handful in 10k).
