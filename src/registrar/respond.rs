@@ -135,7 +135,7 @@ impl Registrar {
     /// state: a keyed hash of Call-ID, From-tag and branch (RFC 3261 §8.2.6.2 wants it
     /// random enough to be globally unique; the key is the per-process seed).
     fn to_tag(&self, echo: &Echo<'_>) -> [u8; 16] {
-        let mut h = super::Fnv::with_seed(self.config.seed);
+        let mut h = super::rng::TagHash::with_seed(self.config.seed);
         h.write(echo.call_id.unwrap_or(b""));
         h.write(echo.from.unwrap_or(b""));
         h.write(echo.top_via.raw);

@@ -33,10 +33,10 @@ pub const TIMER_J_UDP_MS: u64 = 64 * 500;
 /// ```text
 ///   262_144 × 640 B   = 160.0 MiB  byte ring: encoded key + cached response per record
 /// + 262_144 × 32 B    =   8.0 MiB  record queue: offset, lengths, expiry, hash per record
-/// + 524_288 × 9 B     =   4.5 MiB  hash index: u64 sequence + 1 control byte per bucket
-///                                  (buckets: next power of two above 262_144 × 8/7)
+/// + 1_048_576 × 9 B   =   9.0 MiB  hash index: u64 sequence + 1 control byte per bucket
+///                                  (buckets: next power of two above 2 × 262_144 × 8/7)
 /// + 4 KiB                          key scratch (TXN_KEY_BYTES_MAX)
-/// ≈ 172.5 MiB
+/// ≈ 177.0 MiB
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TxnLimits {
@@ -174,7 +174,10 @@ impl TxnTable {
         Self {
             limits,
             hasher: DefaultHashBuilder::default(),
-            map: HashTable::with_capacity(limits.entries_max),
+            // Twice the entries: removals leave tombstones, and with room for only
+            // `entries_max` the index grew (a rehash of every entry) the first time the
+            // cache filled under load (perf/RESULTS.md, tests/alloc.rs).
+            map: HashTable::with_capacity(limits.entries_max.saturating_mul(2)),
             records: VecDeque::with_capacity(limits.entries_max),
             first_seq: 0,
             // Zeroed allocation: the kernel maps pages on first write.
