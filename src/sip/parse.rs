@@ -862,13 +862,45 @@ fn parse_request_line(line: &[u8]) -> Result<RequestLine<'_>, ParseError> {
     })
 }
 
+/// A CR-or-LF searcher built once per message. Header lines are a few dozen bytes, so the
+/// per-call dispatch and set-up of `memchr::memchr2` cost about as much as the search: on
+/// x86_64 the SSE2 searcher (always available there) is built once and reused.
+#[derive(Clone, Copy)]
+struct LineEnds {
+    #[cfg(target_arch = "x86_64")]
+    sse2: Option<memchr::arch::x86_64::sse2::memchr::Two>,
+}
+
+impl LineEnds {
+    fn new() -> Self {
+        Self {
+            #[cfg(target_arch = "x86_64")]
+            sse2: memchr::arch::x86_64::sse2::memchr::Two::new(b'\r', b'\n'),
+        }
+    }
+
+    /// Index of the first CR or LF in `s`.
+    #[inline]
+    fn find(&self, s: &[u8]) -> Option<usize> {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(two) = &self.sse2 {
+            return two.find(s);
+        }
+        memchr::memchr2(b'\r', b'\n', s)
+    }
+}
+
 /// The next line of `buf` from `pos`: `(line without its line end, index after it)`.
 /// A line ends at CRLF (a bare LF is tolerated). `Err(Truncated)` when no line end is
 /// left; `Err(BadHeaderLine)` for a CR not followed by LF, which a response echoing the
 /// line could otherwise carry as a forged line end.
-fn next_line(buf: &[u8], pos: usize) -> Result<(&[u8], usize), ParseError> {
+fn next_line<'b>(
+    buf: &'b [u8],
+    pos: usize,
+    ends: &LineEnds,
+) -> Result<(&'b [u8], usize), ParseError> {
     let rest = buf.get(pos..).unwrap_or_default();
-    let end = memchr::memchr2(b'\r', b'\n', rest).ok_or(ParseError::Truncated)?;
+    let end = ends.find(rest).ok_or(ParseError::Truncated)?;
     let line = rest.get(..end).unwrap_or_default();
     match (rest.get(end), rest.get(end + 1)) {
         (Some(b'\n'), _) => Ok((line, pos + end + 1)),
@@ -945,7 +977,8 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
     }
 
     // Stage 1: the request line and the raw header lines.
-    let (line, mut pos) = match next_line(buf, pos) {
+    let ends = LineEnds::new();
+    let (line, mut pos) = match next_line(buf, pos, &ends) {
         Ok(l) => l,
         Err(ParseError::BadHeaderLine) => return Err(reject(ParseError::BadRequestLine)),
         Err(e) => return Err(reject(e)),
@@ -979,7 +1012,7 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
     let mut current: Option<(usize, usize, usize, usize)> = None;
     let offset = |i: usize| u16::try_from(i).unwrap_or(u16::MAX);
     loop {
-        let (line, next) = match next_line(buf, pos) {
+        let (line, next) = match next_line(buf, pos, &ends) {
             Ok(l) => l,
             Err(e) => {
                 fail(&mut frame_err, e);
@@ -1040,18 +1073,16 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
 
     // Stage 2: pick out and parse.
     let mut err = None; // Faults in header order, after the fixed-precedence ones.
-    let mut vias = StackVec::<&[u8], VIAS_PER_MESSAGE_MAX>::new();
+    let mut n_vias = 0usize;
     let (mut from, mut to, mut call_id, mut cseq) = (None, None, None, None);
     let (mut max_forwards, mut expires, mut content_length) = (None, None, None);
     let (mut user_agent, mut authorization) = (None, None);
     let mut contacts = StackVec::<Contact<'a>, CONTACTS_PER_MESSAGE_MAX>::new();
     let mut star = 0usize;
-    let mut tags = [
-        StackVec::<&[u8], OPTION_TAGS_MAX>::new(),
-        StackVec::new(),
-        StackVec::new(),
-    ];
-    let mut path = StackVec::<&[u8], PATH_VALUES_MAX>::new();
+    // Created on first use: most requests carry none of these lists, and an empty
+    // `StackVec` still costs a write per slot.
+    let mut tags: [Option<StackVec<&[u8], OPTION_TAGS_MAX>>; 3] = [None, None, None];
+    let mut path: Option<StackVec<&[u8], PATH_VALUES_MAX>> = None;
 
     fn once<'a>(
         slot: &mut Option<&'a [u8]>,
@@ -1070,8 +1101,9 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
         let v = h.value;
         match h.kind {
             HeaderName::Via => {
-                if let Err(e) = vias.push(v, ParseError::TooManyVias) {
-                    fail(&mut err, e);
+                n_vias += 1;
+                if n_vias > VIAS_PER_MESSAGE_MAX {
+                    fail(&mut err, ParseError::TooManyVias);
                 }
             }
             HeaderName::From => once(&mut from, v, ParseError::DuplicateFrom, &mut err),
@@ -1108,7 +1140,7 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
                     _ => 2,
                 };
                 if let Some(out) = tags.get_mut(k) {
-                    if let Err(e) = parse_option_tags(v, out) {
+                    if let Err(e) = parse_option_tags(v, out.get_or_insert_with(StackVec::new)) {
                         fail(&mut err, e);
                     }
                 }
@@ -1120,7 +1152,8 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
                         if p.is_empty() {
                             return Err(ParseError::BadPath);
                         }
-                        path.push(p, ParseError::TooManyPathValues)
+                        path.get_or_insert_with(StackVec::new)
+                            .push(p, ParseError::TooManyPathValues)
                     },
                     ParseError::BadPath,
                 );
@@ -1136,7 +1169,14 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
     }
 
     // The echo: needs a top Via with a sent-by.
-    let vias = vias.to_arena(arena, b"");
+    // Every Via value, in order, up to the limit (more is the `TooManyVias` above).
+    let mut via_values = headers
+        .iter()
+        .filter(|h| h.kind == HeaderName::Via)
+        .map(|h| h.value);
+    let vias: &[&[u8]] = arena.alloc_slice_fill_with(n_vias.min(VIAS_PER_MESSAGE_MAX), |_| {
+        via_values.next().unwrap_or_default()
+    });
     let top_via = match vias.first() {
         Some(v) => parse_via(v, version),
         None => Err(ParseError::MissingVia),
@@ -1218,7 +1258,9 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
     let Some(echo) = echo else {
         return reject(ParseError::BadVia); // Unreachable: the top Via parsed.
     };
-    let [require, proxy_require, supported] = tags.each_ref().map(|t| t.to_arena(arena, b""));
+    let [require, proxy_require, supported] = tags
+        .each_ref()
+        .map(|t| t.as_ref().map_or(&[][..], |t| t.to_arena(arena, b"")));
     Ok(Request {
         method,
         request_uri,
@@ -1237,7 +1279,7 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
         require,
         proxy_require,
         supported,
-        path: path.to_arena(arena, b""),
+        path: path.as_ref().map_or(&[][..], |p| p.to_arena(arena, b"")),
         content_length,
         user_agent,
         authorization,
