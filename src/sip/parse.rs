@@ -804,16 +804,22 @@ fn parse_cseq(s: &[u8]) -> Option<CSeq<'_>> {
 }
 
 /// `callid = word [ "@" word ]`.
+///
+/// One pass: `@` is not in `word`, so the value is valid when every other byte is a word
+/// character, there is at most one `@`, and neither word is empty.
 fn call_id_valid(s: &[u8]) -> bool {
-    let (a, b) = match find(b'@', s) {
-        Some(at) => (
-            s.get(..at).unwrap_or_default(),
-            Some(s.get(at + 1..).unwrap_or_default()),
-        ),
-        None => (s, None),
-    };
-    let word = |w: &[u8]| !w.is_empty() && all_in(w, &WORD);
-    word(a) && b.is_none_or(word)
+    let mut ats = 0usize;
+    for &b in s {
+        if b == b'@' {
+            ats += 1;
+        } else if !WORD[usize::from(b)] {
+            return false;
+        }
+    }
+    match (s.first(), s.last()) {
+        (Some(&first), Some(&last)) => ats <= 1 && first != b'@' && last != b'@',
+        _ => false,
+    }
 }
 
 /// The parsed request line.
@@ -1557,6 +1563,30 @@ mod tests {
             ("", None),
         ] {
             assert_eq!(parse_qvalue(s.as_bytes()), q, "{s}");
+        }
+    }
+
+    #[test]
+    fn call_id_grammar() {
+        for ok in [
+            &b"a"[..],
+            b"a@b",
+            b"1j9FpLxk3u@biloxi.example.com",
+            b"<x>:y/z?",
+        ] {
+            assert!(call_id_valid(ok), "{}", String::from_utf8_lossy(ok));
+        }
+        for bad in [
+            &b""[..],
+            b"@",
+            b"@a",
+            b"a@",
+            b"a@b@c",
+            b"a b",
+            b"a@b c",
+            b"a;b",
+        ] {
+            assert!(!call_id_valid(bad), "{}", String::from_utf8_lossy(bad));
         }
     }
 
