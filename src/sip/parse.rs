@@ -382,6 +382,7 @@ static PARAM_VALUE: [bool; 256] = {
 impl<'a> HeaderParams<'a> {
     /// The next param, `None` at the end of the params, `Some(Err)` when malformed.
     /// `self.i` is left after the last param read.
+    #[inline]
     fn next_param(&mut self) -> Option<Result<Param<'a>, ()>> {
         let s = self.s;
         let j = skip_lws(s, self.i);
@@ -438,6 +439,7 @@ impl<'a> Iterator for HeaderParams<'a> {
 }
 
 /// Runs `f` over the params starting at `i`, returns `(raw params, end index)`.
+#[inline]
 fn scan_params<'a>(
     s: &'a [u8],
     i: usize,
