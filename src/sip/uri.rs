@@ -164,26 +164,34 @@ impl<'a> Iterator for UriParams<'a> {
 
 /// Parses a URI (RFC 3261 §19.1.1 for `sip:`/`sips:`, an opaque `absoluteURI` for the rest).
 pub fn parse_uri(s: &[u8]) -> Result<Uri<'_>, UriError> {
-    let colon = find(b':', s).ok_or(UriError::Scheme)?;
-    let scheme = s.get(..colon).unwrap_or_default();
-    let rest = s.get(colon + 1..).unwrap_or_default();
-    let first_alpha = scheme.first().is_some_and(u8::is_ascii_alphabetic);
-    if !first_alpha || !all_in(scheme, &SCHEME) {
-        return Err(UriError::Scheme);
-    }
-    let scheme = if scheme.eq_ignore_ascii_case(b"sip") {
-        Scheme::Sip
-    } else if scheme.eq_ignore_ascii_case(b"sips") {
-        Scheme::Sips
+    // Fast path for the schemes a registrar sees: a `sip:` or `sips:` prefix is exactly
+    // what the general scheme check below would accept as Sip or Sips.
+    let (scheme, rest) = if s.get(..4).is_some_and(|p| p.eq_ignore_ascii_case(b"sip:")) {
+        (Scheme::Sip, s.get(4..).unwrap_or_default())
+    } else if s.get(..5).is_some_and(|p| p.eq_ignore_ascii_case(b"sips:")) {
+        (Scheme::Sips, s.get(5..).unwrap_or_default())
     } else {
-        if rest.is_empty() || !all_in(rest, &OPAQUE) {
-            return Err(UriError::Trailing);
+        let colon = find(b':', s).ok_or(UriError::Scheme)?;
+        let scheme = s.get(..colon).unwrap_or_default();
+        let rest = s.get(colon + 1..).unwrap_or_default();
+        let first_alpha = scheme.first().is_some_and(u8::is_ascii_alphabetic);
+        if !first_alpha || !all_in(scheme, &SCHEME) {
+            return Err(UriError::Scheme);
         }
-        return Ok(Uri {
-            scheme: Scheme::Other(scheme),
-            raw: s,
-            ..Uri::EMPTY
-        });
+        if scheme.eq_ignore_ascii_case(b"sip") {
+            (Scheme::Sip, rest)
+        } else if scheme.eq_ignore_ascii_case(b"sips") {
+            (Scheme::Sips, rest)
+        } else {
+            if rest.is_empty() || !all_in(rest, &OPAQUE) {
+                return Err(UriError::Trailing);
+            }
+            return Ok(Uri {
+                scheme: Scheme::Other(scheme),
+                raw: s,
+                ..Uri::EMPTY
+            });
+        }
     };
 
     // `userinfo = ( user / telephone-subscriber ) [ ":" password ] "@"`: no other part
