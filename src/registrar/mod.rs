@@ -199,6 +199,19 @@ pub enum Handled {
     Nothing,
 }
 
+/// What [`Registrar::handle_or_forward`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dispatch {
+    /// A response was written to `out`: send it to this address.
+    Reply(SocketAddr),
+    /// Handled, nothing to send (an ACK absorbed).
+    Nothing,
+    /// Dropped without an answer, and counted.
+    Dropped(DropReason),
+    /// Owned by another shard (the route hash is given); nothing was touched.
+    Forward(u64),
+}
+
 /// Per-shard counters, read by the runtime for the statistics line and metrics.
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
@@ -287,6 +300,26 @@ impl Registrar {
         arena: &Bump,
         out: &mut Vec<u8>,
     ) -> Handled {
+        match self.handle_or_forward(now_ms, source, bytes, arena, out, |_| true) {
+            Dispatch::Reply(to) => Handled::Reply(to),
+            Dispatch::Nothing | Dispatch::Dropped(_) | Dispatch::Forward(_) => Handled::Nothing,
+        }
+    }
+
+    /// [`handle_datagram`](Self::handle_datagram) for a shard that may not own the
+    /// datagram: it is parsed once, and when `owns(route hash)` is false it is left
+    /// untouched (no counter, no state) and returned as [`Dispatch::Forward`] for the
+    /// runtime to send to its owner. This spares the receiving core the second parse
+    /// that [`route`] followed by `handle_datagram` would cost.
+    pub fn handle_or_forward(
+        &mut self,
+        now_ms: u64,
+        source: Source,
+        bytes: &[u8],
+        arena: &Bump,
+        out: &mut Vec<u8>,
+        owns: impl Fn(u64) -> bool,
+    ) -> Dispatch {
         out.clear();
         if bytes.len() > sip::limits::DATAGRAM_BYTES_MAX {
             return self.drop(DropReason::TooLarge);
@@ -303,6 +336,10 @@ impl Registrar {
                 let Some(echo) = rejected.echo else {
                     return self.drop(DropReason::Unanswerable);
                 };
+                let hash = rng::fmix64(Fnv::hash(echo.call_id.unwrap_or(echo.top_via.raw)));
+                if !owns(hash) {
+                    return Dispatch::Forward(hash);
+                }
                 let outcome = Outcome::Malformed(rejected.error);
                 self.count(outcome);
                 self.respond_rejected(
@@ -312,30 +349,34 @@ impl Registrar {
                     rejected.error.reason(),
                     out,
                 );
-                return Handled::Reply(reply_address(&echo.top_via, source));
+                return Dispatch::Reply(reply_address(&echo.top_via, source));
             }
         };
+        let hash = route_hash(&req);
+        if !owns(hash) {
+            return Dispatch::Forward(hash);
+        }
         let dest = reply_address(&req.via, source);
         if req.method == Method::Ack {
             // An ACK for our 302 (or any final response): nothing to say (§17.2.1).
             self.count(Outcome::AckAbsorbed);
-            return Handled::Nothing;
+            return Dispatch::Nothing;
         }
         let key = txn_key(&req);
         if let Some(cached) = self.txns.lookup(&key, now_ms) {
             out.extend_from_slice(cached);
             self.count(Outcome::Retransmission);
-            return Handled::Reply(dest);
+            return Dispatch::Reply(dest);
         }
         let outcome = self.decide(now_ms, source, &req, arena);
         self.count(outcome);
         self.respond(now_ms, source, &req, outcome, arena, out);
         // A response that cannot be cached (key too long, cache disabled) only means a
-        // retransmission is processed again, which gives the same answer or 400 "Invalid
-        // CSeq" for a REGISTER; nothing is lost.
+        // retransmission is processed again, which gives the same answer (an equal CSeq
+        // is recognised in `register`); nothing is lost.
         let _ = self.txns.insert(&key, now_ms, out);
         self.sync_gauges();
-        Handled::Reply(dest)
+        Dispatch::Reply(dest)
     }
 
     /// Run the request through its pipeline and say how it ends.
@@ -367,10 +408,10 @@ impl Registrar {
         self.domains.is_empty() || self.domains.iter().any(|d| d.eq_ignore_ascii_case(host))
     }
 
-    fn drop(&mut self, reason: DropReason) -> Handled {
+    fn drop(&mut self, reason: DropReason) -> Dispatch {
         self.stats.dropped += 1;
         self.stats.drops[reason as usize] += 1;
-        Handled::Nothing
+        Dispatch::Dropped(reason)
     }
 
     fn count(&mut self, outcome: Outcome) {

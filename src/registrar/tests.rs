@@ -800,3 +800,40 @@ fn known_aor_without_live_binding_gets_480_unknown_404() {
     assert_eq!(status(&sim.send(&invite("left", 1))), 480);
     assert_eq!(status(&sim.send(&invite("never", 1))), 404);
 }
+
+#[test]
+fn handle_or_forward_leaves_foreign_requests_untouched() {
+    let mut sim = Sim::default();
+    let msg = Reg::new("far").build();
+    sim.arena.reset();
+    let d = sim.reg.handle_or_forward(
+        sim.now_ms,
+        sim.source,
+        msg.as_bytes(),
+        &sim.arena,
+        &mut sim.out,
+        |_| false,
+    );
+    assert_eq!(
+        d,
+        Dispatch::Forward(match route(msg.as_bytes()) {
+            Route::Hash(h) => h,
+            Route::Drop(r) => panic!("{r:?}"),
+        })
+    );
+    assert!(sim.out.is_empty());
+    assert_eq!(sim.reg.stats().requests, 0);
+    assert_eq!(sim.reg.stats().bindings, 0);
+    // Owned: handled as usual.
+    sim.arena.reset();
+    let d = sim.reg.handle_or_forward(
+        sim.now_ms,
+        sim.source,
+        msg.as_bytes(),
+        &sim.arena,
+        &mut sim.out,
+        |_| true,
+    );
+    assert!(matches!(d, Dispatch::Reply(_)));
+    assert_eq!(sim.reg.stats().bindings, 1);
+}

@@ -28,7 +28,7 @@ use super::mesh::{ForwardError, Forwarded, MeshEnd, shard_for};
 use super::mmsg::{RecvBatch, SendBatch};
 use super::socket::park_handle;
 use super::stats::{Counters, RegistrarCounters, SharedCounters};
-use crate::registrar::{Handled, Registrar, RegistrarConfig, Route, Source, route};
+use crate::registrar::{Dispatch, Handled, Registrar, RegistrarConfig, Source};
 
 /// Longest time between two `handle_timeout` calls, in ms: an expired binding is gone
 /// within this long of its expiry even if the registrar reports no deadline.
@@ -233,38 +233,36 @@ impl Shard {
             addr: from,
             local: socket as u16,
         };
-        // One shard owns everything: skip `route` (a full parse) and let the registrar
-        // classify the datagram itself.
-        let routed = if *shards == 1 {
-            Route::Hash(0)
-        } else {
-            route(datagram.bytes)
+        // The registrar parses the datagram once: it answers what this shard owns and
+        // hands back the route hash of what another shard owns (`Dispatch::Forward`),
+        // which then crosses the mesh once.
+        let (Some(batch), Some(sock)) = (tx.get_mut(socket), sockets.get(socket)) else {
+            return;
         };
-        match routed {
-            Route::Drop(reason) => counters.count_drop(reason),
-            Route::Hash(hash) => {
-                let owner = shard_for(hash, *shards);
-                if owner == *index {
-                    let (Some(batch), Some(sock)) = (tx.get_mut(socket), sockets.get(socket))
-                    else {
-                        return;
-                    };
-                    answer(
-                        registrar,
-                        arena,
-                        batch,
-                        sock,
-                        counters,
-                        now_ms,
-                        source,
-                        datagram.bytes,
-                    );
-                } else {
-                    match mesh.forward(owner, datagram.bytes, source, hash) {
-                        Ok(()) => counters.forwarded_out += 1,
-                        Err(ForwardError::InboxFull | ForwardError::PoolExhausted) => {
-                            counters.mesh_full += 1
-                        }
+        if batch.is_full() {
+            let flushed = batch.flush(sock.as_raw_fd());
+            counters.sent += flushed.sent;
+            counters.send_errors += flushed.failed;
+        }
+        let Some(out) = batch.next_buf() else {
+            return;
+        };
+        let (me, n) = (*index, *shards);
+        let dispatched =
+            registrar.handle_or_forward(now_ms, source, datagram.bytes, arena, out, |hash| {
+                n == 1 || shard_for(hash, n) == me
+            });
+        match dispatched {
+            Dispatch::Reply(to) => batch.commit(to),
+            Dispatch::Nothing => {}
+            Dispatch::Dropped(reason) => counters.count_drop(reason),
+            Dispatch::Forward(hash) => {
+                let owner = shard_for(hash, n);
+                debug_assert_ne!(owner, me);
+                match mesh.forward(owner, datagram.bytes, source, hash) {
+                    Ok(()) => counters.forwarded_out += 1,
+                    Err(ForwardError::InboxFull | ForwardError::PoolExhausted) => {
+                        counters.mesh_full += 1
                     }
                 }
             }
