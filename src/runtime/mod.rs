@@ -122,6 +122,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             sockets,
             registrar: config.registrar_config(index, seed),
             recv_batch: config.recv_batch,
+            spin_before_park_us: config.spin_before_park_us,
             mesh: end,
             counters: Arc::clone(&counters[index]),
         };
@@ -202,10 +203,13 @@ fn run_core(
     }
     let _stopped = Stopped(shared, index);
 
-    let executor = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+    let mut builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
         .name(&format!("sipreg-core-{index}"))
-        .io_memory(IO_MEMORY_BYTES)
-        .make();
+        .io_memory(IO_MEMORY_BYTES);
+    if setup.spin_before_park_us > 0 {
+        builder = builder.spin_before_park(Duration::from_micros(setup.spin_before_park_us));
+    }
+    let executor = builder.make();
     let executor = match executor {
         Ok(executor) => executor,
         Err(e) => {

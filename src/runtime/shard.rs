@@ -55,6 +55,7 @@ pub(crate) struct CoreSetup {
     pub(crate) sockets: Vec<Socket>,
     pub(crate) registrar: RegistrarConfig,
     pub(crate) recv_batch: usize,
+    pub(crate) spin_before_park_us: u64,
     pub(crate) mesh: MeshEnd,
     pub(crate) counters: Arc<SharedCounters>,
 }
