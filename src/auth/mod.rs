@@ -213,7 +213,7 @@ impl Authenticator {
         };
         let resp = match parse_authorization(value) {
             Ok(r) => r,
-            Err(e) if e == AuthError::UnknownScheme => {
+            Err(AuthError::UnknownScheme) => {
                 self.counters.failures.unknown_scheme += 1;
                 return self.challenge(false);
             }
