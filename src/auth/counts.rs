@@ -21,9 +21,10 @@ use hashbrown::DefaultHashBuilder;
 use hashbrown::HashMap;
 use std::hash::BuildHasher;
 
-/// Default number of nonces one shard remembers. Memory: about 56 bytes per entry
-/// (hash bucket at most half full: 2 × 25 bytes, plus the 8-byte ring slot), so the
-/// default is about 3.5 MiB per shard.
+/// Default number of nonces one shard remembers. Memory: the hash table is built for
+/// twice the entries (so it never grows), i.e. for 65 536 entries 2^18 buckets of
+/// 25 bytes (8-byte key, 16-byte entry, 1 control byte) = 6.25 MiB, plus the 512 KiB
+/// eviction ring: about 6.8 MiB per shard, ~105 bytes per remembered nonce.
 pub const NONCE_COUNTS_DEFAULT_ENTRIES: usize = 65_536;
 /// Most expired entries dropped per [`NonceCounts::check_and_record`] call, so that the
 /// work per request stays bounded.
