@@ -17,6 +17,7 @@
 //! glommio: time, the source address and randomness are inputs. That is what makes them
 //! testable on a fake clock, fuzzable, and fast.
 
+pub mod auth;
 pub mod config;
 pub mod location;
 pub mod registrar;
