@@ -6,6 +6,7 @@
 //! request (batched syscalls, no per-request allocation, O(1) response matching).
 
 mod cli;
+mod digest;
 mod echo;
 mod net;
 mod request;
