@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::digest::Algorithm;
 use crate::request::{DOMAIN_BYTES_MAX, Op, USER_PREFIX_BYTES_MAX};
 
 /// Most worker-local sockets; each is a source port the server's SO_REUSEPORT hash spreads.
@@ -23,6 +24,8 @@ pub(crate) const WINDOW_MAX: u32 = 1 << 20;
 pub(crate) const USERS_MAX: u64 = 100_000_000;
 /// Longest `--timeout-ms`: RFC 3261 Timer F (64*T1 = 32 s) plus margin.
 pub(crate) const TIMEOUT_MS_MAX: u64 = 60_000;
+/// Longest `--password`: it goes into every HA1 and one subscriber-file line.
+pub(crate) const PASSWORD_BYTES_MAX: usize = 128;
 
 /// A load generator for SIP registrars, and the echo reflector that measures its ceiling.
 #[derive(Parser, Debug)]
@@ -43,6 +46,25 @@ pub(crate) enum Command {
     /// Reflect every datagram back to its sender (recvmmsg→sendmmsg, SO_REUSEPORT, one thread
     /// per CPU): the I/O ceiling of this machine.
     Echo(EchoArgs),
+    /// Print a subscriber file for sipreg's `--auth-file`: one `<prefix><n>@<domain>
+    /// <password>` line per user, n from 0, the users `--scenario auth` registers.
+    Subscribers(SubscribersArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct SubscribersArgs {
+    /// Users (SI suffixes allowed).
+    #[arg(long, default_value = "10k")]
+    pub(crate) users: String,
+    /// Domain of every user (the realm sipreg challenges with).
+    #[arg(long, default_value = "example.com")]
+    pub(crate) domain: String,
+    /// Users are `<prefix><n>@<domain>`.
+    #[arg(long, default_value = "user")]
+    pub(crate) user_prefix: String,
+    /// Password of every user.
+    #[arg(long, default_value = "secret")]
+    pub(crate) password: String,
 }
 
 #[derive(Args, Debug)]
@@ -74,7 +96,7 @@ pub(crate) struct RunArgs {
     /// Local address to send from (written in Via and Contact).
     #[arg(long, default_value = "127.0.0.1")]
     pub(crate) bind: IpAddr,
-    /// register | refresh | unregister | fetch | invite | mixed | storm.
+    /// register | refresh | unregister | fetch | invite | mixed | storm | auth.
     #[arg(long, default_value = "register")]
     pub(crate) scenario: String,
     /// Distinct users (AORs); SI suffixes allowed (10k, 1M).
@@ -145,6 +167,17 @@ pub(crate) struct RunArgs {
     /// Never sleep in epoll_wait: lowest latency, burns the worker's core.
     #[arg(long)]
     pub(crate) busy_poll: bool,
+    /// `--scenario auth`: the password of every user.
+    #[arg(long, default_value = "secret")]
+    pub(crate) password: String,
+    /// `--scenario auth`: the algorithm to answer with when offered (sha256 | md5); else
+    /// the first one offered.
+    #[arg(long, default_value = "sha256")]
+    pub(crate) auth_algorithm: String,
+    /// `--scenario auth`: keep each user's nonce and send credentials straight away on
+    /// the next REGISTER with nc+1, as phones do; a 401 (stale or not) redoes the challenge.
+    #[arg(long)]
+    pub(crate) auth_reuse_nonce: bool,
 }
 
 /// A usage error: one line naming the flag; the process exits 2.
@@ -177,6 +210,8 @@ pub(crate) enum Scenario {
     Invite,
     Mixed,
     Storm,
+    /// REGISTER → 401 → REGISTER with Authorization → 200 (RFC 3261 §22.2).
+    Auth,
 }
 
 impl Scenario {
@@ -189,6 +224,7 @@ impl Scenario {
             "invite" => Self::Invite,
             "mixed" => Self::Mixed,
             "storm" => Self::Storm,
+            "auth" => Self::Auth,
             _ => return None,
         })
     }
@@ -202,6 +238,7 @@ impl Scenario {
             Self::Invite => "invite",
             Self::Mixed => "mixed",
             Self::Storm => "storm",
+            Self::Auth => "auth",
         }
     }
 
@@ -261,6 +298,9 @@ pub(crate) struct RunConfig {
     pub(crate) quiet: bool,
     pub(crate) server_pids: Vec<u32>,
     pub(crate) busy_poll: bool,
+    pub(crate) password: String,
+    pub(crate) auth_algorithm: Algorithm,
+    pub(crate) auth_reuse_nonce: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -389,7 +429,7 @@ impl RunArgs {
             usage(
                 "--scenario",
                 format!(
-                    "unknown scenario '{}' (register, refresh, unregister, fetch, invite, mixed, storm)",
+                    "unknown scenario '{}' (register, refresh, unregister, fetch, invite, mixed, storm, auth)",
                     self.scenario
                 ),
             )
@@ -483,25 +523,18 @@ impl RunArgs {
                 format!("must be between 1 and {BATCH_MAX}"),
             ));
         }
-        let name_ok = |s: &str| {
-            !s.is_empty()
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
-        };
-        if !name_ok(&self.domain) || self.domain.len() > DOMAIN_BYTES_MAX {
+        validate_names(&self.domain, &self.user_prefix)?;
+        validate_password(&self.password)?;
+        let auth_algorithm = Algorithm::from_flag(&self.auth_algorithm).ok_or_else(|| {
+            usage(
+                "--auth-algorithm",
+                format!("unknown algorithm '{}' (sha256, md5)", self.auth_algorithm),
+            )
+        })?;
+        if self.auth_reuse_nonce && scenario != Scenario::Auth {
             return Err(usage(
-                "--domain",
-                format!("must be 1..={DOMAIN_BYTES_MAX} of [A-Za-z0-9-._]"),
-            ));
-        }
-        let prefix_ok = self
-            .user_prefix
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
-        if !prefix_ok || self.user_prefix.len() > USER_PREFIX_BYTES_MAX {
-            return Err(usage(
-                "--user-prefix",
-                format!("must be 0..={USER_PREFIX_BYTES_MAX} of [A-Za-z0-9-._]"),
+                "--auth-reuse-nonce",
+                "only means something with --scenario auth",
             ));
         }
         if self.expires == 0 || self.expires > i32::MAX as u32 {
@@ -548,8 +581,79 @@ impl RunArgs {
             quiet: self.quiet,
             server_pids: self.server_pid.clone(),
             busy_poll: self.busy_poll,
+            password: self.password.clone(),
+            auth_algorithm,
+            auth_reuse_nonce: self.auth_reuse_nonce,
         })
     }
+}
+
+/// `--domain` and `--user-prefix`: bounded, and only characters that need no escaping in
+/// a SIP URI or a subscriber file.
+fn validate_names(domain: &str, prefix: &str) -> Result<(), UsageError> {
+    let name_char = |b: u8| b.is_ascii_alphanumeric() || b"-._".contains(&b);
+    if domain.is_empty() || !domain.bytes().all(name_char) || domain.len() > DOMAIN_BYTES_MAX {
+        return Err(usage(
+            "--domain",
+            format!("must be 1..={DOMAIN_BYTES_MAX} of [A-Za-z0-9-._]"),
+        ));
+    }
+    if !prefix.bytes().all(name_char) || prefix.len() > USER_PREFIX_BYTES_MAX {
+        return Err(usage(
+            "--user-prefix",
+            format!("must be 0..={USER_PREFIX_BYTES_MAX} of [A-Za-z0-9-._]"),
+        ));
+    }
+    Ok(())
+}
+
+/// A password fits one whitespace-separated field of a subscriber file.
+fn validate_password(p: &str) -> Result<(), UsageError> {
+    if p.is_empty() || p.len() > PASSWORD_BYTES_MAX || !p.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(usage(
+            "--password",
+            format!("must be 1..={PASSWORD_BYTES_MAX} printable ASCII characters, no spaces"),
+        ));
+    }
+    Ok(())
+}
+
+/// A validated `subscribers` command.
+#[derive(Clone, Debug)]
+pub(crate) struct SubscribersConfig {
+    pub(crate) users: u64,
+    pub(crate) domain: String,
+    pub(crate) user_prefix: String,
+    pub(crate) password: String,
+}
+
+impl SubscribersArgs {
+    pub(crate) fn validate(&self) -> Result<SubscribersConfig, UsageError> {
+        let users = parse_si(&self.users)
+            .ok_or_else(|| usage("--users", format!("'{}' is not a count", self.users)))?;
+        if users == 0 || users > USERS_MAX {
+            return Err(usage(
+                "--users",
+                format!("must be between 1 and {USERS_MAX}"),
+            ));
+        }
+        validate_names(&self.domain, &self.user_prefix)?;
+        validate_password(&self.password)?;
+        Ok(SubscribersConfig {
+            users,
+            domain: self.domain.clone(),
+            user_prefix: self.user_prefix.clone(),
+            password: self.password.clone(),
+        })
+    }
+}
+
+/// Writes the subscriber file of `c`: `<prefix><n>@<domain> <password>` per line.
+pub(crate) fn write_subscribers(c: &SubscribersConfig, out: &mut impl std::io::Write) -> std::io::Result<()> {
+    for n in 0..c.users {
+        writeln!(out, "{}{n}@{} {}", c.user_prefix, c.domain, c.password)?;
+    }
+    out.flush()
 }
 
 impl EchoArgs {
@@ -729,6 +833,50 @@ mod tests {
         );
         let t = parse_mix("invite=1,unregister=2").unwrap();
         assert_eq!(t.iter().filter(|&&o| o == Op::Invite).count(), 33);
+    }
+
+    #[test]
+    fn auth_flags_are_validated() {
+        let c = run(&["--count", "1", "--scenario", "auth", "--auth-reuse-nonce"]).unwrap();
+        assert_eq!(c.scenario, Scenario::Auth);
+        assert_eq!(
+            (c.password.as_str(), c.auth_algorithm, c.auth_reuse_nonce),
+            ("secret", Algorithm::Sha256, true)
+        );
+        let c = run(&["--count", "1", "--scenario", "auth", "--auth-algorithm", "md5"]).unwrap();
+        assert_eq!(c.auth_algorithm, Algorithm::Md5);
+        assert_eq!(
+            flag_of(&["--count", "1", "--auth-algorithm", "sha1"]),
+            "--auth-algorithm"
+        );
+        assert_eq!(flag_of(&["--count", "1", "--password", "a b"]), "--password");
+        assert_eq!(flag_of(&["--count", "1", "--password", ""]), "--password");
+        assert_eq!(
+            flag_of(&["--count", "1", "--auth-reuse-nonce"]),
+            "--auth-reuse-nonce"
+        );
+    }
+
+    #[test]
+    fn subscribers_file_lists_the_users_auth_registers() {
+        let cli = Cli::try_parse_from([
+            "x", "subscribers", "--users", "3", "--domain", "sipreg.test", "--password", "pw",
+        ])
+        .unwrap();
+        let Some(Command::Subscribers(a)) = cli.command else {
+            panic!("subscribers subcommand")
+        };
+        let mut out = Vec::new();
+        write_subscribers(&a.validate().unwrap(), &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "user0@sipreg.test pw\nuser1@sipreg.test pw\nuser2@sipreg.test pw\n"
+        );
+        let cli = Cli::try_parse_from(["x", "subscribers", "--users", "0"]).unwrap();
+        let Some(Command::Subscribers(a)) = cli.command else {
+            panic!("subscribers subcommand")
+        };
+        assert_eq!(a.validate().unwrap_err().flag, "--users");
     }
 
     #[test]

@@ -266,6 +266,82 @@ pub(crate) fn write_authorization(c: &Challenge<'_>, a: &Answer<'_>, out: &mut [
     Some(len)
 }
 
+/// Longest nonce a [`Cached`] challenge keeps (sipreg's are 48 characters).
+pub(crate) const NONCE_BYTES_MAX: usize = 64;
+/// Longest opaque a [`Cached`] challenge keeps (sipreg's are 16 characters).
+pub(crate) const OPAQUE_BYTES_MAX: usize = 64;
+/// Longest realm kept (sipreg's `REALM_LEN_MAX`).
+pub(crate) const REALM_BYTES_MAX: usize = 255;
+
+/// One user's last challenge and nonce count, in fixed arrays (about 140 bytes per user,
+/// no heap): the state a phone keeps between REGISTERs (RFC 7616 §3.4: a nonce may be
+/// reused with an increasing nc). The realm is kept once per worker: every user of a run
+/// has the same domain.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Cached {
+    nonce: [u8; NONCE_BYTES_MAX],
+    opaque: [u8; OPAQUE_BYTES_MAX],
+    nonce_len: u8,
+    /// `u8::MAX` when the challenge had no opaque.
+    opaque_len: u8,
+    algorithm: Algorithm,
+    /// Last nonce count sent with this nonce; 0 before the first.
+    pub(crate) nc: u32,
+    /// Whether a challenge is held.
+    pub(crate) valid: bool,
+}
+
+impl Default for Cached {
+    fn default() -> Self {
+        Self {
+            nonce: [0; NONCE_BYTES_MAX],
+            opaque: [0; OPAQUE_BYTES_MAX],
+            nonce_len: 0,
+            opaque_len: u8::MAX,
+            algorithm: Algorithm::Md5,
+            nc: 0,
+            valid: false,
+        }
+    }
+}
+
+impl Cached {
+    /// Keeps `c` (nc back to 0); false, and nothing kept, when a field is too long.
+    pub(crate) fn store(&mut self, c: &Challenge<'_>) -> bool {
+        self.valid = false;
+        let Some(nonce) = self.nonce.get_mut(..c.nonce.len()) else {
+            return false;
+        };
+        nonce.copy_from_slice(c.nonce);
+        self.nonce_len = c.nonce.len() as u8;
+        match c.opaque {
+            None => self.opaque_len = u8::MAX,
+            Some(o) => {
+                let Some(dst) = self.opaque.get_mut(..o.len()) else {
+                    return false;
+                };
+                dst.copy_from_slice(o);
+                self.opaque_len = o.len() as u8;
+            }
+        }
+        self.algorithm = c.algorithm;
+        self.nc = 0;
+        self.valid = true;
+        true
+    }
+
+    /// The kept challenge, with `realm` (the worker's).
+    pub(crate) fn challenge<'a>(&'a self, realm: &'a [u8]) -> Challenge<'a> {
+        Challenge {
+            algorithm: self.algorithm,
+            realm,
+            nonce: self.nonce.get(..usize::from(self.nonce_len)).unwrap_or_default(),
+            opaque: self.opaque.get(..usize::from(self.opaque_len)),
+            stale: false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,5 +449,98 @@ mod tests {
         let a = Answer { nc: 0x1a, ..MUFASA };
         let n = write_authorization(&c, &a, &mut out).unwrap();
         assert!(std::str::from_utf8(&out[..n]).unwrap().contains("nc=0000001a,"));
+    }
+
+    #[test]
+    fn cached_challenge_round_trips_and_refuses_long_nonces() {
+        let c = parse_challenge(SIPREG_SHA).unwrap();
+        let mut k = Cached::default();
+        assert!(k.store(&c) && k.valid && k.nc == 0);
+        assert_eq!(k.challenge(b"example.com"), c);
+        let no_opaque = Challenge { opaque: None, ..c };
+        assert!(k.store(&no_opaque));
+        assert_eq!(k.challenge(b"example.com").opaque, None);
+        let long = [b'n'; NONCE_BYTES_MAX + 1];
+        assert!(!k.store(&Challenge { nonce: &long, ..c }));
+        assert!(!k.valid);
+    }
+
+    /// What sipreg would answer: its own challenges, our Authorization back into its
+    /// `Authenticator`, nonce reuse with a growing nc, and a replayed nc refused.
+    #[test]
+    fn sipreg_accepts_our_authorization() {
+        use sipreg::auth::{self as srv, AuthOutcome, Authenticator, Challenges, NonceKey, Subscribers};
+        use std::sync::Arc;
+
+        let subs = Subscribers::parse("user7@example.com secret\n").unwrap();
+        let mut auth = Authenticator::new(
+            Arc::new(subs),
+            NonceKey::new(&[9; 32]),
+            srv::ALGORITHMS_DEFAULT.to_vec(),
+            srv::NONCE_LIFETIME_DEFAULT_MS,
+        );
+        let now_ms = 1_000_000;
+        let mut ch = Challenges::new();
+        auth.write_challenges(now_ms, b"example.com", false, &mut ch);
+        let mut msg = b"SIP/2.0 401 Unauthorized\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1\r\nCSeq: 1 REGISTER\r\n".to_vec();
+        for v in ch.iter() {
+            msg.extend_from_slice(b"WWW-Authenticate: ");
+            msg.extend_from_slice(v);
+            msg.extend_from_slice(b"\r\n");
+        }
+        msg.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+        let r = crate::response::parse(&msg).unwrap();
+        assert_eq!(r.challenges().len(), 2);
+
+        // Both challenges share one nonce, and sipreg counts nc per nonce: MD5 goes on
+        // from where SHA-256 stopped.
+        for (preferred, ncs) in [(Algorithm::Sha256, 1..=3), (Algorithm::Md5, 4..=5)] {
+            let c = pick(r.challenges(), preferred).unwrap();
+            assert_eq!(c.algorithm, preferred);
+            let mut kept = Cached::default();
+            assert!(kept.store(&c));
+            let mut check = |nc: u32| {
+                let a = Answer {
+                    username: b"user7",
+                    password: b"secret",
+                    method: b"REGISTER",
+                    uri: b"sip:example.com",
+                    nc,
+                    cnonce: b"0a4f113b",
+                };
+                let mut out = [0u8; AUTH_LINE_BYTES_MAX];
+                let n = write_authorization(&kept.challenge(b"example.com"), &a, &mut out).unwrap();
+                let value = out[..n]
+                    .strip_prefix(b"Authorization: ")
+                    .unwrap()
+                    .strip_suffix(b"\r\n")
+                    .unwrap()
+                    .to_vec();
+                auth.check(now_ms + 10, b"REGISTER", Some(&value), b"example.com")
+                    == (AuthOutcome::Ok { user: b"user7" })
+            };
+            let last = *ncs.end();
+            for nc in ncs {
+                assert!(check(nc), "{preferred:?} nc {nc} accepted");
+            }
+            assert!(!check(last), "{preferred:?}: a replayed nc is refused");
+        }
+        // A wrong password is refused.
+        let c = pick(r.challenges(), Algorithm::Sha256).unwrap();
+        let a = Answer {
+            username: b"user7",
+            password: b"Secret",
+            method: b"REGISTER",
+            uri: b"sip:example.com",
+            nc: 9,
+            cnonce: b"x",
+        };
+        let mut out = [0u8; AUTH_LINE_BYTES_MAX];
+        let n = write_authorization(&c, &a, &mut out).unwrap();
+        let value = &out[b"Authorization: ".len()..n - 2];
+        assert!(matches!(
+            auth.check(now_ms, b"REGISTER", Some(value), b"example.com"),
+            AuthOutcome::Challenge { .. }
+        ));
     }
 }

@@ -59,6 +59,22 @@ fn main() -> ExitCode {
                 }
             },
         },
+        Some(Command::Subscribers(args)) => match args.validate() {
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+            Ok(cfg) => {
+                let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                match cli::write_subscribers(&cfg, &mut out) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("error: writing the subscriber file: {e}");
+                        ExitCode::from(1)
+                    }
+                }
+            }
+        },
         None => match cli.run.validate(&cpus) {
             Err(e) => {
                 eprintln!("{e}");

@@ -18,9 +18,10 @@ pub(crate) const BRANCH_COOKIE: &[u8] = b"z9hG4bK-";
 pub(crate) const DOMAIN_BYTES_MAX: usize = 128;
 /// Longest `--user-prefix` accepted, for the same reason.
 pub(crate) const USER_PREFIX_BYTES_MAX: usize = 32;
-/// Buffer size for one request; the longest request we build (INVITE with the longest
-/// domain and prefix) is about 900 bytes.
-pub(crate) const REQUEST_BYTES_MAX: usize = 1400;
+/// Buffer size for one request; the longest request we build (REGISTER with the longest
+/// domain and prefix and an `Authorization` line with a 255-byte realm) is about 1700 bytes.
+/// Realistic ones stay under 800 bytes, far from the path MTU.
+pub(crate) const REQUEST_BYTES_MAX: usize = 2048;
 
 /// What a request does to the registrar.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,7 +96,7 @@ pub(crate) struct Spec {
 
 /// A bounds-checked writer over a caller-owned buffer. Overflow truncates and is reported by
 /// `finish`, never panics.
-struct Writer<'a> {
+pub(crate) struct Writer<'a> {
     buf: &'a mut [u8],
     len: usize,
     overflow: bool,
@@ -110,7 +111,7 @@ impl<'a> Writer<'a> {
         }
     }
 
-    fn put(&mut self, bytes: &[u8]) -> &mut Self {
+    pub(crate) fn put(&mut self, bytes: &[u8]) -> &mut Self {
         match self.buf.get_mut(self.len..self.len + bytes.len()) {
             Some(dst) => {
                 dst.copy_from_slice(bytes);
@@ -121,7 +122,7 @@ impl<'a> Writer<'a> {
         self
     }
 
-    fn num(&mut self, mut n: u64) -> &mut Self {
+    pub(crate) fn num(&mut self, mut n: u64) -> &mut Self {
         let mut digits = [0u8; 20];
         let mut i = digits.len();
         loop {
@@ -135,7 +136,7 @@ impl<'a> Writer<'a> {
         self.put(&digits[i..])
     }
 
-    fn hex(&mut self, n: u64, width: usize) -> &mut Self {
+    pub(crate) fn hex(&mut self, n: u64, width: usize) -> &mut Self {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut digits = [0u8; 16];
         for (i, d) in digits.iter_mut().enumerate() {
@@ -147,6 +148,14 @@ impl<'a> Writer<'a> {
     fn finish(self) -> Option<usize> {
         if self.overflow { None } else { Some(self.len) }
     }
+}
+
+/// Formats with a [`Writer`] into `out`; the written bytes, or `None` when they do not fit.
+pub(crate) fn fmt_into<'o>(out: &'o mut [u8], f: impl FnOnce(&mut Writer<'_>)) -> Option<&'o [u8]> {
+    let mut w = Writer::new(out);
+    f(&mut w);
+    let n = w.finish()?;
+    out.get(..n)
 }
 
 fn aor(w: &mut Writer<'_>, id: &Identity, user: u32) {

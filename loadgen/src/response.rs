@@ -7,6 +7,10 @@
 
 use memchr::memchr;
 
+/// Most `WWW-Authenticate` values kept from one 401 (one per offered algorithm; sipreg
+/// offers two, extra ones are ignored).
+pub(crate) const CHALLENGES_MAX: usize = 4;
+
 /// Why a datagram could not be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ParseError {
@@ -31,6 +35,16 @@ pub(crate) struct Response<'a> {
     pub(crate) contacts: u32,
     /// The To header value, tag included.
     pub(crate) to: &'a [u8],
+    /// `WWW-Authenticate` values in order, the first `challenge_count` of them.
+    pub(crate) challenges: [&'a [u8]; CHALLENGES_MAX],
+    pub(crate) challenge_count: usize,
+}
+
+impl<'a> Response<'a> {
+    /// The `WWW-Authenticate` values kept.
+    pub(crate) fn challenges(&self) -> &[&'a [u8]] {
+        self.challenges.get(..self.challenge_count).unwrap_or_default()
+    }
 }
 
 /// Parses one datagram. Never panics on any input.
@@ -56,6 +70,8 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Response<'_>, ParseError> {
         cseq_method: b"",
         contacts: 0,
         to: b"",
+        challenges: [b""; CHALLENGES_MAX],
+        challenge_count: 0,
     };
     let mut seen_via = false;
     let mut seen_cseq = false;
@@ -94,6 +110,12 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Response<'_>, ParseError> {
             }
             7 if name.eq_ignore_ascii_case(b"call-id") => r.call_id = value,
             7 if name.eq_ignore_ascii_case(b"contact") => r.contacts += count_contacts(value),
+            16 if name.eq_ignore_ascii_case(b"www-authenticate") => {
+                if let Some(c) = r.challenges.get_mut(r.challenge_count) {
+                    *c = value;
+                    r.challenge_count += 1;
+                }
+            }
             _ => {}
         }
     }
@@ -185,6 +207,22 @@ Content-Length: 0\r\n\r\n";
             "commas inside quotes and <> are not separators"
         );
         assert_eq!(r.to, b"<sip:user42@example.com>;tag=srv1");
+    }
+
+    #[test]
+    fn challenges_are_kept_in_order() {
+        let msg = b"SIP/2.0 401 Unauthorized\r\nVia: SIP/2.0/UDP a;branch=z9hG4bKx\r\nCSeq: 1 REGISTER\r\n\
+WWW-Authenticate: Digest realm=\"a\", algorithm=SHA-256\r\nwww-authenticate: Digest realm=\"a\", algorithm=MD5\r\n\r\n";
+        let r = parse(msg).unwrap();
+        assert_eq!(r.status, 401);
+        assert_eq!(
+            r.challenges(),
+            [
+                &b"Digest realm=\"a\", algorithm=SHA-256"[..],
+                &b"Digest realm=\"a\", algorithm=MD5"[..]
+            ]
+        );
+        assert!(parse(OK).unwrap().challenges().is_empty());
     }
 
     #[test]

@@ -34,6 +34,12 @@ pub(crate) struct Stats {
     pub(crate) parse_errors: u64,
     pub(crate) send_errors: u64,
     pub(crate) acks: u64,
+    /// `--scenario auth`: 401s answered with credentials (the second round trip).
+    pub(crate) auth_challenges: u64,
+    /// Of those, 401s with `stale=true`.
+    pub(crate) auth_stale: u64,
+    /// Requests sent straight away with a kept nonce (`--auth-reuse-nonce`).
+    pub(crate) auth_cached: u64,
     /// Latency in microseconds, from the intended send time to the final response.
     pub(crate) latency_us: Histogram<u64>,
 }
@@ -55,6 +61,9 @@ impl Stats {
             parse_errors: 0,
             send_errors: 0,
             acks: 0,
+            auth_challenges: 0,
+            auth_stale: 0,
+            auth_cached: 0,
             latency_us: Histogram::new(3).expect("3 significant figures is a valid histogram"),
         }
     }
@@ -81,6 +90,9 @@ impl Stats {
         self.parse_errors += o.parse_errors;
         self.send_errors += o.send_errors;
         self.acks += o.acks;
+        self.auth_challenges += o.auth_challenges;
+        self.auth_stale += o.auth_stale;
+        self.auth_cached += o.auth_cached;
         // Both histograms auto-resize, so adding cannot fail on range.
         let _ = self.latency_us.add(&o.latency_us);
     }
@@ -243,6 +255,16 @@ impl Report {
             "other        provisional {}  late {}  stray {}  parse errors {}  send errors {}  acks {}",
             s.provisional, s.late, s.stray, s.parse_errors, s.send_errors, s.acks
         );
+        if s.auth_challenges + s.auth_cached > 0 {
+            let _ = writeln!(
+                o,
+                "auth         401 answered {} (stale {})  kept nonce used {}  REGISTERs on the wire {}",
+                s.auth_challenges,
+                s.auth_stale,
+                s.auth_cached,
+                s.sent + s.auth_challenges
+            );
+        }
         let _ = writeln!(
             o,
             "loadgen cpu  {:.3} s: {:.0} answered per CPU-second ({:.2} µs per request)",
@@ -316,6 +338,11 @@ impl Report {
             o,
             ",\"provisional\":{},\"late\":{},\"stray\":{},\"parse_errors\":{},\"send_errors\":{},\"acks\":{}",
             s.provisional, s.late, s.stray, s.parse_errors, s.send_errors, s.acks
+        );
+        let _ = write!(
+            o,
+            ",\"auth_challenges\":{},\"auth_stale\":{},\"auth_cached\":{}",
+            s.auth_challenges, s.auth_stale, s.auth_cached
         );
         o.push_str(",\"status\":{");
         let mut first = true;

@@ -25,8 +25,9 @@ use std::time::{Duration, Instant};
 use socket2::Socket;
 
 use crate::cli::{Expect, Pace, RunConfig, Scenario};
+use crate::digest::{self, AUTH_LINE_BYTES_MAX, Answer, Cached, REALM_BYTES_MAX};
 use crate::net::{self, DATAGRAM_BYTES_MAX, Epoll, MsgBatch};
-use crate::request::{self, Identity, Op, REQUEST_BYTES_MAX, Spec};
+use crate::request::{self, Identity, Op, REQUEST_BYTES_MAX, Spec, fmt_into};
 use crate::response;
 use crate::stats::{Progress, Stats};
 
@@ -78,6 +79,19 @@ pub(crate) struct Outcome {
     pub(crate) prime: Option<(Stats, Duration)>,
 }
 
+/// Where a REGISTER of `--scenario auth` is in its challenge-response (RFC 3261 §22.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AuthStep {
+    /// Not an authenticating scenario.
+    Off,
+    /// No credentials: a 401 is expected and answered.
+    Bare,
+    /// Credentials from the user's kept nonce (nc+1): a 401 redoes the challenge.
+    Cached,
+    /// Credentials answering the 401 just received: a 401 is a failure.
+    Answer,
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Slot {
     seq: u32,
@@ -90,6 +104,7 @@ struct Slot {
     local: Option<u32>,
     spec: Spec,
     intended_ns: u64,
+    auth: AuthStep,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -134,6 +149,10 @@ struct Worker {
     invites: u32,
     mix_pos: usize,
     stats: Stats,
+    /// `--scenario auth`: per local user, the last challenge (empty otherwise).
+    nonces: Vec<Cached>,
+    /// `--scenario auth`: the realm of the last challenge (one domain per run).
+    realm: Vec<u8>,
 }
 
 /// Runs one worker to completion (prime, barrier, measured phase).
@@ -240,8 +259,12 @@ impl Worker {
                 port: 0,
             },
             intended_ns: 0,
+            auth: AuthStep::Off,
         };
+        let auth = cfg.scenario == Scenario::Auth;
         Ok(Self {
+            nonces: vec![Cached::default(); if auth { users_local as usize } else { 0 }],
+            realm: Vec::with_capacity(if auth { REALM_BYTES_MAX } else { 0 }),
             id,
             workers,
             base: Instant::now(),
@@ -449,7 +472,8 @@ impl Worker {
         let op = match (source, cfg.scenario) {
             (Source::Prime, _) => Op::Register,
             (_, Scenario::Register | Scenario::Storm) => Op::Register,
-            (_, Scenario::Refresh) => Op::Refresh,
+            // Same Call-ID, CSeq one higher each time, as a phone refreshing (RFC 3261 §10.2.4).
+            (_, Scenario::Refresh | Scenario::Auth) => Op::Refresh,
             (_, Scenario::Unregister) => Op::Unregister,
             (_, Scenario::Fetch) => Op::Fetch,
             (_, Scenario::Invite) => Op::Invite,
@@ -539,6 +563,7 @@ impl Worker {
                 break;
             };
             self.free.pop();
+            let auth = self.auth_step(local);
             let entry = &mut self.slots[slot as usize];
             entry.seq = entry.seq.wrapping_add(1);
             spec.slot = slot;
@@ -551,8 +576,11 @@ impl Worker {
                 local,
                 spec,
                 intended_ns: intended(started + n as u64),
+                auth,
             };
-            let len = request::write_request(self.send.buf_mut(n), &shared.identity, &spec, None)
+            let mut line = [0u8; AUTH_LINE_BYTES_MAX];
+            let auth_line = self.auth_line(slot, &mut line);
+            let len = request::write_request(self.send.buf_mut(n), &shared.identity, &spec, auth_line)
                 .expect("flags are validated so that every request fits REQUEST_BYTES_MAX");
             self.send.set_len(n, len);
             if shared.cfg.retransmit {
@@ -625,8 +653,10 @@ impl Worker {
                     continue;
                 }
                 let spec = self.slots[t.slot as usize].spec;
+                let mut line = [0u8; AUTH_LINE_BYTES_MAX];
+                let auth_line = self.auth_line(t.slot, &mut line);
                 if let Some(len) =
-                    request::write_request(&mut self.scratch, &shared.identity, &spec, None)
+                    request::write_request(&mut self.scratch, &shared.identity, &spec, auth_line)
                 {
                     let fd = self.socks[self.sock_of_port(spec.port)].socket.as_raw_fd();
                     match net::send_one(fd, &self.scratch[..len]) {
@@ -653,6 +683,119 @@ impl Worker {
         }
     }
 
+    /// The step a new request of `--scenario auth` starts at (with `--auth-reuse-nonce`, a
+    /// kept nonce skips the 401), counting its nonce use.
+    fn auth_step(&mut self, local: Option<u32>) -> AuthStep {
+        if self.shared.cfg.scenario != Scenario::Auth {
+            return AuthStep::Off;
+        }
+        let reuse = self.shared.cfg.auth_reuse_nonce;
+        match local.and_then(|l| self.nonces.get_mut(l as usize)) {
+            Some(c) if reuse && c.valid => {
+                c.nc = c.nc.wrapping_add(1);
+                self.stats.auth_cached += 1;
+                AuthStep::Cached
+            }
+            _ => AuthStep::Bare,
+        }
+    }
+
+    /// The `Authorization` line of the request in `slot`, rebuilt from the user's kept
+    /// challenge (so a retransmission is byte-identical), or `None` without credentials.
+    fn auth_line<'o>(&self, slot: u32, out: &'o mut [u8; AUTH_LINE_BYTES_MAX]) -> Option<&'o [u8]> {
+        let s = &self.slots[slot as usize];
+        if !matches!(s.auth, AuthStep::Cached | AuthStep::Answer) {
+            return None;
+        }
+        let cached = self.nonces.get(s.local? as usize).filter(|c| c.valid)?;
+        let id = &self.shared.identity;
+        let mut user = [0u8; 64];
+        let user = fmt_into(&mut user, |w| {
+            w.put(id.user_prefix.as_bytes()).num(s.spec.user.into());
+        })?;
+        let mut uri = [0u8; 160];
+        let uri = fmt_into(&mut uri, |w| {
+            w.put(b"sip:").put(id.domain.as_bytes());
+        })?;
+        // Stable per request, so retransmissions carry the same cnonce.
+        let mut cnonce = [0u8; 24];
+        let cnonce = fmt_into(&mut cnonce, |w| {
+            w.hex(id.nonce.into(), 8)
+                .hex(s.spec.user.into(), 8)
+                .hex(s.spec.cseq.into(), 8);
+        })?;
+        let answer = Answer {
+            username: user,
+            password: self.shared.cfg.password.as_bytes(),
+            method: s.spec.op.method(),
+            uri,
+            nc: cached.nc,
+            cnonce,
+        };
+        let n = digest::write_authorization(&cached.challenge(&self.realm), &answer, out)?;
+        out.get(..n)
+    }
+
+    /// Answers the 401 to the request in `slot`: keeps the challenge, and queues the same
+    /// REGISTER with credentials, CSeq+1 and a new branch (RFC 3261 §22.2) as entry `k` of
+    /// the ack batch. False when the challenge cannot be answered (then the 401 is a
+    /// failure).
+    fn answer_challenge(
+        &mut self,
+        slot: u32,
+        kept: Cached,
+        realm: &[u8],
+        stale: bool,
+        now: u64,
+        k: usize,
+    ) -> bool {
+        let Some(local) = self.slots[slot as usize].local else {
+            return false;
+        };
+        self.nonces[local as usize] = kept;
+        if self.realm != realm {
+            self.realm.clear();
+            self.realm.extend_from_slice(realm);
+        }
+        let cseq = self.slots[slot as usize].spec.cseq + 1;
+        let state = self.users[local as usize];
+        if cseq > USER_CSEQ_MASK {
+            return false;
+        }
+        self.users[local as usize] = cseq | (state & !USER_CSEQ_MASK);
+        self.nonces[local as usize].nc = 1;
+        self.stats.auth_challenges += 1;
+        self.stats.auth_stale += u64::from(stale);
+        let entry = &mut self.slots[slot as usize];
+        entry.seq = entry.seq.wrapping_add(1);
+        entry.spec.seq = entry.seq;
+        entry.spec.cseq = cseq;
+        entry.auth = AuthStep::Answer;
+        entry.quiet = false;
+        let (spec, seq) = (entry.spec, entry.seq);
+        let mut line = [0u8; AUTH_LINE_BYTES_MAX];
+        let auth_line = self.auth_line(slot, &mut line);
+        let shared = self.shared.clone();
+        let Some(len) = request::write_request(self.ack.buf_mut(k), &shared.identity, &spec, auth_line)
+        else {
+            return false;
+        };
+        self.ack.set_len(k, len);
+        if shared.cfg.retransmit {
+            self.rtx[0].push_back(Timer {
+                deadline_ns: now + RETRANSMIT_STEPS_MS[0] * 1_000_000,
+                slot,
+                seq,
+            });
+        }
+        self.timeouts.push_back(Timer {
+            deadline_ns: now + shared.cfg.timeout.as_nanos() as u64,
+            slot,
+            seq,
+        });
+        true
+    }
+
     fn sock_of_port(&self, port: u16) -> usize {
         self.socks.iter().position(|s| s.port == port).unwrap_or(0)
     }
@@ -663,6 +806,10 @@ impl Worker {
         debug_assert!(s.in_flight);
         s.in_flight = false;
         if let Some(local) = s.local {
+            // A failed exchange forgets the nonce: the next REGISTER starts from a 401.
+            if !success && let Some(c) = self.nonces.get_mut(local as usize) {
+                c.valid = false;
+            }
             let state = &mut self.users[local as usize];
             *state &= !USER_BUSY;
             if success {
@@ -704,7 +851,9 @@ impl Worker {
                 }
                 if acks > 0 {
                     match self.ack.send(fd, acks, false) {
-                        Ok(k) => self.stats.acks += k as u64,
+                        // ACKs and answers to 401s share the batch; each is counted
+                        // when queued (acks, auth_challenges).
+                        Ok(_) => {}
                         Err(_) => self.stats.send_errors += acks as u64,
                     }
                 }
@@ -747,6 +896,38 @@ impl Worker {
             || request::call_id_user(r.call_id) != Some(spec.user)
         {
             self.stats.stray += 1;
+            return;
+        }
+        if r.status == 401
+            && matches!(slot.auth, AuthStep::Bare | AuthStep::Cached)
+            && *acks < self.ack.capacity()
+        {
+            // Copied out of the receive buffer (on the stack) before the worker changes.
+            let mut kept = Cached::default();
+            let mut realm = [0u8; REALM_BYTES_MAX];
+            let picked = digest::pick(r.challenges(), cfg.auth_algorithm).and_then(|c| {
+                let dst = realm.get_mut(..c.realm.len())?;
+                dst.copy_from_slice(c.realm);
+                kept.store(&c).then_some((c.realm.len(), c.stale))
+            });
+            if let Some((realm_len, stale)) = picked
+                && self.answer_challenge(key.slot, kept, &realm[..realm_len], stale, now, *acks)
+            {
+                *acks += 1;
+                return;
+            }
+            // A challenge we cannot answer ends the exchange: a failed 401.
+            self.stats.answered += 1;
+            self.stats.status[401] += 1;
+            let latency_us = now.saturating_sub(slot.intended_ns) / 1000;
+            let _ = self.stats.latency_us.record(latency_us.max(1));
+            let ok = cfg.expect == Expect::Status(401);
+            if ok {
+                self.stats.ok += 1;
+            } else {
+                self.stats.unexpected_status += 1;
+            }
+            self.release(key.slot, false);
             return;
         }
         if (100..200).contains(&r.status) {
@@ -795,6 +976,7 @@ impl Worker {
         {
             self.ack.set_len(*acks, len);
             *acks += 1;
+            self.stats.acks += 1;
         }
         self.release(key.slot, status_ok && bindings_ok);
     }
