@@ -1074,7 +1074,7 @@ mod auth {
             Max-Forwards: 70\r\nFrom: <sip:x@example.com>;tag=1\r\nTo: <sip:example.com>\r\n\
             Call-ID: o1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
         assert_eq!(status(&sim.send(opt)), 200);
-        assert_eq!(status(&sim.send(&super::invite("alice", 1))), 404);
+        assert_eq!(status(&sim.send(&invite("alice", 1))), 404);
     }
 
     #[test]
