@@ -18,11 +18,61 @@ use std::net::SocketAddr;
 
 use clap::{Parser, ValueEnum};
 
-use crate::registrar::{MaxContactsPolicy, MinExpiresPolicy, RegistrarConfig};
+use crate::auth::{ALGORITHMS_MAX, Algorithm, Subscribers};
+use crate::registrar::{AuthConfig, MaxContactsPolicy, MinExpiresPolicy, RegistrarConfig};
 
 /// Largest `--recv-batch`: the `recvmmsg` vector length per core (`UIO_MAXIOV` is
 /// 1024; past a few hundred the batch no longer amortises anything).
 pub const RECV_BATCH_MAX: usize = 256;
+
+/// Longest nonce lifetime, in seconds (a day).
+pub const NONCE_LIFETIME_S_MAX: u64 = 86_400;
+
+/// Read and parse a subscriber file; the error names the path and the line, never
+/// the line's content (it may hold a password).
+pub fn load_subscribers(path: &std::path::Path) -> Result<Subscribers, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Subscribers::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// 32 bytes from the kernel's CSPRNG, for the nonce HMAC key.
+fn random_secret() -> std::io::Result<[u8; 32]> {
+    use std::io::Read;
+    let mut secret = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut secret)?;
+    Ok(secret)
+}
+
+/// `sha256,md5` → algorithms in that order; unknown, repeated or too many → error.
+fn parse_algorithms(raw: &str) -> Result<Vec<Algorithm>, ConfigError> {
+    let mut out = Vec::new();
+    for token in raw.split(',').map(str::trim) {
+        let algorithm = match token.to_ascii_lowercase().as_str() {
+            "sha256" | "sha-256" => Algorithm::Sha256,
+            "md5" => Algorithm::Md5,
+            other => {
+                return Err(ConfigError::new(
+                    "--auth-algorithms",
+                    format!("unknown algorithm {other:?} (use sha256 and/or md5)"),
+                ));
+            }
+        };
+        if out.contains(&algorithm) {
+            return Err(ConfigError::new(
+                "--auth-algorithms",
+                format!("{token} named twice"),
+            ));
+        }
+        out.push(algorithm);
+    }
+    if out.is_empty() || out.len() > ALGORITHMS_MAX {
+        return Err(ConfigError::new(
+            "--auth-algorithms",
+            "name one or two of sha256, md5",
+        ));
+    }
+    Ok(out)
+}
 
 /// Longest spin before an idle core parks, in microseconds.
 pub const SPIN_BEFORE_PARK_US_MAX: u64 = 10_000;
@@ -141,6 +191,21 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
 
+    /// Subscriber file: turns digest authentication of REGISTER on (RFC 3261 §22). One
+    /// subscriber per line, `user@domain password` or `user@domain md5=<HA1 hex>
+    /// sha256=<HA1 hex>`; `#` starts a comment. Reloaded on SIGHUP. [default: off]
+    #[arg(long, value_name = "PATH")]
+    pub auth_file: Option<std::path::PathBuf>,
+
+    /// Digest algorithms offered, one WWW-Authenticate each, in this order (RFC 8760
+    /// asks for SHA-256 first; `md5` alone serves phones that read only the first).
+    #[arg(long, value_name = "LIST", default_value = "sha256,md5")]
+    pub auth_algorithms: String,
+
+    /// How long a nonce is accepted, in seconds; an older one gets 401 with stale=true.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub nonce_lifetime: u64,
+
     /// Log level.
     #[arg(long, value_enum, value_name = "LEVEL", default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
@@ -217,6 +282,12 @@ pub struct Config {
     pub spin_before_park_us: u64,
     /// Seed given with `--seed`, if any (the runtime picks one otherwise).
     pub seed: Option<u64>,
+    /// The subscriber file, when authentication is on (read again on SIGHUP).
+    pub auth_file: Option<std::path::PathBuf>,
+    /// Digest algorithms offered, in order.
+    pub auth_algorithms: Vec<Algorithm>,
+    /// Nonce lifetime, in ms.
+    pub nonce_lifetime_ms: u64,
     /// Log level.
     pub log_level: LogLevel,
 }
@@ -255,7 +326,24 @@ impl TryFrom<Args> for Config {
         let host = crate::runtime::available_cpus().map_err(|e| {
             ConfigError::new("--cores", format!("cannot list the CPUs of this host: {e}"))
         })?;
-        Self::resolve(args, &host)
+        let mut config = Self::resolve(args, &host)?;
+        if let Some(path) = &config.auth_file {
+            let subscribers =
+                load_subscribers(path).map_err(|reason| ConfigError::new("--auth-file", reason))?;
+            let secret = random_secret().map_err(|e| {
+                ConfigError::new(
+                    "--auth-file",
+                    format!("no randomness for the nonce secret: {e}"),
+                )
+            })?;
+            config.registrar.auth = Some(AuthConfig {
+                subscribers: std::sync::Arc::new(subscribers),
+                secret,
+                algorithms: config.auth_algorithms.clone(),
+                nonce_lifetime_ms: config.nonce_lifetime_ms,
+            });
+        }
+        Ok(config)
     }
 }
 
@@ -306,6 +394,16 @@ impl Config {
                 ),
             ));
         }
+        let auth_algorithms = parse_algorithms(&args.auth_algorithms)?;
+        if args.nonce_lifetime == 0 || args.nonce_lifetime > NONCE_LIFETIME_S_MAX {
+            return Err(ConfigError::new(
+                "--nonce-lifetime",
+                format!(
+                    "must be 1..={NONCE_LIFETIME_S_MAX} seconds, got {}",
+                    args.nonce_lifetime
+                ),
+            ));
+        }
         check_buffer("--socket-rcvbuf", args.socket_rcvbuf)?;
         check_buffer("--socket-sndbuf", args.socket_sndbuf)?;
 
@@ -342,6 +440,9 @@ impl Config {
             stats_interval_s: args.stats_interval,
             spin_before_park_us: args.spin_before_park_us,
             seed: args.seed,
+            auth_file: args.auth_file,
+            auth_algorithms,
+            nonce_lifetime_ms: args.nonce_lifetime * 1000,
             log_level: args.log_level,
         })
     }

@@ -10,3 +10,6 @@ mod runtime;
 
 // SIP behaviour a client sees: §10.3 pipeline, replay, redirect, torture messages.
 mod registrar;
+
+// Digest authentication of REGISTER: 401/200, stale, 403, SIGHUP reload, bad files.
+mod auth;

@@ -30,6 +30,9 @@ pub use outcome::{OUTCOMES, Outcome};
 pub use register::AOR_KEY_BYTES_MAX;
 pub use rng::Fnv;
 
+use std::sync::Arc;
+
+use crate::auth::{Algorithm, Authenticator, Challenges, NonceKey, Subscribers};
 use crate::location::{LocationLimits, LocationTable};
 use crate::sip::{self, Method, ParseError, Request};
 use crate::txn::{TxnKey, TxnLimits, TxnTable};
@@ -168,6 +171,33 @@ pub struct RegistrarConfig {
     pub seed: u64,
     /// Value of the `Server` header.
     pub server_name: String,
+    /// Digest authentication of REGISTER (RFC 3261 §22); `None`: every REGISTER for a
+    /// served domain is accepted.
+    pub auth: Option<AuthConfig>,
+}
+
+/// What a shard needs to authenticate REGISTERs; shared by every shard.
+#[derive(Clone)]
+pub struct AuthConfig {
+    /// The subscriber table (replaced as a whole on reload).
+    pub subscribers: Arc<Subscribers>,
+    /// The per-process nonce secret: every shard verifies every other shard's nonces.
+    pub secret: [u8; 32],
+    /// Challenges offered, one `WWW-Authenticate` each, in this order (RFC 8760 §2.4).
+    pub algorithms: Vec<Algorithm>,
+    /// How long a nonce is accepted, in ms; older ones get `stale=true`.
+    pub nonce_lifetime_ms: u64,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("subscribers", &self.subscribers.len())
+            .field("secret", &"<hidden>")
+            .field("algorithms", &self.algorithms)
+            .field("nonce_lifetime_ms", &self.nonce_lifetime_ms)
+            .finish()
+    }
 }
 
 impl Default for RegistrarConfig {
@@ -186,6 +216,7 @@ impl Default for RegistrarConfig {
             max_bindings: 4_000_000,
             seed: 0x5eed,
             server_name: concat!("sipreg/", env!("CARGO_PKG_VERSION")).to_string(),
+            auth: None,
         }
     }
 }
@@ -259,6 +290,10 @@ pub struct Registrar {
     rng: rng::Rng,
     /// The current request's AOR key (reused buffer).
     aor_key: Vec<u8>,
+    /// Digest authentication, when configured.
+    auth: Option<Authenticator>,
+    /// The `WWW-Authenticate` values of a 401 (reused buffer).
+    challenges: Challenges,
 }
 
 impl Registrar {
@@ -278,6 +313,14 @@ impl Registrar {
             config.timer_j_ms,
         ));
         let rng = rng::Rng::new(config.seed);
+        let auth = config.auth.as_ref().map(|a| {
+            Authenticator::new(
+                Arc::clone(&a.subscribers),
+                NonceKey::new(&a.secret),
+                a.algorithms.clone(),
+                a.nonce_lifetime_ms,
+            )
+        });
         Self {
             config,
             domains,
@@ -286,6 +329,8 @@ impl Registrar {
             stats: Stats::default(),
             rng,
             aor_key: Vec::with_capacity(AOR_KEY_BYTES_MAX + 64),
+            auth,
+            challenges: Challenges::new(),
         }
     }
 
@@ -454,6 +499,20 @@ impl Registrar {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// Replace the subscriber table (SIGHUP reload): requests before this call used the
+    /// old table, requests after it the new one; nonces already issued stay valid.
+    pub fn set_subscribers(&mut self, subscribers: Arc<Subscribers>) {
+        if let Some(auth) = self.auth.as_mut() {
+            auth.subscribers = subscribers;
+        }
+    }
+
+    /// Authentication counters (challenges, failures by reason, stale nonces), when
+    /// authentication is on.
+    pub fn auth_counters(&self) -> Option<crate::auth::Counters> {
+        self.auth.as_ref().map(Authenticator::counters)
     }
 
     /// This shard's counters.

@@ -62,6 +62,16 @@ pub enum Outcome {
     /// The commit was refused for a reason that is our bug: 500, nothing changed
     /// (§10.3 step 7).
     ServerError,
+    /// No valid credentials (§22.1): 401 with a challenge per algorithm; `stale` when
+    /// the credentials were right but the nonce too old (RFC 7616 §3.3).
+    Unauthorized {
+        /// Whether to add `stale=true`.
+        stale: bool,
+    },
+    /// Authenticated, but not as the To user (§10.3 step 4): 403.
+    Forbidden,
+    /// Malformed Authorization header: 400 with a reason that never names the user.
+    BadCredentials(&'static str),
 }
 
 impl Outcome {
@@ -96,6 +106,9 @@ impl Outcome {
             Self::NotImplemented => (501, "Not Implemented"),
             Self::BindingTooLarge => (400, "Binding Too Large"),
             Self::ServerError => (500, "Server Internal Error"),
+            Self::Unauthorized { .. } => (401, "Unauthorized"),
+            Self::Forbidden => (403, "Forbidden"),
+            Self::BadCredentials(reason) => (400, reason),
         })
     }
 
@@ -129,6 +142,9 @@ impl Outcome {
             Self::NotImplemented => 24,
             Self::BindingTooLarge => 25,
             Self::ServerError => 26,
+            Self::Unauthorized { .. } => 27,
+            Self::Forbidden => 28,
+            Self::BadCredentials(_) => 29,
         }
     }
 
@@ -161,8 +177,11 @@ impl Outcome {
         "not_implemented",
         "binding_too_large",
         "server_error",
+        "unauthorized",
+        "forbidden",
+        "bad_credentials",
     ];
 }
 
 /// How many distinct outcomes `Outcome::index` returns.
-pub const OUTCOMES: usize = 27;
+pub const OUTCOMES: usize = 30;

@@ -42,6 +42,10 @@ impl Registrar {
         req: &Request<'a>,
         arena: &'a Bump,
     ) -> Outcome {
+        // Steps 3 and 4: who is this, and may they register this AOR?
+        if let Some(outcome) = self.authenticate(now_ms, req) {
+            return outcome;
+        }
         // Step 5: the To URI names the AOR.
         if let Err(outcome) = self.load_aor_key(req) {
             return outcome;
@@ -51,6 +55,27 @@ impl Registrar {
             Contacts::None => Outcome::Fetched,
             Contacts::Star => self.unregister_all(now_ms, req, arena),
             Contacts::List(contacts) => self.update(now_ms, source, req, contacts, arena),
+        }
+    }
+
+    /// RFC 3261 §10.3 steps 3-4 with digest authentication (§22, RFC 7616/8760): `None`
+    /// when the request may go on, else the answer (401 with a challenge, 403 when the
+    /// authenticated user is not the To user, 400 for malformed credentials).
+    fn authenticate(&mut self, now_ms: u64, req: &Request<'_>) -> Option<Outcome> {
+        let auth = self.auth.as_mut()?;
+        // The realm is the served domain the request is addressed to, lower-cased as
+        // the subscriber file's HA1s were computed (RFC 3261 §22.1: realm = domain).
+        let mut buf = [0u8; crate::auth::REALM_LEN_MAX];
+        let realm = lower_realm(req.request_uri.host, &mut buf);
+        let to_user = req.to.uri.user.unwrap_or(b"");
+        match auth
+            .check(now_ms, b"REGISTER", req.authorization, realm)
+            .authorize_to(to_user)
+        {
+            crate::auth::AuthOutcome::Ok { .. } => None,
+            crate::auth::AuthOutcome::Challenge { stale } => Some(Outcome::Unauthorized { stale }),
+            crate::auth::AuthOutcome::Forbidden => Some(Outcome::Forbidden),
+            crate::auth::AuthOutcome::BadRequest(reason) => Some(Outcome::BadCredentials(reason)),
         }
     }
 
@@ -348,4 +373,16 @@ fn join_path<'a>(values: &[&'a [u8]], arena: &'a Bump) -> &'a [u8] {
             v.into_bump_slice()
         }
     }
+}
+
+/// `host` lower-cased into `buf` (cut at its size: a longer host matches no realm).
+pub(crate) fn lower_realm<'b>(
+    host: &[u8],
+    buf: &'b mut [u8; crate::auth::REALM_LEN_MAX],
+) -> &'b [u8] {
+    let n = host.len().min(buf.len());
+    for (d, s) in buf.iter_mut().zip(host) {
+        *d = s.to_ascii_lowercase();
+    }
+    &buf[..n]
 }

@@ -71,6 +71,16 @@ impl Registrar {
                 w.header_u32("Retry-After", RETRY_AFTER_S)
             }
             Outcome::MethodNotAllowed | Outcome::NotImplemented => w.header("Allow", ALLOW),
+            Outcome::Unauthorized { stale } => {
+                if let Some(auth) = self.auth.as_ref() {
+                    let mut buf = [0u8; crate::auth::REALM_LEN_MAX];
+                    let realm = super::register::lower_realm(req.request_uri.host, &mut buf);
+                    auth.write_challenges(now_ms, realm, stale, &mut self.challenges);
+                    for value in self.challenges.iter() {
+                        w.header("WWW-Authenticate", value);
+                    }
+                }
+            }
             _ => {}
         }
         w.finish(self.config.server_name.as_bytes());

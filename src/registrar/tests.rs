@@ -837,3 +837,269 @@ fn handle_or_forward_leaves_foreign_requests_untouched() {
     assert!(matches!(d, Dispatch::Reply(_)));
     assert_eq!(sim.reg.stats().bindings, 1);
 }
+
+mod auth {
+    //! Digest authentication in the §10.3 pipeline (steps 3-4), driven like a phone:
+    //! REGISTER, 401 with challenges, REGISTER with credentials (CSeq+1).
+
+    use std::sync::Arc;
+
+    use md5::{Digest, Md5};
+    use sha2::Sha256;
+
+    use super::*;
+    use crate::auth::{Algorithm, Subscribers};
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn h(algo: &str, data: &str) -> String {
+        if algo == "MD5" {
+            hex(&Md5::digest(data.as_bytes()))
+        } else {
+            hex(&Sha256::digest(data.as_bytes()))
+        }
+    }
+
+    fn auth_sim(algorithms: Vec<Algorithm>) -> Sim {
+        let subscribers =
+            Subscribers::parse("# test\nalice@example.com s3cret\nbob@example.com hunter2\n")
+                .unwrap();
+        Sim::new(RegistrarConfig {
+            auth: Some(AuthConfig {
+                subscribers: Arc::new(subscribers),
+                secret: [7; 32],
+                algorithms,
+                nonce_lifetime_ms: 30_000,
+            }),
+            ..Default::default()
+        })
+    }
+
+    /// (algorithm, nonce, opaque, stale) of each WWW-Authenticate.
+    fn challenges(resp: &str) -> Vec<(String, String, String, bool)> {
+        headers(resp, "WWW-Authenticate")
+            .iter()
+            .map(|v| {
+                let field = |name: &str| {
+                    v.split(", ")
+                        .find_map(|p| {
+                            p.trim_start_matches("Digest ")
+                                .strip_prefix(&format!("{name}="))
+                        })
+                        .map(|x| x.trim_matches('"').to_string())
+                        .unwrap_or_default()
+                };
+                (
+                    field("algorithm"),
+                    field("nonce"),
+                    field("opaque"),
+                    v.contains("stale=true"),
+                )
+            })
+            .collect()
+    }
+
+    fn credentials(
+        user: &str,
+        password: &str,
+        algo: &str,
+        nonce: &str,
+        opaque: &str,
+        nc: u32,
+    ) -> String {
+        let realm = "example.com";
+        let uri = "sip:example.com";
+        let cnonce = "0a4f113b";
+        let nc = format!("{nc:08x}");
+        let ha1 = h(algo, &format!("{user}:{realm}:{password}"));
+        let ha2 = h(algo, &format!("REGISTER:{uri}"));
+        let response = h(algo, &format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"));
+        format!(
+            "Authorization: Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
+             response=\"{response}\", algorithm={algo}, cnonce=\"{cnonce}\", opaque=\"{opaque}\", qop=auth, nc={nc}"
+        )
+    }
+
+    #[test]
+    fn challenge_then_authorized_200_with_sha256_and_md5() {
+        for (offered, pick) in [
+            (vec![Algorithm::Sha256, Algorithm::Md5], "SHA-256"),
+            (vec![Algorithm::Sha256, Algorithm::Md5], "MD5"),
+            (vec![Algorithm::Md5], "MD5"),
+        ] {
+            let mut sim = auth_sim(offered.clone());
+            let r = sim.send(&Reg::new("alice").cseq(1).build());
+            assert_eq!(status(&r), 401, "{r}");
+            let ch = challenges(&r);
+            assert_eq!(ch.len(), offered.len(), "{r}");
+            assert!(headers(&r, "WWW-Authenticate")[0].contains("realm=\"example.com\""));
+            assert!(headers(&r, "WWW-Authenticate")[0].contains("qop=\"auth\""));
+            if offered.len() == 2 {
+                assert_eq!(ch[0].0, "SHA-256", "SHA-256 first (RFC 8760)");
+            }
+            assert_eq!(
+                sim.reg.stats().bindings,
+                0,
+                "nothing bound before authentication"
+            );
+            let (_, nonce, opaque, _) = ch.iter().find(|c| c.0 == pick).unwrap().clone();
+            let r = sim.send(
+                &Reg::new("alice")
+                    .cseq(2)
+                    .extra(&credentials("alice", "s3cret", pick, &nonce, &opaque, 1))
+                    .build(),
+            );
+            assert_eq!(status(&r), 200, "{pick}: {r}");
+            assert_eq!(sim.reg.stats().bindings, 1);
+        }
+    }
+
+    #[test]
+    fn wrong_password_and_unknown_user_get_the_same_401() {
+        let mut sim = auth_sim(vec![Algorithm::Sha256]);
+        let r = sim.send(&Reg::new("alice").cseq(1).build());
+        let (_, nonce, opaque, _) = challenges(&r)[0].clone();
+        let wrong = sim.send(
+            &Reg::new("alice")
+                .cseq(2)
+                .extra(&credentials("alice", "nope", "SHA-256", &nonce, &opaque, 1))
+                .build(),
+        );
+        let unknown = sim.send(
+            &Reg::new("mallory")
+                .cseq(2)
+                .extra(&credentials("mallory", "x", "SHA-256", &nonce, &opaque, 1))
+                .build(),
+        );
+        assert_eq!((status(&wrong), reason(&wrong)), (401, "Unauthorized"));
+        assert_eq!((status(&unknown), reason(&unknown)), (401, "Unauthorized"));
+        assert_eq!(sim.reg.stats().bindings, 0);
+        let c = sim.reg.auth_counters().unwrap();
+        assert_eq!(c.failures.bad_response + c.failures.unknown_user, 2);
+    }
+
+    #[test]
+    fn stale_nonce_gets_stale_true_and_replayed_nc_is_refused() {
+        let mut sim = auth_sim(vec![Algorithm::Sha256]);
+        let r = sim.send(&Reg::new("alice").cseq(1).build());
+        let (_, nonce, opaque, _) = challenges(&r)[0].clone();
+        let ok = sim.send(
+            &Reg::new("alice")
+                .cseq(2)
+                .extra(&credentials(
+                    "alice", "s3cret", "SHA-256", &nonce, &opaque, 1,
+                ))
+                .build(),
+        );
+        assert_eq!(status(&ok), 200);
+        // The same nonce-count again (a replay with a new branch and CSeq).
+        let replay = sim.send(
+            &Reg::new("alice")
+                .cseq(3)
+                .extra(&credentials(
+                    "alice", "s3cret", "SHA-256", &nonce, &opaque, 1,
+                ))
+                .build(),
+        );
+        assert_eq!(status(&replay), 401, "{replay}");
+        // The next count is fine.
+        let next = sim.send(
+            &Reg::new("alice")
+                .cseq(4)
+                .extra(&credentials(
+                    "alice", "s3cret", "SHA-256", &nonce, &opaque, 2,
+                ))
+                .build(),
+        );
+        assert_eq!(status(&next), 200, "{next}");
+        // Past the lifetime: right credentials, old nonce → stale=true.
+        sim.advance_s(31);
+        let stale = sim.send(
+            &Reg::new("alice")
+                .cseq(5)
+                .extra(&credentials(
+                    "alice", "s3cret", "SHA-256", &nonce, &opaque, 3,
+                ))
+                .build(),
+        );
+        assert_eq!(status(&stale), 401);
+        assert!(challenges(&stale)[0].3, "stale=true: {stale}");
+        assert!(sim.reg.auth_counters().unwrap().stale >= 1);
+    }
+
+    #[test]
+    fn authenticated_user_must_be_the_to_user() {
+        let mut sim = auth_sim(vec![Algorithm::Sha256]);
+        let r = sim.send(&Reg::new("alice").cseq(1).build());
+        let (_, nonce, opaque, _) = challenges(&r)[0].clone();
+        // bob's valid credentials on alice's AOR.
+        let r = sim.send(
+            &Reg::new("alice")
+                .cseq(2)
+                .extra(&credentials(
+                    "bob", "hunter2", "SHA-256", &nonce, &opaque, 1,
+                ))
+                .build(),
+        );
+        assert_eq!(status(&r), 403, "{r}");
+        assert_eq!(sim.reg.stats().bindings, 0);
+    }
+
+    #[test]
+    fn unknown_scheme_and_malformed_credentials_never_bind() {
+        let mut sim = auth_sim(vec![Algorithm::Sha256]);
+        let r = sim.send(
+            &Reg::new("alice")
+                .extra("Authorization: NoOneKnowsThisScheme opaque-data=here")
+                .build(),
+        );
+        assert_eq!(status(&r), 401, "{r}");
+        assert_eq!(challenges(&r).len(), 1);
+        let r = sim.send(
+            &Reg::new("alice")
+                .extra("Authorization: Digest username=\"alice, realm=")
+                .build(),
+        );
+        assert!(matches!(status(&r), 400 | 401), "{r}");
+        assert!(!reason(&r).contains("alice"), "no user in the reason: {r}");
+        assert_eq!(sim.reg.stats().bindings, 0);
+    }
+
+    #[test]
+    fn options_and_invites_are_not_challenged() {
+        let mut sim = auth_sim(vec![Algorithm::Sha256]);
+        let opt = "OPTIONS sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.20:5060;branch=z9hG4bKo1\r\n\
+            Max-Forwards: 70\r\nFrom: <sip:x@example.com>;tag=1\r\nTo: <sip:example.com>\r\n\
+            Call-ID: o1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(status(&sim.send(opt)), 200);
+        assert_eq!(status(&sim.send(&invite("alice", 1))), 404);
+    }
+
+    #[test]
+    fn reloaded_subscribers_take_effect() {
+        let mut sim = auth_sim(vec![Algorithm::Sha256]);
+        sim.reg.set_subscribers(Arc::new(
+            Subscribers::parse("carol@example.com pw\n").unwrap(),
+        ));
+        let r = sim.send(&Reg::new("carol").cseq(1).build());
+        let (_, nonce, opaque, _) = challenges(&r)[0].clone();
+        let r = sim.send(
+            &Reg::new("carol")
+                .cseq(2)
+                .extra(&credentials("carol", "pw", "SHA-256", &nonce, &opaque, 1))
+                .build(),
+        );
+        assert_eq!(status(&r), 200, "{r}");
+        let r = sim.send(
+            &Reg::new("alice")
+                .cseq(3)
+                .extra(&credentials(
+                    "alice", "s3cret", "SHA-256", &nonce, &opaque, 1,
+                ))
+                .build(),
+        );
+        assert_eq!(status(&r), 401, "alice is gone after the reload");
+    }
+}

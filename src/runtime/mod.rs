@@ -27,6 +27,7 @@
 mod cpus;
 mod mesh;
 mod mmsg;
+mod reload;
 mod shard;
 mod socket;
 mod stats;
@@ -99,6 +100,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .map(|_| Arc::new(SharedCounters::default()))
         .collect();
 
+    let subscriber_cell = Arc::new(reload::SubscriberCell::default());
+    let (reload_handle, reload_thread) =
+        reload::spawn(config.auth_file.clone(), Arc::clone(&subscriber_cell))
+            .context("installing the SIGHUP handler")?;
+
     let signal_handle = signals.handle();
     let signal_thread = {
         let shared = Arc::clone(&shared);
@@ -123,6 +129,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             registrar: config.registrar_config(index, seed),
             recv_batch: config.recv_batch,
             spin_before_park_us: config.spin_before_park_us,
+            subscribers: Arc::clone(&subscriber_cell),
             mesh: end,
             counters: Arc::clone(&counters[index]),
         };
@@ -167,6 +174,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     }
     signal_handle.close();
     let _ = signal_thread.join();
+    reload_handle.close();
+    let _ = reload_thread.join();
     let totals = stats::total(&counters);
     if result.is_ok() {
         tracing::info!(
@@ -336,6 +345,15 @@ fn log_start(config: &Config, bound: &socket::Bound) {
         tracing::info!("no --domain given: serving any domain");
     } else {
         tracing::info!("serving domains: {}", r.domains.join(", "));
+    }
+    match &r.auth {
+        Some(auth) => tracing::info!(
+            "digest authentication on: {} subscribers, algorithms {:?}, nonce lifetime {} ms",
+            auth.subscribers.len(),
+            auth.algorithms,
+            auth.nonce_lifetime_ms
+        ),
+        None => tracing::info!("no --auth-file given: REGISTER is not authenticated"),
     }
     if bound.sizes.rcvbuf_bytes < config.socket_rcvbuf_bytes {
         tracing::warn!(

@@ -56,6 +56,7 @@ pub(crate) struct CoreSetup {
     pub(crate) registrar: RegistrarConfig,
     pub(crate) recv_batch: usize,
     pub(crate) spin_before_park_us: u64,
+    pub(crate) subscribers: Arc<super::reload::SubscriberCell>,
     pub(crate) mesh: MeshEnd,
     pub(crate) counters: Arc<SharedCounters>,
 }
@@ -81,6 +82,9 @@ struct Shard {
     shared_counters: Arc<SharedCounters>,
     last_timeout_ms: u64,
     draining: bool,
+    /// SIGHUP reloads of the subscriber table, and the generation this core has.
+    subscribers: Arc<super::reload::SubscriberCell>,
+    subscribers_generation: u64,
 }
 
 /// Run one core until a stop is requested and everything in flight is answered.
@@ -123,6 +127,8 @@ pub(crate) async fn run(setup: CoreSetup, ready: impl FnOnce(Result<(), String>)
         shared_counters: setup.counters,
         last_timeout_ms: now_ms,
         draining: false,
+        subscribers: setup.subscribers,
+        subscribers_generation: 0,
     };
     ready(Ok(()));
     shard.serve().await;
@@ -139,6 +145,13 @@ impl Shard {
                 // may still forward to us what they received before they stopped.
                 self.draining = true;
                 self.mesh.shared().core_stopped_receiving(self.index);
+            }
+            let generation = self.subscribers.generation();
+            if generation != self.subscribers_generation {
+                if let Some(table) = self.subscribers.latest() {
+                    self.registrar.set_subscribers(table);
+                }
+                self.subscribers_generation = generation;
             }
             let mut work = 0;
             if !self.draining {
