@@ -649,7 +649,10 @@ impl SubscribersArgs {
 }
 
 /// Writes the subscriber file of `c`: `<prefix><n>@<domain> <password>` per line.
-pub(crate) fn write_subscribers(c: &SubscribersConfig, out: &mut impl std::io::Write) -> std::io::Result<()> {
+pub(crate) fn write_subscribers(
+    c: &SubscribersConfig,
+    out: &mut impl std::io::Write,
+) -> std::io::Result<()> {
     for n in 0..c.users {
         writeln!(out, "{}{n}@{} {}", c.user_prefix, c.domain, c.password)?;
     }
@@ -843,13 +846,24 @@ mod tests {
             (c.password.as_str(), c.auth_algorithm, c.auth_reuse_nonce),
             ("secret", Algorithm::Sha256, true)
         );
-        let c = run(&["--count", "1", "--scenario", "auth", "--auth-algorithm", "md5"]).unwrap();
+        let c = run(&[
+            "--count",
+            "1",
+            "--scenario",
+            "auth",
+            "--auth-algorithm",
+            "md5",
+        ])
+        .unwrap();
         assert_eq!(c.auth_algorithm, Algorithm::Md5);
         assert_eq!(
             flag_of(&["--count", "1", "--auth-algorithm", "sha1"]),
             "--auth-algorithm"
         );
-        assert_eq!(flag_of(&["--count", "1", "--password", "a b"]), "--password");
+        assert_eq!(
+            flag_of(&["--count", "1", "--password", "a b"]),
+            "--password"
+        );
         assert_eq!(flag_of(&["--count", "1", "--password", ""]), "--password");
         assert_eq!(
             flag_of(&["--count", "1", "--auth-reuse-nonce"]),
@@ -860,7 +874,14 @@ mod tests {
     #[test]
     fn subscribers_file_lists_the_users_auth_registers() {
         let cli = Cli::try_parse_from([
-            "x", "subscribers", "--users", "3", "--domain", "sipreg.test", "--password", "pw",
+            "x",
+            "subscribers",
+            "--users",
+            "3",
+            "--domain",
+            "sipreg.test",
+            "--password",
+            "pw",
         ])
         .unwrap();
         let Some(Command::Subscribers(a)) = cli.command else {

@@ -208,7 +208,11 @@ pub(crate) struct Answer<'a> {
 }
 
 /// The `response` value for `a` answering `c`, as lower-case hex in `out`; returns its length.
-pub(crate) fn response_hex(c: &Challenge<'_>, a: &Answer<'_>, out: &mut [u8; HASH_HEX_BYTES_MAX]) -> usize {
+pub(crate) fn response_hex(
+    c: &Challenge<'_>,
+    a: &Answer<'_>,
+    out: &mut [u8; HASH_HEX_BYTES_MAX],
+) -> usize {
     let alg = c.algorithm;
     let mut ha1 = [0u8; HASH_HEX_BYTES_MAX];
     let n1 = Hasher::joined(alg, &[a.username, c.realm, a.password], &mut ha1);
@@ -230,7 +234,11 @@ fn nc_hex(nc: u32) -> [u8; 8] {
 
 /// Writes the full `Authorization: Digest …\r\n` line answering `c` into `out`; returns its
 /// length, or `None` when it does not fit.
-pub(crate) fn write_authorization(c: &Challenge<'_>, a: &Answer<'_>, out: &mut [u8]) -> Option<usize> {
+pub(crate) fn write_authorization(
+    c: &Challenge<'_>,
+    a: &Answer<'_>,
+    out: &mut [u8],
+) -> Option<usize> {
     let mut resp = [0u8; HASH_HEX_BYTES_MAX];
     let rn = response_hex(c, a, &mut resp);
     let nc = nc_hex(a.nc);
@@ -335,7 +343,10 @@ impl Cached {
         Challenge {
             algorithm: self.algorithm,
             realm,
-            nonce: self.nonce.get(..usize::from(self.nonce_len)).unwrap_or_default(),
+            nonce: self
+                .nonce
+                .get(..usize::from(self.nonce_len))
+                .unwrap_or_default(),
             opaque: self.opaque.get(..usize::from(self.opaque_len)),
             stale: false,
         }
@@ -396,7 +407,12 @@ mod tests {
         let c = pick(&both, Algorithm::Sha256).unwrap();
         assert_eq!(
             (c.algorithm, c.realm, c.opaque, c.stale),
-            (Algorithm::Sha256, &b"example.com"[..], Some(&b"00aa11bb"[..]), false)
+            (
+                Algorithm::Sha256,
+                &b"example.com"[..],
+                Some(&b"00aa11bb"[..]),
+                false
+            )
         );
         assert_eq!(c.nonce.len(), 48);
         let c = pick(&both, Algorithm::Md5).unwrap();
@@ -427,7 +443,10 @@ mod tests {
         }
         // Absent algorithm is MD5; unquoted qop is tolerated.
         let c = parse_challenge(b"Digest realm=x, nonce=n, qop=auth").unwrap();
-        assert_eq!((c.algorithm, c.realm, c.nonce), (Algorithm::Md5, &b"x"[..], &b"n"[..]));
+        assert_eq!(
+            (c.algorithm, c.realm, c.nonce),
+            (Algorithm::Md5, &b"x"[..], &b"n"[..])
+        );
         assert_eq!(pick(&[b"Basic realm=\"x\""], Algorithm::Md5), None);
     }
 
@@ -448,7 +467,11 @@ mod tests {
         assert_eq!(write_authorization(&c, &MUFASA, &mut out[..n - 1]), None);
         let a = Answer { nc: 0x1a, ..MUFASA };
         let n = write_authorization(&c, &a, &mut out).unwrap();
-        assert!(std::str::from_utf8(&out[..n]).unwrap().contains("nc=0000001a,"));
+        assert!(
+            std::str::from_utf8(&out[..n])
+                .unwrap()
+                .contains("nc=0000001a,")
+        );
     }
 
     #[test]
@@ -469,7 +492,9 @@ mod tests {
     /// `Authenticator`, nonce reuse with a growing nc, and a replayed nc refused.
     #[test]
     fn sipreg_accepts_our_authorization() {
-        use sipreg::auth::{self as srv, AuthOutcome, Authenticator, Challenges, NonceKey, Subscribers};
+        use sipreg::auth::{
+            self as srv, AuthOutcome, Authenticator, Challenges, NonceKey, Subscribers,
+        };
         use std::sync::Arc;
 
         let subs = Subscribers::parse("user7@example.com secret\n").unwrap();

@@ -151,7 +151,7 @@ impl<'a> Writer<'a> {
 }
 
 /// Formats with a [`Writer`] into `out`; the written bytes, or `None` when they do not fit.
-pub(crate) fn fmt_into<'o>(out: &'o mut [u8], f: impl FnOnce(&mut Writer<'_>)) -> Option<&'o [u8]> {
+pub(crate) fn fmt_into(out: &mut [u8], f: impl FnOnce(&mut Writer<'_>)) -> Option<&[u8]> {
     let mut w = Writer::new(out);
     f(&mut w);
     let n = w.finish()?;

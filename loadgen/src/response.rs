@@ -43,7 +43,9 @@ pub(crate) struct Response<'a> {
 impl<'a> Response<'a> {
     /// The `WWW-Authenticate` values kept.
     pub(crate) fn challenges(&self) -> &[&'a [u8]] {
-        self.challenges.get(..self.challenge_count).unwrap_or_default()
+        self.challenges
+            .get(..self.challenge_count)
+            .unwrap_or_default()
     }
 }
 

@@ -580,8 +580,9 @@ impl Worker {
             };
             let mut line = [0u8; AUTH_LINE_BYTES_MAX];
             let auth_line = self.auth_line(slot, &mut line);
-            let len = request::write_request(self.send.buf_mut(n), &shared.identity, &spec, auth_line)
-                .expect("flags are validated so that every request fits REQUEST_BYTES_MAX");
+            let len =
+                request::write_request(self.send.buf_mut(n), &shared.identity, &spec, auth_line)
+                    .expect("flags are validated so that every request fits REQUEST_BYTES_MAX");
             self.send.set_len(n, len);
             if shared.cfg.retransmit {
                 self.rtx[0].push_back(Timer {
@@ -776,7 +777,8 @@ impl Worker {
         let mut line = [0u8; AUTH_LINE_BYTES_MAX];
         let auth_line = self.auth_line(slot, &mut line);
         let shared = self.shared.clone();
-        let Some(len) = request::write_request(self.ack.buf_mut(k), &shared.identity, &spec, auth_line)
+        let Some(len) =
+            request::write_request(self.ack.buf_mut(k), &shared.identity, &spec, auth_line)
         else {
             return false;
         };
