@@ -120,6 +120,8 @@ mod tests {
     #[test]
     fn one_value_per_algorithm_in_order() {
         let key = NonceKey::new(&[3; 32]);
+        // A clone taken now issues the same next nonce (same sequence number).
+        let twin = key.clone();
         let mut c = Challenges::new();
         write_challenges(
             &key,
@@ -135,7 +137,7 @@ mod tests {
             .collect();
         assert_eq!(v.len(), 2);
         let mut nb = [0u8; NONCE_LEN];
-        let nonce = key.make_nonce(1_000, b"example.com", &mut nb);
+        let nonce = twin.make_nonce(1_000, b"example.com", &mut nb);
         assert_eq!(
             v[0],
             format!(

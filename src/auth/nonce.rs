@@ -2,8 +2,11 @@
 //! any other core issued, with no shared table, because the nonce carries its own issue
 //! time and an HMAC over that time and the realm under a per-process secret.
 //!
-//! Format (`NONCE_LEN` = 48 lower-case hex characters):
-//! `hex(issued_ms as u64 big-endian) || hex(HMAC-SHA256(secret, "nonce" || issued_ms || realm)[..16])`.
+//! Format (`NONCE_LEN` = 64 lower-case hex characters):
+//! `hex(issued_ms) || hex(seq) || hex(HMAC-SHA256(secret, "nonce" || issued_ms || seq || realm)[..16])`
+//! (u64s big-endian). `seq` counts the nonces this key issued, so two challenges in the
+//! same millisecond still get different nonces: the nonce-count replay table keys on the
+//! nonce, and a shared nonce would make one phone's `nc=1` a "replay" of another's.
 //! The 128-bit truncated tag keeps forgery at 2^-128 per guess; the realm inside the MAC
 //! stops a nonce issued for one domain from being used in another. HMAC-SHA256 comes
 //! from the RustCrypto `hmac` + `sha2` crates, whose tag check is constant-time.
@@ -21,7 +24,7 @@ use super::subscribers::REALM_LEN_MAX;
 type HmacSha256 = Hmac<Sha256>;
 
 /// Length of a nonce we issue, in characters.
-pub const NONCE_LEN: usize = 48;
+pub const NONCE_LEN: usize = 64;
 /// Bytes of the HMAC kept in a nonce.
 const NONCE_TAG_LEN: usize = 16;
 /// Length of the opaque value we issue, in characters.
@@ -35,11 +38,13 @@ pub const NONCE_FUTURE_SKEW_MS: u64 = 2_000;
 const NONCE_LABEL: &[u8] = b"sipreg nonce\0";
 const OPAQUE_LABEL: &[u8] = b"sipreg opaque\0";
 
-/// The per-process nonce secret (keyed HMAC state, cloned per use: no allocation).
+/// The per-process nonce secret (keyed HMAC state, cloned per use: no allocation), and
+/// the sequence number of the next nonce this key issues (one key per shard).
 #[derive(Clone)]
 pub struct NonceKey {
     mac: HmacSha256,
     opaque: [u8; OPAQUE_LEN],
+    seq: std::cell::Cell<u64>,
 }
 
 impl std::fmt::Debug for NonceKey {
@@ -77,7 +82,11 @@ impl NonceKey {
         let tag = m.finalize().into_bytes();
         let mut opaque = [0u8; OPAQUE_LEN];
         hex_into(tag.get(..OPAQUE_LEN / 2).unwrap_or_default(), &mut opaque);
-        Self { mac, opaque }
+        Self {
+            mac,
+            opaque,
+            seq: std::cell::Cell::new(0),
+        }
     }
 
     /// The opaque value sent in every challenge (RFC 7616 §3.3: the client returns it
@@ -86,10 +95,11 @@ impl NonceKey {
         std::str::from_utf8(&self.opaque).unwrap_or_default()
     }
 
-    fn tag(&self, issued_ms: u64, realm: &[u8]) -> HmacSha256 {
+    fn tag(&self, issued_ms: u64, seq: u64, realm: &[u8]) -> HmacSha256 {
         let mut m = self.mac.clone();
         m.update(NONCE_LABEL);
         m.update(&issued_ms.to_be_bytes());
+        m.update(&seq.to_be_bytes());
         // The realm is case-insensitive: fold it in chunks on the stack.
         let mut chunk = [0u8; 64];
         for part in realm.chunks(chunk.len()) {
@@ -109,9 +119,13 @@ impl NonceKey {
         realm: &[u8],
         out: &'o mut [u8; NONCE_LEN],
     ) -> &'o str {
-        let tag = self.tag(now_ms, realm).finalize().into_bytes();
-        let (ts, mac) = out.split_at_mut(16);
+        let seq = self.seq.get();
+        self.seq.set(seq.wrapping_add(1));
+        let tag = self.tag(now_ms, seq, realm).finalize().into_bytes();
+        let (ts, rest) = out.split_at_mut(16);
+        let (sq, mac) = rest.split_at_mut(16);
         hex_into(&now_ms.to_be_bytes(), ts);
+        hex_into(&seq.to_be_bytes(), sq);
         hex_into(tag.get(..NONCE_TAG_LEN).unwrap_or_default(), mac);
         std::str::from_utf8(out).unwrap_or_default()
     }
@@ -128,10 +142,15 @@ impl NonceKey {
         if nonce.len() != NONCE_LEN || realm.len() > REALM_LEN_MAX {
             return NonceCheck::Invalid;
         }
-        let (ts_hex, tag_hex) = nonce.split_at(16);
+        let (ts_hex, rest) = nonce.split_at(16);
+        let (seq_hex, tag_hex) = rest.split_at(16);
         let mut ts = [0u8; 8];
+        let mut seq = [0u8; 8];
         let mut tag = [0u8; NONCE_TAG_LEN];
-        if hex_decode(ts_hex, &mut ts).is_none() || hex_decode(tag_hex, &mut tag).is_none() {
+        if hex_decode(ts_hex, &mut ts).is_none()
+            || hex_decode(seq_hex, &mut seq).is_none()
+            || hex_decode(tag_hex, &mut tag).is_none()
+        {
             return NonceCheck::Invalid;
         }
         // Our nonces are lower-case hex; refuse other spellings of the same bytes so a
@@ -141,7 +160,7 @@ impl NonceKey {
         }
         let issued_ms = u64::from_be_bytes(ts);
         if self
-            .tag(issued_ms, realm)
+            .tag(issued_ms, u64::from_be_bytes(seq), realm)
             .verify_truncated_left(&tag)
             .is_err()
         {
@@ -161,6 +180,21 @@ impl NonceKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nonces_of_one_millisecond_differ_and_all_verify() {
+        let k = key(3);
+        let (mut a, mut b) = ([0u8; NONCE_LEN], [0u8; NONCE_LEN]);
+        let a = k.make_nonce(T0, b"example.com", &mut a).to_owned();
+        let b = k.make_nonce(T0, b"example.com", &mut b).to_owned();
+        assert_ne!(a, b);
+        for n in [a, b] {
+            assert_eq!(
+                k.check_nonce(n.as_bytes(), b"example.com", T0, LIFE),
+                NonceCheck::Valid { issued_ms: T0 }
+            );
+        }
+    }
 
     const T0: u64 = 1_790_000_000_000;
     const LIFE: u64 = 30_000;

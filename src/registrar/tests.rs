@@ -957,6 +957,29 @@ mod auth {
     }
 
     #[test]
+    fn two_phones_challenged_in_the_same_millisecond_both_get_in() {
+        let mut sim = auth_sim(vec![Algorithm::Sha256]);
+        let a = sim.send(&Reg::new("alice").cseq(1).build());
+        let b = sim.send(&Reg::new("bob").cseq(1).build());
+        let (_, na, oa, _) = challenges(&a)[0].clone();
+        let (_, nb, ob, _) = challenges(&b)[0].clone();
+        assert_ne!(na, nb, "a nonce per challenge");
+        let ra = sim.send(
+            &Reg::new("alice")
+                .cseq(2)
+                .extra(&credentials("alice", "s3cret", "SHA-256", &na, &oa, 1))
+                .build(),
+        );
+        let rb = sim.send(
+            &Reg::new("bob")
+                .cseq(2)
+                .extra(&credentials("bob", "hunter2", "SHA-256", &nb, &ob, 1))
+                .build(),
+        );
+        assert_eq!((status(&ra), status(&rb)), (200, 200), "{ra}\n{rb}");
+    }
+
+    #[test]
     fn wrong_password_and_unknown_user_get_the_same_401() {
         let mut sim = auth_sim(vec![Algorithm::Sha256]);
         let r = sim.send(&Reg::new("alice").cseq(1).build());
