@@ -209,6 +209,39 @@ pub struct Args {
     /// Log level.
     #[arg(long, value_enum, value_name = "LEVEL", default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
+
+    // ---- operations (issue 7) ----
+    /// Management API and /metrics (HTTP/1.1, JSON), on ADDR:PORT or `off`. Binds
+    /// loopback by default: it has no authentication, so expose it only to a trusted
+    /// network.
+    #[arg(long, value_name = "ADDR:PORT|off", default_value = "127.0.0.1:9060")]
+    pub admin: String,
+
+    /// Log line format: `plain` text or one JSON object per line.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Plain)]
+    pub log_format: LogFormat,
+}
+
+/// `--log-format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable text.
+    Plain,
+    /// One JSON object per line (for log shippers).
+    Json,
+}
+
+/// Parse `--admin`: `off` disables the API.
+fn parse_admin(value: &str) -> Result<Option<SocketAddr>, ConfigError> {
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    value.parse().map(Some).map_err(|_| {
+        ConfigError::new(
+            "--admin",
+            format!("`{value}` is not ADDR:PORT (e.g. 127.0.0.1:9060) or `off`"),
+        )
+    })
 }
 
 /// `--min-expires-policy` values.
@@ -290,6 +323,10 @@ pub struct Config {
     pub nonce_lifetime_ms: u64,
     /// Log level.
     pub log_level: LogLevel,
+    /// Where the management API listens; None: off.
+    pub admin: Option<SocketAddr>,
+    /// Log line format.
+    pub log_format: LogFormat,
 }
 
 /// A flag that cannot be used: names the flag and says why.
@@ -444,6 +481,8 @@ impl Config {
             auth_algorithms,
             nonce_lifetime_ms: args.nonce_lifetime * 1000,
             log_level: args.log_level,
+            admin: parse_admin(&args.admin)?,
+            log_format: args.log_format,
         })
     }
 

@@ -17,8 +17,10 @@
 //! glommio: time, the source address and randomness are inputs. That is what makes them
 //! testable on a fake clock, fuzzable, and fast.
 
+pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod ctl;
 pub mod location;
 pub mod registrar;
 pub mod runtime;

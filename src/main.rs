@@ -1,4 +1,5 @@
-//! The `sipreg` binary: flags -> validated [`Config`] -> [`runtime::run`] -> exit code.
+//! The `sipreg` binary: flags -> validated [`Config`] -> [`runtime::run`] -> exit code;
+//! or `sipreg ctl ...`, the management client (see [`sipreg::ctl`]).
 //!
 //! Exit codes: 0 after a graceful stop (SIGTERM/SIGINT), 2 for a flag error (clap's
 //! own convention, which we follow for our validation too), 1 when the server cannot
@@ -8,12 +9,24 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
-use sipreg::config::{Args, Config};
+use clap::{CommandFactory, FromArgMatches, Parser};
+use sipreg::config::{Args, Config, LogFormat};
+use sipreg::ctl::{self, CtlArgs};
 use sipreg::runtime;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    // `sipreg ctl ...` is the client; anything else is the server, so that every
+    // existing `sipreg --flag` command line keeps working.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "ctl") {
+        return ctl::main(CtlArgs::parse_from(std::env::args_os().skip(1)));
+    }
+    let matches = Args::command()
+        .after_help("Management client: `sipreg ctl --help` (show, dump, rm, stats).")
+        .get_matches();
+    let args = match Args::from_arg_matches(&matches) {
+        Ok(args) => args,
+        Err(e) => e.exit(),
+    };
     let config = match Config::try_from(args) {
         Ok(config) => config,
         Err(e) => {
@@ -21,7 +34,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(config.log_level.as_tracing());
+    init_logging(config.log_level.as_tracing(), config.log_format);
     match runtime::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -31,11 +44,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(level: tracing::Level) {
-    tracing_subscriber::fmt()
+fn init_logging(level: tracing::Level, format: LogFormat) {
+    let builder = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match format {
+        LogFormat::Plain => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
 }

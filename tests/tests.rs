@@ -13,3 +13,6 @@ mod registrar;
 
 // Digest authentication of REGISTER: 401/200, stale, 403, SIGHUP reload, bad files.
 mod auth;
+
+// Operations: management API, /metrics, `sipreg ctl`, JSON logs (issue 7).
+mod admin;

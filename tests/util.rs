@@ -76,8 +76,16 @@ impl Server {
             unique()
         ));
         let log = fs::File::create(&log_path).expect("create log file");
+        // Tests run servers in parallel: the management API is off unless a test
+        // asks for it (its default port would collide).
+        let admin_off: &[&str] = if args.contains(&"--admin") {
+            &[]
+        } else {
+            &["--admin", "off"]
+        };
         let child = Command::new(SIPREG)
             .args(args)
+            .args(admin_off)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -558,6 +558,40 @@ impl LocationTable {
         self.bindings -= 1;
         self.expired_total += 1;
     }
+
+    /// AORs whose first binding sits in slot `from` or later, in slot order, for a
+    /// paginated dump (issue 7). Slot indices never move, so the returned cursor stays
+    /// meaningful while the table changes (inserts, removals, hash-table growth): an
+    /// AOR present for the whole walk is seen once, unless its first binding is
+    /// removed mid-walk. Visits at most `slots_max` slots and calls `each` for at most
+    /// `aors_max` AORs, so one call is bounded whatever the table size. Returns the
+    /// slot to continue from, or `None` at the end of the table.
+    pub fn aors_from_slot(
+        &self,
+        from: usize,
+        aors_max: usize,
+        slots_max: usize,
+        mut each: impl FnMut(AorRef<'_>),
+    ) -> Option<usize> {
+        let end = self.slots.len();
+        let stop = from.saturating_add(slots_max).min(end);
+        let mut idx = from;
+        let mut found = 0;
+        while idx < stop && found < aors_max {
+            if let Some(blob) = self.slots.get(idx).and_then(|s| s.blob.as_deref()) {
+                let hash = self.hasher.hash_one(blob_aor_key(blob));
+                if self.aors.find(hash, |&h| h as usize == idx).is_some() {
+                    each(AorRef {
+                        slots: &self.slots,
+                        head: idx as u32,
+                    });
+                    found += 1;
+                }
+            }
+            idx += 1;
+        }
+        (idx < end).then_some(idx)
+    }
 }
 
 /// One AOR's bindings, borrowed from the table.

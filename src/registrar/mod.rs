@@ -113,15 +113,21 @@ pub fn route_hash(req: &Request<'_>) -> u64 {
     KEY.with(|key| {
         let mut key = key.borrow_mut();
         key.clear();
-        let h = if uri.user.is_some() && sip::write_aor_key(uri, &mut key).is_ok() {
-            Fnv::hash(&key)
+        if uri.user.is_some() && sip::write_aor_key(uri, &mut key).is_ok() {
+            aor_hash(&key)
         } else {
-            Fnv::hash(req.call_id)
-        };
-        // FNV's low bits are weak for short keys and the owner is `hash % shards`:
-        // finish with MurmurHash3's fmix64 so every bit depends on every input bit.
-        rng::fmix64(h)
+            aor_hash(req.call_id)
+        }
     })
+}
+
+/// The owner hash of an AOR key (as written by [`sip::write_aor_key`]): what
+/// [`route_hash`] computes for a REGISTER to that AOR, so the management API finds
+/// the same shard as the SIP path.
+pub fn aor_hash(aor_key: &[u8]) -> u64 {
+    // FNV's low bits are weak for short keys and the owner is `hash % shards`:
+    // finish with MurmurHash3's fmix64 so every bit depends on every input bit.
+    rng::fmix64(Fnv::hash(aor_key))
 }
 
 /// Policy when a requested expiry is below the minimum.
@@ -272,6 +278,8 @@ pub struct Stats {
     pub outcomes: [u64; OUTCOMES],
     /// Drops by reason: keep-alive, response, unanswerable, too large.
     pub drops: [u64; 4],
+    /// Bindings removed through the management API (`admin_remove`, `admin_flush`).
+    pub admin_removed: u64,
 }
 
 /// Expired bindings removed per `handle_timeout` call at most, so one call never
@@ -523,6 +531,128 @@ impl Registrar {
     /// The location table, read-only (management, tests, benches).
     pub fn location(&self) -> &LocationTable {
         &self.location
+    }
+
+    // ---- management operations (issue 7: the admin API, as OpenSIPS `ul_*`) ----
+    // Every change goes through `LocationTable::apply`, the same commit path as a
+    // REGISTER, and removals are counted in `Stats::admin_removed`.
+
+    /// Add (or refresh, when `contact` is already bound) a binding of `aor_key` for
+    /// `expires_s` seconds (`1..=max_expires_s`), as `ul_add`. The binding is
+    /// recorded with Call-ID `sipreg-admin`, CSeq 0 and an unspecified source.
+    pub fn admin_add_binding(
+        &mut self,
+        now_ms: u64,
+        aor_key: &[u8],
+        contact: &[u8],
+        expires_s: u32,
+        q: Option<u16>,
+    ) -> Result<crate::location::CommitSummary, AdminError> {
+        if expires_s == 0 || expires_s > self.config.max_expires_s {
+            return Err(AdminError::ExpiresOutOfRange);
+        }
+        let binding = crate::location::NewBinding {
+            contact,
+            expires_ms: now_ms.saturating_add(u64::from(expires_s) * 1000),
+            q,
+            call_id: ADMIN_CALL_ID,
+            cseq: 0,
+            path: b"",
+            source: SocketAddr::from(([0, 0, 0, 0], 0)),
+            transport: crate::location::Transport::Udp,
+            local_socket: 0,
+            user_agent: b"",
+            instance: None,
+            reg_id: None,
+            flags: 0,
+        };
+        let existing = self
+            .location
+            .get(aor_key)
+            .and_then(|aor| aor.iter().position(|b| same_contact(b.contact(), contact)));
+        let change = match existing {
+            Some(index) => crate::location::Change::Update { index, binding },
+            None => crate::location::Change::Insert(binding),
+        };
+        let result = self.location.apply(aor_key, now_ms, &[change]);
+        self.sync_gauges();
+        result.map_err(AdminError::Commit)
+    }
+
+    /// Remove the bindings of `aor_key` (all, or those whose contact is equivalent to
+    /// `contact`), as `ul_rm` / `ul_rm_contact`. Returns how many were removed; 0 when
+    /// the AOR (or the contact) is unknown.
+    pub fn admin_remove(
+        &mut self,
+        now_ms: u64,
+        aor_key: &[u8],
+        contact: Option<&[u8]>,
+    ) -> Result<usize, AdminError> {
+        let Some(aor) = self.location.get(aor_key) else {
+            return Ok(0);
+        };
+        let changes: Vec<crate::location::Change<'static>> = aor
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| contact.is_none_or(|c| same_contact(b.contact(), c)))
+            .map(|(index, _)| crate::location::Change::Remove { index })
+            .collect();
+        if changes.is_empty() {
+            return Ok(0);
+        }
+        let result = self.location.apply(aor_key, now_ms, &changes);
+        if let Ok(summary) = &result {
+            self.stats.admin_removed += summary.removed as u64;
+        }
+        self.sync_gauges();
+        result.map(|s| s.removed).map_err(AdminError::Commit)
+    }
+
+    /// Remove every binding of up to `aors_max` AORs, as `ul_flush` in bounded
+    /// steps (call again until it returns 0 AORs). Returns `(aors, bindings)` removed.
+    pub fn admin_flush(&mut self, now_ms: u64, aors_max: usize) -> (usize, usize) {
+        let keys: Vec<Vec<u8>> = self
+            .location
+            .iter_aors()
+            .take(aors_max)
+            .map(|aor| aor.key().to_vec())
+            .collect();
+        let mut removed = 0;
+        for key in &keys {
+            removed += self.admin_remove(now_ms, key, None).unwrap_or(0);
+        }
+        (keys.len(), removed)
+    }
+}
+
+/// The Call-ID recorded on bindings added through the management API.
+pub const ADMIN_CALL_ID: &[u8] = b"sipreg-admin";
+
+/// Why a management operation was refused. Nothing was changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminError {
+    /// `expires` is 0 or above the configured maximum.
+    ExpiresOutOfRange,
+    /// The location table refused the commit.
+    Commit(crate::location::CommitError),
+}
+
+impl AdminError {
+    /// A short description.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::ExpiresOutOfRange => "expires must be between 1 and the configured maximum",
+            Self::Commit(e) => e.as_str(),
+        }
+    }
+}
+
+/// Two Contact URIs name the same binding (RFC 3261 §19.1.4 equivalence; bytes
+/// equality when either does not parse).
+fn same_contact(a: &[u8], b: &[u8]) -> bool {
+    match (sip::parse_uri(a), sip::parse_uri(b)) {
+        (Ok(x), Ok(y)) => sip::uri_equivalent(&x, &y),
+        _ => a == b,
     }
 }
 

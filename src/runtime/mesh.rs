@@ -151,6 +151,13 @@ impl MeshShared {
         self.stopped_receiving.load(Ordering::SeqCst) >= self.doorbells.len()
     }
 
+    /// Wake core `index` if it is parked (the management API queued a command).
+    pub(crate) fn ring(&self, index: usize) {
+        if let Some(bell) = self.doorbells.get(index) {
+            bell.ring();
+        }
+    }
+
     fn ring_all(&self) {
         for bell in &self.doorbells {
             bell.ring();

@@ -24,6 +24,7 @@
 //! a `// SAFETY:` comment.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub(crate) mod control;
 mod cpus;
 mod mesh;
 mod mmsg;
@@ -100,6 +101,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .map(|_| Arc::new(SharedCounters::default()))
         .collect();
 
+    // Management API (issue 7): its thread starts before the cores (healthz answers
+    // during start-up; readyz once every core is up).
+    let (control, control_ends) = control::build(shards, Arc::clone(&shared));
+    let admin_thread = crate::admin::spawn(config.admin, control.clone())?;
+
     let subscriber_cell = Arc::new(reload::SubscriberCell::default());
     let (reload_handle, reload_thread) =
         reload::spawn(config.auth_file.clone(), Arc::clone(&subscriber_cell))
@@ -121,7 +127,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
     let (ready_tx, ready_rx) = crossbeam_channel::bounded::<(usize, Result<(), String>)>(shards);
     let mut cores: Vec<JoinHandle<()>> = Vec::with_capacity(shards);
-    for ((index, sockets), end) in bound.sockets.into_iter().enumerate().zip(ends) {
+    for (((index, sockets), end), control) in bound
+        .sockets
+        .into_iter()
+        .enumerate()
+        .zip(ends)
+        .zip(control_ends)
+    {
         let cpu = config.cpus.get(index).copied().unwrap_or(0);
         let setup = shard::CoreSetup {
             shards,
@@ -132,6 +144,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             subscribers: Arc::clone(&subscriber_cell),
             mesh: end,
             counters: Arc::clone(&counters[index]),
+            control,
         };
         let core_ready = ready_tx.clone();
         let core_shared = Arc::clone(&shared);
@@ -154,6 +167,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let started = wait_ready(&ready_rx, shards);
     let result = match started {
         Ok(()) => {
+            control.set_ready();
             tracing::info!(
                 "ready: {shards} cores answering on {}",
                 join_addrs(&bound.local)
@@ -176,6 +190,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let _ = signal_thread.join();
     reload_handle.close();
     let _ = reload_thread.join();
+    if let Some(admin) = admin_thread {
+        let _ = admin.join();
+    }
     let totals = stats::total(&counters);
     if result.is_ok() {
         tracing::info!(

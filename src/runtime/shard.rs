@@ -59,6 +59,8 @@ pub(crate) struct CoreSetup {
     pub(crate) subscribers: Arc<super::reload::SubscriberCell>,
     pub(crate) mesh: MeshEnd,
     pub(crate) counters: Arc<SharedCounters>,
+    /// Management commands (issue 7), see `control`.
+    pub(crate) control: super::control::ControlEnd,
 }
 
 type Readable = Pin<Box<dyn Future<Output = io::Result<()>>>>;
@@ -85,6 +87,8 @@ struct Shard {
     /// SIGHUP reloads of the subscriber table, and the generation this core has.
     subscribers: Arc<super::reload::SubscriberCell>,
     subscribers_generation: u64,
+    /// Management commands (issue 7), answered between batches.
+    control: super::control::ControlEnd,
 }
 
 /// Run one core until a stop is requested and everything in flight is answered.
@@ -129,6 +133,7 @@ pub(crate) async fn run(setup: CoreSetup, ready: impl FnOnce(Result<(), String>)
         draining: false,
         subscribers: setup.subscribers,
         subscribers_generation: 0,
+        control: setup.control,
     };
     ready(Ok(()));
     shard.serve().await;
@@ -160,6 +165,10 @@ impl Shard {
                 }
             }
             work += self.drain_inbox(now_ms);
+            // Management API (issue 7): a few commands per turn, never blocking.
+            work += self
+                .control
+                .poll(self.index, &mut self.registrar, &self.counters, now_ms);
             self.flush_all();
             self.mesh.ring_pending();
             self.run_timers(now_ms);
@@ -379,6 +388,7 @@ impl Shard {
             readable,
             timer,
             counters,
+            control,
             ..
         } = self;
         std::future::poll_fn(|cx| {
@@ -389,7 +399,7 @@ impl Shard {
             } else {
                 shared.stop_requested()
             };
-            if stop_news || !mesh.inbox_is_empty() {
+            if stop_news || !mesh.inbox_is_empty() || !control.is_idle() {
                 mesh.doorbell().disarm();
                 return Poll::Ready(());
             }

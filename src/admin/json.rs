@@ -1,0 +1,121 @@
+//! JSON shapes of the management API (built off the SIP cores, on the admin thread).
+
+use serde_json::{Map, Value, json};
+
+use crate::registrar::Outcome;
+use crate::runtime::control::{AorView, BindingView, CoreStats};
+
+fn binding(b: &BindingView) -> Value {
+    json!({
+        "contact": b.contact,
+        "expires": b.expires_s,
+        "q": b.q.map(|q| f64::from(q) / 1000.0),
+        "call_id": b.call_id,
+        "cseq": b.cseq,
+        "source": b.source,
+        "transport": b.transport,
+        "socket": b.socket,
+        "user_agent": b.user_agent,
+        "path": b.path,
+        "instance": b.instance,
+        "reg_id": b.reg_id,
+        "registered_ms": b.registered_ms,
+    })
+}
+
+/// One AOR: `{"aor": "...", "bindings": [...]}`.
+pub(super) fn aor(a: &AorView) -> Value {
+    json!({
+        "aor": a.aor,
+        "bindings": a.bindings.iter().map(binding).collect::<Vec<_>>(),
+    })
+}
+
+/// A dump page: `{"aors": [...], "count": n, "limit": n, "next": "cursor"|null}`.
+pub(super) fn page(aors: &[AorView], limit: usize, next: Option<&str>) -> Value {
+    json!({
+        "aors": aors.iter().map(aor).collect::<Vec<_>>(),
+        "count": aors.len(),
+        "limit": limit,
+        "next": next,
+    })
+}
+
+/// One core's counters as ordered `(name, value)` pairs (the same names, in the same
+/// order, for every core, so totals are a pairwise sum).
+pub(crate) fn flatten(c: &CoreStats) -> Vec<(String, u64)> {
+    let r = &c.registrar;
+    let t = &c.runtime;
+    let mut out: Vec<(String, u64)> = [
+        ("received", t.received),
+        ("sent", t.sent),
+        ("send_errors", t.send_errors),
+        ("recv_errors", t.recv_errors),
+        ("forwarded_out", t.forwarded_out),
+        ("forwarded_in", t.forwarded_in),
+        ("mesh_full", t.mesh_full),
+        ("dropped_too_large", t.too_large),
+        ("dropped_keep_alive", t.keep_alive),
+        ("dropped_response", t.responses),
+        ("dropped_unanswerable", t.unanswerable),
+        ("requests", r.requests),
+        ("accepted", r.accepted),
+        ("rejected", r.rejected),
+        ("retransmissions", r.retransmissions),
+        ("bindings", r.bindings),
+        ("aors", r.aors),
+        ("expired", r.expired),
+        ("evicted", r.evicted),
+        ("txns", r.txns),
+        ("txn_evicted", r.txn_evicted),
+        ("admin_removed", r.admin_removed),
+    ]
+    .into_iter()
+    .map(|(n, v)| (n.to_string(), v))
+    .collect();
+    for (name, v) in Outcome::NAMES.iter().zip(r.outcomes) {
+        out.push((format!("outcome_{name}"), v));
+    }
+    let a = c.auth.unwrap_or_default();
+    let f = &a.failures;
+    for (name, v) in [
+        ("auth_challenges", a.challenges),
+        ("auth_stale", a.stale),
+        ("auth_ok", a.ok),
+        ("auth_failed_unknown_user", f.unknown_user),
+        ("auth_failed_bad_response", f.bad_response),
+        ("auth_failed_replayed_nc", f.replayed_nc),
+        ("auth_failed_stale", f.stale),
+        ("auth_failed_malformed", f.malformed),
+        ("auth_failed_unknown_scheme", f.unknown_scheme),
+        ("auth_failed_realm_mismatch", f.realm_mismatch),
+        ("auth_failed_invalid_nonce", f.invalid_nonce),
+        ("auth_failed_unsupported", f.unsupported),
+    ] {
+        out.push((name.to_string(), v));
+    }
+    out
+}
+
+/// `{"cores": [{"core": i, ...}], "total": {...}}`.
+pub(super) fn stats(cores: &[CoreStats]) -> Value {
+    let mut total: Vec<(String, u64)> = Vec::new();
+    let mut per_core = Vec::with_capacity(cores.len());
+    for c in cores {
+        let flat = flatten(c);
+        if total.is_empty() {
+            total = flat.iter().map(|(n, _)| (n.clone(), 0)).collect();
+        }
+        for ((_, sum), (_, v)) in total.iter_mut().zip(&flat) {
+            *sum += v;
+        }
+        let mut object = Map::new();
+        object.insert("core".into(), json!(c.core));
+        for (name, v) in flat {
+            object.insert(name, json!(v));
+        }
+        per_core.push(Value::Object(object));
+    }
+    let total: Map<String, Value> = total.into_iter().map(|(n, v)| (n, json!(v))).collect();
+    json!({ "cores": per_core, "total": total })
+}

@@ -1,0 +1,259 @@
+//! `GET /metrics`: the counters of every core, summed, in the OpenMetrics text format
+//! (which Prometheus scrapes natively), encoded by the `prometheus-client` crate.
+//!
+//! Why a fresh registry per scrape: the counters live in the cores and reach the admin
+//! thread as a snapshot (`Command::Stats`); building a registry from the snapshot keeps
+//! the cores free of any metrics type and any shared state. A scrape is rare (seconds
+//! apart), so the allocation is irrelevant. Names follow the Prometheus conventions:
+//! `sipreg_<what>_total` for counters (the encoder adds `_total`), base units.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::registrar::Outcome;
+use crate::runtime::control::CoreStats;
+
+/// The Content-Type of the exposition.
+pub(super) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+type Labels = Vec<(&'static str, String)>;
+
+fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
+    let c: Counter = Counter::default();
+    c.inc_by(value);
+    registry.register(name, help, c);
+}
+
+fn gauge(registry: &mut Registry, name: &str, help: &str, value: u64) {
+    let g: Gauge = Gauge::default();
+    g.set(i64::try_from(value).unwrap_or(i64::MAX));
+    registry.register(name, help, g);
+}
+
+fn family(registry: &mut Registry, name: &str, help: &str, values: Vec<(Labels, u64)>) {
+    let f: Family<Labels, Counter> = Family::default();
+    for (labels, v) in values {
+        f.get_or_create(&labels).inc_by(v);
+    }
+    registry.register(name, help, f);
+}
+
+/// Render the exposition for the snapshot `cores`.
+pub(super) fn render(cores: &[CoreStats], ready: bool) -> String {
+    let sum = |f: &dyn Fn(&CoreStats) -> u64| cores.iter().map(f).sum::<u64>();
+    let mut r = Registry::with_prefix("sipreg");
+
+    gauge(
+        &mut r,
+        "cores",
+        "SIP cores (shards) running.",
+        cores.len() as u64,
+    );
+    gauge(
+        &mut r,
+        "ready",
+        "1 once every core is up.",
+        u64::from(ready),
+    );
+
+    // Outcomes are indexed in `Outcome::index` order: the successes and absorbed
+    // requests first, every final non-2xx after `Retransmission`.
+    let first_rejection = Outcome::Retransmission.index() + 1;
+    let mut by_outcome = Vec::new();
+    let mut rejections = Vec::new();
+    for (i, name) in Outcome::NAMES.iter().enumerate() {
+        let v = sum(&|c| c.registrar.outcomes.get(i).copied().unwrap_or(0));
+        if i >= first_rejection {
+            rejections.push((vec![("reason", (*name).to_string())], v));
+        }
+        by_outcome.push((vec![("outcome", (*name).to_string())], v));
+    }
+    family(
+        &mut r,
+        "requests",
+        "SIP requests handled (not retransmissions), by outcome.",
+        by_outcome,
+    );
+    family(
+        &mut r,
+        "rejections",
+        "SIP requests answered with a final non-2xx, by reason.",
+        rejections,
+    );
+    counter(
+        &mut r,
+        "retransmissions",
+        "Retransmissions answered from the transaction cache.",
+        sum(&|c| c.registrar.retransmissions),
+    );
+    gauge(
+        &mut r,
+        "bindings",
+        "Bindings held now.",
+        sum(&|c| c.registrar.bindings),
+    );
+    gauge(
+        &mut r,
+        "aors",
+        "AORs with at least one binding now.",
+        sum(&|c| c.registrar.aors),
+    );
+    counter(
+        &mut r,
+        "expirations",
+        "Bindings removed by expiry.",
+        sum(&|c| c.registrar.expired),
+    );
+    counter(
+        &mut r,
+        "contact_evictions",
+        "Bindings evicted by the evict-oldest max-contacts policy.",
+        sum(&|c| c.registrar.evicted),
+    );
+    counter(
+        &mut r,
+        "admin_removals",
+        "Bindings removed through the management API.",
+        sum(&|c| c.registrar.admin_removed),
+    );
+    gauge(
+        &mut r,
+        "transactions",
+        "Transactions in the Timer J cache now.",
+        sum(&|c| c.registrar.txns),
+    );
+    counter(
+        &mut r,
+        "transaction_evictions",
+        "Transactions evicted from the cache before Timer J.",
+        sum(&|c| c.registrar.txn_evicted),
+    );
+    counter(
+        &mut r,
+        "datagrams_received",
+        "Datagrams received from the sockets.",
+        sum(&|c| c.runtime.received),
+    );
+    counter(
+        &mut r,
+        "replies_sent",
+        "Replies handed to the kernel.",
+        sum(&|c| c.runtime.sent),
+    );
+    counter(
+        &mut r,
+        "send_errors",
+        "Replies the kernel refused.",
+        sum(&|c| c.runtime.send_errors),
+    );
+    counter(
+        &mut r,
+        "receive_errors",
+        "Errors reported by the sockets on receive.",
+        sum(&|c| c.runtime.recv_errors),
+    );
+    counter(
+        &mut r,
+        "forwards",
+        "Datagrams forwarded to their owner core.",
+        sum(&|c| c.runtime.forwarded_out),
+    );
+    counter(
+        &mut r,
+        "mesh_drops",
+        "Datagrams dropped: owner inbox full or forward pool empty.",
+        sum(&|c| c.runtime.mesh_full),
+    );
+    family(
+        &mut r,
+        "drops",
+        "Datagrams dropped without an answer, by reason.",
+        vec![
+            (
+                vec![("reason", "too_large".into())],
+                sum(&|c| c.runtime.too_large),
+            ),
+            (
+                vec![("reason", "keep_alive".into())],
+                sum(&|c| c.runtime.keep_alive),
+            ),
+            (
+                vec![("reason", "response".into())],
+                sum(&|c| c.runtime.responses),
+            ),
+            (
+                vec![("reason", "unanswerable".into())],
+                sum(&|c| c.runtime.unanswerable),
+            ),
+            (
+                vec![("reason", "mesh_full".into())],
+                sum(&|c| c.runtime.mesh_full),
+            ),
+        ],
+    );
+    let auth = |f: &dyn Fn(&crate::auth::Counters) -> u64| sum(&|c| c.auth.as_ref().map_or(0, f));
+    counter(
+        &mut r,
+        "auth_challenges",
+        "401 challenges sent.",
+        auth(&|a| a.challenges),
+    );
+    counter(
+        &mut r,
+        "auth_successes",
+        "Successful digest authentications.",
+        auth(&|a| a.ok),
+    );
+    family(
+        &mut r,
+        "auth_failures",
+        "Failed digest authentications, by reason.",
+        vec![
+            (
+                vec![("reason", "unknown_user".into())],
+                auth(&|a| a.failures.unknown_user),
+            ),
+            (
+                vec![("reason", "bad_response".into())],
+                auth(&|a| a.failures.bad_response),
+            ),
+            (
+                vec![("reason", "replayed_nc".into())],
+                auth(&|a| a.failures.replayed_nc),
+            ),
+            (
+                vec![("reason", "stale".into())],
+                auth(&|a| a.failures.stale),
+            ),
+            (
+                vec![("reason", "malformed".into())],
+                auth(&|a| a.failures.malformed),
+            ),
+            (
+                vec![("reason", "unknown_scheme".into())],
+                auth(&|a| a.failures.unknown_scheme),
+            ),
+            (
+                vec![("reason", "realm_mismatch".into())],
+                auth(&|a| a.failures.realm_mismatch),
+            ),
+            (
+                vec![("reason", "invalid_nonce".into())],
+                auth(&|a| a.failures.invalid_nonce),
+            ),
+            (
+                vec![("reason", "unsupported".into())],
+                auth(&|a| a.failures.unsupported),
+            ),
+        ],
+    );
+
+    let mut out = String::new();
+    if encode(&mut out, &r).is_err() {
+        out.clear();
+    }
+    out
+}
