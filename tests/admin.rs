@@ -255,6 +255,7 @@ fn api_reads_and_changes_bindings_while_registers_flow() {
         "sipreg_expirations_total",
         "sipreg_transactions ",
         "sipreg_auth_challenges_total",
+        "sipreg_socket_receive_drops_total",
         "sipreg_admin_removals_total 2",
         "# EOF",
     ] {

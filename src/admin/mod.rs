@@ -53,10 +53,13 @@ const STOP_POLL_MS: u64 = 100;
 
 /// Start the admin thread on `addr` (None: the API is off). Fails when the address
 /// cannot be bound, so a misconfigured API is a start-up error, not a silent gap.
+/// `listening` are the SIP addresses (for the kernel's receive-drop counter).
 pub(crate) fn spawn(
     addr: Option<SocketAddr>,
     control: ControlHandle,
+    listening: &[SocketAddr],
 ) -> anyhow::Result<Option<JoinHandle<()>>> {
+    let ports: Vec<u16> = listening.iter().map(SocketAddr::port).collect();
     let Some(addr) = addr else {
         tracing::info!("management API off (--admin off)");
         return Ok(None);
@@ -70,15 +73,15 @@ pub(crate) fn spawn(
     tracing::info!("management API on http://{addr} (GET /v1/stats, /metrics, /readyz)");
     let handle = thread::Builder::new()
         .name("sipreg-admin".into())
-        .spawn(move || serve(&server, &control))
+        .spawn(move || serve(&server, &control, &ports))
         .context("spawning the admin thread")?;
     Ok(Some(handle))
 }
 
-fn serve(server: &Server, control: &ControlHandle) {
+fn serve(server: &Server, control: &ControlHandle, ports: &[u16]) {
     while !control.stop_requested() {
         match server.recv_timeout(Duration::from_millis(STOP_POLL_MS)) {
-            Ok(Some(request)) => handle(request, control),
+            Ok(Some(request)) => handle(request, control, ports),
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!("management API: {e}");
@@ -110,7 +113,7 @@ impl Answer {
     }
 }
 
-fn handle(mut request: Request, control: &ControlHandle) {
+fn handle(mut request: Request, control: &ControlHandle, ports: &[u16]) {
     let mut body = Vec::new();
     let too_large = request
         .as_reader()
@@ -121,7 +124,7 @@ fn handle(mut request: Request, control: &ControlHandle) {
     let answer = if too_large {
         Answer::error(413, "request body too large or unreadable")
     } else {
-        route(request.method(), request.url(), &body, control)
+        route(request.method(), request.url(), &body, control, ports)
     };
     tracing::debug!(
         method = %request.method(),
@@ -139,7 +142,13 @@ fn handle(mut request: Request, control: &ControlHandle) {
 }
 
 /// Dispatch one request (pure but for the calls to the cores).
-fn route(method: &Method, url: &str, body: &[u8], control: &ControlHandle) -> Answer {
+fn route(
+    method: &Method,
+    url: &str,
+    body: &[u8],
+    control: &ControlHandle,
+    ports: &[u16],
+) -> Answer {
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
     let Ok(query) = parse_query(query) else {
         return Answer::error(400, "malformed percent-encoding in the query");
@@ -157,7 +166,7 @@ fn route(method: &Method, url: &str, body: &[u8], control: &ControlHandle) -> An
         (Method::Get, ["metrics"]) => match all_stats(control) {
             Ok(cores) => Answer {
                 status: 200,
-                body: metrics::render(&cores, control.is_ready()),
+                body: metrics::render(&cores, control.is_ready(), metrics::socket_drops(ports)),
                 content_type: metrics::CONTENT_TYPE,
             },
             Err(answer) => answer,

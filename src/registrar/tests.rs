@@ -1126,3 +1126,83 @@ mod auth {
         assert_eq!(status(&r), 401, "alice is gone after the reload");
     }
 }
+
+// ---- management operations (issue 7) ----
+
+#[test]
+fn aor_hash_is_the_route_of_a_register_to_that_aor() {
+    let msg = Reg::new("Alice").build();
+    assert_eq!(
+        route(msg.as_bytes()),
+        Route::Hash(aor_hash(b"Alice@example.com"))
+    );
+    assert_ne!(
+        aor_hash(b"Alice@example.com"),
+        aor_hash(b"alice@example.com")
+    );
+}
+
+#[test]
+fn admin_add_remove_and_flush_go_through_the_table_and_are_counted() {
+    let mut sim = Sim::default();
+    assert!(
+        sim.send(&Reg::new("alice").build())
+            .starts_with("SIP/2.0 200")
+    );
+    let now = sim.now_ms;
+    let key = b"alice@example.com";
+
+    // Add a second contact, then refresh it (same contact: no new binding).
+    sim.reg
+        .admin_add_binding(now, key, b"sip:desk@192.0.2.20", 60, Some(500))
+        .unwrap();
+    sim.reg
+        .admin_add_binding(now, key, b"sip:desk@192.0.2.20", 120, None)
+        .unwrap();
+    assert_eq!(sim.reg.stats().bindings, 2);
+    let aor = sim.reg.location().get(key).unwrap();
+    let desk = aor
+        .iter()
+        .find(|b| b.contact() == b"sip:desk@192.0.2.20")
+        .unwrap();
+    assert_eq!(desk.remaining_s(now), 120);
+    assert_eq!(desk.call_id(), ADMIN_CALL_ID);
+    assert_eq!(
+        sim.reg.admin_add_binding(now, key, b"sip:x@y", 0, None),
+        Err(AdminError::ExpiresOutOfRange)
+    );
+
+    // A fetch (REGISTER without Contact) lists both.
+    let fetched = sim.send(&Reg::new("alice").contacts(&[]).cseq(2).build());
+    assert_eq!(fetched.matches("Contact:").count(), 2, "{fetched}");
+
+    // Remove one contact (URI equivalence: host case), then an unknown one.
+    assert_eq!(
+        sim.reg
+            .admin_remove(now, key, Some(b"sip:desk@192.0.2.20;transport=udp")),
+        Ok(0)
+    );
+    assert_eq!(
+        sim.reg.admin_remove(now, key, Some(b"sip:desk@192.0.2.20")),
+        Ok(1)
+    );
+    assert_eq!(
+        sim.reg.admin_remove(now, b"nobody@example.com", None),
+        Ok(0)
+    );
+    assert_eq!(sim.reg.stats().admin_removed, 1);
+    assert_eq!(sim.reg.stats().bindings, 1);
+
+    // Flush in bounded steps.
+    assert!(
+        sim.send(&Reg::new("bob").build())
+            .starts_with("SIP/2.0 200")
+    );
+    assert_eq!(sim.reg.admin_flush(now, 1).0, 1);
+    assert_eq!(sim.reg.admin_flush(now, 10), (1, 1));
+    assert_eq!(sim.reg.admin_flush(now, 10), (0, 0));
+    assert_eq!(sim.reg.stats().bindings, 0);
+    assert_eq!(sim.reg.stats().admin_removed, 3);
+    let fetched = sim.send(&Reg::new("alice").contacts(&[]).cseq(3).build());
+    assert_eq!(fetched.matches("Contact:").count(), 0, "{fetched}");
+}

@@ -104,7 +104,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     // Management API (issue 7): its thread starts before the cores (healthz answers
     // during start-up; readyz once every core is up).
     let (control, control_ends) = control::build(shards, Arc::clone(&shared));
-    let admin_thread = crate::admin::spawn(config.admin, control.clone())?;
+    let admin_thread = crate::admin::spawn(config.admin, control.clone(), &bound.local)?;
 
     let subscriber_cell = Arc::new(reload::SubscriberCell::default());
     let (reload_handle, reload_thread) =
