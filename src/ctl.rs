@@ -18,6 +18,7 @@ pub const CTL_TIMEOUT_S: u64 = 10;
 #[derive(Debug, Parser)]
 #[command(
     name = "sipreg ctl",
+    bin_name = "sipreg ctl",
     about = "Inspect and change a running sipreg through its management API"
 )]
 pub struct CtlArgs {
@@ -140,7 +141,7 @@ fn call(method: &str, url: &str) -> Result<Value, String> {
     let (status, body) = match response {
         Ok(r) => (r.status(), r.into_string().map_err(|e| e.to_string())?),
         Err(ureq::Error::Status(status, r)) => (status, r.into_string().unwrap_or_default()),
-        Err(e) => return Err(format!("{url}: {e} (is sipreg running with --admin?)")),
+        Err(e) => return Err(format!("{e} (is sipreg running with --admin?)")),
     };
     let value: Value =
         serde_json::from_str(&body).map_err(|_| format!("HTTP {status}: unexpected answer"))?;

@@ -256,6 +256,7 @@ fn api_reads_and_changes_bindings_while_registers_flow() {
         "sipreg_transactions ",
         "sipreg_auth_challenges_total",
         "sipreg_socket_receive_drops_total",
+        "sipreg_core_bindings{core=\"0\"}",
         "sipreg_admin_removals_total 2",
         "# EOF",
     ] {

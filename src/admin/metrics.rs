@@ -41,6 +41,15 @@ fn family(registry: &mut Registry, name: &str, help: &str, values: Vec<(Labels, 
     registry.register(name, help, f);
 }
 
+fn gauge_family(registry: &mut Registry, name: &str, help: &str, values: Vec<(Labels, u64)>) {
+    let f: Family<Labels, Gauge> = Family::default();
+    for (labels, v) in values {
+        f.get_or_create(&labels)
+            .set(i64::try_from(v).unwrap_or(i64::MAX));
+    }
+    registry.register(name, help, f);
+}
+
 /// Datagrams the kernel dropped on our listening sockets (receive buffer full),
 /// from the `drops` column of `/proc/net/udp` and `/proc/net/udp6`, summed over the
 /// sockets bound to `ports`. `None` when neither file can be read (not Linux).
@@ -281,6 +290,32 @@ pub(super) fn render(cores: &[CoreStats], ready: bool, socket_drops: Option<u64>
                 auth(&|a| a.failures.unsupported),
             ),
         ],
+    );
+
+    // Per core: shard skew (a hot AOR range) and a core that stopped counting.
+    let per_core = |f: &dyn Fn(&CoreStats) -> u64| {
+        cores
+            .iter()
+            .map(|c| (vec![("core", c.core.to_string())], f(c)))
+            .collect::<Vec<_>>()
+    };
+    family(
+        &mut r,
+        "core_requests",
+        "SIP requests handled, per core.",
+        per_core(&|c| c.registrar.requests),
+    );
+    family(
+        &mut r,
+        "core_datagrams_received",
+        "Datagrams received, per core.",
+        per_core(&|c| c.runtime.received),
+    );
+    gauge_family(
+        &mut r,
+        "core_bindings",
+        "Bindings held now, per core (shard).",
+        per_core(&|c| c.registrar.bindings),
     );
 
     if let Some(drops) = socket_drops {

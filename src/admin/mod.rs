@@ -42,6 +42,9 @@ use crate::sip::{self, Scheme};
 /// How long the admin thread waits for a core's answer, in ms.
 pub const CORE_ANSWER_TIMEOUT_MS: u64 = 2000;
 
+/// How long a flush may take before the API answers 503 (the flush goes on), in ms.
+pub const FLUSH_ANSWER_TIMEOUT_MS: u64 = 120_000;
+
 /// Largest request body accepted, in bytes.
 pub const BODY_BYTES_MAX: usize = 16 * 1024;
 
@@ -291,12 +294,25 @@ fn flush(query: &[(String, String)], control: &ControlHandle) -> Answer {
     if query_get(query, "confirm") != Some("yes") {
         return Answer::error(400, "flush removes every binding: add ?confirm=yes");
     }
-    let mut removed = 0;
+    // Every core flushes at once, in bounded steps between its SIP batches.
+    let mut pending = Vec::with_capacity(control.shards());
     for shard in 0..control.shards() {
-        match call(control, shard, Command::Flush) {
+        match control.send(shard, Command::Flush) {
+            Ok(answer) => pending.push(answer),
+            Err(e) => return Answer::error(503, e.as_str()),
+        }
+    }
+    let mut removed = 0;
+    for answer in pending {
+        match answer.recv_timeout(Duration::from_millis(FLUSH_ANSWER_TIMEOUT_MS)) {
             Ok(Reply::Flushed { bindings }) => removed += bindings,
             Ok(_) => return unexpected(),
-            Err(answer) => return answer,
+            Err(_) => {
+                return Answer::error(
+                    503,
+                    "flush still running after the timeout; it goes on in the background",
+                );
+            }
         }
     }
     tracing::info!(removed, "management API: flushed every binding");

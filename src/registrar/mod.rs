@@ -608,20 +608,28 @@ impl Registrar {
         result.map(|s| s.removed).map_err(AdminError::Commit)
     }
 
-    /// Remove every binding of up to `aors_max` AORs, as `ul_flush` in bounded
-    /// steps (call again until it returns 0 AORs). Returns `(aors, bindings)` removed.
-    pub fn admin_flush(&mut self, now_ms: u64, aors_max: usize) -> (usize, usize) {
-        let keys: Vec<Vec<u8>> = self
+    /// Remove every binding of the AORs whose first binding sits in table slots
+    /// `from_slot..from_slot + slots_max`, as `ul_flush` in bounded steps: start at 0
+    /// and call again with the returned slot until it returns `None`. Each step costs
+    /// O(`slots_max`), so a whole flush is linear in the table size. Returns the
+    /// bindings removed and the slot to continue from.
+    pub fn admin_flush(
+        &mut self,
+        now_ms: u64,
+        from_slot: usize,
+        slots_max: usize,
+    ) -> (usize, Option<usize>) {
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        let next = self
             .location
-            .iter_aors()
-            .take(aors_max)
-            .map(|aor| aor.key().to_vec())
-            .collect();
+            .aors_from_slot(from_slot, usize::MAX, slots_max, |aor| {
+                keys.push(aor.key().to_vec())
+            });
         let mut removed = 0;
         for key in &keys {
             removed += self.admin_remove(now_ms, key, None).unwrap_or(0);
         }
-        (keys.len(), removed)
+        (removed, next)
     }
 }
 

@@ -1198,9 +1198,9 @@ fn admin_add_remove_and_flush_go_through_the_table_and_are_counted() {
         sim.send(&Reg::new("bob").build())
             .starts_with("SIP/2.0 200")
     );
-    assert_eq!(sim.reg.admin_flush(now, 1).0, 1);
-    assert_eq!(sim.reg.admin_flush(now, 10), (1, 1));
-    assert_eq!(sim.reg.admin_flush(now, 10), (0, 0));
+    assert_eq!(sim.reg.admin_flush(now, 0, 1), (1, Some(1)));
+    assert_eq!(sim.reg.admin_flush(now, 1, 100), (1, None));
+    assert_eq!(sim.reg.admin_flush(now, 0, 100), (0, None));
     assert_eq!(sim.reg.stats().bindings, 0);
     assert_eq!(sim.reg.stats().admin_removed, 3);
     let fetched = sim.send(&Reg::new("alice").contacts(&[]).cseq(3).build());

@@ -7,8 +7,8 @@
 //! never reads a table; it sends a [`Command`] to the owner (`shard_for(aor_hash)`),
 //! rings the owner's mesh doorbell (a parked core wakes at once, a busy one pays one
 //! atomic load), and waits on a one-shot reply channel with a timeout. A core takes at
-//! most [`COMMANDS_PER_TURN`] commands per loop turn and a flush removes at most
-//! [`FLUSH_AORS_PER_TURN`] AORs per turn, so management never stalls SIP for long.
+//! most [`COMMANDS_PER_TURN`] commands per loop turn and a flush walks at most
+//! [`FLUSH_SLOTS_PER_TURN`] table slots per turn, so management never stalls SIP for long.
 //! A full channel is refused at once (the API answers 503), never waited on.
 
 use std::sync::Arc;
@@ -28,15 +28,16 @@ pub(crate) const CONTROL_CHANNEL_DEPTH: usize = 64;
 /// Commands one core answers per loop turn, at most.
 pub(crate) const COMMANDS_PER_TURN: usize = 4;
 
-/// AORs a flush removes per loop turn on one core, at most.
-pub(crate) const FLUSH_AORS_PER_TURN: usize = 1024;
+/// Table slots a flush walks per loop turn on one core, at most (it removes the AORs
+/// whose first binding is among them).
+pub(crate) const FLUSH_SLOTS_PER_TURN: usize = 4096;
 
 /// AORs in one dump page, at most (larger `limit`s are capped to this).
 pub(crate) const DUMP_PAGE_AORS_MAX: usize = 1000;
 
 /// Table slots one dump call visits at most (a page may come back short, with a
 /// cursor, when the table has long runs of free slots).
-pub(crate) const DUMP_SLOTS_PER_CALL_MAX: usize = 65_536;
+pub(crate) const DUMP_SLOTS_PER_CALL_MAX: usize = 16_384;
 
 /// A management command for one shard.
 #[derive(Debug)]
@@ -57,7 +58,7 @@ pub(crate) enum Command {
         aor_key: Vec<u8>,
         contact: Option<Vec<u8>>,
     },
-    /// Remove every binding of the shard (in steps of [`FLUSH_AORS_PER_TURN`]).
+    /// Remove every binding of the shard (in steps of [`FLUSH_SLOTS_PER_TURN`]).
     Flush,
     /// The shard's counters.
     Stats,
@@ -180,6 +181,18 @@ impl ControlHandle {
         command: Command,
         timeout: Duration,
     ) -> Result<Reply, CallError> {
+        self.send(shard, command)?
+            .recv_timeout(timeout)
+            .map_err(|_| CallError::NoAnswer)
+    }
+
+    /// Send `command` to `shard` and wake it; the answer comes on the returned
+    /// channel (so that several cores can work at once, e.g. a flush).
+    pub(crate) fn send(
+        &self,
+        shard: usize,
+        command: Command,
+    ) -> Result<Receiver<Reply>, CallError> {
         let sender = self.senders.get(shard).ok_or(CallError::NoAnswer)?;
         let (reply, answer) = bounded(1);
         match sender.try_send(Request { command, reply }) {
@@ -188,9 +201,7 @@ impl ControlHandle {
             Err(TrySendError::Disconnected(_)) => return Err(CallError::NoAnswer),
         }
         self.mesh.ring(shard);
-        answer
-            .recv_timeout(timeout)
-            .map_err(|_| CallError::NoAnswer)
+        Ok(answer)
     }
 }
 
@@ -198,8 +209,16 @@ impl ControlHandle {
 #[derive(Debug)]
 pub(crate) struct ControlEnd {
     rx: Receiver<Request>,
-    /// A flush in progress: who to tell, and bindings removed so far.
-    flushing: Option<(Sender<Reply>, usize)>,
+    /// A flush in progress.
+    flushing: Option<Flush>,
+}
+
+/// A flush in progress: who to tell, where it is, bindings removed so far.
+#[derive(Debug)]
+struct Flush {
+    reply: Sender<Reply>,
+    slot: usize,
+    removed: usize,
 }
 
 /// Build the channels for `shards` cores.
@@ -233,13 +252,19 @@ impl ControlEnd {
         now_ms: u64,
     ) -> usize {
         let mut work = 0;
-        if let Some((reply, removed)) = self.flushing.take() {
-            let (aors, bindings) = registrar.admin_flush(now_ms, FLUSH_AORS_PER_TURN);
-            let removed = removed + bindings;
-            if aors == 0 {
-                let _ = reply.send(Reply::Flushed { bindings: removed });
-            } else {
-                self.flushing = Some((reply, removed));
+        if let Some(mut flush) = self.flushing.take() {
+            let (bindings, next) = registrar.admin_flush(now_ms, flush.slot, FLUSH_SLOTS_PER_TURN);
+            flush.removed += bindings;
+            match next {
+                Some(slot) => {
+                    flush.slot = slot;
+                    self.flushing = Some(flush);
+                }
+                None => {
+                    let _ = flush.reply.send(Reply::Flushed {
+                        bindings: flush.removed,
+                    });
+                }
             }
             work += 1;
         }
@@ -288,7 +313,11 @@ impl ControlEnd {
                         .map_err(|e| e.as_str()),
                 ),
                 Command::Flush => {
-                    self.flushing = Some((request.reply, 0));
+                    self.flushing = Some(Flush {
+                        reply: request.reply,
+                        slot: 0,
+                        removed: 0,
+                    });
                     continue;
                 }
                 Command::Stats => Reply::Stats(Box::new(CoreStats {
