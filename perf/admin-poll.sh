@@ -1,6 +1,7 @@
 #!/bin/bash
-# usage: run.sh poll|nopoll
-cd /work/wt/ops
+# Server on CPU 1 and loadgen on CPU 0, 8 s closed loop; with `poll`, the admin API is polled every 100 ms.
+# usage: perf/admin-poll.sh poll|nopoll
+cd "$(dirname "$0")/.."
 S=target/release/sipreg; L=target/release/sipreg-loadgen
 taskset -c 1 $S --listen 127.0.0.1:15060 --cpus 1 --domain example.com --log-level warn --admin 127.0.0.1:19060 &
 SP=$!

@@ -73,7 +73,14 @@ pub(crate) fn spawn(
              or --admin off)"
         )
     })?;
-    tracing::info!("management API on http://{addr} (GET /v1/stats, /metrics, /readyz)");
+    let bound = server.server_addr().to_ip().unwrap_or(addr);
+    tracing::info!("management API on http://{bound} (GET /v1/stats, /metrics, /readyz)");
+    if !bound.ip().is_loopback() {
+        tracing::warn!(
+            "management API on a non-loopback address ({bound}): it has no authentication, \
+             so anyone who can reach it can read and delete bindings"
+        );
+    }
     let handle = thread::Builder::new()
         .name("sipreg-admin".into())
         .spawn(move || serve(&server, &control, &ports))
