@@ -255,7 +255,10 @@ impl Registrar {
             return Outcome::Registered;
         }
         match self.location.apply(&self.aor_key, now_ms, changes) {
-            Ok(_) => Outcome::Registered,
+            Ok(_) => {
+                self.journal_aor();
+                Outcome::Registered
+            }
             Err(CommitError::TableFull) => Outcome::RegistrarFull,
             Err(CommitError::AorFull) => Outcome::TooManyContacts,
             Err(CommitError::BindingTooLarge | CommitError::AorKeyInvalid) => {
