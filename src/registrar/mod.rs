@@ -308,6 +308,8 @@ pub struct Registrar {
     journal: Vec<u8>,
     /// Journal bytes appended since start (drained or not): the journal position.
     journal_position: u64,
+    /// The store reported a write failure: changes are refused with 503.
+    store_failed: bool,
 }
 
 impl Registrar {
@@ -347,7 +349,15 @@ impl Registrar {
             challenges: Challenges::new(),
             journal: Vec::new(),
             journal_position: 0,
+            store_failed: false,
         }
+    }
+
+    /// The runtime reports that the store can no longer write (`true`) or works again:
+    /// while failed, every REGISTER that would change a binding gets 503 with
+    /// Retry-After and changes nothing; fetches and lookups still work.
+    pub fn set_store_failed(&mut self, failed: bool) {
+        self.store_failed = failed;
     }
 
     /// Record the current state of `self.aor_key` after a successful commit.

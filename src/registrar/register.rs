@@ -254,6 +254,9 @@ impl Registrar {
         if changes.is_empty() {
             return Outcome::Registered;
         }
+        if self.store_failed {
+            return Outcome::StoreFailed;
+        }
         match self.location.apply(&self.aor_key, now_ms, changes) {
             Ok(_) => {
                 self.journal_aor();

@@ -450,6 +450,9 @@ impl Shard {
         let Some(journal) = self.journal.as_mut() else {
             return;
         };
+        if journal.progress.failed() {
+            self.registrar.set_store_failed(true);
+        }
         journal.ship(&mut self.registrar);
         let durable = journal.progress.durable();
         while journal.held.front().is_some_and(|h| h.position <= durable) {
