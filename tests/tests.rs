@@ -13,3 +13,6 @@ mod registrar;
 
 // Digest authentication of REGISTER: 401/200, stale, 403, SIGHUP reload, bad files.
 mod auth;
+
+// Persistence: restart, kill -9 in sync mode, torn tails, format version, re-partition.
+mod persist;

@@ -113,15 +113,21 @@ pub fn route_hash(req: &Request<'_>) -> u64 {
     KEY.with(|key| {
         let mut key = key.borrow_mut();
         key.clear();
-        let h = if uri.user.is_some() && sip::write_aor_key(uri, &mut key).is_ok() {
-            Fnv::hash(&key)
+        if uri.user.is_some() && sip::write_aor_key(uri, &mut key).is_ok() {
+            aor_hash(&key)
         } else {
-            Fnv::hash(req.call_id)
-        };
-        // FNV's low bits are weak for short keys and the owner is `hash % shards`:
-        // finish with MurmurHash3's fmix64 so every bit depends on every input bit.
-        rng::fmix64(h)
+            rng::fmix64(Fnv::hash(req.call_id))
+        }
     })
+}
+
+/// The owner hash of an AOR key (as stored in the location table): what [`route`]
+/// gives a REGISTER for that AOR. The store uses it to re-partition persisted
+/// bindings when the shard count changed.
+pub fn aor_hash(aor_key: &[u8]) -> u64 {
+    // FNV's low bits are weak for short keys and the owner is `hash % shards`:
+    // finish with MurmurHash3's fmix64 so every bit depends on every input bit.
+    rng::fmix64(Fnv::hash(aor_key))
 }
 
 /// Policy when a requested expiry is below the minimum.
@@ -174,6 +180,9 @@ pub struct RegistrarConfig {
     /// Digest authentication of REGISTER (RFC 3261 §22); `None`: every REGISTER for a
     /// served domain is accepted.
     pub auth: Option<AuthConfig>,
+    /// Append a store record per committed AOR change to the journal
+    /// ([`Registrar::drain_journal`]); off when nothing is persisted.
+    pub journal: bool,
 }
 
 /// What a shard needs to authenticate REGISTERs; shared by every shard.
@@ -217,6 +226,7 @@ impl Default for RegistrarConfig {
             seed: 0x5eed,
             server_name: concat!("sipreg/", env!("CARGO_PKG_VERSION")).to_string(),
             auth: None,
+            journal: false,
         }
     }
 }
@@ -294,6 +304,12 @@ pub struct Registrar {
     auth: Option<Authenticator>,
     /// The `WWW-Authenticate` values of a 401 (reused buffer).
     challenges: Challenges,
+    /// Framed store records of committed changes, not yet drained (see `store`).
+    journal: Vec<u8>,
+    /// Journal bytes appended since start (drained or not): the journal position.
+    journal_position: u64,
+    /// The store reported a write failure: changes are refused with 503.
+    store_failed: bool,
 }
 
 impl Registrar {
@@ -331,7 +347,72 @@ impl Registrar {
             aor_key: Vec::with_capacity(AOR_KEY_BYTES_MAX + 64),
             auth,
             challenges: Challenges::new(),
+            journal: Vec::new(),
+            journal_position: 0,
+            store_failed: false,
         }
+    }
+
+    /// The runtime reports that the store can no longer write (`true`) or works again:
+    /// while failed, every REGISTER that would change a binding gets 503 with
+    /// Retry-After and changes nothing; fetches and lookups still work.
+    pub fn set_store_failed(&mut self, failed: bool) {
+        self.store_failed = failed;
+    }
+
+    /// Record the current state of `self.aor_key` after a successful commit.
+    fn journal_aor(&mut self) {
+        if !self.config.journal {
+            return;
+        }
+        let before = self.journal.len();
+        crate::store::record::encode_aor(
+            &mut self.journal,
+            &self.aor_key,
+            self.location.get(&self.aor_key),
+        );
+        self.journal_position += (self.journal.len() - before) as u64;
+    }
+
+    /// Move the journal's records (whole records, in commit order) to the end of `out`.
+    pub fn drain_journal(&mut self, out: &mut Vec<u8>) {
+        if out.is_empty() {
+            std::mem::swap(out, &mut self.journal);
+        } else {
+            out.extend_from_slice(&self.journal);
+            self.journal.clear();
+        }
+    }
+
+    /// Journal bytes appended since start: a reply given after a commit depends on
+    /// every journal byte up to this position (sync durability waits for it).
+    pub fn journal_position(&self) -> u64 {
+        self.journal_position
+    }
+
+    /// Put back an AOR's bindings loaded from the store (start-up); expired ones are
+    /// skipped. Writes no journal record (the snapshot already holds them). Returns
+    /// the bindings restored; a binding the table refuses (full) is skipped.
+    pub fn restore_aor(
+        &mut self,
+        now_ms: u64,
+        aor_key: &[u8],
+        bindings: &[crate::store::record::StoredBinding<'_>],
+    ) -> usize {
+        let mut restored = 0;
+        for b in bindings.iter().filter(|b| !b.is_expired(now_ms)) {
+            let change = crate::location::Change::Insert(b.to_new());
+            let registered_ms = u64::from(b.registered_s) * 1000;
+            if self
+                .location
+                .apply(aor_key, registered_ms, &[change])
+                .is_ok()
+            {
+                restored += 1;
+            }
+        }
+        self.sync_gauges();
+        restored
     }
 
     /// Handle one datagram at `now_ms` (milliseconds since the Unix epoch). Writes the

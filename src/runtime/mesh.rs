@@ -130,6 +130,13 @@ impl MeshShared {
         self.main.unpark();
     }
 
+    /// Any thread: wake core `index` if it is parked (the store writer after a commit).
+    pub(crate) fn ring(&self, index: usize) {
+        if let Some(bell) = self.doorbells.get(index) {
+            bell.ring();
+        }
+    }
+
     pub(crate) fn stop_requested(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
