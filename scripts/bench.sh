@@ -270,7 +270,7 @@ run_sipreg() {
 	port_taken "$SIPREG_PORT" && die "port $SIPREG_PORT is taken: refusing to run (use --port-base)"
 	# shellcheck disable=SC2086
 	taskset -c "$SERVER_CPU" "$SIPREG_BIN" --listen "127.0.0.1:$SIPREG_PORT" --cpus "$SERVER_CPU" \
-		--domain "$DOMAIN" --log-level warn $SIPREG_ARGS >"$WORK/sipreg.log" 2>&1 &
+		--domain "$DOMAIN" --log-level warn --data-dir "$(mktemp -d "$WORK/data.XXXXXX")" $SIPREG_ARGS >"$WORK/sipreg.log" 2>&1 &
 	local pid=$!
 	STARTED_PIDS+=("$pid")
 	if ! wait_bound "$pid" "$SIPREG_PORT"; then

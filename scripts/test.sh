@@ -88,7 +88,7 @@ start_server() {
     for attempt in 1 2 3 4 5 6 7 8; do
         sipp_port=$((20000 + RANDOM % 40000))
         server_log="$sipp_dir/sipreg-$sipp_port.log"
-        "$bin" --listen "127.0.0.1:$sipp_port" --stats-interval 0 "$@" </dev/null >"$server_log" 2>&1 &
+        "$bin" --listen "127.0.0.1:$sipp_port" --stats-interval 0 --data-dir "$sipp_dir/data-$sipp_port" "$@" </dev/null >"$server_log" 2>&1 &
         server_pid=$!
         local i
         for i in $(seq 1 100); do

@@ -20,6 +20,7 @@ use clap::{Parser, ValueEnum};
 
 use crate::auth::{ALGORITHMS_MAX, Algorithm, Subscribers};
 use crate::registrar::{AuthConfig, MaxContactsPolicy, MinExpiresPolicy, RegistrarConfig};
+use crate::store::{Durability, PersistConfig};
 
 /// Largest `--recv-batch`: the `recvmmsg` vector length per core (`UIO_MAXIOV` is
 /// 1024; past a few hundred the batch no longer amortises anything).
@@ -206,6 +207,24 @@ pub struct Args {
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub nonce_lifetime: u64,
 
+    /// Where the location table is persisted: one `shard-<i>` folder per core.
+    #[arg(long, value_name = "PATH", default_value = "sipreg-data")]
+    pub data_dir: std::path::PathBuf,
+
+    /// Keep bindings in memory only (lost on restart).
+    #[arg(long, conflicts_with_all = ["durability", "commit_interval_ms"])]
+    pub no_persist: bool,
+
+    /// `async`: answer at once, the change is durable within --commit-interval-ms (a
+    /// crash of the machine loses at most that interval). `sync`: answer a REGISTER
+    /// only once its change is on disk.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = DurabilityArg::Async)]
+    pub durability: DurabilityArg,
+
+    /// Group commit: at most one fdatasync per core this often, in ms.
+    #[arg(long, value_name = "MS", default_value_t = 10)]
+    pub commit_interval_ms: u64,
+
     /// Log level.
     #[arg(long, value_enum, value_name = "LEVEL", default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
@@ -243,6 +262,18 @@ fn parse_admin(value: &str) -> Result<Option<SocketAddr>, ConfigError> {
         )
     })
 }
+
+/// `--durability` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DurabilityArg {
+    /// Answer at once; durable within the commit interval.
+    Async,
+    /// Answer once durable.
+    Sync,
+}
+
+/// Largest `--commit-interval-ms`, in ms.
+pub const COMMIT_INTERVAL_MS_MAX: u64 = 10_000;
 
 /// `--min-expires-policy` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -321,6 +352,8 @@ pub struct Config {
     pub auth_algorithms: Vec<Algorithm>,
     /// Nonce lifetime, in ms.
     pub nonce_lifetime_ms: u64,
+    /// Persistence of the location table; `None` with `--no-persist`.
+    pub persist: Option<PersistConfig>,
     /// Log level.
     pub log_level: LogLevel,
     /// Where the management API listens; None: off.
@@ -444,6 +477,24 @@ impl Config {
         check_buffer("--socket-rcvbuf", args.socket_rcvbuf)?;
         check_buffer("--socket-sndbuf", args.socket_sndbuf)?;
 
+        if args.commit_interval_ms == 0 || args.commit_interval_ms > COMMIT_INTERVAL_MS_MAX {
+            return Err(ConfigError::new(
+                "--commit-interval-ms",
+                format!(
+                    "must be 1..={COMMIT_INTERVAL_MS_MAX} ms, got {}",
+                    args.commit_interval_ms
+                ),
+            ));
+        }
+        let persist = (!args.no_persist).then(|| PersistConfig {
+            data_dir: args.data_dir.clone(),
+            durability: match args.durability {
+                DurabilityArg::Async => Durability::Async,
+                DurabilityArg::Sync => Durability::Sync,
+            },
+            commit_interval_ms: args.commit_interval_ms,
+        });
+
         let shards = cpus.len();
         let registrar = RegistrarConfig {
             domains,
@@ -464,6 +515,7 @@ impl Config {
             txn_cache_max: args.txn_cache_max,
             max_bindings: args.max_bindings.div_ceil(shards),
             seed: args.seed.unwrap_or(0),
+            journal: persist.is_some(),
             ..RegistrarConfig::default()
         };
         Ok(Self {
@@ -480,6 +532,7 @@ impl Config {
             auth_file: args.auth_file,
             auth_algorithms,
             nonce_lifetime_ms: args.nonce_lifetime * 1000,
+            persist,
             log_level: args.log_level,
             admin: parse_admin(&args.admin)?,
             log_format: args.log_format,

@@ -11,6 +11,7 @@
 //!   state machine per shard driven by `(now, source, bytes)`.
 //! - [`runtime`]: the thin glommio shell: pinned executors, SO_REUSEPORT sockets,
 //!   batched `recvmmsg`/`sendmmsg`, the shard mesh, timers and signals.
+//! - [`store`]: persistence of the location table, one append-only log per shard.
 //! - [`config`]: command-line flags and their validation.
 //!
 //! `sip`, `txn`, `location` and `registrar` read no clock, open no socket and never touch
@@ -25,4 +26,5 @@ pub mod location;
 pub mod registrar;
 pub mod runtime;
 pub mod sip;
+pub mod store;
 pub mod txn;

@@ -47,6 +47,9 @@ pub(crate) struct Server {
     /// The address it listens on (the first `--listen`).
     pub(crate) addr: SocketAddr,
     log_path: PathBuf,
+    /// A data directory made for this server (removed on drop), when the flags named
+    /// none: tests must not share `./sipreg-data`.
+    own_data_dir: Option<PathBuf>,
 }
 
 impl Server {
@@ -76,16 +79,25 @@ impl Server {
             unique()
         ));
         let log = fs::File::create(&log_path).expect("create log file");
+        let mut args: Vec<String> = args.iter().map(ToString::to_string).collect();
+        let mut own_data_dir = None;
+        if !args
+            .iter()
+            .any(|a| a == "--data-dir" || a == "--no-persist")
+        {
+            let dir = temp_data_dir();
+            args.push("--data-dir".into());
+            args.push(dir.display().to_string());
+            own_data_dir = Some(dir);
+        }
         // Tests run servers in parallel: the management API is off unless a test
         // asks for it (its default port would collide).
-        let admin_off: &[&str] = if args.contains(&"--admin") {
-            &[]
-        } else {
-            &["--admin", "off"]
-        };
+        if !args.iter().any(|a| a == "--admin") {
+            args.push("--admin".into());
+            args.push("off".into());
+        }
         let child = Command::new(SIPREG)
-            .args(args)
-            .args(admin_off)
+            .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -95,6 +107,7 @@ impl Server {
             child: Some(child),
             addr,
             log_path,
+            own_data_dir,
         }
     }
 
@@ -170,7 +183,8 @@ impl Server {
         utime + stime
     }
 
-    fn kill(&mut self) {
+    /// SIGKILL (no graceful stop) and reap.
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -182,6 +196,39 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
         let _ = fs::remove_file(&self.log_path);
+        if let Some(dir) = &self.own_data_dir {
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// A fresh, not yet existing directory path under the system temp directory.
+pub(crate) fn temp_data_dir() -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "sipreg-test-data-{}-{}",
+        std::process::id(),
+        unique()
+    ))
+}
+
+/// A data directory that tests pass explicitly (to restart on it); removed on drop.
+#[derive(Debug)]
+pub(crate) struct DataDir(pub(crate) PathBuf);
+
+impl DataDir {
+    pub(crate) fn new() -> Self {
+        Self(temp_data_dir())
+    }
+
+    /// The path as a flag value.
+    pub(crate) fn arg(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
     }
 }
 

@@ -121,9 +121,10 @@ pub fn route_hash(req: &Request<'_>) -> u64 {
     })
 }
 
-/// The owner hash of an AOR key (as written by [`sip::write_aor_key`]): what
-/// [`route_hash`] computes for a REGISTER to that AOR, so the management API finds
-/// the same shard as the SIP path.
+/// The owner hash of an AOR key (as stored in the location table, written by
+/// [`sip::write_aor_key`]): what [`route`] gives a REGISTER for that AOR. The store
+/// uses it to re-partition persisted bindings when the shard count changed, and the
+/// management API to find the owner shard.
 pub fn aor_hash(aor_key: &[u8]) -> u64 {
     // FNV's low bits are weak for short keys and the owner is `hash % shards`:
     // finish with MurmurHash3's fmix64 so every bit depends on every input bit.
@@ -180,6 +181,9 @@ pub struct RegistrarConfig {
     /// Digest authentication of REGISTER (RFC 3261 §22); `None`: every REGISTER for a
     /// served domain is accepted.
     pub auth: Option<AuthConfig>,
+    /// Append a store record per committed AOR change to the journal
+    /// ([`Registrar::drain_journal`]); off when nothing is persisted.
+    pub journal: bool,
 }
 
 /// What a shard needs to authenticate REGISTERs; shared by every shard.
@@ -223,6 +227,7 @@ impl Default for RegistrarConfig {
             seed: 0x5eed,
             server_name: concat!("sipreg/", env!("CARGO_PKG_VERSION")).to_string(),
             auth: None,
+            journal: false,
         }
     }
 }
@@ -302,6 +307,12 @@ pub struct Registrar {
     auth: Option<Authenticator>,
     /// The `WWW-Authenticate` values of a 401 (reused buffer).
     challenges: Challenges,
+    /// Framed store records of committed changes, not yet drained (see `store`).
+    journal: Vec<u8>,
+    /// Journal bytes appended since start (drained or not): the journal position.
+    journal_position: u64,
+    /// The store reported a write failure: changes are refused with 503.
+    store_failed: bool,
 }
 
 impl Registrar {
@@ -339,7 +350,72 @@ impl Registrar {
             aor_key: Vec::with_capacity(AOR_KEY_BYTES_MAX + 64),
             auth,
             challenges: Challenges::new(),
+            journal: Vec::new(),
+            journal_position: 0,
+            store_failed: false,
         }
+    }
+
+    /// The runtime reports that the store can no longer write (`true`) or works again:
+    /// while failed, every REGISTER that would change a binding gets 503 with
+    /// Retry-After and changes nothing; fetches and lookups still work.
+    pub fn set_store_failed(&mut self, failed: bool) {
+        self.store_failed = failed;
+    }
+
+    /// Record the current state of `self.aor_key` after a successful commit.
+    fn journal_aor(&mut self) {
+        if !self.config.journal {
+            return;
+        }
+        let before = self.journal.len();
+        crate::store::record::encode_aor(
+            &mut self.journal,
+            &self.aor_key,
+            self.location.get(&self.aor_key),
+        );
+        self.journal_position += (self.journal.len() - before) as u64;
+    }
+
+    /// Move the journal's records (whole records, in commit order) to the end of `out`.
+    pub fn drain_journal(&mut self, out: &mut Vec<u8>) {
+        if out.is_empty() {
+            std::mem::swap(out, &mut self.journal);
+        } else {
+            out.extend_from_slice(&self.journal);
+            self.journal.clear();
+        }
+    }
+
+    /// Journal bytes appended since start: a reply given after a commit depends on
+    /// every journal byte up to this position (sync durability waits for it).
+    pub fn journal_position(&self) -> u64 {
+        self.journal_position
+    }
+
+    /// Put back an AOR's bindings loaded from the store (start-up); expired ones are
+    /// skipped. Writes no journal record (the snapshot already holds them). Returns
+    /// the bindings restored; a binding the table refuses (full) is skipped.
+    pub fn restore_aor(
+        &mut self,
+        now_ms: u64,
+        aor_key: &[u8],
+        bindings: &[crate::store::record::StoredBinding<'_>],
+    ) -> usize {
+        let mut restored = 0;
+        for b in bindings.iter().filter(|b| !b.is_expired(now_ms)) {
+            let change = crate::location::Change::Insert(b.to_new());
+            let registered_ms = u64::from(b.registered_s) * 1000;
+            if self
+                .location
+                .apply(aor_key, registered_ms, &[change])
+                .is_ok()
+            {
+                restored += 1;
+            }
+        }
+        self.sync_gauges();
+        restored
     }
 
     /// Handle one datagram at `now_ms` (milliseconds since the Unix epoch). Writes the
@@ -535,7 +611,29 @@ impl Registrar {
 
     // ---- management operations (issue 7: the admin API, as OpenSIPS `ul_*`) ----
     // Every change goes through `LocationTable::apply`, the same commit path as a
-    // REGISTER, and removals are counted in `Stats::admin_removed`.
+    // REGISTER, is journaled like one (persisted), and removals are counted in
+    // `Stats::admin_removed`. With a failed store they are refused, like a REGISTER.
+
+    /// Commit `changes` to `aor_key` and journal the AOR's new state.
+    fn admin_commit(
+        &mut self,
+        now_ms: u64,
+        aor_key: &[u8],
+        changes: &[crate::location::Change<'_>],
+    ) -> Result<crate::location::CommitSummary, AdminError> {
+        if self.store_failed {
+            return Err(AdminError::StoreFailed);
+        }
+        let summary = self
+            .location
+            .apply(aor_key, now_ms, changes)
+            .map_err(AdminError::Commit)?;
+        self.aor_key.clear();
+        self.aor_key.extend_from_slice(aor_key);
+        self.journal_aor();
+        self.sync_gauges();
+        Ok(summary)
+    }
 
     /// Add (or refresh, when `contact` is already bound) a binding of `aor_key` for
     /// `expires_s` seconds (`1..=max_expires_s`), as `ul_add`. The binding is
@@ -574,9 +672,7 @@ impl Registrar {
             Some(index) => crate::location::Change::Update { index, binding },
             None => crate::location::Change::Insert(binding),
         };
-        let result = self.location.apply(aor_key, now_ms, &[change]);
-        self.sync_gauges();
-        result.map_err(AdminError::Commit)
+        self.admin_commit(now_ms, aor_key, &[change])
     }
 
     /// Remove the bindings of `aor_key` (all, or those whose contact is equivalent to
@@ -600,12 +696,9 @@ impl Registrar {
         if changes.is_empty() {
             return Ok(0);
         }
-        let result = self.location.apply(aor_key, now_ms, &changes);
-        if let Ok(summary) = &result {
-            self.stats.admin_removed += summary.removed as u64;
-        }
-        self.sync_gauges();
-        result.map(|s| s.removed).map_err(AdminError::Commit)
+        let summary = self.admin_commit(now_ms, aor_key, &changes)?;
+        self.stats.admin_removed += summary.removed as u64;
+        Ok(summary.removed)
     }
 
     /// Remove every binding of the AORs whose first binding sits in table slots
@@ -643,6 +736,8 @@ pub enum AdminError {
     ExpiresOutOfRange,
     /// The location table refused the commit.
     Commit(crate::location::CommitError),
+    /// The store failed: nothing may change until it is back (as a REGISTER's 503).
+    StoreFailed,
 }
 
 impl AdminError {
@@ -651,6 +746,7 @@ impl AdminError {
         match self {
             Self::ExpiresOutOfRange => "expires must be between 1 and the configured maximum",
             Self::Commit(e) => e.as_str(),
+            Self::StoreFailed => "the binding store failed: changes are refused",
         }
     }
 }

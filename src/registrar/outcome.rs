@@ -47,6 +47,9 @@ pub enum Outcome {
     TooManyContacts,
     /// The shard holds `max_bindings`: 503 + Retry-After.
     RegistrarFull,
+    /// The location store cannot write (disk full, I/O error): a change that would not
+    /// be kept is refused with 503 + Retry-After, never answered 200.
+    StoreFailed,
     /// The AOR is unknown here: 404 (§21.4.4).
     NotFound,
     /// The AOR is known but has no live binding: 480 (§21.4.18).
@@ -99,6 +102,7 @@ impl Outcome {
             Self::InvalidCSeq => (400, "Invalid CSeq"),
             Self::TooManyContacts => (503, "Too Many Registered Contacts"),
             Self::RegistrarFull => (503, "Registrar Full"),
+            Self::StoreFailed => (503, "Location Store Unavailable"),
             Self::NotFound => (404, "Not Found"),
             Self::TemporarilyUnavailable => (480, "Temporarily Unavailable"),
             Self::NoTransaction => (481, "Call/Transaction Does Not Exist"),
@@ -145,6 +149,7 @@ impl Outcome {
             Self::Unauthorized { .. } => 27,
             Self::Forbidden => 28,
             Self::BadCredentials(_) => 29,
+            Self::StoreFailed => 30,
         }
     }
 
@@ -180,8 +185,9 @@ impl Outcome {
         "unauthorized",
         "forbidden",
         "bad_credentials",
+        "store_failed",
     ];
 }
 
 /// How many distinct outcomes `Outcome::index` returns.
-pub const OUTCOMES: usize = 30;
+pub const OUTCOMES: usize = 31;

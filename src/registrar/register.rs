@@ -254,8 +254,14 @@ impl Registrar {
         if changes.is_empty() {
             return Outcome::Registered;
         }
+        if self.store_failed {
+            return Outcome::StoreFailed;
+        }
         match self.location.apply(&self.aor_key, now_ms, changes) {
-            Ok(_) => Outcome::Registered,
+            Ok(_) => {
+                self.journal_aor();
+                Outcome::Registered
+            }
             Err(CommitError::TableFull) => Outcome::RegistrarFull,
             Err(CommitError::AorFull) => Outcome::TooManyContacts,
             Err(CommitError::BindingTooLarge | CommitError::AorKeyInvalid) => {

@@ -67,7 +67,7 @@ impl Registrar {
                 }
             }
             Outcome::IntervalTooBrief => w.header_u32("Min-Expires", self.config.min_expires_s),
-            Outcome::TooManyContacts | Outcome::RegistrarFull => {
+            Outcome::TooManyContacts | Outcome::RegistrarFull | Outcome::StoreFailed => {
                 w.header_u32("Retry-After", RETRY_AFTER_S)
             }
             Outcome::MethodNotAllowed | Outcome::NotImplemented => w.header("Allow", ALLOW),

@@ -1127,6 +1127,82 @@ mod auth {
     }
 }
 
+#[test]
+fn journal_records_each_commit_and_restores_into_a_fresh_shard() {
+    use crate::store::record::{Frame, Record, decode, next_frame};
+    let mut sim = Sim::new(RegistrarConfig {
+        journal: true,
+        ..RegistrarConfig::default()
+    });
+    assert_eq!(status(&sim.send(&Reg::new("alice").build())), 200);
+    assert_eq!(status(&sim.send(&Reg::new("bob").build())), 200);
+    let r = sim.send(&Reg::new("bob").expires(Some(0)).cseq(2).build());
+    assert_eq!(status(&r), 200);
+    // A fetch changes nothing: no record.
+    let before = sim.reg.journal_position();
+    let r = sim.send(
+        &Reg::new("alice")
+            .contacts(&[])
+            .expires(None)
+            .cseq(3)
+            .build(),
+    );
+    assert_eq!(status(&r), 200);
+    assert_eq!(sim.reg.journal_position(), before);
+
+    let mut journal = Vec::new();
+    sim.reg.drain_journal(&mut journal);
+    assert_eq!(journal.len() as u64, before);
+    let mut records = Vec::new();
+    let mut offset = 0;
+    while let Frame::Record { payload, next } = next_frame(&journal, offset) {
+        records.push(payload.to_vec());
+        offset = next;
+    }
+    assert_eq!(records.len(), 3);
+    assert!(matches!(decode(&records[2]).unwrap(), Record::Gone { .. }));
+
+    let mut fresh = Sim::default();
+    fresh.now_ms = sim.now_ms;
+    let Record::Set { key, bindings } = decode(&records[0]).unwrap() else {
+        panic!("alice's record")
+    };
+    assert_eq!(fresh.reg.restore_aor(fresh.now_ms, key, &bindings), 1);
+    let r = fresh.send(
+        &Reg::new("alice")
+            .contacts(&[])
+            .expires(None)
+            .cseq(3)
+            .build(),
+    );
+    assert_eq!(
+        contacts(&r),
+        vec!["<sip:alice@192.0.2.10:5062>;expires=3600"]
+    );
+}
+
+#[test]
+fn a_failed_store_refuses_changes_with_503_but_still_answers_fetches() {
+    let mut sim = Sim::new(RegistrarConfig {
+        journal: true,
+        ..RegistrarConfig::default()
+    });
+    assert_eq!(status(&sim.send(&Reg::new("alice").build())), 200);
+    sim.reg.set_store_failed(true);
+    let r = sim.send(&Reg::new("bob").build());
+    assert_eq!(status(&r), 503, "{r}");
+    assert_eq!(headers(&r, "Retry-After").len(), 1, "{r}");
+    let r = sim.send(
+        &Reg::new("alice")
+            .contacts(&[])
+            .expires(None)
+            .cseq(2)
+            .build(),
+    );
+    assert_eq!(status(&r), 200, "{r}");
+    assert_eq!(sim.reg.stats().bindings, 1);
+}
+
 // ---- management operations (issue 7) ----
 
 #[test]

@@ -130,6 +130,14 @@ impl MeshShared {
         self.main.unpark();
     }
 
+    /// Any thread: wake core `index` if it is parked (the store writer after a commit,
+    /// the management API after queueing a command).
+    pub(crate) fn ring(&self, index: usize) {
+        if let Some(bell) = self.doorbells.get(index) {
+            bell.ring();
+        }
+    }
+
     pub(crate) fn stop_requested(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
@@ -149,13 +157,6 @@ impl MeshShared {
 
     pub(crate) fn all_stopped_receiving(&self) -> bool {
         self.stopped_receiving.load(Ordering::SeqCst) >= self.doorbells.len()
-    }
-
-    /// Wake core `index` if it is parked (the management API queued a command).
-    pub(crate) fn ring(&self, index: usize) {
-        if let Some(bell) = self.doorbells.get(index) {
-            bell.ring();
-        }
     }
 
     fn ring_all(&self) {

@@ -97,6 +97,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
     let seed = config.seed.unwrap_or_else(seed_from_clock);
     let (shared, ends) = mesh::build(shards, Arc::clone(&stop), thread::current());
+    let load_started = Instant::now();
+    let (mut journals, mut restores, writers, loaded) = match &config.persist {
+        Some(persist) => open_store(persist, shards, &shared)?,
+        None => (Vec::new(), Vec::new(), Vec::new(), 0),
+    };
     let counters: Vec<Arc<SharedCounters>> = (0..shards)
         .map(|_| Arc::new(SharedCounters::default()))
         .collect();
@@ -145,6 +150,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             mesh: end,
             counters: Arc::clone(&counters[index]),
             control,
+            journal: journals.get_mut(index).and_then(Option::take),
+            restore: restores
+                .get_mut(index)
+                .map(std::mem::take)
+                .unwrap_or_default(),
         };
         let core_ready = ready_tx.clone();
         let core_shared = Arc::clone(&shared);
@@ -168,6 +178,15 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let result = match started {
         Ok(()) => {
             control.set_ready();
+            if let Some(persist) = &config.persist {
+                tracing::info!(
+                    "loaded {loaded} bindings in {} ms from {} ({:?} durability, commit interval {} ms)",
+                    load_started.elapsed().as_millis(),
+                    persist.data_dir.display(),
+                    persist.durability,
+                    persist.commit_interval_ms
+                );
+            }
             tracing::info!(
                 "ready: {shards} cores answering on {}",
                 join_addrs(&bound.local)
@@ -185,6 +204,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         if core.join().is_err() {
             panicked += 1;
         }
+    }
+    // Every core dropped its writer handle: each writer syncs what it has and exits.
+    for writer in writers {
+        let _ = writer.join();
     }
     signal_handle.close();
     let _ = signal_thread.join();
@@ -209,6 +232,53 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         bail!("{panicked} core(s) stopped with a panic (see above)");
     }
     Ok(())
+}
+
+/// Per-shard journal ends, per-shard restore buffers, writer threads, bindings loaded.
+type OpenedStore = (
+    Vec<Option<shard::JournalSetup>>,
+    Vec<Vec<u8>>,
+    Vec<JoinHandle<()>>,
+    usize,
+);
+
+/// Load the data directory into `shards` shards (compacting it) and start one
+/// writer thread per shard. Fails, naming the path, on an unwritable directory or a
+/// store of another format version.
+fn open_store(
+    persist: &crate::store::PersistConfig,
+    shards: usize,
+    mesh: &Arc<MeshShared>,
+) -> anyhow::Result<OpenedStore> {
+    use crate::store::{Durability, load, segment, writer};
+    let loaded = load::load(&persist.data_dir, shards, shard::wall_clock_ms(), |key| {
+        shard_for(crate::registrar::aor_hash(key), shards)
+    })?;
+    if loaded.expired > 0 || loaded.cut_bytes > 0 {
+        tracing::info!(
+            "store: {} expired bindings dropped, {} corrupt bytes cut",
+            loaded.expired,
+            loaded.cut_bytes
+        );
+    }
+    let mut journals = Vec::with_capacity(shards);
+    let mut writers = Vec::with_capacity(shards);
+    for index in 0..shards {
+        let mesh = Arc::clone(mesh);
+        let (handle, thread) = writer::spawn(
+            segment::shard_dir(&persist.data_dir, index),
+            index,
+            loaded.generation,
+            Duration::from_millis(persist.commit_interval_ms),
+            Box::new(move || mesh.ring(index)),
+        )?;
+        journals.push(Some(shard::JournalSetup {
+            writer: handle,
+            sync: persist.durability == Durability::Sync,
+        }));
+        writers.push(thread);
+    }
+    Ok((journals, loaded.shards, writers, loaded.bindings))
 }
 
 /// The body of one core thread: build the pinned executor and run the shard on it.

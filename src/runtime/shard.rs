@@ -11,8 +11,10 @@
 //! deadline (at most [`TIMER_TICK_MS`] away). An idle core therefore sleeps in the
 //! kernel and costs ~0 % CPU.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -29,6 +31,8 @@ use super::mmsg::{RecvBatch, SendBatch};
 use super::socket::park_handle;
 use super::stats::{Counters, RegistrarCounters, SharedCounters};
 use crate::registrar::{Dispatch, Handled, Registrar, RegistrarConfig, Source};
+use crate::store::record::{self, Frame, Record};
+use crate::store::writer::{Progress, WriterHandle};
 
 /// Longest time between two `handle_timeout` calls, in ms: an expired binding is gone
 /// within this long of its expiry even if the registrar reports no deadline.
@@ -61,6 +65,90 @@ pub(crate) struct CoreSetup {
     pub(crate) counters: Arc<SharedCounters>,
     /// Management commands (issue 7), see `control`.
     pub(crate) control: super::control::ControlEnd,
+    /// The store writer of this shard; `None` with `--no-persist`.
+    pub(crate) journal: Option<JournalSetup>,
+    /// Framed store records to restore before serving (start-up load).
+    pub(crate) restore: Vec<u8>,
+}
+
+/// This shard's end of the store.
+#[derive(Debug)]
+pub(crate) struct JournalSetup {
+    pub(crate) writer: WriterHandle,
+    /// `--durability sync`: hold each reply until the journal is durable up to it.
+    pub(crate) sync: bool,
+}
+
+/// The journal as the core sees it: bytes not yet handed over, replies held for sync.
+struct Journal {
+    writer: WriterHandle,
+    progress: Arc<Progress>,
+    sync: bool,
+    /// Drained from the registrar, not yet accepted by the writer (channel full).
+    outgoing: Vec<u8>,
+    /// Sync mode: replies waiting for the journal to be durable, in journal order.
+    held: VecDeque<Held>,
+    /// Buffers of released replies, reused.
+    spare: Vec<Vec<u8>>,
+}
+
+/// A reply waiting for its record to be durable.
+struct Held {
+    position: u64,
+    to: SocketAddr,
+    socket: usize,
+    bytes: Vec<u8>,
+}
+
+/// Held reply buffers kept for reuse, at most.
+const HELD_SPARE_MAX: usize = 1024;
+
+impl Journal {
+    /// Whether this reply (just written after the registrar reached `position`) must
+    /// wait; if so it is copied out and queued.
+    fn hold(&mut self, position: u64, to: SocketAddr, socket: usize, reply: &[u8]) -> bool {
+        if !self.sync || position <= self.progress.durable() {
+            return false;
+        }
+        let mut bytes = self.spare.pop().unwrap_or_default();
+        bytes.clear();
+        bytes.extend_from_slice(reply);
+        self.held.push_back(Held {
+            position,
+            to,
+            socket,
+            bytes,
+        });
+        true
+    }
+
+    /// Hand the registrar's new records to the writer (never blocks).
+    fn ship(&mut self, registrar: &mut Registrar) {
+        registrar.drain_journal(&mut self.outgoing);
+        if self.outgoing.is_empty() {
+            return;
+        }
+        let next = self.writer.spare().unwrap_or_default();
+        let chunk = std::mem::replace(&mut self.outgoing, next);
+        if let Err(chunk) = self.writer.try_send(chunk) {
+            // Writer busy: keep the bytes, in order, and try again next turn.
+            let mut chunk = chunk;
+            chunk.extend_from_slice(&self.outgoing);
+            self.outgoing = chunk;
+        }
+    }
+
+    /// A held reply is now durable.
+    fn releasable(&self) -> bool {
+        self.held
+            .front()
+            .is_some_and(|h| h.position <= self.progress.durable())
+    }
+
+    /// Nothing left to hand over or to release.
+    fn idle(&self) -> bool {
+        self.outgoing.is_empty() && (self.held.is_empty() || self.progress.failed())
+    }
 }
 
 type Readable = Pin<Box<dyn Future<Output = io::Result<()>>>>;
@@ -89,6 +177,7 @@ struct Shard {
     subscribers_generation: u64,
     /// Management commands (issue 7), answered between batches.
     control: super::control::ControlEnd,
+    journal: Option<Journal>,
 }
 
 /// Run one core until a stop is requested and everything in flight is answered.
@@ -111,6 +200,17 @@ pub(crate) async fn run(setup: CoreSetup, ready: impl FnOnce(Result<(), String>)
     };
     let sockets_len = setup.sockets.len();
     let now_ms = wall_clock_ms();
+    let mut registrar = Registrar::new(setup.registrar);
+    restore(&mut registrar, now_ms, &setup.restore);
+    drop(setup.restore);
+    let journal = setup.journal.map(|j| Journal {
+        progress: Arc::clone(j.writer.progress()),
+        writer: j.writer,
+        sync: j.sync,
+        outgoing: Vec::new(),
+        held: VecDeque::new(),
+        spare: Vec::new(),
+    });
     let mut shard = Shard {
         index,
         shards: setup.shards,
@@ -125,7 +225,7 @@ pub(crate) async fn run(setup: CoreSetup, ready: impl FnOnce(Result<(), String>)
             .map(|_| SendBatch::new(setup.recv_batch.max(64)))
             .collect(),
         arena: Bump::with_capacity(ARENA_BYTES_INITIAL),
-        registrar: Registrar::new(setup.registrar),
+        registrar,
         mesh: setup.mesh,
         counters: Counters::default(),
         shared_counters: setup.counters,
@@ -134,6 +234,7 @@ pub(crate) async fn run(setup: CoreSetup, ready: impl FnOnce(Result<(), String>)
         subscribers: setup.subscribers,
         subscribers_generation: 0,
         control: setup.control,
+        journal,
     };
     ready(Ok(()));
     shard.serve().await;
@@ -169,6 +270,7 @@ impl Shard {
             work += self
                 .control
                 .poll(self.index, &mut self.registrar, &self.counters, now_ms);
+            self.ship_journal();
             self.flush_all();
             self.mesh.ring_pending();
             self.run_timers(now_ms);
@@ -176,6 +278,7 @@ impl Shard {
             if self.draining
                 && self.mesh.shared().all_stopped_receiving()
                 && self.mesh.inbox_is_empty()
+                && self.journal.as_ref().is_none_or(Journal::idle)
             {
                 return;
             }
@@ -239,6 +342,7 @@ impl Shard {
             counters,
             index,
             shards,
+            journal,
             ..
         } = self;
         let Some(datagram) = rx.get(i) else {
@@ -276,7 +380,14 @@ impl Shard {
                 n == 1 || shard_for(hash, n) == me
             });
         match dispatched {
-            Dispatch::Reply(to) => batch.commit(to),
+            Dispatch::Reply(to) => {
+                let held = journal
+                    .as_mut()
+                    .is_some_and(|j| j.hold(registrar.journal_position(), to, socket, out));
+                if !held {
+                    batch.commit(to);
+                }
+            }
             Dispatch::Nothing => {}
             Dispatch::Dropped(reason) => counters.count_drop(reason),
             Dispatch::Forward(hash) => {
@@ -316,6 +427,7 @@ impl Shard {
             counters,
             index,
             shards,
+            journal,
             ..
         } = self;
         debug_assert_eq!(
@@ -337,7 +449,44 @@ impl Shard {
             now_ms,
             forwarded.source,
             &forwarded.bytes,
+            journal.as_mut(),
         );
+    }
+
+    /// Hand new store records to the writer and queue the sync-mode replies that are
+    /// now durable.
+    fn ship_journal(&mut self) {
+        let Some(journal) = self.journal.as_mut() else {
+            return;
+        };
+        if journal.progress.failed() {
+            self.registrar.set_store_failed(true);
+        }
+        journal.ship(&mut self.registrar);
+        let durable = journal.progress.durable();
+        while journal.held.front().is_some_and(|h| h.position <= durable) {
+            let Some(held) = journal.held.pop_front() else {
+                break;
+            };
+            let (Some(batch), Some(sock)) =
+                (self.tx.get_mut(held.socket), self.sockets.get(held.socket))
+            else {
+                continue;
+            };
+            if batch.is_full() {
+                let flushed = batch.flush(sock.as_raw_fd());
+                self.counters.sent += flushed.sent;
+                self.counters.send_errors += flushed.failed;
+            }
+            if let Some(out) = batch.next_buf() {
+                out.clear();
+                out.extend_from_slice(&held.bytes);
+                batch.commit(held.to);
+            }
+            if journal.spare.len() < HELD_SPARE_MAX {
+                journal.spare.push(held.bytes);
+            }
+        }
     }
 
     fn flush_all(&mut self) {
@@ -377,10 +526,18 @@ impl Shard {
                 *slot = Some(Box::pin(readable(Rc::clone(handle))));
             }
         }
-        let sleep_ms = self
-            .timeout_due_ms()
-            .saturating_sub(now_ms)
-            .clamp(1, TIMER_TICK_MS);
+        let backlog = self
+            .journal
+            .as_ref()
+            .is_some_and(|j| !j.outgoing.is_empty());
+        let sleep_ms = if backlog {
+            // The writer's channel was full: try again soon.
+            1
+        } else {
+            self.timeout_due_ms()
+                .saturating_sub(now_ms)
+                .clamp(1, TIMER_TICK_MS)
+        };
         self.timer.reset(Duration::from_millis(sleep_ms));
         let draining = self.draining;
         let Self {
@@ -389,6 +546,7 @@ impl Shard {
             timer,
             counters,
             control,
+            journal,
             ..
         } = self;
         std::future::poll_fn(|cx| {
@@ -399,7 +557,8 @@ impl Shard {
             } else {
                 shared.stop_requested()
             };
-            if stop_news || !mesh.inbox_is_empty() || !control.is_idle() {
+            let durable_news = journal.as_ref().is_some_and(Journal::releasable);
+            if stop_news || durable_news || !mesh.inbox_is_empty() || !control.is_idle() {
                 mesh.doorbell().disarm();
                 return Poll::Ready(());
             }
@@ -451,6 +610,7 @@ fn answer(
     now_ms: u64,
     source: Source,
     bytes: &[u8],
+    journal: Option<&mut Journal>,
 ) {
     if batch.is_full() {
         let flushed = batch.flush(socket.as_raw_fd());
@@ -461,8 +621,26 @@ fn answer(
         return;
     };
     match registrar.handle_datagram(now_ms, source, bytes, arena, out) {
-        Handled::Reply(to) => batch.commit(to),
+        Handled::Reply(to) => {
+            let socket = usize::from(source.local);
+            let held =
+                journal.is_some_and(|j| j.hold(registrar.journal_position(), to, socket, out));
+            if !held {
+                batch.commit(to);
+            }
+        }
         Handled::Nothing => {}
+    }
+}
+
+/// Put back the bindings the start-up load assigned to this shard.
+fn restore(registrar: &mut Registrar, now_ms: u64, records: &[u8]) {
+    let mut offset = 0;
+    while let Frame::Record { payload, next } = record::next_frame(records, offset) {
+        if let Ok(Record::Set { key, bindings }) = record::decode(payload) {
+            registrar.restore_aor(now_ms, key, &bindings);
+        }
+        offset = next;
     }
 }
 

@@ -1,0 +1,310 @@
+//! Persistence as an operator sees it: bindings survive a graceful restart and (in
+//! `sync` mode) a kill -9; a torn tail is cut with a warning; a store of another
+//! format version refuses to start; the shard count may change between runs.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::util::{Client, DataDir, Response, Server, register_request, run_to_exit, unique};
+
+const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn aor(name: &str) -> String {
+    format!("sip:{name}-{}@example.com", unique())
+}
+
+/// REGISTER without Contact: the AOR's current bindings.
+fn fetch(c: &Client, aor: &str) -> Response {
+    let n = unique();
+    c.request(&format!(
+        "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP {l};branch=z9hG4bK-f{n}\r\n\
+         Max-Forwards: 70\r\nTo: <{aor}>\r\nFrom: <{aor}>;tag=f{n}\r\nCall-ID: fetch-{n}\r\n\
+         CSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n",
+        l = c.local()
+    ))
+}
+
+fn stop(server: &mut Server) {
+    let status = server.terminate(EXIT_TIMEOUT).expect("exits after SIGTERM");
+    assert!(status.success(), "{}", server.log());
+}
+
+/// Register `n` AORs with one contact each (and a second contact on every third).
+fn register_many(c: &Client, n: usize) -> Vec<(String, Vec<String>)> {
+    (0..n)
+        .map(|i| {
+            let a = aor("user");
+            let mut contacts = vec![format!("sip:dev{i}@192.0.2.1:5060")];
+            if i % 3 == 0 {
+                contacts.push(format!("sip:dev{i}b@192.0.2.2:5070"));
+            }
+            for (k, ct) in contacts.iter().enumerate() {
+                let r = c.register(&a, ct, 600, &format!("cid-{i}-{k}"), 1);
+                assert_eq!(r.status, 200, "{}", r.raw);
+            }
+            (a, contacts)
+        })
+        .collect()
+}
+
+fn assert_all_present(c: &Client, aors: &[(String, Vec<String>)], log: &str) {
+    for (a, contacts) in aors {
+        let r = fetch(c, a);
+        assert_eq!(r.status, 200, "{}", r.raw);
+        for ct in contacts {
+            let left = r.contact_expires(ct);
+            assert!(
+                left.is_some_and(|s| s > 500 && s <= 600),
+                "{a}: {ct} missing or wrong expiry after restart:\n{}\n{log}",
+                r.raw
+            );
+        }
+        assert_eq!(r.contacts().len(), contacts.len(), "{}", r.raw);
+    }
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for shard in fs::read_dir(dir).unwrap().flatten() {
+        if shard.path().is_dir() {
+            for f in fs::read_dir(shard.path()).unwrap().flatten() {
+                out.push(f.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn graceful_restart_keeps_every_binding_and_removals() {
+    let dir = DataDir::new();
+    let flags = ["--cores", "2", "--data-dir", &dir.arg()];
+    let mut server = Server::start(&flags);
+    let c = Client::new(server.addr);
+    let mut aors = register_many(&c, 30);
+    // A removal must be persisted too: unregister one AOR entirely.
+    let (gone, gone_contacts) = aors.pop().unwrap();
+    let r = c.register(&gone, &gone_contacts[0], 0, "cid-gone", 2);
+    assert_eq!(r.status, 200, "{}", r.raw);
+    if gone_contacts.len() > 1 {
+        let r = c.register(&gone, &gone_contacts[1], 0, "cid-gone-b", 2);
+        assert_eq!(r.status, 200, "{}", r.raw);
+    }
+    stop(&mut server);
+
+    let server = Server::start(&flags);
+    let log = server.log();
+    let expected: usize = aors.iter().map(|(_, c)| c.len()).sum();
+    assert!(
+        log.contains(&format!("loaded {expected} bindings in ")),
+        "{log}"
+    );
+    let c = Client::new(server.addr);
+    assert_all_present(&c, &aors, &log);
+    let r = fetch(&c, &gone);
+    assert!(r.contacts().is_empty(), "removed AOR came back: {}", r.raw);
+}
+
+#[test]
+fn repartition_two_cores_to_one_and_back_keeps_everything() {
+    let dir = DataDir::new();
+    let two = ["--cores", "2", "--data-dir", &dir.arg()];
+    let one = ["--cores", "1", "--data-dir", &dir.arg()];
+    let mut server = Server::start(&two);
+    let aors = register_many(&Client::new(server.addr), 40);
+    stop(&mut server);
+
+    let mut server = Server::start(&one);
+    assert_all_present(&Client::new(server.addr), &aors, &server.log());
+    assert!(!dir.0.join("shard-1").exists(), "{:?}", segments(&dir.0));
+    stop(&mut server);
+
+    let server = Server::start(&two);
+    assert_all_present(&Client::new(server.addr), &aors, &server.log());
+}
+
+/// kill -9 under load in sync mode: every REGISTER that got a 200 is there after the
+/// restart.
+#[test]
+fn kill_9_in_sync_mode_loses_no_acknowledged_register() {
+    let dir = DataDir::new();
+    let flags = [
+        "--cores",
+        "2",
+        "--durability",
+        "sync",
+        "--commit-interval-ms",
+        "2",
+        "--data-dir",
+        &dir.arg(),
+    ];
+    let mut server = Server::start(&flags);
+    let addr = server.addr;
+    let stop_sending = Arc::new(AtomicBool::new(false));
+    let sender = {
+        let stop_sending = Arc::clone(&stop_sending);
+        thread::spawn(move || {
+            let c = Client::new(addr);
+            c.sock
+                .set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            let prefix = format!("kill9-{}", unique());
+            let mut acked = Vec::new();
+            let mut i = 0u64;
+            // A window of 16 outstanding REGISTERs, each to its own AOR.
+            let window = 16;
+            let mut outstanding = 0;
+            while !stop_sending.load(Ordering::Relaxed) || outstanding > 0 {
+                while outstanding < window && !stop_sending.load(Ordering::Relaxed) {
+                    let a = format!("sip:{prefix}-{i}@example.com");
+                    let ct = format!("sip:d{i}@192.0.2.1:5060");
+                    c.send(
+                        register_request(&c, &a, &ct, 600, &format!("{prefix}-{i}"), 1).as_bytes(),
+                    );
+                    i += 1;
+                    outstanding += 1;
+                }
+                match c.recv_within(Duration::from_millis(200)) {
+                    Some((r, _)) => {
+                        outstanding -= 1;
+                        if r.status == 200 {
+                            let to = r.header("To").unwrap_or_default().to_string();
+                            acked.push(to);
+                        }
+                    }
+                    None => {
+                        if stop_sending.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        outstanding = 0;
+                    }
+                }
+            }
+            acked
+        })
+    };
+    thread::sleep(Duration::from_millis(700));
+    server.kill();
+    let killed_at = Instant::now();
+    stop_sending.store(true, Ordering::Relaxed);
+    let acked = sender.join().unwrap();
+    assert!(
+        !acked.is_empty(),
+        "no REGISTER was answered before the kill"
+    );
+    assert!(killed_at.elapsed() < Duration::from_secs(5));
+
+    let server = Server::start(&flags);
+    let c = Client::new(server.addr);
+    let mut checked = HashSet::new();
+    for to in &acked {
+        let a = to
+            .trim_start_matches('<')
+            .split('>')
+            .next()
+            .unwrap()
+            .to_string();
+        if !checked.insert(a.clone()) {
+            continue;
+        }
+        let r = fetch(&c, &a);
+        assert_eq!(
+            r.contacts().len(),
+            1,
+            "{a} got a 200 before kill -9 but is gone after restart ({} acked):\n{}\n{}",
+            acked.len(),
+            r.raw,
+            server.log()
+        );
+    }
+}
+
+#[test]
+fn torn_tail_is_cut_with_a_warning_and_the_rest_loaded() {
+    let dir = DataDir::new();
+    let flags = ["--cores", "1", "--data-dir", &dir.arg()];
+    let mut server = Server::start(&flags);
+    let aors = register_many(&Client::new(server.addr), 6);
+    stop(&mut server);
+
+    // The newest segment holds the six changes, the last one last: tear it.
+    let newest = segments(&dir.0).pop().unwrap();
+    let len = fs::metadata(&newest).unwrap().len();
+    let file = fs::OpenOptions::new().write(true).open(&newest).unwrap();
+    file.set_len(len - 5).unwrap();
+    drop(file);
+
+    let mut server = Server::start(&flags);
+    let log = server.log();
+    assert!(
+        log.contains(&newest.display().to_string()) && log.contains("at offset"),
+        "no warning naming the torn file:\n{log}"
+    );
+    let c = Client::new(server.addr);
+    let (last, earlier) = aors.split_last().unwrap();
+    assert_all_present(&c, earlier, &log);
+    // The last AOR's second contact was its last record: the first one is still there.
+    let r = fetch(&c, &last.0);
+    assert_eq!(r.contacts().len(), last.1.len() - 1, "{}", r.raw);
+    stop(&mut server);
+
+    // Corrupt one byte inside the snapshot's first record: cut there with a warning.
+    let snapshot = segments(&dir.0)
+        .into_iter()
+        .rfind(|p| p.to_string_lossy().ends_with("-0000000000.log"))
+        .unwrap();
+    let mut bytes = fs::read(&snapshot).unwrap();
+    bytes[32 + 20] ^= 0x55;
+    fs::write(&snapshot, &bytes).unwrap();
+    let server = Server::start(&flags);
+    let log = server.log();
+    assert!(
+        log.contains("checksum mismatch at offset 32"),
+        "no warning for the corrupt byte:\n{log}"
+    );
+}
+
+#[test]
+fn another_format_version_refuses_to_start_naming_the_file() {
+    let dir = DataDir::new();
+    let shard = dir.0.join("shard-0");
+    fs::create_dir_all(&shard).unwrap();
+    let path = shard.join("seg-0000000001-0000000000.log");
+    let mut header = b"SIPREGLG".to_vec();
+    header.extend_from_slice(&99u32.to_le_bytes());
+    header.resize(32, 0);
+    fs::write(&path, &header).unwrap();
+    let (status, log) = run_to_exit(&["--cores", "1", "--data-dir", &dir.arg()], EXIT_TIMEOUT);
+    assert!(!status.success());
+    assert!(
+        log.contains(&path.display().to_string()) && log.contains("version 99"),
+        "{log}"
+    );
+    assert!(path.exists(), "the refused store is left as it was");
+}
+
+#[test]
+fn unusable_data_directory_stops_start_up_naming_it() {
+    let dir = DataDir::new();
+    fs::write(&dir.0, b"a file, not a directory").unwrap();
+    let (status, log) = run_to_exit(&["--data-dir", &dir.arg()], EXIT_TIMEOUT);
+    assert!(!status.success());
+    assert!(
+        log.contains(&format!("cannot create the data directory {}", dir.arg())),
+        "{log}"
+    );
+}
+
+#[test]
+fn no_persist_writes_nothing() {
+    let server = Server::start(&["--no-persist"]);
+    let c = Client::new(server.addr);
+    register_many(&c, 2);
+    assert!(!server.log().contains("loaded"), "{}", server.log());
+}
