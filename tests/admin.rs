@@ -416,3 +416,50 @@ fn admin_flag_errors_and_json_logs() {
     assert!(v["fields"]["message"].is_string(), "{first}");
     assert!(log.contains("management API on"), "{log}");
 }
+
+/// API changes are persisted like REGISTERs: after a graceful restart on the same
+/// --data-dir, an AOR deleted through the API stays deleted and a binding added
+/// through it is back.
+#[test]
+fn api_changes_survive_a_restart() {
+    let dir = crate::util::DataDir::new();
+    let admin = free_tcp_addr();
+    let base = format!("http://{admin}");
+    let flags = [
+        "--cores",
+        cores(),
+        "--data-dir",
+        &dir.arg(),
+        "--admin",
+        &admin,
+    ];
+    let mut server = Server::start(&flags);
+    let client = Client::new(server.addr);
+    for user in ["keep", "gone"] {
+        let aor = format!("sip:{user}@example.com");
+        let contact = format!("sip:{user}@{}", client.local());
+        assert_eq!(client.register(&aor, &contact, 300, user, 1).status, 200);
+    }
+    assert_eq!(
+        api("DELETE", &format!("{base}/v1/aors/gone@example.com"), None).0,
+        200
+    );
+    let body = r#"{"contact": "sip:desk@10.0.0.7", "expires": 300}"#;
+    let (status, _) = api(
+        "POST",
+        &format!("{base}/v1/aors/keep@example.com/bindings"),
+        Some(body),
+    );
+    assert_eq!(status, 201);
+    let status = server.terminate(Duration::from_secs(10)).expect("exits");
+    assert!(status.success(), "{}", server.log());
+
+    let server = Server::start(&flags);
+    let client = Client::new(server.addr);
+    assert!(fetch(&client, "sip:gone@example.com").contacts().is_empty());
+    let kept = fetch(&client, "sip:keep@example.com");
+    assert_eq!(kept.contacts().len(), 2, "{}", kept.raw);
+    let (status, aor) = api("GET", &format!("{base}/v1/aors/keep@example.com"), None);
+    assert_eq!(status, 200);
+    assert!(aor.to_string().contains("sip:desk@10.0.0.7"), "{aor}");
+}

@@ -97,6 +97,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
     let seed = config.seed.unwrap_or_else(seed_from_clock);
     let (shared, ends) = mesh::build(shards, Arc::clone(&stop), thread::current());
+    // Management API (issue 7): its thread starts before the store is loaded and the
+    // cores start (healthz answers during start-up; readyz once every core is up).
+    let (control, control_ends) = control::build(shards, Arc::clone(&shared));
+    let admin_thread = crate::admin::spawn(config.admin, control.clone(), &bound.local)?;
     let load_started = Instant::now();
     let (mut journals, mut restores, writers, loaded) = match &config.persist {
         Some(persist) => open_store(persist, shards, &shared)?,
@@ -105,11 +109,6 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let counters: Vec<Arc<SharedCounters>> = (0..shards)
         .map(|_| Arc::new(SharedCounters::default()))
         .collect();
-
-    // Management API (issue 7): its thread starts before the cores (healthz answers
-    // during start-up; readyz once every core is up).
-    let (control, control_ends) = control::build(shards, Arc::clone(&shared));
-    let admin_thread = crate::admin::spawn(config.admin, control.clone(), &bound.local)?;
 
     let subscriber_cell = Arc::new(reload::SubscriberCell::default());
     let (reload_handle, reload_thread) =
