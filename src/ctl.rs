@@ -1,9 +1,9 @@
 //! `sipreg ctl`: the operator's terminal client for the management API (issue 7), in
 //! the same binary as the server (OpenSIPS' `opensips-cli -x mi ul_*` equivalent).
 //!
-//! It only speaks HTTP to `--admin` (with `ureq`, a small blocking client: no async
-//! runtime in a one-shot CLI), so it works against any running sipreg and shares no
-//! state with it. Tables by default, `--json` for the raw API answers.
+//! It only speaks HTTP to `--admin` (HTTP/1.0 over a `TcpStream`: one request per
+//! connection is all a one-shot CLI needs, so no HTTP client crate), so it works
+//! against any running sipreg and shares no state with it. Tables by default, `--json` for the raw API answers.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -135,14 +135,8 @@ fn run(args: &CtlArgs) -> Result<(), String> {
 
 /// One API call; an HTTP error becomes its JSON `error` message.
 fn call(method: &str, url: &str) -> Result<Value, String> {
-    let response = ureq::request(method, url)
-        .timeout(Duration::from_secs(CTL_TIMEOUT_S))
-        .call();
-    let (status, body) = match response {
-        Ok(r) => (r.status(), r.into_string().map_err(|e| e.to_string())?),
-        Err(ureq::Error::Status(status, r)) => (status, r.into_string().unwrap_or_default()),
-        Err(e) => return Err(format!("{e} (is sipreg running with --admin?)")),
-    };
+    let (status, body) = http(method, url)
+        .map_err(|e| format!("{method} {url}: {e} (is sipreg running with --admin?)"))?;
     let value: Value =
         serde_json::from_str(&body).map_err(|_| format!("HTTP {status}: unexpected answer"))?;
     if status >= 400 {
@@ -150,6 +144,41 @@ fn call(method: &str, url: &str) -> Result<Value, String> {
         return Err(format!("HTTP {status}: {message}"));
     }
     Ok(value)
+}
+
+/// A minimal HTTP/1.0 exchange over `std::net::TcpStream` (one request per
+/// connection, no chunking: the server answers with a Content-Length or closes), so
+/// the CLI needs no HTTP crate. `url` is `http://ADDR:PORT/path?query`.
+fn http(method: &str, url: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Error, Read, Write};
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| Error::other("only http:// URLs"))?;
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    let addr = host
+        .parse::<std::net::SocketAddr>()
+        .map_err(|_| Error::other("--admin must be ADDR:PORT"))?;
+    let timeout = Duration::from_secs(CTL_TIMEOUT_S);
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n"
+    )?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| Error::other("truncated HTTP answer"))?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Error::other("malformed HTTP status line"))?;
+    Ok((status, body.to_string()))
 }
 
 /// Percent-encode everything but unreserved characters and `@ : +`.
