@@ -233,12 +233,13 @@ fn torn_tail_is_cut_with_a_warning_and_the_rest_loaded() {
     let aors = register_many(&Client::new(server.addr), 6);
     stop(&mut server);
 
-    // The newest segment holds the six changes, the last one last: tear it.
+    // The newest segment holds the six changes, the last one last, then its
+    // pre-zeroed room: tear the last record as a crash would (its end never written).
     let newest = segments(&dir.0).pop().unwrap();
-    let len = fs::metadata(&newest).unwrap().len();
-    let file = fs::OpenOptions::new().write(true).open(&newest).unwrap();
-    file.set_len(len - 5).unwrap();
-    drop(file);
+    let mut bytes = fs::read(&newest).unwrap();
+    let end = bytes.iter().rposition(|&b| b != 0).unwrap() + 1;
+    bytes[end - 5..end].fill(0);
+    fs::write(&newest, &bytes).unwrap();
 
     let mut server = Server::start(&flags);
     let log = server.log();

@@ -276,7 +276,7 @@ pub enum Frame<'a> {
         /// Offset of the next frame.
         next: usize,
     },
-    /// No byte left: a clean end.
+    /// No byte left, or only zeros (the pre-zeroed room of a segment): a clean end.
     End,
     /// A frame that is cut short, oversized or fails its CRC: a torn or corrupt tail.
     Bad(&'static str),
@@ -287,15 +287,17 @@ pub fn next_frame(buf: &[u8], offset: usize) -> Frame<'_> {
     let Some(rest) = buf.get(offset..) else {
         return Frame::Bad("offset past the end");
     };
-    if rest.is_empty() {
-        return Frame::End;
-    }
     let Some(header) = rest.get(..FRAME_HEADER_BYTES) else {
-        return Frame::Bad("frame header cut short");
+        return end_or_bad(rest, "frame header cut short");
     };
     let len_bytes: [u8; 4] = [header[0], header[1], header[2], header[3]];
     let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
     let len = u32::from_le_bytes(len_bytes) as usize;
+    if len == 0 {
+        // No record is empty (a payload starts with its kind): this is the
+        // pre-zeroed room of the segment, the end of the log if zeros run to the end.
+        return end_or_bad(rest, "zero-length record followed by data");
+    }
     if len > RECORD_PAYLOAD_BYTES_MAX {
         return Frame::Bad("record length out of range");
     }
@@ -311,6 +313,16 @@ pub fn next_frame(buf: &[u8], offset: usize) -> Frame<'_> {
     Frame::Record {
         payload,
         next: offset + FRAME_HEADER_BYTES + len,
+    }
+}
+
+/// The clean end when `rest` is all zeros (nothing, or the unwritten pre-zeroed room
+/// of a segment), else a bad frame: non-zero bytes where no record starts are garbage.
+fn end_or_bad(rest: &[u8], reason: &'static str) -> Frame<'static> {
+    if rest.iter().all(|&b| b == 0) {
+        Frame::End
+    } else {
+        Frame::Bad(reason)
     }
 }
 
@@ -478,6 +490,34 @@ mod tests {
             bad[i] ^= 0x40;
             assert!(matches!(next_frame(&bad, 0), Frame::Bad(_)), "byte {i}");
         }
+    }
+
+    #[test]
+    fn zeros_end_the_log_but_garbage_after_them_is_bad() {
+        let mut buf = Vec::new();
+        encode_set(&mut buf, b"alice@example.com", &[sample()]);
+        let end = buf.len();
+        buf.resize(end + 4096, 0);
+        let Frame::Record { next, .. } = next_frame(&buf, 0) else {
+            panic!("first frame")
+        };
+        assert_eq!(next, end);
+        assert_eq!(next_frame(&buf, next), Frame::End);
+        assert_eq!(next_frame(&buf[..end + 5], next), Frame::End);
+        let mut garbage = buf.clone();
+        garbage[end + 3000] = 1;
+        assert!(matches!(next_frame(&garbage, next), Frame::Bad(_)));
+        let mut short = buf[..end + 5].to_vec();
+        short[end + 4] = 7;
+        assert!(matches!(next_frame(&short, next), Frame::Bad(_)));
+        // A record torn inside the zeroed room (its tail still zeros) is bad, not an end.
+        let mut torn = buf.clone();
+        encode_set(&mut torn, b"bob@example.com", &[sample()]);
+        let torn_len = torn.len() - buf.len();
+        let copy = torn[buf.len()..].to_vec();
+        let mut torn = buf.clone();
+        torn[end..end + torn_len / 2].copy_from_slice(&copy[..torn_len / 2]);
+        assert!(matches!(next_frame(&torn, end), Frame::Bad(_)));
     }
 
     #[test]
