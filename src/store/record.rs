@@ -376,6 +376,61 @@ pub fn decode(payload: &[u8]) -> Result<Record<'_>, DecodeError> {
     }
 }
 
+/// Kind and key of a payload without decoding its bindings: (true for "set", key).
+/// The start-up load needs only these to keep the last record per AOR.
+pub fn peek(payload: &[u8]) -> Result<(bool, &[u8]), DecodeError> {
+    let mut r = Reader {
+        buf: payload,
+        pos: 0,
+    };
+    let kind = r.u8()?;
+    let key_len = usize::from(r.u16()?);
+    let key = r.take(key_len)?;
+    match kind {
+        KIND_SET => Ok((true, key)),
+        KIND_GONE => Ok((false, key)),
+        _ => Err(DecodeError::Invalid),
+    }
+}
+
+/// (bindings, live bindings at `now_ms`) of a payload, walked without allocating: the
+/// load re-frames a record whose bindings are all live as it is, unchanged.
+pub fn live_count(payload: &[u8], now_ms: u64) -> Result<(usize, usize), DecodeError> {
+    let mut r = Reader {
+        buf: payload,
+        pos: 0,
+    };
+    let kind = r.u8()?;
+    let key_len = usize::from(r.u16()?);
+    r.take(key_len)?;
+    if kind != KIND_SET {
+        return if kind == KIND_GONE {
+            Ok((0, 0))
+        } else {
+            Err(DecodeError::Invalid)
+        };
+    }
+    let count = usize::from(r.u16()?);
+    let mut live = 0;
+    for _ in 0..count {
+        // Fixed part: expires registered cseq flags reg_id (4 each), q (2),
+        // transport meta (1 each), local port (2 each); then the address.
+        let fixed = r.take(28)?;
+        let expires_s = u32::from_le_bytes([fixed[0], fixed[1], fixed[2], fixed[3]]);
+        let meta = fixed[23];
+        r.take(if meta & META_V6 != 0 { 16 } else { 4 })?;
+        let mut fields = 0;
+        for _ in 0..5 {
+            fields += usize::from(r.u16()?);
+        }
+        r.take(fields)?;
+        if u64::from(expires_s) * 1000 > now_ms {
+            live += 1;
+        }
+    }
+    Ok((count, live))
+}
+
 fn decode_binding<'a>(r: &mut Reader<'a>) -> Result<StoredBinding<'a>, DecodeError> {
     let expires_s = r.u32()?;
     let registered_s = r.u32()?;
@@ -518,6 +573,34 @@ mod tests {
         let mut torn = buf.clone();
         torn[end..end + torn_len / 2].copy_from_slice(&copy[..torn_len / 2]);
         assert!(matches!(next_frame(&torn, end), Frame::Bad(_)));
+    }
+
+    #[test]
+    fn peek_and_live_count_agree_with_decode() {
+        let mut buf = Vec::new();
+        let old = StoredBinding {
+            expires_s: 100,
+            source: "192.0.2.9:5060".parse().unwrap(),
+            instance: None,
+            ..sample()
+        };
+        encode_set(&mut buf, b"alice@example.com", &[sample(), old, sample()]);
+        encode_set(&mut buf, b"bob@example.com", &[]);
+        let Frame::Record { payload, next } = next_frame(&buf, 0) else {
+            panic!("first frame")
+        };
+        assert_eq!(peek(payload), Ok((true, &b"alice@example.com"[..])));
+        assert_eq!(live_count(payload, 100_000), Ok((3, 2)));
+        assert_eq!(live_count(payload, 99_999), Ok((3, 3)));
+        for cut in 0..payload.len() {
+            assert!(live_count(&payload[..cut], 0).is_err(), "{cut}");
+        }
+        let Frame::Record { payload, .. } = next_frame(&buf, next) else {
+            panic!("second frame")
+        };
+        assert_eq!(peek(payload), Ok((false, &b"bob@example.com"[..])));
+        assert_eq!(live_count(payload, 0), Ok((0, 0)));
+        assert_eq!(peek(&[9, 0, 0]), Err(DecodeError::Invalid));
     }
 
     #[test]

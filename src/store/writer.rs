@@ -199,7 +199,10 @@ impl Writer {
         }
         let end = self.segment_bytes + chunk.len() as u64;
         if end > self.file_bytes {
-            let grow = (end - self.file_bytes).max(segment::ZERO_FILL_CHUNK_BYTES);
+            // A chunk at a time, not past the segment's size limit (a chunk that
+            // crosses it gets exactly the room it needs).
+            let room_left = segment::SEGMENT_BYTES_MAX.saturating_sub(self.file_bytes);
+            let grow = (end - self.file_bytes).max(segment::ZERO_FILL_CHUNK_BYTES.min(room_left));
             match segment::zero_fill(&self.file, self.file_bytes, grow) {
                 Ok(len) => {
                     self.file_bytes = len;
