@@ -308,4 +308,37 @@ mod tests {
         assert!(records[11..].iter().all(|&b| b == 0));
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[test]
+    fn the_zeroed_room_grows_a_chunk_at_a_time_with_records_contiguous() {
+        let dir = std::env::temp_dir().join(format!("sipreg-writer-grow-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (handle, thread) =
+            spawn(dir.clone(), 0, 3, Duration::from_millis(1), Box::new(|| {})).unwrap();
+        let piece = 1 << 20;
+        for i in 0..9u8 {
+            let mut chunk = vec![i + 1; piece];
+            while let Err(back) = handle.try_send(chunk) {
+                chunk = back;
+                thread::sleep(Duration::from_millis(1));
+            }
+        }
+        let progress = Arc::clone(handle.progress());
+        drop(handle);
+        thread.join().unwrap();
+        assert!(!progress.failed());
+        assert_eq!(progress.durable(), 9 * piece as u64);
+        let bytes = std::fs::read(dir.join(segment::file_name(3, 1))).unwrap();
+        assert_eq!(
+            bytes.len() as u64,
+            segment::HEADER_BYTES as u64 + 2 * segment::ZERO_FILL_CHUNK_BYTES
+        );
+        let records = &bytes[segment::HEADER_BYTES..];
+        for (i, part) in records[..9 * piece].chunks(piece).enumerate() {
+            assert!(part.iter().all(|&b| usize::from(b) == i + 1), "piece {i}");
+        }
+        assert!(records[9 * piece..].iter().all(|&b| b == 0));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
