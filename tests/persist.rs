@@ -68,6 +68,19 @@ fn assert_all_present(c: &Client, aors: &[(String, Vec<String>)], log: &str) {
     }
 }
 
+/// The log once it holds the "loaded N bindings" line: the main thread writes it after
+/// the cores report ready, so it can trail the first answer by a moment.
+fn log_after_load(server: &Server) -> String {
+    let deadline = Instant::now() + EXIT_TIMEOUT;
+    loop {
+        let log = server.log();
+        if log.contains(" bindings in ") || Instant::now() > deadline {
+            return log;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn segments(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for shard in fs::read_dir(dir).unwrap().flatten() {
@@ -99,7 +112,7 @@ fn graceful_restart_keeps_every_binding_and_removals() {
     stop(&mut server);
 
     let server = Server::start(&flags);
-    let log = server.log();
+    let log = log_after_load(&server);
     let expected: usize = aors.iter().map(|(_, c)| c.len()).sum();
     assert!(
         log.contains(&format!("loaded {expected} bindings in ")),
@@ -255,7 +268,7 @@ fn kill_9_in_async_mode_loses_nothing_older_than_the_interval() {
     server.kill();
 
     let server = Server::start(&flags);
-    let log = server.log();
+    let log = log_after_load(&server);
     let kept = &aors[..aors.len() - 1];
     let expected: usize = kept.iter().map(|(_, c)| c.len()).sum();
     assert!(
