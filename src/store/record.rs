@@ -12,7 +12,8 @@
 //!           | q u16 (0xffff: none) | transport u8 | meta u8 | local u16 | port u16
 //!           | ip (4 or 16, meta bit 1) | lens u16 ×5 | contact call-id path ua instance
 //! ```
-//! Little-endian throughout.
+//! Little-endian throughout. A zero length (no payload is empty) followed only by
+//! zeros is the end of a pre-zeroed segment, not a record.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
