@@ -17,6 +17,11 @@
 //!   registrar's AOR hash, writes one compacted snapshot segment per current shard and
 //!   deletes the old segments.
 //!
+//! Segments are pre-zeroed a few MiB ahead of the write position by the writer
+//! ([`segment::zero_fill`]) so that a commit's `fdatasync` never changes the file's
+//! size or block map (0.15 ms instead of 3-4 ms here); zeros after the last record
+//! are the end of the log at load.
+//!
 //! Layout: `DATA_DIR/shard-<i>/seg-<generation>-<seq>.log`. Each start-up is a new
 //! generation; records of a later (generation, seq) win, and within one generation an
 //! AOR lives in exactly one shard, so the order across directories never matters.

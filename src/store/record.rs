@@ -12,7 +12,8 @@
 //!           | q u16 (0xffff: none) | transport u8 | meta u8 | local u16 | port u16
 //!           | ip (4 or 16, meta bit 1) | lens u16 ×5 | contact call-id path ua instance
 //! ```
-//! Little-endian throughout.
+//! Little-endian throughout. A zero length (no payload is empty) followed only by
+//! zeros is the end of a pre-zeroed segment, not a record.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -276,7 +277,7 @@ pub enum Frame<'a> {
         /// Offset of the next frame.
         next: usize,
     },
-    /// No byte left: a clean end.
+    /// No byte left, or only zeros (the pre-zeroed room of a segment): a clean end.
     End,
     /// A frame that is cut short, oversized or fails its CRC: a torn or corrupt tail.
     Bad(&'static str),
@@ -287,15 +288,17 @@ pub fn next_frame(buf: &[u8], offset: usize) -> Frame<'_> {
     let Some(rest) = buf.get(offset..) else {
         return Frame::Bad("offset past the end");
     };
-    if rest.is_empty() {
-        return Frame::End;
-    }
     let Some(header) = rest.get(..FRAME_HEADER_BYTES) else {
-        return Frame::Bad("frame header cut short");
+        return end_or_bad(rest, "frame header cut short");
     };
     let len_bytes: [u8; 4] = [header[0], header[1], header[2], header[3]];
     let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
     let len = u32::from_le_bytes(len_bytes) as usize;
+    if len == 0 {
+        // No record is empty (a payload starts with its kind): this is the
+        // pre-zeroed room of the segment, the end of the log if zeros run to the end.
+        return end_or_bad(rest, "zero-length record followed by data");
+    }
     if len > RECORD_PAYLOAD_BYTES_MAX {
         return Frame::Bad("record length out of range");
     }
@@ -311,6 +314,16 @@ pub fn next_frame(buf: &[u8], offset: usize) -> Frame<'_> {
     Frame::Record {
         payload,
         next: offset + FRAME_HEADER_BYTES + len,
+    }
+}
+
+/// The clean end when `rest` is all zeros (nothing, or the unwritten pre-zeroed room
+/// of a segment), else a bad frame: non-zero bytes where no record starts are garbage.
+fn end_or_bad(rest: &[u8], reason: &'static str) -> Frame<'static> {
+    if rest.iter().all(|&b| b == 0) {
+        Frame::End
+    } else {
+        Frame::Bad(reason)
     }
 }
 
@@ -362,6 +375,61 @@ pub fn decode(payload: &[u8]) -> Result<Record<'_>, DecodeError> {
         }
         _ => Err(DecodeError::Invalid),
     }
+}
+
+/// Kind and key of a payload without decoding its bindings: (true for "set", key).
+/// The start-up load needs only these to keep the last record per AOR.
+pub fn peek(payload: &[u8]) -> Result<(bool, &[u8]), DecodeError> {
+    let mut r = Reader {
+        buf: payload,
+        pos: 0,
+    };
+    let kind = r.u8()?;
+    let key_len = usize::from(r.u16()?);
+    let key = r.take(key_len)?;
+    match kind {
+        KIND_SET => Ok((true, key)),
+        KIND_GONE => Ok((false, key)),
+        _ => Err(DecodeError::Invalid),
+    }
+}
+
+/// (bindings, live bindings at `now_ms`) of a payload, walked without allocating: the
+/// load re-frames a record whose bindings are all live as it is, unchanged.
+pub fn live_count(payload: &[u8], now_ms: u64) -> Result<(usize, usize), DecodeError> {
+    let mut r = Reader {
+        buf: payload,
+        pos: 0,
+    };
+    let kind = r.u8()?;
+    let key_len = usize::from(r.u16()?);
+    r.take(key_len)?;
+    if kind != KIND_SET {
+        return if kind == KIND_GONE {
+            Ok((0, 0))
+        } else {
+            Err(DecodeError::Invalid)
+        };
+    }
+    let count = usize::from(r.u16()?);
+    let mut live = 0;
+    for _ in 0..count {
+        // Fixed part: expires registered cseq flags reg_id (4 each), q (2),
+        // transport meta (1 each), local port (2 each); then the address.
+        let fixed = r.take(28)?;
+        let expires_s = u32::from_le_bytes([fixed[0], fixed[1], fixed[2], fixed[3]]);
+        let meta = fixed[23];
+        r.take(if meta & META_V6 != 0 { 16 } else { 4 })?;
+        let mut fields = 0;
+        for _ in 0..5 {
+            fields += usize::from(r.u16()?);
+        }
+        r.take(fields)?;
+        if u64::from(expires_s) * 1000 > now_ms {
+            live += 1;
+        }
+    }
+    Ok((count, live))
 }
 
 fn decode_binding<'a>(r: &mut Reader<'a>) -> Result<StoredBinding<'a>, DecodeError> {
@@ -478,6 +546,62 @@ mod tests {
             bad[i] ^= 0x40;
             assert!(matches!(next_frame(&bad, 0), Frame::Bad(_)), "byte {i}");
         }
+    }
+
+    #[test]
+    fn zeros_end_the_log_but_garbage_after_them_is_bad() {
+        let mut buf = Vec::new();
+        encode_set(&mut buf, b"alice@example.com", &[sample()]);
+        let end = buf.len();
+        buf.resize(end + 4096, 0);
+        let Frame::Record { next, .. } = next_frame(&buf, 0) else {
+            panic!("first frame")
+        };
+        assert_eq!(next, end);
+        assert_eq!(next_frame(&buf, next), Frame::End);
+        assert_eq!(next_frame(&buf[..end + 5], next), Frame::End);
+        let mut garbage = buf.clone();
+        garbage[end + 3000] = 1;
+        assert!(matches!(next_frame(&garbage, next), Frame::Bad(_)));
+        let mut short = buf[..end + 5].to_vec();
+        short[end + 4] = 7;
+        assert!(matches!(next_frame(&short, next), Frame::Bad(_)));
+        // A record torn inside the zeroed room (its tail still zeros) is bad, not an end.
+        let mut torn = buf.clone();
+        encode_set(&mut torn, b"bob@example.com", &[sample()]);
+        let torn_len = torn.len() - buf.len();
+        let copy = torn[buf.len()..].to_vec();
+        let mut torn = buf.clone();
+        torn[end..end + torn_len / 2].copy_from_slice(&copy[..torn_len / 2]);
+        assert!(matches!(next_frame(&torn, end), Frame::Bad(_)));
+    }
+
+    #[test]
+    fn peek_and_live_count_agree_with_decode() {
+        let mut buf = Vec::new();
+        let old = StoredBinding {
+            expires_s: 100,
+            source: "192.0.2.9:5060".parse().unwrap(),
+            instance: None,
+            ..sample()
+        };
+        encode_set(&mut buf, b"alice@example.com", &[sample(), old, sample()]);
+        encode_set(&mut buf, b"bob@example.com", &[]);
+        let Frame::Record { payload, next } = next_frame(&buf, 0) else {
+            panic!("first frame")
+        };
+        assert_eq!(peek(payload), Ok((true, &b"alice@example.com"[..])));
+        assert_eq!(live_count(payload, 100_000), Ok((3, 2)));
+        assert_eq!(live_count(payload, 99_999), Ok((3, 3)));
+        for cut in 0..payload.len() {
+            assert!(live_count(&payload[..cut], 0).is_err(), "{cut}");
+        }
+        let Frame::Record { payload, .. } = next_frame(&buf, next) else {
+            panic!("second frame")
+        };
+        assert_eq!(peek(payload), Ok((false, &b"bob@example.com"[..])));
+        assert_eq!(live_count(payload, 0), Ok((0, 0)));
+        assert_eq!(peek(&[9, 0, 0]), Err(DecodeError::Invalid));
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! moving: in sync mode no 200 for a change that may not be kept is ever released.
 
 use std::fs::File;
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -99,7 +99,7 @@ pub fn spawn(
     commit_interval: Duration,
     wake: Box<dyn Fn() + Send>,
 ) -> anyhow::Result<(WriterHandle, JoinHandle<()>)> {
-    let (file, _) = segment::create(&dir, generation, 1)?;
+    let (file, file_bytes) = segment::create(&dir, generation, 1)?;
     let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(JOURNAL_CHANNEL_DEPTH);
     let (spare_tx, spare) = crossbeam_channel::bounded::<Vec<u8>>(JOURNAL_CHANNEL_DEPTH);
     let progress = Arc::new(Progress::default());
@@ -109,6 +109,7 @@ pub fn spawn(
         seq: 1,
         file,
         segment_bytes: segment::HEADER_BYTES as u64,
+        file_bytes,
         written: 0,
         synced: 0,
         progress: Arc::clone(&progress),
@@ -132,7 +133,10 @@ struct Writer {
     generation: u64,
     seq: u64,
     file: File,
+    /// Where the next record goes in the segment.
     segment_bytes: u64,
+    /// The segment's length: zero-filled and synced past `segment_bytes`.
+    file_bytes: u64,
     written: u64,
     synced: u64,
     progress: Arc<Progress>,
@@ -167,9 +171,12 @@ impl Writer {
                     return;
                 }
             }
-            if self.written > self.synced && Instant::now() >= last_sync + interval {
+            let now = Instant::now();
+            if self.written > self.synced && now >= last_sync + interval {
+                // Commits start at most once per interval (not once per interval
+                // plus the time a sync takes).
+                last_sync = now;
                 self.sync();
-                last_sync = Instant::now();
             }
         }
     }
@@ -181,15 +188,39 @@ impl Writer {
         if self.segment_bytes >= segment::SEGMENT_BYTES_MAX {
             self.sync();
             match segment::create(&self.dir, self.generation, self.seq + 1) {
-                Ok((file, _)) => {
+                Ok((file, file_bytes)) => {
                     self.file = file;
                     self.seq += 1;
                     self.segment_bytes = segment::HEADER_BYTES as u64;
+                    self.file_bytes = file_bytes;
                 }
                 Err(e) => return self.fail(&format!("{e:#}")),
             }
         }
-        match self.file.write_all(chunk) {
+        let end = self.segment_bytes + chunk.len() as u64;
+        if end > self.file_bytes {
+            // A chunk at a time, not past the segment's size limit (a chunk that
+            // crosses it gets exactly the room it needs).
+            let room_left = segment::SEGMENT_BYTES_MAX.saturating_sub(self.file_bytes);
+            let grow = (end - self.file_bytes).max(segment::ZERO_FILL_CHUNK_BYTES.min(room_left));
+            match segment::zero_fill(&self.file, self.file_bytes, grow) {
+                Ok(len) => {
+                    self.file_bytes = len;
+                    // That fdatasync also made everything written so far durable.
+                    self.mark_synced();
+                }
+                Err(e) => {
+                    return self.fail(&format!(
+                        "{}: zero-fill failed: {e}",
+                        self.dir
+                            .join(segment::file_name(self.generation, self.seq))
+                            .display()
+                    ));
+                }
+            }
+        }
+        // Positional: the bytes past the write position are the zero-filled room.
+        match self.file.write_all_at(chunk, self.segment_bytes) {
             Ok(()) => {
                 self.written += chunk.len() as u64;
                 self.segment_bytes += chunk.len() as u64;
@@ -209,17 +240,21 @@ impl Writer {
             return;
         }
         match self.file.sync_data() {
-            Ok(()) => {
-                self.synced = self.written;
-                self.progress.durable.store(self.synced, Ordering::Release);
-                (self.wake)();
-            }
+            Ok(()) => self.mark_synced(),
             Err(e) => self.fail(&format!(
                 "{}: fdatasync failed: {e}",
                 self.dir
                     .join(segment::file_name(self.generation, self.seq))
                     .display()
             )),
+        }
+    }
+
+    fn mark_synced(&mut self) {
+        if self.written > self.synced {
+            self.synced = self.written;
+            self.progress.durable.store(self.synced, Ordering::Release);
+            (self.wake)();
         }
     }
 
@@ -263,7 +298,47 @@ mod tests {
         assert_eq!(progress.durable(), 11);
         assert!(woken.load(Ordering::Relaxed) >= 1);
         let bytes = std::fs::read(dir.join(segment::file_name(7, 1))).unwrap();
-        assert_eq!(&bytes[segment::HEADER_BYTES..], b"hello world");
+        let records = &bytes[segment::HEADER_BYTES..];
+        assert_eq!(&records[..11], b"hello world");
+        assert_eq!(
+            bytes.len() as u64,
+            segment::HEADER_BYTES as u64 + segment::ZERO_FILL_CHUNK_BYTES,
+            "the segment is pre-zeroed, not grown by each append"
+        );
+        assert!(records[11..].iter().all(|&b| b == 0));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_zeroed_room_grows_a_chunk_at_a_time_with_records_contiguous() {
+        let dir = std::env::temp_dir().join(format!("sipreg-writer-grow-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (handle, thread) =
+            spawn(dir.clone(), 0, 3, Duration::from_millis(1), Box::new(|| {})).unwrap();
+        let piece = 1 << 20;
+        for i in 0..9u8 {
+            let mut chunk = vec![i + 1; piece];
+            while let Err(back) = handle.try_send(chunk) {
+                chunk = back;
+                thread::sleep(Duration::from_millis(1));
+            }
+        }
+        let progress = Arc::clone(handle.progress());
+        drop(handle);
+        thread.join().unwrap();
+        assert!(!progress.failed());
+        assert_eq!(progress.durable(), 9 * piece as u64);
+        let bytes = std::fs::read(dir.join(segment::file_name(3, 1))).unwrap();
+        assert_eq!(
+            bytes.len() as u64,
+            segment::HEADER_BYTES as u64 + 2 * segment::ZERO_FILL_CHUNK_BYTES
+        );
+        let records = &bytes[segment::HEADER_BYTES..];
+        for (i, part) in records[..9 * piece].chunks(piece).enumerate() {
+            assert!(part.iter().all(|&b| usize::from(b) == i + 1), "piece {i}");
+        }
+        assert!(records[9 * piece..].iter().all(|&b| b == 0));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
