@@ -221,9 +221,11 @@ pub struct Args {
     #[arg(long, value_enum, value_name = "MODE", default_value_t = DurabilityArg::Async)]
     pub durability: DurabilityArg,
 
-    /// Group commit: at most one fdatasync per core this often, in ms.
-    #[arg(long, value_name = "MS", default_value_t = 10)]
-    pub commit_interval_ms: u64,
+    /// Group commit: at most one fdatasync per core this often, in ms; 0 starts the next
+    /// commit as soon as the previous one is done (what sync mode wants: replies wait for
+    /// it). [default: 10 with async, 0 with sync]
+    #[arg(long, value_name = "MS")]
+    pub commit_interval_ms: Option<u64>,
 
     /// Log level.
     #[arg(long, value_enum, value_name = "LEVEL", default_value_t = LogLevel::Info)]
@@ -271,6 +273,9 @@ pub enum DurabilityArg {
     /// Answer once durable.
     Sync,
 }
+
+/// `--commit-interval-ms` in async mode when not given, in ms.
+pub const COMMIT_INTERVAL_MS_ASYNC_DEFAULT: u64 = 10;
 
 /// Largest `--commit-interval-ms`, in ms.
 pub const COMMIT_INTERVAL_MS_MAX: u64 = 10_000;
@@ -477,12 +482,16 @@ impl Config {
         check_buffer("--socket-rcvbuf", args.socket_rcvbuf)?;
         check_buffer("--socket-sndbuf", args.socket_sndbuf)?;
 
-        if args.commit_interval_ms == 0 || args.commit_interval_ms > COMMIT_INTERVAL_MS_MAX {
+        let commit_interval_ms = args.commit_interval_ms.unwrap_or(match args.durability {
+            DurabilityArg::Async => COMMIT_INTERVAL_MS_ASYNC_DEFAULT,
+            DurabilityArg::Sync => 0,
+        });
+        if commit_interval_ms > COMMIT_INTERVAL_MS_MAX {
             return Err(ConfigError::new(
                 "--commit-interval-ms",
                 format!(
-                    "must be 1..={COMMIT_INTERVAL_MS_MAX} ms, got {}",
-                    args.commit_interval_ms
+                    "must be 0..={COMMIT_INTERVAL_MS_MAX} ms, got {}",
+                    commit_interval_ms
                 ),
             ));
         }
@@ -492,7 +501,7 @@ impl Config {
                 DurabilityArg::Async => Durability::Async,
                 DurabilityArg::Sync => Durability::Sync,
             },
-            commit_interval_ms: args.commit_interval_ms,
+            commit_interval_ms,
         });
 
         let shards = cpus.len();
@@ -756,6 +765,21 @@ mod tests {
 
     fn rejected(flags: &[&str]) -> ConfigError {
         config(flags).unwrap_err()
+    }
+
+    #[test]
+    fn commit_interval_follows_the_durability_mode() {
+        let interval = |flags: &[&str]| config(flags).unwrap().persist.unwrap().commit_interval_ms;
+        assert_eq!(interval(&[]), COMMIT_INTERVAL_MS_ASYNC_DEFAULT);
+        assert_eq!(interval(&["--durability", "sync"]), 0);
+        assert_eq!(
+            interval(&["--durability", "sync", "--commit-interval-ms", "2"]),
+            2
+        );
+        assert_eq!(
+            rejected(&["--commit-interval-ms", "10001"]).flag,
+            "--commit-interval-ms"
+        );
     }
 
     #[test]
