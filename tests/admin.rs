@@ -247,6 +247,7 @@ fn api_reads_and_changes_bindings_while_registers_flow() {
     let metrics = text(&format!("{base}/metrics"));
     for name in [
         "sipreg_requests_total{outcome=\"registered\"}",
+        "sipreg_requests_by_method_total{method=\"REGISTER\",status=\"200\"}",
         "sipreg_bindings ",
         "sipreg_aors ",
         "sipreg_retransmissions_total",

@@ -13,7 +13,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::registrar::Outcome;
+use crate::registrar::{METHOD_NAMES, Outcome, STATUS_NAMES};
 use crate::runtime::control::CoreStats;
 
 /// The Content-Type of the exposition.
@@ -117,6 +117,34 @@ pub(super) fn render(cores: &[CoreStats], ready: bool, socket_drops: Option<u64>
         "requests",
         "SIP requests handled (not retransmissions), by outcome.",
         by_outcome,
+    );
+    // The fixed method x status matrix (bounded labels: unknown methods are `other`).
+    let mut by_method = Vec::with_capacity(METHOD_NAMES.len() * STATUS_NAMES.len());
+    for (m, method) in METHOD_NAMES.iter().enumerate() {
+        for (s, status) in STATUS_NAMES.iter().enumerate() {
+            let v = sum(&|c| {
+                c.registrar
+                    .by_method
+                    .get(m)
+                    .and_then(|row| row.get(s))
+                    .copied()
+                    .unwrap_or(0)
+            });
+            by_method.push((
+                vec![
+                    ("method", (*method).to_string()),
+                    ("status", (*status).to_string()),
+                ],
+                v,
+            ));
+        }
+    }
+    family(
+        &mut r,
+        "requests_by_method",
+        "SIP requests handled (not retransmissions), by method (other: any method without \
+         its own label) and status sent (none: nothing sent, an absorbed ACK).",
+        by_method,
     );
     family(
         &mut r,
@@ -337,6 +365,32 @@ pub(super) fn render(cores: &[CoreStats], ready: bool, socket_drops: Option<u64>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registrar::Stats;
+
+    fn core(core: usize) -> CoreStats {
+        CoreStats {
+            core,
+            registrar: Stats::default(),
+            auth: None,
+            runtime: Default::default(),
+        }
+    }
+
+    #[test]
+    fn requests_by_method_are_summed_over_cores() {
+        let (mut a, mut b) = (core(0), core(1));
+        a.registrar.by_method[0][0] = 3; // REGISTER 200
+        b.registrar.by_method[0][0] = 4;
+        b.registrar.by_method[1][1] = 2; // INVITE 302
+        let text = render(&[a, b], true, None);
+        for line in [
+            "sipreg_requests_by_method_total{method=\"REGISTER\",status=\"200\"} 7",
+            "sipreg_requests_by_method_total{method=\"INVITE\",status=\"302\"} 2",
+            "sipreg_requests_by_method_total{method=\"other\",status=\"none\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} missing:\n{text}");
+        }
+    }
 
     #[test]
     fn proc_udp_drops_sums_our_ports_only() {
