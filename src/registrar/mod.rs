@@ -292,6 +292,14 @@ pub struct Stats {
     pub by_method: [[u64; STATUSES]; METHODS],
 }
 
+impl Stats {
+    /// REGISTERs handled (every status; not retransmissions): the runtime diffs it
+    /// around a batch to time the REGISTERs answered in it.
+    pub fn registers(&self) -> u64 {
+        self.by_method.first().map_or(0, |row| row.iter().sum())
+    }
+}
+
 /// Expired bindings removed per `handle_timeout` call at most, so one call never
 /// stalls the core; the rest go on the next call (`poll_timeout` says "now").
 pub const EXPIRE_BATCH_MAX: usize = 4096;
