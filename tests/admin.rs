@@ -247,6 +247,7 @@ fn api_reads_and_changes_bindings_while_registers_flow() {
     let metrics = text(&format!("{base}/metrics"));
     for name in [
         "sipreg_requests_total{outcome=\"registered\"}",
+        "sipreg_requests_by_method_total{method=\"REGISTER\",status=\"200\"}",
         "sipreg_bindings ",
         "sipreg_aors ",
         "sipreg_retransmissions_total",
@@ -262,6 +263,26 @@ fn api_reads_and_changes_bindings_while_registers_flow() {
     ] {
         assert!(metrics.contains(name), "{name} missing:\n{metrics}");
     }
+    // After the REGISTERs above: latency observed, the core has run and worked.
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
+    };
+    assert!(value("sipreg_register_duration_seconds_count") >= 5.0);
+    let sum = value("sipreg_register_duration_seconds_sum");
+    assert!(sum > 0.0 && sum < 60.0, "{sum}");
+    let (busy, total) = (
+        value("sipreg_core_busy_seconds_total{core=\"0\"}"),
+        value("sipreg_core_seconds_total{core=\"0\"}"),
+    );
+    assert!(
+        busy > 0.0 && busy <= total && total < 600.0,
+        "{busy} {total}"
+    );
+    assert!(value("sipreg_persistence_lag_bytes{core=\"0\"}") >= 0.0);
+    assert_eq!(value("sipreg_store_write_errors_total"), 0.0);
 
     // Flush needs a confirmation, then empties the table.
     assert_eq!(api("POST", &format!("{base}/v1/flush"), Some("")).0, 400);

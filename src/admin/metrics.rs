@@ -7,13 +7,18 @@
 //! apart), so the allocation is irrelevant. Names follow the Prometheus conventions:
 //! `sipreg_<what>_total` for counters (the encoder adds `_total`), base units.
 
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::registrar::Outcome;
+use crate::registrar::{METHOD_NAMES, Outcome, STATUS_NAMES};
+use crate::runtime::LATENCY_BUCKETS_US;
 use crate::runtime::control::CoreStats;
 
 /// The Content-Type of the exposition.
@@ -48,6 +53,33 @@ fn gauge_family(registry: &mut Registry, name: &str, help: &str, values: Vec<(La
             .set(i64::try_from(v).unwrap_or(i64::MAX));
     }
     registry.register(name, help, f);
+}
+
+fn seconds_family(registry: &mut Registry, name: &str, help: &str, values: Vec<(Labels, u64)>) {
+    let f: Family<Labels, Counter<f64, AtomicU64>> = Family::default();
+    for (labels, ns) in values {
+        f.get_or_create(&labels).inc_by(ns as f64 / 1e9);
+    }
+    registry.register(name, help, f);
+}
+
+/// A histogram whose buckets were counted elsewhere (in the cores): bucket upper
+/// bounds in seconds, non-cumulative counts (the encoder accumulates), and the sum.
+#[derive(Debug)]
+struct CountedHistogram {
+    buckets: Vec<(f64, u64)>,
+    sum_s: f64,
+}
+
+impl EncodeMetric for CountedHistogram {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let count = self.buckets.iter().map(|(_, n)| n).sum();
+        encoder.encode_histogram::<()>(self.sum_s, count, &self.buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
 }
 
 /// Datagrams the kernel dropped on our listening sockets (receive buffer full),
@@ -117,6 +149,34 @@ pub(super) fn render(cores: &[CoreStats], ready: bool, socket_drops: Option<u64>
         "requests",
         "SIP requests handled (not retransmissions), by outcome.",
         by_outcome,
+    );
+    // The fixed method x status matrix (bounded labels: unknown methods are `other`).
+    let mut by_method = Vec::with_capacity(METHOD_NAMES.len() * STATUS_NAMES.len());
+    for (m, method) in METHOD_NAMES.iter().enumerate() {
+        for (s, status) in STATUS_NAMES.iter().enumerate() {
+            let v = sum(&|c| {
+                c.registrar
+                    .by_method
+                    .get(m)
+                    .and_then(|row| row.get(s))
+                    .copied()
+                    .unwrap_or(0)
+            });
+            by_method.push((
+                vec![
+                    ("method", (*method).to_string()),
+                    ("status", (*status).to_string()),
+                ],
+                v,
+            ));
+        }
+    }
+    family(
+        &mut r,
+        "requests_by_method",
+        "SIP requests handled (not retransmissions), by method (other: any method without \
+         its own label) and status sent (none: nothing sent, an absorbed ACK).",
+        by_method,
     );
     family(
         &mut r,
@@ -318,6 +378,53 @@ pub(super) fn render(cores: &[CoreStats], ready: bool, socket_drops: Option<u64>
         per_core(&|c| c.registrar.bindings),
     );
 
+    seconds_family(
+        &mut r,
+        "core_busy_seconds",
+        "Seconds the core spent working (not parked), per core; \
+         rate(sipreg_core_busy_seconds_total) / rate(sipreg_core_seconds_total) is its busy ratio.",
+        per_core(&|c| c.runtime.busy_ns),
+    );
+    seconds_family(
+        &mut r,
+        "core_seconds",
+        "Seconds the core loop has run (working or parked), per core: the denominator of \
+         the busy ratio.",
+        per_core(&|c| c.runtime.total_ns),
+    );
+    let mut buckets: Vec<(f64, u64)> = LATENCY_BUCKETS_US
+        .iter()
+        .map(|&us| us as f64 / 1e6)
+        .chain([f64::MAX]) // the encoder writes f64::MAX as +Inf
+        .map(|le| (le, 0))
+        .collect();
+    for c in cores {
+        for (b, n) in buckets.iter_mut().zip(&c.runtime.register_latency) {
+            b.1 += n;
+        }
+    }
+    r.register(
+        "register_duration_seconds",
+        "REGISTER latency inside the server: from the receive batch's recvmmsg return (or \
+         the owner's inbox drain, when forwarded) to the sendmmsg of its replies.",
+        CountedHistogram {
+            buckets,
+            sum_s: sum(&|c| c.runtime.register_latency_sum_ns) as f64 / 1e9,
+        },
+    );
+    gauge_family(
+        &mut r,
+        "persistence_lag_bytes",
+        "Journal bytes committed by the core but not yet durable on disk, per core.",
+        per_core(&|c| c.runtime.persistence_lag_bytes),
+    );
+    counter(
+        &mut r,
+        "store_write_errors",
+        "Location store write or sync errors.",
+        sum(&|c| c.runtime.store_errors),
+    );
+
     if let Some(drops) = socket_drops {
         counter(
             &mut r,
@@ -337,6 +444,58 @@ pub(super) fn render(cores: &[CoreStats], ready: bool, socket_drops: Option<u64>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registrar::Stats;
+
+    fn core(core: usize) -> CoreStats {
+        CoreStats {
+            core,
+            registrar: Stats::default(),
+            auth: None,
+            runtime: Default::default(),
+        }
+    }
+
+    #[test]
+    fn requests_by_method_are_summed_over_cores() {
+        let (mut a, mut b) = (core(0), core(1));
+        a.registrar.by_method[0][0] = 3; // REGISTER 200
+        b.registrar.by_method[0][0] = 4;
+        b.registrar.by_method[1][1] = 2; // INVITE 302
+        let text = render(&[a, b], true, None);
+        for line in [
+            "sipreg_requests_by_method_total{method=\"REGISTER\",status=\"200\"} 7",
+            "sipreg_requests_by_method_total{method=\"INVITE\",status=\"302\"} 2",
+            "sipreg_requests_by_method_total{method=\"other\",status=\"none\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} missing:\n{text}");
+        }
+    }
+
+    #[test]
+    fn busy_latency_and_lag_are_exported() {
+        let (mut a, mut b) = (core(0), core(1));
+        a.runtime.busy_ns = 500_000_000;
+        a.runtime.total_ns = 2_000_000_000;
+        a.runtime.record_register_latency(40_000, 3); // 40 µs: le 0.00005
+        b.runtime.record_register_latency(20_000_000, 1); // 20 ms: +Inf only
+        b.runtime.persistence_lag_bytes = 4096;
+        b.runtime.store_errors = 2;
+        let text = render(&[a, b], true, None);
+        for line in [
+            "sipreg_core_busy_seconds_total{core=\"0\"} 0.5",
+            "sipreg_core_seconds_total{core=\"0\"} 2.0",
+            "sipreg_register_duration_seconds_bucket{le=\"0.000025\"} 0",
+            "sipreg_register_duration_seconds_bucket{le=\"0.00005\"} 3",
+            "sipreg_register_duration_seconds_bucket{le=\"0.01\"} 3",
+            "sipreg_register_duration_seconds_bucket{le=\"+Inf\"} 4",
+            "sipreg_register_duration_seconds_count 4",
+            "sipreg_register_duration_seconds_sum 0.02012",
+            "sipreg_persistence_lag_bytes{core=\"1\"} 4096",
+            "sipreg_store_write_errors_total 2",
+        ] {
+            assert!(text.contains(line), "{line} missing:\n{text}");
+        }
+    }
 
     #[test]
     fn proc_udp_drops_sums_our_ports_only() {

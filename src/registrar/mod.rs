@@ -16,6 +16,7 @@
 //! [`Outcome`], mapped to its status code in one `match`.
 #![forbid(unsafe_code)]
 
+mod by_method;
 mod lookup;
 mod outcome;
 mod register;
@@ -26,6 +27,7 @@ use std::net::SocketAddr;
 
 use bumpalo::Bump;
 
+pub use by_method::{METHOD_NAMES, METHODS, STATUS_NAMES, STATUSES};
 pub use outcome::{OUTCOMES, Outcome};
 pub use register::AOR_KEY_BYTES_MAX;
 pub use rng::Fnv;
@@ -285,6 +287,17 @@ pub struct Stats {
     pub drops: [u64; 4],
     /// Bindings removed through the management API (`admin_remove`, `admin_flush`).
     pub admin_removed: u64,
+    /// Requests by method row and status column (names: [`METHOD_NAMES`],
+    /// [`STATUS_NAMES`]); retransmissions are not in it (see `retransmissions`).
+    pub by_method: [[u64; STATUSES]; METHODS],
+}
+
+impl Stats {
+    /// REGISTERs handled (every status; not retransmissions): the runtime diffs it
+    /// around a batch to time the REGISTERs answered in it.
+    pub fn registers(&self) -> u64 {
+        self.by_method.first().map_or(0, |row| row.iter().sum())
+    }
 }
 
 /// Expired bindings removed per `handle_timeout` call at most, so one call never
@@ -470,7 +483,7 @@ impl Registrar {
                     return Dispatch::Forward(hash);
                 }
                 let outcome = Outcome::Malformed(rejected.error);
-                self.count(outcome);
+                self.count(by_method::METHOD_OTHER, outcome);
                 self.respond_rejected(
                     source,
                     &echo,
@@ -486,19 +499,20 @@ impl Registrar {
             return Dispatch::Forward(hash);
         }
         let dest = reply_address(&req.via, source);
+        let method = by_method::method_index(&req.method);
         if req.method == Method::Ack {
             // An ACK for our 302 (or any final response): nothing to say (§17.2.1).
-            self.count(Outcome::AckAbsorbed);
+            self.count(method, Outcome::AckAbsorbed);
             return Dispatch::Nothing;
         }
         let key = txn_key(&req);
         if let Some(cached) = self.txns.lookup(&key, now_ms) {
             out.extend_from_slice(cached);
-            self.count(Outcome::Retransmission);
+            self.count(method, Outcome::Retransmission);
             return Dispatch::Reply(dest);
         }
         let outcome = self.decide(now_ms, source, &req, arena);
-        self.count(outcome);
+        self.count(method, outcome);
         self.respond(now_ms, source, &req, outcome, arena, out);
         // A response that cannot be cached (key too long, cache disabled) only means a
         // retransmission is processed again, which gives the same answer (an equal CSeq
@@ -543,8 +557,20 @@ impl Registrar {
         Dispatch::Dropped(reason)
     }
 
-    fn count(&mut self, outcome: Outcome) {
+    /// Count `outcome` of a request whose method row is `method` (`by_method`).
+    fn count(&mut self, method: usize, outcome: Outcome) {
         self.stats.outcomes[outcome.index()] += 1;
+        if outcome != Outcome::Retransmission {
+            let status = by_method::status_index(outcome.status().map(|(s, _)| s));
+            if let Some(cell) = self
+                .stats
+                .by_method
+                .get_mut(method)
+                .and_then(|row| row.get_mut(status))
+            {
+                *cell += 1;
+            }
+        }
         match outcome {
             Outcome::Retransmission => self.stats.retransmissions += 1,
             Outcome::AckAbsorbed => {}

@@ -1282,3 +1282,36 @@ fn admin_add_remove_and_flush_go_through_the_table_and_are_counted() {
     let fetched = sim.send(&Reg::new("alice").contacts(&[]).cseq(3).build());
     assert_eq!(fetched.matches("Contact:").count(), 0, "{fetched}");
 }
+
+#[test]
+fn requests_are_counted_by_method_and_status_without_retransmissions() {
+    let mut sim = Sim::default();
+    let cell = |sim: &Sim, method: &str, status: &str| {
+        let m = METHOD_NAMES.iter().position(|n| *n == method).unwrap();
+        let s = STATUS_NAMES.iter().position(|n| *n == status).unwrap();
+        sim.reg.stats().by_method[m][s]
+    };
+    let reg = Reg::new("bm").build();
+    assert_eq!(status(&sim.send(&reg)), 200);
+    sim.send(&reg); // a retransmission: not in the matrix
+    sim.send(&Reg::new("bm").expires(Some(5)).cseq(2).build()); // 423
+    assert_eq!(status(&sim.send(&invite("bm", 1))), 302);
+    assert_eq!(status(&sim.send(&invite("nobody", 1))), 404);
+    let ack = "ACK sip:q@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.20;branch=z9hG4bKbm\r\n\
+        Max-Forwards: 70\r\nFrom: <sip:x@example.com>;tag=1\r\nTo: <sip:q@example.com>;tag=2\r\n\
+        Call-ID: bm\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n";
+    sim.send(ack);
+    let publish = invite("bm", 9).replace("INVITE", "PUBLISH");
+    sim.send(&publish);
+    assert_eq!(cell(&sim, "REGISTER", "200"), 1);
+    assert_eq!(cell(&sim, "REGISTER", "423"), 1);
+    assert_eq!(cell(&sim, "INVITE", "302"), 1);
+    assert_eq!(cell(&sim, "INVITE", "404"), 1);
+    assert_eq!(cell(&sim, "ACK", "none"), 1);
+    assert_eq!(cell(&sim, "other", "405") + cell(&sim, "other", "302"), 1);
+    let total: u64 = sim.reg.stats().by_method.iter().flatten().sum();
+    assert_eq!(
+        total, 6,
+        "every request once, the retransmission not at all"
+    );
+}

@@ -33,6 +33,8 @@ mod shard;
 mod socket;
 mod stats;
 
+pub(crate) use stats::LATENCY_BUCKETS_US;
+
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::thread::{self, JoinHandle};

@@ -20,7 +20,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bumpalo::Bump;
 use glommio::timer::Timer;
@@ -153,7 +153,14 @@ impl Journal {
 
 type Readable = Pin<Box<dyn Future<Output = io::Result<()>>>>;
 
+/// Receive batches and inbox drains whose REGISTER latency is recorded at a turn's
+/// flush, at most (more than a turn makes: `RECV_BATCHES_PER_TURN` per socket + 1).
+const LATENCY_PENDING_MAX: usize = 64;
+
 struct Shard {
+    /// Per batch of this turn: when it arrived and how many REGISTERs it answered;
+    /// recorded into the latency histogram once the turn's replies are flushed.
+    latency_pending: Vec<(Instant, u64)>,
     index: usize,
     shards: usize,
     sockets: Vec<Socket>,
@@ -212,6 +219,7 @@ pub(crate) async fn run(setup: CoreSetup, ready: impl FnOnce(Result<(), String>)
         spare: Vec::new(),
     });
     let mut shard = Shard {
+        latency_pending: Vec::with_capacity(LATENCY_PENDING_MAX),
         index,
         shards: setup.shards,
         sockets: setup.sockets,
@@ -243,6 +251,8 @@ pub(crate) async fn run(setup: CoreSetup, ready: impl FnOnce(Result<(), String>)
 
 impl Shard {
     async fn serve(&mut self) {
+        // Busy ratio: the runtime may read the clock (the core modules may not).
+        let mut mark = Instant::now();
         loop {
             self.mesh.doorbell().disarm();
             let now_ms = wall_clock_ms();
@@ -272,6 +282,7 @@ impl Shard {
                 .poll(self.index, &mut self.registrar, &self.counters, now_ms);
             self.ship_journal();
             self.flush_all();
+            self.record_latency();
             self.mesh.ring_pending();
             self.run_timers(now_ms);
             self.publish();
@@ -283,9 +294,18 @@ impl Shard {
                 return;
             }
             if work == 0 {
+                let parked = Instant::now();
+                self.counters.busy_ns += nanos(parked - mark);
                 self.park(now_ms).await;
+                let woke = Instant::now();
+                self.counters.total_ns += nanos(woke - mark);
+                mark = woke;
             } else {
                 glommio::yield_if_needed().await;
+                let now = Instant::now();
+                self.counters.busy_ns += nanos(now - mark);
+                self.counters.total_ns += nanos(now - mark);
+                mark = now;
             }
         }
     }
@@ -320,9 +340,11 @@ impl Shard {
             taken += n;
             self.counters.received += n as u64;
             self.arena.reset();
+            let (arrived, before) = (Instant::now(), self.registrar.stats().registers());
             for i in 0..n {
                 self.dispatch(i, socket, now_ms);
             }
+            self.latency_mark(arrived, before);
             if n < self.rx.capacity() {
                 break;
             }
@@ -407,6 +429,7 @@ impl Shard {
     fn drain_inbox(&mut self, now_ms: u64) -> usize {
         let mut taken = 0;
         self.arena.reset();
+        let (arrived, before) = (Instant::now(), self.registrar.stats().registers());
         while taken < INBOX_DRAIN_PER_TURN {
             let Some(forwarded) = self.mesh.try_recv() else {
                 break;
@@ -415,7 +438,31 @@ impl Shard {
             self.answer_forwarded(&forwarded, now_ms);
             self.mesh.give_back(forwarded);
         }
+        self.latency_mark(arrived, before);
         taken
+    }
+
+    /// Remember a batch that arrived at `arrived`, if it answered REGISTERs (the
+    /// REGISTER counter was `before` when it started).
+    fn latency_mark(&mut self, arrived: Instant, before: u64) {
+        let registers = self.registrar.stats().registers().saturating_sub(before);
+        if registers > 0 && self.latency_pending.len() < LATENCY_PENDING_MAX {
+            self.latency_pending.push((arrived, registers));
+        }
+    }
+
+    /// The turn's replies are flushed: record the REGISTER latency of its batches.
+    /// (In sync durability the held replies leave later; they are timed to this
+    /// flush too, so the histogram shows the core's own latency, not the disk's.)
+    fn record_latency(&mut self) {
+        if self.latency_pending.is_empty() {
+            return;
+        }
+        let flushed = Instant::now();
+        for (arrived, registers) in self.latency_pending.drain(..) {
+            self.counters
+                .record_register_latency(nanos(flushed - arrived), registers);
+        }
     }
 
     fn answer_forwarded(&mut self, forwarded: &Forwarded, now_ms: u64) {
@@ -516,6 +563,14 @@ impl Shard {
 
     fn publish(&mut self) {
         self.counters.registrar = RegistrarCounters::from(self.registrar.stats());
+        if let Some(journal) = self.journal.as_ref() {
+            // Handed to the writer (or still waiting in `outgoing`), not yet durable.
+            self.counters.persistence_lag_bytes = self
+                .registrar
+                .journal_position()
+                .saturating_sub(journal.progress.durable());
+            self.counters.store_errors = journal.progress.errors();
+        }
         self.shared_counters.publish(&self.counters);
     }
 
@@ -646,6 +701,11 @@ fn restore(registrar: &mut Registrar, now_ms: u64, records: &[u8]) {
 
 /// Milliseconds since the Unix epoch: the registrar's notion of now. Read once per
 /// turn (a turn is at most a few batches, microseconds apart).
+/// A duration in whole nanoseconds, saturating (584 years).
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 pub(crate) fn wall_clock_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -33,7 +33,29 @@ pub(crate) struct Counters {
     pub(crate) recv_errors: u64,
     /// The registrar's own counters, copied.
     pub(crate) registrar: RegistrarCounters,
+    /// Nanoseconds the core loop spent working (not parked).
+    pub(crate) busy_ns: u64,
+    /// Nanoseconds the core loop has run (working or parked): busy / total is the
+    /// busy ratio.
+    pub(crate) total_ns: u64,
+    /// REGISTERs answered, by latency bucket (upper bounds [`LATENCY_BUCKETS_US`],
+    /// the last one unbounded); not cumulative.
+    pub(crate) register_latency: [u64; LATENCY_BUCKETS],
+    /// Sum of the latencies counted in `register_latency`, in nanoseconds.
+    pub(crate) register_latency_sum_ns: u64,
+    /// Journal bytes handed to the writer (or waiting for it) but not yet durable.
+    pub(crate) persistence_lag_bytes: u64,
+    /// Store write or sync errors reported by this core's writer.
+    pub(crate) store_errors: u64,
 }
+
+/// Upper bounds of the REGISTER latency buckets, in microseconds; one more bucket
+/// (unbounded) follows them. From a receive batch's `recvmmsg` return (or an inbox
+/// drain's start) to the `sendmmsg` flush of its replies.
+pub(crate) const LATENCY_BUCKETS_US: [u64; 9] = [25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000];
+
+/// Latency buckets, the unbounded one included.
+pub(crate) const LATENCY_BUCKETS: usize = LATENCY_BUCKETS_US.len() + 1;
 
 /// The part of `registrar::Stats` the summary uses.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -74,6 +96,21 @@ impl Counters {
         *counter += 1;
     }
 
+    /// Count `registers` REGISTERs answered `elapsed_ns` after their batch arrived.
+    pub(crate) fn record_register_latency(&mut self, elapsed_ns: u64, registers: u64) {
+        let us = elapsed_ns / 1000;
+        let bucket = LATENCY_BUCKETS_US
+            .iter()
+            .position(|&upper| us <= upper)
+            .unwrap_or(LATENCY_BUCKETS - 1);
+        if let Some(b) = self.register_latency.get_mut(bucket) {
+            *b += registers;
+        }
+        self.register_latency_sum_ns = self
+            .register_latency_sum_ns
+            .saturating_add(elapsed_ns.saturating_mul(registers));
+    }
+
     /// Every datagram dropped without an answer, whatever the reason.
     pub(crate) fn drops(&self) -> u64 {
         self.mesh_full
@@ -105,18 +142,51 @@ impl Counters {
         r.bindings += p.bindings;
         r.aors += p.aors;
         r.expired += p.expired;
+        self.busy_ns += o.busy_ns;
+        self.total_ns += o.total_ns;
+        for (a, b) in self.register_latency.iter_mut().zip(&o.register_latency) {
+            *a += b;
+        }
+        self.register_latency_sum_ns += o.register_latency_sum_ns;
+        self.persistence_lag_bytes += o.persistence_lag_bytes;
+        self.store_errors += o.store_errors;
     }
 }
 
 /// The published copy of one core's [`Counters`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct SharedCounters {
     fields: [AtomicU64; FIELDS],
 }
 
-const FIELDS: usize = 19;
+impl Default for SharedCounters {
+    fn default() -> Self {
+        Self {
+            fields: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+/// The fields before the busy time and latency ones.
+const BASE_FIELDS: usize = 19;
+const FIELDS: usize = BASE_FIELDS + 5 + LATENCY_BUCKETS;
 
 fn to_array(c: &Counters) -> [u64; FIELDS] {
+    let mut a = [0; FIELDS];
+    let values = base_array(c).into_iter().chain([
+        c.busy_ns,
+        c.total_ns,
+        c.register_latency_sum_ns,
+        c.persistence_lag_bytes,
+        c.store_errors,
+    ]);
+    for (slot, v) in a.iter_mut().zip(values.chain(c.register_latency)) {
+        *slot = v;
+    }
+    a
+}
+
+fn base_array(c: &Counters) -> [u64; BASE_FIELDS] {
     let r = &c.registrar;
     [
         c.received,
@@ -142,6 +212,25 @@ fn to_array(c: &Counters) -> [u64; FIELDS] {
 }
 
 fn from_array(a: [u64; FIELDS]) -> Counters {
+    let mut base = [0; BASE_FIELDS];
+    base.copy_from_slice(&a[..BASE_FIELDS]);
+    let at = |i: usize| a.get(BASE_FIELDS + i).copied().unwrap_or(0);
+    let mut register_latency = [0; LATENCY_BUCKETS];
+    for (i, b) in register_latency.iter_mut().enumerate() {
+        *b = at(5 + i);
+    }
+    Counters {
+        busy_ns: at(0),
+        total_ns: at(1),
+        register_latency_sum_ns: at(2),
+        persistence_lag_bytes: at(3),
+        store_errors: at(4),
+        register_latency,
+        ..from_base(base)
+    }
+}
+
+fn from_base(a: [u64; BASE_FIELDS]) -> Counters {
     let [
         received,
         sent,
@@ -185,6 +274,7 @@ fn from_array(a: [u64; FIELDS]) -> Counters {
             aors,
             expired,
         },
+        ..Counters::default()
     }
 }
 
@@ -271,6 +361,16 @@ mod tests {
         assert!(line.contains("received 3/s"), "{line}");
         assert!(line.contains("bindings 3"), "{line}");
         assert!(line.contains("mesh-full 2"), "{line}");
+    }
+
+    #[test]
+    fn register_latency_lands_in_its_bucket() {
+        let mut c = Counters::default();
+        c.record_register_latency(20_000, 2); // 20 µs: first bucket
+        c.record_register_latency(100_000, 1); // 100 µs: the 100 µs bucket (le)
+        c.record_register_latency(50_000_000, 1); // 50 ms: unbounded
+        assert_eq!(c.register_latency, [2, 0, 1, 0, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(c.register_latency_sum_ns, 40_000 + 100_000 + 50_000_000);
     }
 
     #[test]
