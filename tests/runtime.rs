@@ -241,4 +241,47 @@ fn startup_line_states_the_configuration() {
     assert!(start.contains("30/3600/3600 s"), "{start}");
     assert!(start.contains("max contacts 5"), "{start}");
     assert!(log.contains("serving any domain"), "{log}");
+    assert!(log.contains("core 0 up on CPU"), "{log}");
+}
+
+#[test]
+fn overload_is_logged_once_per_stats_interval() {
+    let server = Server::start(&[
+        "--max-bindings",
+        "1",
+        "--cores",
+        "1",
+        "--stats-interval",
+        "1",
+    ]);
+    let c = Client::new(server.addr);
+    let ok = c.register(
+        "sip:first@example.com",
+        "sip:first@192.0.2.1",
+        600,
+        "ov-1",
+        1,
+    );
+    assert_eq!(ok.status, 200, "{}", ok.raw);
+    let full = c.register(
+        "sip:second@example.com",
+        "sip:second@192.0.2.2",
+        600,
+        "ov-2",
+        1,
+    );
+    assert_eq!(full.status, 503, "{}", full.raw);
+    let mut log = String::new();
+    for _ in 0..30 {
+        thread::sleep(Duration::from_millis(100));
+        log = server.log();
+        if log.contains("overload") {
+            break;
+        }
+    }
+    let line = log
+        .lines()
+        .find(|l| l.contains("overload"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(line.contains("answered_503=1"), "{line}");
 }

@@ -85,7 +85,7 @@ impl EncodeMetric for CountedHistogram {
 /// Datagrams the kernel dropped on our listening sockets (receive buffer full),
 /// from the `drops` column of `/proc/net/udp` and `/proc/net/udp6`, summed over the
 /// sockets bound to `ports`. `None` when neither file can be read (not Linux).
-pub(super) fn socket_drops(ports: &[u16]) -> Option<u64> {
+pub(crate) fn socket_drops(ports: &[u16]) -> Option<u64> {
     let mut found = false;
     let mut drops = 0;
     for path in ["/proc/net/udp", "/proc/net/udp6"] {

@@ -23,6 +23,7 @@
 
 mod json;
 mod metrics;
+pub(crate) use metrics::socket_drops;
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -176,7 +177,7 @@ fn route(
         (Method::Get, ["metrics"]) => match all_stats(control) {
             Ok(cores) => Answer {
                 status: 200,
-                body: metrics::render(&cores, control.is_ready(), metrics::socket_drops(ports)),
+                body: metrics::render(&cores, control.is_ready(), socket_drops(ports)),
                 content_type: metrics::CONTENT_TYPE,
             },
             Err(answer) => answer,

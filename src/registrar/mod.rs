@@ -279,6 +279,8 @@ pub struct Stats {
     pub evicted: u64,
     /// Transactions evicted from the cache before Timer J.
     pub txn_evicted: u64,
+    /// Requests answered 503 (max contacts, max bindings, store failed): overload.
+    pub unavailable: u64,
     /// Transactions cached now.
     pub txns: u64,
     /// Requests by outcome, indexed by [`Outcome::index`] (names: [`Outcome::NAMES`]).
@@ -580,7 +582,12 @@ impl Registrar {
                     Some((200, _)) if matches!(outcome, Outcome::Registered | Outcome::Fetched) => {
                         self.stats.accepted += 1
                     }
-                    Some((s, _)) if s >= 400 => self.stats.rejected += 1,
+                    Some((s, _)) if s >= 400 => {
+                        self.stats.rejected += 1;
+                        if s == 503 {
+                            self.stats.unavailable += 1;
+                        }
+                    }
                     _ => {}
                 }
             }

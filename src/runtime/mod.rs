@@ -318,6 +318,9 @@ fn run_core(
         }
     };
     executor.run(shard::run(setup, |result| {
+        if result.is_ok() {
+            tracing::info!("core {index} up on CPU {cpu}");
+        }
         let _ = ready_tx.send((index, result));
     }));
 }
@@ -372,6 +375,8 @@ fn supervise(
         (config.stats_interval_s > 0).then(|| Duration::from_secs(config.stats_interval_s));
     let mut last = Instant::now();
     let mut before = stats::total(counters);
+    let ports: Vec<u16> = config.listen.iter().map(|a| a.port()).collect();
+    let mut socket_drops_before = crate::admin::socket_drops(&ports);
     loop {
         if shared.stop_requested() {
             return Ok(());
@@ -395,6 +400,28 @@ fn supervise(
             "{}",
             stats::summary(&before, &totals, now.duration_since(last).as_secs_f64())
         );
+        // Overload: anything dropped or refused for capacity since the last line.
+        let socket_drops = crate::admin::socket_drops(&ports);
+        let overload = (
+            totals.mesh_full.saturating_sub(before.mesh_full),
+            totals
+                .registrar
+                .unavailable
+                .saturating_sub(before.registrar.unavailable),
+            socket_drops
+                .zip(socket_drops_before)
+                .map_or(0, |(now, then)| now.saturating_sub(then)),
+        );
+        if overload != (0, 0, 0) {
+            tracing::warn!(
+                mesh_drops = overload.0,
+                answered_503 = overload.1,
+                socket_receive_drops = overload.2,
+                "overload in the last {} s: cross-core channel drops, 503 answers or kernel receive-buffer drops",
+                now.duration_since(last).as_secs()
+            );
+        }
+        socket_drops_before = socket_drops;
         before = totals;
         last = now;
     }

@@ -68,6 +68,7 @@ pub(crate) struct RegistrarCounters {
     pub(crate) bindings: u64,
     pub(crate) aors: u64,
     pub(crate) expired: u64,
+    pub(crate) unavailable: u64,
 }
 
 impl From<&Stats> for RegistrarCounters {
@@ -81,6 +82,7 @@ impl From<&Stats> for RegistrarCounters {
             bindings: s.bindings,
             aors: s.aors,
             expired: s.expired,
+            unavailable: s.unavailable,
         }
     }
 }
@@ -142,6 +144,7 @@ impl Counters {
         r.bindings += p.bindings;
         r.aors += p.aors;
         r.expired += p.expired;
+        r.unavailable += p.unavailable;
         self.busy_ns += o.busy_ns;
         self.total_ns += o.total_ns;
         for (a, b) in self.register_latency.iter_mut().zip(&o.register_latency) {
@@ -168,7 +171,7 @@ impl Default for SharedCounters {
 }
 
 /// The fields before the busy time and latency ones.
-const BASE_FIELDS: usize = 19;
+const BASE_FIELDS: usize = 20;
 const FIELDS: usize = BASE_FIELDS + 5 + LATENCY_BUCKETS;
 
 fn to_array(c: &Counters) -> [u64; FIELDS] {
@@ -208,6 +211,7 @@ fn base_array(c: &Counters) -> [u64; BASE_FIELDS] {
         r.bindings,
         r.aors,
         r.expired,
+        r.unavailable,
     ]
 }
 
@@ -251,6 +255,7 @@ fn from_base(a: [u64; BASE_FIELDS]) -> Counters {
         bindings,
         aors,
         expired,
+        unavailable,
     ] = a;
     Counters {
         received,
@@ -273,6 +278,7 @@ fn from_base(a: [u64; BASE_FIELDS]) -> Counters {
             bindings,
             aors,
             expired,
+            unavailable,
         },
         ..Counters::default()
     }
