@@ -134,3 +134,136 @@ impl Compactor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::location::Transport;
+    use crate::registrar::RegistrarConfig;
+    use crate::store::record::{Frame, Record, StoredBinding};
+    use crate::store::{load, segment, writer};
+
+    const NOW_MS: u64 = 1_000_000_000;
+    const AORS: usize = 10_000;
+
+    fn binding(contact: &[u8]) -> StoredBinding<'_> {
+        StoredBinding {
+            contact,
+            call_id: b"c",
+            path: b"",
+            user_agent: b"",
+            instance: None,
+            reg_id: None,
+            q: None,
+            cseq: 1,
+            flags: 0,
+            expires_s: 2_000_000,
+            registered_s: 1,
+            source: "192.0.2.1:5060".parse().unwrap(),
+            transport: Transport::Udp,
+            local_socket: 0,
+        }
+    }
+
+    fn contacts(registrar: &Registrar, key: &[u8]) -> BTreeSet<Vec<u8>> {
+        registrar
+            .location()
+            .get(key)
+            .map(|a| a.iter().map(|b| b.contact().to_vec()).collect())
+            .unwrap_or_default()
+    }
+
+    /// A snapshot spread over several turns, with live changes between the turns:
+    /// afterwards only the new segments remain, and loading them gives exactly the
+    /// table (the live changes included, the stale start-up records gone).
+    #[test]
+    fn a_snapshot_interleaved_with_live_changes_loads_as_the_table() {
+        let data = std::env::temp_dir().join(format!("sipreg-compact-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data);
+        let dir = segment::shard_dir(&data, 0);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut registrar = Registrar::new(RegistrarConfig::default());
+        let keys: Vec<Vec<u8>> = (0..AORS).map(|i| format!("aor-{i}").into_bytes()).collect();
+        // The start-up snapshot: stale copies first (enough to pass the threshold),
+        // an AOR the table no longer has, then the table's state.
+        let mut startup = Vec::new();
+        for _ in 0..8 {
+            for key in &keys {
+                record::encode_set(&mut startup, key, &[binding(b"sip:stale")]);
+            }
+        }
+        record::encode_set(&mut startup, b"ghost", &[binding(b"sip:ghost")]);
+        for (i, key) in keys.iter().enumerate() {
+            let contact = format!("sip:{i}");
+            let b = [binding(contact.as_bytes())];
+            record::encode_set(&mut startup, key, &b);
+            registrar.restore_aor(NOW_MS, key, &b);
+        }
+        segment::write_whole(&dir, 2, 0, &startup).unwrap();
+
+        let (handle, thread) =
+            writer::spawn(dir.clone(), 0, 2, Duration::from_millis(1), Box::new(|| {})).unwrap();
+        let mut compactor = Compactor::new(1);
+        assert!(
+            handle.progress().log_bytes() > compactor.threshold_bytes(AORS),
+            "the start-up snapshot passes the threshold"
+        );
+        compactor.step(&registrar, &handle);
+        assert!(compactor.running());
+        let mut turns = 0;
+        let mut changed = 0;
+        while compactor.running() {
+            compactor.step(&registrar, &handle);
+            turns += 1;
+            // Live changes between turns, spread over the whole table: a second
+            // contact, journaled like the registrar does.
+            for _ in 0..97 {
+                let i = (changed * 7919) % AORS;
+                changed += 1;
+                let contact = format!("sip:new-{i}");
+                registrar.restore_aor(NOW_MS, &keys[i], &[binding(contact.as_bytes())]);
+                let mut chunk = Vec::new();
+                record::encode_aor(&mut chunk, &keys[i], registrar.location().get(&keys[i]));
+                while let Err(back) = handle.try_send(chunk) {
+                    chunk = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+        assert!(turns >= 3, "the walk took {turns} turns");
+        let progress = std::sync::Arc::clone(handle.progress());
+        drop(handle);
+        thread.join().unwrap();
+        assert!(!progress.failed());
+        assert_eq!(progress.snapshots(), 1);
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, [segment::file_name(2, 2)], "older segments deleted");
+
+        let loaded = load::load(&data, 1, NOW_MS, |_| 0).unwrap();
+        assert_eq!(loaded.aors, AORS, "the ghost is gone, every AOR is there");
+        let mut seen = 0;
+        let mut offset = 0;
+        while let Frame::Record { payload, next } = record::next_frame(&loaded.shards[0], offset) {
+            let Ok(Record::Set { key, bindings }) = record::decode(payload) else {
+                panic!("a snapshot holds set records only");
+            };
+            let got: BTreeSet<Vec<u8>> = bindings.iter().map(|b| b.contact.to_vec()).collect();
+            assert_eq!(
+                got,
+                contacts(&registrar, key),
+                "{}",
+                String::from_utf8_lossy(key)
+            );
+            seen += 1;
+            offset = next;
+        }
+        assert_eq!(seen, AORS);
+        std::fs::remove_dir_all(&data).unwrap();
+    }
+}
