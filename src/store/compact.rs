@@ -107,8 +107,9 @@ impl Compactor {
                 }
             }
             State::Walking { next } => {
-                let mut buf = writer.spare().unwrap_or_default();
-                buf.clear();
+                // A fresh buffer per turn (the writer frees it): one allocation per
+                // few thousand AORs, and no large buffer lingers in the spare pool.
+                let mut buf = Vec::new();
                 let more = registrar.location().aors_from_slot(
                     next,
                     usize::MAX,
