@@ -227,6 +227,11 @@ pub struct Args {
     #[arg(long, value_name = "MS")]
     pub commit_interval_ms: Option<u64>,
 
+    /// Online compaction: a core rewrites its log as a snapshot (and deletes the older
+    /// segments) once the log exceeds 4 × its live size and at least this, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::store::compact::COMPACT_MIN_BYTES)]
+    pub compact_min_bytes: u64,
+
     /// Log level.
     #[arg(long, value_enum, value_name = "LEVEL", default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
@@ -495,6 +500,18 @@ impl Config {
                 ),
             ));
         }
+        if args.compact_min_bytes == 0
+            || args.compact_min_bytes > crate::store::compact::COMPACT_MIN_BYTES_MAX
+        {
+            return Err(ConfigError::new(
+                "--compact-min-bytes",
+                format!(
+                    "must be 1..={} bytes, got {}",
+                    crate::store::compact::COMPACT_MIN_BYTES_MAX,
+                    args.compact_min_bytes
+                ),
+            ));
+        }
         let persist = (!args.no_persist).then(|| PersistConfig {
             data_dir: args.data_dir.clone(),
             durability: match args.durability {
@@ -502,6 +519,7 @@ impl Config {
                 DurabilityArg::Sync => Durability::Sync,
             },
             commit_interval_ms,
+            compact_min_bytes: args.compact_min_bytes,
         });
 
         let shards = cpus.len();

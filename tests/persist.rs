@@ -365,3 +365,161 @@ fn no_persist_writes_nothing() {
     register_many(&c, 2);
     assert!(!server.log().contains("loaded"), "{}", server.log());
 }
+
+/// Send every request with up to `window` outstanding; every answer must be a 200.
+fn pipeline(c: &Client, server: &Server, requests: &[String], window: usize) {
+    let mut sent = 0;
+    let mut answered = 0;
+    while answered < requests.len() {
+        while sent < requests.len() && sent - answered < window {
+            c.send(requests[sent].as_bytes());
+            sent += 1;
+        }
+        let Some((r, _)) = c.recv_within(EXIT_TIMEOUT) else {
+            panic!(
+                "no answer within {EXIT_TIMEOUT:?}: {answered} of {sent} sent answered\n{}",
+                server.log()
+            );
+        };
+        assert_eq!(r.status, 200, "{}", r.raw);
+        answered += 1;
+    }
+}
+
+/// Record bytes in a segment file: from the header to the first zero frame.
+fn record_bytes(path: &Path) -> usize {
+    use sipreg::store::{record, segment};
+    let bytes = fs::read(path).unwrap();
+    let mut offset = segment::HEADER_BYTES;
+    while let record::Frame::Record { next, .. } = record::next_frame(&bytes, offset) {
+        offset = next;
+    }
+    offset - segment::HEADER_BYTES
+}
+
+/// Online compaction (sync mode): the log on disk stays bounded while AORs are
+/// refreshed, re-contacted and removed without pause, older segments (the start-up
+/// snapshot included) are deleted, and a restart finds every AOR's latest state.
+#[test]
+fn online_compaction_bounds_the_log_and_keeps_the_latest_state() {
+    let dir = DataDir::new();
+    let flags = [
+        "--cores",
+        "2",
+        "--durability",
+        "sync",
+        "--compact-min-bytes",
+        "65536",
+        "--data-dir",
+        &dir.arg(),
+    ];
+    let mut server = Server::start(&flags);
+    let c = Client::new(server.addr);
+    let tag = unique();
+    let n = 400;
+    let rounds = 40;
+    // Per AOR: its contacts (uri, call-id, next cseq).
+    type Contact = (String, String, u32);
+    let mut aors: Vec<(String, Vec<Contact>)> = (0..n)
+        .map(|i| {
+            (
+                format!("sip:compact-{tag}-{i}@example.com"),
+                vec![(
+                    format!("sip:d{i}@192.0.2.1:5060"),
+                    format!("cc-{tag}-{i}"),
+                    1,
+                )],
+            )
+        })
+        .collect();
+    let mut removed = Vec::new();
+    let mut changes = 0usize;
+    for round in 0..rounds {
+        let mut requests = Vec::new();
+        for (i, (aor, contacts)) in aors.iter_mut().enumerate() {
+            if round == rounds / 2 && i % 7 == 0 {
+                contacts.push((
+                    format!("sip:e{i}@192.0.2.9:5070"),
+                    format!("ce-{tag}-{i}"),
+                    1,
+                ));
+            }
+            let remove = round == rounds * 3 / 4 && i % 10 == 0;
+            for (uri, cid, cseq) in contacts.iter_mut() {
+                let expires = if remove { 0 } else { 600 };
+                requests.push(register_request(&c, aor, uri, expires, cid, *cseq));
+                *cseq += 1;
+            }
+        }
+        changes += requests.len();
+        pipeline(&c, &server, &requests, 32);
+        if round == rounds * 3 / 4 {
+            let (kept, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut aors)
+                .into_iter()
+                .enumerate()
+                .partition(|(i, _)| i % 10 != 0);
+            aors = kept.into_iter().map(|(_, a)| a).collect();
+            removed = gone.into_iter().map(|(_, (a, _))| a).collect();
+        }
+    }
+    // Stopped first: a running server may delete a listed segment (compaction).
+    stop(&mut server);
+    let files = segments(&dir.0);
+    let on_disk: usize = files.iter().map(|f| record_bytes(f)).sum();
+    // Without compaction every change would still be on disk: > 100 bytes each.
+    let written_at_least = changes * 100;
+    eprintln!(
+        "compaction: {changes} changes (>= {written_at_least} B of records written), \
+         {on_disk} B of records on disk in {} segments: {files:?}",
+        files.len()
+    );
+    assert!(
+        on_disk * 3 < written_at_least,
+        "{on_disk} B on disk for {changes} changes: {files:?}"
+    );
+    for shard in ["shard-0", "shard-1"] {
+        let mine: Vec<_> = files
+            .iter()
+            .filter(|f| f.parent().is_some_and(|p| p.ends_with(shard)))
+            .collect();
+        let names: Vec<_> = mine
+            .iter()
+            .filter_map(|f| f.file_name()?.to_str())
+            .collect();
+        assert!(
+            (1..=2).contains(&mine.len()),
+            "{shard}: a snapshot deletes the older segments: {names:?}"
+        );
+        assert!(
+            names
+                .iter()
+                .all(|n| !n.ends_with("-0000000000.log") && !n.ends_with("-0000000001.log")),
+            "{shard}: the start-up snapshot and first segment are compacted away: {names:?}"
+        );
+    }
+
+    let server = Server::start(&flags);
+    let log = log_after_load(&server);
+    let expected: usize = aors.iter().map(|(_, c)| c.len()).sum();
+    assert!(
+        log.contains(&format!("loaded {expected} bindings in ")),
+        "{log}"
+    );
+    let c = Client::new(server.addr);
+    for (aor, contacts) in &aors {
+        let r = fetch(&c, aor);
+        assert_eq!(r.status, 200, "{}", r.raw);
+        assert_eq!(r.contacts().len(), contacts.len(), "{aor}: {}", r.raw);
+        for (uri, _, _) in contacts {
+            assert!(
+                r.contact_expires(uri).is_some_and(|s| s > 500),
+                "{aor}: {uri} missing after restart: {}",
+                r.raw
+            );
+        }
+    }
+    for aor in &removed {
+        let r = fetch(&c, aor);
+        assert!(r.contacts().is_empty(), "removed AOR came back: {}", r.raw);
+    }
+}

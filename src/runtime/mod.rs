@@ -276,6 +276,7 @@ fn open_store(
         journals.push(Some(shard::JournalSetup {
             writer: handle,
             sync: persist.durability == Durability::Sync,
+            compact_min_bytes: persist.compact_min_bytes,
         }));
         writers.push(thread);
     }

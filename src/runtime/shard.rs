@@ -31,6 +31,7 @@ use super::mmsg::{RecvBatch, SendBatch};
 use super::socket::park_handle;
 use super::stats::{Counters, RegistrarCounters, SharedCounters};
 use crate::registrar::{Dispatch, Handled, Registrar, RegistrarConfig, Source};
+use crate::store::compact::Compactor;
 use crate::store::record::{self, Frame, Record};
 use crate::store::writer::{Progress, WriterHandle};
 
@@ -77,6 +78,8 @@ pub(crate) struct JournalSetup {
     pub(crate) writer: WriterHandle,
     /// `--durability sync`: hold each reply until the journal is durable up to it.
     pub(crate) sync: bool,
+    /// `--compact-min-bytes`: online compaction threshold.
+    pub(crate) compact_min_bytes: u64,
 }
 
 /// The journal as the core sees it: bytes not yet handed over, replies held for sync.
@@ -90,6 +93,8 @@ struct Journal {
     held: VecDeque<Held>,
     /// Buffers of released replies, reused.
     spare: Vec<Vec<u8>>,
+    /// Online compaction (store::compact), stepped once the journal is handed over.
+    compactor: Compactor,
 }
 
 /// A reply waiting for its record to be durable.
@@ -126,7 +131,7 @@ impl Journal {
     fn ship(&mut self, registrar: &mut Registrar) {
         registrar.drain_journal(&mut self.outgoing);
         if self.outgoing.is_empty() {
-            return;
+            return self.compactor.step(registrar, &self.writer);
         }
         let next = self.writer.spare().unwrap_or_default();
         let chunk = std::mem::replace(&mut self.outgoing, next);
@@ -135,6 +140,8 @@ impl Journal {
             let mut chunk = chunk;
             chunk.extend_from_slice(&self.outgoing);
             self.outgoing = chunk;
+        } else {
+            self.compactor.step(registrar, &self.writer);
         }
     }
 
@@ -217,6 +224,7 @@ pub(crate) async fn run(setup: CoreSetup, ready: impl FnOnce(Result<(), String>)
         outgoing: Vec::new(),
         held: VecDeque::new(),
         spare: Vec::new(),
+        compactor: Compactor::new(j.compact_min_bytes),
     });
     let mut shard = Shard {
         latency_pending: Vec::with_capacity(LATENCY_PENDING_MAX),
@@ -584,7 +592,7 @@ impl Shard {
         let backlog = self
             .journal
             .as_ref()
-            .is_some_and(|j| !j.outgoing.is_empty());
+            .is_some_and(|j| !j.outgoing.is_empty() || j.compactor.running());
         let sleep_ms = if backlog {
             // The writer's channel was full: try again soon.
             1

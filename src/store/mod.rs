@@ -17,6 +17,10 @@
 //!   registrar's AOR hash, writes one compacted snapshot segment per current shard and
 //!   deletes the old segments.
 //!
+//! While running, [`compact`] bounds the log: past a multiple of the live size, the
+//! core writes a snapshot into new segments through the same ordered channel and the
+//! writer then deletes the older ones.
+//!
 //! Segments are pre-zeroed a few MiB ahead of the write position by the writer
 //! ([`segment::zero_fill`]) so that a commit's `fdatasync` never changes the file's
 //! size or block map (0.15 ms instead of 3-4 ms here); zeros after the last record
@@ -26,6 +30,7 @@
 //! generation; records of a later (generation, seq) win, and within one generation an
 //! AOR lives in exactly one shard, so the order across directories never matters.
 
+pub mod compact;
 pub mod load;
 pub mod record;
 pub mod segment;
@@ -52,4 +57,7 @@ pub struct PersistConfig {
     pub durability: Durability,
     /// Group-commit interval: at most one `fdatasync` per shard this often, in ms.
     pub commit_interval_ms: u64,
+    /// Online compaction starts once a shard's log exceeds this (and
+    /// [`compact::COMPACT_RATIO`] × its live size), in bytes.
+    pub compact_min_bytes: u64,
 }

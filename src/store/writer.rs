@@ -8,17 +8,27 @@
 //! journal position after each sync, ringing the core (`wake`) so that sync-mode
 //! replies go out.
 //!
+//! Online compaction (see [`super::compact`]): the core sends a
+//! [`Chunk::SnapshotStart`] marker (the writer syncs and opens a new segment, the
+//! snapshot's first), then [`Chunk::Snapshot`] records interleaved with the journal,
+//! then [`Chunk::SnapshotDone`] (the writer syncs and deletes every older segment of
+//! the shard). One ordered channel carries all of them, so the last record per AOR
+//! is right at load whether a crash comes before, during or after the deletion.
+//! Snapshot bytes are not journal bytes: the published positions count the journal
+//! only, which is what sync-mode replies wait for.
+//!
 //! A write or sync error is logged and counted, and the durable position stops
 //! moving: in sync mode no 200 for a change that may not be kept is ever released.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use super::segment;
@@ -26,6 +36,19 @@ use super::segment;
 /// Journal chunks in flight per shard, at most (the core keeps accumulating while
 /// the channel is full; nothing is dropped).
 pub const JOURNAL_CHANNEL_DEPTH: usize = 256;
+
+/// What the core hands its writer, in order.
+#[derive(Debug)]
+pub enum Chunk {
+    /// Journal records (they advance the journal position).
+    Journal(Vec<u8>),
+    /// Snapshot records: a copy of current state, outside the journal position.
+    Snapshot(Vec<u8>),
+    /// Sync, open a new segment and remember it as the snapshot's first.
+    SnapshotStart,
+    /// Sync, then delete every segment older than the snapshot's first.
+    SnapshotDone,
+}
 
 /// What the writer publishes to its core.
 #[derive(Debug, Default)]
@@ -38,6 +61,11 @@ pub struct Progress {
     errors: AtomicU64,
     /// Set after the first error: nothing later is acknowledged.
     failed: AtomicBool,
+    /// Record bytes in the segments this shard keeps on disk (all generations,
+    /// without headers and zero-filled room): what compaction bounds.
+    log_bytes: AtomicU64,
+    /// Snapshots completed (older segments deleted).
+    snapshots: AtomicU64,
 }
 
 impl Progress {
@@ -60,23 +88,50 @@ impl Progress {
     pub fn failed(&self) -> bool {
         self.failed.load(Ordering::Acquire)
     }
+
+    /// Record bytes in the segments kept on disk (see [`super::compact`]).
+    pub fn log_bytes(&self) -> u64 {
+        self.log_bytes.load(Ordering::Acquire)
+    }
+
+    /// Snapshots completed: older segments deleted.
+    pub fn snapshots(&self) -> u64 {
+        self.snapshots.load(Ordering::Acquire)
+    }
 }
 
 /// The core's end of a writer.
 #[derive(Debug)]
 pub struct WriterHandle {
-    tx: Sender<Vec<u8>>,
+    tx: Sender<Chunk>,
     spare: Receiver<Vec<u8>>,
     progress: Arc<Progress>,
 }
 
 impl WriterHandle {
-    /// Hand `chunk` (whole records) to the writer; on a full channel it comes back.
+    /// Hand `chunk` (whole journal records) to the writer; on a full channel it
+    /// comes back.
     pub fn try_send(&self, chunk: Vec<u8>) -> Result<(), Vec<u8>> {
-        match self.tx.try_send(chunk) {
+        match self.tx.try_send(Chunk::Journal(chunk)) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(c) | TrySendError::Disconnected(c)) => Err(c),
+            Err(TrySendError::Full(c) | TrySendError::Disconnected(c)) => match c {
+                Chunk::Journal(c) => Err(c),
+                _ => Err(Vec::new()),
+            },
         }
+    }
+
+    /// Hand a snapshot chunk or marker to the writer; on a full channel it comes back.
+    pub fn try_send_chunk(&self, chunk: Chunk) -> Result<(), Chunk> {
+        self.tx.try_send(chunk).map_err(|e| match e {
+            TrySendError::Full(c) | TrySendError::Disconnected(c) => c,
+        })
+    }
+
+    /// True when the channel has room for one more chunk (the core is its only
+    /// sender, so a following send succeeds).
+    pub fn has_room(&self) -> bool {
+        !self.tx.is_full()
     }
 
     /// An empty buffer returned by the writer, if any (saves an allocation).
@@ -99,10 +154,12 @@ pub fn spawn(
     commit_interval: Duration,
     wake: Box<dyn Fn() + Send>,
 ) -> anyhow::Result<(WriterHandle, JoinHandle<()>)> {
+    let existing = existing_log_bytes(&dir)?;
     let (file, file_bytes) = segment::create(&dir, generation, 1)?;
-    let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(JOURNAL_CHANNEL_DEPTH);
+    let (tx, rx) = crossbeam_channel::bounded::<Chunk>(JOURNAL_CHANNEL_DEPTH);
     let (spare_tx, spare) = crossbeam_channel::bounded::<Vec<u8>>(JOURNAL_CHANNEL_DEPTH);
     let progress = Arc::new(Progress::default());
+    progress.log_bytes.store(existing, Ordering::Release);
     let mut writer = Writer {
         dir,
         generation,
@@ -112,6 +169,11 @@ pub fn spawn(
         file_bytes,
         written: 0,
         synced: 0,
+        journal_written: 0,
+        journal_synced: 0,
+        log_bytes: existing,
+        since_first: 0,
+        snapshot_first: None,
         progress: Arc::clone(&progress),
         wake,
     };
@@ -137,14 +199,50 @@ struct Writer {
     segment_bytes: u64,
     /// The segment's length: zero-filled and synced past `segment_bytes`.
     file_bytes: u64,
+    /// All bytes written (journal and snapshot) and synced.
     written: u64,
     synced: u64,
+    /// Journal bytes written and durable: the published positions.
+    journal_written: u64,
+    journal_synced: u64,
+    /// Record bytes in the segments kept on disk.
+    log_bytes: u64,
+    /// Record bytes written since the snapshot in progress started.
+    since_first: u64,
+    /// The first segment (seq) of the snapshot in progress.
+    snapshot_first: Option<u64>,
     progress: Arc<Progress>,
     wake: Box<dyn Fn() + Send>,
 }
 
+/// Record bytes of the segments already in `dir` (the start-up snapshot).
+fn existing_log_bytes(dir: &Path) -> anyhow::Result<u64> {
+    let mut bytes = 0;
+    for (_, path) in segments(dir)? {
+        if let Ok(meta) = std::fs::metadata(&path) {
+            bytes += meta.len().saturating_sub(segment::HEADER_BYTES as u64);
+        }
+    }
+    Ok(bytes)
+}
+
+/// The segments of `dir`, by (generation, seq).
+fn segments(dir: &Path) -> anyhow::Result<Vec<((u64, u64), PathBuf)>> {
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list the shard directory {}", dir.display()))?;
+    let mut found: Vec<_> = entries
+        .flatten()
+        .filter_map(|e| {
+            let id = segment::parse_name(e.file_name().to_str()?)?;
+            Some((id, e.path()))
+        })
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
 impl Writer {
-    fn run(&mut self, rx: &Receiver<Vec<u8>>, spare: &Sender<Vec<u8>>, interval: Duration) {
+    fn run(&mut self, rx: &Receiver<Chunk>, spare: &Sender<Vec<u8>>, interval: Duration) {
         let mut last_sync = Instant::now();
         loop {
             let due = last_sync + interval;
@@ -154,15 +252,11 @@ impl Writer {
                 Duration::from_secs(1)
             };
             match rx.recv_timeout(wait) {
-                Ok(mut chunk) => {
-                    self.append(&chunk);
+                Ok(chunk) => {
+                    self.take(chunk, spare);
                     // Take whatever else is queued before syncing (group commit).
-                    chunk.clear();
-                    let _ = spare.try_send(chunk);
-                    while let Ok(mut more) = rx.try_recv() {
-                        self.append(&more);
-                        more.clear();
-                        let _ = spare.try_send(more);
+                    while let Ok(more) = rx.try_recv() {
+                        self.take(more, spare);
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
@@ -181,20 +275,101 @@ impl Writer {
         }
     }
 
-    fn append(&mut self, chunk: &[u8]) {
+    fn take(&mut self, chunk: Chunk, spare: &Sender<Vec<u8>>) {
+        match chunk {
+            Chunk::Journal(mut bytes) => {
+                if self.append(&bytes) {
+                    self.journal_written += bytes.len() as u64;
+                    self.progress
+                        .written
+                        .store(self.journal_written, Ordering::Release);
+                }
+                bytes.clear();
+                let _ = spare.try_send(bytes);
+            }
+            Chunk::Snapshot(bytes) => {
+                // Freed, not recycled: a snapshot chunk is ~1000 times a journal
+                // chunk, and the spare pool would keep that capacity for good.
+                self.append(&bytes);
+            }
+            Chunk::SnapshotStart => {
+                self.sync();
+                if self.rotate() {
+                    self.since_first = 0;
+                    self.snapshot_first = Some(self.seq);
+                }
+            }
+            Chunk::SnapshotDone => {
+                self.sync();
+                if let Some(first) = self.snapshot_first.take() {
+                    self.delete_before(first);
+                }
+            }
+        }
+    }
+
+    /// Close the segment and open the next one; false on failure.
+    fn rotate(&mut self) -> bool {
+        if self.progress.failed() {
+            return false;
+        }
+        match segment::create(&self.dir, self.generation, self.seq + 1) {
+            Ok((file, file_bytes)) => {
+                self.file = file;
+                self.seq += 1;
+                self.segment_bytes = segment::HEADER_BYTES as u64;
+                self.file_bytes = file_bytes;
+                true
+            }
+            Err(e) => {
+                self.fail(&format!("{e:#}"));
+                false
+            }
+        }
+    }
+
+    /// The snapshot starting at segment `first` is durable: every older segment of
+    /// the shard is redundant. Only after a successful sync (a failed store keeps all).
+    fn delete_before(&mut self, first: u64) {
         if self.progress.failed() {
             return;
         }
+        let result = segments(&self.dir).and_then(|found| {
+            let mut removed = 0;
+            for (id, path) in found {
+                if id < (self.generation, first) {
+                    let len = std::fs::metadata(&path).map_or(0, |m| m.len());
+                    std::fs::remove_file(&path)
+                        .with_context(|| format!("cannot remove {}", path.display()))?;
+                    removed += len.saturating_sub(segment::HEADER_BYTES as u64);
+                }
+            }
+            segment::sync_dir(&self.dir)?;
+            Ok(removed)
+        });
+        match result {
+            Ok(_) => {
+                // What remains: the segments from `first` on, written since the start.
+                self.log_bytes = self.since_first;
+                self.progress
+                    .log_bytes
+                    .store(self.log_bytes, Ordering::Release);
+                self.progress.snapshots.fetch_add(1, Ordering::AcqRel);
+            }
+            // Not fatal: the old segments still load correctly (last record wins).
+            Err(e) => tracing::warn!("store: compaction could not delete old segments: {e:#}"),
+        }
+    }
+
+    /// Append `chunk`; true when it was written.
+    fn append(&mut self, chunk: &[u8]) -> bool {
+        if self.progress.failed() {
+            return false;
+        }
         if self.segment_bytes >= segment::SEGMENT_BYTES_MAX {
             self.sync();
-            match segment::create(&self.dir, self.generation, self.seq + 1) {
-                Ok((file, file_bytes)) => {
-                    self.file = file;
-                    self.seq += 1;
-                    self.segment_bytes = segment::HEADER_BYTES as u64;
-                    self.file_bytes = file_bytes;
-                }
-                Err(e) => return self.fail(&format!("{e:#}")),
+            if !self.rotate() {
+                return false;
             }
         }
         let end = self.segment_bytes + chunk.len() as u64;
@@ -210,28 +385,38 @@ impl Writer {
                     self.mark_synced();
                 }
                 Err(e) => {
-                    return self.fail(&format!(
+                    self.fail(&format!(
                         "{}: zero-fill failed: {e}",
                         self.dir
                             .join(segment::file_name(self.generation, self.seq))
                             .display()
                     ));
+                    return false;
                 }
             }
         }
         // Positional: the bytes past the write position are the zero-filled room.
         match self.file.write_all_at(chunk, self.segment_bytes) {
             Ok(()) => {
-                self.written += chunk.len() as u64;
-                self.segment_bytes += chunk.len() as u64;
-                self.progress.written.store(self.written, Ordering::Release);
+                let n = chunk.len() as u64;
+                self.written += n;
+                self.segment_bytes += n;
+                self.since_first += n;
+                self.log_bytes += n;
+                self.progress
+                    .log_bytes
+                    .store(self.log_bytes, Ordering::Release);
+                true
             }
-            Err(e) => self.fail(&format!(
-                "{}: write failed: {e}",
-                self.dir
-                    .join(segment::file_name(self.generation, self.seq))
-                    .display()
-            )),
+            Err(e) => {
+                self.fail(&format!(
+                    "{}: write failed: {e}",
+                    self.dir
+                        .join(segment::file_name(self.generation, self.seq))
+                        .display()
+                ));
+                false
+            }
         }
     }
 
@@ -253,8 +438,13 @@ impl Writer {
     fn mark_synced(&mut self) {
         if self.written > self.synced {
             self.synced = self.written;
-            self.progress.durable.store(self.synced, Ordering::Release);
-            (self.wake)();
+            if self.journal_written > self.journal_synced {
+                self.journal_synced = self.journal_written;
+                self.progress
+                    .durable
+                    .store(self.journal_synced, Ordering::Release);
+                (self.wake)();
+            }
         }
     }
 
@@ -339,6 +529,70 @@ mod tests {
             assert!(part.iter().all(|&b| usize::from(b) == i + 1), "piece {i}");
         }
         assert!(records[9 * piece..].iter().all(|&b| b == 0));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_snapshot_rotates_then_deletes_the_older_segments_and_is_not_journal() {
+        let dir = std::env::temp_dir().join(format!("sipreg-writer-snap-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // The start-up snapshot of an earlier load, and a leftover older generation.
+        segment::write_whole(&dir, 5, 0, b"start-up").unwrap();
+        segment::write_whole(&dir, 4, 9, b"older").unwrap();
+        let (handle, thread) =
+            spawn(dir.clone(), 0, 5, Duration::from_millis(1), Box::new(|| {})).unwrap();
+        let progress = Arc::clone(handle.progress());
+        assert_eq!(progress.log_bytes(), 8 + 5, "existing segments are counted");
+        handle.try_send(b"aaa".to_vec()).unwrap();
+        handle.try_send_chunk(Chunk::SnapshotStart).unwrap();
+        handle
+            .try_send_chunk(Chunk::Snapshot(b"ssss".to_vec()))
+            .unwrap();
+        handle.try_send(b"bb".to_vec()).unwrap();
+        // Before "done", every segment is still there (a crash here loads them all).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while progress.durable() < 5 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(1));
+        }
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                segment::file_name(4, 9),
+                segment::file_name(5, 0),
+                segment::file_name(5, 1),
+                segment::file_name(5, 2)
+            ]
+        );
+        handle.try_send_chunk(Chunk::SnapshotDone).unwrap();
+        handle.try_send(b"c".to_vec()).unwrap();
+        drop(handle);
+        thread.join().unwrap();
+        assert!(!progress.failed());
+        assert_eq!(progress.snapshots(), 1);
+        assert_eq!(
+            progress.durable(),
+            6,
+            "snapshot bytes are not journal bytes"
+        );
+        assert_eq!(progress.written(), 6);
+        assert_eq!(
+            progress.log_bytes(),
+            4 + 2 + 1,
+            "what the kept segment holds"
+        );
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, [segment::file_name(5, 2)]);
+        let old = std::fs::read(dir.join(segment::file_name(5, 2))).unwrap();
+        assert_eq!(&old[segment::HEADER_BYTES..][..8], b"ssssbbc\0");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
