@@ -15,38 +15,45 @@ struct Echo {
 
 impl Echo {
     fn start() -> Self {
-        // Find a free port, release it, and let the echo server bind it.
-        let port = UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(BIN)
-            .args([
-                "echo",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--duration",
-                "60",
-            ])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        // Wait until it reflects a datagram.
-        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
-        probe
-            .set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut buf = [0u8; 16];
-        loop {
-            probe.send_to(b"ping", ("127.0.0.1", port)).unwrap();
-            if probe.recv(&mut buf).is_ok() {
-                break;
+        // Find a free port, release it, and let the echo server bind it; another test
+        // may take the port in between, so a server that exits is retried on a new one.
+        for _ in 0..5 {
+            let port = UdpSocket::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let mut child = Command::new(BIN)
+                .args([
+                    "echo",
+                    "--listen",
+                    &format!("127.0.0.1:{port}"),
+                    "--duration",
+                    "60",
+                ])
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            // Wait until it reflects a datagram.
+            let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+            probe
+                .set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let mut buf = [0u8; 16];
+            while Instant::now() < deadline {
+                probe.send_to(b"ping", ("127.0.0.1", port)).unwrap();
+                if probe.recv(&mut buf).is_ok() {
+                    return Self { child, port };
+                }
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    break;
+                }
             }
-            assert!(Instant::now() < deadline, "echo server did not come up");
+            let _ = child.kill();
+            let _ = child.wait();
         }
-        Self { child, port }
+        panic!("echo server did not come up after 5 attempts");
     }
 
     fn target(&self) -> String {
