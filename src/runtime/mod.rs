@@ -26,6 +26,8 @@
 
 pub(crate) mod control;
 mod cpus;
+#[cfg(test)]
+mod forward_cost;
 mod mesh;
 mod mmsg;
 mod reload;
