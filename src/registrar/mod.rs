@@ -93,9 +93,7 @@ pub fn route(bytes: &[u8]) -> Route {
             Ok(req) => Route::Hash(route_hash(&req)),
             Err(rejected) => match (rejected.error, rejected.echo) {
                 (ParseError::IsResponse, _) => Route::Drop(DropReason::Response),
-                (_, Some(echo)) => Route::Hash(rng::fmix64(Fnv::hash(
-                    echo.call_id.unwrap_or(echo.top_via.raw),
-                ))),
+                (_, Some(echo)) => Route::Hash(echo_hash(&echo)),
                 (_, None) => Route::Drop(DropReason::Unanswerable),
             },
         }
@@ -121,6 +119,12 @@ pub fn route_hash(req: &Request<'_>) -> u64 {
             aor_hash(req.call_id)
         }
     })
+}
+
+/// The owner hash of a request the parser refused but can answer: its Call-ID (or top
+/// Via), placed like any other key, so every retransmission lands on the same shard.
+fn echo_hash(echo: &sip::Echo<'_>) -> u64 {
+    aor_hash(echo.call_id.unwrap_or(echo.top_via.raw))
 }
 
 /// The owner hash of an AOR key (as stored in the location table, written by
@@ -480,7 +484,7 @@ impl Registrar {
                 let Some(echo) = rejected.echo else {
                     return self.drop(DropReason::Unanswerable);
                 };
-                let hash = rng::fmix64(Fnv::hash(echo.call_id.unwrap_or(echo.top_via.raw)));
+                let hash = echo_hash(&echo);
                 if !owns(hash) {
                     return Dispatch::Forward(hash);
                 }

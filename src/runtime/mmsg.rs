@@ -58,12 +58,7 @@ impl RecvBatch {
         );
         Self {
             hdrs: (0..capacity).map(|_| zeroed_mmsghdr()).collect(),
-            iovs: (0..capacity)
-                .map(|_| libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0,
-                })
-                .collect(),
+            iovs: empty_iovecs(capacity),
             addrs: (0..capacity).map(|_| zeroed_storage()).collect(),
             bufs: vec![0u8; capacity * DATAGRAM_BYTES_MAX].into_boxed_slice(),
             filled: 0,
@@ -183,12 +178,7 @@ impl SendBatch {
         );
         Self {
             hdrs: (0..capacity).map(|_| zeroed_mmsghdr()).collect(),
-            iovs: (0..capacity)
-                .map(|_| libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0,
-                })
-                .collect(),
+            iovs: empty_iovecs(capacity),
             addrs: (0..capacity).map(|_| zeroed_storage()).collect(),
             addr_lens: vec![0; capacity].into_boxed_slice(),
             bufs: (0..capacity)
@@ -381,6 +371,16 @@ pub(crate) fn to_storage(
             size_of::<libc::sockaddr_in6>() as libc::socklen_t
         }
     }
+}
+
+/// `capacity` empty iovecs; each is pointed at its buffer right before a call.
+fn empty_iovecs(capacity: usize) -> Box<[libc::iovec]> {
+    (0..capacity)
+        .map(|_| libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        })
+        .collect()
 }
 
 #[cfg(test)]
