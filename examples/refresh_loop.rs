@@ -1,0 +1,115 @@
+//! Fixed driver for load-independent profiling of the refresh pipeline at 1M bindings:
+//! fills a `Registrar` with `FILL` AORs, then sends `N` refreshes (each a new transaction
+//! with a higher CSeq) to AORs spread over the table, in batches of 32 copied into receive
+//! buffers first, as `bench/pipeline.rs` and the runtime do.
+//!
+//! Instructions and simulated cache misses per refresh (the machine's load does not
+//! change them):
+//! ```text
+//! cargo build --release --example refresh_loop
+//! valgrind --tool=callgrind --cache-sim=yes --collect-atstart=no \
+//!     --toggle-collect=refresh_loop::handle_batch target/release/examples/refresh_loop 20000
+//! ```
+//! then divide `I refs` and `LLd misses` by the refreshes (printed).
+
+use std::hint::black_box;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use bumpalo::Bump;
+use sipreg::registrar::{Registrar, RegistrarConfig, Source};
+
+/// AORs (one binding each) in the table before the measured refreshes.
+const FILL: u32 = 1_000_000;
+/// A stride coprime with `FILL`, so consecutive refreshes hit AORs far apart.
+const STRIDE: u32 = 7919;
+const BATCH: usize = 32;
+const DATAGRAM_BYTES_MAX: usize = 16_384;
+const NOW_MS: u64 = 1_790_000_000_000;
+
+fn register(buf: &mut Vec<u8>, aor: u32, branch: u64, cseq: u64) -> Source {
+    let [_, a, b, c] = aor.to_be_bytes();
+    let ip = Ipv4Addr::new(10, a, b, c);
+    buf.clear();
+    write!(
+        buf,
+        "REGISTER sip:example.com SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {ip}:5060;branch=z9hG4bK{aor:07}x{branch:08};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:u{aor:07}@example.com>;tag=8f3a2b{aor:07}\r\n\
+         To: <sip:u{aor:07}@example.com>\r\n\
+         Call-ID: {aor:07}-4c5d6e7f@{ip}\r\n\
+         CSeq: {cseq:07} REGISTER\r\n\
+         Contact: <sip:u{aor:07}@{ip}:5060;transport=udp;rinstance=3f2a9b1c0d4e5f60a1b2>\
+         ;+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-00{aor:010}>\";reg-id=1\r\n\
+         Expires: 3600\r\n\
+         User-Agent: Yealink SIP-T46S 66.86.0.15\r\n\
+         Supported: path, outbound\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+    .unwrap_or_else(|_| unreachable!());
+    Source {
+        addr: SocketAddr::new(IpAddr::V4(ip), 5060),
+        local: 0,
+    }
+}
+
+/// The measured part: one batch already in the receive buffers.
+#[inline(never)]
+fn handle_batch(
+    reg: &mut Registrar,
+    arena: &mut Bump,
+    rx: &[u8],
+    batch: &[(Source, usize)],
+    out: &mut Vec<u8>,
+) -> usize {
+    arena.reset();
+    let mut ok = 0;
+    for (&(source, len), buf) in batch.iter().zip(rx.chunks(DATAGRAM_BYTES_MAX)) {
+        black_box(reg.handle_datagram(NOW_MS, source, &buf[..len], arena, out));
+        ok += usize::from(out.get(8) == Some(&b'2'));
+    }
+    ok
+}
+
+fn main() {
+    let n: u32 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(100_000);
+    let mut reg = Registrar::new(RegistrarConfig {
+        max_bindings: 2 * FILL as usize,
+        ..Default::default()
+    });
+    let mut arena = Bump::with_capacity(256 * 1024);
+    let mut out = Vec::with_capacity(4096);
+    let mut buf = Vec::with_capacity(1024);
+    for aor in 0..FILL {
+        let source = register(&mut buf, aor, 0, 1);
+        arena.reset();
+        reg.handle_datagram(NOW_MS, source, &buf, &arena, &mut out);
+    }
+    let mut rx = vec![0u8; BATCH * DATAGRAM_BYTES_MAX];
+    let mut batch = Vec::with_capacity(BATCH);
+    let (mut ok, mut sent) = (0usize, 0u32);
+    while sent < n {
+        batch.clear();
+        for slot in rx.chunks_mut(DATAGRAM_BYTES_MAX).take(BATCH) {
+            if sent == n {
+                break;
+            }
+            let aor = ((u64::from(sent) * u64::from(STRIDE)) % u64::from(FILL)) as u32;
+            let source = register(
+                &mut buf,
+                aor,
+                u64::from(sent) + 1,
+                2 + u64::from(sent / FILL),
+            );
+            slot[..buf.len()].copy_from_slice(&buf);
+            batch.push((source, buf.len()));
+            sent += 1;
+        }
+        ok += handle_batch(&mut reg, &mut arena, &rx, &batch, &mut out);
+    }
+    println!("{ok}/{n} refreshes answered 200");
+}
