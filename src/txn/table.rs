@@ -235,6 +235,22 @@ impl TxnTable {
         self.ring.get(start..start + r.resp_len as usize)
     }
 
+    /// The index hash of `key` (for [`touch`](Self::touch)); `None` for a key that is
+    /// never cached (too long).
+    pub fn hash_of(&mut self, key: &TxnKey<'_>) -> Option<u64> {
+        key.encode(&mut self.scratch).ok()?;
+        Some(self.hasher.hash_one(self.scratch.as_slice()))
+    }
+
+    /// Reads the index bucket of `hash` (its first and last entry: both cache lines),
+    /// so that the lookup that follows finds it in cache. The value means nothing; the
+    /// caller only keeps the load from being optimised away.
+    pub fn touch(&self, hash: u64) -> u64 {
+        self.index
+            .bucket(hash)
+            .map_or(0, |b| b.0[0] ^ b.0[index::BUCKET_ENTRIES - 1])
+    }
+
     /// Caches `response` as the final response of `key` from `now_ms` for Timer J,
     /// superseding an earlier one for the same key and evicting the oldest records
     /// (counted) when a cap is reached.
