@@ -270,6 +270,8 @@ fn filled_shard() -> Shard {
     let mut shard = Shard {
         reg: Registrar::new(RegistrarConfig {
             max_bindings: 2_000_000,
+            // Sized for the load, as `--prealloc-bindings` does on a server.
+            prealloc_bindings: (FILLED_AORS + RING) as usize,
             ..Default::default()
         }),
         arena: Bump::with_capacity(256 * 1024),

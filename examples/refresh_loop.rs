@@ -108,6 +108,7 @@ fn main() {
         .unwrap_or(FILL_DEFAULT);
     let mut reg = Registrar::new(RegistrarConfig {
         max_bindings: 2 * fill as usize,
+        prealloc_bindings: fill as usize,
         ..Default::default()
     });
     let mut arena = Bump::with_capacity(256 * 1024);

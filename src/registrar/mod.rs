@@ -211,6 +211,8 @@ pub struct RegistrarConfig {
     pub txn_cache_max: usize,
     /// Bindings per shard; past it a new binding gets 503.
     pub max_bindings: usize,
+    /// Bindings per shard to allocate room for at start (clamped to `max_bindings`).
+    pub prealloc_bindings: usize,
     /// Seed for To-tags and jitter (deterministic tests).
     pub seed: u64,
     /// Value of the `Server` header.
@@ -261,6 +263,7 @@ impl Default for RegistrarConfig {
             timer_j_ms: 32_000,
             txn_cache_max: 262_144,
             max_bindings: 4_000_000,
+            prealloc_bindings: 0,
             seed: 0x5eed,
             server_name: concat!("sipreg/", env!("CARGO_PKG_VERSION")).to_string(),
             auth: None,
@@ -377,6 +380,7 @@ impl Registrar {
             .collect();
         let location = LocationTable::new(LocationLimits {
             bindings_max: config.max_bindings,
+            bindings_prealloc: config.prealloc_bindings.min(config.max_bindings),
             ..LocationLimits::default()
         });
         let txns = TxnTable::new(TxnLimits::for_entries(
