@@ -356,8 +356,11 @@ pub struct Registrar {
     rng: rng::Rng,
     /// The current request's AOR key (reused buffer).
     aor_key: Vec<u8>,
-    /// [`Registrar::warm`]'s transaction hashes, capacity [`WARM_BATCH_MAX`].
+    /// [`Registrar::warm`]'s transaction and AOR hashes (capacity [`WARM_BATCH_MAX`]),
+    /// and its AOR key scratch.
     warm_txn: Vec<u64>,
+    warm_aor: Vec<u64>,
+    warm_key: Vec<u8>,
     /// Digest authentication, when configured.
     auth: Option<Authenticator>,
     /// The `WWW-Authenticate` values of a 401 (reused buffer).
@@ -405,6 +408,8 @@ impl Registrar {
             rng,
             aor_key: Vec::with_capacity(AOR_KEY_BYTES_MAX + 64),
             warm_txn: Vec::with_capacity(WARM_BATCH_MAX),
+            warm_aor: Vec::with_capacity(WARM_BATCH_MAX),
+            warm_key: Vec::with_capacity(AOR_KEY_BYTES_MAX + 64),
             auth,
             challenges: Challenges::new(),
             journal: Vec::new(),
@@ -551,20 +556,39 @@ impl Registrar {
     /// so that the cache misses of a batch overlap instead of coming one after the
     /// other inside each request. Changes nothing; skipping it changes no answer.
     pub fn warm(&mut self, batch: &[Prepared<'_>]) {
-        // Hashes first, then the loads back to back: independent loads in a tight loop
-        // are in flight together, while a load after each hash computation would only
-        // overlap with the next one or two.
+        // Hashes first, then the loads back to back, one level of each structure at a
+        // time: independent loads in a tight loop are in flight together, while a load
+        // after each hash computation would only overlap with the next one or two.
         self.warm_txn.clear();
+        self.warm_aor.clear();
         for p in batch.iter().take(WARM_BATCH_MAX) {
-            if let Prepared::Request { req, .. } = p {
-                if let Some(h) = self.txns.hash_of(&txn_key(req)) {
-                    self.warm_txn.push(h);
-                }
+            let Prepared::Request { req, .. } = p else {
+                continue;
+            };
+            if let Some(h) = self.txns.hash_of(&txn_key(req)) {
+                self.warm_txn.push(h);
+            }
+            let uri = if req.method == Method::Register {
+                &req.to.uri
+            } else {
+                &req.request_uri
+            };
+            self.warm_key.clear();
+            if uri.user.is_some() && sip::write_aor_key(uri, &mut self.warm_key).is_ok() {
+                self.warm_aor.push(self.location.key_hash(&self.warm_key));
             }
         }
         let mut touched = 0u64;
         for &h in &self.warm_txn {
             touched ^= self.txns.touch(h);
+        }
+        touched ^= self
+            .txns
+            .touch_ahead(self.warm_txn.len() * crate::txn::TXN_RECORD_BYTES_TYPICAL);
+        for depth in 0..crate::location::TOUCH_DEPTH {
+            for &h in &self.warm_aor {
+                touched ^= self.location.touch(h, depth);
+            }
         }
         std::hint::black_box(touched);
     }
