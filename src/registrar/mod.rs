@@ -361,6 +361,8 @@ pub struct Registrar {
     warm_txn: Vec<u64>,
     warm_aor: Vec<u64>,
     warm_key: Vec<u8>,
+    /// The `Date` value of the last second a 200 was written in (second, text).
+    date: (u64, [u8; sip::DATE_BYTES]),
     /// Digest authentication, when configured.
     auth: Option<Authenticator>,
     /// The `WWW-Authenticate` values of a 401 (reused buffer).
@@ -410,6 +412,7 @@ impl Registrar {
             warm_txn: Vec::with_capacity(WARM_BATCH_MAX),
             warm_aor: Vec::with_capacity(WARM_BATCH_MAX),
             warm_key: Vec::with_capacity(AOR_KEY_BYTES_MAX + 64),
+            date: (u64::MAX, [0; sip::DATE_BYTES]),
             auth,
             challenges: Challenges::new(),
             journal: Vec::new(),

@@ -53,7 +53,13 @@ impl Registrar {
                         w.header("Path", p);
                     }
                 }
-                w.date(now_ms / 1000);
+                // RFC 3261 §10.3 step 8 / §20.17: formatted once per second.
+                let now_s = now_ms / 1000;
+                if self.date.0 != now_s {
+                    crate::sip::write_date(now_s, &mut self.date.1);
+                    self.date.0 = now_s;
+                }
+                w.header("Date", &self.date.1);
             }
             Outcome::Redirected => self.write_bindings(&mut w, now_ms, arena),
             Outcome::OptionsOk => {

@@ -1371,3 +1371,15 @@ fn a_prepared_and_warmed_batch_answers_like_one_datagram_at_a_time() {
         format!("{:?}", one.reg.stats())
     );
 }
+
+#[test]
+fn date_follows_the_clock() {
+    let mut sim = Sim::default();
+    let r = sim.send(&Reg::new("alice").build());
+    assert_eq!(headers(&r, "Date"), ["Mon, 21 Sep 2026 14:13:20 GMT"]);
+    let r = sim.send(&Reg::new("alice").cseq(2).build());
+    assert_eq!(headers(&r, "Date"), ["Mon, 21 Sep 2026 14:13:20 GMT"]);
+    sim.advance_s(61);
+    let r = sim.send(&Reg::new("alice").cseq(3).build());
+    assert_eq!(headers(&r, "Date"), ["Mon, 21 Sep 2026 14:14:21 GMT"]);
+}
