@@ -165,6 +165,12 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 4_000_000)]
     pub max_bindings: usize,
 
+    /// Bindings to allocate room for at start, in total over all shards (at most
+    /// --max-bindings): a shard that fills up to its share never grows (and rehashes)
+    /// its location table under load. 0 grows on demand.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub prealloc_bindings: usize,
+
     /// Datagrams received per recvmmsg call, per core (1..=256).
     #[arg(long, value_name = "N", default_value_t = 32)]
     pub recv_batch: usize,
@@ -459,6 +465,15 @@ impl Config {
         if args.max_bindings == 0 {
             return Err(ConfigError::new("--max-bindings", "must be at least 1"));
         }
+        if args.prealloc_bindings > args.max_bindings {
+            return Err(ConfigError::new(
+                "--prealloc-bindings",
+                format!(
+                    "must be at most --max-bindings ({}), got {}",
+                    args.max_bindings, args.prealloc_bindings
+                ),
+            ));
+        }
         if args.recv_batch == 0 || args.recv_batch > RECV_BATCH_MAX {
             return Err(ConfigError::new(
                 "--recv-batch",
@@ -541,6 +556,7 @@ impl Config {
             timer_j_ms: args.timer_j_ms,
             txn_cache_max: args.txn_cache_max,
             max_bindings: args.max_bindings.div_ceil(shards),
+            prealloc_bindings: args.prealloc_bindings.div_ceil(shards),
             seed: args.seed.unwrap_or(0),
             journal: persist.is_some(),
             ..RegistrarConfig::default()
@@ -947,6 +963,8 @@ mod tests {
             "10",
             "--max-bindings",
             "10",
+            "--prealloc-bindings",
+            "8",
             "--recv-batch",
             "256",
             "--socket-rcvbuf",
@@ -966,6 +984,7 @@ mod tests {
         assert_eq!(c.registrar.timer_j_ms, 1000);
         assert_eq!(c.registrar.txn_cache_max, 10);
         assert_eq!(c.registrar.max_bindings, 3, "10 over 4 shards, rounded up");
+        assert_eq!(c.registrar.prealloc_bindings, 2);
         assert_eq!(c.recv_batch, 256);
         assert_eq!(
             (c.socket_rcvbuf_bytes, c.socket_sndbuf_bytes),
@@ -982,6 +1001,10 @@ mod tests {
         assert_eq!(rejected(&["--timer-j-ms", "0"]).flag, "--timer-j-ms");
         assert_eq!(rejected(&["--txn-cache-max", "0"]).flag, "--txn-cache-max");
         assert_eq!(rejected(&["--max-bindings", "0"]).flag, "--max-bindings");
+        assert_eq!(
+            rejected(&["--max-bindings", "10", "--prealloc-bindings", "11"]).flag,
+            "--prealloc-bindings"
+        );
         assert_eq!(rejected(&["--recv-batch", "0"]).flag, "--recv-batch");
         assert_eq!(rejected(&["--recv-batch", "257"]).flag, "--recv-batch");
         assert_eq!(

@@ -17,6 +17,9 @@ use std::hash::BuildHasher;
 use super::binding::{self, BindingRef, EncodeError, NewBinding, blob_aor_key};
 use super::wheel::Wheel;
 
+/// Levels [`LocationTable::touch`] can read: the index bucket, the slot, the blob.
+pub const TOUCH_DEPTH: u8 = 3;
+
 /// "No slot" marker in slot links.
 pub(crate) const NIL: u32 = u32::MAX;
 
@@ -259,6 +262,38 @@ impl LocationTable {
             slots: &self.slots,
             head,
         })
+    }
+
+    /// The hash [`touch`](Self::touch) takes for `aor_key`.
+    pub fn key_hash(&self, aor_key: &[u8]) -> u64 {
+        self.hasher.hash_one(aor_key)
+    }
+
+    /// Reads what a lookup of the key with `hash` will read, down to `depth` levels
+    /// ([`TOUCH_DEPTH`] levels: the index, the slot, the binding blob), so that a later
+    /// [`get`](Self::get) finds it in cache. Called for a whole batch one level at a time
+    /// ([`crate::registrar::Registrar::warm`]), the misses of the batch overlap. The
+    /// value means nothing; the caller only keeps the loads from being optimised away.
+    pub fn touch(&self, hash: u64, depth: u8) -> u64 {
+        let mut seen = 0u64;
+        let _ = self.aors.find(hash, |&idx| {
+            seen ^= u64::from(idx);
+            if depth >= 1 {
+                if let Some(slot) = self.slots.get(idx as usize) {
+                    seen ^= u64::from(slot.expiry_s);
+                    if depth >= 2 {
+                        // Every cache line of the blob: the key compare, the Call-ID and
+                        // contact checks and the refresh's rewrite read all of it.
+                        let blob = slot.blob.as_deref().unwrap_or_default();
+                        for &b in blob.iter().step_by(64) {
+                            seen ^= u64::from(b);
+                        }
+                    }
+                }
+            }
+            false
+        });
+        seen
     }
 
     /// Whether `aor_key` lost its last binding recently (bounded memory, see

@@ -7,7 +7,10 @@
 //!
 //! Call order per shard (the runtime's loop):
 //! 1. [`route`] on the receiving core: which shard owns this datagram.
-//! 2. [`Registrar::handle_datagram`] on the owner, for each datagram it owns.
+//! 2. [`Registrar::handle_datagram`] on the owner, for each datagram it owns; or, for a
+//!    receive batch, [`Registrar::prepare`] each datagram, [`Registrar::warm`] the
+//!    batch, then [`Registrar::finish`] each in order (same answers, but the batch's
+//!    cache misses overlap).
 //! 3. [`Registrar::handle_timeout`] whenever [`Registrar::poll_timeout`] is due; a
 //!    spurious call is a no-op.
 //!
@@ -46,6 +49,34 @@ pub struct Source {
     pub addr: SocketAddr,
     /// Index of the local listening address (`--listen` order) it arrived on.
     pub local: u16,
+}
+
+/// Requests of one batch [`Registrar::warm`] looks at, at most (the rest are handled
+/// cold): bounds the work of one call whatever the runtime's batch size.
+pub const WARM_BATCH_MAX: usize = 1024;
+
+/// A datagram parsed by [`Registrar::prepare`], waiting for [`Registrar::finish`].
+/// It borrows the datagram and the batch's arena.
+#[derive(Clone, Copy, Debug)]
+pub enum Prepared<'a> {
+    /// Nothing to answer: dropped and counted when finished.
+    Drop(DropReason),
+    /// The parser refused it but a top Via was salvaged: answered with its 4xx.
+    Rejected {
+        /// What the response echoes.
+        echo: &'a sip::Echo<'a>,
+        /// The fault the reason phrase names.
+        error: ParseError,
+        /// The owner hash ([`route`]).
+        hash: u64,
+    },
+    /// A parsed request.
+    Request {
+        /// The request, in the arena.
+        req: &'a Request<'a>,
+        /// The owner hash ([`route`]).
+        hash: u64,
+    },
 }
 
 /// What the shard should do with a datagram before handing it to a [`Registrar`].
@@ -180,6 +211,8 @@ pub struct RegistrarConfig {
     pub txn_cache_max: usize,
     /// Bindings per shard; past it a new binding gets 503.
     pub max_bindings: usize,
+    /// Bindings per shard to allocate room for at start (clamped to `max_bindings`).
+    pub prealloc_bindings: usize,
     /// Seed for To-tags and jitter (deterministic tests).
     pub seed: u64,
     /// Value of the `Server` header.
@@ -230,6 +263,7 @@ impl Default for RegistrarConfig {
             timer_j_ms: 32_000,
             txn_cache_max: 262_144,
             max_bindings: 4_000_000,
+            prealloc_bindings: 0,
             seed: 0x5eed,
             server_name: concat!("sipreg/", env!("CARGO_PKG_VERSION")).to_string(),
             auth: None,
@@ -322,6 +356,13 @@ pub struct Registrar {
     rng: rng::Rng,
     /// The current request's AOR key (reused buffer).
     aor_key: Vec<u8>,
+    /// [`Registrar::warm`]'s transaction and AOR hashes (capacity [`WARM_BATCH_MAX`]),
+    /// and its AOR key scratch.
+    warm_txn: Vec<u64>,
+    warm_aor: Vec<u64>,
+    warm_key: Vec<u8>,
+    /// The `Date` value of the last second a 200 was written in (second, text).
+    date: (u64, [u8; sip::DATE_BYTES]),
     /// Digest authentication, when configured.
     auth: Option<Authenticator>,
     /// The `WWW-Authenticate` values of a 401 (reused buffer).
@@ -344,6 +385,7 @@ impl Registrar {
             .collect();
         let location = LocationTable::new(LocationLimits {
             bindings_max: config.max_bindings,
+            bindings_prealloc: config.prealloc_bindings.min(config.max_bindings),
             ..LocationLimits::default()
         });
         let txns = TxnTable::new(TxnLimits::for_entries(
@@ -367,6 +409,10 @@ impl Registrar {
             stats: Stats::default(),
             rng,
             aor_key: Vec::with_capacity(AOR_KEY_BYTES_MAX + 64),
+            warm_txn: Vec::with_capacity(WARM_BATCH_MAX),
+            warm_aor: Vec::with_capacity(WARM_BATCH_MAX),
+            warm_key: Vec::with_capacity(AOR_KEY_BYTES_MAX + 64),
+            date: (u64::MAX, [0; sip::DATE_BYTES]),
             auth,
             challenges: Challenges::new(),
             journal: Vec::new(),
@@ -468,39 +514,113 @@ impl Registrar {
         out: &mut Vec<u8>,
         owns: impl Fn(u64) -> bool,
     ) -> Dispatch {
-        out.clear();
+        let prepared = Self::prepare(bytes, arena);
+        self.finish(now_ms, source, &prepared, arena, out, owns)
+    }
+
+    /// Parse a datagram ahead of its turn (the first half of
+    /// [`handle_or_forward`](Self::handle_or_forward)): no state is read or changed, so
+    /// a whole receive batch can be prepared, [`warm`](Self::warm)ed, then
+    /// [`finish`](Self::finish)ed in order with the same result as handling each in turn.
+    pub fn prepare<'a>(bytes: &'a [u8], arena: &'a Bump) -> Prepared<'a> {
         if bytes.len() > sip::limits::DATAGRAM_BYTES_MAX {
-            return self.drop(DropReason::TooLarge);
+            return Prepared::Drop(DropReason::TooLarge);
         }
         if sip::is_keepalive(bytes) {
-            return self.drop(DropReason::KeepAlive);
+            return Prepared::Drop(DropReason::KeepAlive);
         }
-        let req = match sip::parse_request(bytes, arena) {
-            Ok(req) => req,
+        match sip::parse_request(bytes, arena) {
+            Ok(req) => {
+                let hash = route_hash(&req);
+                Prepared::Request {
+                    req: arena.alloc(req),
+                    hash,
+                }
+            }
             Err(rejected) => {
                 if rejected.error == ParseError::IsResponse {
-                    return self.drop(DropReason::Response);
+                    return Prepared::Drop(DropReason::Response);
                 }
                 let Some(echo) = rejected.echo else {
-                    return self.drop(DropReason::Unanswerable);
+                    return Prepared::Drop(DropReason::Unanswerable);
                 };
                 let hash = echo_hash(&echo);
+                Prepared::Rejected {
+                    echo: arena.alloc(echo),
+                    error: rejected.error,
+                    hash,
+                }
+            }
+        }
+    }
+
+    /// Bring into cache what the prepared requests of a batch will read (their AORs'
+    /// location entries and their transaction index buckets), all requests together,
+    /// so that the cache misses of a batch overlap instead of coming one after the
+    /// other inside each request. Changes nothing; skipping it changes no answer.
+    pub fn warm(&mut self, batch: &[Prepared<'_>]) {
+        // Hashes first, then the loads back to back, one level of each structure at a
+        // time: independent loads in a tight loop are in flight together, while a load
+        // after each hash computation would only overlap with the next one or two.
+        self.warm_txn.clear();
+        self.warm_aor.clear();
+        for p in batch.iter().take(WARM_BATCH_MAX) {
+            let Prepared::Request { req, .. } = p else {
+                continue;
+            };
+            if let Some(h) = self.txns.hash_of(&txn_key(req)) {
+                self.warm_txn.push(h);
+            }
+            let uri = if req.method == Method::Register {
+                &req.to.uri
+            } else {
+                &req.request_uri
+            };
+            self.warm_key.clear();
+            if uri.user.is_some() && sip::write_aor_key(uri, &mut self.warm_key).is_ok() {
+                self.warm_aor.push(self.location.key_hash(&self.warm_key));
+            }
+        }
+        let mut touched = 0u64;
+        for &h in &self.warm_txn {
+            touched ^= self.txns.touch(h);
+        }
+        touched ^= self
+            .txns
+            .touch_ahead(self.warm_txn.len() * crate::txn::TXN_RECORD_BYTES_TYPICAL);
+        for depth in 0..crate::location::TOUCH_DEPTH {
+            for &h in &self.warm_aor {
+                touched ^= self.location.touch(h, depth);
+            }
+        }
+        std::hint::black_box(touched);
+    }
+
+    /// The second half of [`handle_or_forward`](Self::handle_or_forward): answer (or hand
+    /// back for forwarding) a datagram [`prepare`](Self::prepare)d earlier.
+    pub fn finish(
+        &mut self,
+        now_ms: u64,
+        source: Source,
+        prepared: &Prepared<'_>,
+        arena: &Bump,
+        out: &mut Vec<u8>,
+        owns: impl Fn(u64) -> bool,
+    ) -> Dispatch {
+        out.clear();
+        let (req, hash) = match *prepared {
+            Prepared::Drop(reason) => return self.drop(reason),
+            Prepared::Rejected { echo, error, hash } => {
                 if !owns(hash) {
                     return Dispatch::Forward(hash);
                 }
-                let outcome = Outcome::Malformed(rejected.error);
+                let outcome = Outcome::Malformed(error);
                 self.count(by_method::METHOD_OTHER, outcome);
-                self.respond_rejected(
-                    source,
-                    &echo,
-                    rejected.error.status(),
-                    rejected.error.reason(),
-                    out,
-                );
+                self.respond_rejected(source, echo, error.status(), error.reason(), out);
                 return Dispatch::Reply(reply_address(&echo.top_via, source));
             }
+            Prepared::Request { req, hash } => (req, hash),
         };
-        let hash = route_hash(&req);
         if !owns(hash) {
             return Dispatch::Forward(hash);
         }
@@ -511,15 +631,15 @@ impl Registrar {
             self.count(method, Outcome::AckAbsorbed);
             return Dispatch::Nothing;
         }
-        let key = txn_key(&req);
+        let key = txn_key(req);
         if let Some(cached) = self.txns.lookup(&key, now_ms) {
             out.extend_from_slice(cached);
             self.count(method, Outcome::Retransmission);
             return Dispatch::Reply(dest);
         }
-        let outcome = self.decide(now_ms, source, &req, arena);
+        let outcome = self.decide(now_ms, source, req, arena);
         self.count(method, outcome);
-        self.respond(now_ms, source, &req, outcome, arena, out);
+        self.respond(now_ms, source, req, outcome, arena, out);
         // A response that cannot be cached (key too long, cache disabled) only means a
         // retransmission is processed again, which gives the same answer (an equal CSeq
         // is recognised in `register`); nothing is lost.

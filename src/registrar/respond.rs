@@ -53,7 +53,13 @@ impl Registrar {
                         w.header("Path", p);
                     }
                 }
-                w.date(now_ms / 1000);
+                // RFC 3261 §10.3 step 8 / §20.17: formatted once per second.
+                let now_s = now_ms / 1000;
+                if self.date.0 != now_s {
+                    crate::sip::write_date(now_s, &mut self.date.1);
+                    self.date.0 = now_s;
+                }
+                w.header("Date", &self.date.1);
             }
             Outcome::Redirected => self.write_bindings(&mut w, now_ms, arena),
             Outcome::OptionsOk => {
@@ -107,7 +113,14 @@ impl Registrar {
         let Some(aor) = self.location.get(&self.aor_key) else {
             return;
         };
-        let mut order: BumpVec<'a, (u16, usize)> = BumpVec::new_in(arena);
+        if aor.len() == 1 {
+            // The common case (one device per AOR): nothing to order.
+            if let Some(b) = aor.get(0).filter(|b| b.expires_ms() > now_ms) {
+                write_binding(w, &b, now_ms);
+            }
+            return;
+        }
+        let mut order: BumpVec<'a, (u16, usize)> = BumpVec::with_capacity_in(aor.len(), arena);
         for (i, b) in aor.iter().enumerate() {
             if b.expires_ms() > now_ms {
                 // A binding without q ranks as q=1.0 (RFC 3261 §16.6 step 1 ranks by q).
@@ -115,29 +128,10 @@ impl Registrar {
             }
         }
         order.sort_unstable_by_key(|&(q, i)| (std::cmp::Reverse(q), i));
-        let mut extra: BumpVec<'a, u8> = BumpVec::new_in(arena);
         for &(_, i) in order.iter() {
-            let Some(b) = aor.get(i) else { continue };
-            extra.clear();
-            if let Some(inst) = b.instance() {
-                extra.extend_from_slice(b";+sip.instance=");
-                if inst.first() == Some(&b'"') {
-                    extra.extend_from_slice(inst);
-                } else {
-                    extra.push(b'"');
-                    extra.extend_from_slice(inst);
-                    extra.push(b'"');
-                }
+            if let Some(b) = aor.get(i) {
+                write_binding(w, &b, now_ms);
             }
-            if let Some(reg_id) = b.reg_id() {
-                extra.extend_from_slice(b";reg-id=");
-                push_u32(&mut extra, reg_id);
-            }
-            // Floor: the table rounds expiry up to the next second, so this gives back
-            // exactly the granted value on the first answer.
-            let left_s = (b.expires_ms().saturating_sub(now_ms) / 1000).max(1);
-            let left_s = u32::try_from(left_s).unwrap_or(u32::MAX);
-            w.contact(b.contact(), left_s, b.q(), &extra);
         }
     }
 
@@ -161,6 +155,15 @@ impl Registrar {
         }
         tag
     }
+}
+
+/// One binding as a Contact with the seconds it has left at `now_ms`.
+fn write_binding(w: &mut ResponseWriter<'_>, b: &crate::location::BindingRef<'_>, now_ms: u64) {
+    // Floor: the table rounds expiry up to the next second, so this gives back exactly
+    // the granted value on the first answer.
+    let left_s = (b.expires_ms().saturating_sub(now_ms) / 1000).max(1);
+    let left_s = u32::try_from(left_s).unwrap_or(u32::MAX);
+    w.binding_contact(b.contact(), left_s, b.q(), b.instance(), b.reg_id());
 }
 
 /// Longest reason phrase we build, in bytes.
@@ -196,22 +199,6 @@ fn is_supported(tag: &[u8]) -> bool {
     SUPPORTED_OPTIONS
         .iter()
         .any(|s| s.eq_ignore_ascii_case(tag))
-}
-
-/// Decimal digits of `v`, without `format!`.
-pub(crate) fn push_u32(out: &mut BumpVec<'_, u8>, v: u32) {
-    let mut buf = [0u8; 10];
-    let mut n = v;
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
 }
 
 /// Whether `require` names an option we lack (§8.2.2.3).

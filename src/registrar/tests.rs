@@ -1315,3 +1315,71 @@ fn requests_are_counted_by_method_and_status_without_retransmissions() {
         "every request once, the retransmission not at all"
     );
 }
+
+/// The batch path (`prepare` every datagram, `warm`, then `finish` each in order) is the
+/// runtime's: it must answer exactly what handling the datagrams one by one answers,
+/// including requests of one batch that depend on each other (same AOR twice, a
+/// retransmission of a request earlier in the batch, garbage, a keep-alive).
+#[test]
+fn a_prepared_and_warmed_batch_answers_like_one_datagram_at_a_time() {
+    let first = Reg::new("alice").build();
+    let batch: Vec<String> =
+        vec![
+        first.clone(),
+        Reg::new("alice").cseq(2).build(),
+        first.clone(),
+        Reg::new("bob").contacts(&["<sip:bob@192.0.2.20>;q=0.5", "<sip:bob@192.0.2.21>"]).build(),
+        Reg::new("alice").cseq(3).expires(Some(0)).build(),
+        "\r\n\r\n".into(),
+        first.replace("CSeq: 1 REGISTER", "CSeq: x REGISTER"),
+        "SIP/2.0 200 OK\r\n\r\n".into(),
+        Reg::new("bob").cseq(2).contacts(&[]).build(),
+        "INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKinv\r\n\
+         From: <sip:c@example.com>;tag=1\r\nTo: <sip:bob@example.com>\r\nCall-ID: inv\r\n\
+         CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+            .into(),
+    ];
+    let mut one = Sim::default();
+    let want: Vec<String> = batch.iter().map(|m| one.send(m)).collect();
+
+    let mut sim = Sim::default();
+    sim.arena.reset();
+    let prepared: Vec<Prepared<'_>> = batch
+        .iter()
+        .map(|m| Registrar::prepare(m.as_bytes(), &sim.arena))
+        .collect();
+    sim.reg.warm(&prepared);
+    let mut got = Vec::new();
+    for p in &prepared {
+        let d = sim
+            .reg
+            .finish(sim.now_ms, sim.source, p, &sim.arena, &mut sim.out, |_| {
+                true
+            });
+        got.push(match d {
+            Dispatch::Reply(_) => String::from_utf8(sim.out.clone()).unwrap(),
+            _ => String::new(),
+        });
+    }
+    assert_eq!(got, want);
+    assert_eq!(
+        want.iter().map(|r| status(r)).collect::<Vec<_>>(),
+        [200, 200, 200, 200, 200, 0, 400, 0, 200, 302]
+    );
+    assert_eq!(
+        format!("{:?}", sim.reg.stats()),
+        format!("{:?}", one.reg.stats())
+    );
+}
+
+#[test]
+fn date_follows_the_clock() {
+    let mut sim = Sim::default();
+    let r = sim.send(&Reg::new("alice").build());
+    assert_eq!(headers(&r, "Date"), ["Mon, 21 Sep 2026 14:13:20 GMT"]);
+    let r = sim.send(&Reg::new("alice").cseq(2).build());
+    assert_eq!(headers(&r, "Date"), ["Mon, 21 Sep 2026 14:13:20 GMT"]);
+    sim.advance_s(61);
+    let r = sim.send(&Reg::new("alice").cseq(3).build());
+    assert_eq!(headers(&r, "Date"), ["Mon, 21 Sep 2026 14:14:21 GMT"]);
+}

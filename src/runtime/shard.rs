@@ -30,7 +30,7 @@ use super::mesh::{ForwardError, Forwarded, MeshEnd, shard_for};
 use super::mmsg::{RecvBatch, SendBatch};
 use super::socket::park_handle;
 use super::stats::{Counters, RegistrarCounters, SharedCounters};
-use crate::registrar::{Dispatch, Handled, Registrar, RegistrarConfig, Source};
+use crate::registrar::{Dispatch, Handled, Prepared, Registrar, RegistrarConfig, Source};
 use crate::store::compact::Compactor;
 use crate::store::record::{self, Frame, Record};
 use crate::store::writer::{Progress, WriterHandle};
@@ -349,9 +349,7 @@ impl Shard {
             self.counters.received += n as u64;
             self.arena.reset();
             let (arrived, before) = (Instant::now(), self.registrar.stats().registers());
-            for i in 0..n {
-                self.dispatch(i, socket, now_ms);
-            }
+            self.dispatch_batch(n, socket, now_ms);
             self.latency_mark(arrived, before);
             if n < self.rx.capacity() {
                 break;
@@ -360,8 +358,11 @@ impl Shard {
         taken
     }
 
-    /// Route datagram `i` of the current batch: answer, forward, or drop and count.
-    fn dispatch(&mut self, i: usize, socket: usize, now_ms: u64) {
+    /// Handle the `n` datagrams of the current batch: parse them all
+    /// ([`Registrar::prepare`]), let the registrar bring what they need into cache
+    /// together ([`Registrar::warm`]: the misses of a batch overlap), then answer,
+    /// forward, or drop and count each, in arrival order.
+    fn dispatch_batch(&mut self, n: usize, socket: usize, now_ms: u64) {
         let Self {
             rx,
             tx,
@@ -375,58 +376,71 @@ impl Shard {
             journal,
             ..
         } = self;
-        let Some(datagram) = rx.get(i) else {
-            return;
-        };
-        if datagram.truncated {
-            counters.too_large += 1;
-            return;
+        let arena: &Bump = arena;
+        let mut prepared = bumpalo::collections::Vec::with_capacity_in(n, arena);
+        for i in 0..n {
+            let p = rx
+                .get(i)
+                .filter(|d| !d.truncated)
+                .map(|d| Registrar::prepare(d.bytes, arena));
+            prepared.push(p);
         }
-        let Some(from) = datagram.from else {
-            counters.unanswerable += 1;
-            return;
-        };
-        let source = Source {
-            addr: from,
-            local: socket as u16,
-        };
-        // The registrar parses the datagram once: it answers what this shard owns and
-        // hands back the route hash of what another shard owns (`Dispatch::Forward`),
-        // which then crosses the mesh once.
-        let (Some(batch), Some(sock)) = (tx.get_mut(socket), sockets.get(socket)) else {
-            return;
-        };
-        if batch.is_full() {
-            let flushed = batch.flush(sock.as_raw_fd());
-            counters.sent += flushed.sent;
-            counters.send_errors += flushed.failed;
-        }
-        let Some(out) = batch.next_buf() else {
-            return;
-        };
-        let (me, n) = (*index, *shards);
-        let dispatched =
-            registrar.handle_or_forward(now_ms, source, datagram.bytes, arena, out, |hash| {
-                n == 1 || shard_for(hash, n) == me
-            });
-        match dispatched {
-            Dispatch::Reply(to) => {
-                let held = journal
-                    .as_mut()
-                    .is_some_and(|j| j.hold(registrar.journal_position(), to, socket, out));
-                if !held {
-                    batch.commit(to);
-                }
+        let ready: bumpalo::collections::Vec<'_, Prepared<'_>> =
+            bumpalo::collections::Vec::from_iter_in(prepared.iter().flatten().copied(), arena);
+        registrar.warm(&ready);
+        let (me, shards) = (*index, *shards);
+        for (i, p) in prepared.iter().enumerate() {
+            let Some(datagram) = rx.get(i) else {
+                continue;
+            };
+            let Some(p) = p else {
+                counters.too_large += 1;
+                continue;
+            };
+            let Some(from) = datagram.from else {
+                counters.unanswerable += 1;
+                continue;
+            };
+            let source = Source {
+                addr: from,
+                local: socket as u16,
+            };
+            // The registrar parsed the datagram once: it answers what this shard owns
+            // and hands back the route hash of what another shard owns
+            // (`Dispatch::Forward`), which then crosses the mesh once.
+            let (Some(batch), Some(sock)) = (tx.get_mut(socket), sockets.get(socket)) else {
+                continue;
+            };
+            if batch.is_full() {
+                let flushed = batch.flush(sock.as_raw_fd());
+                counters.sent += flushed.sent;
+                counters.send_errors += flushed.failed;
             }
-            Dispatch::Nothing => {}
-            Dispatch::Dropped(reason) => counters.count_drop(reason),
-            Dispatch::Forward(hash) => {
-                let owner = shard_for(hash, n);
-                debug_assert_ne!(owner, me);
-                match mesh.forward(owner, datagram.bytes, source, hash) {
-                    Ok(()) => counters.forwarded_out += 1,
-                    Err(ForwardError::InboxFull | ForwardError::PoolExhausted) => {
-                        counters.mesh_full += 1
+            let Some(out) = batch.next_buf() else {
+                continue;
+            };
+            let dispatched = registrar.finish(now_ms, source, p, arena, out, |hash| {
+                shards == 1 || shard_for(hash, shards) == me
+            });
+            match dispatched {
+                Dispatch::Reply(to) => {
+                    let held = journal
+                        .as_mut()
+                        .is_some_and(|j| j.hold(registrar.journal_position(), to, socket, out));
+                    if !held {
+                        batch.commit(to);
+                    }
+                }
+                Dispatch::Nothing => {}
+                Dispatch::Dropped(reason) => counters.count_drop(reason),
+                Dispatch::Forward(hash) => {
+                    let owner = shard_for(hash, shards);
+                    debug_assert_ne!(owner, me);
+                    match mesh.forward(owner, datagram.bytes, source, hash) {
+                        Ok(()) => counters.forwarded_out += 1,
+                        Err(ForwardError::InboxFull | ForwardError::PoolExhausted) => {
+                            counters.mesh_full += 1
+                        }
                     }
                 }
             }

@@ -433,32 +433,37 @@ pub fn write_aor_key(uri: &Uri<'_>, out: &mut Vec<u8>) -> Result<(), UriError> {
         return Err(UriError::NotSip);
     }
     let user = uri.user.filter(|u| !u.is_empty()).ok_or(UriError::NoUser)?;
-    let mut i = 0;
-    while let Some(&b) = user.get(i) {
-        let decoded = if b == b'%' {
-            match (
-                user.get(i + 1).and_then(|&h| hex_val(h)),
-                user.get(i + 2).and_then(|&l| hex_val(l)),
-            ) {
-                (Some(hi), Some(lo)) => Some(hi << 4 | lo),
-                _ => None,
-            }
-        } else {
-            None
+    out.reserve(user.len() + 1 + uri.host.len());
+    // Copy the runs between escapes whole (most users have none).
+    let mut rest = user;
+    while let Some(at) = memchr::memchr(b'%', rest) {
+        let (run, esc) = rest.split_at(at);
+        out.extend_from_slice(run);
+        let decoded = match (
+            esc.get(1).and_then(|&h| hex_val(h)),
+            esc.get(2).and_then(|&l| hex_val(l)),
+        ) {
+            (Some(hi), Some(lo)) => Some(hi << 4 | lo),
+            _ => None,
         };
         match decoded {
             Some(v) => {
                 out.push(v);
-                i += 3;
+                rest = esc.get(3..).unwrap_or_default();
             }
             None => {
-                out.push(b);
-                i += 1;
+                out.push(b'%');
+                rest = esc.get(1..).unwrap_or_default();
             }
         }
     }
+    out.extend_from_slice(rest);
     out.push(b'@');
-    out.extend(uri.host.iter().map(u8::to_ascii_lowercase));
+    let host_at = out.len();
+    out.extend_from_slice(uri.host);
+    if let Some(host) = out.get_mut(host_at..) {
+        host.make_ascii_lowercase();
+    }
     Ok(())
 }
 
@@ -618,6 +623,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(k, b"Null-\0-null@example.com");
+        for (u, key) in [
+            ("sip:%41b%4a@H", &b"AbJ@h"[..]),
+            // An escaped `%` is decoded once, not again with what follows.
+            ("sip:%2541@h", b"%41@h"),
+        ] {
+            k.clear();
+            write_aor_key(&uri(u), &mut k).unwrap();
+            assert_eq!(k, key, "{u}");
+        }
+        k.clear();
+        write_aor_key(&uri("sip:Null-%00-null@Example.COM"), &mut k).unwrap();
         assert_eq!(
             write_aor_key(&uri("sip:example.com"), &mut k),
             Err(UriError::NoUser)

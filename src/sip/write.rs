@@ -166,6 +166,13 @@ impl<'o> ResponseWriter<'o> {
     /// `Contact: <uri_raw>;expires=N[;q=Q]<extra_params>` (`extra_params` is appended
     /// verbatim and should start with `;`).
     pub fn contact(&mut self, uri_raw: &[u8], expires_s: u32, q: Option<u16>, extra_params: &[u8]) {
+        self.contact_head(uri_raw, expires_s, q);
+        self.out.extend_from_slice(extra_params);
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    /// `Contact: <uri>;expires=N[;q=…]`, without the line end.
+    fn contact_head(&mut self, uri_raw: &[u8], expires_s: u32, q: Option<u16>) {
         self.out.extend_from_slice(b"Contact: <");
         self.out.extend_from_slice(uri_raw);
         self.out.extend_from_slice(b">;expires=");
@@ -174,7 +181,34 @@ impl<'o> ResponseWriter<'o> {
             self.out.extend_from_slice(b";q=");
             push_q(self.out, q);
         }
-        self.out.extend_from_slice(extra_params);
+    }
+
+    /// A `Contact` for a stored binding: [`contact`](Self::contact) with the RFC 5626
+    /// `+sip.instance` (quoted as RFC 5626 §4.1 writes it, whether or not it was stored
+    /// with its quotes) and `reg-id` written straight into the response.
+    pub fn binding_contact(
+        &mut self,
+        uri_raw: &[u8],
+        expires_s: u32,
+        q: Option<u16>,
+        instance: Option<&[u8]>,
+        reg_id: Option<u32>,
+    ) {
+        self.contact_head(uri_raw, expires_s, q);
+        if let Some(inst) = instance {
+            self.out.extend_from_slice(b";+sip.instance=");
+            if inst.first() == Some(&b'"') {
+                self.out.extend_from_slice(inst);
+            } else {
+                self.out.push(b'"');
+                self.out.extend_from_slice(inst);
+                self.out.push(b'"');
+            }
+        }
+        if let Some(reg_id) = reg_id {
+            self.out.extend_from_slice(b";reg-id=");
+            push_u32(self.out, reg_id);
+        }
         self.out.extend_from_slice(b"\r\n");
     }
 

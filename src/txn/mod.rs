@@ -13,6 +13,7 @@
 //! [`TxnLimits`] (budget written there).
 #![forbid(unsafe_code)]
 
+mod index;
 mod key;
 mod table;
 

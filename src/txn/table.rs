@@ -3,15 +3,17 @@
 //! Why a ring: every transaction lives exactly `timer_j_ms`, so insertion order is expiry
 //! order. Expiry and cap eviction both pop the oldest record, and one preallocated byte
 //! ring (keys and responses), one preallocated record queue and one preallocated hash
-//! table hold everything: no allocation per transaction, and memory never grows past the
-//! caps. A full cache evicts the oldest record early and counts it; a retransmission of an
+//! index ([`super::index`]) hold everything: no allocation per transaction, and memory
+//! never grows past the caps. Popping a record does not touch the index (its entry dies
+//! by sequence number), so a full cache costs one index miss per request, not three. A full cache evicts the oldest record early and counts it; a retransmission of an
 //! evicted transaction is then processed again, which the registrar's Call-ID/CSeq checks
 //! (RFC 3261 §10.3 step 7) already make harmless.
 
-use hashbrown::{DefaultHashBuilder, HashTable};
+use hashbrown::DefaultHashBuilder;
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
 
+use super::index::{self, EMPTY, Index};
 use super::key::{TXN_KEY_BYTES_MAX, TxnKey};
 
 /// Default transactions cached per shard (the registrar's `txn_cache_max`).
@@ -33,10 +35,9 @@ pub const TIMER_J_UDP_MS: u64 = 64 * 500;
 /// ```text
 ///   262_144 × 640 B   = 160.0 MiB  byte ring: encoded key + cached response per record
 /// + 262_144 × 32 B    =   8.0 MiB  record queue: offset, lengths, expiry, hash per record
-/// + 1_048_576 × 9 B   =   9.0 MiB  hash index: u64 sequence + 1 control byte per bucket
-///                                  (buckets: next power of two above 2 × 262_144 × 8/7)
+/// + 65_536 × 128 B    =   8.0 MiB  hash index: 16 u64 entries per bucket, 4 per record
 /// + 4 KiB                          key scratch (TXN_KEY_BYTES_MAX)
-/// ≈ 177.0 MiB
+/// ≈ 176.0 MiB
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TxnLimits {
@@ -106,6 +107,9 @@ struct Record {
     off: u32,
     resp_len: u32,
     key_len: u16,
+    /// An index entry names this record. False once a newer record of the same key took
+    /// its entry (superseded) or a full bucket pushed the entry out (counted then).
+    indexed: bool,
 }
 const _: () = assert!(size_of::<Record>() <= 32);
 const _: () = assert!(TXN_KEY_BYTES_MAX <= u16::MAX as usize);
@@ -121,11 +125,13 @@ const _: () = assert!(TXN_RING_BYTES_MAX <= u32::MAX as usize);
 pub struct TxnTable {
     limits: TxnLimits,
     hasher: DefaultHashBuilder,
-    /// Hash of the encoded key → record sequence number (record index + `first_seq`).
-    map: HashTable<u64>,
+    /// Hash of the encoded key → record sequence number ([`super::index`]).
+    index: Index,
     records: VecDeque<Record>,
     /// Sequence number of `records[0]`.
     first_seq: u64,
+    /// Records with `indexed` set: the transactions a retransmission can find.
+    indexed: usize,
     ring: Box<[u8]>,
     /// End of the newest record in `ring` (next write position when there is room).
     tail: usize,
@@ -137,34 +143,41 @@ impl std::fmt::Debug for TxnTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TxnTable")
             .field("limits", &self.limits)
-            .field("len", &self.map.len())
+            .field("len", &self.indexed)
             .field("records", &self.records.len())
+            .field("index_bytes", &self.index.bytes())
             .field("evicted_early", &self.evicted_early)
             .finish_non_exhaustive()
     }
 }
 
-/// Does record `seq` hold the key in `scratch`?
-fn matches(
+/// The slot of `bucket` whose entry names the live, indexed record of `key`, and that
+/// record's position in `records`.
+fn find_in(
+    bucket: &index::Bucket,
     records: &VecDeque<Record>,
     ring: &[u8],
     first_seq: u64,
     key: &[u8],
-    seq: u64,
     hash: u64,
-) -> bool {
-    let Some(r) = seq
-        .checked_sub(first_seq)
-        .and_then(|i| records.get(i as usize))
-    else {
-        return false;
-    };
-    let start = r.off as usize;
-    r.hash == hash && ring.get(start..start + usize::from(r.key_len)) == Some(key)
+) -> Option<(usize, usize)> {
+    let tag = index::tag_of(hash);
+    bucket.0.iter().enumerate().find_map(|(slot, &e)| {
+        if e == EMPTY || index::entry_tag(e) != tag {
+            return None;
+        }
+        let pos = index::entry_pos(e, first_seq);
+        let r = records.get(pos)?;
+        let start = r.off as usize;
+        (r.indexed
+            && r.hash == hash
+            && ring.get(start..start + usize::from(r.key_len)) == Some(key))
+        .then_some((slot, pos))
+    })
 }
 
 impl TxnTable {
-    /// An empty cache with all its memory reserved (see [`TxnLimits`] for the budget).
+    /// An empty cache with everything preallocated (see [`TxnLimits`] for the budget).
     pub fn new(limits: TxnLimits) -> Self {
         let limits = TxnLimits {
             entries_max: limits.entries_max.min(TXN_ENTRIES_MAX),
@@ -174,17 +187,24 @@ impl TxnTable {
         Self {
             limits,
             hasher: DefaultHashBuilder::default(),
-            // Twice the entries: removals leave tombstones, and with room for only
-            // `entries_max` the index grew (a rehash of every entry) the first time the
-            // cache filled under load (perf/RESULTS.md, tests/alloc.rs).
-            map: HashTable::with_capacity(limits.entries_max.saturating_mul(2)),
+            index: Index::new(limits.entries_max),
             records: VecDeque::with_capacity(limits.entries_max),
             first_seq: 0,
+            indexed: 0,
             // Zeroed allocation: the kernel maps pages on first write.
             ring: vec![0u8; limits.bytes_max].into_boxed_slice(),
             tail: 0,
             scratch: Vec::with_capacity(TXN_KEY_BYTES_MAX),
             evicted_early: 0,
+        }
+    }
+
+    /// A cache whose index has exactly `buckets` buckets, for tests that overfill one.
+    #[cfg(test)]
+    pub(crate) fn with_index_buckets(limits: TxnLimits, buckets: usize) -> Self {
+        Self {
+            index: Index::with_buckets(buckets),
+            ..Self::new(limits)
         }
     }
 
@@ -194,33 +214,63 @@ impl TxnTable {
     }
 
     /// The cached final response of the transaction `key` belongs to, if it is still
-    /// within Timer J at `now_ms`.
+    /// within Timer J at `now_ms` (RFC 3261 §17.2.2: a retransmission gets it again).
     pub fn lookup(&mut self, key: &TxnKey<'_>, now_ms: u64) -> Option<&[u8]> {
         key.encode(&mut self.scratch).ok()?;
         let hash = self.hasher.hash_one(self.scratch.as_slice());
-        let Self {
-            map,
-            records,
-            ring,
-            first_seq,
-            scratch,
-            ..
-        } = self;
-        let seq = *map.find(hash, |&s| {
-            matches(records, ring, *first_seq, scratch, s, hash)
-        })?;
-        let r = records.get(usize::try_from(seq - *first_seq).ok()?)?;
+        let bucket = self.index.bucket(hash)?;
+        let (_, pos) = find_in(
+            bucket,
+            &self.records,
+            &self.ring,
+            self.first_seq,
+            &self.scratch,
+            hash,
+        )?;
+        let r = self.records.get(pos)?;
         if r.expires_ms <= now_ms {
             return None;
         }
         let start = r.off as usize + usize::from(r.key_len);
-        ring.get(start..start + r.resp_len as usize)
+        self.ring.get(start..start + r.resp_len as usize)
     }
 
-    /// Caches `response` as the final response of `key` until `now_ms + timer_j_ms`,
-    /// evicting the oldest records if a cap is reached (counted by
-    /// [`evicted_early`](Self::evicted_early) when they were still within Timer J). A
-    /// previous record with the same key is superseded.
+    /// The index hash of `key` (for [`touch`](Self::touch)); `None` for a key that is
+    /// never cached (too long).
+    pub fn hash_of(&mut self, key: &TxnKey<'_>) -> Option<u64> {
+        key.encode(&mut self.scratch).ok()?;
+        Some(self.hasher.hash_one(self.scratch.as_slice()))
+    }
+
+    /// Reads the index bucket of `hash` (its first and last entry: both cache lines),
+    /// so that the lookup that follows finds it in cache. The value means nothing; the
+    /// caller only keeps the load from being optimised away.
+    pub fn touch(&self, hash: u64) -> u64 {
+        self.index
+            .bucket(hash)
+            .map_or(0, |b| b.0[0] ^ b.0[index::BUCKET_ENTRIES - 1])
+    }
+
+    /// Reads the next `bytes` of the ring where the coming inserts will write, one load
+    /// per cache line, so that those writes do not each wait for their line. The value
+    /// means nothing (see [`touch`](Self::touch)).
+    pub fn touch_ahead(&self, bytes: usize) -> u64 {
+        let len = self.ring.len();
+        let mut seen = 0u64;
+        let mut at = self.tail;
+        for _ in 0..bytes.div_ceil(64) {
+            if at >= len {
+                at = 0;
+            }
+            seen ^= self.ring.get(at).map_or(0, |&b| u64::from(b));
+            at += 64;
+        }
+        seen
+    }
+
+    /// Caches `response` as the final response of `key` from `now_ms` for Timer J,
+    /// superseding an earlier one for the same key and evicting the oldest records
+    /// (counted) when a cap is reached.
     pub fn insert(
         &mut self,
         key: &TxnKey<'_>,
@@ -239,19 +289,23 @@ impl TxnTable {
             return Err(TxnError::ResponseTooLarge);
         }
         let hash = self.hasher.hash_one(self.scratch.as_slice());
-        {
-            let Self {
-                map,
-                records,
-                ring,
-                first_seq,
-                scratch,
-                ..
-            } = self;
-            if let Ok(e) = map.find_entry(hash, |&s| {
-                matches(records, ring, *first_seq, scratch, s, hash)
-            }) {
-                e.remove();
+        // A record for the same key loses its entry to the new one.
+        let superseded = self.index.bucket(hash).and_then(|b| {
+            find_in(
+                b,
+                &self.records,
+                &self.ring,
+                self.first_seq,
+                &self.scratch,
+                hash,
+            )
+        });
+        let mut reuse = None;
+        if let Some((slot, pos)) = superseded {
+            if let Some(r) = self.records.get_mut(pos) {
+                r.indexed = false;
+                self.indexed -= 1;
+                reuse = Some(slot);
             }
         }
         while self.records.len() >= self.limits.entries_max {
@@ -281,25 +335,55 @@ impl TxnTable {
             off: off as u32,
             resp_len,
             key_len: key_len as u16,
+            indexed: true,
         });
-        let Self {
-            map,
-            records,
-            first_seq,
-            ..
-        } = self;
-        map.insert_unique(hash, seq, |&s| {
-            s.checked_sub(*first_seq)
-                .and_then(|i| records.get(i as usize))
-                .map_or(0, |r| r.hash)
-        });
-        debug_assert!(self.map.len() <= self.records.len());
+        self.indexed += 1;
+        let slot = match reuse {
+            Some(slot) => slot,
+            None => self.free_slot(hash, now_ms),
+        };
+        if let Some(e) = self.index.bucket_mut(hash).and_then(|b| b.0.get_mut(slot)) {
+            *e = index::entry(hash, seq);
+        }
+        debug_assert!(self.indexed <= self.records.len());
         Ok(())
     }
 
+    /// A slot of `hash`'s bucket for a new entry: an empty one, else one whose record has
+    /// left the ring, else (all 16 live, rare by the index sizing) the oldest, whose
+    /// record then loses its entry and counts as evicted early.
+    fn free_slot(&mut self, hash: u64, now_ms: u64) -> usize {
+        let (first_seq, live) = (self.first_seq, self.records.len());
+        let Some(bucket) = self.index.bucket(hash) else {
+            return 0;
+        };
+        if let Some(slot) = bucket
+            .0
+            .iter()
+            .position(|&e| e == EMPTY || index::entry_pos(e, first_seq) >= live)
+        {
+            return slot;
+        }
+        let (slot, pos) = bucket
+            .0
+            .iter()
+            .enumerate()
+            .map(|(slot, &e)| (slot, index::entry_pos(e, first_seq)))
+            .min_by_key(|&(_, pos)| pos)
+            .unwrap_or((0, 0));
+        if let Some(r) = self.records.get_mut(pos) {
+            if r.indexed && index::tag_of(r.hash) == index::entry_tag(bucket.0[slot]) {
+                r.indexed = false;
+                self.indexed -= 1;
+                if r.expires_ms > now_ms {
+                    self.evicted_early += 1;
+                }
+            }
+        }
+        slot
+    }
+
     /// Where a record of `len` bytes fits without overwriting a live one, if anywhere.
-    /// Records are contiguous; a record that does not fit before the end of the ring
-    /// starts again at 0 (the gap is dead until the ring wraps past it).
     fn space_for(&mut self, len: usize) -> Option<usize> {
         let cap = self.ring.len();
         let Some(front) = self.records.front() else {
@@ -322,26 +406,25 @@ impl TxnTable {
         }
     }
 
+    /// Drops the oldest record. True when it was a transaction a lookup could still find
+    /// (not superseded); counted as an early eviction when its Timer J had not fired. Its
+    /// index entry is left in place: the sequence number makes it dead.
     fn pop_front(&mut self, now_ms: u64) -> bool {
         let Some(r) = self.records.pop_front() else {
             return false;
         };
-        let seq = self.first_seq;
         self.first_seq += 1;
         if self.records.is_empty() {
             self.tail = 0;
         }
-        match self.map.find_entry(r.hash, |&s| s == seq) {
-            Ok(e) => {
-                e.remove();
-                if r.expires_ms > now_ms {
-                    self.evicted_early += 1;
-                }
-                true
-            }
-            // Superseded by a newer record with the same key.
-            Err(_) => false,
+        if !r.indexed {
+            return false;
         }
+        self.indexed -= 1;
+        if r.expires_ms > now_ms {
+            self.evicted_early += 1;
+        }
+        true
     }
 
     /// Ends the transactions whose Timer J fired at or before `now_ms`; returns how many.
@@ -360,16 +443,17 @@ impl TxnTable {
 
     /// Transactions cached (some may be past Timer J until `expire` runs).
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.indexed
     }
 
     /// True when nothing is cached.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.indexed == 0
     }
 
-    /// Checks the ring layout: records are disjoint, in ring order with at most one wrap
-    /// to 0, the newest ends at `tail`, and every index entry names a record with its hash.
+    /// Checks the ring layout (records are disjoint, in ring order with at most one wrap
+    /// to 0, the newest ends at `tail`) and the index (exactly one entry names each
+    /// indexed record, with the hash of its key bytes).
     #[cfg(test)]
     pub(crate) fn check_invariants(&self) {
         let mut wrapped = false;
@@ -398,14 +482,33 @@ impl TxnTable {
             prev_end = Some(end);
         }
         assert_eq!(prev_end.unwrap_or(0), self.tail);
-        for &seq in &self.map {
-            let r = self.records[(seq - self.first_seq) as usize];
-            assert_eq!(
-                self.hasher
-                    .hash_one(&self.ring[r.off as usize..][..usize::from(r.key_len)]),
-                r.hash
-            );
+        let mut named = vec![0u32; self.records.len()];
+        for (b, bucket) in self.index.buckets().iter().enumerate() {
+            for &e in &bucket.0 {
+                let pos = index::entry_pos(e, self.first_seq);
+                let Some(r) = self.records.get(pos).filter(|_| e != EMPTY) else {
+                    continue;
+                };
+                if !r.indexed {
+                    continue;
+                }
+                assert_eq!(index::entry_tag(e), index::tag_of(r.hash));
+                assert_eq!(r.hash as usize & (self.index.buckets().len() - 1), b);
+                assert_eq!(
+                    self.hasher
+                        .hash_one(&self.ring[r.off as usize..][..usize::from(r.key_len)]),
+                    r.hash
+                );
+                named[pos] += 1;
+            }
         }
+        for (r, n) in self.records.iter().zip(&named) {
+            assert_eq!(*n, u32::from(r.indexed), "{r:?}");
+        }
+        assert_eq!(
+            self.records.iter().filter(|r| r.indexed).count(),
+            self.indexed
+        );
     }
 
     /// Transactions pushed out by `entries_max`/`bytes_max` before their Timer J fired.

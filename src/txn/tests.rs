@@ -191,6 +191,29 @@ fn a_second_insert_for_the_same_key_supersedes_the_first() {
 }
 
 #[test]
+fn a_full_index_bucket_pushes_out_its_oldest_entry_and_counts_it() {
+    // One bucket of 16 entries for up to 32 transactions: the 17th insert must push the
+    // oldest entry out (in a real-size index this needs 16 live keys in one bucket).
+    let mut t = TxnTable::with_index_buckets(TxnLimits::for_entries(32, TIMER_J_UDP_MS), 1);
+    let branch = |i: u32| format!("z9hG4bK{i}").into_bytes();
+    for i in 0..20 {
+        t.insert(&key(&branch(i)), T0 + u64::from(i), OK).unwrap();
+        t.check_invariants();
+    }
+    assert_eq!((t.len(), t.evicted_early()), (16, 4));
+    for i in 0..4 {
+        assert_eq!(t.lookup(&key(&branch(i)), T0 + 30), None, "{i}");
+    }
+    for i in 4..20 {
+        assert_eq!(t.lookup(&key(&branch(i)), T0 + 30), Some(OK), "{i}");
+    }
+    // The pushed-out records leave the ring without being counted twice.
+    assert_eq!(t.expire(T0 + 40_000), 16);
+    assert_eq!((t.len(), t.evicted_early()), (0, 4));
+    t.check_invariants();
+}
+
+#[test]
 fn oversized_keys_and_disabled_caches_are_refused() {
     let mut t = TxnTable::new(TxnLimits::default());
     let long = vec![b'z'; TXN_KEY_BYTES_MAX];
