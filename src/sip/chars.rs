@@ -62,6 +62,9 @@ pub(crate) static USER: [bool; 256] = byte_map!(|b| is_unreserved(b)
         b'%' | b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/'
     ));
 
+/// [`USER`] without `%`: a span of these needs no escape check.
+pub(crate) static USER_PLAIN: [bool; 256] = byte_map!(|b| b != b'%' && USER[b as usize]);
+
 /// `password = *( unreserved / escaped / "&" / "=" / "+" / "$" / "," )`
 pub(crate) static PASSWORD: [bool; 256] =
     byte_map!(|b| is_unreserved(b) || matches!(b, b'%' | b'&' | b'=' | b'+' | b'$' | b','));
@@ -90,6 +93,10 @@ pub(crate) static URI_PARAM: [bool; 256] = byte_map!(|b| is_unreserved(b)
         b,
         b'%' | b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$' | b';' | b'='
     ));
+
+/// [`URI_PARAM`] without `%`: a span of these needs no escape check.
+pub(crate) static URI_PARAM_PLAIN: [bool; 256] =
+    byte_map!(|b| b != b'%' && URI_PARAM[b as usize]);
 
 /// `headers = "?" header *( "&" header )`, `hname/hvalue = *( hnv-unreserved /
 /// unreserved / escaped )`, `hnv-unreserved = "[" / "]" / "/" / "?" / ":" / "+" / "$"`,

@@ -807,20 +807,20 @@ fn parse_cseq(s: &[u8]) -> Option<CSeq<'_>> {
 
 /// `callid = word [ "@" word ]`.
 ///
-/// One pass: `@` is not in `word`, so the value is valid when every other byte is a word
-/// character, there is at most one `@`, and neither word is empty.
+/// One pass: `@` is not in `word`, so the value is a span of word characters, optionally
+/// followed by `@` and a second non-empty span that reaches the end.
 fn call_id_valid(s: &[u8]) -> bool {
-    let mut ats = 0usize;
-    for &b in s {
-        if b == b'@' {
-            ats += 1;
-        } else if !WORD[usize::from(b)] {
-            return false;
-        }
+    let first = span(s, 0, &WORD);
+    if first == 0 {
+        return false;
     }
-    match (s.first(), s.last()) {
-        (Some(&first), Some(&last)) => ats <= 1 && first != b'@' && last != b'@',
-        _ => false,
+    match s.get(first) {
+        None => true,
+        Some(b'@') => {
+            let second = span(s, first + 1, &WORD);
+            second > first + 1 && second == s.len()
+        }
+        Some(_) => false,
     }
 }
 

@@ -11,8 +11,8 @@
 //! generic parse failure.
 
 use super::chars::{
-    DIGIT, HOST, IPV6, OPAQUE, PASSWORD, SCHEME, URI_HEADER, URI_PARAM, USER, all_in, digits_u16,
-    find, hex_val, span, valid_escaped,
+    DIGIT, HOST, IPV6, OPAQUE, PASSWORD, SCHEME, URI_HEADER, URI_PARAM, URI_PARAM_PLAIN, USER,
+    USER_PLAIN, all_in, digits_u16, find, hex_val, span, valid_escaped,
 };
 use super::error::UriError;
 
@@ -162,6 +162,35 @@ impl<'a> Iterator for UriParams<'a> {
     }
 }
 
+/// The userinfo and the host part of `rest` (after `scheme:`), general case:
+/// `userinfo = ( user / telephone-subscriber ) [ ":" password ] "@"`. No other part may
+/// hold a bare `@`, so the first one ends the userinfo.
+#[allow(clippy::type_complexity)]
+fn general_userinfo(rest: &[u8]) -> Result<(Option<&[u8]>, Option<&[u8]>, &[u8]), UriError> {
+    Ok(match find(b'@', rest) {
+        Some(at) => {
+            let info = rest.get(..at).unwrap_or_default();
+            let (user, password) = match find(b':', info) {
+                Some(c) => (
+                    info.get(..c).unwrap_or_default(),
+                    Some(info.get(c + 1..).unwrap_or_default()),
+                ),
+                None => (info, None),
+            };
+            if user.is_empty() || !valid_escaped(user, &USER) {
+                return Err(UriError::UserInfo);
+            }
+            if let Some(pw) = password {
+                if !valid_escaped(pw, &PASSWORD) {
+                    return Err(UriError::UserInfo);
+                }
+            }
+            (Some(user), password, rest.get(at + 1..).unwrap_or_default())
+        }
+        None => (None, None, rest),
+    })
+}
+
 /// Parses a URI (RFC 3261 §19.1.1 for `sip:`/`sips:`, an opaque `absoluteURI` for the rest).
 pub fn parse_uri(s: &[u8]) -> Result<Uri<'_>, UriError> {
     // Fast path for the schemes a registrar sees: a `sip:` or `sips:` prefix is exactly
@@ -196,27 +225,23 @@ pub fn parse_uri(s: &[u8]) -> Result<Uri<'_>, UriError> {
 
     // `userinfo = ( user / telephone-subscriber ) [ ":" password ] "@"`: no other part
     // may hold a bare `@`, so the first one ends the userinfo.
-    let (user, password, hostpart) = match find(b'@', rest) {
-        Some(at) => {
-            let info = rest.get(..at).unwrap_or_default();
-            let (user, password) = match find(b':', info) {
-                Some(c) => (
-                    info.get(..c).unwrap_or_default(),
-                    Some(info.get(c + 1..).unwrap_or_default()),
-                ),
-                None => (info, None),
-            };
-            if user.is_empty() || !valid_escaped(user, &USER) {
-                return Err(UriError::UserInfo);
-            }
-            if let Some(pw) = password {
-                if !valid_escaped(pw, &PASSWORD) {
-                    return Err(UriError::UserInfo);
-                }
-            }
-            (Some(user), password, rest.get(at + 1..).unwrap_or_default())
-        }
-        None => (None, None, rest),
+    // Fast path: a user part of plain `user` characters (no escape, no password) ended by
+    // `@`, or a rest without any `@` at all (`USER_PLAIN` excludes `@`). Anything else
+    // takes the general path below, which gives the same answers on these two cases.
+    let plain = span(rest, 0, &USER_PLAIN);
+    let at = match rest.get(plain) {
+        Some(b'@') if plain > 0 => Some(Ok(plain)),
+        None => Some(Err(())),
+        _ => None,
+    };
+    let (user, password, hostpart) = match at {
+        Some(Ok(at)) => (
+            rest.get(..at),
+            None,
+            rest.get(at + 1..).unwrap_or_default(),
+        ),
+        Some(Err(())) => (None, None, rest),
+        None => general_userinfo(rest)?,
     };
 
     let host_end = if hostpart.first() == Some(&b'[') {
@@ -246,11 +271,20 @@ pub fn parse_uri(s: &[u8]) -> Result<Uri<'_>, UriError> {
     let mut params: &[u8] = b"";
     if hostpart.get(i) == Some(&b';') {
         let tail = hostpart.get(i + 1..).unwrap_or_default();
-        let end = find(b'?', tail).unwrap_or(tail.len());
+        // Fast path: plain parameter characters up to the end or a `?` (neither is in
+        // `URI_PARAM_PLAIN`); an escape or anything else takes the checked path.
+        let plain = span(tail, 0, &URI_PARAM_PLAIN);
+        let end = match tail.get(plain) {
+            None | Some(b'?') => plain,
+            Some(_) => {
+                let end = find(b'?', tail).unwrap_or(tail.len());
+                if !valid_escaped(tail.get(..end).unwrap_or_default(), &URI_PARAM) {
+                    return Err(UriError::Params);
+                }
+                end
+            }
+        };
         params = tail.get(..end).unwrap_or_default();
-        if !valid_escaped(params, &URI_PARAM) {
-            return Err(UriError::Params);
-        }
         i += 1 + end;
     }
 
