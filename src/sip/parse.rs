@@ -16,10 +16,11 @@
 //!    together with the [`Echo`] when a top Via could be parsed.
 
 use bumpalo::Bump;
+use bumpalo::collections::Vec as BVec;
 
 use super::chars::{
     DIGIT, HOST, IPV6, LWS, TOKEN, WORD, all_in, digits_saturating, digits_u16, digits_u32, find,
-    quoted_end, skip_lws, span, trim_lws,
+    quoted_end, skip_lws, span, trim_lws, WSP,
 };
 use super::error::ParseError;
 use super::limits::{
@@ -588,7 +589,7 @@ fn parse_qvalue(v: &[u8]) -> Option<u16> {
 /// Parses one Contact header value into `out` (`*` is handled by the caller).
 fn parse_contact_list<'a>(
     s: &'a [u8],
-    out: &mut StackVec<Contact<'a>, CONTACTS_PER_MESSAGE_MAX>,
+    out: &mut BVec<'a, Contact<'a>>,
 ) -> Result<(), ParseError> {
     let mut i = 0;
     loop {
@@ -598,19 +599,27 @@ fn parse_contact_list<'a>(
             i,
             |p| {
                 let name = p.name;
-                if name.eq_ignore_ascii_case(b"expires") {
-                    let v = p.value.ok_or(ParseError::BadContactExpires)?;
-                    c.expires = Some(digits_saturating(v).ok_or(ParseError::BadContactExpires)?);
-                } else if name.eq_ignore_ascii_case(b"q") {
-                    let v = p.value.ok_or(ParseError::BadContactQ)?;
-                    c.q = Some(parse_qvalue(v).ok_or(ParseError::BadContactQ)?);
-                } else if name.eq_ignore_ascii_case(b"+sip.instance") {
-                    let v = p.value.ok_or(ParseError::BadContact)?;
-                    let unquoted = v.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\""));
-                    c.instance = Some(unquoted.unwrap_or(v));
-                } else if name.eq_ignore_ascii_case(b"reg-id") {
-                    let v = p.value.ok_or(ParseError::BadContactRegId)?;
-                    c.reg_id = Some(digits_u32(v).ok_or(ParseError::BadContactRegId)?);
+                // Dispatch on the length first: one compare per param instead of four.
+                match name.len() {
+                    7 if name.eq_ignore_ascii_case(b"expires") => {
+                        let v = p.value.ok_or(ParseError::BadContactExpires)?;
+                        c.expires =
+                            Some(digits_saturating(v).ok_or(ParseError::BadContactExpires)?);
+                    }
+                    1 if name.eq_ignore_ascii_case(b"q") => {
+                        let v = p.value.ok_or(ParseError::BadContactQ)?;
+                        c.q = Some(parse_qvalue(v).ok_or(ParseError::BadContactQ)?);
+                    }
+                    13 if name.eq_ignore_ascii_case(b"+sip.instance") => {
+                        let v = p.value.ok_or(ParseError::BadContact)?;
+                        let unquoted = v.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\""));
+                        c.instance = Some(unquoted.unwrap_or(v));
+                    }
+                    6 if name.eq_ignore_ascii_case(b"reg-id") => {
+                        let v = p.value.ok_or(ParseError::BadContactRegId)?;
+                        c.reg_id = Some(digits_u32(v).ok_or(ParseError::BadContactRegId)?);
+                    }
+                    _ => {}
                 }
                 Ok(())
             },
@@ -623,7 +632,10 @@ fn parse_contact_list<'a>(
         c.uri = el.uri;
         c.uri_raw = el.uri_raw;
         c.params = el.params;
-        out.push(c, ParseError::TooManyContacts)?;
+        if out.len() >= CONTACTS_PER_MESSAGE_MAX {
+            return Err(ParseError::TooManyContacts);
+        }
+        out.push(c);
         let j = skip_lws(s, el.end);
         match s.get(j) {
             None => return Ok(()),
@@ -772,19 +784,34 @@ fn split_commas<'a>(
 /// (`[option-tag *(COMMA option-tag)]`, option-tag = token).
 fn parse_option_tags<'a>(
     s: &'a [u8],
-    out: &mut StackVec<&'a [u8], OPTION_TAGS_MAX>,
+    out: &mut BVec<'a, &'a [u8]>,
 ) -> Result<(), ParseError> {
     if s.is_empty() {
         return Ok(()); // `Supported:` with no tags is legal (RFC 3261 §20.37).
     }
-    for tag in s.split(|&b| b == b',') {
-        let tag = trim_lws(tag);
-        if tag.is_empty() || !all_in(tag, &TOKEN) {
+    // One pass: each comma-separated piece must be a token with optional LWS around it.
+    let mut i = 0;
+    loop {
+        let start = skip_lws(s, i);
+        let end = span(s, start, &TOKEN);
+        let next = skip_lws(s, end);
+        let last = match s.get(next) {
+            None => true,
+            Some(b',') => false,
+            Some(_) => return Err(ParseError::BadOptionTag),
+        };
+        if end == start {
             return Err(ParseError::BadOptionTag);
         }
-        out.push(tag, ParseError::TooManyOptionTags)?;
+        if out.len() >= OPTION_TAGS_MAX {
+            return Err(ParseError::TooManyOptionTags);
+        }
+        out.push(s.get(start..end).unwrap_or_default());
+        if last {
+            return Ok(());
+        }
+        i = next + 1;
     }
-    Ok(())
 }
 
 /// Parses `CSeq: 1*DIGIT LWS Method`.
@@ -918,36 +945,106 @@ fn next_line<'b>(
     }
 }
 
-/// A fixed-capacity list on the stack. Its slots are `Option<T>`, so creating an empty
-/// list only writes each slot's niche (a null pointer), not a whole placeholder value:
-/// the parser creates several of these per message.
-struct StackVec<T: Copy, const N: usize> {
-    slots: [Option<T>; N],
-    len: usize,
+/// A header whose first line has been read; it is complete once the next line is known
+/// not to be a continuation line (RFC 3261 §7.3.1).
+struct Pending<'a> {
+    name: &'a [u8],
+    kind: HeaderName,
+    /// The first line's value without surrounding whitespace (stale when `folded`).
+    value: &'a [u8],
+    line_start: usize,
+    /// The value's extent in the datagram, continuation lines included.
+    value_start: usize,
+    value_end: usize,
+    folded: bool,
 }
 
-impl<T: Copy, const N: usize> StackVec<T, N> {
-    fn new() -> Self {
-        Self {
-            slots: [None; N],
-            len: 0,
+/// `s` without leading and trailing SP/HTAB (a single line holds no CR or LF).
+#[inline]
+fn trim_wsp(s: &[u8]) -> &[u8] {
+    // Nearly every value is `": " value`: one space to drop, none at the end.
+    let s = match s {
+        [b' ', rest @ ..] => rest,
+        _ => s,
+    };
+    match (s.first(), s.last()) {
+        (Some(b' ' | b'\t'), _) | (_, Some(b' ' | b'\t')) => trim_lws(s),
+        _ => s,
+    }
+}
+/// Index of the first `:` in the first 16 bytes of `line`, looking at whole words.
+#[inline]
+fn colon_in_prefix(line: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let colons = |w: &[u8]| {
+        let x = w
+            .try_into()
+            .map_or(0, u64::from_le_bytes)
+            ^ (ONES * u64::from(b':'));
+        // The lowest flagged byte is the first zero byte of `x`, i.e. the first colon.
+        x.wrapping_sub(ONES) & !x & (ONES << 7)
+    };
+    for k in [0, 8] {
+        match line.get(k..k + 8) {
+            Some(w) => {
+                let m = colons(w);
+                if m != 0 {
+                    return Some(k + m.trailing_zeros() as usize / 8);
+                }
+            }
+            None => {
+                let tail = line.get(k..)?;
+                return tail.iter().position(|&b| b == b':').map(|i| k + i);
+            }
         }
     }
-
-    /// Appends `v`, or returns `full` when all `N` slots are taken.
-    fn push(&mut self, v: T, full: ParseError) -> Result<(), ParseError> {
-        *self.slots.get_mut(self.len).ok_or(full)? = Some(v);
-        self.len += 1;
-        Ok(())
-    }
-
-    /// Copies the list into `arena` (`fill` is never used: every slot below `len` is set).
-    fn to_arena<'b>(&self, arena: &'b Bump, fill: T) -> &'b [T] {
-        arena.alloc_slice_fill_with(self.len, |i| {
-            self.slots.get(i).copied().flatten().unwrap_or(fill)
-        })
-    }
+    None
 }
+
+/// Splits a header line `token *WSP ":" value` into `(name end, colon index, kind)`;
+/// `None` when the line is not shaped so.
+///
+/// Fast path: the first colon lies in the first 16 bytes and what precedes it (less
+/// trailing WSP) is a known name, which is all token bytes by construction, so the byte
+/// by byte check below would give the same answer.
+#[inline]
+fn split_header_name(line: &[u8]) -> Option<(usize, usize, HeaderName)> {
+    let fast = colon_in_prefix(line);
+    if let Some(colon) = fast {
+        let mut name = line.get(..colon).unwrap_or_default();
+        while let [rest @ .., b' ' | b'\t'] = name {
+            name = rest;
+        }
+        let kind = HeaderName::from_bytes(name);
+        if kind != HeaderName::Other {
+            return Some((name.len(), colon, kind));
+        }
+    }
+    let name_end = span(line, 0, &TOKEN);
+    let colon = span(line, name_end, &WSP);
+    if name_end == 0 || line.get(colon) != Some(&b':') {
+        return None;
+    }
+    let name = line.get(..name_end).unwrap_or_default();
+    // When the fast path found this colon, the name was already looked up.
+    let kind = if fast.is_some() {
+        HeaderName::Other
+    } else {
+        HeaderName::from_bytes(name)
+    };
+    Some((name_end, colon, kind))
+}
+
+/// Arena capacity reserved up front for the header list: a softphone REGISTER has about
+/// a dozen headers; a longer message grows the list (bounded by
+/// [`HEADERS_PER_MESSAGE_MAX`]).
+const HEADERS_RESERVED: usize = 20;
+/// Arena capacity reserved for Via values (a REGISTER from a UA has one).
+const VIAS_RESERVED: usize = 2;
+/// Arena capacity reserved for contacts once a Contact header is seen.
+const CONTACTS_RESERVED: usize = 2;
+/// Arena capacity reserved for an option-tag or Path list once its header is seen.
+const TAGS_RESERVED: usize = 4;
 
 /// Records the first error only.
 fn fail(slot: &mut Option<ParseError>, e: ParseError) {
@@ -1010,87 +1107,21 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
     };
 
     let mut frame_err = None;
-    // Header positions as `[name start, name end, value start, value end]`: offsets fit
-    // in `u16` (see the assertion on DATAGRAM_BYTES_MAX), and a zeroed array is the
-    // cheapest stack buffer to create.
-    let mut spans = [[0u16; 4]; HEADERS_PER_MESSAGE_MAX];
-    let mut n_headers = 0;
     let mut body_start = None;
-    // The header being read: (line start, value start, value end, name end).
-    let mut current: Option<(usize, usize, usize, usize)> = None;
-    let offset = |i: usize| u16::try_from(i).unwrap_or(u16::MAX);
-    loop {
-        let (line, next) = match next_line(buf, pos, &ends) {
-            Ok(l) => l,
-            Err(e) => {
-                fail(&mut frame_err, e);
-                break;
-            }
-        };
-        let continuation = matches!(line.first(), Some(b' ' | b'\t'));
-        if let Some((line_start, _, value_end, _)) = &mut current {
-            if continuation {
-                *value_end = pos + line.len();
-                if *value_end - *line_start > HEADER_LINE_BYTES_MAX {
-                    fail(&mut frame_err, ParseError::HeaderTooLong);
-                    break;
-                }
-                pos = next;
-                continue;
-            }
-        }
-        if let Some((line_start, value_start, value_end, name_end)) = current.take() {
-            let Some(slot) = spans.get_mut(n_headers) else {
-                fail(&mut frame_err, ParseError::TooManyHeaders);
-                break;
-            };
-            *slot = [
-                offset(line_start),
-                offset(name_end),
-                offset(value_start),
-                offset(value_end),
-            ];
-            n_headers += 1;
-        }
-        if line.is_empty() {
-            body_start = Some(next);
-            break;
-        }
-        let name_end = span(line, 0, &TOKEN);
-        let colon = span(line, name_end, &super::chars::WSP);
-        if name_end == 0 || line.get(colon) != Some(&b':') {
-            fail(&mut frame_err, ParseError::BadHeaderLine);
-            break;
-        }
-        if line.len() > HEADER_LINE_BYTES_MAX {
-            fail(&mut frame_err, ParseError::HeaderTooLong);
-            break;
-        }
-        current = Some((pos, pos + colon + 1, pos + line.len(), pos + name_end));
-        pos = next;
-    }
-    let headers: &[RawHeader<'a>] = arena.alloc_slice_fill_with(n_headers, |i| {
-        let [ns, ne, vs, ve] = spans.get(i).copied().unwrap_or_default().map(usize::from);
-        let name = buf.get(ns..ne).unwrap_or_default();
-        RawHeader {
-            name,
-            kind: HeaderName::from_bytes(name),
-            value: trim_lws(buf.get(vs..ve).unwrap_or_default()),
-        }
-    });
+    let mut headers = BVec::with_capacity_in(HEADERS_RESERVED, arena);
+    let mut vias: BVec<'a, &'a [u8]> = BVec::with_capacity_in(VIAS_RESERVED, arena);
 
-    // Stage 2: pick out and parse.
+    // What the registrar needs, picked out as each header completes.
     let mut err = None; // Faults in header order, after the fixed-precedence ones.
     let mut n_vias = 0usize;
     let (mut from, mut to, mut call_id, mut cseq) = (None, None, None, None);
     let (mut max_forwards, mut expires, mut content_length) = (None, None, None);
     let (mut user_agent, mut authorization) = (None, None);
-    let mut contacts = StackVec::<Contact<'a>, CONTACTS_PER_MESSAGE_MAX>::new();
+    // Created on first use: most requests carry none or one of these lists.
+    let mut contacts: Option<BVec<'a, Contact<'a>>> = None;
     let mut star = 0usize;
-    // Created on first use: most requests carry none of these lists, and an empty
-    // `StackVec` still costs a write per slot.
-    let mut tags: [Option<StackVec<&[u8], OPTION_TAGS_MAX>>; 3] = [None, None, None];
-    let mut path: Option<StackVec<&[u8], PATH_VALUES_MAX>> = None;
+    let mut tags: [Option<BVec<'a, &'a [u8]>>; 3] = [None, None, None];
+    let mut path: Option<BVec<'a, &'a [u8]>> = None;
 
     fn once<'a>(
         slot: &mut Option<&'a [u8]>,
@@ -1105,86 +1136,155 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
         }
     }
 
-    for h in headers {
-        let v = h.value;
-        match h.kind {
-            HeaderName::Via => {
-                n_vias += 1;
-                if n_vias > VIAS_PER_MESSAGE_MAX {
-                    fail(&mut err, ParseError::TooManyVias);
-                }
+    // The header being read: complete once the next line is known not to continue it
+    // (RFC 3261 §7.3.1).
+    let mut current: Option<Pending<'a>> = None;
+    loop {
+        let (line, next) = match next_line(buf, pos, &ends) {
+            Ok(l) => l,
+            Err(e) => {
+                fail(&mut frame_err, e);
+                break;
             }
-            HeaderName::From => once(&mut from, v, ParseError::DuplicateFrom, &mut err),
-            HeaderName::To => once(&mut to, v, ParseError::DuplicateTo, &mut err),
-            HeaderName::CallId => once(&mut call_id, v, ParseError::DuplicateCallId, &mut err),
-            HeaderName::CSeq => once(&mut cseq, v, ParseError::DuplicateCSeq, &mut err),
-            HeaderName::MaxForwards => once(
-                &mut max_forwards,
-                v,
-                ParseError::DuplicateMaxForwards,
-                &mut err,
-            ),
-            HeaderName::Expires => once(&mut expires, v, ParseError::DuplicateExpires, &mut err),
-            HeaderName::ContentLength => once(
-                &mut content_length,
-                v,
-                ParseError::DuplicateContentLength,
-                &mut err,
-            ),
-            HeaderName::UserAgent => user_agent = user_agent.or(Some(v)),
-            HeaderName::Authorization => authorization = authorization.or(Some(v)),
-            _ if err.is_some() => {}
-            HeaderName::Contact => {
-                if v == b"*" {
-                    star += 1;
-                } else if let Err(e) = parse_contact_list(v, &mut contacts) {
-                    fail(&mut err, e);
+        };
+        let continuation = matches!(line.first(), Some(b' ' | b'\t'));
+        if let Some(p) = &mut current {
+            if continuation {
+                p.value_end = pos + line.len();
+                p.folded = true;
+                if p.value_end - p.line_start > HEADER_LINE_BYTES_MAX {
+                    fail(&mut frame_err, ParseError::HeaderTooLong);
+                    break;
                 }
+                pos = next;
+                continue;
             }
-            HeaderName::Require | HeaderName::ProxyRequire | HeaderName::Supported => {
-                let k = match h.kind {
-                    HeaderName::Require => 0,
-                    HeaderName::ProxyRequire => 1,
-                    _ => 2,
-                };
-                if let Some(out) = tags.get_mut(k) {
-                    if let Err(e) = parse_option_tags(v, out.get_or_insert_with(StackVec::new)) {
+        }
+        if let Some(p) = current.take() {
+            if headers.len() >= HEADERS_PER_MESSAGE_MAX {
+                fail(&mut frame_err, ParseError::TooManyHeaders);
+                break;
+            }
+            let v = if p.folded {
+                trim_lws(buf.get(p.value_start..p.value_end).unwrap_or_default())
+            } else {
+                p.value
+            };
+            let kind = p.kind;
+            headers.push(RawHeader {
+                name: p.name,
+                kind,
+                value: v,
+            });
+            match kind {
+                HeaderName::Via => {
+                    n_vias += 1;
+                    if n_vias > VIAS_PER_MESSAGE_MAX {
+                        fail(&mut err, ParseError::TooManyVias);
+                    } else {
+                        vias.push(v);
+                    }
+                }
+                HeaderName::From => once(&mut from, v, ParseError::DuplicateFrom, &mut err),
+                HeaderName::To => once(&mut to, v, ParseError::DuplicateTo, &mut err),
+                HeaderName::CallId => once(&mut call_id, v, ParseError::DuplicateCallId, &mut err),
+                HeaderName::CSeq => once(&mut cseq, v, ParseError::DuplicateCSeq, &mut err),
+                HeaderName::MaxForwards => once(
+                    &mut max_forwards,
+                    v,
+                    ParseError::DuplicateMaxForwards,
+                    &mut err,
+                ),
+                HeaderName::Expires => {
+                    once(&mut expires, v, ParseError::DuplicateExpires, &mut err)
+                }
+                HeaderName::ContentLength => once(
+                    &mut content_length,
+                    v,
+                    ParseError::DuplicateContentLength,
+                    &mut err,
+                ),
+                HeaderName::UserAgent => user_agent = user_agent.or(Some(v)),
+                HeaderName::Authorization => authorization = authorization.or(Some(v)),
+                _ if err.is_some() => {}
+                HeaderName::Contact => {
+                    if v == b"*" {
+                        star += 1;
+                    } else {
+                        let list = contacts
+                            .get_or_insert_with(|| BVec::with_capacity_in(CONTACTS_RESERVED, arena));
+                        if let Err(e) = parse_contact_list(v, list) {
+                            fail(&mut err, e);
+                        }
+                    }
+                }
+                HeaderName::Require | HeaderName::ProxyRequire | HeaderName::Supported => {
+                    let k = match kind {
+                        HeaderName::Require => 0,
+                        HeaderName::ProxyRequire => 1,
+                        _ => 2,
+                    };
+                    if let Some(out) = tags.get_mut(k) {
+                        let out = out.get_or_insert_with(|| BVec::with_capacity_in(TAGS_RESERVED, arena));
+                        if let Err(e) = parse_option_tags(v, out) {
+                            fail(&mut err, e);
+                        }
+                    }
+                }
+                HeaderName::Path => {
+                    let out = path.get_or_insert_with(|| BVec::with_capacity_in(TAGS_RESERVED, arena));
+                    let r = split_commas(
+                        v,
+                        |p| {
+                            if p.is_empty() {
+                                return Err(ParseError::BadPath);
+                            }
+                            if out.len() >= PATH_VALUES_MAX {
+                                return Err(ParseError::TooManyPathValues);
+                            }
+                            out.push(p);
+                            Ok(())
+                        },
+                        ParseError::BadPath,
+                    );
+                    if let Err(e) = r {
                         fail(&mut err, e);
                     }
                 }
+                _ => {}
             }
-            HeaderName::Path => {
-                let r = split_commas(
-                    v,
-                    |p| {
-                        if p.is_empty() {
-                            return Err(ParseError::BadPath);
-                        }
-                        path.get_or_insert_with(StackVec::new)
-                            .push(p, ParseError::TooManyPathValues)
-                    },
-                    ParseError::BadPath,
-                );
-                if let Err(e) = r {
-                    fail(&mut err, e);
-                }
-            }
-            _ => {}
         }
+        if line.is_empty() {
+            body_start = Some(next);
+            break;
+        }
+        let Some((name_end, colon, kind)) = split_header_name(line) else {
+            fail(&mut frame_err, ParseError::BadHeaderLine);
+            break;
+        };
+        if line.len() > HEADER_LINE_BYTES_MAX {
+            fail(&mut frame_err, ParseError::HeaderTooLong);
+            break;
+        }
+        current = Some(Pending {
+            name: line.get(..name_end).unwrap_or_default(),
+            kind,
+            value: trim_wsp(line.get(colon + 1..).unwrap_or_default()),
+            line_start: pos,
+            value_start: pos + colon + 1,
+            value_end: pos + line.len(),
+            folded: false,
+        });
+        pos = next;
     }
-    if star > 1 || (star == 1 && contacts.len > 0) {
+    let headers: &'a [RawHeader<'a>] = headers.into_bump_slice();
+    let n_contacts = contacts.as_ref().map_or(0, BVec::len);
+    if star > 1 || (star == 1 && n_contacts > 0) {
         fail(&mut err, ParseError::BadStarContact);
     }
 
     // The echo: needs a top Via with a sent-by.
-    // Every Via value, in order, up to the limit (more is the `TooManyVias` above).
-    let mut via_values = headers
-        .iter()
-        .filter(|h| h.kind == HeaderName::Via)
-        .map(|h| h.value);
-    let vias: &[&[u8]] = arena.alloc_slice_fill_with(n_vias.min(VIAS_PER_MESSAGE_MAX), |_| {
-        via_values.next().unwrap_or_default()
-    });
+    let vias: &'a [&'a [u8]] = vias.into_bump_slice();
     let top_via = match vias.first() {
         Some(v) => parse_via(v, version),
         None => Err(ParseError::MissingVia),
@@ -1266,9 +1366,8 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
     let Some(echo) = echo else {
         return reject(ParseError::BadVia); // Unreachable: the top Via parsed.
     };
-    let [require, proxy_require, supported] = tags
-        .each_ref()
-        .map(|t| t.as_ref().map_or(&[][..], |t| t.to_arena(arena, b"")));
+    let [require, proxy_require, supported] =
+        tags.map(|t| t.map_or(&[][..], BVec::into_bump_slice));
     Ok(Request {
         method,
         request_uri,
@@ -1278,16 +1377,16 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
         call_id,
         cseq,
         max_forwards,
-        contacts: match (star, contacts.len) {
-            (0, 0) => Contacts::None,
-            (_, 0) => Contacts::Star,
-            _ => Contacts::List(contacts.to_arena(arena, Contact::EMPTY)),
+        contacts: match (star, contacts) {
+            (_, Some(list)) if !list.is_empty() => Contacts::List(list.into_bump_slice()),
+            (0, _) => Contacts::None,
+            _ => Contacts::Star,
         },
         expires,
         require,
         proxy_require,
         supported,
-        path: path.as_ref().map_or(&[][..], |p| p.to_arena(arena, b"")),
+        path: path.map_or(&[][..], BVec::into_bump_slice),
         content_length,
         user_agent,
         authorization,

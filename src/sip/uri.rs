@@ -195,9 +195,14 @@ fn general_userinfo(rest: &[u8]) -> Result<(Option<&[u8]>, Option<&[u8]>, &[u8])
 pub fn parse_uri(s: &[u8]) -> Result<Uri<'_>, UriError> {
     // Fast path for the schemes a registrar sees: a `sip:` or `sips:` prefix is exactly
     // what the general scheme check below would accept as Sip or Sips.
-    let (scheme, rest) = if s.get(..4).is_some_and(|p| p.eq_ignore_ascii_case(b"sip:")) {
+    // Compared as one word with the letters' case bit forced (`:` is compared exactly).
+    let head = s
+        .get(..4)
+        .and_then(|h| <[u8; 4]>::try_from(h).ok())
+        .map_or(0, u32::from_le_bytes);
+    let (scheme, rest) = if head | 0x0020_2020 == u32::from_le_bytes(*b"sip:") {
         (Scheme::Sip, s.get(4..).unwrap_or_default())
-    } else if s.get(..5).is_some_and(|p| p.eq_ignore_ascii_case(b"sips:")) {
+    } else if head | 0x2020_2020 == u32::from_le_bytes(*b"sips") && s.get(4) == Some(&b':') {
         (Scheme::Sips, s.get(5..).unwrap_or_default())
     } else {
         let colon = find(b':', s).ok_or(UriError::Scheme)?;
