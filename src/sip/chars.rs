@@ -191,7 +191,16 @@ pub(crate) fn find(needle: u8, s: &[u8]) -> Option<usize> {
 }
 
 /// Index of the first byte at or after `i` that is not LWS.
-pub(crate) fn skip_lws(s: &[u8], mut i: usize) -> usize {
+#[inline]
+pub(crate) fn skip_lws(s: &[u8], i: usize) -> usize {
+    // Usually there is none: one test, the loop only when there is some.
+    match s.get(i) {
+        Some(&b) if LWS[usize::from(b)] => skip_lws_loop(s, i + 1),
+        _ => i,
+    }
+}
+
+fn skip_lws_loop(s: &[u8], mut i: usize) -> usize {
     while let Some(&b) = s.get(i) {
         if !LWS[usize::from(b)] {
             break;

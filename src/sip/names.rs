@@ -158,6 +158,78 @@ static FOLDED: [([u8; NAME_BYTES_MAX], [u8; NAME_BYTES_MAX]); HEADER_NAMES.len()
     folded
 };
 
+/// [`FOLDED`] as little-endian words: `(lower, mask)` for the first 16 bytes of each name
+/// (bytes past the name are zero), for the word-wise lookup of [`from_prefix_words`].
+static FOLDED_WORDS: [([u64; 2], [u64; 2]); HEADER_NAMES.len()] = {
+    let mut words = [([0u64; 2], [0u64; 2]); HEADER_NAMES.len()];
+    let mut i = 0;
+    while i < HEADER_NAMES.len() {
+        let mut k = 0;
+        while k < 16 {
+            let shift = 8 * (k % 8);
+            words[i].0[k / 8] |= (FOLDED[i].0[k] as u64) << shift;
+            words[i].1[k / 8] |= (FOLDED[i].1[k] as u64) << shift;
+            k += 1;
+        }
+        i += 1;
+    }
+    words
+};
+
+/// Looks up a header name of `len` bytes (1..=16) given the first 16 bytes of its line as
+/// two little-endian words (whatever follows the name is masked off): two table reads and
+/// one or two word compares, no byte loop.
+#[inline]
+pub(crate) fn from_prefix_words(len: usize, w0: u64, w1: u64) -> HeaderName {
+    let letter = usize::from((w0 as u8 | 0x20).wrapping_sub(b'a'));
+    if letter >= 26 || len == 0 || len > 16 {
+        return HeaderName::Other;
+    }
+    let index = if len == 1 {
+        BY_COMPACT.get(letter).copied().unwrap_or(NONE)
+    } else {
+        let keep = |bytes: usize| match bytes {
+            0 => 0,
+            1..=7 => (1u64 << (8 * bytes)) - 1,
+            _ => u64::MAX,
+        };
+        let (a, b) = (w0 & keep(len), w1 & keep(len.saturating_sub(8)));
+        let candidates = BY_LEN_AND_FIRST
+            .get(len)
+            .and_then(|by_first| by_first.get(letter))
+            .copied()
+            .unwrap_or([NONE; CANDIDATES]);
+        let matches = |i: u8| {
+            FOLDED_WORDS
+                .get(usize::from(i))
+                .is_some_and(|([l0, l1], [m0, m1])| a | m0 == *l0 && b | m1 == *l1)
+        };
+        match candidates {
+            [c, _] if matches(c) => c,
+            [_, c] if matches(c) => c,
+            _ => NONE,
+        }
+    };
+    HEADER_NAMES
+        .get(usize::from(index))
+        .map_or(HeaderName::Other, |e| e.0)
+}
+
+/// The little-endian word of `s[k..k + 8]`, zero-padded past the end of `s`.
+#[inline]
+pub(crate) fn word_at(s: &[u8], k: usize) -> u64 {
+    match s.get(k..k.wrapping_add(8)) {
+        Some(w) => <[u8; 8]>::try_from(w).map_or(0, u64::from_le_bytes),
+        None => {
+            let mut w = [0u8; 8];
+            for (d, b) in w.iter_mut().zip(s.get(k..).unwrap_or_default()) {
+                *d = *b;
+            }
+            u64::from_le_bytes(w)
+        }
+    }
+}
+
 /// For each lower-case letter, the index of the header whose compact form it is.
 static BY_COMPACT: [u8; 26] = {
     let mut map = [u8::MAX; 26];
@@ -213,12 +285,14 @@ fn eq_folded(name: &[u8], lower: &[u8; NAME_BYTES_MAX], mask: &[u8; NAME_BYTES_M
 
 impl HeaderName {
     /// Looks a header name up, ignoring ASCII case and accepting compact forms.
-    #[inline]
     pub fn from_bytes(name: &[u8]) -> Self {
         let Some(&first) = name.first() else {
             return Self::Other;
         };
         // `| 0x20` lower-cases a letter; no other byte lands in `a..=z`.
+        if name.len() <= 16 {
+            return from_prefix_words(name.len(), word_at(name, 0), word_at(name, 8));
+        }
         let letter = usize::from((first | 0x20).wrapping_sub(b'a'));
         if letter >= 26 {
             return Self::Other;

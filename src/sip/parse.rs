@@ -28,7 +28,7 @@ use super::limits::{
     HEADER_LINE_BYTES_MAX, HEADERS_PER_MESSAGE_MAX, OPTION_TAGS_MAX, PATH_VALUES_MAX,
     VIAS_PER_MESSAGE_MAX,
 };
-use super::names::HeaderName;
+use super::names::{HeaderName, from_prefix_words, word_at};
 use super::uri::{Uri, parse_uri};
 
 /// A request method. Method names are case-sensitive (RFC 3261 §7.1), so `register` and
@@ -447,17 +447,48 @@ fn scan_params<'a>(
     mut f: impl FnMut(&Param<'a>) -> Result<(), ParseError>,
     malformed: ParseError,
 ) -> Result<(&'a [u8], usize), ParseError> {
-    let mut it = HeaderParams { s, i };
+    // The same grammar as `HeaderParams::next_param`, written out as one loop: this runs
+    // for every Via, From, To and Contact.
     let first = skip_lws(s, i);
-    while let Some(p) = it.next_param() {
-        f(&p.map_err(|()| malformed)?)?;
+    let mut at = first; // Where the next `;` would be.
+    let mut end = i; // After the last param read.
+    while s.get(at) == Some(&b';') {
+        let name_start = skip_lws(s, at + 1);
+        let name_end = span(s, name_start, &TOKEN);
+        if name_end == name_start {
+            return Err(malformed);
+        }
+        let name = s.get(name_start..name_end).unwrap_or_default();
+        let eq = skip_lws(s, name_end);
+        let value = if s.get(eq) == Some(&b'=') {
+            let v = skip_lws(s, eq + 1);
+            let v_end = if s.get(v) == Some(&b'"') {
+                quoted_end(s, v).ok_or(malformed)?
+            } else {
+                span(s, v, &PARAM_VALUE)
+            };
+            if v_end == v {
+                return Err(malformed);
+            }
+            end = v_end;
+            s.get(v..v_end)
+        } else {
+            end = name_end;
+            None
+        };
+        f(&Param {
+            name,
+            value,
+            name_end,
+        })?;
+        at = skip_lws(s, end);
     }
-    let raw = if it.i > i {
-        s.get(first..it.i).unwrap_or_default()
+    let raw = if end > i {
+        s.get(first..end).unwrap_or_default()
     } else {
         b""
     };
-    Ok((raw, it.i))
+    Ok((raw, end))
 }
 
 /// `(name-addr / addr-spec)` followed by its params, as found in From, To and Contact.
@@ -546,7 +577,7 @@ fn parse_name_addr(s: &[u8], malformed: ParseError) -> Result<NameAddr<'_>, Pars
         s,
         0,
         |p| {
-            if p.name.eq_ignore_ascii_case(b"tag") && tag.is_none() {
+            if p.name.len() == 3 && p.name.eq_ignore_ascii_case(b"tag") && tag.is_none() {
                 tag = Some(p.value.ok_or(malformed)?);
             }
             Ok(())
@@ -724,20 +755,29 @@ fn parse_via<'a>(s: &'a [u8], version: &[u8]) -> Result<Via<'a>, ParseError> {
         end,
         |p| {
             let n = p.name;
-            if n.eq_ignore_ascii_case(b"branch") {
-                via.branch = via.branch.or(Some(p.value.ok_or(E)?));
-            } else if n.eq_ignore_ascii_case(b"rport") && via.rport.is_none() {
-                via.rport = Some(match p.value {
-                    None => {
-                        via.rport_insert_at = p.name_end - start;
-                        None
+            // Dispatch on the length first: one compare per param.
+            match n.len() {
+                6 if n.eq_ignore_ascii_case(b"branch") => {
+                    via.branch = via.branch.or(Some(p.value.ok_or(E)?));
+                }
+                5 if n.eq_ignore_ascii_case(b"rport") => {
+                    if via.rport.is_none() {
+                        via.rport = Some(match p.value {
+                            None => {
+                                via.rport_insert_at = p.name_end - start;
+                                None
+                            }
+                            Some(v) => Some(digits_u16(v).ok_or(E)?),
+                        });
                     }
-                    Some(v) => Some(digits_u16(v).ok_or(E)?),
-                });
-            } else if n.eq_ignore_ascii_case(b"received") {
-                via.received = via.received.or(Some(p.value.ok_or(E)?));
-            } else if n.eq_ignore_ascii_case(b"maddr") {
-                via.maddr = via.maddr.or(Some(p.value.ok_or(E)?));
+                }
+                8 if n.eq_ignore_ascii_case(b"received") => {
+                    via.received = via.received.or(Some(p.value.ok_or(E)?));
+                }
+                5 if n.eq_ignore_ascii_case(b"maddr") => {
+                    via.maddr = via.maddr.or(Some(p.value.ok_or(E)?));
+                }
+                _ => {}
             }
             Ok(())
         },
@@ -972,52 +1012,34 @@ fn trim_wsp(s: &[u8]) -> &[u8] {
         _ => s,
     }
 }
-/// Index of the first `:` in the first 16 bytes of `line`, looking at whole words.
-#[inline]
-fn colon_in_prefix(line: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    let colons = |w: &[u8]| {
-        let x = w
-            .try_into()
-            .map_or(0, u64::from_le_bytes)
-            ^ (ONES * u64::from(b':'));
-        // The lowest flagged byte is the first zero byte of `x`, i.e. the first colon.
-        x.wrapping_sub(ONES) & !x & (ONES << 7)
-    };
-    for k in [0, 8] {
-        match line.get(k..k + 8) {
-            Some(w) => {
-                let m = colons(w);
-                if m != 0 {
-                    return Some(k + m.trailing_zeros() as usize / 8);
-                }
-            }
-            None => {
-                let tail = line.get(k..)?;
-                return tail.iter().position(|&b| b == b':').map(|i| k + i);
-            }
-        }
-    }
-    None
-}
-
 /// Splits a header line `token *WSP ":" value` into `(name end, colon index, kind)`;
 /// `None` when the line is not shaped so.
 ///
-/// Fast path: the first colon lies in the first 16 bytes and what precedes it (less
-/// trailing WSP) is a known name, which is all token bytes by construction, so the byte
-/// by byte check below would give the same answer.
+/// Fast path: the first 16 bytes are read as two words; when the first colon is among
+/// them, right after a known name (all token bytes by construction), the byte-by-byte
+/// check below would give the same answer, so it is skipped.
 #[inline]
 fn split_header_name(line: &[u8]) -> Option<(usize, usize, HeaderName)> {
-    let fast = colon_in_prefix(line);
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    // The lowest flagged byte is the first colon (borrows only run upward); zero padding
+    // past the end of the line is never a colon.
+    let colons = |w: u64| {
+        let x = w ^ (ONES * u64::from(b':'));
+        x.wrapping_sub(ONES) & !x & (ONES << 7)
+    };
+    let (w0, w1) = (word_at(line, 0), word_at(line, 8));
+    let (m0, m1) = (colons(w0), colons(w1));
+    let fast = match (m0, m1) {
+        (0, 0) => None,
+        (0, m) => Some(8 + m.trailing_zeros() as usize / 8),
+        (m, _) => Some(m.trailing_zeros() as usize / 8),
+    };
     if let Some(colon) = fast {
-        let mut name = line.get(..colon).unwrap_or_default();
-        while let [rest @ .., b' ' | b'\t'] = name {
-            name = rest;
-        }
-        let kind = HeaderName::from_bytes(name);
-        if kind != HeaderName::Other {
-            return Some((name.len(), colon, kind));
+        if colon > 0 && !matches!(line.get(colon - 1), Some(b' ' | b'\t')) {
+            let kind = from_prefix_words(colon, w0, w1);
+            if kind != HeaderName::Other {
+                return Some((colon, colon, kind));
+            }
         }
     }
     let name_end = span(line, 0, &TOKEN);
@@ -1026,13 +1048,7 @@ fn split_header_name(line: &[u8]) -> Option<(usize, usize, HeaderName)> {
         return None;
     }
     let name = line.get(..name_end).unwrap_or_default();
-    // When the fast path found this colon, the name was already looked up.
-    let kind = if fast.is_some() {
-        HeaderName::Other
-    } else {
-        HeaderName::from_bytes(name)
-    };
-    Some((name_end, colon, kind))
+    Some((name_end, colon, HeaderName::from_bytes(name)))
 }
 
 /// Arena capacity reserved up front for the header list: a softphone REGISTER has about
