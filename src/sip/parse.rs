@@ -366,6 +366,40 @@ struct Param<'a> {
     name: &'a [u8],
     value: Option<&'a [u8]>,
     name_end: usize,
+    /// The first eight bytes of the name (zero-padded) with every 0x20 bit set: see
+    /// [`Param::is`].
+    head: u64,
+}
+
+/// Every byte's 0x20 bit.
+const FOLD: u64 = 0x2020_2020_2020_2020;
+
+/// The first eight bytes of `s` (zero-padded) with every 0x20 bit set.
+#[inline(always)]
+const fn fold_head(s: &[u8]) -> u64 {
+    let mut w = FOLD;
+    let mut k = 0;
+    while k < 8 && k < s.len() {
+        w |= (s[k] as u64) << (8 * k);
+        k += 1;
+    }
+    w
+}
+
+impl Param<'_> {
+    /// The name equals `lower` (written in lower case), ignoring ASCII case. A name is a
+    /// token, and among token bytes only a letter's two cases differ by the 0x20 bit alone,
+    /// so comparing with that bit forced is exact: one word compare for short names.
+    #[inline(always)]
+    fn is(&self, lower: &[u8]) -> bool {
+        self.name.len() == lower.len()
+            && self.head == fold_head(lower)
+            && self
+                .name
+                .get(8..)
+                .unwrap_or_default()
+                .eq_ignore_ascii_case(lower.get(8..).unwrap_or_default())
+    }
 }
 
 /// Characters of a `gen-value` that is not quoted: `token / host`, where `host` adds `:`
@@ -403,6 +437,7 @@ impl<'a> HeaderParams<'a> {
                 name,
                 value: None,
                 name_end,
+                head: 0,
             }));
         }
         let v = skip_lws(s, k + 1);
@@ -421,6 +456,7 @@ impl<'a> HeaderParams<'a> {
             name,
             value: s.get(v..v_end),
             name_end,
+            head: 0,
         }))
     }
 }
@@ -476,10 +512,15 @@ fn scan_params<'a>(
             end = name_end;
             None
         };
+        let keep = match name.len() {
+            0..8 => (1u64 << (8 * name.len())) - 1,
+            _ => u64::MAX,
+        };
         f(&Param {
             name,
             value,
             name_end,
+            head: (word_at(s, name_start) & keep) | FOLD,
         })?;
         at = skip_lws(s, end);
     }
@@ -577,7 +618,7 @@ fn parse_name_addr(s: &[u8], malformed: ParseError) -> Result<NameAddr<'_>, Pars
         s,
         0,
         |p| {
-            if p.name.len() == 3 && p.name.eq_ignore_ascii_case(b"tag") && tag.is_none() {
+            if p.is(b"tag") && tag.is_none() {
                 tag = Some(p.value.ok_or(malformed)?);
             }
             Ok(())
@@ -629,24 +670,22 @@ fn parse_contact_list<'a>(
             s,
             i,
             |p| {
-                let name = p.name;
-                // Dispatch on the length first: one compare per param instead of four.
-                match name.len() {
-                    7 if name.eq_ignore_ascii_case(b"expires") => {
+                match () {
+                    _ if p.is(b"expires") => {
                         let v = p.value.ok_or(ParseError::BadContactExpires)?;
                         c.expires =
                             Some(digits_saturating(v).ok_or(ParseError::BadContactExpires)?);
                     }
-                    1 if name.eq_ignore_ascii_case(b"q") => {
+                    _ if p.is(b"q") => {
                         let v = p.value.ok_or(ParseError::BadContactQ)?;
                         c.q = Some(parse_qvalue(v).ok_or(ParseError::BadContactQ)?);
                     }
-                    13 if name.eq_ignore_ascii_case(b"+sip.instance") => {
+                    _ if p.is(b"+sip.instance") => {
                         let v = p.value.ok_or(ParseError::BadContact)?;
                         let unquoted = v.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\""));
                         c.instance = Some(unquoted.unwrap_or(v));
                     }
-                    6 if name.eq_ignore_ascii_case(b"reg-id") => {
+                    _ if p.is(b"reg-id") => {
                         let v = p.value.ok_or(ParseError::BadContactRegId)?;
                         c.reg_id = Some(digits_u32(v).ok_or(ParseError::BadContactRegId)?);
                     }
@@ -754,13 +793,11 @@ fn parse_via<'a>(s: &'a [u8], version: &[u8]) -> Result<Via<'a>, ParseError> {
         s,
         end,
         |p| {
-            let n = p.name;
-            // Dispatch on the length first: one compare per param.
-            match n.len() {
-                6 if n.eq_ignore_ascii_case(b"branch") => {
+            match () {
+                _ if p.is(b"branch") => {
                     via.branch = via.branch.or(Some(p.value.ok_or(E)?));
                 }
-                5 if n.eq_ignore_ascii_case(b"rport") => {
+                _ if p.is(b"rport") => {
                     if via.rport.is_none() {
                         via.rport = Some(match p.value {
                             None => {
@@ -771,10 +808,10 @@ fn parse_via<'a>(s: &'a [u8], version: &[u8]) -> Result<Via<'a>, ParseError> {
                         });
                     }
                 }
-                8 if n.eq_ignore_ascii_case(b"received") => {
+                _ if p.is(b"received") => {
                     via.received = via.received.or(Some(p.value.ok_or(E)?));
                 }
-                5 if n.eq_ignore_ascii_case(b"maddr") => {
+                _ if p.is(b"maddr") => {
                     via.maddr = via.maddr.or(Some(p.value.ok_or(E)?));
                 }
                 _ => {}
@@ -1003,16 +1040,12 @@ struct Pending<'a> {
 #[inline]
 fn trim_wsp(s: &[u8]) -> &[u8] {
     // Nearly every value is `": " value`: one space to drop, none at the end.
-    let s = match s {
-        [b' ', rest @ ..] => rest,
-        _ => s,
-    };
-    match (s.first(), s.last()) {
+    let start = usize::from(s.first() == Some(&b' '));
+    match (s.get(start), s.last()) {
         (Some(b' ' | b'\t'), _) | (_, Some(b' ' | b'\t')) => trim_lws(s),
-        _ => s,
+        _ => s.get(start..).unwrap_or_default(),
     }
-}
-/// Splits a header line `token *WSP ":" value` into `(name end, colon index, kind)`;
+}/// Splits a header line `token *WSP ":" value` into `(name end, colon index, kind)`;
 /// `None` when the line is not shaped so.
 ///
 /// Fast path: the first 16 bytes are read as two words; when the first colon is among
