@@ -95,8 +95,7 @@ pub(crate) static URI_PARAM: [bool; 256] = byte_map!(|b| is_unreserved(b)
     ));
 
 /// [`URI_PARAM`] without `%`: a span of these needs no escape check.
-pub(crate) static URI_PARAM_PLAIN: [bool; 256] =
-    byte_map!(|b| b != b'%' && URI_PARAM[b as usize]);
+pub(crate) static URI_PARAM_PLAIN: [bool; 256] = byte_map!(|b| b != b'%' && URI_PARAM[b as usize]);
 
 /// `headers = "?" header *( "&" header )`, `hname/hvalue = *( hnv-unreserved /
 /// unreserved / escaped )`, `hnv-unreserved = "[" / "]" / "/" / "?" / ":" / "+" / "$"`,
@@ -184,10 +183,7 @@ pub(crate) fn find(needle: u8, s: &[u8]) -> Option<usize> {
         }
         i += 8;
     }
-    s.get(i..)?
-        .iter()
-        .position(|&b| b == needle)
-        .map(|k| i + k)
+    s.get(i..)?.iter().position(|&b| b == needle).map(|k| i + k)
 }
 
 /// Index of the first byte at or after `i` that is not LWS.
@@ -248,10 +244,31 @@ pub(crate) fn trim_lws(s: &[u8]) -> &[u8] {
     s.get(start..end).unwrap_or_default()
 }
 
-/// Parses `1*DIGIT` saturating at `u32::MAX`; `None` when empty or not all digits.
-pub(crate) fn digits_saturating(s: &[u8]) -> Option<u32> {
+/// Digits that always fit a `u32` (999 999 999 < 2^32).
+const DIGITS_NO_OVERFLOW: usize = 9;
+
+/// Parses `1*DIGIT` of at most [`DIGITS_NO_OVERFLOW`] digits: no overflow check needed.
+#[inline]
+fn digits_short(s: &[u8]) -> Option<u32> {
     if s.is_empty() {
         return None;
+    }
+    let mut v: u32 = 0;
+    for &b in s {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v * 10 + u32::from(d);
+    }
+    Some(v)
+}
+
+/// Parses `1*DIGIT` saturating at `u32::MAX`; `None` when empty or not all digits.
+#[inline]
+pub(crate) fn digits_saturating(s: &[u8]) -> Option<u32> {
+    if s.len() <= DIGITS_NO_OVERFLOW {
+        return digits_short(s);
     }
     let mut v: u32 = 0;
     for &b in s {
@@ -264,9 +281,10 @@ pub(crate) fn digits_saturating(s: &[u8]) -> Option<u32> {
 }
 
 /// Parses `1*DIGIT` into a `u32`; `None` when empty, not all digits, or too large.
+#[inline]
 pub(crate) fn digits_u32(s: &[u8]) -> Option<u32> {
-    if s.is_empty() {
-        return None;
+    if s.len() <= DIGITS_NO_OVERFLOW {
+        return digits_short(s);
     }
     let mut v: u32 = 0;
     for &b in s {

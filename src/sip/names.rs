@@ -135,6 +135,22 @@ static BY_LEN_AND_FIRST: [[[u8; CANDIDATES]; 26]; NAME_BYTES_MAX + 1] = {
     map
 };
 
+/// [`BY_LEN_AND_FIRST`] for names of up to 16 bytes, flattened to one index
+/// (`length * 26 + letter`): one bounds check per lookup.
+static BY_LEN_AND_FIRST_FLAT: [[u8; CANDIDATES]; 17 * 26] = {
+    let mut flat = [[NONE; CANDIDATES]; 17 * 26];
+    let mut len = 0;
+    while len <= 16 {
+        let mut letter = 0;
+        while letter < 26 {
+            flat[len * 26 + letter] = BY_LEN_AND_FIRST[len][letter];
+            letter += 1;
+        }
+        len += 1;
+    }
+    flat
+};
+
 /// Per table entry: the lower-cased name and a mask that is `0x20` on letters. A byte `b`
 /// matches position `k` ignoring ASCII case exactly when `b | mask[k] == lower[k]`: on a
 /// letter the mask folds case, elsewhere the byte must be equal.
@@ -194,9 +210,8 @@ pub(crate) fn from_prefix_words(len: usize, w0: u64, w1: u64) -> HeaderName {
             _ => u64::MAX,
         };
         let (a, b) = (w0 & keep(len), w1 & keep(len.saturating_sub(8)));
-        let candidates = BY_LEN_AND_FIRST
-            .get(len)
-            .and_then(|by_first| by_first.get(letter))
+        let candidates = BY_LEN_AND_FIRST_FLAT
+            .get(len * 26 + letter)
             .copied()
             .unwrap_or([NONE; CANDIDATES]);
         let matches = |i: u8| {

@@ -2,25 +2,30 @@
 //! a registrar acts on.
 //!
 //! Everything borrows the datagram. The few per-message lists (raw headers, Via values,
-//! contacts, option tags, Path values) are gathered in fixed stack buffers sized by
-//! [`limits`](super::limits) and copied once into the caller's `bumpalo` arena, so a parse
-//! performs no heap allocation of its own.
+//! contacts, option tags, Path values) are pushed straight into the caller's `bumpalo`
+//! arena with a small reserved capacity (bounded by [`limits`](super::limits)), so a
+//! parse performs no heap allocation of its own and copies no stack buffers.
 //!
-//! The parser works in two stages so that a bad request can still be answered:
-//! 1. split the datagram into the request line and raw header lines (unfolding
-//!    continuation lines, RFC 3261 §7.3.1), and pick out what a response must echo
-//!    (Via, From, To, Call-ID, CSeq, RFC 3261 §8.2.6.2);
-//! 2. parse the headers the registrar needs. The first fault in a fixed precedence
-//!    (request line, framing, then Via, From, To, Call-ID, CSeq, Max-Forwards, Expires,
-//!    Content-Length, then the rest in header order) becomes the [`ParseError`], returned
-//!    together with the [`Echo`] when a top Via could be parsed.
+//! Each header line is visited once: its name is looked up from the line's first two
+//! words together with the colon search, and as soon as the next line shows the header
+//! is complete (no continuation line, RFC 3261 §7.3.1) it is recorded and handed to its
+//! value parser, which reads the value in a single pass (display name, `<uri>` and
+//! params together for From, To and Contact). Only the top Via is parsed; everything
+//! else a registrar does not act on stays raw.
+//!
+//! A bad request must still be answerable, so faults are ordered rather than returned at
+//! once: the request line, then framing (line structure and limits), then what a
+//! response must echo (Via, From, To, Call-ID, CSeq, RFC 3261 §8.2.6.2), then
+//! Max-Forwards, Expires, Content-Length, then the rest in header order. The first
+//! becomes the [`ParseError`], returned together with the [`Echo`] when a top Via could
+//! be parsed.
 
 use bumpalo::Bump;
 use bumpalo::collections::Vec as BVec;
 
 use super::chars::{
-    DIGIT, HOST, IPV6, LWS, TOKEN, WORD, all_in, digits_saturating, digits_u16, digits_u32, find,
-    quoted_end, skip_lws, span, trim_lws, WSP,
+    DIGIT, HOST, IPV6, LWS, TOKEN, WORD, WSP, all_in, digits_saturating, digits_u16, digits_u32,
+    find, quoted_end, skip_lws, span, trim_lws,
 };
 use super::error::ParseError;
 use super::limits::{
@@ -29,7 +34,7 @@ use super::limits::{
     VIAS_PER_MESSAGE_MAX,
 };
 use super::names::{HeaderName, from_prefix_words, word_at};
-use super::uri::{Uri, parse_uri};
+use super::uri::{Uri, parse_uri, sip_uri_before_bracket};
 
 /// A request method. Method names are case-sensitive (RFC 3261 §7.1), so `register` and
 /// `RE%47IST%45R` (RFC 4475 `esc02`) are [`Method::Other`].
@@ -582,10 +587,19 @@ fn parse_element<'a>(
         }
         None => return Err(malformed),
     }
-    let (uri_raw, after_uri) = if s.get(i) == Some(&b'<') {
-        let tail = s.get(i + 1..).unwrap_or_default();
-        let close = find(b'>', tail).ok_or(malformed)?;
-        (tail.get(..close).unwrap_or_default(), i + 1 + close + 1)
+    let (uri, uri_raw, after_uri) = if s.get(i) == Some(&b'<') {
+        // The common `<sip:user@host[:port][;params]>` in one pass; anything else is cut
+        // at the first `>` and parsed on its own (which the fast path agrees with).
+        match sip_uri_before_bracket(s, i + 1) {
+            Some((uri, close)) => (uri, uri.raw, close + 1),
+            None => {
+                let tail = s.get(i + 1..).unwrap_or_default();
+                let close = find(b'>', tail).ok_or(malformed)?;
+                let raw = tail.get(..close).unwrap_or_default();
+                let uri = parse_uri(raw).map_err(|_| malformed)?;
+                (uri, raw, i + 1 + close + 1)
+            }
+        }
     } else {
         let mut end = i;
         while let Some(&b) = s.get(end) {
@@ -598,9 +612,9 @@ fn parse_element<'a>(
         if find(b'?', raw).is_some() {
             return Err(malformed);
         }
-        (raw, end)
+        let uri = parse_uri(raw).map_err(|_| malformed)?;
+        (uri, raw, end)
     };
-    let uri = parse_uri(uri_raw).map_err(|_| malformed)?;
     let (params, end) = scan_params(s, after_uri, on_param, malformed)?;
     Ok(Element {
         display,
@@ -659,10 +673,7 @@ fn parse_qvalue(v: &[u8]) -> Option<u16> {
 }
 
 /// Parses one Contact header value into `out` (`*` is handled by the caller).
-fn parse_contact_list<'a>(
-    s: &'a [u8],
-    out: &mut BVec<'a, Contact<'a>>,
-) -> Result<(), ParseError> {
+fn parse_contact_list<'a>(s: &'a [u8], out: &mut BVec<'a, Contact<'a>>) -> Result<(), ParseError> {
     let mut i = 0;
     loop {
         let mut c = Contact::EMPTY;
@@ -670,26 +681,19 @@ fn parse_contact_list<'a>(
             s,
             i,
             |p| {
-                match () {
-                    _ if p.is(b"expires") => {
-                        let v = p.value.ok_or(ParseError::BadContactExpires)?;
-                        c.expires =
-                            Some(digits_saturating(v).ok_or(ParseError::BadContactExpires)?);
-                    }
-                    _ if p.is(b"q") => {
-                        let v = p.value.ok_or(ParseError::BadContactQ)?;
-                        c.q = Some(parse_qvalue(v).ok_or(ParseError::BadContactQ)?);
-                    }
-                    _ if p.is(b"+sip.instance") => {
-                        let v = p.value.ok_or(ParseError::BadContact)?;
-                        let unquoted = v.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\""));
-                        c.instance = Some(unquoted.unwrap_or(v));
-                    }
-                    _ if p.is(b"reg-id") => {
-                        let v = p.value.ok_or(ParseError::BadContactRegId)?;
-                        c.reg_id = Some(digits_u32(v).ok_or(ParseError::BadContactRegId)?);
-                    }
-                    _ => {}
+                if p.is(b"expires") {
+                    let v = p.value.ok_or(ParseError::BadContactExpires)?;
+                    c.expires = Some(digits_saturating(v).ok_or(ParseError::BadContactExpires)?);
+                } else if p.is(b"q") {
+                    let v = p.value.ok_or(ParseError::BadContactQ)?;
+                    c.q = Some(parse_qvalue(v).ok_or(ParseError::BadContactQ)?);
+                } else if p.is(b"+sip.instance") {
+                    let v = p.value.ok_or(ParseError::BadContact)?;
+                    let unquoted = v.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\""));
+                    c.instance = Some(unquoted.unwrap_or(v));
+                } else if p.is(b"reg-id") {
+                    let v = p.value.ok_or(ParseError::BadContactRegId)?;
+                    c.reg_id = Some(digits_u32(v).ok_or(ParseError::BadContactRegId)?);
                 }
                 Ok(())
             },
@@ -793,28 +797,22 @@ fn parse_via<'a>(s: &'a [u8], version: &[u8]) -> Result<Via<'a>, ParseError> {
         s,
         end,
         |p| {
-            match () {
-                _ if p.is(b"branch") => {
-                    via.branch = via.branch.or(Some(p.value.ok_or(E)?));
+            if p.is(b"branch") {
+                via.branch = via.branch.or(Some(p.value.ok_or(E)?));
+            } else if p.is(b"rport") {
+                if via.rport.is_none() {
+                    via.rport = Some(match p.value {
+                        None => {
+                            via.rport_insert_at = p.name_end - start;
+                            None
+                        }
+                        Some(v) => Some(digits_u16(v).ok_or(E)?),
+                    });
                 }
-                _ if p.is(b"rport") => {
-                    if via.rport.is_none() {
-                        via.rport = Some(match p.value {
-                            None => {
-                                via.rport_insert_at = p.name_end - start;
-                                None
-                            }
-                            Some(v) => Some(digits_u16(v).ok_or(E)?),
-                        });
-                    }
-                }
-                _ if p.is(b"received") => {
-                    via.received = via.received.or(Some(p.value.ok_or(E)?));
-                }
-                _ if p.is(b"maddr") => {
-                    via.maddr = via.maddr.or(Some(p.value.ok_or(E)?));
-                }
-                _ => {}
+            } else if p.is(b"received") {
+                via.received = via.received.or(Some(p.value.ok_or(E)?));
+            } else if p.is(b"maddr") {
+                via.maddr = via.maddr.or(Some(p.value.ok_or(E)?));
             }
             Ok(())
         },
@@ -859,10 +857,7 @@ fn split_commas<'a>(
 
 /// Appends the option tags of one Require/Proxy-Require/Supported value
 /// (`[option-tag *(COMMA option-tag)]`, option-tag = token).
-fn parse_option_tags<'a>(
-    s: &'a [u8],
-    out: &mut BVec<'a, &'a [u8]>,
-) -> Result<(), ParseError> {
+fn parse_option_tags<'a>(s: &'a [u8], out: &mut BVec<'a, &'a [u8]>) -> Result<(), ParseError> {
     if s.is_empty() {
         return Ok(()); // `Supported:` with no tags is legal (RFC 3261 §20.37).
     }
@@ -1045,7 +1040,8 @@ fn trim_wsp(s: &[u8]) -> &[u8] {
         (Some(b' ' | b'\t'), _) | (_, Some(b' ' | b'\t')) => trim_lws(s),
         _ => s.get(start..).unwrap_or_default(),
     }
-}/// Splits a header line `token *WSP ":" value` into `(name end, colon index, kind)`;
+}
+/// Splits a header line `token *WSP ":" value` into `(name end, colon index, kind)`;
 /// `None` when the line is not shaped so.
 ///
 /// Fast path: the first 16 bytes are read as two words; when the first colon is among
@@ -1260,8 +1256,9 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
                     if v == b"*" {
                         star += 1;
                     } else {
-                        let list = contacts
-                            .get_or_insert_with(|| BVec::with_capacity_in(CONTACTS_RESERVED, arena));
+                        let list = contacts.get_or_insert_with(|| {
+                            BVec::with_capacity_in(CONTACTS_RESERVED, arena)
+                        });
                         if let Err(e) = parse_contact_list(v, list) {
                             fail(&mut err, e);
                         }
@@ -1274,14 +1271,16 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
                         _ => 2,
                     };
                     if let Some(out) = tags.get_mut(k) {
-                        let out = out.get_or_insert_with(|| BVec::with_capacity_in(TAGS_RESERVED, arena));
+                        let out =
+                            out.get_or_insert_with(|| BVec::with_capacity_in(TAGS_RESERVED, arena));
                         if let Err(e) = parse_option_tags(v, out) {
                             fail(&mut err, e);
                         }
                     }
                 }
                 HeaderName::Path => {
-                    let out = path.get_or_insert_with(|| BVec::with_capacity_in(TAGS_RESERVED, arena));
+                    let out =
+                        path.get_or_insert_with(|| BVec::with_capacity_in(TAGS_RESERVED, arena));
                     let r = split_commas(
                         v,
                         |p| {

@@ -191,6 +191,67 @@ fn general_userinfo(rest: &[u8]) -> Result<(Option<&[u8]>, Option<&[u8]>, &[u8])
     })
 }
 
+/// The common shape of a bracketed SIP URI, `sip:[user@]host[:port][;params]` followed by
+/// `>`, parsed in one pass from `start` (just after the `<`): `Some((uri, index of the >))`.
+/// `None` when the URI has another shape (a password, an IPv6 host, headers, escapes,
+/// another scheme) or is malformed; the caller then cuts at the first `>` and calls
+/// [`parse_uri`], which gives the same answer as this function wherever it answers (none
+/// of the bytes accepted here is a `>`).
+#[inline]
+pub(crate) fn sip_uri_before_bracket(s: &[u8], start: usize) -> Option<(Uri<'_>, usize)> {
+    let head = s
+        .get(start..start.wrapping_add(4))
+        .and_then(|h| <[u8; 4]>::try_from(h).ok())
+        .map_or(0, u32::from_le_bytes);
+    let (scheme, rest) = if head | 0x0020_2020 == u32::from_le_bytes(*b"sip:") {
+        (Scheme::Sip, start + 4)
+    } else if head | 0x2020_2020 == u32::from_le_bytes(*b"sips") && s.get(start + 4) == Some(&b':')
+    {
+        (Scheme::Sips, start + 5)
+    } else {
+        return None;
+    };
+    let user_end = span(s, rest, &USER_PLAIN);
+    let (user, host_start) = match s.get(user_end) {
+        Some(b'@') if user_end > rest => (s.get(rest..user_end), user_end + 1),
+        Some(b'>') => (None, rest),
+        _ => return None,
+    };
+    let host_end = span(s, host_start, &HOST);
+    if host_end == host_start {
+        return None;
+    }
+    let mut i = host_end;
+    let mut port = None;
+    if s.get(i) == Some(&b':') {
+        let end = span(s, i + 1, &DIGIT);
+        port = Some(digits_u16(s.get(i + 1..end)?)?);
+        i = end;
+    }
+    let mut params: &[u8] = b"";
+    if s.get(i) == Some(&b';') {
+        let end = span(s, i + 1, &URI_PARAM_PLAIN);
+        params = s.get(i + 1..end)?;
+        i = end;
+    }
+    if s.get(i) != Some(&b'>') {
+        return None;
+    }
+    Some((
+        Uri {
+            scheme,
+            user,
+            password: None,
+            host: s.get(host_start..host_end)?,
+            port,
+            params,
+            headers: b"",
+            raw: s.get(start..i)?,
+        },
+        i,
+    ))
+}
+
 /// Parses a URI (RFC 3261 §19.1.1 for `sip:`/`sips:`, an opaque `absoluteURI` for the rest).
 pub fn parse_uri(s: &[u8]) -> Result<Uri<'_>, UriError> {
     // Fast path for the schemes a registrar sees: a `sip:` or `sips:` prefix is exactly
@@ -240,11 +301,7 @@ pub fn parse_uri(s: &[u8]) -> Result<Uri<'_>, UriError> {
         _ => None,
     };
     let (user, password, hostpart) = match at {
-        Some(Ok(at)) => (
-            rest.get(..at),
-            None,
-            rest.get(at + 1..).unwrap_or_default(),
-        ),
+        Some(Ok(at)) => (rest.get(..at), None, rest.get(at + 1..).unwrap_or_default()),
         Some(Err(())) => (None, None, rest),
         None => general_userinfo(rest)?,
     };
