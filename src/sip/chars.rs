@@ -160,8 +160,9 @@ pub(crate) fn valid_escaped(s: &[u8], class: &[bool; 256]) -> bool {
 }
 
 /// True when every byte of `s` is in `class`.
+#[inline]
 pub(crate) fn all_in(s: &[u8], class: &[bool; 256]) -> bool {
-    s.iter().all(|&b| class[usize::from(b)])
+    span(s, 0, class) == s.len()
 }
 
 /// Position of `needle` in `s`: a word-at-a-time scan for the short fields of a SIP

@@ -214,7 +214,9 @@ pub(crate) fn sip_uri_before_bracket(s: &[u8], start: usize) -> Option<(Uri<'_>,
     let user_end = span(s, rest, &USER_PLAIN);
     let (user, host_start) = match s.get(user_end) {
         Some(b'@') if user_end > rest => (s.get(rest..user_end), user_end + 1),
-        Some(b'>') => (None, rest),
+        // No `@` so far. None may follow either: `@` is not among the bytes accepted
+        // below, so a `user:password@` ends in `None` rather than in a wrong answer.
+        Some(b'>' | b':') => (None, rest),
         _ => return None,
     };
     let host_end = span(s, host_start, &HOST);
@@ -775,6 +777,49 @@ mod tests {
             })
     }
 
+    /// Wherever the one-pass bracketed parser answers, it agrees with `parse_uri` on the
+    /// bytes before the first `>`.
+    fn fast_agrees(raw: &str) -> bool {
+        let bracketed = format!("<{raw}>;x");
+        match sip_uri_before_bracket(bracketed.as_bytes(), 1) {
+            Some((fast, close)) => {
+                assert_eq!(close, raw.len() + 1, "{raw}");
+                assert_eq!(parse_uri(raw.as_bytes()), Ok(fast), "{raw}");
+                true
+            }
+            None => false,
+        }
+    }
+
+    #[test]
+    fn bracketed_fast_path_agrees_with_parse_uri() {
+        for raw in [
+            "sip:bob@biloxi.example.com",
+            "SIP:Bob@H:5060;Transport=UDP;lr",
+            "sips:x@y",
+            "sip:192.0.2.4:5060",
+            "sip:h;lr",
+        ] {
+            assert!(fast_agrees(raw), "fast path refused {raw}");
+        }
+        // Other shapes and faults are left to `parse_uri`.
+        for raw in [
+            "sip:alice:1234@h",
+            "sip:alice:pw@h",
+            "sip:u@[::1]:5060",
+            "sip:u@h?subject=x",
+            "sip:u%40x@h",
+            "sip:@h",
+            "sip:h:99999",
+            "sip:h:",
+            "sip:",
+            "tel:+1234",
+            "sip:u@h;a%2",
+        ] {
+            assert!(!fast_agrees(raw), "fast path answered {raw}");
+        }
+    }
+
     proptest! {
         #[test]
         fn equivalence_is_reflexive_and_symmetric(a in arb_uri(), b in arb_uri()) {
@@ -782,6 +827,11 @@ mod tests {
                 prop_assert!(uri_equivalent(&ua, &ua));
                 prop_assert_eq!(uri_equivalent(&ua, &ub), uri_equivalent(&ub, &ua));
             }
+        }
+
+        #[test]
+        fn bracketed_fast_path_never_disagrees(raw in "(sip|SIPS|tel):[a-z0-9@:;=%.\\[\\]?&-]{0,24}") {
+            fast_agrees(&raw);
         }
 
         #[test]
