@@ -1056,12 +1056,17 @@ fn split_header_name(line: &[u8]) -> Option<(usize, usize, HeaderName)> {
         let x = w ^ (ONES * u64::from(b':'));
         x.wrapping_sub(ONES) & !x & (ONES << 7)
     };
-    let (w0, w1) = (word_at(line, 0), word_at(line, 8));
-    let (m0, m1) = (colons(w0), colons(w1));
-    let fast = match (m0, m1) {
-        (0, 0) => None,
-        (0, m) => Some(8 + m.trailing_zeros() as usize / 8),
-        (m, _) => Some(m.trailing_zeros() as usize / 8),
+    let w0 = word_at(line, 0);
+    let m0 = colons(w0);
+    // A name of up to seven bytes needs only the first word (the second is masked off).
+    let (fast, w1) = if m0 != 0 {
+        (Some(m0.trailing_zeros() as usize / 8), 0)
+    } else {
+        let w1 = word_at(line, 8);
+        match colons(w1) {
+            0 => (None, w1),
+            m1 => (Some(8 + m1.trailing_zeros() as usize / 8), w1),
+        }
     };
     if let Some(colon) = fast {
         if colon > 0 && !matches!(line.get(colon - 1), Some(b' ' | b'\t')) {
