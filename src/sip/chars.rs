@@ -62,6 +62,9 @@ pub(crate) static USER: [bool; 256] = byte_map!(|b| is_unreserved(b)
         b'%' | b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/'
     ));
 
+/// [`USER`] without `%`: a span of these needs no escape check.
+pub(crate) static USER_PLAIN: [bool; 256] = byte_map!(|b| b != b'%' && USER[b as usize]);
+
 /// `password = *( unreserved / escaped / "&" / "=" / "+" / "$" / "," )`
 pub(crate) static PASSWORD: [bool; 256] =
     byte_map!(|b| is_unreserved(b) || matches!(b, b'%' | b'&' | b'=' | b'+' | b'$' | b','));
@@ -90,6 +93,9 @@ pub(crate) static URI_PARAM: [bool; 256] = byte_map!(|b| is_unreserved(b)
         b,
         b'%' | b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$' | b';' | b'='
     ));
+
+/// [`URI_PARAM`] without `%`: a span of these needs no escape check.
+pub(crate) static URI_PARAM_PLAIN: [bool; 256] = byte_map!(|b| b != b'%' && URI_PARAM[b as usize]);
 
 /// `headers = "?" header *( "&" header )`, `hname/hvalue = *( hnv-unreserved /
 /// unreserved / escaped )`, `hnv-unreserved = "[" / "]" / "/" / "?" / ":" / "+" / "$"`,
@@ -154,22 +160,44 @@ pub(crate) fn valid_escaped(s: &[u8], class: &[bool; 256]) -> bool {
 }
 
 /// True when every byte of `s` is in `class`.
+#[inline]
 pub(crate) fn all_in(s: &[u8], class: &[bool; 256]) -> bool {
-    s.iter().all(|&b| class[usize::from(b)])
+    span(s, 0, class) == s.len()
 }
 
-/// Position of `needle` in `s`: a plain loop for the short fields of a SIP message, where
-/// `memchr`'s vector set-up costs more than it saves, `memchr` beyond that.
+/// Position of `needle` in `s`: a word-at-a-time scan for the short fields of a SIP
+/// message, where `memchr`'s vector set-up costs more than it saves, `memchr` beyond that.
+#[inline]
 pub(crate) fn find(needle: u8, s: &[u8]) -> Option<usize> {
-    if s.len() < 32 {
-        s.iter().position(|&b| b == needle)
-    } else {
-        memchr::memchr(needle, s)
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    if s.len() >= 64 {
+        return memchr::memchr(needle, s);
     }
+    let pattern = ONES * u64::from(needle);
+    let mut i = 0usize;
+    while let Some(w) = s.get(i..i.wrapping_add(8)) {
+        let x = <[u8; 8]>::try_from(w).map_or(0, u64::from_le_bytes) ^ pattern;
+        // Flags the zero bytes of `x`; the lowest flag is exact (borrows only run upward).
+        let m = x.wrapping_sub(ONES) & !x & (ONES << 7);
+        if m != 0 {
+            return Some(i + m.trailing_zeros() as usize / 8);
+        }
+        i += 8;
+    }
+    s.get(i..)?.iter().position(|&b| b == needle).map(|k| i + k)
 }
 
 /// Index of the first byte at or after `i` that is not LWS.
-pub(crate) fn skip_lws(s: &[u8], mut i: usize) -> usize {
+#[inline]
+pub(crate) fn skip_lws(s: &[u8], i: usize) -> usize {
+    // Usually there is none: one test, the loop only when there is some.
+    match s.get(i) {
+        Some(&b) if LWS[usize::from(b)] => skip_lws_loop(s, i + 1),
+        _ => i,
+    }
+}
+
+fn skip_lws_loop(s: &[u8], mut i: usize) -> usize {
     while let Some(&b) = s.get(i) {
         if !LWS[usize::from(b)] {
             break;
@@ -180,7 +208,24 @@ pub(crate) fn skip_lws(s: &[u8], mut i: usize) -> usize {
 }
 
 /// Index of the first byte at or after `i` that is not in `class`.
+#[inline]
 pub(crate) fn span(s: &[u8], mut i: usize, class: &[bool; 256]) -> usize {
+    // Four bytes per bounds check: spans are mostly a few to a few dozen bytes.
+    while let Some(&[a, b, c, d]) = s.get(i..i.wrapping_add(4)) {
+        if !class[usize::from(a)] {
+            return i;
+        }
+        if !class[usize::from(b)] {
+            return i + 1;
+        }
+        if !class[usize::from(c)] {
+            return i + 2;
+        }
+        if !class[usize::from(d)] {
+            return i + 3;
+        }
+        i += 4;
+    }
     while let Some(&b) = s.get(i) {
         if !class[usize::from(b)] {
             break;
@@ -200,10 +245,31 @@ pub(crate) fn trim_lws(s: &[u8]) -> &[u8] {
     s.get(start..end).unwrap_or_default()
 }
 
-/// Parses `1*DIGIT` saturating at `u32::MAX`; `None` when empty or not all digits.
-pub(crate) fn digits_saturating(s: &[u8]) -> Option<u32> {
+/// Digits that always fit a `u32` (999 999 999 < 2^32).
+const DIGITS_NO_OVERFLOW: usize = 9;
+
+/// Parses `1*DIGIT` of at most [`DIGITS_NO_OVERFLOW`] digits: no overflow check needed.
+#[inline]
+fn digits_short(s: &[u8]) -> Option<u32> {
     if s.is_empty() {
         return None;
+    }
+    let mut v: u32 = 0;
+    for &b in s {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v * 10 + u32::from(d);
+    }
+    Some(v)
+}
+
+/// Parses `1*DIGIT` saturating at `u32::MAX`; `None` when empty or not all digits.
+#[inline]
+pub(crate) fn digits_saturating(s: &[u8]) -> Option<u32> {
+    if s.len() <= DIGITS_NO_OVERFLOW {
+        return digits_short(s);
     }
     let mut v: u32 = 0;
     for &b in s {
@@ -216,9 +282,10 @@ pub(crate) fn digits_saturating(s: &[u8]) -> Option<u32> {
 }
 
 /// Parses `1*DIGIT` into a `u32`; `None` when empty, not all digits, or too large.
+#[inline]
 pub(crate) fn digits_u32(s: &[u8]) -> Option<u32> {
-    if s.is_empty() {
-        return None;
+    if s.len() <= DIGITS_NO_OVERFLOW {
+        return digits_short(s);
     }
     let mut v: u32 = 0;
     for &b in s {

@@ -3,8 +3,8 @@
 //! RFC 3261 §7.3.1 makes header names case-insensitive and §7.3.3 gives some of them a
 //! one-letter compact form (`v i m f t l k s c e`, plus later RFCs' `o u r b x`). Keeping
 //! both in a single table ([`HEADER_NAMES`]) means the parser and the writer can never
-//! disagree about a spelling. Lookup is bucketed by first letter at compile time, so it
-//! costs a couple of length checks and one case-insensitive compare per header.
+//! disagree about a spelling. Lookup is bucketed by length and first letter at compile
+//! time, so it costs two array reads and one word-wise case-insensitive compare per header.
 
 /// A header name the parser knows, or [`HeaderName::Other`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -135,6 +135,22 @@ static BY_LEN_AND_FIRST: [[[u8; CANDIDATES]; 26]; NAME_BYTES_MAX + 1] = {
     map
 };
 
+/// [`BY_LEN_AND_FIRST`] for names of up to 16 bytes, flattened to one index
+/// (`length * 26 + letter`): one bounds check per lookup.
+static BY_LEN_AND_FIRST_FLAT: [[u8; CANDIDATES]; 17 * 26] = {
+    let mut flat = [[NONE; CANDIDATES]; 17 * 26];
+    let mut len = 0;
+    while len <= 16 {
+        let mut letter = 0;
+        while letter < 26 {
+            flat[len * 26 + letter] = BY_LEN_AND_FIRST[len][letter];
+            letter += 1;
+        }
+        len += 1;
+    }
+    flat
+};
+
 /// Per table entry: the lower-cased name and a mask that is `0x20` on letters. A byte `b`
 /// matches position `k` ignoring ASCII case exactly when `b | mask[k] == lower[k]`: on a
 /// letter the mask folds case, elsewhere the byte must be equal.
@@ -158,6 +174,77 @@ static FOLDED: [([u8; NAME_BYTES_MAX], [u8; NAME_BYTES_MAX]); HEADER_NAMES.len()
     folded
 };
 
+/// [`FOLDED`] as little-endian words: `(lower, mask)` for the first 16 bytes of each name
+/// (bytes past the name are zero), for the word-wise lookup of [`from_prefix_words`].
+static FOLDED_WORDS: [([u64; 2], [u64; 2]); HEADER_NAMES.len()] = {
+    let mut words = [([0u64; 2], [0u64; 2]); HEADER_NAMES.len()];
+    let mut i = 0;
+    while i < HEADER_NAMES.len() {
+        let mut k = 0;
+        while k < 16 {
+            let shift = 8 * (k % 8);
+            words[i].0[k / 8] |= (FOLDED[i].0[k] as u64) << shift;
+            words[i].1[k / 8] |= (FOLDED[i].1[k] as u64) << shift;
+            k += 1;
+        }
+        i += 1;
+    }
+    words
+};
+
+/// Looks up a header name of `len` bytes (1..=16) given the first 16 bytes of its line as
+/// two little-endian words (whatever follows the name is masked off): two table reads and
+/// one or two word compares, no byte loop.
+#[inline]
+pub(crate) fn from_prefix_words(len: usize, w0: u64, w1: u64) -> HeaderName {
+    let letter = usize::from((w0 as u8 | 0x20).wrapping_sub(b'a'));
+    if letter >= 26 || len == 0 || len > 16 {
+        return HeaderName::Other;
+    }
+    let index = if len == 1 {
+        BY_COMPACT.get(letter).copied().unwrap_or(NONE)
+    } else {
+        let keep = |bytes: usize| match bytes {
+            0 => 0,
+            1..=7 => (1u64 << (8 * bytes)) - 1,
+            _ => u64::MAX,
+        };
+        let (a, b) = (w0 & keep(len), w1 & keep(len.saturating_sub(8)));
+        let candidates = BY_LEN_AND_FIRST_FLAT
+            .get(len * 26 + letter)
+            .copied()
+            .unwrap_or([NONE; CANDIDATES]);
+        let matches = |i: u8| {
+            FOLDED_WORDS
+                .get(usize::from(i))
+                .is_some_and(|([l0, l1], [m0, m1])| a | m0 == *l0 && b | m1 == *l1)
+        };
+        match candidates {
+            [c, _] if matches(c) => c,
+            [_, c] if matches(c) => c,
+            _ => NONE,
+        }
+    };
+    HEADER_NAMES
+        .get(usize::from(index))
+        .map_or(HeaderName::Other, |e| e.0)
+}
+
+/// The little-endian word of `s[k..k + 8]`, zero-padded past the end of `s`.
+#[inline]
+pub(crate) fn word_at(s: &[u8], k: usize) -> u64 {
+    match s.get(k..k.wrapping_add(8)) {
+        Some(w) => <[u8; 8]>::try_from(w).map_or(0, u64::from_le_bytes),
+        None => {
+            let mut w = [0u8; 8];
+            for (d, b) in w.iter_mut().zip(s.get(k..).unwrap_or_default()) {
+                *d = *b;
+            }
+            u64::from_le_bytes(w)
+        }
+    }
+}
+
 /// For each lower-case letter, the index of the header whose compact form it is.
 static BY_COMPACT: [u8; 26] = {
     let mut map = [u8::MAX; 26];
@@ -175,17 +262,56 @@ static BY_COMPACT: [u8; 26] = {
     map
 };
 
+/// `name` equals the table entry `(lower, mask)` of the same length, ignoring ASCII case.
+/// Compares whole words with overlapping loads (e.g. bytes 0..8 and 4..12 of a 12-byte
+/// name) instead of byte by byte: a header name costs two or three word compares.
+#[inline]
+fn eq_folded(name: &[u8], lower: &[u8; NAME_BYTES_MAX], mask: &[u8; NAME_BYTES_MAX]) -> bool {
+    let n = name.len();
+    let word8 = |s: &[u8], k: usize| {
+        s.get(k..k + 8)
+            .and_then(|w| w.try_into().ok())
+            .map_or(0, u64::from_le_bytes)
+    };
+    let word4 = |s: &[u8], k: usize| {
+        s.get(k..k + 4)
+            .and_then(|w| w.try_into().ok())
+            .map_or(0, u32::from_le_bytes)
+    };
+    if n >= 8 {
+        let at = |k: usize| word8(name, k) | word8(mask, k) == word8(lower, k);
+        let mut k = 0;
+        while k + 8 < n {
+            if !at(k) {
+                return false;
+            }
+            k += 8;
+        }
+        at(n - 8)
+    } else if n >= 4 {
+        let at = |k: usize| word4(name, k) | word4(mask, k) == word4(lower, k);
+        at(0) && at(n - 4)
+    } else {
+        name.iter()
+            .zip(lower.iter().zip(mask))
+            .all(|(b, (l, m))| b | m == *l)
+    }
+}
+
 impl HeaderName {
     /// Looks a header name up, ignoring ASCII case and accepting compact forms.
     pub fn from_bytes(name: &[u8]) -> Self {
         let Some(&first) = name.first() else {
             return Self::Other;
         };
-        let lower = first.to_ascii_lowercase();
-        if !lower.is_ascii_lowercase() {
+        // `| 0x20` lower-cases a letter; no other byte lands in `a..=z`.
+        if name.len() <= 16 {
+            return from_prefix_words(name.len(), word_at(name, 0), word_at(name, 8));
+        }
+        let letter = usize::from((first | 0x20).wrapping_sub(b'a'));
+        if letter >= 26 {
             return Self::Other;
         }
-        let letter = usize::from(lower - b'a');
         let index = if name.len() == 1 {
             BY_COMPACT.get(letter).copied()
         } else {
@@ -196,11 +322,9 @@ impl HeaderName {
                 .unwrap_or([NONE; CANDIDATES]);
             // Candidates already have the right length.
             candidates.into_iter().find(|&i| {
-                FOLDED.get(usize::from(i)).is_some_and(|(lower, mask)| {
-                    name.iter()
-                        .zip(lower.iter().zip(mask))
-                        .all(|(b, (l, m))| b | m == *l)
-                })
+                FOLDED
+                    .get(usize::from(i))
+                    .is_some_and(|(lower, mask)| eq_folded(name, lower, mask))
             })
         };
         index

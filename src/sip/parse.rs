@@ -2,24 +2,30 @@
 //! a registrar acts on.
 //!
 //! Everything borrows the datagram. The few per-message lists (raw headers, Via values,
-//! contacts, option tags, Path values) are gathered in fixed stack buffers sized by
-//! [`limits`](super::limits) and copied once into the caller's `bumpalo` arena, so a parse
-//! performs no heap allocation of its own.
+//! contacts, option tags, Path values) are pushed straight into the caller's `bumpalo`
+//! arena with a small reserved capacity (bounded by [`limits`](super::limits)), so a
+//! parse performs no heap allocation of its own and copies no stack buffers.
 //!
-//! The parser works in two stages so that a bad request can still be answered:
-//! 1. split the datagram into the request line and raw header lines (unfolding
-//!    continuation lines, RFC 3261 §7.3.1), and pick out what a response must echo
-//!    (Via, From, To, Call-ID, CSeq, RFC 3261 §8.2.6.2);
-//! 2. parse the headers the registrar needs. The first fault in a fixed precedence
-//!    (request line, framing, then Via, From, To, Call-ID, CSeq, Max-Forwards, Expires,
-//!    Content-Length, then the rest in header order) becomes the [`ParseError`], returned
-//!    together with the [`Echo`] when a top Via could be parsed.
+//! Each header line is visited once: its name is looked up from the line's first two
+//! words together with the colon search, and as soon as the next line shows the header
+//! is complete (no continuation line, RFC 3261 §7.3.1) it is recorded and handed to its
+//! value parser, which reads the value in a single pass (display name, `<uri>` and
+//! params together for From, To and Contact). Only the top Via is parsed; everything
+//! else a registrar does not act on stays raw.
+//!
+//! A bad request must still be answerable, so faults are ordered rather than returned at
+//! once: the request line, then framing (line structure and limits), then what a
+//! response must echo (Via, From, To, Call-ID, CSeq, RFC 3261 §8.2.6.2), then
+//! Max-Forwards, Expires, Content-Length, then the rest in header order. The first
+//! becomes the [`ParseError`], returned together with the [`Echo`] when a top Via could
+//! be parsed.
 
 use bumpalo::Bump;
+use bumpalo::collections::Vec as BVec;
 
 use super::chars::{
-    DIGIT, HOST, IPV6, LWS, TOKEN, WORD, all_in, digits_saturating, digits_u16, digits_u32, find,
-    quoted_end, skip_lws, span, trim_lws,
+    DIGIT, HOST, IPV6, LWS, TOKEN, WORD, WSP, all_in, digits_saturating, digits_u16, digits_u32,
+    find, quoted_end, skip_lws, span, trim_lws,
 };
 use super::error::ParseError;
 use super::limits::{
@@ -27,8 +33,8 @@ use super::limits::{
     HEADER_LINE_BYTES_MAX, HEADERS_PER_MESSAGE_MAX, OPTION_TAGS_MAX, PATH_VALUES_MAX,
     VIAS_PER_MESSAGE_MAX,
 };
-use super::names::HeaderName;
-use super::uri::{Uri, parse_uri};
+use super::names::{HeaderName, from_prefix_words, word_at};
+use super::uri::{Uri, parse_uri, sip_uri_before_bracket};
 
 /// A request method. Method names are case-sensitive (RFC 3261 §7.1), so `register` and
 /// `RE%47IST%45R` (RFC 4475 `esc02`) are [`Method::Other`].
@@ -365,6 +371,40 @@ struct Param<'a> {
     name: &'a [u8],
     value: Option<&'a [u8]>,
     name_end: usize,
+    /// The first eight bytes of the name (zero-padded) with every 0x20 bit set: see
+    /// [`Param::is`].
+    head: u64,
+}
+
+/// Every byte's 0x20 bit.
+const FOLD: u64 = 0x2020_2020_2020_2020;
+
+/// The first eight bytes of `s` (zero-padded) with every 0x20 bit set.
+#[inline(always)]
+const fn fold_head(s: &[u8]) -> u64 {
+    let mut w = FOLD;
+    let mut k = 0;
+    while k < 8 && k < s.len() {
+        w |= (s[k] as u64) << (8 * k);
+        k += 1;
+    }
+    w
+}
+
+impl Param<'_> {
+    /// The name equals `lower` (written in lower case), ignoring ASCII case. A name is a
+    /// token, and among token bytes only a letter's two cases differ by the 0x20 bit alone,
+    /// so comparing with that bit forced is exact: one word compare for short names.
+    #[inline(always)]
+    fn is(&self, lower: &[u8]) -> bool {
+        self.name.len() == lower.len()
+            && self.head == fold_head(lower)
+            && self
+                .name
+                .get(8..)
+                .unwrap_or_default()
+                .eq_ignore_ascii_case(lower.get(8..).unwrap_or_default())
+    }
 }
 
 /// Characters of a `gen-value` that is not quoted: `token / host`, where `host` adds `:`
@@ -402,6 +442,7 @@ impl<'a> HeaderParams<'a> {
                 name,
                 value: None,
                 name_end,
+                head: 0,
             }));
         }
         let v = skip_lws(s, k + 1);
@@ -420,6 +461,7 @@ impl<'a> HeaderParams<'a> {
             name,
             value: s.get(v..v_end),
             name_end,
+            head: 0,
         }))
     }
 }
@@ -446,17 +488,53 @@ fn scan_params<'a>(
     mut f: impl FnMut(&Param<'a>) -> Result<(), ParseError>,
     malformed: ParseError,
 ) -> Result<(&'a [u8], usize), ParseError> {
-    let mut it = HeaderParams { s, i };
+    // The same grammar as `HeaderParams::next_param`, written out as one loop: this runs
+    // for every Via, From, To and Contact.
     let first = skip_lws(s, i);
-    while let Some(p) = it.next_param() {
-        f(&p.map_err(|()| malformed)?)?;
+    let mut at = first; // Where the next `;` would be.
+    let mut end = i; // After the last param read.
+    while s.get(at) == Some(&b';') {
+        let name_start = skip_lws(s, at + 1);
+        let name_end = span(s, name_start, &TOKEN);
+        if name_end == name_start {
+            return Err(malformed);
+        }
+        let name = s.get(name_start..name_end).unwrap_or_default();
+        let eq = skip_lws(s, name_end);
+        let value = if s.get(eq) == Some(&b'=') {
+            let v = skip_lws(s, eq + 1);
+            let v_end = if s.get(v) == Some(&b'"') {
+                quoted_end(s, v).ok_or(malformed)?
+            } else {
+                span(s, v, &PARAM_VALUE)
+            };
+            if v_end == v {
+                return Err(malformed);
+            }
+            end = v_end;
+            s.get(v..v_end)
+        } else {
+            end = name_end;
+            None
+        };
+        let keep = match name.len() {
+            0..8 => (1u64 << (8 * name.len())) - 1,
+            _ => u64::MAX,
+        };
+        f(&Param {
+            name,
+            value,
+            name_end,
+            head: (word_at(s, name_start) & keep) | FOLD,
+        })?;
+        at = skip_lws(s, end);
     }
-    let raw = if it.i > i {
-        s.get(first..it.i).unwrap_or_default()
+    let raw = if end > i {
+        s.get(first..end).unwrap_or_default()
     } else {
         b""
     };
-    Ok((raw, it.i))
+    Ok((raw, end))
 }
 
 /// `(name-addr / addr-spec)` followed by its params, as found in From, To and Contact.
@@ -509,10 +587,19 @@ fn parse_element<'a>(
         }
         None => return Err(malformed),
     }
-    let (uri_raw, after_uri) = if s.get(i) == Some(&b'<') {
-        let tail = s.get(i + 1..).unwrap_or_default();
-        let close = find(b'>', tail).ok_or(malformed)?;
-        (tail.get(..close).unwrap_or_default(), i + 1 + close + 1)
+    let (uri, uri_raw, after_uri) = if s.get(i) == Some(&b'<') {
+        // The common `<sip:user@host[:port][;params]>` in one pass; anything else is cut
+        // at the first `>` and parsed on its own (which the fast path agrees with).
+        match sip_uri_before_bracket(s, i + 1) {
+            Some((uri, close)) => (uri, uri.raw, close + 1),
+            None => {
+                let tail = s.get(i + 1..).unwrap_or_default();
+                let close = find(b'>', tail).ok_or(malformed)?;
+                let raw = tail.get(..close).unwrap_or_default();
+                let uri = parse_uri(raw).map_err(|_| malformed)?;
+                (uri, raw, i + 1 + close + 1)
+            }
+        }
     } else {
         let mut end = i;
         while let Some(&b) = s.get(end) {
@@ -525,9 +612,9 @@ fn parse_element<'a>(
         if find(b'?', raw).is_some() {
             return Err(malformed);
         }
-        (raw, end)
+        let uri = parse_uri(raw).map_err(|_| malformed)?;
+        (uri, raw, end)
     };
-    let uri = parse_uri(uri_raw).map_err(|_| malformed)?;
     let (params, end) = scan_params(s, after_uri, on_param, malformed)?;
     Ok(Element {
         display,
@@ -545,7 +632,7 @@ fn parse_name_addr(s: &[u8], malformed: ParseError) -> Result<NameAddr<'_>, Pars
         s,
         0,
         |p| {
-            if p.name.eq_ignore_ascii_case(b"tag") && tag.is_none() {
+            if p.is(b"tag") && tag.is_none() {
                 tag = Some(p.value.ok_or(malformed)?);
             }
             Ok(())
@@ -586,10 +673,7 @@ fn parse_qvalue(v: &[u8]) -> Option<u16> {
 }
 
 /// Parses one Contact header value into `out` (`*` is handled by the caller).
-fn parse_contact_list<'a>(
-    s: &'a [u8],
-    out: &mut StackVec<Contact<'a>, CONTACTS_PER_MESSAGE_MAX>,
-) -> Result<(), ParseError> {
+fn parse_contact_list<'a>(s: &'a [u8], out: &mut BVec<'a, Contact<'a>>) -> Result<(), ParseError> {
     let mut i = 0;
     loop {
         let mut c = Contact::EMPTY;
@@ -597,18 +681,17 @@ fn parse_contact_list<'a>(
             s,
             i,
             |p| {
-                let name = p.name;
-                if name.eq_ignore_ascii_case(b"expires") {
+                if p.is(b"expires") {
                     let v = p.value.ok_or(ParseError::BadContactExpires)?;
                     c.expires = Some(digits_saturating(v).ok_or(ParseError::BadContactExpires)?);
-                } else if name.eq_ignore_ascii_case(b"q") {
+                } else if p.is(b"q") {
                     let v = p.value.ok_or(ParseError::BadContactQ)?;
                     c.q = Some(parse_qvalue(v).ok_or(ParseError::BadContactQ)?);
-                } else if name.eq_ignore_ascii_case(b"+sip.instance") {
+                } else if p.is(b"+sip.instance") {
                     let v = p.value.ok_or(ParseError::BadContact)?;
                     let unquoted = v.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\""));
                     c.instance = Some(unquoted.unwrap_or(v));
-                } else if name.eq_ignore_ascii_case(b"reg-id") {
+                } else if p.is(b"reg-id") {
                     let v = p.value.ok_or(ParseError::BadContactRegId)?;
                     c.reg_id = Some(digits_u32(v).ok_or(ParseError::BadContactRegId)?);
                 }
@@ -623,7 +706,10 @@ fn parse_contact_list<'a>(
         c.uri = el.uri;
         c.uri_raw = el.uri_raw;
         c.params = el.params;
-        out.push(c, ParseError::TooManyContacts)?;
+        if out.len() >= CONTACTS_PER_MESSAGE_MAX {
+            return Err(ParseError::TooManyContacts);
+        }
+        out.push(c);
         let j = skip_lws(s, el.end);
         match s.get(j) {
             None => return Ok(()),
@@ -711,20 +797,21 @@ fn parse_via<'a>(s: &'a [u8], version: &[u8]) -> Result<Via<'a>, ParseError> {
         s,
         end,
         |p| {
-            let n = p.name;
-            if n.eq_ignore_ascii_case(b"branch") {
+            if p.is(b"branch") {
                 via.branch = via.branch.or(Some(p.value.ok_or(E)?));
-            } else if n.eq_ignore_ascii_case(b"rport") && via.rport.is_none() {
-                via.rport = Some(match p.value {
-                    None => {
-                        via.rport_insert_at = p.name_end - start;
-                        None
-                    }
-                    Some(v) => Some(digits_u16(v).ok_or(E)?),
-                });
-            } else if n.eq_ignore_ascii_case(b"received") {
+            } else if p.is(b"rport") {
+                if via.rport.is_none() {
+                    via.rport = Some(match p.value {
+                        None => {
+                            via.rport_insert_at = p.name_end - start;
+                            None
+                        }
+                        Some(v) => Some(digits_u16(v).ok_or(E)?),
+                    });
+                }
+            } else if p.is(b"received") {
                 via.received = via.received.or(Some(p.value.ok_or(E)?));
-            } else if n.eq_ignore_ascii_case(b"maddr") {
+            } else if p.is(b"maddr") {
                 via.maddr = via.maddr.or(Some(p.value.ok_or(E)?));
             }
             Ok(())
@@ -770,21 +857,33 @@ fn split_commas<'a>(
 
 /// Appends the option tags of one Require/Proxy-Require/Supported value
 /// (`[option-tag *(COMMA option-tag)]`, option-tag = token).
-fn parse_option_tags<'a>(
-    s: &'a [u8],
-    out: &mut StackVec<&'a [u8], OPTION_TAGS_MAX>,
-) -> Result<(), ParseError> {
+fn parse_option_tags<'a>(s: &'a [u8], out: &mut BVec<'a, &'a [u8]>) -> Result<(), ParseError> {
     if s.is_empty() {
         return Ok(()); // `Supported:` with no tags is legal (RFC 3261 §20.37).
     }
-    for tag in s.split(|&b| b == b',') {
-        let tag = trim_lws(tag);
-        if tag.is_empty() || !all_in(tag, &TOKEN) {
+    // One pass: each comma-separated piece must be a token with optional LWS around it.
+    let mut i = 0;
+    loop {
+        let start = skip_lws(s, i);
+        let end = span(s, start, &TOKEN);
+        let next = skip_lws(s, end);
+        let last = match s.get(next) {
+            None => true,
+            Some(b',') => false,
+            Some(_) => return Err(ParseError::BadOptionTag),
+        };
+        if end == start {
             return Err(ParseError::BadOptionTag);
         }
-        out.push(tag, ParseError::TooManyOptionTags)?;
+        if out.len() >= OPTION_TAGS_MAX {
+            return Err(ParseError::TooManyOptionTags);
+        }
+        out.push(s.get(start..end).unwrap_or_default());
+        if last {
+            return Ok(());
+        }
+        i = next + 1;
     }
-    Ok(())
 }
 
 /// Parses `CSeq: 1*DIGIT LWS Method`.
@@ -807,20 +906,20 @@ fn parse_cseq(s: &[u8]) -> Option<CSeq<'_>> {
 
 /// `callid = word [ "@" word ]`.
 ///
-/// One pass: `@` is not in `word`, so the value is valid when every other byte is a word
-/// character, there is at most one `@`, and neither word is empty.
+/// One pass: `@` is not in `word`, so the value is a span of word characters, optionally
+/// followed by `@` and a second non-empty span that reaches the end.
 fn call_id_valid(s: &[u8]) -> bool {
-    let mut ats = 0usize;
-    for &b in s {
-        if b == b'@' {
-            ats += 1;
-        } else if !WORD[usize::from(b)] {
-            return false;
-        }
+    let first = span(s, 0, &WORD);
+    if first == 0 {
+        return false;
     }
-    match (s.first(), s.last()) {
-        (Some(&first), Some(&last)) => ats <= 1 && first != b'@' && last != b'@',
-        _ => false,
+    match s.get(first) {
+        None => true,
+        Some(b'@') => {
+            let second = span(s, first + 1, &WORD);
+            second > first + 1 && second == s.len()
+        }
+        Some(_) => false,
     }
 }
 
@@ -918,36 +1017,84 @@ fn next_line<'b>(
     }
 }
 
-/// A fixed-capacity list on the stack. Its slots are `Option<T>`, so creating an empty
-/// list only writes each slot's niche (a null pointer), not a whole placeholder value:
-/// the parser creates several of these per message.
-struct StackVec<T: Copy, const N: usize> {
-    slots: [Option<T>; N],
-    len: usize,
+/// A header whose first line has been read; it is complete once the next line is known
+/// not to be a continuation line (RFC 3261 §7.3.1).
+struct Pending<'a> {
+    name: &'a [u8],
+    kind: HeaderName,
+    /// The first line's value without surrounding whitespace (stale when `folded`).
+    value: &'a [u8],
+    line_start: usize,
+    /// The value's extent in the datagram, continuation lines included.
+    value_start: usize,
+    value_end: usize,
+    folded: bool,
 }
 
-impl<T: Copy, const N: usize> StackVec<T, N> {
-    fn new() -> Self {
-        Self {
-            slots: [None; N],
-            len: 0,
+/// `s` without leading and trailing SP/HTAB (a single line holds no CR or LF).
+#[inline]
+fn trim_wsp(s: &[u8]) -> &[u8] {
+    // Nearly every value is `": " value`: one space to drop, none at the end.
+    let start = usize::from(s.first() == Some(&b' '));
+    match (s.get(start), s.last()) {
+        (Some(b' ' | b'\t'), _) | (_, Some(b' ' | b'\t')) => trim_lws(s),
+        _ => s.get(start..).unwrap_or_default(),
+    }
+}
+/// Splits a header line `token *WSP ":" value` into `(name end, colon index, kind)`;
+/// `None` when the line is not shaped so.
+///
+/// Fast path: the first 16 bytes are read as two words; when the first colon is among
+/// them, right after a known name (all token bytes by construction), the byte-by-byte
+/// check below would give the same answer, so it is skipped.
+#[inline]
+fn split_header_name(line: &[u8]) -> Option<(usize, usize, HeaderName)> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    // The lowest flagged byte is the first colon (borrows only run upward); zero padding
+    // past the end of the line is never a colon.
+    let colons = |w: u64| {
+        let x = w ^ (ONES * u64::from(b':'));
+        x.wrapping_sub(ONES) & !x & (ONES << 7)
+    };
+    let w0 = word_at(line, 0);
+    let m0 = colons(w0);
+    // A name of up to seven bytes needs only the first word (the second is masked off).
+    let (fast, w1) = if m0 != 0 {
+        (Some(m0.trailing_zeros() as usize / 8), 0)
+    } else {
+        let w1 = word_at(line, 8);
+        match colons(w1) {
+            0 => (None, w1),
+            m1 => (Some(8 + m1.trailing_zeros() as usize / 8), w1),
+        }
+    };
+    if let Some(colon) = fast {
+        if colon > 0 && !matches!(line.get(colon - 1), Some(b' ' | b'\t')) {
+            let kind = from_prefix_words(colon, w0, w1);
+            if kind != HeaderName::Other {
+                return Some((colon, colon, kind));
+            }
         }
     }
-
-    /// Appends `v`, or returns `full` when all `N` slots are taken.
-    fn push(&mut self, v: T, full: ParseError) -> Result<(), ParseError> {
-        *self.slots.get_mut(self.len).ok_or(full)? = Some(v);
-        self.len += 1;
-        Ok(())
+    let name_end = span(line, 0, &TOKEN);
+    let colon = span(line, name_end, &WSP);
+    if name_end == 0 || line.get(colon) != Some(&b':') {
+        return None;
     }
-
-    /// Copies the list into `arena` (`fill` is never used: every slot below `len` is set).
-    fn to_arena<'b>(&self, arena: &'b Bump, fill: T) -> &'b [T] {
-        arena.alloc_slice_fill_with(self.len, |i| {
-            self.slots.get(i).copied().flatten().unwrap_or(fill)
-        })
-    }
+    let name = line.get(..name_end).unwrap_or_default();
+    Some((name_end, colon, HeaderName::from_bytes(name)))
 }
+
+/// Arena capacity reserved up front for the header list: a softphone REGISTER has about
+/// a dozen headers; a longer message grows the list (bounded by
+/// [`HEADERS_PER_MESSAGE_MAX`]).
+const HEADERS_RESERVED: usize = 20;
+/// Arena capacity reserved for Via values (a REGISTER from a UA has one).
+const VIAS_RESERVED: usize = 2;
+/// Arena capacity reserved for contacts once a Contact header is seen.
+const CONTACTS_RESERVED: usize = 2;
+/// Arena capacity reserved for an option-tag or Path list once its header is seen.
+const TAGS_RESERVED: usize = 4;
 
 /// Records the first error only.
 fn fail(slot: &mut Option<ParseError>, e: ParseError) {
@@ -1010,87 +1157,21 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
     };
 
     let mut frame_err = None;
-    // Header positions as `[name start, name end, value start, value end]`: offsets fit
-    // in `u16` (see the assertion on DATAGRAM_BYTES_MAX), and a zeroed array is the
-    // cheapest stack buffer to create.
-    let mut spans = [[0u16; 4]; HEADERS_PER_MESSAGE_MAX];
-    let mut n_headers = 0;
     let mut body_start = None;
-    // The header being read: (line start, value start, value end, name end).
-    let mut current: Option<(usize, usize, usize, usize)> = None;
-    let offset = |i: usize| u16::try_from(i).unwrap_or(u16::MAX);
-    loop {
-        let (line, next) = match next_line(buf, pos, &ends) {
-            Ok(l) => l,
-            Err(e) => {
-                fail(&mut frame_err, e);
-                break;
-            }
-        };
-        let continuation = matches!(line.first(), Some(b' ' | b'\t'));
-        if let Some((line_start, _, value_end, _)) = &mut current {
-            if continuation {
-                *value_end = pos + line.len();
-                if *value_end - *line_start > HEADER_LINE_BYTES_MAX {
-                    fail(&mut frame_err, ParseError::HeaderTooLong);
-                    break;
-                }
-                pos = next;
-                continue;
-            }
-        }
-        if let Some((line_start, value_start, value_end, name_end)) = current.take() {
-            let Some(slot) = spans.get_mut(n_headers) else {
-                fail(&mut frame_err, ParseError::TooManyHeaders);
-                break;
-            };
-            *slot = [
-                offset(line_start),
-                offset(name_end),
-                offset(value_start),
-                offset(value_end),
-            ];
-            n_headers += 1;
-        }
-        if line.is_empty() {
-            body_start = Some(next);
-            break;
-        }
-        let name_end = span(line, 0, &TOKEN);
-        let colon = span(line, name_end, &super::chars::WSP);
-        if name_end == 0 || line.get(colon) != Some(&b':') {
-            fail(&mut frame_err, ParseError::BadHeaderLine);
-            break;
-        }
-        if line.len() > HEADER_LINE_BYTES_MAX {
-            fail(&mut frame_err, ParseError::HeaderTooLong);
-            break;
-        }
-        current = Some((pos, pos + colon + 1, pos + line.len(), pos + name_end));
-        pos = next;
-    }
-    let headers: &[RawHeader<'a>] = arena.alloc_slice_fill_with(n_headers, |i| {
-        let [ns, ne, vs, ve] = spans.get(i).copied().unwrap_or_default().map(usize::from);
-        let name = buf.get(ns..ne).unwrap_or_default();
-        RawHeader {
-            name,
-            kind: HeaderName::from_bytes(name),
-            value: trim_lws(buf.get(vs..ve).unwrap_or_default()),
-        }
-    });
+    let mut headers = BVec::with_capacity_in(HEADERS_RESERVED, arena);
+    let mut vias: BVec<'a, &'a [u8]> = BVec::with_capacity_in(VIAS_RESERVED, arena);
 
-    // Stage 2: pick out and parse.
+    // What the registrar needs, picked out as each header completes.
     let mut err = None; // Faults in header order, after the fixed-precedence ones.
     let mut n_vias = 0usize;
     let (mut from, mut to, mut call_id, mut cseq) = (None, None, None, None);
     let (mut max_forwards, mut expires, mut content_length) = (None, None, None);
     let (mut user_agent, mut authorization) = (None, None);
-    let mut contacts = StackVec::<Contact<'a>, CONTACTS_PER_MESSAGE_MAX>::new();
+    // Created on first use: most requests carry none or one of these lists.
+    let mut contacts: Option<BVec<'a, Contact<'a>>> = None;
     let mut star = 0usize;
-    // Created on first use: most requests carry none of these lists, and an empty
-    // `StackVec` still costs a write per slot.
-    let mut tags: [Option<StackVec<&[u8], OPTION_TAGS_MAX>>; 3] = [None, None, None];
-    let mut path: Option<StackVec<&[u8], PATH_VALUES_MAX>> = None;
+    let mut tags: [Option<BVec<'a, &'a [u8]>>; 3] = [None, None, None];
+    let mut path: Option<BVec<'a, &'a [u8]>> = None;
 
     fn once<'a>(
         slot: &mut Option<&'a [u8]>,
@@ -1105,86 +1186,158 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
         }
     }
 
-    for h in headers {
-        let v = h.value;
-        match h.kind {
-            HeaderName::Via => {
-                n_vias += 1;
-                if n_vias > VIAS_PER_MESSAGE_MAX {
-                    fail(&mut err, ParseError::TooManyVias);
-                }
+    // The header being read: complete once the next line is known not to continue it
+    // (RFC 3261 §7.3.1).
+    let mut current: Option<Pending<'a>> = None;
+    loop {
+        let (line, next) = match next_line(buf, pos, &ends) {
+            Ok(l) => l,
+            Err(e) => {
+                fail(&mut frame_err, e);
+                break;
             }
-            HeaderName::From => once(&mut from, v, ParseError::DuplicateFrom, &mut err),
-            HeaderName::To => once(&mut to, v, ParseError::DuplicateTo, &mut err),
-            HeaderName::CallId => once(&mut call_id, v, ParseError::DuplicateCallId, &mut err),
-            HeaderName::CSeq => once(&mut cseq, v, ParseError::DuplicateCSeq, &mut err),
-            HeaderName::MaxForwards => once(
-                &mut max_forwards,
-                v,
-                ParseError::DuplicateMaxForwards,
-                &mut err,
-            ),
-            HeaderName::Expires => once(&mut expires, v, ParseError::DuplicateExpires, &mut err),
-            HeaderName::ContentLength => once(
-                &mut content_length,
-                v,
-                ParseError::DuplicateContentLength,
-                &mut err,
-            ),
-            HeaderName::UserAgent => user_agent = user_agent.or(Some(v)),
-            HeaderName::Authorization => authorization = authorization.or(Some(v)),
-            _ if err.is_some() => {}
-            HeaderName::Contact => {
-                if v == b"*" {
-                    star += 1;
-                } else if let Err(e) = parse_contact_list(v, &mut contacts) {
-                    fail(&mut err, e);
+        };
+        let continuation = matches!(line.first(), Some(b' ' | b'\t'));
+        if let Some(p) = &mut current {
+            if continuation {
+                p.value_end = pos + line.len();
+                p.folded = true;
+                if p.value_end - p.line_start > HEADER_LINE_BYTES_MAX {
+                    fail(&mut frame_err, ParseError::HeaderTooLong);
+                    break;
                 }
+                pos = next;
+                continue;
             }
-            HeaderName::Require | HeaderName::ProxyRequire | HeaderName::Supported => {
-                let k = match h.kind {
-                    HeaderName::Require => 0,
-                    HeaderName::ProxyRequire => 1,
-                    _ => 2,
-                };
-                if let Some(out) = tags.get_mut(k) {
-                    if let Err(e) = parse_option_tags(v, out.get_or_insert_with(StackVec::new)) {
+        }
+        if let Some(p) = current.take() {
+            if headers.len() >= HEADERS_PER_MESSAGE_MAX {
+                fail(&mut frame_err, ParseError::TooManyHeaders);
+                break;
+            }
+            let v = if p.folded {
+                trim_lws(buf.get(p.value_start..p.value_end).unwrap_or_default())
+            } else {
+                p.value
+            };
+            let kind = p.kind;
+            headers.push(RawHeader {
+                name: p.name,
+                kind,
+                value: v,
+            });
+            match kind {
+                HeaderName::Via => {
+                    n_vias += 1;
+                    if n_vias > VIAS_PER_MESSAGE_MAX {
+                        fail(&mut err, ParseError::TooManyVias);
+                    } else {
+                        vias.push(v);
+                    }
+                }
+                HeaderName::From => once(&mut from, v, ParseError::DuplicateFrom, &mut err),
+                HeaderName::To => once(&mut to, v, ParseError::DuplicateTo, &mut err),
+                HeaderName::CallId => once(&mut call_id, v, ParseError::DuplicateCallId, &mut err),
+                HeaderName::CSeq => once(&mut cseq, v, ParseError::DuplicateCSeq, &mut err),
+                HeaderName::MaxForwards => once(
+                    &mut max_forwards,
+                    v,
+                    ParseError::DuplicateMaxForwards,
+                    &mut err,
+                ),
+                HeaderName::Expires => {
+                    once(&mut expires, v, ParseError::DuplicateExpires, &mut err)
+                }
+                HeaderName::ContentLength => once(
+                    &mut content_length,
+                    v,
+                    ParseError::DuplicateContentLength,
+                    &mut err,
+                ),
+                HeaderName::UserAgent => user_agent = user_agent.or(Some(v)),
+                HeaderName::Authorization => authorization = authorization.or(Some(v)),
+                _ if err.is_some() => {}
+                HeaderName::Contact => {
+                    if v == b"*" {
+                        star += 1;
+                    } else {
+                        let list = contacts.get_or_insert_with(|| {
+                            BVec::with_capacity_in(CONTACTS_RESERVED, arena)
+                        });
+                        if let Err(e) = parse_contact_list(v, list) {
+                            fail(&mut err, e);
+                        }
+                    }
+                }
+                HeaderName::Require | HeaderName::ProxyRequire | HeaderName::Supported => {
+                    let k = match kind {
+                        HeaderName::Require => 0,
+                        HeaderName::ProxyRequire => 1,
+                        _ => 2,
+                    };
+                    if let Some(out) = tags.get_mut(k) {
+                        let out =
+                            out.get_or_insert_with(|| BVec::with_capacity_in(TAGS_RESERVED, arena));
+                        if let Err(e) = parse_option_tags(v, out) {
+                            fail(&mut err, e);
+                        }
+                    }
+                }
+                HeaderName::Path => {
+                    let out =
+                        path.get_or_insert_with(|| BVec::with_capacity_in(TAGS_RESERVED, arena));
+                    let r = split_commas(
+                        v,
+                        |p| {
+                            if p.is_empty() {
+                                return Err(ParseError::BadPath);
+                            }
+                            if out.len() >= PATH_VALUES_MAX {
+                                return Err(ParseError::TooManyPathValues);
+                            }
+                            out.push(p);
+                            Ok(())
+                        },
+                        ParseError::BadPath,
+                    );
+                    if let Err(e) = r {
                         fail(&mut err, e);
                     }
                 }
+                _ => {}
             }
-            HeaderName::Path => {
-                let r = split_commas(
-                    v,
-                    |p| {
-                        if p.is_empty() {
-                            return Err(ParseError::BadPath);
-                        }
-                        path.get_or_insert_with(StackVec::new)
-                            .push(p, ParseError::TooManyPathValues)
-                    },
-                    ParseError::BadPath,
-                );
-                if let Err(e) = r {
-                    fail(&mut err, e);
-                }
-            }
-            _ => {}
         }
+        if line.is_empty() {
+            body_start = Some(next);
+            break;
+        }
+        let Some((name_end, colon, kind)) = split_header_name(line) else {
+            fail(&mut frame_err, ParseError::BadHeaderLine);
+            break;
+        };
+        if line.len() > HEADER_LINE_BYTES_MAX {
+            fail(&mut frame_err, ParseError::HeaderTooLong);
+            break;
+        }
+        current = Some(Pending {
+            name: line.get(..name_end).unwrap_or_default(),
+            kind,
+            value: trim_wsp(line.get(colon + 1..).unwrap_or_default()),
+            line_start: pos,
+            value_start: pos + colon + 1,
+            value_end: pos + line.len(),
+            folded: false,
+        });
+        pos = next;
     }
-    if star > 1 || (star == 1 && contacts.len > 0) {
+    let headers: &'a [RawHeader<'a>] = headers.into_bump_slice();
+    let n_contacts = contacts.as_ref().map_or(0, BVec::len);
+    if star > 1 || (star == 1 && n_contacts > 0) {
         fail(&mut err, ParseError::BadStarContact);
     }
 
     // The echo: needs a top Via with a sent-by.
-    // Every Via value, in order, up to the limit (more is the `TooManyVias` above).
-    let mut via_values = headers
-        .iter()
-        .filter(|h| h.kind == HeaderName::Via)
-        .map(|h| h.value);
-    let vias: &[&[u8]] = arena.alloc_slice_fill_with(n_vias.min(VIAS_PER_MESSAGE_MAX), |_| {
-        via_values.next().unwrap_or_default()
-    });
+    let vias: &'a [&'a [u8]] = vias.into_bump_slice();
     let top_via = match vias.first() {
         Some(v) => parse_via(v, version),
         None => Err(ParseError::MissingVia),
@@ -1266,9 +1419,8 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
     let Some(echo) = echo else {
         return reject(ParseError::BadVia); // Unreachable: the top Via parsed.
     };
-    let [require, proxy_require, supported] = tags
-        .each_ref()
-        .map(|t| t.as_ref().map_or(&[][..], |t| t.to_arena(arena, b"")));
+    let [require, proxy_require, supported] =
+        tags.map(|t| t.map_or(&[][..], BVec::into_bump_slice));
     Ok(Request {
         method,
         request_uri,
@@ -1278,16 +1430,16 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
         call_id,
         cseq,
         max_forwards,
-        contacts: match (star, contacts.len) {
-            (0, 0) => Contacts::None,
-            (_, 0) => Contacts::Star,
-            _ => Contacts::List(contacts.to_arena(arena, Contact::EMPTY)),
+        contacts: match (star, contacts) {
+            (_, Some(list)) if !list.is_empty() => Contacts::List(list.into_bump_slice()),
+            (0, _) => Contacts::None,
+            _ => Contacts::Star,
         },
         expires,
         require,
         proxy_require,
         supported,
-        path: path.as_ref().map_or(&[][..], |p| p.to_arena(arena, b"")),
+        path: path.map_or(&[][..], BVec::into_bump_slice),
         content_length,
         user_agent,
         authorization,

@@ -11,8 +11,8 @@
 //! generic parse failure.
 
 use super::chars::{
-    DIGIT, HOST, IPV6, OPAQUE, PASSWORD, SCHEME, URI_HEADER, URI_PARAM, USER, all_in, digits_u16,
-    find, hex_val, span, valid_escaped,
+    DIGIT, HOST, IPV6, OPAQUE, PASSWORD, SCHEME, URI_HEADER, URI_PARAM, URI_PARAM_PLAIN, USER,
+    USER_PLAIN, all_in, digits_u16, find, hex_val, span, valid_escaped,
 };
 use super::error::UriError;
 
@@ -162,13 +162,110 @@ impl<'a> Iterator for UriParams<'a> {
     }
 }
 
+/// The userinfo and the host part of `rest` (after `scheme:`), general case:
+/// `userinfo = ( user / telephone-subscriber ) [ ":" password ] "@"`. No other part may
+/// hold a bare `@`, so the first one ends the userinfo.
+#[allow(clippy::type_complexity)]
+fn general_userinfo(rest: &[u8]) -> Result<(Option<&[u8]>, Option<&[u8]>, &[u8]), UriError> {
+    Ok(match find(b'@', rest) {
+        Some(at) => {
+            let info = rest.get(..at).unwrap_or_default();
+            let (user, password) = match find(b':', info) {
+                Some(c) => (
+                    info.get(..c).unwrap_or_default(),
+                    Some(info.get(c + 1..).unwrap_or_default()),
+                ),
+                None => (info, None),
+            };
+            if user.is_empty() || !valid_escaped(user, &USER) {
+                return Err(UriError::UserInfo);
+            }
+            if let Some(pw) = password {
+                if !valid_escaped(pw, &PASSWORD) {
+                    return Err(UriError::UserInfo);
+                }
+            }
+            (Some(user), password, rest.get(at + 1..).unwrap_or_default())
+        }
+        None => (None, None, rest),
+    })
+}
+
+/// The common shape of a bracketed SIP URI, `sip:[user@]host[:port][;params]` followed by
+/// `>`, parsed in one pass from `start` (just after the `<`): `Some((uri, index of the >))`.
+/// `None` when the URI has another shape (a password, an IPv6 host, headers, escapes,
+/// another scheme) or is malformed; the caller then cuts at the first `>` and calls
+/// [`parse_uri`], which gives the same answer as this function wherever it answers (none
+/// of the bytes accepted here is a `>`).
+#[inline]
+pub(crate) fn sip_uri_before_bracket(s: &[u8], start: usize) -> Option<(Uri<'_>, usize)> {
+    let head = s
+        .get(start..start.wrapping_add(4))
+        .and_then(|h| <[u8; 4]>::try_from(h).ok())
+        .map_or(0, u32::from_le_bytes);
+    let (scheme, rest) = if head | 0x0020_2020 == u32::from_le_bytes(*b"sip:") {
+        (Scheme::Sip, start + 4)
+    } else if head | 0x2020_2020 == u32::from_le_bytes(*b"sips") && s.get(start + 4) == Some(&b':')
+    {
+        (Scheme::Sips, start + 5)
+    } else {
+        return None;
+    };
+    let user_end = span(s, rest, &USER_PLAIN);
+    let (user, host_start) = match s.get(user_end) {
+        Some(b'@') if user_end > rest => (s.get(rest..user_end), user_end + 1),
+        // No `@` so far. None may follow either: `@` is not among the bytes accepted
+        // below, so a `user:password@` ends in `None` rather than in a wrong answer.
+        Some(b'>' | b':') => (None, rest),
+        _ => return None,
+    };
+    let host_end = span(s, host_start, &HOST);
+    if host_end == host_start {
+        return None;
+    }
+    let mut i = host_end;
+    let mut port = None;
+    if s.get(i) == Some(&b':') {
+        let end = span(s, i + 1, &DIGIT);
+        port = Some(digits_u16(s.get(i + 1..end)?)?);
+        i = end;
+    }
+    let mut params: &[u8] = b"";
+    if s.get(i) == Some(&b';') {
+        let end = span(s, i + 1, &URI_PARAM_PLAIN);
+        params = s.get(i + 1..end)?;
+        i = end;
+    }
+    if s.get(i) != Some(&b'>') {
+        return None;
+    }
+    Some((
+        Uri {
+            scheme,
+            user,
+            password: None,
+            host: s.get(host_start..host_end)?,
+            port,
+            params,
+            headers: b"",
+            raw: s.get(start..i)?,
+        },
+        i,
+    ))
+}
+
 /// Parses a URI (RFC 3261 §19.1.1 for `sip:`/`sips:`, an opaque `absoluteURI` for the rest).
 pub fn parse_uri(s: &[u8]) -> Result<Uri<'_>, UriError> {
     // Fast path for the schemes a registrar sees: a `sip:` or `sips:` prefix is exactly
     // what the general scheme check below would accept as Sip or Sips.
-    let (scheme, rest) = if s.get(..4).is_some_and(|p| p.eq_ignore_ascii_case(b"sip:")) {
+    // Compared as one word with the letters' case bit forced (`:` is compared exactly).
+    let head = s
+        .get(..4)
+        .and_then(|h| <[u8; 4]>::try_from(h).ok())
+        .map_or(0, u32::from_le_bytes);
+    let (scheme, rest) = if head | 0x0020_2020 == u32::from_le_bytes(*b"sip:") {
         (Scheme::Sip, s.get(4..).unwrap_or_default())
-    } else if s.get(..5).is_some_and(|p| p.eq_ignore_ascii_case(b"sips:")) {
+    } else if head | 0x2020_2020 == u32::from_le_bytes(*b"sips") && s.get(4) == Some(&b':') {
         (Scheme::Sips, s.get(5..).unwrap_or_default())
     } else {
         let colon = find(b':', s).ok_or(UriError::Scheme)?;
@@ -196,27 +293,19 @@ pub fn parse_uri(s: &[u8]) -> Result<Uri<'_>, UriError> {
 
     // `userinfo = ( user / telephone-subscriber ) [ ":" password ] "@"`: no other part
     // may hold a bare `@`, so the first one ends the userinfo.
-    let (user, password, hostpart) = match find(b'@', rest) {
-        Some(at) => {
-            let info = rest.get(..at).unwrap_or_default();
-            let (user, password) = match find(b':', info) {
-                Some(c) => (
-                    info.get(..c).unwrap_or_default(),
-                    Some(info.get(c + 1..).unwrap_or_default()),
-                ),
-                None => (info, None),
-            };
-            if user.is_empty() || !valid_escaped(user, &USER) {
-                return Err(UriError::UserInfo);
-            }
-            if let Some(pw) = password {
-                if !valid_escaped(pw, &PASSWORD) {
-                    return Err(UriError::UserInfo);
-                }
-            }
-            (Some(user), password, rest.get(at + 1..).unwrap_or_default())
-        }
-        None => (None, None, rest),
+    // Fast path: a user part of plain `user` characters (no escape, no password) ended by
+    // `@`, or a rest without any `@` at all (`USER_PLAIN` excludes `@`). Anything else
+    // takes the general path below, which gives the same answers on these two cases.
+    let plain = span(rest, 0, &USER_PLAIN);
+    let at = match rest.get(plain) {
+        Some(b'@') if plain > 0 => Some(Ok(plain)),
+        None => Some(Err(())),
+        _ => None,
+    };
+    let (user, password, hostpart) = match at {
+        Some(Ok(at)) => (rest.get(..at), None, rest.get(at + 1..).unwrap_or_default()),
+        Some(Err(())) => (None, None, rest),
+        None => general_userinfo(rest)?,
     };
 
     let host_end = if hostpart.first() == Some(&b'[') {
@@ -246,11 +335,20 @@ pub fn parse_uri(s: &[u8]) -> Result<Uri<'_>, UriError> {
     let mut params: &[u8] = b"";
     if hostpart.get(i) == Some(&b';') {
         let tail = hostpart.get(i + 1..).unwrap_or_default();
-        let end = find(b'?', tail).unwrap_or(tail.len());
+        // Fast path: plain parameter characters up to the end or a `?` (neither is in
+        // `URI_PARAM_PLAIN`); an escape or anything else takes the checked path.
+        let plain = span(tail, 0, &URI_PARAM_PLAIN);
+        let end = match tail.get(plain) {
+            None | Some(b'?') => plain,
+            Some(_) => {
+                let end = find(b'?', tail).unwrap_or(tail.len());
+                if !valid_escaped(tail.get(..end).unwrap_or_default(), &URI_PARAM) {
+                    return Err(UriError::Params);
+                }
+                end
+            }
+        };
         params = tail.get(..end).unwrap_or_default();
-        if !valid_escaped(params, &URI_PARAM) {
-            return Err(UriError::Params);
-        }
         i += 1 + end;
     }
 
@@ -695,6 +793,49 @@ mod tests {
             })
     }
 
+    /// Wherever the one-pass bracketed parser answers, it agrees with `parse_uri` on the
+    /// bytes before the first `>`.
+    fn fast_agrees(raw: &str) -> bool {
+        let bracketed = format!("<{raw}>;x");
+        match sip_uri_before_bracket(bracketed.as_bytes(), 1) {
+            Some((fast, close)) => {
+                assert_eq!(close, raw.len() + 1, "{raw}");
+                assert_eq!(parse_uri(raw.as_bytes()), Ok(fast), "{raw}");
+                true
+            }
+            None => false,
+        }
+    }
+
+    #[test]
+    fn bracketed_fast_path_agrees_with_parse_uri() {
+        for raw in [
+            "sip:bob@biloxi.example.com",
+            "SIP:Bob@H:5060;Transport=UDP;lr",
+            "sips:x@y",
+            "sip:192.0.2.4:5060",
+            "sip:h;lr",
+        ] {
+            assert!(fast_agrees(raw), "fast path refused {raw}");
+        }
+        // Other shapes and faults are left to `parse_uri`.
+        for raw in [
+            "sip:alice:1234@h",
+            "sip:alice:pw@h",
+            "sip:u@[::1]:5060",
+            "sip:u@h?subject=x",
+            "sip:u%40x@h",
+            "sip:@h",
+            "sip:h:99999",
+            "sip:h:",
+            "sip:",
+            "tel:+1234",
+            "sip:u@h;a%2",
+        ] {
+            assert!(!fast_agrees(raw), "fast path answered {raw}");
+        }
+    }
+
     proptest! {
         #[test]
         fn equivalence_is_reflexive_and_symmetric(a in arb_uri(), b in arb_uri()) {
@@ -702,6 +843,11 @@ mod tests {
                 prop_assert!(uri_equivalent(&ua, &ua));
                 prop_assert_eq!(uri_equivalent(&ua, &ub), uri_equivalent(&ub, &ua));
             }
+        }
+
+        #[test]
+        fn bracketed_fast_path_never_disagrees(raw in "(sip|SIPS|tel):[a-z0-9@:;=%.\\[\\]?&-]{0,24}") {
+            fast_agrees(&raw);
         }
 
         #[test]
