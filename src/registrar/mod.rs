@@ -76,6 +76,8 @@ pub enum Prepared<'a> {
         req: &'a Request<'a>,
         /// The owner hash ([`route`]).
         hash: u64,
+        /// The AOR key the owner hash was computed from, when the request names one.
+        aor_key: Option<&'a [u8]>,
     },
 }
 
@@ -133,6 +135,23 @@ pub fn route(bytes: &[u8]) -> Route {
 
 /// The owner hash of a parsed request (see [`route`]).
 pub fn route_hash(req: &Request<'_>) -> u64 {
+    with_routing_key(req, |key| {
+        key.map_or_else(|| aor_hash(req.call_id), aor_hash)
+    })
+}
+
+/// [`route_hash`], and the AOR key it hashed (copied into `arena`; `None` when the
+/// request names no user and is placed by its Call-ID).
+fn route_hash_and_key<'a>(req: &Request<'_>, arena: &'a Bump) -> (u64, Option<&'a [u8]>) {
+    with_routing_key(req, |key| match key {
+        Some(key) => (aor_hash(key), Some(&*arena.alloc_slice_copy(key))),
+        None => (aor_hash(req.call_id), None),
+    })
+}
+
+/// Calls `f` with the AOR key a request is placed by (REGISTER: the To AOR; others: the
+/// Request-URI's `user@host`), or `None` when it names no user.
+fn with_routing_key<R>(req: &Request<'_>, f: impl FnOnce(Option<&[u8]>) -> R) -> R {
     thread_local! {
         static KEY: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(512));
     }
@@ -144,11 +163,8 @@ pub fn route_hash(req: &Request<'_>) -> u64 {
     KEY.with(|key| {
         let mut key = key.borrow_mut();
         key.clear();
-        if uri.user.is_some() && sip::write_aor_key(uri, &mut key).is_ok() {
-            aor_hash(&key)
-        } else {
-            aor_hash(req.call_id)
-        }
+        let named = uri.user.is_some() && sip::write_aor_key(uri, &mut key).is_ok();
+        f(named.then_some(key.as_slice()))
     })
 }
 
@@ -356,11 +372,9 @@ pub struct Registrar {
     rng: rng::Rng,
     /// The current request's AOR key (reused buffer).
     aor_key: Vec<u8>,
-    /// [`Registrar::warm`]'s transaction and AOR hashes (capacity [`WARM_BATCH_MAX`]),
-    /// and its AOR key scratch.
+    /// [`Registrar::warm`]'s transaction and AOR hashes (capacity [`WARM_BATCH_MAX`]).
     warm_txn: Vec<u64>,
     warm_aor: Vec<u64>,
-    warm_key: Vec<u8>,
     /// The `Date` value of the last second a 200 was written in (second, text).
     date: (u64, [u8; sip::DATE_BYTES]),
     /// Digest authentication, when configured.
@@ -411,7 +425,6 @@ impl Registrar {
             aor_key: Vec::with_capacity(AOR_KEY_BYTES_MAX + 64),
             warm_txn: Vec::with_capacity(WARM_BATCH_MAX),
             warm_aor: Vec::with_capacity(WARM_BATCH_MAX),
-            warm_key: Vec::with_capacity(AOR_KEY_BYTES_MAX + 64),
             date: (u64::MAX, [0; sip::DATE_BYTES]),
             auth,
             challenges: Challenges::new(),
@@ -531,10 +544,11 @@ impl Registrar {
         }
         match sip::parse_request(bytes, arena) {
             Ok(req) => {
-                let hash = route_hash(&req);
+                let (hash, aor_key) = route_hash_and_key(&req, arena);
                 Prepared::Request {
                     req: arena.alloc(req),
                     hash,
+                    aor_key,
                 }
             }
             Err(rejected) => {
@@ -565,20 +579,14 @@ impl Registrar {
         self.warm_txn.clear();
         self.warm_aor.clear();
         for p in batch.iter().take(WARM_BATCH_MAX) {
-            let Prepared::Request { req, .. } = p else {
+            let Prepared::Request { req, aor_key, .. } = p else {
                 continue;
             };
             if let Some(h) = self.txns.hash_of(&txn_key(req)) {
                 self.warm_txn.push(h);
             }
-            let uri = if req.method == Method::Register {
-                &req.to.uri
-            } else {
-                &req.request_uri
-            };
-            self.warm_key.clear();
-            if uri.user.is_some() && sip::write_aor_key(uri, &mut self.warm_key).is_ok() {
-                self.warm_aor.push(self.location.key_hash(&self.warm_key));
+            if let Some(key) = aor_key {
+                self.warm_aor.push(self.location.key_hash(key));
             }
         }
         let mut touched = 0u64;
@@ -619,7 +627,7 @@ impl Registrar {
                 self.respond_rejected(source, echo, error.status(), error.reason(), out);
                 return Dispatch::Reply(reply_address(&echo.top_via, source));
             }
-            Prepared::Request { req, hash } => (req, hash),
+            Prepared::Request { req, hash, .. } => (req, hash),
         };
         if !owns(hash) {
             return Dispatch::Forward(hash);
