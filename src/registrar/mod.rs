@@ -651,7 +651,7 @@ impl Registrar {
         // A response that cannot be cached (key too long, cache disabled) only means a
         // retransmission is processed again, which gives the same answer (an equal CSeq
         // is recognised in `register`); nothing is lost.
-        let _ = self.txns.insert(&key, now_ms, out);
+        let _ = self.txns.insert_after_lookup(now_ms, out);
         self.sync_gauges();
         Dispatch::Reply(dest)
     }

@@ -136,7 +136,17 @@ pub struct TxnTable {
     /// End of the newest record in `ring` (next write position when there is room).
     tail: usize,
     scratch: Vec<u8>,
+    /// The last lookup's key hash and find (its key is in `scratch`), for
+    /// [`TxnTable::insert_after_lookup`]; cleared by anything that changes the table.
+    last_lookup: Option<LastLookup>,
     evicted_early: u64,
+}
+
+/// What [`TxnTable::lookup`] found for the key it left in `scratch`.
+#[derive(Clone, Copy, Debug)]
+struct LastLookup {
+    hash: u64,
+    found: Option<(usize, usize)>,
 }
 
 impl std::fmt::Debug for TxnTable {
@@ -195,6 +205,7 @@ impl TxnTable {
             ring: vec![0u8; limits.bytes_max].into_boxed_slice(),
             tail: 0,
             scratch: Vec::with_capacity(TXN_KEY_BYTES_MAX),
+            last_lookup: None,
             evicted_early: 0,
         }
     }
@@ -216,17 +227,21 @@ impl TxnTable {
     /// The cached final response of the transaction `key` belongs to, if it is still
     /// within Timer J at `now_ms` (RFC 3261 §17.2.2: a retransmission gets it again).
     pub fn lookup(&mut self, key: &TxnKey<'_>, now_ms: u64) -> Option<&[u8]> {
+        self.last_lookup = None;
         key.encode(&mut self.scratch).ok()?;
         let hash = self.hasher.hash_one(self.scratch.as_slice());
-        let bucket = self.index.bucket(hash)?;
-        let (_, pos) = find_in(
-            bucket,
-            &self.records,
-            &self.ring,
-            self.first_seq,
-            &self.scratch,
-            hash,
-        )?;
+        let found = self.index.bucket(hash).and_then(|bucket| {
+            find_in(
+                bucket,
+                &self.records,
+                &self.ring,
+                self.first_seq,
+                &self.scratch,
+                hash,
+            )
+        });
+        self.last_lookup = Some(LastLookup { hash, found });
+        let (_, pos) = found?;
         let r = self.records.get(pos)?;
         if r.expires_ms <= now_ms {
             return None;
@@ -238,6 +253,7 @@ impl TxnTable {
     /// The index hash of `key` (for [`touch`](Self::touch)); `None` for a key that is
     /// never cached (too long).
     pub fn hash_of(&mut self, key: &TxnKey<'_>) -> Option<u64> {
+        self.last_lookup = None;
         key.encode(&mut self.scratch).ok()?;
         Some(self.hasher.hash_one(self.scratch.as_slice()))
     }
@@ -282,14 +298,7 @@ impl TxnTable {
         }
         key.encode(&mut self.scratch)
             .map_err(|_| TxnError::KeyTooLong)?;
-        let key_len = self.scratch.len();
-        let rec_len = key_len + response.len();
-        let resp_len = u32::try_from(response.len()).map_err(|_| TxnError::ResponseTooLarge)?;
-        if rec_len > self.ring.len() {
-            return Err(TxnError::ResponseTooLarge);
-        }
         let hash = self.hasher.hash_one(self.scratch.as_slice());
-        // A record for the same key loses its entry to the new one.
         let superseded = self.index.bucket(hash).and_then(|b| {
             find_in(
                 b,
@@ -300,6 +309,40 @@ impl TxnTable {
                 hash,
             )
         });
+        self.insert_encoded(hash, superseded, now_ms, response)
+    }
+
+    /// [`insert`](Self::insert) for the key of the last [`lookup`](Self::lookup), which
+    /// missed: the key is not encoded, hashed and searched again. Fails with
+    /// [`TxnError::KeyTooLong`] when that lookup could not encode its key, or when the
+    /// table was changed since.
+    pub fn insert_after_lookup(&mut self, now_ms: u64, response: &[u8]) -> Result<(), TxnError> {
+        let Some(LastLookup { hash, found }) = self.last_lookup.take() else {
+            return Err(TxnError::KeyTooLong);
+        };
+        self.insert_encoded(hash, found, now_ms, response)
+    }
+
+    /// The body of the inserts: the key is in `scratch`, `superseded` is where the index
+    /// names a record of the same key, if anywhere.
+    fn insert_encoded(
+        &mut self,
+        hash: u64,
+        superseded: Option<(usize, usize)>,
+        now_ms: u64,
+        response: &[u8],
+    ) -> Result<(), TxnError> {
+        self.last_lookup = None;
+        if self.limits.entries_max == 0 || self.ring.is_empty() {
+            return Err(TxnError::Disabled);
+        }
+        let key_len = self.scratch.len();
+        let rec_len = key_len + response.len();
+        let resp_len = u32::try_from(response.len()).map_err(|_| TxnError::ResponseTooLarge)?;
+        if rec_len > self.ring.len() {
+            return Err(TxnError::ResponseTooLarge);
+        }
+        // A record for the same key loses its entry to the new one.
         let mut reuse = None;
         if let Some((slot, pos)) = superseded {
             if let Some(r) = self.records.get_mut(pos) {
@@ -410,6 +453,7 @@ impl TxnTable {
     /// (not superseded); counted as an early eviction when its Timer J had not fired. Its
     /// index entry is left in place: the sequence number makes it dead.
     fn pop_front(&mut self, now_ms: u64) -> bool {
+        self.last_lookup = None;
         let Some(r) = self.records.pop_front() else {
             return false;
         };

@@ -295,3 +295,34 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn insert_after_lookup_caches_under_the_looked_up_key() {
+    let mut t = small(4, 1 << 12);
+    assert_eq!(t.lookup(&key(b"z9hG4bK1"), T0), None);
+    t.insert_after_lookup(T0, b"one").unwrap();
+    assert_eq!(t.lookup(&key(b"z9hG4bK1"), T0 + 1), Some(&b"one"[..]));
+    // Past Timer J the lookup misses; the insert after it supersedes the old record.
+    assert_eq!(t.lookup(&key(b"z9hG4bK1"), T0 + 40_000), None);
+    t.insert_after_lookup(T0 + 40_000, b"two").unwrap();
+    // Only once per lookup, and not after the table changed.
+    assert_eq!(
+        t.insert_after_lookup(T0 + 40_000, b"x"),
+        Err(TxnError::KeyTooLong)
+    );
+    assert_eq!(t.lookup(&key(b"z9hG4bK1"), T0 + 40_001), Some(&b"two"[..]));
+    assert_eq!(t.len(), 1);
+    t.check_invariants();
+    assert_eq!(t.lookup(&key(b"z9hG4bK2"), T0 + 40_002), None);
+    t.expire(T0 + 40_002);
+    assert_eq!(
+        t.insert_after_lookup(T0 + 40_002, b"x"),
+        Err(TxnError::KeyTooLong)
+    );
+    let long = vec![b'z'; TXN_KEY_BYTES_MAX];
+    assert_eq!(t.lookup(&key(&long), T0), None);
+    assert_eq!(
+        t.insert_after_lookup(T0 + 40_002, b"x"),
+        Err(TxnError::KeyTooLong)
+    );
+}
