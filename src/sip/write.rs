@@ -13,20 +13,32 @@ use super::date::{DATE_BYTES, write_date};
 use super::parse::{Echo, Via};
 
 /// Appends the decimal form of `v`.
-pub(crate) fn push_u32(out: &mut Vec<u8>, mut v: u32) {
-    let mut buf = [0u8; 10];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        if let Some(d) = buf.get_mut(i) {
-            *d = b'0' + (v % 10) as u8;
+pub(crate) fn push_u32(out: &mut Vec<u8>, v: u32) {
+    // Most numbers written are short (IPv4 octets, ports, status codes, expiries): one
+    // store for up to three digits, no loop.
+    if v < 10 {
+        out.push(b'0' + v as u8);
+    } else if v < 100 {
+        out.extend_from_slice(&[b'0' + (v / 10) as u8, b'0' + (v % 10) as u8]);
+    } else if v < 1000 {
+        out.extend_from_slice(&[
+            b'0' + (v / 100) as u8,
+            b'0' + (v / 10 % 10) as u8,
+            b'0' + (v % 10) as u8,
+        ]);
+    } else {
+        let mut buf = [0u8; 10];
+        let mut i = buf.len();
+        let mut n = v;
+        while n > 0 && i > 0 {
+            i -= 1;
+            if let Some(d) = buf.get_mut(i) {
+                *d = b'0' + (n % 10) as u8;
+            }
+            n /= 10;
         }
-        v /= 10;
-        if v == 0 || i == 0 {
-            break;
-        }
+        out.extend_from_slice(buf.get(i..).unwrap_or_default());
     }
-    out.extend_from_slice(buf.get(i..).unwrap_or_default());
 }
 
 /// Appends a qvalue given in thousandths: `1`, `0.5`, `0.33`, `0.001`, `0`.
@@ -361,7 +373,21 @@ From: <sip:a@h>;tag=1\r\nTo: <sip:a@h>;tag=t\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r
     #[test]
     fn integers_and_q() {
         let mut out = Vec::new();
-        for v in [0, 7, 10, 3600, u32::MAX] {
+        for v in [
+            0,
+            7,
+            9,
+            10,
+            42,
+            99,
+            100,
+            255,
+            999,
+            1000,
+            3600,
+            65535,
+            u32::MAX,
+        ] {
             out.clear();
             push_u32(&mut out, v);
             assert_eq!(out, v.to_string().as_bytes());
