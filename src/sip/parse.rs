@@ -736,25 +736,43 @@ fn parse_via<'a>(s: &'a [u8], version: &[u8]) -> Result<Via<'a>, ParseError> {
             Err(E)
         }
     };
-    let name_end = span(s, start, &TOKEN);
-    if !s
-        .get(start..name_end)
-        .unwrap_or_default()
-        .eq_ignore_ascii_case(b"SIP")
-    {
-        return Err(E);
-    }
-    let ver = slash(name_end)?;
-    let ver_end = span(s, ver, &TOKEN);
-    if s.get(ver..ver_end) != Some(version) {
-        return Err(E);
-    }
-    let tr = slash(ver_end)?;
-    let tr_end = span(s, tr, &TOKEN);
-    if tr_end == tr {
-        return Err(E);
-    }
-    let transport = Transport::from_bytes(s.get(tr..tr_end).unwrap_or_default());
+    // Fast path: `SIP/2.0/UDP ` (or TCP, TLS) exactly, one 12-byte compare; the general
+    // grammar below gives the same answer on it.
+    let head = s
+        .get(start..start + 12)
+        .and_then(|h| <[u8; 12]>::try_from(h).ok())
+        .filter(|_| version == b"2.0");
+    let fast = match head.as_ref() {
+        Some(b"SIP/2.0/UDP ") => Some(Transport::Udp),
+        Some(b"SIP/2.0/TCP ") => Some(Transport::Tcp),
+        Some(b"SIP/2.0/TLS ") => Some(Transport::Tls),
+        _ => None,
+    };
+    let (transport, tr_end) = match fast {
+        Some(t) => (t, start + 11),
+        None => {
+            let name_end = span(s, start, &TOKEN);
+            if !s
+                .get(start..name_end)
+                .unwrap_or_default()
+                .eq_ignore_ascii_case(b"SIP")
+            {
+                return Err(E);
+            }
+            let ver = slash(name_end)?;
+            let ver_end = span(s, ver, &TOKEN);
+            if s.get(ver..ver_end) != Some(version) {
+                return Err(E);
+            }
+            let tr = slash(ver_end)?;
+            let tr_end = span(s, tr, &TOKEN);
+            if tr_end == tr {
+                return Err(E);
+            }
+            let transport = Transport::from_bytes(s.get(tr..tr_end).unwrap_or_default());
+            (transport, tr_end)
+        }
+    };
     let host_start = skip_lws(s, tr_end);
     if host_start == tr_end {
         return Err(E);
@@ -886,10 +904,21 @@ fn parse_option_tags<'a>(s: &'a [u8], out: &mut BVec<'a, &'a [u8]>) -> Result<()
     }
 }
 
-/// Parses `CSeq: 1*DIGIT LWS Method`.
-fn parse_cseq(s: &[u8]) -> Option<CSeq<'_>> {
+/// Parses `CSeq: 1*DIGIT LWS Method`. `request` is the request-line method: the common
+/// `1 REGISTER` (one space, the same known method) is recognised by one compare.
+fn parse_cseq<'a>(s: &'a [u8], request: Method<'a>) -> Option<CSeq<'a>> {
     let d_end = span(s, 0, &DIGIT);
     let seq = digits_u32(s.get(..d_end)?)?;
+    if !matches!(request, Method::Other(_))
+        && s.get(d_end) == Some(&b' ')
+        && s.get(d_end + 1..) == Some(request.as_bytes())
+    {
+        // A known method is a token, and `from_bytes` would give the same variant back.
+        return Some(CSeq {
+            seq,
+            method: request,
+        });
+    }
     let m = skip_lws(s, d_end);
     if m == d_end {
         return None;
@@ -1382,7 +1411,7 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
     let Some(cseq) = cseq else {
         return reject(ParseError::MissingCSeq);
     };
-    let Some(cseq) = parse_cseq(cseq) else {
+    let Some(cseq) = parse_cseq(cseq, method) else {
         return reject(ParseError::BadCSeq);
     };
     if cseq.method != method {
