@@ -298,6 +298,7 @@ pub(crate) fn digits_u32(s: &[u8]) -> Option<u32> {
 }
 
 /// Parses a port (`1*DIGIT` fitting a `u16`).
+#[inline]
 pub(crate) fn digits_u16(s: &[u8]) -> Option<u16> {
     digits_u32(s).and_then(|v| u16::try_from(v).ok())
 }

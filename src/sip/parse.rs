@@ -966,6 +966,24 @@ fn parse_request_line(line: &[u8]) -> Result<RequestLine<'_>, ParseError> {
     const E: ParseError = ParseError::BadRequestLine;
     let sp1 = find(b' ', line).ok_or(E)?;
     let method = line.get(..sp1).unwrap_or_default();
+    // Fast path: a known method (a token), a URI that parses (so it holds no space and
+    // the second space is the one before the version) and ` SIP/2.0` exactly at the end:
+    // the general grammar below gives the same answer.
+    let known = Method::from_bytes(method);
+    if !matches!(known, Method::Other(_)) {
+        let uri = line
+            .strip_suffix(b" SIP/2.0")
+            .and_then(|l| l.get(sp1 + 1..))
+            .and_then(|u| parse_uri(u).ok())
+            .filter(|u| u.headers.is_empty());
+        if let Some(uri) = uri {
+            return Ok(RequestLine {
+                method: known,
+                uri: Ok(uri),
+                version: line.get(line.len().saturating_sub(3)..).unwrap_or_default(),
+            });
+        }
+    }
     let rest = line.get(sp1 + 1..).unwrap_or_default();
     let sp2 = find(b' ', rest).ok_or(E)?;
     let uri = rest.get(..sp2).unwrap_or_default();
@@ -987,7 +1005,7 @@ fn parse_request_line(line: &[u8]) -> Result<RequestLine<'_>, ParseError> {
         return Err(E);
     }
     Ok(RequestLine {
-        method: Method::from_bytes(method),
+        method: known,
         // RFC 3261 §19.1.1 (table): URI headers are not allowed in a Request-URI
         // (RFC 4475 `escruri`).
         uri: parse_uri(uri)
