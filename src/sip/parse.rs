@@ -1121,6 +1121,11 @@ fn split_header_name(line: &[u8]) -> Option<(usize, usize, HeaderName)> {
             if kind != HeaderName::Other {
                 return Some((colon, colon, kind));
             }
+            // An unknown name of at most sixteen bytes: `HeaderName::from_bytes` would do
+            // the same lookup again, so only the token check is left.
+            if line.get(..colon).is_some_and(|name| all_in(name, &TOKEN)) {
+                return Some((colon, colon, HeaderName::Other));
+            }
         }
     }
     let name_end = span(line, 0, &TOKEN);
