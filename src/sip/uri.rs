@@ -197,7 +197,7 @@ fn general_userinfo(rest: &[u8]) -> Result<(Option<&[u8]>, Option<&[u8]>, &[u8])
 /// another scheme) or is malformed; the caller then cuts at the first `>` and calls
 /// [`parse_uri`], which gives the same answer as this function wherever it answers (none
 /// of the bytes accepted here is a `>`).
-#[inline]
+#[inline(always)]
 pub(crate) fn sip_uri_before_bracket(s: &[u8], start: usize) -> Option<(Uri<'_>, usize)> {
     let head = s
         .get(start..start.wrapping_add(4))
