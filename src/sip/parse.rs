@@ -397,13 +397,22 @@ impl Param<'_> {
     /// so comparing with that bit forced is exact: one word compare for short names.
     #[inline(always)]
     fn is(&self, lower: &[u8]) -> bool {
-        self.name.len() == lower.len()
+        let n = lower.len();
+        self.name.len() == n
             && self.head == fold_head(lower)
-            && self
-                .name
-                .get(8..)
-                .unwrap_or_default()
-                .eq_ignore_ascii_case(lower.get(8..).unwrap_or_default())
+            && match n {
+                0..=8 => true,
+                // The last eight bytes, overlapping the head, folded the same way.
+                9..=16 => {
+                    word_at(self.name, n - 8) | FOLD
+                        == fold_head(lower.get(n - 8..).unwrap_or_default())
+                }
+                _ => self
+                    .name
+                    .get(8..)
+                    .unwrap_or_default()
+                    .eq_ignore_ascii_case(lower.get(8..).unwrap_or_default()),
+            }
     }
 }
 
@@ -1625,6 +1634,51 @@ mod tests {
         assert_eq!(c.params().map(|(n, _)| n).collect::<Vec<_>>(), [&b"+sip.instance"[..], b"reg-id", b"expires"]);
         assert!(c.params.starts_with(b";+sip.instance="));
     }}
+
+    req! { long_param_names_any_case, register("Contact: <sip:bob@h>;+SIP.Instance=\"<urn:x>\";+sip.instancf=\"<urn:y>\"\r\n"), |req| {
+        // Only the first name matches `+sip.instance` (it differs from the second in its
+        // last byte, which the overlapping word compare must see).
+        assert_eq!(contacts(&req)[0].instance, Some(&b"<urn:x>"[..]));
+    }}
+
+    #[test]
+    fn via_and_cseq_fast_paths_agree_with_the_grammar() {
+        let parse = |via: &str, cseq: &str| {
+            let arena = Bump::new();
+            let msg = register("")
+                .replace("SIP/2.0/TLS client", via)
+                .replace("CSeq: 1 REGISTER", cseq);
+            match parse_request(msg.as_bytes(), &arena) {
+                Ok(r) => Ok(format!(
+                    "{:?}",
+                    (
+                        r.via.transport,
+                        r.via.host,
+                        r.via.port,
+                        r.via.branch,
+                        r.cseq
+                    )
+                )),
+                Err(r) => Err(r.error),
+            }
+        };
+        let fast = parse("SIP/2.0/UDP client", "CSeq: 7 REGISTER").unwrap();
+        assert!(fast.starts_with("(Udp,"), "{fast}");
+        assert!(fast.contains("CSeq { seq: 7, method: Register }"), "{fast}");
+        // The same values through the general grammar (case, SWS around `/`, LWS in CSeq).
+        assert_eq!(
+            parse("sip / 2.0 / udp  client", "CSeq: 7  REGISTER"),
+            Ok(fast)
+        );
+        let tcp = parse("SIP/2.0/TCP client", "CSeq: 7 REGISTER").unwrap();
+        assert!(tcp.starts_with("(Tcp,"), "{tcp}");
+        let other = parse("SIP/2.0/UDPX client", "CSeq: 7 REGISTER").unwrap();
+        assert!(other.starts_with("(Other([85, 68, 80, 88]),"), "{other}");
+        for cseq in ["CSeq: 7 REGISTERX", "CSeq: 7 register"] {
+            let r = parse("SIP/2.0/UDP client", cseq);
+            assert_eq!(r, Err(ParseError::CSeqMethodMismatch), "{cseq}");
+        }
+    }
 
     req! { star, register("Contact: *\r\nExpires: 0\r\n"), |req| {
         assert_eq!(req.contacts, Contacts::Star);
