@@ -282,7 +282,7 @@ pub(crate) fn digits_saturating(s: &[u8]) -> Option<u32> {
 }
 
 /// Parses `1*DIGIT` into a `u32`; `None` when empty, not all digits, or too large.
-#[inline]
+#[inline(always)]
 pub(crate) fn digits_u32(s: &[u8]) -> Option<u32> {
     if s.len() <= DIGITS_NO_OVERFLOW {
         return digits_short(s);
@@ -298,6 +298,7 @@ pub(crate) fn digits_u32(s: &[u8]) -> Option<u32> {
 }
 
 /// Parses a port (`1*DIGIT` fitting a `u16`).
+#[inline]
 pub(crate) fn digits_u16(s: &[u8]) -> Option<u16> {
     digits_u32(s).and_then(|v| u16::try_from(v).ok())
 }

@@ -235,12 +235,20 @@ pub(crate) fn from_prefix_words(len: usize, w0: u64, w1: u64) -> HeaderName {
 pub(crate) fn word_at(s: &[u8], k: usize) -> u64 {
     match s.get(k..k.wrapping_add(8)) {
         Some(w) => <[u8; 8]>::try_from(w).map_or(0, u64::from_le_bytes),
+        // Fewer than eight bytes left: two overlapping loads of the widest size that fits
+        // (the overlap holds the same bytes in both, so OR-ing them is exact).
         None => {
-            let mut w = [0u8; 8];
-            for (d, b) in w.iter_mut().zip(s.get(k..).unwrap_or_default()) {
-                *d = *b;
+            let t = s.get(k..).unwrap_or_default();
+            let n = t.len();
+            let at = |i: usize| u64::from(t.get(i).copied().unwrap_or(0));
+            let le =
+                |i: usize, width: usize| (0..width).fold(0u64, |w, j| w | at(i + j) << (8 * j));
+            match n {
+                4..=7 => le(0, 4) | le(n - 4, 4) << (8 * (n - 4)),
+                2..=3 => le(0, 2) | le(n - 2, 2) << (8 * (n - 2)),
+                1 => at(0),
+                _ => 0,
             }
-            u64::from_le_bytes(w)
         }
     }
 }
@@ -385,6 +393,18 @@ mod tests {
             (b"q", HeaderName::Other),
         ] {
             assert_eq!(HeaderName::from_bytes(c), h, "{}", c[0] as char);
+        }
+    }
+
+    #[test]
+    fn word_at_pads_with_zeros() {
+        let s = b"abcdefghijk";
+        for k in 0..=s.len() + 1 {
+            let mut w = [0u8; 8];
+            for (d, b) in w.iter_mut().zip(s.get(k..).unwrap_or_default()) {
+                *d = *b;
+            }
+            assert_eq!(word_at(s, k), u64::from_le_bytes(w), "at {k}");
         }
     }
 

@@ -397,13 +397,22 @@ impl Param<'_> {
     /// so comparing with that bit forced is exact: one word compare for short names.
     #[inline(always)]
     fn is(&self, lower: &[u8]) -> bool {
-        self.name.len() == lower.len()
+        let n = lower.len();
+        self.name.len() == n
             && self.head == fold_head(lower)
-            && self
-                .name
-                .get(8..)
-                .unwrap_or_default()
-                .eq_ignore_ascii_case(lower.get(8..).unwrap_or_default())
+            && match n {
+                0..=8 => true,
+                // The last eight bytes, overlapping the head, folded the same way.
+                9..=16 => {
+                    word_at(self.name, n - 8) | FOLD
+                        == fold_head(lower.get(n - 8..).unwrap_or_default())
+                }
+                _ => self
+                    .name
+                    .get(8..)
+                    .unwrap_or_default()
+                    .eq_ignore_ascii_case(lower.get(8..).unwrap_or_default()),
+            }
     }
 }
 
@@ -736,25 +745,43 @@ fn parse_via<'a>(s: &'a [u8], version: &[u8]) -> Result<Via<'a>, ParseError> {
             Err(E)
         }
     };
-    let name_end = span(s, start, &TOKEN);
-    if !s
-        .get(start..name_end)
-        .unwrap_or_default()
-        .eq_ignore_ascii_case(b"SIP")
-    {
-        return Err(E);
-    }
-    let ver = slash(name_end)?;
-    let ver_end = span(s, ver, &TOKEN);
-    if s.get(ver..ver_end) != Some(version) {
-        return Err(E);
-    }
-    let tr = slash(ver_end)?;
-    let tr_end = span(s, tr, &TOKEN);
-    if tr_end == tr {
-        return Err(E);
-    }
-    let transport = Transport::from_bytes(s.get(tr..tr_end).unwrap_or_default());
+    // Fast path: `SIP/2.0/UDP ` (or TCP, TLS) exactly, one 12-byte compare; the general
+    // grammar below gives the same answer on it.
+    let head = s
+        .get(start..start + 12)
+        .and_then(|h| <[u8; 12]>::try_from(h).ok())
+        .filter(|_| version == b"2.0");
+    let fast = match head.as_ref() {
+        Some(b"SIP/2.0/UDP ") => Some(Transport::Udp),
+        Some(b"SIP/2.0/TCP ") => Some(Transport::Tcp),
+        Some(b"SIP/2.0/TLS ") => Some(Transport::Tls),
+        _ => None,
+    };
+    let (transport, tr_end) = match fast {
+        Some(t) => (t, start + 11),
+        None => {
+            let name_end = span(s, start, &TOKEN);
+            if !s
+                .get(start..name_end)
+                .unwrap_or_default()
+                .eq_ignore_ascii_case(b"SIP")
+            {
+                return Err(E);
+            }
+            let ver = slash(name_end)?;
+            let ver_end = span(s, ver, &TOKEN);
+            if s.get(ver..ver_end) != Some(version) {
+                return Err(E);
+            }
+            let tr = slash(ver_end)?;
+            let tr_end = span(s, tr, &TOKEN);
+            if tr_end == tr {
+                return Err(E);
+            }
+            let transport = Transport::from_bytes(s.get(tr..tr_end).unwrap_or_default());
+            (transport, tr_end)
+        }
+    };
     let host_start = skip_lws(s, tr_end);
     if host_start == tr_end {
         return Err(E);
@@ -886,10 +913,21 @@ fn parse_option_tags<'a>(s: &'a [u8], out: &mut BVec<'a, &'a [u8]>) -> Result<()
     }
 }
 
-/// Parses `CSeq: 1*DIGIT LWS Method`.
-fn parse_cseq(s: &[u8]) -> Option<CSeq<'_>> {
+/// Parses `CSeq: 1*DIGIT LWS Method`. `request` is the request-line method: the common
+/// `1 REGISTER` (one space, the same known method) is recognised by one compare.
+fn parse_cseq<'a>(s: &'a [u8], request: Method<'a>) -> Option<CSeq<'a>> {
     let d_end = span(s, 0, &DIGIT);
     let seq = digits_u32(s.get(..d_end)?)?;
+    if !matches!(request, Method::Other(_))
+        && s.get(d_end) == Some(&b' ')
+        && s.get(d_end + 1..) == Some(request.as_bytes())
+    {
+        // A known method is a token, and `from_bytes` would give the same variant back.
+        return Some(CSeq {
+            seq,
+            method: request,
+        });
+    }
     let m = skip_lws(s, d_end);
     if m == d_end {
         return None;
@@ -937,6 +975,24 @@ fn parse_request_line(line: &[u8]) -> Result<RequestLine<'_>, ParseError> {
     const E: ParseError = ParseError::BadRequestLine;
     let sp1 = find(b' ', line).ok_or(E)?;
     let method = line.get(..sp1).unwrap_or_default();
+    // Fast path: a known method (a token), a URI that parses (so it holds no space and
+    // the second space is the one before the version) and ` SIP/2.0` exactly at the end:
+    // the general grammar below gives the same answer.
+    let known = Method::from_bytes(method);
+    if !matches!(known, Method::Other(_)) {
+        let uri = line
+            .strip_suffix(b" SIP/2.0")
+            .and_then(|l| l.get(sp1 + 1..))
+            .and_then(|u| parse_uri(u).ok())
+            .filter(|u| u.headers.is_empty());
+        if let Some(uri) = uri {
+            return Ok(RequestLine {
+                method: known,
+                uri: Ok(uri),
+                version: line.get(line.len().saturating_sub(3)..).unwrap_or_default(),
+            });
+        }
+    }
     let rest = line.get(sp1 + 1..).unwrap_or_default();
     let sp2 = find(b' ', rest).ok_or(E)?;
     let uri = rest.get(..sp2).unwrap_or_default();
@@ -958,7 +1014,7 @@ fn parse_request_line(line: &[u8]) -> Result<RequestLine<'_>, ParseError> {
         return Err(E);
     }
     Ok(RequestLine {
-        method: Method::from_bytes(method),
+        method: known,
         // RFC 3261 §19.1.1 (table): URI headers are not allowed in a Request-URI
         // (RFC 4475 `escruri`).
         uri: parse_uri(uri)
@@ -1073,6 +1129,11 @@ fn split_header_name(line: &[u8]) -> Option<(usize, usize, HeaderName)> {
             let kind = from_prefix_words(colon, w0, w1);
             if kind != HeaderName::Other {
                 return Some((colon, colon, kind));
+            }
+            // An unknown name of at most sixteen bytes: `HeaderName::from_bytes` would do
+            // the same lookup again, so only the token check is left.
+            if line.get(..colon).is_some_and(|name| all_in(name, &TOKEN)) {
+                return Some((colon, colon, HeaderName::Other));
             }
         }
     }
@@ -1382,7 +1443,7 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
     let Some(cseq) = cseq else {
         return reject(ParseError::MissingCSeq);
     };
-    let Some(cseq) = parse_cseq(cseq) else {
+    let Some(cseq) = parse_cseq(cseq, method) else {
         return reject(ParseError::BadCSeq);
     };
     if cseq.method != method {
@@ -1573,6 +1634,51 @@ mod tests {
         assert_eq!(c.params().map(|(n, _)| n).collect::<Vec<_>>(), [&b"+sip.instance"[..], b"reg-id", b"expires"]);
         assert!(c.params.starts_with(b";+sip.instance="));
     }}
+
+    req! { long_param_names_any_case, register("Contact: <sip:bob@h>;+SIP.Instance=\"<urn:x>\";+sip.instancf=\"<urn:y>\"\r\n"), |req| {
+        // Only the first name matches `+sip.instance` (it differs from the second in its
+        // last byte, which the overlapping word compare must see).
+        assert_eq!(contacts(&req)[0].instance, Some(&b"<urn:x>"[..]));
+    }}
+
+    #[test]
+    fn via_and_cseq_fast_paths_agree_with_the_grammar() {
+        let parse = |via: &str, cseq: &str| {
+            let arena = Bump::new();
+            let msg = register("")
+                .replace("SIP/2.0/TLS client", via)
+                .replace("CSeq: 1 REGISTER", cseq);
+            match parse_request(msg.as_bytes(), &arena) {
+                Ok(r) => Ok(format!(
+                    "{:?}",
+                    (
+                        r.via.transport,
+                        r.via.host,
+                        r.via.port,
+                        r.via.branch,
+                        r.cseq
+                    )
+                )),
+                Err(r) => Err(r.error),
+            }
+        };
+        let fast = parse("SIP/2.0/UDP client", "CSeq: 7 REGISTER").unwrap();
+        assert!(fast.starts_with("(Udp,"), "{fast}");
+        assert!(fast.contains("CSeq { seq: 7, method: Register }"), "{fast}");
+        // The same values through the general grammar (case, SWS around `/`, LWS in CSeq).
+        assert_eq!(
+            parse("sip / 2.0 / udp  client", "CSeq: 7  REGISTER"),
+            Ok(fast)
+        );
+        let tcp = parse("SIP/2.0/TCP client", "CSeq: 7 REGISTER").unwrap();
+        assert!(tcp.starts_with("(Tcp,"), "{tcp}");
+        let other = parse("SIP/2.0/UDPX client", "CSeq: 7 REGISTER").unwrap();
+        assert!(other.starts_with("(Other([85, 68, 80, 88]),"), "{other}");
+        for cseq in ["CSeq: 7 REGISTERX", "CSeq: 7 register"] {
+            let r = parse("SIP/2.0/UDP client", cseq);
+            assert_eq!(r, Err(ParseError::CSeqMethodMismatch), "{cseq}");
+        }
+    }
 
     req! { star, register("Contact: *\r\nExpires: 0\r\n"), |req| {
         assert_eq!(req.contacts, Contacts::Star);

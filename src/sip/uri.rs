@@ -197,7 +197,7 @@ fn general_userinfo(rest: &[u8]) -> Result<(Option<&[u8]>, Option<&[u8]>, &[u8])
 /// another scheme) or is malformed; the caller then cuts at the first `>` and calls
 /// [`parse_uri`], which gives the same answer as this function wherever it answers (none
 /// of the bytes accepted here is a `>`).
-#[inline]
+#[inline(always)]
 pub(crate) fn sip_uri_before_bracket(s: &[u8], start: usize) -> Option<(Uri<'_>, usize)> {
     let head = s
         .get(start..start.wrapping_add(4))
@@ -296,16 +296,14 @@ pub fn parse_uri(s: &[u8]) -> Result<Uri<'_>, UriError> {
     // Fast path: a user part of plain `user` characters (no escape, no password) ended by
     // `@`, or a rest without any `@` at all (`USER_PLAIN` excludes `@`). Anything else
     // takes the general path below, which gives the same answers on these two cases.
-    let plain = span(rest, 0, &USER_PLAIN);
-    let at = match rest.get(plain) {
-        Some(b'@') if plain > 0 => Some(Ok(plain)),
-        None => Some(Err(())),
-        _ => None,
-    };
-    let (user, password, hostpart) = match at {
-        Some(Ok(at)) => (rest.get(..at), None, rest.get(at + 1..).unwrap_or_default()),
-        Some(Err(())) => (None, None, rest),
-        None => general_userinfo(rest)?,
+    // The `@` is looked for first, a word at a time: without one (a Request-URI such as
+    // `sip:registrar.example.com`) there is no userinfo and nothing to classify.
+    let (user, password, hostpart) = match find(b'@', rest) {
+        None => (None, None, rest),
+        Some(at) if at > 0 && span(rest, 0, &USER_PLAIN) == at => {
+            (rest.get(..at), None, rest.get(at + 1..).unwrap_or_default())
+        }
+        Some(_) => general_userinfo(rest)?,
     };
 
     let host_end = if hostpart.first() == Some(&b'[') {
