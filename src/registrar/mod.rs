@@ -593,9 +593,6 @@ impl Registrar {
         for &h in &self.warm_txn {
             touched ^= self.txns.touch(h);
         }
-        touched ^= self
-            .txns
-            .touch_ahead(self.warm_txn.len() * crate::txn::TXN_RECORD_BYTES_TYPICAL);
         for depth in 0..crate::location::TOUCH_DEPTH {
             for &h in &self.warm_aor {
                 touched ^= self.location.touch(h, depth);

@@ -136,13 +136,20 @@ impl Registrar {
     }
 
     /// A To-tag that is the same for every retransmission of one request, without
-    /// state: a keyed hash of Call-ID, From-tag and branch (RFC 3261 §8.2.6.2 wants it
+    /// state: a keyed hash of Call-ID, From (with its tag) and branch (RFC 3261 §8.2.6.2 wants it
     /// random enough to be globally unique; the key is the per-process seed).
     fn to_tag(&self, echo: &Echo<'_>) -> [u8; 16] {
         let mut h = super::rng::TagHash::with_seed(self.config.seed);
         h.write(echo.call_id.unwrap_or(b""));
         h.write(echo.from.unwrap_or(b""));
-        h.write(echo.top_via.raw);
+        // The branch identifies the transaction (RFC 3261 §8.1.1.7); an RFC 2543 peer
+        // has none, so its whole top Via stands in (§17.2.3).
+        let via = &echo.top_via;
+        h.write(
+            via.branch
+                .filter(|b| crate::txn::is_rfc3261_branch(b))
+                .unwrap_or(via.raw),
+        );
         let v = h.finish();
         let mut tag = [0u8; 16];
         for (i, t) in tag.iter_mut().enumerate() {

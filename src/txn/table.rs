@@ -267,23 +267,6 @@ impl TxnTable {
             .map_or(0, |b| b.0[0] ^ b.0[index::BUCKET_ENTRIES - 1])
     }
 
-    /// Reads the next `bytes` of the ring where the coming inserts will write, one load
-    /// per cache line, so that those writes do not each wait for their line. The value
-    /// means nothing (see [`touch`](Self::touch)).
-    pub fn touch_ahead(&self, bytes: usize) -> u64 {
-        let len = self.ring.len();
-        let mut seen = 0u64;
-        let mut at = self.tail;
-        for _ in 0..bytes.div_ceil(64) {
-            if at >= len {
-                at = 0;
-            }
-            seen ^= self.ring.get(at).map_or(0, |&b| u64::from(b));
-            at += 64;
-        }
-        seen
-    }
-
     /// Caches `response` as the final response of `key` from `now_ms` for Timer J,
     /// superseding an earlier one for the same key and evicting the oldest records
     /// (counted) when a cap is reached.
