@@ -390,15 +390,15 @@ impl TxnTable {
         {
             return slot;
         }
-        let (slot, pos) = bucket
+        let (slot, e, pos) = bucket
             .0
             .iter()
             .enumerate()
-            .map(|(slot, &e)| (slot, index::entry_pos(e, first_seq)))
-            .min_by_key(|&(_, pos)| pos)
-            .unwrap_or((0, 0));
+            .map(|(slot, &e)| (slot, e, index::entry_pos(e, first_seq)))
+            .min_by_key(|&(_, _, pos)| pos)
+            .unwrap_or((0, EMPTY, 0));
         if let Some(r) = self.records.get_mut(pos) {
-            if r.indexed && index::tag_of(r.hash) == index::entry_tag(bucket.0[slot]) {
+            if r.indexed && index::tag_of(r.hash) == index::entry_tag(e) {
                 r.indexed = false;
                 self.indexed -= 1;
                 if r.expires_ms > now_ms {
