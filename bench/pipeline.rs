@@ -35,6 +35,10 @@ use bumpalo::Bump;
 use criterion::{Bencher, Criterion, Throughput, criterion_group, criterion_main};
 use sipreg::registrar::{DropReason, Handled, Prepared, Registrar, RegistrarConfig, Source, route};
 
+#[allow(dead_code)] // the parser bench's REGISTER
+mod messages;
+use messages::CSEQ_DIGITS;
+
 /// Bindings (one per AOR) in the table before anything is measured.
 const FILLED_AORS: u32 = 1_000_000;
 /// Prebuilt requests per case; a power of two.
@@ -49,7 +53,6 @@ const BATCH: usize = 32;
 const DATAGRAM_BYTES_MAX: usize = 16_384;
 /// Width of the patched fields, in digits.
 const CYCLE_DIGITS: usize = 8;
-const CSEQ_DIGITS: usize = 7;
 
 /// A stride coprime with `FILLED_AORS`: rings pick AORs spread over the whole table.
 const STRIDE: u32 = 7919;
@@ -95,48 +98,19 @@ fn find(hay: &[u8], needle: &[u8]) -> usize {
 fn build(buf: &mut Vec<u8>, kind: Kind, tag: char, aor: u32, cycle: u64, cseq: u64) -> Msg {
     let src = source_of(aor);
     let ip = src.addr.ip();
-    buf.clear();
-    let (line, method) = match kind {
-        Kind::Register | Kind::Unregister => {
-            ("REGISTER sip:example.com SIP/2.0".to_string(), "REGISTER")
-        }
-        Kind::Invite => (
-            format!("INVITE sip:u{aor:07}@example.com SIP/2.0"),
-            "INVITE",
-        ),
-    };
-    write!(
-        buf,
-        "{line}\r\n\
-         Via: SIP/2.0/UDP {ip}:5060;branch=z9hG4bK{tag}{aor:07}x{cycle:0w$};rport\r\n\
-         Max-Forwards: 70\r\n\
-         From: <sip:u{aor:07}@example.com>;tag=8f3a2b{aor:07}\r\n\
-         To: <sip:u{aor:07}@example.com>\r\n\
-         Call-ID: {aor:07}-4c5d6e7f@{ip}\r\n\
-         CSeq: {cseq:0c$} {method}\r\n",
-        w = CYCLE_DIGITS,
-        c = CSEQ_DIGITS,
-    )
-    .unwrap();
+    let branch = format!("{tag}{aor:07}x{cycle:0w$}", w = CYCLE_DIGITS);
     match kind {
         Kind::Register | Kind::Unregister => {
-            write!(
-                buf,
-                "Contact: <sip:u{aor:07}@{ip}:5060;transport=udp;rinstance=3f2a9b1c0d4e5f60a1b2>\
-                 ;+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-00{aor:010}>\";reg-id=1\r\n\
-                 Expires: {}\r\n\
-                 User-Agent: Yealink SIP-T46S 66.86.0.15\r\n\
-                 Supported: path, outbound\r\n\
-                 Content-Length: 0\r\n\r\n",
-                if matches!(kind, Kind::Unregister) {
-                    0
-                } else {
-                    3600
-                }
-            )
-            .unwrap();
+            let expires = if matches!(kind, Kind::Unregister) {
+                0
+            } else {
+                3600
+            };
+            messages::write_register(buf, ip, aor, &branch, cseq, expires);
         }
         Kind::Invite => {
+            let line = format!("INVITE sip:u{aor:07}@example.com SIP/2.0");
+            messages::write_head(buf, &line, "INVITE", ip, aor, &branch, cseq);
             write!(
                 buf,
                 "Contact: <sip:caller@192.0.2.1:5060>\r\n\
