@@ -268,17 +268,9 @@ fn digits_short(s: &[u8]) -> Option<u32> {
 /// Parses `1*DIGIT` saturating at `u32::MAX`; `None` when empty or not all digits.
 #[inline]
 pub(crate) fn digits_saturating(s: &[u8]) -> Option<u32> {
-    if s.len() <= DIGITS_NO_OVERFLOW {
-        return digits_short(s);
-    }
-    let mut v: u32 = 0;
-    for &b in s {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        v = v.saturating_mul(10).saturating_add(u32::from(b - b'0'));
-    }
-    Some(v)
+    // Only a number too large for `digits_u32` saturates (RFC 4475 scalar02).
+    digits_u32(s)
+        .or_else(|| (!s.is_empty() && s.iter().all(u8::is_ascii_digit)).then_some(u32::MAX))
 }
 
 /// Parses `1*DIGIT` into a `u32`; `None` when empty, not all digits, or too large.
