@@ -9,7 +9,13 @@ use crate::sip::{Method, Request};
 
 impl Registrar {
     /// Decide the answer to a non-REGISTER request whose domain and Require passed.
-    pub(super) fn lookup(&mut self, now_ms: u64, req: &Request<'_>) -> Outcome {
+    /// `routed`: the Request-URI's AOR key when `prepare` wrote it.
+    pub(super) fn lookup(
+        &mut self,
+        now_ms: u64,
+        req: &Request<'_>,
+        routed: Option<&[u8]>,
+    ) -> Outcome {
         match req.method {
             Method::Options => Outcome::OptionsOk,
             // We hold no INVITE transaction to cancel (§9.2) and take part in no dialog.
@@ -26,7 +32,7 @@ impl Registrar {
                     // A mid-dialog request: we are in no dialog (§12.2.2).
                     return Outcome::NoTransaction;
                 }
-                self.redirect(now_ms, req)
+                self.redirect(now_ms, req, routed)
             }
             Method::Other(_) => Outcome::NotImplemented,
             _ => Outcome::MethodNotAllowed,
@@ -34,11 +40,8 @@ impl Registrar {
     }
 
     /// 302 with the live bindings of the Request-URI's AOR, else 480 or 404.
-    fn redirect(&mut self, now_ms: u64, req: &Request<'_>) -> Outcome {
-        self.aor_key.clear();
-        if req.request_uri.user.is_none()
-            || crate::sip::write_aor_key(&req.request_uri, &mut self.aor_key).is_err()
-        {
+    fn redirect(&mut self, now_ms: u64, req: &Request<'_>, routed: Option<&[u8]>) -> Outcome {
+        if !self.load_key(routed, &req.request_uri) {
             return Outcome::NotFound;
         }
         match self.location.get(&self.aor_key) {

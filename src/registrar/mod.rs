@@ -642,7 +642,11 @@ impl Registrar {
             self.count(method, Outcome::Retransmission);
             return Dispatch::Reply(dest);
         }
-        let outcome = self.decide(now_ms, source, req, arena);
+        let routed = match *prepared {
+            Prepared::Request { aor_key, .. } => aor_key,
+            _ => None,
+        };
+        let outcome = self.decide(now_ms, source, req, routed, arena);
         self.count(method, outcome);
         self.respond(now_ms, source, req, outcome, arena, out);
         // A response that cannot be cached (key too long, cache disabled) only means a
@@ -654,11 +658,13 @@ impl Registrar {
     }
 
     /// Run the request through its pipeline and say how it ends.
+    /// `routed` is the AOR key `prepare` wrote for the request, if any.
     fn decide<'a>(
         &mut self,
         now_ms: u64,
         source: Source,
         req: &Request<'a>,
+        routed: Option<&[u8]>,
         arena: &'a Bump,
     ) -> Outcome {
         // §10.3 step 1 (and any request to us): is the Request-URI's domain ours?
@@ -672,8 +678,22 @@ impl Registrar {
             return Outcome::BadExtension;
         }
         match req.method {
-            Method::Register => self.register(now_ms, source, req, arena),
-            _ => self.lookup(now_ms, req),
+            Method::Register => self.register(now_ms, source, req, routed, arena),
+            _ => self.lookup(now_ms, req, routed),
+        }
+    }
+
+    /// Put the AOR key of `uri` in `self.aor_key`: the key `prepare` already wrote for
+    /// routing (`routed`: the same bytes, for the URI the request is routed by) when there
+    /// is one, else written now. False when `uri` names no user.
+    fn load_key(&mut self, routed: Option<&[u8]>, uri: &sip::Uri<'_>) -> bool {
+        self.aor_key.clear();
+        match routed {
+            Some(key) => {
+                self.aor_key.extend_from_slice(key);
+                true
+            }
+            None => uri.user.is_some() && sip::write_aor_key(uri, &mut self.aor_key).is_ok(),
         }
     }
 

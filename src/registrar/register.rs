@@ -34,12 +34,14 @@ struct Existing {
 
 impl Registrar {
     /// Run §10.3 steps 5 to 8 for a REGISTER whose domain and Require were checked.
-    /// `self.aor_key` holds the AOR key on return (for the 200's bindings).
+    /// `self.aor_key` holds the AOR key on return (for the 200's bindings); `routed` is
+    /// the To AOR's key when `prepare` wrote it.
     pub(super) fn register<'a>(
         &mut self,
         now_ms: u64,
         source: super::Source,
         req: &Request<'a>,
+        routed: Option<&[u8]>,
         arena: &'a Bump,
     ) -> Outcome {
         // Steps 3 and 4: who is this, and may they register this AOR?
@@ -47,7 +49,7 @@ impl Registrar {
             return outcome;
         }
         // Step 5: the To URI names the AOR.
-        if let Err(outcome) = self.load_aor_key(req) {
+        if let Err(outcome) = self.load_aor_key(req, routed) {
             return outcome;
         }
         match req.contacts {
@@ -80,15 +82,14 @@ impl Registrar {
     }
 
     /// Compute `self.aor_key` from the To URI, or the outcome that refuses it.
-    pub(super) fn load_aor_key(&mut self, req: &Request<'_>) -> Result<(), Outcome> {
+    fn load_aor_key(&mut self, req: &Request<'_>, routed: Option<&[u8]>) -> Result<(), Outcome> {
         if !matches!(req.to.uri.scheme, Scheme::Sip | Scheme::Sips) {
             return Err(Outcome::ToNotSip);
         }
         if !self.serves_domain(req.to.uri.host) {
             return Err(Outcome::AorNotServed);
         }
-        self.aor_key.clear();
-        if crate::sip::write_aor_key(&req.to.uri, &mut self.aor_key).is_err() {
+        if !self.load_key(routed, &req.to.uri) {
             return Err(Outcome::ToNoUser);
         }
         if self.aor_key.len() > AOR_KEY_BYTES_MAX {
