@@ -572,13 +572,13 @@ impl Registrar {
     /// location entries and their transaction index buckets), all requests together,
     /// so that the cache misses of a batch overlap instead of coming one after the
     /// other inside each request. Changes nothing; skipping it changes no answer.
-    pub fn warm(&mut self, batch: &[Prepared<'_>]) {
+    pub fn warm<'p, 'a: 'p>(&mut self, batch: impl IntoIterator<Item = &'p Prepared<'a>>) {
         // Hashes first, then the loads back to back, one level of each structure at a
         // time: independent loads in a tight loop are in flight together, while a load
         // after each hash computation would only overlap with the next one or two.
         self.warm_txn.clear();
         self.warm_aor.clear();
-        for p in batch.iter().take(WARM_BATCH_MAX) {
+        for p in batch.into_iter().take(WARM_BATCH_MAX) {
             let Prepared::Request { req, aor_key, .. } = p else {
                 continue;
             };

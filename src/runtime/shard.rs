@@ -30,7 +30,7 @@ use super::mesh::{ForwardError, Forwarded, MeshEnd, shard_for};
 use super::mmsg::{RecvBatch, SendBatch};
 use super::socket::park_handle;
 use super::stats::{Counters, RegistrarCounters, SharedCounters};
-use crate::registrar::{Dispatch, Handled, Prepared, Registrar, RegistrarConfig, Source};
+use crate::registrar::{Dispatch, Handled, Registrar, RegistrarConfig, Source};
 use crate::store::compact::Compactor;
 use crate::store::record::{self, Frame, Record};
 use crate::store::writer::{Progress, WriterHandle};
@@ -385,9 +385,7 @@ impl Shard {
                 .map(|d| Registrar::prepare(d.bytes, arena));
             prepared.push(p);
         }
-        let ready: bumpalo::collections::Vec<'_, Prepared<'_>> =
-            bumpalo::collections::Vec::from_iter_in(prepared.iter().flatten().copied(), arena);
-        registrar.warm(&ready);
+        registrar.warm(prepared.iter().flatten());
         let (me, shards) = (*index, *shards);
         for (i, p) in prepared.iter().enumerate() {
             let Some(datagram) = rx.get(i) else {
