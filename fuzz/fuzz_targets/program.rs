@@ -1,7 +1,9 @@
 //! The operation programs the stateful registrar targets decode from their input: a few
 //! users, contacts, Call-IDs and CSeqs chosen by the input, so that the fuzzer reaches
 //! refreshes, CSeq conflicts, `*`, fetches and max-contacts quickly instead of spending
-//! its time finding valid SIP.
+//! its time finding valid SIP; and the table state the targets check them against.
+
+use sipreg::registrar::Registrar;
 
 /// One step of a program.
 pub enum Op {
@@ -74,4 +76,26 @@ fn register(data: &mut &[u8], n: u64) -> Vec<u8> {
     }
     m.push_str("Content-Length: 0\r\n\r\n");
     m.into_bytes()
+}
+
+/// Every binding as (aor, contact, expires_ms, cseq), sorted: the table's observable state.
+pub fn snapshot(reg: &Registrar) -> Vec<(Vec<u8>, Vec<u8>, u64, u32)> {
+    let mut v: Vec<_> = reg
+        .location()
+        .iter_aors()
+        .flat_map(|aor| {
+            aor.iter()
+                .map(|b| {
+                    (
+                        b.aor_key().to_vec(),
+                        b.contact().to_vec(),
+                        b.expires_ms(),
+                        b.cseq(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    v.sort();
+    v
 }

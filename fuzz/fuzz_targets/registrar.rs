@@ -13,35 +13,13 @@ mod program;
 
 use bumpalo::Bump;
 use libfuzzer_sys::fuzz_target;
-use program::{Op, next_op};
+use program::{Op, next_op, snapshot};
 use sipreg::registrar::{
     Handled, MaxContactsPolicy, MinExpiresPolicy, Registrar, RegistrarConfig, Source,
 };
 
 const MAX_CONTACTS: u32 = 3;
 const TXN_CACHE_MAX: usize = 16;
-
-/// Every binding as (aor, contact, expires_ms, cseq), sorted: the table's observable state.
-fn snapshot(reg: &Registrar) -> Vec<(Vec<u8>, Vec<u8>, u64, u32)> {
-    let mut v: Vec<_> = reg
-        .location()
-        .iter_aors()
-        .flat_map(|aor| {
-            aor.iter()
-                .map(|b| {
-                    (
-                        b.aor_key().to_vec(),
-                        b.contact().to_vec(),
-                        b.expires_ms(),
-                        b.cseq(),
-                    )
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    v.sort();
-    v
-}
 
 fuzz_target!(|input: &[u8]| {
     let config = RegistrarConfig {

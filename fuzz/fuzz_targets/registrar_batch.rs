@@ -11,7 +11,7 @@ mod program;
 
 use bumpalo::Bump;
 use libfuzzer_sys::fuzz_target;
-use program::{Op, next_op};
+use program::{Op, next_op, snapshot};
 use sipreg::registrar::{
     Dispatch, Handled, MaxContactsPolicy, Prepared, Registrar, RegistrarConfig, Source,
 };
@@ -32,28 +32,6 @@ fn config(input: &[u8]) -> RegistrarConfig {
         expires_jitter_percent: 10,
         ..RegistrarConfig::default()
     }
-}
-
-/// Every binding as (aor, contact, expires_ms, cseq), sorted.
-fn snapshot(reg: &Registrar) -> Vec<(Vec<u8>, Vec<u8>, u64, u32)> {
-    let mut v: Vec<_> = reg
-        .location()
-        .iter_aors()
-        .flat_map(|aor| {
-            aor.iter()
-                .map(|b| {
-                    (
-                        b.aor_key().to_vec(),
-                        b.contact().to_vec(),
-                        b.expires_ms(),
-                        b.cseq(),
-                    )
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 /// Answers one batch both ways and compares them.
