@@ -1111,16 +1111,17 @@ fn split_header_name(line: &[u8]) -> Option<(usize, usize, HeaderName)> {
         }
     };
     if let Some(colon) = fast {
-        if colon > 0 && !matches!(line.get(colon - 1), Some(b' ' | b'\t')) {
-            let kind = from_prefix_words(colon, w0, w1);
-            if kind != HeaderName::Other {
-                return Some((colon, colon, kind));
-            }
-            // An unknown name of at most sixteen bytes: `HeaderName::from_bytes` would do
-            // the same lookup again, so only the token check is left.
-            if line.get(..colon).is_some_and(|name| all_in(name, &TOKEN)) {
-                return Some((colon, colon, HeaderName::Other));
-            }
+        // A known name ends in a letter or digit, so a match also rules out WSP before
+        // the colon; an empty name matches nothing.
+        let kind = from_prefix_words(colon, w0, w1);
+        if kind != HeaderName::Other {
+            return Some((colon, colon, kind));
+        }
+        // An unknown name of at most sixteen bytes: `HeaderName::from_bytes` would do
+        // the same lookup again, so only the token check is left (SP and HTAB are not
+        // token bytes).
+        if colon > 0 && line.get(..colon).is_some_and(|name| all_in(name, &TOKEN)) {
+            return Some((colon, colon, HeaderName::Other));
         }
     }
     let name_end = span(line, 0, &TOKEN);
