@@ -1382,7 +1382,12 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
         Some(v) => parse_via(v, version),
         None => Err(ParseError::MissingVia),
     };
-    let to_parsed = to.map(|t| parse_name_addr(t, ParseError::BadTo));
+    // `Result`s rather than `Option<Result>`s: the parser's result is written in place
+    // instead of copied (~180 bytes) into an `Option`.
+    let to_parsed = match to {
+        Some(t) => parse_name_addr(t, ParseError::BadTo),
+        None => Err(ParseError::MissingTo),
+    };
     let echo = top_via.ok().map(|top_via| Echo {
         vias,
         top_via,
@@ -1390,7 +1395,7 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
         to,
         call_id,
         cseq,
-        to_has_tag: matches!(to_parsed, Some(Ok(NameAddr { tag: Some(_), .. }))),
+        to_has_tag: matches!(to_parsed, Ok(NameAddr { tag: Some(_), .. })),
     });
     let reject = |error| Err(Rejected { error, echo });
     if let Some(e) = line_err.or(frame_err) {
@@ -1400,15 +1405,19 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
         Ok(v) => v,
         Err(e) => return reject(e),
     };
-    let from = match from.map(|f| parse_name_addr(f, ParseError::BadFrom)) {
-        Some(Ok(f)) => f,
-        Some(Err(e)) => return reject(e),
-        None => return reject(ParseError::MissingFrom),
+    // From and To stay in their `Result`s and are copied once, into the `Request`: moving
+    // them out here costs a ~180-byte copy each.
+    let from_parsed = match from {
+        Some(f) => parse_name_addr(f, ParseError::BadFrom),
+        None => Err(ParseError::MissingFrom),
     };
-    let to = match to_parsed {
-        Some(Ok(t)) => t,
-        Some(Err(e)) => return reject(e),
-        None => return reject(ParseError::MissingTo),
+    let from = match &from_parsed {
+        Ok(f) => f,
+        Err(e) => return reject(*e),
+    };
+    let to = match &to_parsed {
+        Ok(t) => t,
+        Err(e) => return reject(*e),
     };
     let Some(call_id) = call_id else {
         return reject(ParseError::MissingCallId);
@@ -1465,8 +1474,8 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
         method,
         request_uri,
         via,
-        from,
-        to,
+        from: *from,
+        to: *to,
         call_id,
         cseq,
         max_forwards,
