@@ -1762,7 +1762,7 @@ mod tests {
         let buf = b"REGISTER sip:h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
             From: <sip:a@h>;tag=1\r\nTo: <sip:a@h>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\n";
         let arena = Bump::new();
-        let rejected = parse_request(buf, &arena).err().expect("truncated");
+        let rejected = parse_request(buf, &arena).expect_err("truncated");
         assert_eq!(rejected.error, ParseError::Truncated);
         let echo = rejected.echo.expect("the top Via parsed");
         assert_eq!(echo.call_id, Some(&b"c"[..]));
