@@ -1064,11 +1064,11 @@ fn next_line<'b>(
 ) -> Result<(&'b [u8], usize), ParseError> {
     let rest = buf.get(pos..).unwrap_or_default();
     let end = ends.find(rest).ok_or(ParseError::Truncated)?;
-    let line = rest.get(..end).unwrap_or_default();
-    match (rest.get(end), rest.get(end + 1)) {
-        (Some(b'\n'), _) => Ok((line, pos + end + 1)),
-        (_, Some(b'\n')) => Ok((line, pos + end + 2)),
-        (_, None) => Err(ParseError::Truncated),
+    let (line, ending) = rest.split_at_checked(end).ok_or(ParseError::Truncated)?;
+    match ending {
+        [b'\n', ..] => Ok((line, pos + end + 1)),
+        [_, b'\n', ..] => Ok((line, pos + end + 2)),
+        [_] | [] => Err(ParseError::Truncated),
         _ => Err(ParseError::BadHeaderLine),
     }
 }
