@@ -192,24 +192,42 @@ static FOLDED_WORDS: [([u64; 2], [u64; 2]); HEADER_NAMES.len()] = {
     words
 };
 
+/// Per name length (0..=16): the masks keeping the first `len` bytes of a line's two
+/// leading words, so [`from_prefix_words`] reads them instead of computing shifts.
+static KEEP: [[u64; 2]; 17] = {
+    const fn keep(bytes: usize) -> u64 {
+        if bytes >= 8 {
+            u64::MAX
+        } else {
+            (1u64 << (8 * bytes)) - 1
+        }
+    }
+    let mut masks = [[0u64; 2]; 17];
+    let mut len = 0;
+    while len <= 16 {
+        masks[len] = [keep(len), keep(len.saturating_sub(8))];
+        len += 1;
+    }
+    masks
+};
+
 /// Looks up a header name of `len` bytes (1..=16) given the first 16 bytes of its line as
-/// two little-endian words (whatever follows the name is masked off): two table reads and
-/// one or two word compares, no byte loop.
+/// two little-endian words (whatever follows the name is masked off): three table reads
+/// and one or two word compares, no byte loop.
 #[inline]
 pub(crate) fn from_prefix_words(len: usize, w0: u64, w1: u64) -> HeaderName {
     let letter = usize::from((w0 as u8 | 0x20).wrapping_sub(b'a'));
-    if letter >= 26 || len == 0 || len > 16 {
+    if letter >= 26 {
         return HeaderName::Other;
     }
     let index = if len == 1 {
         BY_COMPACT.get(letter).copied().unwrap_or(NONE)
     } else {
-        let keep = |bytes: usize| match bytes {
-            0 => 0,
-            1..=7 => (1u64 << (8 * bytes)) - 1,
-            _ => u64::MAX,
+        // Length 0 has no candidates; longer than 16 has no masks.
+        let Some(&[k0, k1]) = KEEP.get(len) else {
+            return HeaderName::Other;
         };
-        let (a, b) = (w0 & keep(len), w1 & keep(len.saturating_sub(8)));
+        let (a, b) = (w0 & k0, w1 & k1);
         let candidates = BY_LEN_AND_FIRST_FLAT
             .get(len * 26 + letter)
             .copied()
@@ -394,6 +412,29 @@ mod tests {
         ] {
             assert_eq!(HeaderName::from_bytes(c), h, "{}", c[0] as char);
         }
+    }
+
+    #[test]
+    fn prefix_words_ignore_what_follows_the_name() {
+        for (h, name, _) in &HEADER_NAMES {
+            let line = format!("{name}: value and more");
+            let b = line.as_bytes();
+            if name.len() <= 16 {
+                assert_eq!(
+                    from_prefix_words(name.len(), word_at(b, 0), word_at(b, 8)),
+                    *h
+                );
+            }
+        }
+        assert_eq!(
+            from_prefix_words(0, word_at(b"v: x", 0), 0),
+            HeaderName::Other
+        );
+        assert_eq!(from_prefix_words(17, u64::from(b'v'), 0), HeaderName::Other);
+        assert_eq!(
+            from_prefix_words(2, word_at(b"Tx: x", 0), 0),
+            HeaderName::Other
+        );
     }
 
     #[test]
