@@ -515,10 +515,8 @@ fn scan_params<'a>(
             end = name_end;
             None
         };
-        let keep = match name.len() {
-            0..8 => (1u64 << (8 * name.len())) - 1,
-            _ => u64::MAX,
-        };
+        // The name's bytes of the word at its start (a name is never empty).
+        let keep = u64::MAX >> (8 * (8 - name.len().min(8)));
         f(&Param {
             name,
             value,

@@ -291,6 +291,31 @@ pub fn parse_uri(s: &[u8]) -> Result<Uri<'_>, UriError> {
         }
     };
 
+    // Fast path: a rest of host characters only (a Request-URI such as
+    // `sip:registrar.example.com`) is a bare host, or, when an `@` ends them, a plain user
+    // (`HOST` is a subset of `USER_PLAIN` and holds no `@`, so that `@` is the first
+    // one). [`sip_parts`] gives the same answers on both shapes.
+    let h = span(rest, 0, &HOST);
+    match rest.get(h) {
+        None if h > 0 => {
+            return Ok(Uri {
+                scheme,
+                host: rest,
+                raw: s,
+                ..Uri::EMPTY
+            });
+        }
+        Some(b'@') if h > 0 => {
+            let hostpart = rest.get(h + 1..).unwrap_or_default();
+            return sip_host_part(s, scheme, rest.get(..h), None, hostpart);
+        }
+        _ => {}
+    }
+    sip_parts(s, scheme, rest)
+}
+
+/// The general grammar of a SIP or SIPS URI `s` after its scheme (`rest`).
+fn sip_parts<'a>(s: &'a [u8], scheme: Scheme<'a>, rest: &'a [u8]) -> Result<Uri<'a>, UriError> {
     // `userinfo = ( user / telephone-subscriber ) [ ":" password ] "@"`: no other part
     // may hold a bare `@`, so the first one ends the userinfo.
     // Fast path: a user part of plain `user` characters (no escape, no password) ended by
@@ -305,7 +330,18 @@ pub fn parse_uri(s: &[u8]) -> Result<Uri<'_>, UriError> {
         }
         Some(_) => general_userinfo(rest)?,
     };
+    sip_host_part(s, scheme, user, password, hostpart)
+}
 
+/// The rest of a SIP or SIPS URI `s` after its userinfo:
+/// `hostport uri-parameters [ headers ]`.
+fn sip_host_part<'a>(
+    s: &'a [u8],
+    scheme: Scheme<'a>,
+    user: Option<&'a [u8]>,
+    password: Option<&'a [u8]>,
+    hostpart: &'a [u8],
+) -> Result<Uri<'a>, UriError> {
     let host_end = if hostpart.first() == Some(&b'[') {
         let close = find(b']', hostpart).ok_or(UriError::Host)?;
         let inner = hostpart.get(1..close).unwrap_or_default();
@@ -834,7 +870,49 @@ mod tests {
         }
     }
 
+    /// `parse_uri` with its host-first fast path agrees with the general grammar.
+    fn general_agrees(raw: &str) {
+        let s = raw.as_bytes();
+        let general = match s.get(..4) {
+            Some(h) if h.eq_ignore_ascii_case(b"sip:") => sip_parts(s, Scheme::Sip, &s[4..]),
+            _ => sip_parts(s, Scheme::Sips, &s[5..]),
+        };
+        assert_eq!(parse_uri(s), general, "{raw}");
+    }
+
+    #[test]
+    fn host_first_fast_path_agrees_with_the_grammar() {
+        for raw in [
+            "sip:biloxi.example.com",
+            "SIPS:b-1.x",
+            "sip:bob@biloxi.example.com",
+            "sip:bob@h:5060;lr",
+            "sip:bob@",
+            "sip:bob@@h",
+            "sip:bob@h@i",
+            "sip:@h",
+            "sip:",
+            "sip:h:5060",
+            "sip:a:b@h",
+            "sip:a%41@h",
+            "sip:h?x=y",
+            "sip:bob@[::1]",
+            "sip:bob@h;a%2",
+        ] {
+            general_agrees(raw);
+        }
+        assert_eq!(
+            parse_uri(b"sip:biloxi.example.com").map(|u| (u.user, u.host)),
+            Ok((None, &b"biloxi.example.com"[..]))
+        );
+    }
+
     proptest! {
+        #[test]
+        fn host_first_fast_path_never_disagrees(raw in "(sip|SIPS):[a-z0-9@:;=%.\\[\\]?&-]{0,24}") {
+            general_agrees(&raw);
+        }
+
         #[test]
         fn equivalence_is_reflexive_and_symmetric(a in arb_uri(), b in arb_uri()) {
             if let (Ok(ua), Ok(ub)) = (parse_uri(a.as_bytes()), parse_uri(b.as_bytes())) {
