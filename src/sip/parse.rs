@@ -908,6 +908,7 @@ fn parse_option_tags<'a>(s: &'a [u8], out: &mut BVec<'a, &'a [u8]>) -> Result<()
 
 /// Parses `CSeq: 1*DIGIT LWS Method`. `request` is the request-line method: the common
 /// `1 REGISTER` (one space, the same known method) is recognised by one compare.
+#[inline(always)]
 fn parse_cseq<'a>(s: &'a [u8], request: Method<'a>) -> Option<CSeq<'a>> {
     let d_end = span(s, 0, &DIGIT);
     let seq = digits_u32(s.get(..d_end)?)?;
@@ -939,6 +940,7 @@ fn parse_cseq<'a>(s: &'a [u8], request: Method<'a>) -> Option<CSeq<'a>> {
 ///
 /// One pass: `@` is not in `word`, so the value is a span of word characters, optionally
 /// followed by `@` and a second non-empty span that reaches the end.
+#[inline(always)]
 fn call_id_valid(s: &[u8]) -> bool {
     let first = span(s, 0, &WORD);
     if first == 0 {
