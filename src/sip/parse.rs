@@ -912,10 +912,14 @@ fn parse_option_tags<'a>(s: &'a [u8], out: &mut BVec<'a, &'a [u8]>) -> Result<()
 fn parse_cseq<'a>(s: &'a [u8], request: Method<'a>) -> Option<CSeq<'a>> {
     let d_end = span(s, 0, &DIGIT);
     let seq = digits_u32(s.get(..d_end)?)?;
-    if !matches!(request, Method::Other(_))
-        && s.get(d_end) == Some(&b' ')
-        && s.get(d_end + 1..) == Some(request.as_bytes())
-    {
+    let tail = s.get(d_end..).unwrap_or_default();
+    let same = match request {
+        // The method a registrar sees: a compare of constant length, no `memcmp` call.
+        Method::Register => tail == b" REGISTER",
+        Method::Other(_) => false,
+        _ => tail.first() == Some(&b' ') && tail.get(1..) == Some(request.as_bytes()),
+    };
+    if same {
         // A known method is a token, and `from_bytes` would give the same variant back.
         return Some(CSeq {
             seq,
