@@ -208,7 +208,7 @@ fn skip_lws_loop(s: &[u8], mut i: usize) -> usize {
 }
 
 /// Index of the first byte at or after `i` that is not in `class`.
-#[inline]
+#[inline(always)]
 pub(crate) fn span(s: &[u8], mut i: usize, class: &[bool; 256]) -> usize {
     // Eight bytes per bounds check: spans are mostly a few to a few dozen bytes, and the
     // eight lookups of a chunk are independent loads the CPU runs in parallel.
