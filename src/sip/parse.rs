@@ -25,7 +25,7 @@ use bumpalo::collections::Vec as BVec;
 
 use super::chars::{
     DIGIT, HOST, IPV6, LWS, TOKEN, WORD, WSP, all_in, digits_saturating, digits_u16, digits_u32,
-    find, quoted_end, skip_lws, span, trim_lws,
+    find, port_at, quoted_end, skip_lws, span, trim_lws,
 };
 use super::error::ParseError;
 use super::limits::{
@@ -797,8 +797,8 @@ fn parse_via<'a>(s: &'a [u8], version: &[u8]) -> Result<Via<'a>, ParseError> {
     let colon = skip_lws(s, host_end);
     if s.get(colon) == Some(&b':') {
         let p = skip_lws(s, colon + 1);
-        let p_end = span(s, p, &DIGIT);
-        port = Some(digits_u16(s.get(p..p_end).unwrap_or_default()).ok_or(E)?);
+        let (v, p_end) = port_at(s, p);
+        port = Some(v.ok_or(E)?);
         end = p_end;
     }
     let mut via = Via {

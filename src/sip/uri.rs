@@ -11,8 +11,8 @@
 //! generic parse failure.
 
 use super::chars::{
-    DIGIT, HOST, IPV6, OPAQUE, PASSWORD, SCHEME, URI_HEADER, URI_PARAM, URI_PARAM_PLAIN, USER,
-    USER_PLAIN, all_in, digits_u16, find, hex_val, span, valid_escaped,
+    HOST, IPV6, OPAQUE, PASSWORD, SCHEME, URI_HEADER, URI_PARAM, URI_PARAM_PLAIN, USER, USER_PLAIN,
+    all_in, find, hex_val, port_at, span, valid_escaped,
 };
 use super::error::UriError;
 
@@ -226,8 +226,8 @@ pub(crate) fn sip_uri_before_bracket(s: &[u8], start: usize) -> Option<(Uri<'_>,
     let mut i = host_end;
     let mut port = None;
     if s.get(i) == Some(&b':') {
-        let end = span(s, i + 1, &DIGIT);
-        port = Some(digits_u16(s.get(i + 1..end)?)?);
+        let (p, end) = port_at(s, i + 1);
+        port = Some(p?);
         i = end;
     }
     let mut params: &[u8] = b"";
@@ -360,9 +360,8 @@ fn sip_host_part<'a>(
 
     let mut port = None;
     if hostpart.get(i) == Some(&b':') {
-        let end = span(hostpart, i + 1, &DIGIT);
-        port =
-            Some(digits_u16(hostpart.get(i + 1..end).unwrap_or_default()).ok_or(UriError::Port)?);
+        let (p, end) = port_at(hostpart, i + 1);
+        port = Some(p.ok_or(UriError::Port)?);
         i = end;
     }
 
