@@ -877,6 +877,7 @@ fn split_commas<'a>(
 
 /// Appends the option tags of one Require/Proxy-Require/Supported value
 /// (`[option-tag *(COMMA option-tag)]`, option-tag = token).
+#[inline(always)]
 fn parse_option_tags<'a>(s: &'a [u8], out: &mut BVec<'a, &'a [u8]>) -> Result<(), ParseError> {
     if s.is_empty() {
         return Ok(()); // `Supported:` with no tags is legal (RFC 3261 §20.37).
