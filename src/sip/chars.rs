@@ -208,23 +208,19 @@ fn skip_lws_loop(s: &[u8], mut i: usize) -> usize {
 }
 
 /// Index of the first byte at or after `i` that is not in `class`.
-#[inline]
+#[inline(always)]
 pub(crate) fn span(s: &[u8], mut i: usize, class: &[bool; 256]) -> usize {
-    // Four bytes per bounds check: spans are mostly a few to a few dozen bytes.
-    while let Some(&[a, b, c, d]) = s.get(i..i.wrapping_add(4)) {
-        if !class[usize::from(a)] {
-            return i;
+    // Eight bytes per bounds check: spans are mostly a few to a few dozen bytes, and the
+    // eight lookups of a chunk are independent loads the CPU runs in parallel.
+    while let Some(chunk) = s.get(i..i.wrapping_add(8)) {
+        if let Ok(w) = <&[u8; 8]>::try_from(chunk) {
+            for (k, &b) in w.iter().enumerate() {
+                if !class[usize::from(b)] {
+                    return i + k;
+                }
+            }
         }
-        if !class[usize::from(b)] {
-            return i + 1;
-        }
-        if !class[usize::from(c)] {
-            return i + 2;
-        }
-        if !class[usize::from(d)] {
-            return i + 3;
-        }
-        i += 4;
+        i += 8;
     }
     while let Some(&b) = s.get(i) {
         if !class[usize::from(b)] {
@@ -295,6 +291,26 @@ pub(crate) fn digits_u16(s: &[u8]) -> Option<u16> {
     digits_u32(s).and_then(|v| u16::try_from(v).ok())
 }
 
+/// The port (`1*DIGIT` fitting a `u16`) at `i`, and the end of its digit run: what
+/// `digits_u16` gives on `span(s, i, &DIGIT)`, in one pass over the digits instead of two.
+/// `None` when the run is empty or its value is too large.
+#[inline]
+pub(crate) fn port_at(s: &[u8], i: usize) -> (Option<u16>, usize) {
+    let mut v: u32 = 0;
+    let mut j = i;
+    while let Some(&b) = s.get(j) {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        // Saturates far above `u16::MAX`, so an overlong run stays too large.
+        v = v.saturating_mul(10).saturating_add(u32::from(d));
+        j += 1;
+    }
+    let port = if j > i { u16::try_from(v).ok() } else { None };
+    (port, j)
+}
+
 /// End (exclusive) of the `quoted-string` whose opening `"` is at `start`:
 /// `quoted-string = SWS DQUOTE *(qdtext / quoted-pair ) DQUOTE`,
 /// `quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F)`. `None` when unterminated or when a
@@ -354,6 +370,33 @@ mod tests {
         assert_eq!(digits_u32(b"4294967296"), None);
         assert_eq!(digits_u32(b"4294967295"), Some(u32::MAX));
         assert_eq!(digits_u16(b"65536"), None);
+    }
+
+    #[test]
+    fn port_at_agrees_with_span_and_digits_u16() {
+        let inputs = [
+            "",
+            "x",
+            "0",
+            "5060",
+            "5060>",
+            "65535;",
+            "65536",
+            "99999999999999999999",
+            "007",
+            "12a",
+            ":1",
+            "6553",
+            "0000000000000065535",
+        ];
+        for s in inputs {
+            let s = s.as_bytes();
+            for i in 0..=s.len() {
+                let end = span(s, i, &DIGIT);
+                let slow = digits_u16(&s[i..end]);
+                assert_eq!(port_at(s, i), (slow, end), "{:?} at {i}", s);
+            }
+        }
     }
 
     #[test]

@@ -25,7 +25,7 @@ use bumpalo::collections::Vec as BVec;
 
 use super::chars::{
     DIGIT, HOST, IPV6, LWS, TOKEN, WORD, WSP, all_in, digits_saturating, digits_u16, digits_u32,
-    find, quoted_end, skip_lws, span, trim_lws,
+    find, port_at, quoted_end, skip_lws, span, trim_lws,
 };
 use super::error::ParseError;
 use super::limits::{
@@ -236,17 +236,6 @@ pub struct Contact<'a> {
 }
 
 impl<'a> Contact<'a> {
-    const EMPTY: Self = Self {
-        display: None,
-        uri: Uri::EMPTY,
-        uri_raw: b"",
-        expires: None,
-        q: None,
-        instance: None,
-        reg_id: None,
-        params: b"",
-    };
-
     /// The contact params as `(name, value)` pairs; a quoted value keeps its quotes.
     pub fn params(&self) -> HeaderParams<'a> {
         HeaderParams {
@@ -526,10 +515,8 @@ fn scan_params<'a>(
             end = name_end;
             None
         };
-        let keep = match name.len() {
-            0..8 => (1u64 << (8 * name.len())) - 1,
-            _ => u64::MAX,
-        };
+        // The name's bytes of the word at its start (a name is never empty).
+        let keep = u64::MAX >> (8 * (8 - name.len().min(8)));
         f(&Param {
             name,
             value,
@@ -685,24 +672,24 @@ fn parse_qvalue(v: &[u8]) -> Option<u16> {
 fn parse_contact_list<'a>(s: &'a [u8], out: &mut BVec<'a, Contact<'a>>) -> Result<(), ParseError> {
     let mut i = 0;
     loop {
-        let mut c = Contact::EMPTY;
+        let (mut expires, mut q, mut instance, mut reg_id) = (None, None, None, None);
         let el = parse_element(
             s,
             i,
             |p| {
                 if p.is(b"expires") {
                     let v = p.value.ok_or(ParseError::BadContactExpires)?;
-                    c.expires = Some(digits_saturating(v).ok_or(ParseError::BadContactExpires)?);
+                    expires = Some(digits_saturating(v).ok_or(ParseError::BadContactExpires)?);
                 } else if p.is(b"q") {
                     let v = p.value.ok_or(ParseError::BadContactQ)?;
-                    c.q = Some(parse_qvalue(v).ok_or(ParseError::BadContactQ)?);
+                    q = Some(parse_qvalue(v).ok_or(ParseError::BadContactQ)?);
                 } else if p.is(b"+sip.instance") {
                     let v = p.value.ok_or(ParseError::BadContact)?;
                     let unquoted = v.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\""));
-                    c.instance = Some(unquoted.unwrap_or(v));
+                    instance = Some(unquoted.unwrap_or(v));
                 } else if p.is(b"reg-id") {
                     let v = p.value.ok_or(ParseError::BadContactRegId)?;
-                    c.reg_id = Some(digits_u32(v).ok_or(ParseError::BadContactRegId)?);
+                    reg_id = Some(digits_u32(v).ok_or(ParseError::BadContactRegId)?);
                 }
                 Ok(())
             },
@@ -711,14 +698,20 @@ fn parse_contact_list<'a>(s: &'a [u8], out: &mut BVec<'a, Contact<'a>>) -> Resul
         if el.uri_raw.len() > CONTACT_URI_BYTES_MAX {
             return Err(ParseError::ContactUriTooLong);
         }
-        c.display = el.display;
-        c.uri = el.uri;
-        c.uri_raw = el.uri_raw;
-        c.params = el.params;
         if out.len() >= CONTACTS_PER_MESSAGE_MAX {
             return Err(ParseError::TooManyContacts);
         }
-        out.push(c);
+        // Built once, in place: a `Contact` is a few hundred bytes.
+        out.push(Contact {
+            display: el.display,
+            uri: el.uri,
+            uri_raw: el.uri_raw,
+            expires,
+            q,
+            instance,
+            reg_id,
+            params: el.params,
+        });
         let j = skip_lws(s, el.end);
         match s.get(j) {
             None => return Ok(()),
@@ -804,8 +797,8 @@ fn parse_via<'a>(s: &'a [u8], version: &[u8]) -> Result<Via<'a>, ParseError> {
     let colon = skip_lws(s, host_end);
     if s.get(colon) == Some(&b':') {
         let p = skip_lws(s, colon + 1);
-        let p_end = span(s, p, &DIGIT);
-        port = Some(digits_u16(s.get(p..p_end).unwrap_or_default()).ok_or(E)?);
+        let (v, p_end) = port_at(s, p);
+        port = Some(v.ok_or(E)?);
         end = p_end;
     }
     let mut via = Via {
@@ -884,6 +877,7 @@ fn split_commas<'a>(
 
 /// Appends the option tags of one Require/Proxy-Require/Supported value
 /// (`[option-tag *(COMMA option-tag)]`, option-tag = token).
+#[inline(always)]
 fn parse_option_tags<'a>(s: &'a [u8], out: &mut BVec<'a, &'a [u8]>) -> Result<(), ParseError> {
     if s.is_empty() {
         return Ok(()); // `Supported:` with no tags is legal (RFC 3261 §20.37).
@@ -915,13 +909,18 @@ fn parse_option_tags<'a>(s: &'a [u8], out: &mut BVec<'a, &'a [u8]>) -> Result<()
 
 /// Parses `CSeq: 1*DIGIT LWS Method`. `request` is the request-line method: the common
 /// `1 REGISTER` (one space, the same known method) is recognised by one compare.
+#[inline(always)]
 fn parse_cseq<'a>(s: &'a [u8], request: Method<'a>) -> Option<CSeq<'a>> {
     let d_end = span(s, 0, &DIGIT);
     let seq = digits_u32(s.get(..d_end)?)?;
-    if !matches!(request, Method::Other(_))
-        && s.get(d_end) == Some(&b' ')
-        && s.get(d_end + 1..) == Some(request.as_bytes())
-    {
+    let tail = s.get(d_end..).unwrap_or_default();
+    let same = match request {
+        // The method a registrar sees: a compare of constant length, no `memcmp` call.
+        Method::Register => tail == b" REGISTER",
+        Method::Other(_) => false,
+        _ => tail.first() == Some(&b' ') && tail.get(1..) == Some(request.as_bytes()),
+    };
+    if same {
         // A known method is a token, and `from_bytes` would give the same variant back.
         return Some(CSeq {
             seq,
@@ -946,6 +945,7 @@ fn parse_cseq<'a>(s: &'a [u8], request: Method<'a>) -> Option<CSeq<'a>> {
 ///
 /// One pass: `@` is not in `word`, so the value is a span of word characters, optionally
 /// followed by `@` and a second non-empty span that reaches the end.
+#[inline(always)]
 fn call_id_valid(s: &[u8]) -> bool {
     let first = span(s, 0, &WORD);
     if first == 0 {
