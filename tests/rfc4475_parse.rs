@@ -252,7 +252,7 @@ fn dblreq_parses_the_register_only() {
     assert_eq!(req.method, Method::Register);
     assert_eq!(req.call_id, b"dblreq.0ha0isndaksdj99sdfafnl3lk233412");
     assert!(req.body.is_empty());
-    assert!(req.headers.iter().all(|h| !h.value.starts_with(b"sip:joe")));
+    assert!(req.headers().all(|h| !h.value.starts_with(b"sip:joe")));
 }
 
 #[test]

@@ -28,8 +28,8 @@ pub use date::{DATE_BYTES, write_date};
 pub use error::{ParseError, UriError};
 pub use names::{HEADER_NAMES, HeaderName};
 pub use parse::{
-    CSeq, Contact, Contacts, Echo, HeaderParams, Method, NameAddr, RawHeader, Rejected, Request,
-    Transport, Via, is_keepalive, parse_request,
+    CSeq, Contact, Contacts, Echo, HeaderParams, Method, NameAddr, RawHeader, RawHeaders, Rejected,
+    Request, Transport, Via, is_keepalive, parse_request,
 };
 pub use uri::{Scheme, Uri, UriParams, parse_uri, uri_equivalent, write_aor_key};
 pub use write::ResponseWriter;

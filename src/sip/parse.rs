@@ -1,8 +1,8 @@
 //! The request parser: one pass over the header lines, then eager parsing of the headers
 //! a registrar acts on.
 //!
-//! Everything borrows the datagram. The few per-message lists (raw headers, Via values,
-//! contacts, option tags, Path values) are pushed straight into the caller's `bumpalo`
+//! Everything borrows the datagram. The few per-message lists (Via values, contacts,
+//! option tags, Path values) are pushed straight into the caller's `bumpalo`
 //! arena with a small reserved capacity (bounded by [`limits`](super::limits)), so a
 //! parse performs no heap allocation of its own and copies no stack buffers.
 //!
@@ -11,7 +11,9 @@
 //! is complete (no continuation line, RFC 3261 §7.3.1) it is recorded and handed to its
 //! value parser, which reads the value in a single pass (display name, `<uri>` and
 //! params together for From, To and Contact). Only the top Via is parsed; everything
-//! else a registrar does not act on stays raw.
+//! else a registrar does not act on stays raw: [`Request::headers`] reads the header
+//! lines again on demand rather than every parse storing a list that the registrar's
+//! hot path never reads.
 //!
 //! A bad request must still be answerable, so faults are ordered rather than returned at
 //! once: the request line, then framing (line structure and limits), then what a
@@ -323,13 +325,62 @@ pub struct Request<'a> {
     pub user_agent: Option<&'a [u8]>,
     /// The first Authorization value, raw (for digest authentication).
     pub authorization: Option<&'a [u8]>,
-    /// Every header, raw, in order.
-    pub headers: &'a [RawHeader<'a>],
+    /// The header section: the header lines and the empty line that ends them (read by
+    /// [`Request::headers`]).
+    pub head: &'a [u8],
     /// The body: Content-Length bytes (trailing bytes ignored), or the rest of the
     /// datagram when Content-Length is absent (RFC 3261 §18.3).
     pub body: &'a [u8],
     /// What a response must copy.
     pub echo: Echo<'a>,
+}
+
+impl<'a> Request<'a> {
+    /// Every header, raw, in order (continuation lines joined into the value). Read
+    /// again from [`Request::head`] on each call: no parse pays for a list that only
+    /// tools and tests walk.
+    pub fn headers(&self) -> RawHeaders<'a> {
+        RawHeaders {
+            head: self.head,
+            pos: 0,
+        }
+    }
+}
+
+/// Iterator over the header lines of a parsed request ([`Request::headers`]).
+#[derive(Clone, Copy, Debug)]
+pub struct RawHeaders<'a> {
+    head: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Iterator for RawHeaders<'a> {
+    type Item = RawHeader<'a>;
+
+    fn next(&mut self) -> Option<RawHeader<'a>> {
+        // The parser accepted these lines, so every step below succeeds; a failure would
+        // end the iteration rather than panic. The empty line that ends the section has
+        // no name, which ends it too.
+        let ends = LineEnds::new();
+        let start = self.pos;
+        let (line, mut next) = next_line(self.head, start, &ends).ok()?;
+        let (name_end, colon, kind) = split_header_name(line)?;
+        let mut end = start + line.len();
+        // Continuation lines belong to the value (RFC 3261 §7.3.1).
+        while let Ok((l, n)) = next_line(self.head, next, &ends) {
+            if !matches!(l.first(), Some(b' ' | b'\t')) {
+                break;
+            }
+            end = next + l.len();
+            next = n;
+        }
+        self.pos = next;
+        Some(RawHeader {
+            name: line.get(..name_end)?,
+            kind,
+            value: trim_lws(self.head.get(start + colon + 1..end)?),
+        })
+    }
 }
 
 /// A request the parser refused, and what is needed to answer it when possible.
@@ -1133,10 +1184,6 @@ fn split_header_name(line: &[u8]) -> Option<(usize, usize, HeaderName)> {
     Some((name_end, colon, HeaderName::from_bytes(name)))
 }
 
-/// Arena capacity reserved up front for the header list: a softphone REGISTER has about
-/// a dozen headers; a longer message grows the list (bounded by
-/// [`HEADERS_PER_MESSAGE_MAX`]).
-const HEADERS_RESERVED: usize = 20;
 /// Arena capacity reserved for Via values (a REGISTER from a UA has one).
 const VIAS_RESERVED: usize = 2;
 /// Arena capacity reserved for contacts once a Contact header is seen.
@@ -1206,7 +1253,8 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
 
     let mut frame_err = None;
     let mut body_start = None;
-    let mut headers = BVec::with_capacity_in(HEADERS_RESERVED, arena);
+    let head_start = pos;
+    let mut n_headers = 0usize;
     let mut vias: BVec<'a, &'a [u8]> = BVec::with_capacity_in(VIAS_RESERVED, arena);
 
     // What the registrar needs, picked out as each header completes.
@@ -1249,7 +1297,7 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
             body_start = Some(next);
             break;
         }
-        let Some((name_end, colon, kind)) = split_header_name(line) else {
+        let Some((_, colon, kind)) = split_header_name(line) else {
             fail(&mut frame_err, ParseError::BadHeaderLine);
             break;
         };
@@ -1278,20 +1326,16 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
             }
             next = n;
         };
-        if headers.len() >= HEADERS_PER_MESSAGE_MAX {
+        if n_headers >= HEADERS_PER_MESSAGE_MAX {
             fail(&mut frame_err, ParseError::TooManyHeaders);
             break;
         }
+        n_headers += 1;
         let v = if folded {
             trim_lws(buf.get(pos + colon + 1..value_end).unwrap_or_default())
         } else {
             trim_wsp(line.get(colon + 1..).unwrap_or_default())
         };
-        headers.push(RawHeader {
-            name: line.get(..name_end).unwrap_or_default(),
-            kind,
-            value: v,
-        });
         match kind {
             HeaderName::Via => {
                 n_vias += 1;
@@ -1370,7 +1414,9 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
         }
         (pos, line, next) = (next, following, after);
     }
-    let headers: &'a [RawHeader<'a>] = headers.into_bump_slice();
+    let head = buf
+        .get(head_start..body_start.unwrap_or(head_start))
+        .unwrap_or_default();
     let n_contacts = contacts.as_ref().map_or(0, BVec::len);
     if star > 1 || (star == 1 && n_contacts > 0) {
         fail(&mut err, ParseError::BadStarContact);
@@ -1492,7 +1538,7 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
         content_length,
         user_agent,
         authorization,
-        headers,
+        head,
         body,
         echo,
     })
@@ -1571,8 +1617,11 @@ mod tests {
         assert_eq!(req.max_forwards, Some(70));
         assert_eq!(req.content_length, Some(0));
         assert_eq!(contacts(&req)[0].uri_raw, b"sips:bob@client.biloxi.example.com");
-        assert_eq!(req.headers.len(), 8);
-        assert_eq!(req.headers[1].kind, HeaderName::MaxForwards);
+        assert_eq!(req.headers().count(), 8);
+        assert_eq!(
+            req.headers().nth(1).map(|h| h.kind),
+            Some(HeaderName::MaxForwards)
+        );
         assert_eq!(req.echo.vias.len(), 1);
         assert!(!req.echo.to_has_tag);
         assert_eq!(req.echo.cseq, Some(&b"1 REGISTER"[..]));
@@ -1770,6 +1819,47 @@ mod tests {
     }
     req! { bad_option_tag, register("Require: a b\r\n"), Err(ParseError::BadOptionTag) }
     req! { bad_to, register("").replace("To: Bob <sips:bob@biloxi.example.com>", "To: Bob <sips:bob@biloxi.example.com"), Err(ParseError::BadTo) }
+
+    #[test]
+    fn raw_headers_are_read_again_in_order_with_folds_joined() {
+        let msg = "REGISTER sip:example.com SIP/2.0\r\n\
+            Via: SIP/2.0/UDP 192.0.2.4;branch=z9hG4bK1\r\n\
+            From: <sip:a@example.com>;tag=1\r\n\
+            To: <sip:a@example.com>\r\n\
+            Subject: one\r\n \t two \r\n\tthree\r\n\
+            X-Custom :  spaced  \r\n\
+            Call-ID: c\r\n\
+            CSeq: 1 REGISTER\r\n\
+            l: 4\r\n\r\nbody";
+        let arena = Bump::new();
+        let req = parse_request(msg.as_bytes(), &arena).expect("parses");
+        let got: Vec<(&[u8], HeaderName, &[u8])> =
+            req.headers().map(|h| (h.name, h.kind, h.value)).collect();
+        let want: Vec<(&[u8], HeaderName, &[u8])> = vec![
+            (
+                b"Via",
+                HeaderName::Via,
+                b"SIP/2.0/UDP 192.0.2.4;branch=z9hG4bK1",
+            ),
+            (b"From", HeaderName::From, b"<sip:a@example.com>;tag=1"),
+            (b"To", HeaderName::To, b"<sip:a@example.com>"),
+            (
+                b"Subject",
+                HeaderName::Subject,
+                b"one\r\n \t two \r\n\tthree",
+            ),
+            (b"X-Custom", HeaderName::Other, b"spaced"),
+            (b"Call-ID", HeaderName::CallId, b"c"),
+            (b"CSeq", HeaderName::CSeq, b"1 REGISTER"),
+            (b"l", HeaderName::ContentLength, b"4"),
+        ];
+        assert_eq!(got, want);
+        assert_eq!(req.body, b"body");
+        assert!(req.head.ends_with(b"l: 4\r\n\r\n"));
+        // The iterator is a value: walking it twice gives the same headers.
+        let it = req.headers();
+        assert_eq!(it.count(), it.count());
+    }
 
     #[test]
     fn rejected_keeps_echo() {
