@@ -542,14 +542,13 @@ impl Registrar {
         if sip::is_keepalive(bytes) {
             return Prepared::Drop(DropReason::KeepAlive);
         }
-        match sip::parse_request(bytes, arena) {
+        // Parsed straight into the arena: the ~1 KiB `Request` is not built on the stack
+        // and then copied in.
+        match arena.alloc_try_with(|| sip::parse_request(bytes, arena)) {
             Ok(req) => {
-                let (hash, aor_key) = route_hash_and_key(&req, arena);
-                Prepared::Request {
-                    req: arena.alloc(req),
-                    hash,
-                    aor_key,
-                }
+                let req: &'a Request<'a> = req;
+                let (hash, aor_key) = route_hash_and_key(req, arena);
+                Prepared::Request { req, hash, aor_key }
             }
             Err(rejected) => {
                 if rejected.error == ParseError::IsResponse {
