@@ -40,7 +40,7 @@ use std::sync::Arc;
 use crate::auth::{Algorithm, Authenticator, Challenges, NonceKey, Subscribers};
 use crate::location::{LocationLimits, LocationTable};
 use crate::sip::{self, Method, ParseError, Request};
-use crate::txn::{TxnKey, TxnLimits, TxnTable};
+use crate::txn::{EncodedKey, TxnKey, TxnLimits, TxnTable};
 
 /// Where a datagram came from and which local socket received it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +78,9 @@ pub enum Prepared<'a> {
         hash: u64,
         /// The AOR key the owner hash was computed from, when the request names one.
         aor_key: Option<&'a [u8]>,
+        /// The transaction key, encoded and hashed once for the warm-up, the lookup and
+        /// the insert; `None` when it is too long to cache.
+        txn: Option<EncodedKey<'a>>,
     },
 }
 
@@ -535,6 +538,8 @@ impl Registrar {
     /// [`handle_or_forward`](Self::handle_or_forward)): no state is read or changed, so
     /// a whole receive batch can be prepared, [`warm`](Self::warm)ed, then
     /// [`finish`](Self::finish)ed in order with the same result as handling each in turn.
+    // The parser's own `Result` is what `alloc_try_with` places; its size is the parser's.
+    #[expect(clippy::result_large_err)]
     pub fn prepare<'a>(bytes: &'a [u8], arena: &'a Bump) -> Prepared<'a> {
         if bytes.len() > sip::limits::DATAGRAM_BYTES_MAX {
             return Prepared::Drop(DropReason::TooLarge);
@@ -548,7 +553,12 @@ impl Registrar {
             Ok(req) => {
                 let req: &'a Request<'a> = req;
                 let (hash, aor_key) = route_hash_and_key(req, arena);
-                Prepared::Request { req, hash, aor_key }
+                Prepared::Request {
+                    req,
+                    hash,
+                    aor_key,
+                    txn: txn_key(req).encode_in(arena),
+                }
             }
             Err(rejected) => {
                 if rejected.error == ParseError::IsResponse {
@@ -578,11 +588,11 @@ impl Registrar {
         self.warm_txn.clear();
         self.warm_aor.clear();
         for p in batch.into_iter().take(WARM_BATCH_MAX) {
-            let Prepared::Request { req, aor_key, .. } = p else {
+            let Prepared::Request { aor_key, txn, .. } = p else {
                 continue;
             };
-            if let Some(h) = self.txns.hash_of(&txn_key(req)) {
-                self.warm_txn.push(h);
+            if let Some(txn) = txn {
+                self.warm_txn.push(txn.hash());
             }
             if let Some(key) = aor_key {
                 self.warm_aor.push(self.location.key_hash(key));
@@ -612,7 +622,7 @@ impl Registrar {
         owns: impl Fn(u64) -> bool,
     ) -> Dispatch {
         out.clear();
-        let (req, hash) = match *prepared {
+        let (req, hash, txn) = match *prepared {
             Prepared::Drop(reason) => return self.drop(reason),
             Prepared::Rejected { echo, error, hash } => {
                 if !owns(hash) {
@@ -623,7 +633,7 @@ impl Registrar {
                 self.respond_rejected(source, echo, error.status(), error.reason(), out);
                 return Dispatch::Reply(reply_address(&echo.top_via, source));
             }
-            Prepared::Request { req, hash, .. } => (req, hash),
+            Prepared::Request { req, hash, txn, .. } => (req, hash, txn),
         };
         if !owns(hash) {
             return Dispatch::Forward(hash);
@@ -635,8 +645,10 @@ impl Registrar {
             self.count(method, Outcome::AckAbsorbed);
             return Dispatch::Nothing;
         }
-        let key = txn_key(req);
-        if let Some(cached) = self.txns.lookup(&key, now_ms) {
+        if let Some(cached) = txn
+            .as_ref()
+            .and_then(|key| self.txns.lookup_encoded(key, now_ms))
+        {
             out.extend_from_slice(cached);
             self.count(method, Outcome::Retransmission);
             return Dispatch::Reply(dest);
@@ -651,7 +663,9 @@ impl Registrar {
         // A response that cannot be cached (key too long, cache disabled) only means a
         // retransmission is processed again, which gives the same answer (an equal CSeq
         // is recognised in `register`); nothing is lost.
-        let _ = self.txns.insert_after_lookup(now_ms, out);
+        if let Some(key) = &txn {
+            let _ = self.txns.insert_encoded_after_lookup(key, now_ms, out);
+        }
         self.sync_gauges();
         Dispatch::Reply(dest)
     }
