@@ -254,7 +254,12 @@ impl LocationTable {
     /// bindings that `expire` has not removed yet are included: check
     /// [`BindingRef::is_expired`].
     pub fn get(&self, aor_key: &[u8]) -> Option<AorRef<'_>> {
-        let hash = self.hasher.hash_one(aor_key);
+        self.get_hashed(self.key_hash(aor_key), aor_key)
+    }
+
+    /// [`get`](Self::get) with the key's [`key_hash`](Self::key_hash) already computed
+    /// (the registrar hashes a request's AOR key once for all its lookups and its commit).
+    pub fn get_hashed(&self, hash: u64, aor_key: &[u8]) -> Option<AorRef<'_>> {
         let head = *self
             .aors
             .find(hash, |&h| slot_key(&self.slots, h) == aor_key)?;
@@ -321,10 +326,23 @@ impl LocationTable {
         now_ms: u64,
         changes: &[Change<'_>],
     ) -> Result<CommitSummary, CommitError> {
+        self.apply_hashed(self.key_hash(aor_key), aor_key, now_ms, changes)
+    }
+
+    /// [`apply`](Self::apply) with the key's [`key_hash`](Self::key_hash) already
+    /// computed. A `hash` that is not the key's is a caller bug: the AOR is then not
+    /// found and a second copy of it may be inserted.
+    pub fn apply_hashed(
+        &mut self,
+        hash: u64,
+        aor_key: &[u8],
+        now_ms: u64,
+        changes: &[Change<'_>],
+    ) -> Result<CommitSummary, CommitError> {
         if aor_key.is_empty() || aor_key.len() > AOR_KEY_BYTES_MAX {
             return Err(CommitError::AorKeyInvalid);
         }
-        let hash = self.hasher.hash_one(aor_key);
+        debug_assert_eq!(hash, self.key_hash(aor_key));
         let head = self
             .aors
             .find(hash, |&h| slot_key(&self.slots, h) == aor_key)

@@ -44,7 +44,7 @@ impl Registrar {
         if !self.load_key(routed, &req.request_uri) {
             return Outcome::NotFound;
         }
-        match self.location.get(&self.aor_key) {
+        match self.location.get_hashed(self.aor_hash, &self.aor_key) {
             None if self.location.recently_emptied(&self.aor_key) => {
                 Outcome::TemporarilyUnavailable
             }

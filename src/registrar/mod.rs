@@ -375,6 +375,9 @@ pub struct Registrar {
     rng: rng::Rng,
     /// The current request's AOR key (reused buffer).
     aor_key: Vec<u8>,
+    /// The location table's [`key_hash`](LocationTable::key_hash) of `aor_key`, computed
+    /// once where `aor_key` is set, for every lookup and the commit of the request.
+    aor_hash: u64,
     /// [`Registrar::warm`]'s transaction and AOR hashes (capacity [`WARM_BATCH_MAX`]).
     warm_txn: Vec<u64>,
     warm_aor: Vec<u64>,
@@ -426,6 +429,7 @@ impl Registrar {
             stats: Stats::default(),
             rng,
             aor_key: Vec::with_capacity(AOR_KEY_BYTES_MAX + 64),
+            aor_hash: 0,
             warm_txn: Vec::with_capacity(WARM_BATCH_MAX),
             warm_aor: Vec::with_capacity(WARM_BATCH_MAX),
             date: (u64::MAX, [0; sip::DATE_BYTES]),
@@ -453,7 +457,7 @@ impl Registrar {
         crate::store::record::encode_aor(
             &mut self.journal,
             &self.aor_key,
-            self.location.get(&self.aor_key),
+            self.location.get_hashed(self.aor_hash, &self.aor_key),
         );
         self.journal_position += (self.journal.len() - before) as u64;
     }
@@ -701,13 +705,17 @@ impl Registrar {
     /// is one, else written now. False when `uri` names no user.
     fn load_key(&mut self, routed: Option<&[u8]>, uri: &sip::Uri<'_>) -> bool {
         self.aor_key.clear();
-        match routed {
+        let loaded = match routed {
             Some(key) => {
                 self.aor_key.extend_from_slice(key);
                 true
             }
             None => uri.user.is_some() && sip::write_aor_key(uri, &mut self.aor_key).is_ok(),
+        };
+        if loaded {
+            self.aor_hash = self.location.key_hash(&self.aor_key);
         }
+        loaded
     }
 
     /// Whether `host` is a served domain (any, when none is configured).
@@ -825,6 +833,7 @@ impl Registrar {
             .map_err(AdminError::Commit)?;
         self.aor_key.clear();
         self.aor_key.extend_from_slice(aor_key);
+        self.aor_hash = self.location.key_hash(aor_key);
         self.journal_aor();
         self.sync_gauges();
         Ok(summary)

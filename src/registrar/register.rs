@@ -105,7 +105,7 @@ impl Registrar {
             return Outcome::StarMisuse;
         }
         let mut changes: BumpVec<'a, Change<'a>> = BumpVec::new_in(arena);
-        if let Some(aor) = self.location.get(&self.aor_key) {
+        if let Some(aor) = self.location.get_hashed(self.aor_hash, &self.aor_key) {
             for (index, b) in aor.iter().enumerate() {
                 if b.call_id() == req.call_id && req.cseq.seq <= b.cseq() && b.expires_ms() > now_ms
                 {
@@ -145,7 +145,7 @@ impl Registrar {
         let mut existing: BumpVec<'a, Existing> = BumpVec::new_in(arena);
         let mut matched: BumpVec<'a, Option<usize>> =
             BumpVec::with_capacity_in(contacts.len(), arena);
-        if let Some(aor) = self.location.get(&self.aor_key) {
+        if let Some(aor) = self.location.get_hashed(self.aor_hash, &self.aor_key) {
             for (index, b) in aor.iter().enumerate() {
                 existing.push(Existing {
                     index,
@@ -258,7 +258,10 @@ impl Registrar {
         if self.store_failed {
             return Outcome::StoreFailed;
         }
-        match self.location.apply(&self.aor_key, now_ms, changes) {
+        match self
+            .location
+            .apply_hashed(self.aor_hash, &self.aor_key, now_ms, changes)
+        {
             Ok(_) => {
                 self.journal_aor();
                 Outcome::Registered
