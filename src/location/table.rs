@@ -518,7 +518,13 @@ impl LocationTable {
             }
         }
         let expiry_s = secs_ceil(b.expires_ms);
-        if s.expiry_s != expiry_s {
+        if expiry_s >= s.expiry_s {
+            // A refresh pushes the expiry later: the binding stays in the wheel bucket of
+            // the second it was linked for, which comes first, and `expire` moves it on
+            // when it gets there (a lazy wheel). Relinking now would touch its two wheel
+            // neighbours and the new bucket's head: three random slots per refresh.
+            s.expiry_s = expiry_s;
+        } else {
             self.wheel.unlink(&mut self.slots, idx);
             self.slots[idx as usize].expiry_s = expiry_s;
             self.wheel.link(&mut self.slots, idx);
@@ -558,6 +564,11 @@ impl LocationTable {
                     }
                     self.remove_expired(cur);
                     removed += 1;
+                } else if !self.wheel.in_its_bucket(slot) {
+                    // Refreshed since it was linked (see `rewrite`): on to the bucket of
+                    // its expiry, a later second than this one.
+                    self.wheel.unlink(&mut self.slots, cur);
+                    self.wheel.link(&mut self.slots, cur);
                 }
                 cur = next;
             }
@@ -566,7 +577,9 @@ impl LocationTable {
     }
 
     /// When `expire` has work next, ms since the Unix epoch (possibly in the past, or
-    /// slightly early; never late). `None` when the table is empty.
+    /// early; never late): a binding refreshed to a later expiry is first met at the
+    /// second it was due before, where `expire` moves it on. `None` when the table is
+    /// empty.
     pub fn next_expiry_ms(&self) -> Option<u64> {
         let d = self.wheel.distance_to_next()?;
         Some((u64::from(self.wheel.next_s) + u64::from(d)) * 1000)
