@@ -508,7 +508,10 @@ impl LocationTable {
         let registered_s = binding::blob_registered_s(s.blob.as_deref().unwrap_or(&[]));
         match s.blob.as_deref_mut() {
             Some(old) if old.len() >= len && old.len() - len <= REUSE_SLACK_BYTES_MAX => {
-                old.fill(0);
+                // `encode` writes every byte of `..len`; only the slack after it is zeroed.
+                if let Some(slack) = old.get_mut(len..) {
+                    slack.fill(0);
+                }
                 binding::encode(old, aor_key, b, registered_s);
             }
             _ => {
