@@ -11,7 +11,7 @@
 //!   is a singly linked list through `Slot::aor_next`, in insertion order.
 //! - the wheel ([`super::wheel`]).
 
-use hashbrown::{DefaultHashBuilder, HashTable};
+use hashbrown::HashTable;
 use std::hash::BuildHasher;
 
 use super::binding::{self, BindingRef, EncodeError, NewBinding, blob_aor_key};
@@ -154,7 +154,6 @@ impl std::error::Error for CommitError {}
 /// The location table of one shard (single-threaded, no locks). See the module docs.
 pub struct LocationTable {
     limits: LocationLimits,
-    hasher: DefaultHashBuilder,
     aors: HashTable<u32>,
     slots: Vec<Slot>,
     free_head: u32,
@@ -200,6 +199,14 @@ fn slot_blob(slots: &[Slot], idx: u32) -> &[u8] {
         .unwrap_or(&[])
 }
 
+/// The hash every location table indexes an AOR key by: keyed by a per-process random
+/// seed (hash flooding), the same for every table, so that a request's AOR key is hashed
+/// once, before its shard's table is at hand (`Registrar::prepare`).
+pub fn aor_key_hash(aor_key: &[u8]) -> u64 {
+    static HASHER: std::sync::OnceLock<hashbrown::DefaultHashBuilder> = std::sync::OnceLock::new();
+    HASHER.get_or_init(Default::default).hash_one(aor_key)
+}
+
 fn slot_key(slots: &[Slot], idx: u32) -> &[u8] {
     blob_aor_key(slot_blob(slots, idx))
 }
@@ -216,7 +223,6 @@ impl LocationTable {
         };
         Self {
             limits,
-            hasher: DefaultHashBuilder::default(),
             aors: HashTable::with_capacity(limits.bindings_prealloc),
             slots: Vec::with_capacity(limits.bindings_prealloc),
             free_head: NIL,
@@ -271,7 +277,7 @@ impl LocationTable {
 
     /// The hash [`touch`](Self::touch) takes for `aor_key`.
     pub fn key_hash(&self, aor_key: &[u8]) -> u64 {
-        self.hasher.hash_one(aor_key)
+        aor_key_hash(aor_key)
     }
 
     /// Reads what a lookup of the key with `hash` will read, down to `depth` levels
@@ -305,7 +311,7 @@ impl LocationTable {
     /// [`EMPTIED_AORS_MAX_DEFAULT`](super::EMPTIED_AORS_MAX_DEFAULT)); false while it has
     /// bindings.
     pub fn recently_emptied(&self, aor_key: &[u8]) -> bool {
-        self.emptied.contains(self.hasher.hash_one(aor_key))
+        self.emptied.contains(aor_key_hash(aor_key))
     }
 
     /// Every AOR, in no particular order (for dumps). Mutating the table ends the walk.
@@ -429,12 +435,7 @@ impl LocationTable {
             next = idx;
         }
         let new_head = self.scratch_new.first().copied();
-        let Self {
-            aors,
-            slots,
-            hasher,
-            ..
-        } = self;
+        let Self { aors, slots, .. } = self;
         match (head, new_head) {
             (Some(h), Some(nh)) if h != nh => {
                 if let Some(e) = aors.find_mut(hash, |&s| s == h) {
@@ -448,7 +449,7 @@ impl LocationTable {
                 }
             }
             (None, Some(nh)) => {
-                aors.insert_unique(hash, nh, |&s| hasher.hash_one(slot_key(slots, s)));
+                aors.insert_unique(hash, nh, |&s| aor_key_hash(slot_key(slots, s)));
             }
             _ => {}
         }
@@ -589,14 +590,9 @@ impl LocationTable {
     }
 
     fn remove_expired(&mut self, idx: u32) {
-        let Self {
-            aors,
-            slots,
-            hasher,
-            ..
-        } = self;
+        let Self { aors, slots, .. } = self;
         let key = slot_key(slots, idx);
-        let hash = hasher.hash_one(key);
+        let hash = aor_key_hash(key);
         let Some(&head) = aors.find(hash, |&h| slot_key(slots, h) == key) else {
             debug_assert!(false, "binding not reachable from its AOR");
             return;
@@ -648,7 +644,7 @@ impl LocationTable {
         let mut found = 0;
         while idx < stop && found < aors_max {
             if let Some(blob) = self.slots.get(idx).and_then(|s| s.blob.as_deref()) {
-                let hash = self.hasher.hash_one(blob_aor_key(blob));
+                let hash = aor_key_hash(blob_aor_key(blob));
                 if self.aors.find(hash, |&h| h as usize == idx).is_some() {
                     each(AorRef {
                         slots: &self.slots,

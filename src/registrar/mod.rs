@@ -78,6 +78,9 @@ pub enum Prepared<'a> {
         hash: u64,
         /// The AOR key the owner hash was computed from, when the request names one.
         aor_key: Option<&'a [u8]>,
+        /// The location tables' [`aor_key_hash`](crate::location::aor_key_hash) of
+        /// `aor_key` (0 without one): hashed once for the warm-up and every lookup.
+        aor_key_hash: u64,
         /// The transaction key, encoded and hashed once for the warm-up, the lookup and
         /// the insert; `None` when it is too long to cache.
         txn: Option<EncodedKey<'a>>,
@@ -561,6 +564,7 @@ impl Registrar {
                     req,
                     hash,
                     aor_key,
+                    aor_key_hash: aor_key.map_or(0, crate::location::aor_key_hash),
                     txn: txn_key(req).encode_in(arena),
                 }
             }
@@ -592,14 +596,20 @@ impl Registrar {
         self.warm_txn.clear();
         self.warm_aor.clear();
         for p in batch.into_iter().take(WARM_BATCH_MAX) {
-            let Prepared::Request { aor_key, txn, .. } = p else {
+            let Prepared::Request {
+                aor_key,
+                aor_key_hash,
+                txn,
+                ..
+            } = p
+            else {
                 continue;
             };
             if let Some(txn) = txn {
                 self.warm_txn.push(txn.hash());
             }
-            if let Some(key) = aor_key {
-                self.warm_aor.push(self.location.key_hash(key));
+            if aor_key.is_some() {
+                self.warm_aor.push(*aor_key_hash);
             }
         }
         let mut touched = 0u64;
@@ -658,7 +668,11 @@ impl Registrar {
             return Dispatch::Reply(dest);
         }
         let routed = match *prepared {
-            Prepared::Request { aor_key, .. } => aor_key,
+            Prepared::Request {
+                aor_key,
+                aor_key_hash,
+                ..
+            } => aor_key.map(|key| (key, aor_key_hash)),
             _ => None,
         };
         let outcome = self.decide(now_ms, source, req, routed, arena);
@@ -675,13 +689,13 @@ impl Registrar {
     }
 
     /// Run the request through its pipeline and say how it ends.
-    /// `routed` is the AOR key `prepare` wrote for the request, if any.
+    /// `routed` is the AOR key `prepare` wrote for the request and its location hash, if any.
     fn decide<'a>(
         &mut self,
         now_ms: u64,
         source: Source,
         req: &Request<'a>,
-        routed: Option<&[u8]>,
+        routed: Option<(&[u8], u64)>,
         arena: &'a Bump,
     ) -> Outcome {
         // §10.3 step 1 (and any request to us): is the Request-URI's domain ours?
@@ -701,21 +715,26 @@ impl Registrar {
     }
 
     /// Put the AOR key of `uri` in `self.aor_key`: the key `prepare` already wrote for
-    /// routing (`routed`: the same bytes, for the URI the request is routed by) when there
-    /// is one, else written now. False when `uri` names no user.
-    fn load_key(&mut self, routed: Option<&[u8]>, uri: &sip::Uri<'_>) -> bool {
+    /// routing (`routed`: the same bytes, for the URI the request is routed by, with its
+    /// location hash) when there is one, else written now; `self.aor_hash` with it. False
+    /// when `uri` names no user.
+    fn load_key(&mut self, routed: Option<(&[u8], u64)>, uri: &sip::Uri<'_>) -> bool {
         self.aor_key.clear();
-        let loaded = match routed {
-            Some(key) => {
+        match routed {
+            Some((key, hash)) => {
                 self.aor_key.extend_from_slice(key);
+                self.aor_hash = hash;
                 true
             }
-            None => uri.user.is_some() && sip::write_aor_key(uri, &mut self.aor_key).is_ok(),
-        };
-        if loaded {
-            self.aor_hash = self.location.key_hash(&self.aor_key);
+            None => {
+                let loaded =
+                    uri.user.is_some() && sip::write_aor_key(uri, &mut self.aor_key).is_ok();
+                if loaded {
+                    self.aor_hash = self.location.key_hash(&self.aor_key);
+                }
+                loaded
+            }
         }
-        loaded
     }
 
     /// Whether `host` is a served domain (any, when none is configured).

@@ -41,7 +41,7 @@ impl Registrar {
         now_ms: u64,
         source: super::Source,
         req: &Request<'a>,
-        routed: Option<&[u8]>,
+        routed: Option<(&[u8], u64)>,
         arena: &'a Bump,
     ) -> Outcome {
         // Steps 3 and 4: who is this, and may they register this AOR?
@@ -82,7 +82,11 @@ impl Registrar {
     }
 
     /// Compute `self.aor_key` from the To URI, or the outcome that refuses it.
-    fn load_aor_key(&mut self, req: &Request<'_>, routed: Option<&[u8]>) -> Result<(), Outcome> {
+    fn load_aor_key(
+        &mut self,
+        req: &Request<'_>,
+        routed: Option<(&[u8], u64)>,
+    ) -> Result<(), Outcome> {
         if !matches!(req.to.uri.scheme, Scheme::Sip | Scheme::Sips) {
             return Err(Outcome::ToNotSip);
         }
