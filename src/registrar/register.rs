@@ -150,6 +150,8 @@ impl Registrar {
         let mut matched: BumpVec<'a, Option<usize>> =
             BumpVec::with_capacity_in(contacts.len(), arena);
         if let Some(aor) = self.location.get_hashed(self.aor_hash, &self.aor_key) {
+            // Sized once (one allocation, not a growth per push); AORs are small.
+            existing.reserve_exact(aor.len());
             for (index, b) in aor.iter().enumerate() {
                 existing.push(Existing {
                     index,
@@ -190,7 +192,9 @@ impl Registrar {
         // Build the change list.
         // RFC 3327 §5.3: the Path vector is stored with each binding, as one value.
         let path = join_path(req.path, arena);
-        let mut changes: BumpVec<'a, Change<'a>> = BumpVec::new_in(arena);
+        // At most one change per contact and one per existing binding.
+        let mut changes: BumpVec<'a, Change<'a>> =
+            BumpVec::with_capacity_in(contacts.len() + existing.len(), arena);
         let mut live_after = existing.iter().filter(|e| e.live).count();
         for ((c, &expires_s), &found) in contacts.iter().zip(granted.iter()).zip(matched.iter()) {
             let binding = self.new_binding(now_ms, source, req, path, c, expires_s);
