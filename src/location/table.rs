@@ -11,7 +11,7 @@
 //!   is a singly linked list through `Slot::aor_next`, in insertion order.
 //! - the wheel ([`super::wheel`]).
 
-use hashbrown::{DefaultHashBuilder, HashTable};
+use hashbrown::HashTable;
 use std::hash::BuildHasher;
 
 use super::binding::{self, BindingRef, EncodeError, NewBinding, blob_aor_key};
@@ -154,7 +154,6 @@ impl std::error::Error for CommitError {}
 /// The location table of one shard (single-threaded, no locks). See the module docs.
 pub struct LocationTable {
     limits: LocationLimits,
-    hasher: DefaultHashBuilder,
     aors: HashTable<u32>,
     slots: Vec<Slot>,
     free_head: u32,
@@ -200,6 +199,14 @@ fn slot_blob(slots: &[Slot], idx: u32) -> &[u8] {
         .unwrap_or(&[])
 }
 
+/// The hash every location table indexes an AOR key by: keyed by a per-process random
+/// seed (hash flooding), the same for every table, so that a request's AOR key is hashed
+/// once, before its shard's table is at hand (`Registrar::prepare`).
+pub fn aor_key_hash(aor_key: &[u8]) -> u64 {
+    static HASHER: std::sync::OnceLock<hashbrown::DefaultHashBuilder> = std::sync::OnceLock::new();
+    HASHER.get_or_init(Default::default).hash_one(aor_key)
+}
+
 fn slot_key(slots: &[Slot], idx: u32) -> &[u8] {
     blob_aor_key(slot_blob(slots, idx))
 }
@@ -216,7 +223,6 @@ impl LocationTable {
         };
         Self {
             limits,
-            hasher: DefaultHashBuilder::default(),
             aors: HashTable::with_capacity(limits.bindings_prealloc),
             slots: Vec::with_capacity(limits.bindings_prealloc),
             free_head: NIL,
@@ -254,7 +260,12 @@ impl LocationTable {
     /// bindings that `expire` has not removed yet are included: check
     /// [`BindingRef::is_expired`].
     pub fn get(&self, aor_key: &[u8]) -> Option<AorRef<'_>> {
-        let hash = self.hasher.hash_one(aor_key);
+        self.get_hashed(self.key_hash(aor_key), aor_key)
+    }
+
+    /// [`get`](Self::get) with the key's [`key_hash`](Self::key_hash) already computed
+    /// (the registrar hashes a request's AOR key once for all its lookups and its commit).
+    pub fn get_hashed(&self, hash: u64, aor_key: &[u8]) -> Option<AorRef<'_>> {
         let head = *self
             .aors
             .find(hash, |&h| slot_key(&self.slots, h) == aor_key)?;
@@ -266,7 +277,7 @@ impl LocationTable {
 
     /// The hash [`touch`](Self::touch) takes for `aor_key`.
     pub fn key_hash(&self, aor_key: &[u8]) -> u64 {
-        self.hasher.hash_one(aor_key)
+        aor_key_hash(aor_key)
     }
 
     /// Reads what a lookup of the key with `hash` will read, down to `depth` levels
@@ -300,7 +311,7 @@ impl LocationTable {
     /// [`EMPTIED_AORS_MAX_DEFAULT`](super::EMPTIED_AORS_MAX_DEFAULT)); false while it has
     /// bindings.
     pub fn recently_emptied(&self, aor_key: &[u8]) -> bool {
-        self.emptied.contains(self.hasher.hash_one(aor_key))
+        self.emptied.contains(aor_key_hash(aor_key))
     }
 
     /// Every AOR, in no particular order (for dumps). Mutating the table ends the walk.
@@ -321,10 +332,23 @@ impl LocationTable {
         now_ms: u64,
         changes: &[Change<'_>],
     ) -> Result<CommitSummary, CommitError> {
+        self.apply_hashed(self.key_hash(aor_key), aor_key, now_ms, changes)
+    }
+
+    /// [`apply`](Self::apply) with the key's [`key_hash`](Self::key_hash) already
+    /// computed. A `hash` that is not the key's is a caller bug: the AOR is then not
+    /// found and a second copy of it may be inserted.
+    pub fn apply_hashed(
+        &mut self,
+        hash: u64,
+        aor_key: &[u8],
+        now_ms: u64,
+        changes: &[Change<'_>],
+    ) -> Result<CommitSummary, CommitError> {
         if aor_key.is_empty() || aor_key.len() > AOR_KEY_BYTES_MAX {
             return Err(CommitError::AorKeyInvalid);
         }
-        let hash = self.hasher.hash_one(aor_key);
+        debug_assert_eq!(hash, self.key_hash(aor_key));
         let head = self
             .aors
             .find(hash, |&h| slot_key(&self.slots, h) == aor_key)
@@ -411,12 +435,7 @@ impl LocationTable {
             next = idx;
         }
         let new_head = self.scratch_new.first().copied();
-        let Self {
-            aors,
-            slots,
-            hasher,
-            ..
-        } = self;
+        let Self { aors, slots, .. } = self;
         match (head, new_head) {
             (Some(h), Some(nh)) if h != nh => {
                 if let Some(e) = aors.find_mut(hash, |&s| s == h) {
@@ -430,7 +449,7 @@ impl LocationTable {
                 }
             }
             (None, Some(nh)) => {
-                aors.insert_unique(hash, nh, |&s| hasher.hash_one(slot_key(slots, s)));
+                aors.insert_unique(hash, nh, |&s| aor_key_hash(slot_key(slots, s)));
             }
             _ => {}
         }
@@ -490,7 +509,10 @@ impl LocationTable {
         let registered_s = binding::blob_registered_s(s.blob.as_deref().unwrap_or(&[]));
         match s.blob.as_deref_mut() {
             Some(old) if old.len() >= len && old.len() - len <= REUSE_SLACK_BYTES_MAX => {
-                old.fill(0);
+                // `encode` writes every byte of `..len`; only the slack after it is zeroed.
+                if let Some(slack) = old.get_mut(len..) {
+                    slack.fill(0);
+                }
                 binding::encode(old, aor_key, b, registered_s);
             }
             _ => {
@@ -500,7 +522,13 @@ impl LocationTable {
             }
         }
         let expiry_s = secs_ceil(b.expires_ms);
-        if s.expiry_s != expiry_s {
+        if expiry_s >= s.expiry_s {
+            // A refresh pushes the expiry later: the binding stays in the wheel bucket of
+            // the second it was linked for, which comes first, and `expire` moves it on
+            // when it gets there (a lazy wheel). Relinking now would touch its two wheel
+            // neighbours and the new bucket's head: three random slots per refresh.
+            s.expiry_s = expiry_s;
+        } else {
             self.wheel.unlink(&mut self.slots, idx);
             self.slots[idx as usize].expiry_s = expiry_s;
             self.wheel.link(&mut self.slots, idx);
@@ -540,6 +568,11 @@ impl LocationTable {
                     }
                     self.remove_expired(cur);
                     removed += 1;
+                } else if !self.wheel.in_its_bucket(slot) {
+                    // Refreshed since it was linked (see `rewrite`): on to the bucket of
+                    // its expiry, a later second than this one.
+                    self.wheel.unlink(&mut self.slots, cur);
+                    self.wheel.link(&mut self.slots, cur);
                 }
                 cur = next;
             }
@@ -548,21 +581,18 @@ impl LocationTable {
     }
 
     /// When `expire` has work next, ms since the Unix epoch (possibly in the past, or
-    /// slightly early; never late). `None` when the table is empty.
+    /// early; never late): a binding refreshed to a later expiry is first met at the
+    /// second it was due before, where `expire` moves it on. `None` when the table is
+    /// empty.
     pub fn next_expiry_ms(&self) -> Option<u64> {
         let d = self.wheel.distance_to_next()?;
         Some((u64::from(self.wheel.next_s) + u64::from(d)) * 1000)
     }
 
     fn remove_expired(&mut self, idx: u32) {
-        let Self {
-            aors,
-            slots,
-            hasher,
-            ..
-        } = self;
+        let Self { aors, slots, .. } = self;
         let key = slot_key(slots, idx);
-        let hash = hasher.hash_one(key);
+        let hash = aor_key_hash(key);
         let Some(&head) = aors.find(hash, |&h| slot_key(slots, h) == key) else {
             debug_assert!(false, "binding not reachable from its AOR");
             return;
@@ -614,7 +644,7 @@ impl LocationTable {
         let mut found = 0;
         while idx < stop && found < aors_max {
             if let Some(blob) = self.slots.get(idx).and_then(|s| s.blob.as_deref()) {
-                let hash = self.hasher.hash_one(blob_aor_key(blob));
+                let hash = aor_key_hash(blob_aor_key(blob));
                 if self.aors.find(hash, |&h| h as usize == idx).is_some() {
                     each(AorRef {
                         slots: &self.slots,

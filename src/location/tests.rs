@@ -971,3 +971,46 @@ fn aors_from_slot_pages_every_aor_once_across_changes() {
         Some(0)
     );
 }
+
+#[test]
+fn a_refreshed_binding_expires_at_its_new_expiry_not_its_old_one() {
+    let mut t = table();
+    let refresh = |t: &mut LocationTable, aor: &[u8], at_ms: u64, expires_ms: u64, cseq: u32| {
+        t.apply(
+            aor,
+            at_ms,
+            &[Change::Update {
+                index: 0,
+                binding: nb(b"sip:1@h", expires_ms, b"c", cseq),
+            }],
+        )
+        .unwrap();
+    };
+    for aor in [&b"a@x"[..], b"b@x"] {
+        t.apply(
+            aor,
+            T0,
+            &[Change::Insert(nb(b"sip:1@h", T0 + 60_000, b"c", 1))],
+        )
+        .unwrap();
+    }
+    // a: later (the wheel leaves it where it was until then); b: sooner (moved now).
+    refresh(&mut t, b"a@x", T0 + 30_000, T0 + 90_000, 2);
+    refresh(&mut t, b"b@x", T0 + 30_000, T0 + 45_000, 2);
+    assert_eq!(t.next_expiry_ms(), Some(T0 + 45_000));
+    assert_eq!(t.expire(T0 + 45_000, 10), 1);
+    assert!(t.get(b"b@x").is_none());
+    // At a's old expiry it is not removed: at most a spurious wake-up, which moves it on.
+    assert!(t.next_expiry_ms().unwrap() <= T0 + 90_000);
+    assert_eq!(t.expire(T0 + 60_000, 10), 0);
+    assert_eq!(t.next_expiry_ms(), Some(T0 + 90_000));
+    // Refreshed again while waiting in its new bucket, then later still.
+    refresh(&mut t, b"a@x", T0 + 70_000, T0 + 100_000, 3);
+    assert_eq!(t.expire(T0 + 99_999, 10), 0);
+    assert!(t.get(b"a@x").is_some());
+    assert_eq!(t.expire(T0 + 100_000, 10), 1);
+    assert_eq!(
+        (t.aors_len(), t.bindings_len(), t.next_expiry_ms()),
+        (0, 0, None)
+    );
+}

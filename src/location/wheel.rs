@@ -7,6 +7,11 @@
 //! an occupancy bitmap, 272 KiB per shard). Buckets are keyed by `expiry second mod
 //! WHEEL_BUCKETS`; a bucket can also hold bindings due in a later turn of the wheel (only
 //! for expiries beyond [`WHEEL_HORIZON_S`], 18.2 h), which a visit skips over.
+//!
+//! The wheel is lazy about refreshes: a binding whose expiry moves later stays in the
+//! bucket it was linked in (always at or before its expiry second), and the visit of that
+//! bucket moves it to the bucket of its new expiry. A refresh then costs no wheel work
+//! at all, and each binding is moved at most once per visit.
 
 use super::table::{NIL, Slot};
 
@@ -93,6 +98,12 @@ impl Wheel {
             self.clear_bit(bucket);
         }
         self.len -= 1;
+    }
+
+    /// Whether `slot` is linked in the bucket of its own expiry second (a refresh leaves
+    /// it in an earlier one until `expire` reaches that).
+    pub(crate) fn in_its_bucket(&self, slot: &Slot) -> bool {
+        usize::from(slot.wheel_bucket) == (slot.expiry_s & MASK) as usize
     }
 
     pub(crate) fn head(&self, second: u32) -> u32 {

@@ -9,12 +9,12 @@ use crate::sip::{Method, Request};
 
 impl Registrar {
     /// Decide the answer to a non-REGISTER request whose domain and Require passed.
-    /// `routed`: the Request-URI's AOR key when `prepare` wrote it.
+    /// `routed`: the Request-URI's AOR key and its location hash when `prepare` wrote it.
     pub(super) fn lookup(
         &mut self,
         now_ms: u64,
         req: &Request<'_>,
-        routed: Option<&[u8]>,
+        routed: Option<(&[u8], u64)>,
     ) -> Outcome {
         match req.method {
             Method::Options => Outcome::OptionsOk,
@@ -40,11 +40,16 @@ impl Registrar {
     }
 
     /// 302 with the live bindings of the Request-URI's AOR, else 480 or 404.
-    fn redirect(&mut self, now_ms: u64, req: &Request<'_>, routed: Option<&[u8]>) -> Outcome {
+    fn redirect(
+        &mut self,
+        now_ms: u64,
+        req: &Request<'_>,
+        routed: Option<(&[u8], u64)>,
+    ) -> Outcome {
         if !self.load_key(routed, &req.request_uri) {
             return Outcome::NotFound;
         }
-        match self.location.get(&self.aor_key) {
+        match self.location.get_hashed(self.aor_hash, &self.aor_key) {
             None if self.location.recently_emptied(&self.aor_key) => {
                 Outcome::TemporarilyUnavailable
             }

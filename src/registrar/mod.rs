@@ -40,7 +40,7 @@ use std::sync::Arc;
 use crate::auth::{Algorithm, Authenticator, Challenges, NonceKey, Subscribers};
 use crate::location::{LocationLimits, LocationTable};
 use crate::sip::{self, Method, ParseError, Request};
-use crate::txn::{TxnKey, TxnLimits, TxnTable};
+use crate::txn::{EncodedKey, TxnKey, TxnLimits, TxnTable};
 
 /// Where a datagram came from and which local socket received it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +78,12 @@ pub enum Prepared<'a> {
         hash: u64,
         /// The AOR key the owner hash was computed from, when the request names one.
         aor_key: Option<&'a [u8]>,
+        /// The location tables' [`aor_key_hash`](crate::location::aor_key_hash) of
+        /// `aor_key` (0 without one): hashed once for the warm-up and every lookup.
+        aor_key_hash: u64,
+        /// The transaction key, encoded and hashed once for the warm-up, the lookup and
+        /// the insert; `None` when it is too long to cache.
+        txn: Option<EncodedKey<'a>>,
     },
 }
 
@@ -372,6 +378,9 @@ pub struct Registrar {
     rng: rng::Rng,
     /// The current request's AOR key (reused buffer).
     aor_key: Vec<u8>,
+    /// The location table's [`key_hash`](LocationTable::key_hash) of `aor_key`, computed
+    /// once where `aor_key` is set, for every lookup and the commit of the request.
+    aor_hash: u64,
     /// [`Registrar::warm`]'s transaction and AOR hashes (capacity [`WARM_BATCH_MAX`]).
     warm_txn: Vec<u64>,
     warm_aor: Vec<u64>,
@@ -423,6 +432,7 @@ impl Registrar {
             stats: Stats::default(),
             rng,
             aor_key: Vec::with_capacity(AOR_KEY_BYTES_MAX + 64),
+            aor_hash: 0,
             warm_txn: Vec::with_capacity(WARM_BATCH_MAX),
             warm_aor: Vec::with_capacity(WARM_BATCH_MAX),
             date: (u64::MAX, [0; sip::DATE_BYTES]),
@@ -450,7 +460,7 @@ impl Registrar {
         crate::store::record::encode_aor(
             &mut self.journal,
             &self.aor_key,
-            self.location.get(&self.aor_key),
+            self.location.get_hashed(self.aor_hash, &self.aor_key),
         );
         self.journal_position += (self.journal.len() - before) as u64;
     }
@@ -535,6 +545,8 @@ impl Registrar {
     /// [`handle_or_forward`](Self::handle_or_forward)): no state is read or changed, so
     /// a whole receive batch can be prepared, [`warm`](Self::warm)ed, then
     /// [`finish`](Self::finish)ed in order with the same result as handling each in turn.
+    // The parser's own `Result` is what `alloc_try_with` places; its size is the parser's.
+    #[expect(clippy::result_large_err)]
     pub fn prepare<'a>(bytes: &'a [u8], arena: &'a Bump) -> Prepared<'a> {
         if bytes.len() > sip::limits::DATAGRAM_BYTES_MAX {
             return Prepared::Drop(DropReason::TooLarge);
@@ -542,13 +554,18 @@ impl Registrar {
         if sip::is_keepalive(bytes) {
             return Prepared::Drop(DropReason::KeepAlive);
         }
-        match sip::parse_request(bytes, arena) {
+        // Parsed straight into the arena: the ~1 KiB `Request` is not built on the stack
+        // and then copied in.
+        match arena.alloc_try_with(|| sip::parse_request(bytes, arena)) {
             Ok(req) => {
-                let (hash, aor_key) = route_hash_and_key(&req, arena);
+                let req: &'a Request<'a> = req;
+                let (hash, aor_key) = route_hash_and_key(req, arena);
                 Prepared::Request {
-                    req: arena.alloc(req),
+                    req,
                     hash,
                     aor_key,
+                    aor_key_hash: aor_key.map_or(0, crate::location::aor_key_hash),
+                    txn: txn_key(req).encode_in(arena),
                 }
             }
             Err(rejected) => {
@@ -579,14 +596,20 @@ impl Registrar {
         self.warm_txn.clear();
         self.warm_aor.clear();
         for p in batch.into_iter().take(WARM_BATCH_MAX) {
-            let Prepared::Request { req, aor_key, .. } = p else {
+            let Prepared::Request {
+                aor_key,
+                aor_key_hash,
+                txn,
+                ..
+            } = p
+            else {
                 continue;
             };
-            if let Some(h) = self.txns.hash_of(&txn_key(req)) {
-                self.warm_txn.push(h);
+            if let Some(txn) = txn {
+                self.warm_txn.push(txn.hash());
             }
-            if let Some(key) = aor_key {
-                self.warm_aor.push(self.location.key_hash(key));
+            if aor_key.is_some() {
+                self.warm_aor.push(*aor_key_hash);
             }
         }
         let mut touched = 0u64;
@@ -613,7 +636,7 @@ impl Registrar {
         owns: impl Fn(u64) -> bool,
     ) -> Dispatch {
         out.clear();
-        let (req, hash) = match *prepared {
+        let (req, hash, txn) = match *prepared {
             Prepared::Drop(reason) => return self.drop(reason),
             Prepared::Rejected { echo, error, hash } => {
                 if !owns(hash) {
@@ -624,7 +647,7 @@ impl Registrar {
                 self.respond_rejected(source, echo, error.status(), error.reason(), out);
                 return Dispatch::Reply(reply_address(&echo.top_via, source));
             }
-            Prepared::Request { req, hash, .. } => (req, hash),
+            Prepared::Request { req, hash, txn, .. } => (req, hash, txn),
         };
         if !owns(hash) {
             return Dispatch::Forward(hash);
@@ -636,14 +659,20 @@ impl Registrar {
             self.count(method, Outcome::AckAbsorbed);
             return Dispatch::Nothing;
         }
-        let key = txn_key(req);
-        if let Some(cached) = self.txns.lookup(&key, now_ms) {
+        if let Some(cached) = txn
+            .as_ref()
+            .and_then(|key| self.txns.lookup_encoded(key, now_ms))
+        {
             out.extend_from_slice(cached);
             self.count(method, Outcome::Retransmission);
             return Dispatch::Reply(dest);
         }
         let routed = match *prepared {
-            Prepared::Request { aor_key, .. } => aor_key,
+            Prepared::Request {
+                aor_key,
+                aor_key_hash,
+                ..
+            } => aor_key.map(|key| (key, aor_key_hash)),
             _ => None,
         };
         let outcome = self.decide(now_ms, source, req, routed, arena);
@@ -652,19 +681,21 @@ impl Registrar {
         // A response that cannot be cached (key too long, cache disabled) only means a
         // retransmission is processed again, which gives the same answer (an equal CSeq
         // is recognised in `register`); nothing is lost.
-        let _ = self.txns.insert_after_lookup(now_ms, out);
+        if let Some(key) = &txn {
+            let _ = self.txns.insert_encoded_after_lookup(key, now_ms, out);
+        }
         self.sync_gauges();
         Dispatch::Reply(dest)
     }
 
     /// Run the request through its pipeline and say how it ends.
-    /// `routed` is the AOR key `prepare` wrote for the request, if any.
+    /// `routed` is the AOR key `prepare` wrote for the request and its location hash, if any.
     fn decide<'a>(
         &mut self,
         now_ms: u64,
         source: Source,
         req: &Request<'a>,
-        routed: Option<&[u8]>,
+        routed: Option<(&[u8], u64)>,
         arena: &'a Bump,
     ) -> Outcome {
         // §10.3 step 1 (and any request to us): is the Request-URI's domain ours?
@@ -684,16 +715,25 @@ impl Registrar {
     }
 
     /// Put the AOR key of `uri` in `self.aor_key`: the key `prepare` already wrote for
-    /// routing (`routed`: the same bytes, for the URI the request is routed by) when there
-    /// is one, else written now. False when `uri` names no user.
-    fn load_key(&mut self, routed: Option<&[u8]>, uri: &sip::Uri<'_>) -> bool {
+    /// routing (`routed`: the same bytes, for the URI the request is routed by, with its
+    /// location hash) when there is one, else written now; `self.aor_hash` with it. False
+    /// when `uri` names no user.
+    fn load_key(&mut self, routed: Option<(&[u8], u64)>, uri: &sip::Uri<'_>) -> bool {
         self.aor_key.clear();
         match routed {
-            Some(key) => {
+            Some((key, hash)) => {
                 self.aor_key.extend_from_slice(key);
+                self.aor_hash = hash;
                 true
             }
-            None => uri.user.is_some() && sip::write_aor_key(uri, &mut self.aor_key).is_ok(),
+            None => {
+                let loaded =
+                    uri.user.is_some() && sip::write_aor_key(uri, &mut self.aor_key).is_ok();
+                if loaded {
+                    self.aor_hash = self.location.key_hash(&self.aor_key);
+                }
+                loaded
+            }
         }
     }
 
@@ -812,6 +852,7 @@ impl Registrar {
             .map_err(AdminError::Commit)?;
         self.aor_key.clear();
         self.aor_key.extend_from_slice(aor_key);
+        self.aor_hash = self.location.key_hash(aor_key);
         self.journal_aor();
         self.sync_gauges();
         Ok(summary)

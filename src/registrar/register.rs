@@ -41,7 +41,7 @@ impl Registrar {
         now_ms: u64,
         source: super::Source,
         req: &Request<'a>,
-        routed: Option<&[u8]>,
+        routed: Option<(&[u8], u64)>,
         arena: &'a Bump,
     ) -> Outcome {
         // Steps 3 and 4: who is this, and may they register this AOR?
@@ -82,7 +82,11 @@ impl Registrar {
     }
 
     /// Compute `self.aor_key` from the To URI, or the outcome that refuses it.
-    fn load_aor_key(&mut self, req: &Request<'_>, routed: Option<&[u8]>) -> Result<(), Outcome> {
+    fn load_aor_key(
+        &mut self,
+        req: &Request<'_>,
+        routed: Option<(&[u8], u64)>,
+    ) -> Result<(), Outcome> {
         if !matches!(req.to.uri.scheme, Scheme::Sip | Scheme::Sips) {
             return Err(Outcome::ToNotSip);
         }
@@ -105,7 +109,7 @@ impl Registrar {
             return Outcome::StarMisuse;
         }
         let mut changes: BumpVec<'a, Change<'a>> = BumpVec::new_in(arena);
-        if let Some(aor) = self.location.get(&self.aor_key) {
+        if let Some(aor) = self.location.get_hashed(self.aor_hash, &self.aor_key) {
             for (index, b) in aor.iter().enumerate() {
                 if b.call_id() == req.call_id && req.cseq.seq <= b.cseq() && b.expires_ms() > now_ms
                 {
@@ -145,7 +149,9 @@ impl Registrar {
         let mut existing: BumpVec<'a, Existing> = BumpVec::new_in(arena);
         let mut matched: BumpVec<'a, Option<usize>> =
             BumpVec::with_capacity_in(contacts.len(), arena);
-        if let Some(aor) = self.location.get(&self.aor_key) {
+        if let Some(aor) = self.location.get_hashed(self.aor_hash, &self.aor_key) {
+            // Sized once (one allocation, not a growth per push); AORs are small.
+            existing.reserve_exact(aor.len());
             for (index, b) in aor.iter().enumerate() {
                 existing.push(Existing {
                     index,
@@ -186,7 +192,9 @@ impl Registrar {
         // Build the change list.
         // RFC 3327 §5.3: the Path vector is stored with each binding, as one value.
         let path = join_path(req.path, arena);
-        let mut changes: BumpVec<'a, Change<'a>> = BumpVec::new_in(arena);
+        // At most one change per contact and one per existing binding.
+        let mut changes: BumpVec<'a, Change<'a>> =
+            BumpVec::with_capacity_in(contacts.len() + existing.len(), arena);
         let mut live_after = existing.iter().filter(|e| e.live).count();
         for ((c, &expires_s), &found) in contacts.iter().zip(granted.iter()).zip(matched.iter()) {
             let binding = self.new_binding(now_ms, source, req, path, c, expires_s);
@@ -258,7 +266,10 @@ impl Registrar {
         if self.store_failed {
             return Outcome::StoreFailed;
         }
-        match self.location.apply(&self.aor_key, now_ms, changes) {
+        match self
+            .location
+            .apply_hashed(self.aor_hash, &self.aor_key, now_ms, changes)
+        {
             Ok(_) => {
                 self.journal_aor();
                 Outcome::Registered

@@ -110,7 +110,7 @@ impl Registrar {
     /// seconds it has left (§10.3 step 8: "MUST contain Contact header field values
     /// enumerating all current bindings").
     fn write_bindings<'a>(&mut self, w: &mut ResponseWriter<'_>, now_ms: u64, arena: &'a Bump) {
-        let Some(aor) = self.location.get(&self.aor_key) else {
+        let Some(aor) = self.location.get_hashed(self.aor_hash, &self.aor_key) else {
             return;
         };
         if aor.len() == 1 {
@@ -151,18 +151,26 @@ impl Registrar {
                 .unwrap_or(via.raw),
         );
         let v = h.finish();
+        // Lower-case hex, most significant nibble first, a byte (two digits) at a time.
         let mut tag = [0u8; 16];
-        for (i, t) in tag.iter_mut().enumerate() {
-            let nib = ((v >> (60 - 4 * i)) & 0xf) as u8;
-            *t = if nib < 10 {
-                b'0' + nib
-            } else {
-                b'a' + nib - 10
-            };
+        for (pair, byte) in tag.chunks_exact_mut(2).zip(v.to_be_bytes()) {
+            pair.copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
         }
         tag
     }
 }
+
+/// The two lower-case hex digits of every byte value.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut table = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = [DIGITS[i >> 4], DIGITS[i & 0xf]];
+        i += 1;
+    }
+    table
+};
 
 /// One binding as a Contact with the seconds it has left at `now_ms`.
 fn write_binding(w: &mut ResponseWriter<'_>, b: &crate::location::BindingRef<'_>, now_ms: u64) {

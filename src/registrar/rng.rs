@@ -105,11 +105,7 @@ impl TagHash {
                 <[u8; 8]>::try_from(w).unwrap_or_default(),
             ));
         }
-        let mut last = [0u8; 8];
-        for (d, s) in last.iter_mut().zip(words.remainder()) {
-            *d = *s;
-        }
-        self.step(u64::from_le_bytes(last));
+        self.step(last_word(bytes));
         self.step(bytes.len() as u64);
     }
 
@@ -120,6 +116,29 @@ impl TagHash {
     /// The hash so far.
     pub(crate) fn finish(&self) -> u64 {
         fold_mul(self.0 ^ Self::K1, Self::K0)
+    }
+}
+
+/// The bytes after the last whole eight of `bytes`, zero-padded, as a little-endian word.
+/// With eight bytes or more they are read as the tail of the last eight, shifted down:
+/// the same value as copying them into a zeroed word, without a byte loop or a memcpy.
+fn last_word(bytes: &[u8]) -> u64 {
+    let rem = bytes.len() % 8;
+    if rem == 0 {
+        return 0;
+    }
+    match bytes.len().checked_sub(8).and_then(|at| bytes.get(at..)) {
+        Some(tail) => {
+            let word = u64::from_le_bytes(<[u8; 8]>::try_from(tail).unwrap_or_default());
+            word >> (8 * (8 - rem))
+        }
+        None => {
+            let mut last = [0u8; 8];
+            for (d, s) in last.iter_mut().zip(bytes) {
+                *d = *s;
+            }
+            u64::from_le_bytes(last)
+        }
     }
 }
 
@@ -139,6 +158,18 @@ mod tests {
             h.write(p);
         }
         h.finish()
+    }
+
+    #[test]
+    fn last_word_is_the_zero_padded_remainder() {
+        let bytes: Vec<u8> = (1..=40).collect();
+        for len in 0..=bytes.len() {
+            let b = &bytes[..len];
+            let mut padded = [0u8; 8];
+            let rem = &b[len - len % 8..];
+            padded[..rem.len()].copy_from_slice(rem);
+            assert_eq!(last_word(b), u64::from_le_bytes(padded), "{len}");
+        }
     }
 
     #[test]

@@ -14,31 +14,43 @@ use super::parse::{Echo, Via};
 
 /// Appends the decimal form of `v`.
 pub(crate) fn push_u32(out: &mut Vec<u8>, v: u32) {
-    // Most numbers written are short (IPv4 octets, ports, status codes, expiries): one
-    // store for up to three digits, no loop.
-    if v < 10 {
-        out.push(b'0' + v as u8);
-    } else if v < 100 {
-        out.extend_from_slice(&[b'0' + (v / 10) as u8, b'0' + (v % 10) as u8]);
-    } else if v < 1000 {
-        out.extend_from_slice(&[
-            b'0' + (v / 100) as u8,
-            b'0' + (v / 10 % 10) as u8,
-            b'0' + (v % 10) as u8,
-        ]);
-    } else {
-        let mut buf = [0u8; 10];
-        let mut i = buf.len();
-        let mut n = v;
-        while n > 0 && i > 0 {
-            i -= 1;
-            if let Some(d) = buf.get_mut(i) {
-                *d = b'0' + (n % 10) as u8;
-            }
-            n /= 10;
-        }
-        out.extend_from_slice(buf.get(i..).unwrap_or_default());
+    let mut buf = [0u8; U32_DIGITS_MAX];
+    let n = digits_u32(v, &mut buf);
+    push_prefix(out, &buf, n);
+}
+
+/// Decimal digits of the largest `u32`.
+const U32_DIGITS_MAX: usize = 10;
+
+/// Writes the decimal form of `v` at the start of `buf`; returns its length.
+fn digits_u32(v: u32, buf: &mut [u8; U32_DIGITS_MAX]) -> usize {
+    // Most numbers written are short (IPv4 octets, ports, status codes, expiries): count
+    // the digits with compares, then one division per digit, no memcpy call.
+    let n = match v {
+        0..=9 => 1,
+        10..=99 => 2,
+        100..=999 => 3,
+        1_000..=9_999 => 4,
+        10_000..=99_999 => 5,
+        100_000..=999_999 => 6,
+        1_000_000..=9_999_999 => 7,
+        10_000_000..=99_999_999 => 8,
+        100_000_000..=999_999_999 => 9,
+        _ => 10,
+    };
+    let mut rest = v;
+    for d in buf.iter_mut().take(n).rev() {
+        *d = b'0' + (rest % 10) as u8;
+        rest /= 10;
     }
+    n
+}
+
+/// Appends `buf[..n]`: the whole fixed-size array is copied (a few moves, no memcpy call
+/// for a length known only at run time) and the excess cut off again.
+fn push_prefix<const N: usize>(out: &mut Vec<u8>, buf: &[u8; N], n: usize) {
+    out.extend_from_slice(buf);
+    out.truncate(out.len() - (N - n.min(N)));
 }
 
 /// Appends a qvalue given in thousandths: `1`, `0.5`, `0.33`, `0.001`, `0`.
@@ -66,12 +78,28 @@ pub(crate) fn push_q(out: &mut Vec<u8>, q: u16) {
 fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
     match ip.to_canonical() {
         IpAddr::V4(v4) => {
+            // `255.255.255.255`: 15 bytes, written on the stack and appended at once.
+            let mut buf = [0u8; 16];
+            let mut n = 0;
+            let mut put = |b: u8| {
+                if let Some(d) = buf.get_mut(n) {
+                    *d = b;
+                }
+                n += 1;
+            };
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.push(b'.');
+                    put(b'.');
                 }
-                push_u32(out, u32::from(octet));
+                if octet >= 100 {
+                    put(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    put(b'0' + octet / 10 % 10);
+                }
+                put(b'0' + octet % 10);
             }
+            push_prefix(out, &buf, n);
         }
         // `Ipv6Addr`'s Display formats on the stack; writing to a Vec cannot fail.
         IpAddr::V6(v6) => {
@@ -225,6 +253,7 @@ impl<'o> ResponseWriter<'o> {
     }
 
     /// `name: value`.
+    #[inline(always)] // the names are constants: copied by a few moves, not a memcpy call
     pub fn header(&mut self, name: &str, value: &[u8]) {
         self.out.extend_from_slice(name.as_bytes());
         self.out.extend_from_slice(b": ");

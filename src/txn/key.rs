@@ -57,9 +57,72 @@ const TAG_2543: u8 = 2;
 impl TxnKey<'_> {
     /// Writes the flat form into `out` (cleared first): a tag byte, then each field as a
     /// `u16` length and its bytes, numbers fixed-width. Fails past [`TXN_KEY_BYTES_MAX`]
-    /// (checked before each field, so `out` never grows past it).
+    /// (checked first, so `out` never grows past it).
     pub(crate) fn encode(&self, out: &mut Vec<u8>) -> Result<(), KeyTooLong> {
         out.clear();
+        self.encoded_len()?;
+        self.write_parts(|part| out.extend_from_slice(part));
+        Ok(())
+    }
+
+    /// [`encode`](Self::encode) into `arena`, with the key's index hash: done once per
+    /// request (`Registrar::prepare`), then used by the warm-up, the lookup and the
+    /// insert without encoding or hashing again. `None` for a key longer than
+    /// [`TXN_KEY_BYTES_MAX`] (never cached).
+    pub fn encode_in<'b>(&self, arena: &'b bumpalo::Bump) -> Option<EncodedKey<'b>> {
+        let len = self.encoded_len().ok()?;
+        let out = arena.alloc_slice_fill_copy(len, 0u8);
+        let mut at = 0;
+        self.write_parts(|part| {
+            if let Some(dst) = out.get_mut(at..at + part.len()) {
+                dst.copy_from_slice(part);
+            }
+            at += part.len();
+        });
+        let bytes: &[u8] = out;
+        Some(EncodedKey {
+            bytes,
+            hash: key_hash(bytes),
+        })
+    }
+
+    /// Bytes of the flat form, or the error when it is longer than [`TXN_KEY_BYTES_MAX`].
+    fn encoded_len(&self) -> Result<usize, KeyTooLong> {
+        let (head, fields) = match *self {
+            Self::Rfc3261 {
+                branch,
+                sent_by_host,
+                method,
+                ..
+            } => (3, branch.len() + sent_by_host.len() + method.len() + 3 * 2),
+            Self::Rfc2543 {
+                request_uri,
+                from_tag,
+                to_tag,
+                call_id,
+                method,
+                top_via,
+                ..
+            } => (
+                5,
+                [request_uri, from_tag, to_tag, call_id, method, top_via]
+                    .iter()
+                    .map(|f| f.len())
+                    .sum::<usize>()
+                    + 6 * 2,
+            ),
+        };
+        let len = head + fields;
+        // Each field's length is a `u16`; the total bound implies it.
+        const _: () = assert!(TXN_KEY_BYTES_MAX <= u16::MAX as usize);
+        if len > TXN_KEY_BYTES_MAX {
+            return Err(KeyTooLong);
+        }
+        Ok(len)
+    }
+
+    /// The flat form, part by part (the length was checked by `encoded_len`).
+    fn write_parts(&self, mut put: impl FnMut(&[u8])) {
         match *self {
             Self::Rfc3261 {
                 branch,
@@ -67,10 +130,10 @@ impl TxnKey<'_> {
                 sent_by_port,
                 method,
             } => {
-                out.push(TAG_3261);
-                out.extend_from_slice(&sent_by_port.to_le_bytes());
+                let [p0, p1] = sent_by_port.to_le_bytes();
+                put(&[TAG_3261, p0, p1]);
                 for f in [branch, sent_by_host, method] {
-                    put_field(out, f)?;
+                    put_field(&mut put, f);
                 }
             }
             Self::Rfc2543 {
@@ -82,27 +145,46 @@ impl TxnKey<'_> {
                 method,
                 top_via,
             } => {
-                out.push(TAG_2543);
-                out.extend_from_slice(&cseq.to_le_bytes());
+                let [c0, c1, c2, c3] = cseq.to_le_bytes();
+                put(&[TAG_2543, c0, c1, c2, c3]);
                 for f in [request_uri, from_tag, to_tag, call_id, method, top_via] {
-                    put_field(out, f)?;
+                    put_field(&mut put, f);
                 }
             }
         }
-        Ok(())
     }
+}
+
+/// A transaction key in its flat form ([`TxnKey::encode_in`]) with its index hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EncodedKey<'a> {
+    /// The flat form.
+    pub(crate) bytes: &'a [u8],
+    /// [`key_hash`] of `bytes`.
+    pub(crate) hash: u64,
+}
+
+impl EncodedKey<'_> {
+    /// The index hash ([`TxnTable::touch`](super::TxnTable::touch) takes it).
+    pub fn hash(&self) -> u64 {
+        self.hash
+    }
+}
+
+/// The index hash of a flat key: keyed by a per-process random seed (hash flooding), the
+/// same for every table so that a key can be hashed before its shard's table is at hand.
+pub(crate) fn key_hash(bytes: &[u8]) -> u64 {
+    use std::hash::BuildHasher as _;
+    static HASHER: std::sync::OnceLock<hashbrown::DefaultHashBuilder> = std::sync::OnceLock::new();
+    HASHER.get_or_init(Default::default).hash_one(bytes)
 }
 
 /// A key longer than [`TXN_KEY_BYTES_MAX`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct KeyTooLong;
 
-fn put_field(out: &mut Vec<u8>, f: &[u8]) -> Result<(), KeyTooLong> {
-    if out.len() + 2 + f.len() > TXN_KEY_BYTES_MAX {
-        return Err(KeyTooLong);
-    }
-    let len = u16::try_from(f.len()).map_err(|_| KeyTooLong)?;
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(f);
-    Ok(())
+fn put_field(put: &mut impl FnMut(&[u8]), f: &[u8]) {
+    // `encoded_len` bounded the whole key by TXN_KEY_BYTES_MAX ≤ u16::MAX.
+    put(&u16::try_from(f.len()).unwrap_or(u16::MAX).to_le_bytes());
+    put(f);
 }

@@ -20,7 +20,7 @@ mod table;
 #[cfg(test)]
 mod tests;
 
-pub use key::{MAGIC_COOKIE, TXN_KEY_BYTES_MAX, TxnKey, is_rfc3261_branch};
+pub use key::{EncodedKey, MAGIC_COOKIE, TXN_KEY_BYTES_MAX, TxnKey, is_rfc3261_branch};
 pub use table::{
     TIMER_J_UDP_MS, TXN_ENTRIES_DEFAULT, TXN_ENTRIES_MAX, TXN_RECORD_BYTES_TYPICAL,
     TXN_RING_BYTES_MAX, TxnError, TxnLimits, TxnTable,

@@ -9,12 +9,10 @@
 //! evicted transaction is then processed again, which the registrar's Call-ID/CSeq checks
 //! (RFC 3261 §10.3 step 7) already make harmless.
 
-use hashbrown::DefaultHashBuilder;
 use std::collections::VecDeque;
-use std::hash::BuildHasher;
 
 use super::index::{self, EMPTY, Index};
-use super::key::{TXN_KEY_BYTES_MAX, TxnKey};
+use super::key::{EncodedKey, TXN_KEY_BYTES_MAX, TxnKey, key_hash};
 
 /// Default transactions cached per shard (the registrar's `txn_cache_max`).
 pub const TXN_ENTRIES_DEFAULT: usize = 262_144;
@@ -124,7 +122,6 @@ const _: () = assert!(TXN_RING_BYTES_MAX <= u32::MAX as usize);
 /// (spurious calls are no-ops).
 pub struct TxnTable {
     limits: TxnLimits,
-    hasher: DefaultHashBuilder,
     /// Hash of the encoded key → record sequence number ([`super::index`]).
     index: Index,
     records: VecDeque<Record>,
@@ -196,7 +193,6 @@ impl TxnTable {
         };
         Self {
             limits,
-            hasher: DefaultHashBuilder::default(),
             index: Index::new(limits.entries_max),
             records: VecDeque::with_capacity(limits.entries_max),
             first_seq: 0,
@@ -229,33 +225,38 @@ impl TxnTable {
     pub fn lookup(&mut self, key: &TxnKey<'_>, now_ms: u64) -> Option<&[u8]> {
         self.last_lookup = None;
         key.encode(&mut self.scratch).ok()?;
-        let hash = self.hasher.hash_one(self.scratch.as_slice());
-        let found = self.index.bucket(hash).and_then(|bucket| {
-            find_in(
-                bucket,
-                &self.records,
-                &self.ring,
-                self.first_seq,
-                &self.scratch,
-                hash,
-            )
-        });
+        let hash = key_hash(&self.scratch);
+        let found = self.find(&self.scratch, hash);
         self.last_lookup = Some(LastLookup { hash, found });
-        let (_, pos) = found?;
+        self.response(found?.1, now_ms)
+    }
+
+    /// [`lookup`](Self::lookup) of a key already encoded and hashed
+    /// ([`TxnKey::encode_in`]); follow a miss with
+    /// [`insert_encoded_after_lookup`](Self::insert_encoded_after_lookup).
+    pub fn lookup_encoded(&mut self, key: &EncodedKey<'_>, now_ms: u64) -> Option<&[u8]> {
+        let found = self.find(key.bytes, key.hash);
+        self.last_lookup = Some(LastLookup {
+            hash: key.hash,
+            found,
+        });
+        self.response(found?.1, now_ms)
+    }
+
+    /// Where the index names the live, indexed record of `key` (slot, record position).
+    fn find(&self, key: &[u8], hash: u64) -> Option<(usize, usize)> {
+        let bucket = self.index.bucket(hash)?;
+        find_in(bucket, &self.records, &self.ring, self.first_seq, key, hash)
+    }
+
+    /// The response of record `pos`, if its Timer J has not fired at `now_ms`.
+    fn response(&self, pos: usize, now_ms: u64) -> Option<&[u8]> {
         let r = self.records.get(pos)?;
         if r.expires_ms <= now_ms {
             return None;
         }
         let start = r.off as usize + usize::from(r.key_len);
         self.ring.get(start..start + r.resp_len as usize)
-    }
-
-    /// The index hash of `key` (for [`touch`](Self::touch)); `None` for a key that is
-    /// never cached (too long).
-    pub fn hash_of(&mut self, key: &TxnKey<'_>) -> Option<u64> {
-        self.last_lookup = None;
-        key.encode(&mut self.scratch).ok()?;
-        Some(self.hasher.hash_one(self.scratch.as_slice()))
     }
 
     /// Reads the index bucket of `hash` (its first and last entry: both cache lines),
@@ -281,18 +282,9 @@ impl TxnTable {
         }
         key.encode(&mut self.scratch)
             .map_err(|_| TxnError::KeyTooLong)?;
-        let hash = self.hasher.hash_one(self.scratch.as_slice());
-        let superseded = self.index.bucket(hash).and_then(|b| {
-            find_in(
-                b,
-                &self.records,
-                &self.ring,
-                self.first_seq,
-                &self.scratch,
-                hash,
-            )
-        });
-        self.insert_encoded(hash, superseded, now_ms, response)
+        let hash = key_hash(&self.scratch);
+        let superseded = self.find(&self.scratch, hash);
+        self.insert_scratch(hash, superseded, now_ms, response)
     }
 
     /// [`insert`](Self::insert) for the key of the last [`lookup`](Self::lookup), which
@@ -303,13 +295,48 @@ impl TxnTable {
         let Some(LastLookup { hash, found }) = self.last_lookup.take() else {
             return Err(TxnError::KeyTooLong);
         };
-        self.insert_encoded(hash, found, now_ms, response)
+        self.insert_scratch(hash, found, now_ms, response)
     }
 
-    /// The body of the inserts: the key is in `scratch`, `superseded` is where the index
+    /// [`insert_after_lookup`](Self::insert_after_lookup) for the key of the last
+    /// [`lookup_encoded`](Self::lookup_encoded), which missed. Fails with
+    /// [`TxnError::KeyTooLong`] when the table was changed since, or when `key` is not
+    /// the key that lookup was given (by its hash).
+    pub fn insert_encoded_after_lookup(
+        &mut self,
+        key: &EncodedKey<'_>,
+        now_ms: u64,
+        response: &[u8],
+    ) -> Result<(), TxnError> {
+        match self.last_lookup.take() {
+            Some(LastLookup { hash, found }) if hash == key.hash => {
+                self.insert_encoded(key.bytes, hash, found, now_ms, response)
+            }
+            _ => Err(TxnError::KeyTooLong),
+        }
+    }
+
+    /// [`insert_encoded`](Self::insert_encoded) of the key in `scratch`.
+    fn insert_scratch(
+        &mut self,
+        hash: u64,
+        superseded: Option<(usize, usize)>,
+        now_ms: u64,
+        response: &[u8],
+    ) -> Result<(), TxnError> {
+        // Moved out and back (no allocation) so that `scratch` can be read while the
+        // table changes.
+        let key = std::mem::take(&mut self.scratch);
+        let result = self.insert_encoded(&key, hash, superseded, now_ms, response);
+        self.scratch = key;
+        result
+    }
+
+    /// The body of the inserts: `key` is the flat key, `superseded` is where the index
     /// names a record of the same key, if anywhere.
     fn insert_encoded(
         &mut self,
+        key: &[u8],
         hash: u64,
         superseded: Option<(usize, usize)>,
         now_ms: u64,
@@ -319,7 +346,7 @@ impl TxnTable {
         if self.limits.entries_max == 0 || self.ring.is_empty() {
             return Err(TxnError::Disabled);
         }
-        let key_len = self.scratch.len();
+        let key_len = key.len();
         let rec_len = key_len + response.len();
         let resp_len = u32::try_from(response.len()).map_err(|_| TxnError::ResponseTooLarge)?;
         if rec_len > self.ring.len() {
@@ -349,7 +376,7 @@ impl TxnTable {
         };
         if let Some(dst) = self.ring.get_mut(off..off + rec_len) {
             let (k, r) = dst.split_at_mut(key_len);
-            k.copy_from_slice(&self.scratch);
+            k.copy_from_slice(key);
             r.copy_from_slice(response);
         }
         self.tail = off + rec_len;
@@ -522,8 +549,7 @@ impl TxnTable {
                 assert_eq!(index::entry_tag(e), index::tag_of(r.hash));
                 assert_eq!(r.hash as usize & (self.index.buckets().len() - 1), b);
                 assert_eq!(
-                    self.hasher
-                        .hash_one(&self.ring[r.off as usize..][..usize::from(r.key_len)]),
+                    key_hash(&self.ring[r.off as usize..][..usize::from(r.key_len)]),
                     r.hash
                 );
                 named[pos] += 1;

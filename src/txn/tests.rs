@@ -326,3 +326,40 @@ fn insert_after_lookup_caches_under_the_looked_up_key() {
         Err(TxnError::KeyTooLong)
     );
 }
+
+#[test]
+fn keys_encoded_once_find_what_the_plain_calls_cached_and_back() {
+    let arena = bumpalo::Bump::new();
+    let mut t = small(4, 1 << 12);
+    let rfc2543 = TxnKey::Rfc2543 {
+        request_uri: b"sip:example.com",
+        from_tag: b"f1",
+        to_tag: b"",
+        call_id: b"c1@h",
+        cseq: 7,
+        method: b"REGISTER",
+        top_via: b"SIP/2.0/UDP h:5060",
+    };
+    for k in [key(b"z9hG4bK1"), rfc2543] {
+        let mut flat = Vec::new();
+        k.encode(&mut flat).unwrap();
+        let enc = k.encode_in(&arena).unwrap();
+        assert_eq!(enc.bytes, flat.as_slice());
+        // Cached through the encoded calls, found by the plain lookup, and the other way.
+        assert_eq!(t.lookup_encoded(&enc, T0), None);
+        t.insert_encoded_after_lookup(&enc, T0, b"one").unwrap();
+        assert_eq!(t.lookup(&k, T0 + 1), Some(&b"one"[..]));
+        assert_eq!(t.lookup_encoded(&enc, T0 + 1), Some(&b"one"[..]));
+        t.check_invariants();
+    }
+    // The insert must follow the lookup of the same key, with the table unchanged.
+    let other = key(b"z9hG4bK3").encode_in(&arena).unwrap();
+    let first = key(b"z9hG4bK1").encode_in(&arena).unwrap();
+    assert_eq!(t.lookup_encoded(&other, T0 + 2), None);
+    assert_eq!(
+        t.insert_encoded_after_lookup(&first, T0 + 2, b"x"),
+        Err(TxnError::KeyTooLong)
+    );
+    let long = vec![b'z'; TXN_KEY_BYTES_MAX];
+    assert_eq!(key(&long).encode_in(&arena), None);
+}
