@@ -316,9 +316,21 @@ pub(crate) fn port_at(s: &[u8], i: usize) -> (Option<u16>, usize) {
 /// `quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F)`. `None` when unterminated or when a
 /// quoted-pair escapes CR or LF.
 pub(crate) fn quoted_end(s: &[u8], start: usize) -> Option<usize> {
+    // On x86_64 the SSE2 searcher (always available there) is built inline: for a quoted
+    // string of a few dozen bytes (`+sip.instance`), `memchr::memchr2`'s run-time dispatch
+    // and AVX2 set-up cost as much as the search.
+    #[cfg(target_arch = "x86_64")]
+    let two = memchr::arch::x86_64::sse2::memchr::Two::new(b'"', b'\\');
+    let find = |h: &[u8]| {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(two) = &two {
+            return two.find(h);
+        }
+        memchr::memchr2(b'"', b'\\', h)
+    };
     let mut i = start + 1;
     loop {
-        let off = memchr::memchr2(b'"', b'\\', s.get(i..)?)?;
+        let off = find(s.get(i..)?)?;
         let at = i + off;
         if s.get(at) == Some(&b'"') {
             return Some(at + 1);
