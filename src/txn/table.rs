@@ -299,21 +299,21 @@ impl TxnTable {
     }
 
     /// [`insert_after_lookup`](Self::insert_after_lookup) for the key of the last
-    /// [`lookup_encoded`](Self::lookup_encoded), which missed. Fails with
-    /// [`TxnError::KeyTooLong`] when the table was changed since, or when `key` is not
-    /// the key that lookup was given (by its hash).
+    /// [`lookup_encoded`](Self::lookup_encoded), which missed: the key is not searched
+    /// again. When the table changed since that lookup, or it was of another key, the key
+    /// is searched again, so the response is still cached (a retransmission then gets it
+    /// byte for byte, RFC 3261 §17.2.2).
     pub fn insert_encoded_after_lookup(
         &mut self,
         key: &EncodedKey<'_>,
         now_ms: u64,
         response: &[u8],
     ) -> Result<(), TxnError> {
-        match self.last_lookup.take() {
-            Some(LastLookup { hash, found }) if hash == key.hash => {
-                self.insert_encoded(key.bytes, hash, found, now_ms, response)
-            }
-            _ => Err(TxnError::KeyTooLong),
-        }
+        let found = match self.last_lookup.take() {
+            Some(LastLookup { hash, found }) if hash == key.hash => found,
+            _ => self.find(key.bytes, key.hash),
+        };
+        self.insert_encoded(key.bytes, key.hash, found, now_ms, response)
     }
 
     /// [`insert_encoded`](Self::insert_encoded) of the key in `scratch`.

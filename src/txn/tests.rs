@@ -352,14 +352,20 @@ fn keys_encoded_once_find_what_the_plain_calls_cached_and_back() {
         assert_eq!(t.lookup_encoded(&enc, T0 + 1), Some(&b"one"[..]));
         t.check_invariants();
     }
-    // The insert must follow the lookup of the same key, with the table unchanged.
+    // After the lookup of another key, or a change to the table, the insert searches
+    // again: the response is still cached, and supersedes the key's earlier record.
     let other = key(b"z9hG4bK3").encode_in(&arena).unwrap();
     let first = key(b"z9hG4bK1").encode_in(&arena).unwrap();
     assert_eq!(t.lookup_encoded(&other, T0 + 2), None);
-    assert_eq!(
-        t.insert_encoded_after_lookup(&first, T0 + 2, b"x"),
-        Err(TxnError::KeyTooLong)
-    );
+    t.insert_encoded_after_lookup(&first, T0 + 2, b"x").unwrap();
+    assert_eq!(t.lookup_encoded(&first, T0 + 3), Some(&b"x"[..]));
+    assert_eq!(t.lookup_encoded(&other, T0 + 3), None);
+    t.insert(&key(b"z9hG4bK4"), T0 + 3, b"four").unwrap();
+    t.insert_encoded_after_lookup(&other, T0 + 3, b"three")
+        .unwrap();
+    assert_eq!(t.lookup_encoded(&other, T0 + 4), Some(&b"three"[..]));
+    assert_eq!(t.lookup(&key(b"z9hG4bK4"), T0 + 4), Some(&b"four"[..]));
+    t.check_invariants();
     let long = vec![b'z'; TXN_KEY_BYTES_MAX];
     assert_eq!(key(&long).encode_in(&arena), None);
 }
