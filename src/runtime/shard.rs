@@ -409,12 +409,7 @@ impl Shard {
             let (Some(batch), Some(sock)) = (tx.get_mut(socket), sockets.get(socket)) else {
                 continue;
             };
-            if batch.is_full() {
-                let flushed = batch.flush(sock.as_raw_fd());
-                counters.sent += flushed.sent;
-                counters.send_errors += flushed.failed;
-            }
-            let Some(out) = batch.next_buf() else {
+            let Some(out) = next_reply_buf(batch, sock, counters) else {
                 continue;
             };
             let dispatched = registrar.finish(now_ms, source, p, arena, out, |hash| {
@@ -540,12 +535,7 @@ impl Shard {
             else {
                 continue;
             };
-            if batch.is_full() {
-                let flushed = batch.flush(sock.as_raw_fd());
-                self.counters.sent += flushed.sent;
-                self.counters.send_errors += flushed.failed;
-            }
-            if let Some(out) = batch.next_buf() {
+            if let Some(out) = next_reply_buf(batch, sock, &mut self.counters) {
                 out.clear();
                 out.extend_from_slice(&held.bytes);
                 batch.commit(held.to);
@@ -559,9 +549,7 @@ impl Shard {
     fn flush_all(&mut self) {
         for (batch, sock) in self.tx.iter_mut().zip(&self.sockets) {
             if !batch.is_empty() {
-                let flushed = batch.flush(sock.as_raw_fd());
-                self.counters.sent += flushed.sent;
-                self.counters.send_errors += flushed.failed;
+                send(batch, sock, &mut self.counters);
             }
         }
     }
@@ -687,12 +675,7 @@ fn answer(
     bytes: &[u8],
     journal: Option<&mut Journal>,
 ) {
-    if batch.is_full() {
-        let flushed = batch.flush(socket.as_raw_fd());
-        counters.sent += flushed.sent;
-        counters.send_errors += flushed.failed;
-    }
-    let Some(out) = batch.next_buf() else {
+    let Some(out) = next_reply_buf(batch, socket, counters) else {
         return;
     };
     match registrar.handle_datagram(now_ms, source, bytes, arena, out) {
@@ -706,6 +689,25 @@ fn answer(
         }
         Handled::Nothing => {}
     }
+}
+
+/// The buffer for the next reply on `socket`, after sending the batch when it is full.
+fn next_reply_buf<'b>(
+    batch: &'b mut SendBatch,
+    socket: &Socket,
+    counters: &mut Counters,
+) -> Option<&'b mut Vec<u8>> {
+    if batch.is_full() {
+        send(batch, socket, counters);
+    }
+    batch.next_buf()
+}
+
+/// Sends what `batch` holds on `socket` and counts it.
+fn send(batch: &mut SendBatch, socket: &Socket, counters: &mut Counters) {
+    let flushed = batch.flush(socket.as_raw_fd());
+    counters.sent += flushed.sent;
+    counters.send_errors += flushed.failed;
 }
 
 /// Put back the bindings the start-up load assigned to this shard.
