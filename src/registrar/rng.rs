@@ -119,27 +119,10 @@ impl TagHash {
     }
 }
 
-/// The bytes after the last whole eight of `bytes`, zero-padded, as a little-endian word.
-/// With eight bytes or more they are read as the tail of the last eight, shifted down:
-/// the same value as copying them into a zeroed word, without a byte loop or a memcpy.
+/// The bytes after the last whole eight of `bytes`, zero-padded, as a little-endian word
+/// (0 when there are none).
 fn last_word(bytes: &[u8]) -> u64 {
-    let rem = bytes.len() % 8;
-    if rem == 0 {
-        return 0;
-    }
-    match bytes.len().checked_sub(8).and_then(|at| bytes.get(at..)) {
-        Some(tail) => {
-            let word = u64::from_le_bytes(<[u8; 8]>::try_from(tail).unwrap_or_default());
-            word >> (8 * (8 - rem))
-        }
-        None => {
-            let mut last = [0u8; 8];
-            for (d, s) in last.iter_mut().zip(bytes) {
-                *d = *s;
-            }
-            u64::from_le_bytes(last)
-        }
-    }
+    crate::sip::word_at(bytes, bytes.len() - bytes.len() % 8)
 }
 
 /// The 128-bit product of `a` and `b`, high half xor low half (the foldhash/wyhash mix).
