@@ -29,5 +29,6 @@ pub use binding::{BINDING_FIELD_BYTES_MAX, BindingRef, NewBinding, Q_MAX, Transp
 pub use emptied::EMPTIED_AORS_MAX_DEFAULT;
 pub use table::{
     AOR_KEY_BYTES_MAX, AorRef, BINDINGS_PER_AOR_MAX, BINDINGS_PER_SHARD_MAX, Bindings, Change,
-    CommitError, CommitSummary, LocationLimits, LocationTable, TOUCH_DEPTH, aor_key_hash,
+    CommitError, CommitSummary, EXPIRE_MOVES_MAX, LocationLimits, LocationTable, TOUCH_DEPTH,
+    aor_key_hash,
 };

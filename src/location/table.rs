@@ -199,6 +199,12 @@ fn slot_blob(slots: &[Slot], idx: u32) -> &[u8] {
         .unwrap_or(&[])
 }
 
+/// Refreshed bindings one [`LocationTable::expire`] call moves on to the wheel bucket of
+/// their expiry at most (each move touches about three random slots: ~16k moves are a
+/// few ms). A refresh storm leaves many bindings waiting in one bucket; the rest are
+/// moved by the next calls.
+pub const EXPIRE_MOVES_MAX: usize = 16_384;
+
 /// The hash every location table indexes an AOR key by: keyed by a per-process random
 /// seed (hash flooding), the same for every table, so that a request's AOR key is hashed
 /// once, before its shard's table is at hand (`Registrar::prepare`).
@@ -536,11 +542,14 @@ impl LocationTable {
     }
 
     /// Removes bindings whose expiry is at or before `now_ms`, at most `max` of them;
-    /// returns how many. Call again while it returns `max` (or while
-    /// [`next_expiry_ms`](Self::next_expiry_ms) is due). AORs left empty disappear.
+    /// returns how many. Refreshed bindings met on the way are moved on to the bucket of
+    /// their expiry (the lazy wheel's deferred work), at most [`EXPIRE_MOVES_MAX`] per
+    /// call, so that one call never stalls the core after a refresh storm; past that it
+    /// stops early. Call again while it returns `max` or while
+    /// [`next_expiry_ms`](Self::next_expiry_ms) is due. AORs left empty disappear.
     pub fn expire(&mut self, now_ms: u64, max: usize) -> usize {
         let now_s = secs_floor(now_ms);
-        let mut removed = 0;
+        let (mut removed, mut moved) = (0, 0);
         // One call visits each bucket at most once: seconds next_s ..= sweep_end.
         let start = u64::from(self.wheel.next_s);
         let sweep_end = u64::from(now_s).min(start + u64::from(super::wheel::WHEEL_HORIZON_S) - 1);
@@ -561,18 +570,22 @@ impl LocationTable {
             while cur != NIL {
                 let slot = &self.slots[cur as usize];
                 let next = slot.wheel_next;
-                if slot.expiry_s <= now_s {
-                    if removed == max {
-                        self.wheel.next_s = second;
-                        return removed;
-                    }
+                let expired = slot.expiry_s <= now_s;
+                let moves = !expired && !self.wheel.in_its_bucket(slot);
+                if (expired && removed == max) || (moves && moved == EXPIRE_MOVES_MAX) {
+                    // Bindings moved on have left this bucket: the next call resumes here.
+                    self.wheel.next_s = second;
+                    return removed;
+                }
+                if expired {
                     self.remove_expired(cur);
                     removed += 1;
-                } else if !self.wheel.in_its_bucket(slot) {
+                } else if moves {
                     // Refreshed since it was linked (see `rewrite`): on to the bucket of
                     // its expiry, a later second than this one.
                     self.wheel.unlink(&mut self.slots, cur);
                     self.wheel.link(&mut self.slots, cur);
+                    moved += 1;
                 }
                 cur = next;
             }

@@ -1014,3 +1014,40 @@ fn a_refreshed_binding_expires_at_its_new_expiry_not_its_old_one() {
         (0, 0, None)
     );
 }
+
+#[test]
+fn moving_refreshed_bindings_on_is_bounded_per_expire_call() {
+    let mut t = LocationTable::new(LocationLimits {
+        bindings_max: 2 * EXPIRE_MOVES_MAX,
+        ..LocationLimits::default()
+    });
+    let n = EXPIRE_MOVES_MAX + 10;
+    let aors: Vec<Vec<u8>> = (0..n).map(|i| format!("u{i}@x").into_bytes()).collect();
+    for aor in &aors {
+        t.apply(
+            aor,
+            T0,
+            &[Change::Insert(nb(b"sip:1@h", T0 + 60_000, b"c", 1))],
+        )
+        .unwrap();
+    }
+    // All refreshed to later: they wait in the bucket of T0 + 60 s to be moved on.
+    for aor in &aors {
+        t.apply(
+            aor,
+            T0 + 30_000,
+            &[Change::Update {
+                index: 0,
+                binding: nb(b"sip:1@h", T0 + 90_000, b"c", 2),
+            }],
+        )
+        .unwrap();
+    }
+    // The first call stops after EXPIRE_MOVES_MAX moves, and the wake-up stays due.
+    assert_eq!(t.expire(T0 + 60_000, 100), 0);
+    assert_eq!(t.next_expiry_ms(), Some(T0 + 60_000));
+    assert_eq!(t.expire(T0 + 60_000, 100), 0);
+    assert_eq!(t.next_expiry_ms(), Some(T0 + 90_000));
+    assert_eq!(t.bindings_len(), n);
+    assert_eq!(t.expire(T0 + 90_000, 2 * n), n);
+}

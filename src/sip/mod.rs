@@ -26,8 +26,8 @@ mod write;
 
 pub use date::{DATE_BYTES, write_date};
 pub use error::{ParseError, UriError};
-pub use names::{HEADER_NAMES, HeaderName};
 pub(crate) use names::word_at;
+pub use names::{HEADER_NAMES, HeaderName};
 pub use parse::{
     CSeq, Contact, Contacts, Echo, HeaderParams, Method, NameAddr, RawHeader, RawHeaders, Rejected,
     Request, Transport, Via, is_keepalive, parse_request,
