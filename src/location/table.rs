@@ -266,10 +266,10 @@ impl LocationTable {
     /// bindings that `expire` has not removed yet are included: check
     /// [`BindingRef::is_expired`].
     pub fn get(&self, aor_key: &[u8]) -> Option<AorRef<'_>> {
-        self.get_hashed(self.key_hash(aor_key), aor_key)
+        self.get_hashed(aor_key_hash(aor_key), aor_key)
     }
 
-    /// [`get`](Self::get) with the key's [`key_hash`](Self::key_hash) already computed
+    /// [`get`](Self::get) with the key's [`aor_key_hash`] already computed
     /// (the registrar hashes a request's AOR key once for all its lookups and its commit).
     pub fn get_hashed(&self, hash: u64, aor_key: &[u8]) -> Option<AorRef<'_>> {
         let head = *self
@@ -279,11 +279,6 @@ impl LocationTable {
             slots: &self.slots,
             head,
         })
-    }
-
-    /// The hash [`touch`](Self::touch) takes for `aor_key`.
-    pub fn key_hash(&self, aor_key: &[u8]) -> u64 {
-        aor_key_hash(aor_key)
     }
 
     /// Reads what a lookup of the key with `hash` will read, down to `depth` levels
@@ -305,6 +300,9 @@ impl LocationTable {
                         for &b in blob.iter().step_by(64) {
                             seen ^= u64::from(b);
                         }
+                        // Its last line, which the stride misses when the blob does not
+                        // start on a line boundary.
+                        seen ^= u64::from(blob.last().copied().unwrap_or(0));
                     }
                 }
             }
@@ -338,10 +336,10 @@ impl LocationTable {
         now_ms: u64,
         changes: &[Change<'_>],
     ) -> Result<CommitSummary, CommitError> {
-        self.apply_hashed(self.key_hash(aor_key), aor_key, now_ms, changes)
+        self.apply_hashed(aor_key_hash(aor_key), aor_key, now_ms, changes)
     }
 
-    /// [`apply`](Self::apply) with the key's [`key_hash`](Self::key_hash) already
+    /// [`apply`](Self::apply) with the key's [`aor_key_hash`] already
     /// computed. A `hash` that is not the key's is a caller bug: the AOR is then not
     /// found and a second copy of it may be inserted.
     pub fn apply_hashed(
@@ -354,7 +352,7 @@ impl LocationTable {
         if aor_key.is_empty() || aor_key.len() > AOR_KEY_BYTES_MAX {
             return Err(CommitError::AorKeyInvalid);
         }
-        debug_assert_eq!(hash, self.key_hash(aor_key));
+        debug_assert_eq!(hash, aor_key_hash(aor_key));
         let head = self
             .aors
             .find(hash, |&h| slot_key(&self.slots, h) == aor_key)

@@ -378,7 +378,7 @@ pub struct Registrar {
     rng: rng::Rng,
     /// The current request's AOR key (reused buffer).
     aor_key: Vec<u8>,
-    /// The location table's [`key_hash`](LocationTable::key_hash) of `aor_key`, computed
+    /// The location table's [`aor_key_hash`](crate::location::aor_key_hash) of `aor_key`, computed
     /// once where `aor_key` is set, for every lookup and the commit of the request.
     aor_hash: u64,
     /// [`Registrar::warm`]'s transaction and AOR hashes (capacity [`WARM_BATCH_MAX`]).
@@ -730,7 +730,7 @@ impl Registrar {
                 let loaded =
                     uri.user.is_some() && sip::write_aor_key(uri, &mut self.aor_key).is_ok();
                 if loaded {
-                    self.aor_hash = self.location.key_hash(&self.aor_key);
+                    self.aor_hash = crate::location::aor_key_hash(&self.aor_key);
                 }
                 loaded
             }
@@ -852,7 +852,7 @@ impl Registrar {
             .map_err(AdminError::Commit)?;
         self.aor_key.clear();
         self.aor_key.extend_from_slice(aor_key);
-        self.aor_hash = self.location.key_hash(aor_key);
+        self.aor_hash = crate::location::aor_key_hash(aor_key);
         self.journal_aor();
         self.sync_gauges();
         Ok(summary)
