@@ -636,7 +636,7 @@ impl Registrar {
         owns: impl Fn(u64) -> bool,
     ) -> Dispatch {
         out.clear();
-        let (req, hash, txn) = match *prepared {
+        let (req, hash, txn, routed) = match *prepared {
             Prepared::Drop(reason) => return self.drop(reason),
             Prepared::Rejected { echo, error, hash } => {
                 if !owns(hash) {
@@ -647,7 +647,13 @@ impl Registrar {
                 self.respond_rejected(source, echo, error.status(), error.reason(), out);
                 return Dispatch::Reply(reply_address(&echo.top_via, source));
             }
-            Prepared::Request { req, hash, txn, .. } => (req, hash, txn),
+            Prepared::Request {
+                req,
+                hash,
+                txn,
+                aor_key,
+                aor_key_hash,
+            } => (req, hash, txn, aor_key.map(|key| (key, aor_key_hash))),
         };
         if !owns(hash) {
             return Dispatch::Forward(hash);
@@ -667,14 +673,6 @@ impl Registrar {
             self.count(method, Outcome::Retransmission);
             return Dispatch::Reply(dest);
         }
-        let routed = match *prepared {
-            Prepared::Request {
-                aor_key,
-                aor_key_hash,
-                ..
-            } => aor_key.map(|key| (key, aor_key_hash)),
-            _ => None,
-        };
         let outcome = self.decide(now_ms, source, req, routed, arena);
         self.count(method, outcome);
         self.respond(now_ms, source, req, outcome, arena, out);
