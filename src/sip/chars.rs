@@ -311,26 +311,49 @@ pub(crate) fn port_at(s: &[u8], i: usize) -> (Option<u16>, usize) {
     (port, j)
 }
 
+/// A searcher for the first of two bytes, for the short runs of a SIP message (a header
+/// line, a quoted string: a few dozen bytes), where `memchr::memchr2`'s run-time dispatch
+/// and AVX2 set-up cost about as much as the search. On x86_64 the SSE2 searcher (always
+/// available there) is built inline instead; `memchr2` elsewhere.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Find2 {
+    a: u8,
+    b: u8,
+    #[cfg(target_arch = "x86_64")]
+    sse2: Option<memchr::arch::x86_64::sse2::memchr::Two>,
+}
+
+impl Find2 {
+    #[inline]
+    pub(crate) fn new(a: u8, b: u8) -> Self {
+        Self {
+            a,
+            b,
+            #[cfg(target_arch = "x86_64")]
+            sse2: memchr::arch::x86_64::sse2::memchr::Two::new(a, b),
+        }
+    }
+
+    /// Index of the first `a` or `b` in `s`.
+    #[inline]
+    pub(crate) fn find(&self, s: &[u8]) -> Option<usize> {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(two) = &self.sse2 {
+            return two.find(s);
+        }
+        memchr::memchr2(self.a, self.b, s)
+    }
+}
+
 /// End (exclusive) of the `quoted-string` whose opening `"` is at `start`:
 /// `quoted-string = SWS DQUOTE *(qdtext / quoted-pair ) DQUOTE`,
 /// `quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F)`. `None` when unterminated or when a
 /// quoted-pair escapes CR or LF.
 pub(crate) fn quoted_end(s: &[u8], start: usize) -> Option<usize> {
-    // On x86_64 the SSE2 searcher (always available there) is built inline: for a quoted
-    // string of a few dozen bytes (`+sip.instance`), `memchr::memchr2`'s run-time dispatch
-    // and AVX2 set-up cost as much as the search.
-    #[cfg(target_arch = "x86_64")]
-    let two = memchr::arch::x86_64::sse2::memchr::Two::new(b'"', b'\\');
-    let find = |h: &[u8]| {
-        #[cfg(target_arch = "x86_64")]
-        if let Some(two) = &two {
-            return two.find(h);
-        }
-        memchr::memchr2(b'"', b'\\', h)
-    };
+    let quote_or_escape = Find2::new(b'"', b'\\');
     let mut i = start + 1;
     loop {
-        let off = find(s.get(i..)?)?;
+        let off = quote_or_escape.find(s.get(i..)?)?;
         let at = i + off;
         if s.get(at) == Some(&b'"') {
             return Some(at + 1);

@@ -26,8 +26,8 @@ use bumpalo::Bump;
 use bumpalo::collections::Vec as BVec;
 
 use super::chars::{
-    DIGIT, HOST, IPV6, LWS, TOKEN, WORD, WSP, all_in, digits_saturating, digits_u16, digits_u32,
-    find, port_at, quoted_end, skip_lws, span, trim_lws,
+    DIGIT, Find2, HOST, IPV6, LWS, TOKEN, WORD, WSP, all_in, digits_saturating, digits_u16,
+    digits_u32, find, port_at, quoted_end, skip_lws, span, trim_lws,
 };
 use super::error::ParseError;
 use super::limits::{
@@ -343,6 +343,7 @@ impl<'a> Request<'a> {
         RawHeaders {
             head: self.head,
             pos: 0,
+            ends: line_ends(),
         }
     }
 }
@@ -352,6 +353,7 @@ impl<'a> Request<'a> {
 pub struct RawHeaders<'a> {
     head: &'a [u8],
     pos: usize,
+    ends: LineEnds,
 }
 
 impl<'a> Iterator for RawHeaders<'a> {
@@ -361,7 +363,7 @@ impl<'a> Iterator for RawHeaders<'a> {
         // The parser accepted these lines, so every step below succeeds; a failure would
         // end the iteration rather than panic. The empty line that ends the section has
         // no name, which ends it too.
-        let ends = LineEnds::new();
+        let ends = self.ends;
         let start = self.pos;
         let (line, mut next) = next_line(self.head, start, &ends).ok()?;
         let (name_end, colon, kind) = split_header_name(line)?;
@@ -1076,32 +1078,14 @@ fn parse_request_line(line: &[u8]) -> Result<RequestLine<'_>, ParseError> {
     })
 }
 
-/// A CR-or-LF searcher built once per message. Header lines are a few dozen bytes, so the
-/// per-call dispatch and set-up of `memchr::memchr2` cost about as much as the search: on
-/// x86_64 the SSE2 searcher (always available there) is built once and reused.
-#[derive(Clone, Copy)]
-struct LineEnds {
-    #[cfg(target_arch = "x86_64")]
-    sse2: Option<memchr::arch::x86_64::sse2::memchr::Two>,
-}
+/// The CR-or-LF searcher: built once per message (or per raw-header walk) and reused for
+/// every line.
+type LineEnds = Find2;
 
-impl LineEnds {
-    fn new() -> Self {
-        Self {
-            #[cfg(target_arch = "x86_64")]
-            sse2: memchr::arch::x86_64::sse2::memchr::Two::new(b'\r', b'\n'),
-        }
-    }
-
-    /// Index of the first CR or LF in `s`.
-    #[inline]
-    fn find(&self, s: &[u8]) -> Option<usize> {
-        #[cfg(target_arch = "x86_64")]
-        if let Some(two) = &self.sse2 {
-            return two.find(s);
-        }
-        memchr::memchr2(b'\r', b'\n', s)
-    }
+/// The searcher [`next_line`] takes.
+#[inline]
+fn line_ends() -> LineEnds {
+    Find2::new(b'\r', b'\n')
 }
 
 /// The next line of `buf` from `pos`: `(line without its line end, index after it)`.
@@ -1226,8 +1210,8 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
         return Err(reject(ParseError::IsResponse));
     }
 
-    // Stage 1: the request line and the raw header lines.
-    let ends = LineEnds::new();
+    // The request line.
+    let ends = line_ends();
     let (line, mut pos) = match next_line(buf, pos, &ends) {
         Ok(l) => l,
         Err(ParseError::BadHeaderLine) => return Err(reject(ParseError::BadRequestLine)),
