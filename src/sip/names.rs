@@ -4,7 +4,7 @@
 //! one-letter compact form (`v i m f t l k s c e`, plus later RFCs' `o u r b x`). Keeping
 //! both in a single table ([`HEADER_NAMES`]) means the parser and the writer can never
 //! disagree about a spelling. Lookup is bucketed by length and first letter at compile
-//! time, so it costs two array reads and one word-wise case-insensitive compare per header.
+//! time, so a name of up to 16 bytes costs three table reads and one or two word compares.
 
 /// A header name the parser knows, or [`HeaderName::Other`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -288,73 +288,17 @@ static BY_COMPACT: [u8; 26] = {
     map
 };
 
-/// `name` equals the table entry `(lower, mask)` of the same length, ignoring ASCII case.
-/// Compares whole words with overlapping loads (e.g. bytes 0..8 and 4..12 of a 12-byte
-/// name) instead of byte by byte: a header name costs two or three word compares.
-#[inline]
-fn eq_folded(name: &[u8], lower: &[u8; NAME_BYTES_MAX], mask: &[u8; NAME_BYTES_MAX]) -> bool {
-    let n = name.len();
-    let word8 = |s: &[u8], k: usize| {
-        s.get(k..k + 8)
-            .and_then(|w| w.try_into().ok())
-            .map_or(0, u64::from_le_bytes)
-    };
-    let word4 = |s: &[u8], k: usize| {
-        s.get(k..k + 4)
-            .and_then(|w| w.try_into().ok())
-            .map_or(0, u32::from_le_bytes)
-    };
-    if n >= 8 {
-        let at = |k: usize| word8(name, k) | word8(mask, k) == word8(lower, k);
-        let mut k = 0;
-        while k + 8 < n {
-            if !at(k) {
-                return false;
-            }
-            k += 8;
-        }
-        at(n - 8)
-    } else if n >= 4 {
-        let at = |k: usize| word4(name, k) | word4(mask, k) == word4(lower, k);
-        at(0) && at(n - 4)
-    } else {
-        name.iter()
-            .zip(lower.iter().zip(mask))
-            .all(|(b, (l, m))| b | m == *l)
-    }
-}
-
 impl HeaderName {
     /// Looks a header name up, ignoring ASCII case and accepting compact forms.
     pub fn from_bytes(name: &[u8]) -> Self {
-        let Some(&first) = name.first() else {
-            return Self::Other;
-        };
-        // `| 0x20` lower-cases a letter; no other byte lands in `a..=z`.
         if name.len() <= 16 {
             return from_prefix_words(name.len(), word_at(name, 0), word_at(name, 8));
         }
-        let letter = usize::from((first | 0x20).wrapping_sub(b'a'));
-        if letter >= 26 {
-            return Self::Other;
-        }
-        let index = if name.len() == 1 {
-            BY_COMPACT.get(letter).copied()
-        } else {
-            let candidates = BY_LEN_AND_FIRST
-                .get(name.len())
-                .and_then(|by_first| by_first.get(letter))
-                .copied()
-                .unwrap_or([NONE; CANDIDATES]);
-            // Candidates already have the right length.
-            candidates.into_iter().find(|&i| {
-                FOLDED
-                    .get(usize::from(i))
-                    .is_some_and(|(lower, mask)| eq_folded(name, lower, mask))
-            })
-        };
-        index
-            .and_then(|i| HEADER_NAMES.get(usize::from(i)))
+        // Longer names are rare (`Proxy-Authorization` is the only one in the table) and
+        // have no compact form: compared with the table's spelling directly.
+        HEADER_NAMES
+            .iter()
+            .find(|e| e.1.as_bytes().eq_ignore_ascii_case(name))
             .map_or(Self::Other, |e| e.0)
     }
 
