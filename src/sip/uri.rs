@@ -49,7 +49,8 @@ pub struct Uri<'a> {
 }
 
 impl<'a> Uri<'a> {
-    /// A placeholder value (empty `sip:` URI), for fixed-size buffers.
+    /// A placeholder value (empty `sip:` URI): what a request with a bad Request-URI
+    /// carries, and the base that other values fill in with `..Uri::EMPTY`.
     pub const EMPTY: Self = Self {
         scheme: Scheme::Sip,
         user: None,

@@ -15,7 +15,7 @@ use super::parse::{Echo, Via};
 /// Appends the decimal form of `v`.
 pub(crate) fn push_u32(out: &mut Vec<u8>, v: u32) {
     let mut buf = [0u8; U32_DIGITS_MAX];
-    let n = digits_u32(v, &mut buf);
+    let n = format_u32(v, &mut buf);
     push_prefix(out, &buf, n);
 }
 
@@ -23,7 +23,7 @@ pub(crate) fn push_u32(out: &mut Vec<u8>, v: u32) {
 const U32_DIGITS_MAX: usize = 10;
 
 /// Writes the decimal form of `v` at the start of `buf`; returns its length.
-fn digits_u32(v: u32, buf: &mut [u8; U32_DIGITS_MAX]) -> usize {
+fn format_u32(v: u32, buf: &mut [u8; U32_DIGITS_MAX]) -> usize {
     // Most numbers written are short (IPv4 octets, ports, status codes, expiries): count
     // the digits with compares, then one division per digit, no memcpy call.
     let n = match v {
