@@ -1108,16 +1108,6 @@ fn next_line<'b>(
     }
 }
 
-/// `s` without leading and trailing SP/HTAB (a single line holds no CR or LF).
-#[inline]
-fn trim_wsp(s: &[u8]) -> &[u8] {
-    // Nearly every value is `": " value`: one space to drop, none at the end.
-    let start = usize::from(s.first() == Some(&b' '));
-    match (s.get(start), s.last()) {
-        (Some(b' ' | b'\t'), _) | (_, Some(b' ' | b'\t')) => trim_lws(s),
-        _ => s.get(start..).unwrap_or_default(),
-    }
-}
 /// Splits a header line `token *WSP ":" value` into `(name end, colon index, kind)`;
 /// `None` when the line is not shaped so.
 ///
@@ -1318,7 +1308,7 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
         let v = if folded {
             trim_lws(buf.get(pos + colon + 1..value_end).unwrap_or_default())
         } else {
-            trim_wsp(line.get(colon + 1..).unwrap_or_default())
+            trim_lws(line.get(colon + 1..).unwrap_or_default())
         };
         match kind {
             HeaderName::Via => {
