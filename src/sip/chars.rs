@@ -377,6 +377,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn trim_lws_drops_every_kind_of_lws_on_both_ends() {
+        let cases: [(&[u8], &[u8]); 9] = [
+            (b"", b""),
+            (b" ", b""),
+            (b" a", b"a"),
+            (b"a", b"a"),
+            (b" a ", b"a"),
+            (b"  a", b"a"),
+            (b" \r\n x", b"x"),
+            (b" x\r\n", b"x"),
+            (b"\tx y\t", b"x y"),
+        ];
+        for (s, want) in cases {
+            assert_eq!(trim_lws(s), want, "{:?}", String::from_utf8_lossy(s));
+        }
+    }
+
+    #[test]
     fn token_table_matches_abnf() {
         for b in b"aZ09-.!%*_+`'~" {
             assert!(TOKEN[usize::from(*b)], "{}", *b as char);
