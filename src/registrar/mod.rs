@@ -658,7 +658,7 @@ impl Registrar {
         if !owns(hash) {
             return Dispatch::Forward(hash);
         }
-        let dest = reply_address(&req.via, source);
+        let dest = reply_address(req.via(), source);
         let method = by_method::method_index(&req.method);
         if req.method == Method::Ack {
             // An ACK for our 302 (or any final response): nothing to say (§17.2.1).
@@ -994,11 +994,11 @@ fn reply_address(via: &sip::Via<'_>, source: Source) -> SocketAddr {
 /// The transaction key of a request (RFC 3261 §17.2.3).
 fn txn_key<'a>(req: &Request<'a>) -> TxnKey<'a> {
     let method = req.cseq.method.as_bytes();
-    match req.via.branch {
+    match req.via().branch {
         Some(branch) if branch.starts_with(b"z9hG4bK") => TxnKey::Rfc3261 {
             branch,
-            sent_by_host: req.via.host,
-            sent_by_port: req.via.port.unwrap_or(0),
+            sent_by_host: req.via().host,
+            sent_by_port: req.via().port.unwrap_or(0),
             method,
         },
         _ => TxnKey::Rfc2543 {

@@ -339,7 +339,7 @@ impl Registrar {
         expires_s: u32,
     ) -> NewBinding<'a> {
         NewBinding {
-            contact: c.uri_raw,
+            contact: c.uri.raw,
             expires_ms: now_ms.saturating_add(u64::from(expires_s) * 1000),
             q: c.q,
             call_id: req.call_id,
@@ -364,7 +364,7 @@ fn binding_matches(b: &crate::location::BindingRef<'_>, c: &Contact<'_>) -> bool
     }
     match parse_uri(b.contact()) {
         Ok(stored) => uri_equivalent(&stored, &c.uri),
-        Err(_) => b.contact() == c.uri_raw,
+        Err(_) => b.contact() == c.uri.raw,
     }
 }
 

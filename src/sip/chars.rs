@@ -190,9 +190,10 @@ pub(crate) fn find(needle: u8, s: &[u8]) -> Option<usize> {
 /// Index of the first byte at or after `i` that is not LWS.
 #[inline]
 pub(crate) fn skip_lws(s: &[u8], i: usize) -> usize {
-    // Usually there is none: one test, the loop only when there is some.
+    // Usually there is none: one compare (every LWS byte is at most SP), the table and
+    // the loop only when there may be some.
     match s.get(i) {
-        Some(&b) if LWS[usize::from(b)] => skip_lws_loop(s, i + 1),
+        Some(&b) if b <= b' ' && LWS[usize::from(b)] => skip_lws_loop(s, i + 1),
         _ => i,
     }
 }

@@ -4,7 +4,8 @@
 //! one-letter compact form (`v i m f t l k s c e`, plus later RFCs' `o u r b x`). Keeping
 //! both in a single table ([`HEADER_NAMES`]) means the parser and the writer can never
 //! disagree about a spelling. Lookup is bucketed by length and first letter at compile
-//! time, so a name of up to 16 bytes costs three table reads and one or two word compares.
+//! time, so a name of up to 16 bytes costs two dependent table reads and one or two word
+//! compares.
 
 /// A header name the parser knows, or [`HeaderName::Other`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -174,19 +175,33 @@ static FOLDED: [([u8; NAME_BYTES_MAX], [u8; NAME_BYTES_MAX]); HEADER_NAMES.len()
     folded
 };
 
-/// [`FOLDED`] as little-endian words: `(lower, mask)` for the first 16 bytes of each name
-/// (bytes past the name are zero), for the word-wise lookup of [`from_prefix_words`].
-static FOLDED_WORDS: [([u64; 2], [u64; 2]); HEADER_NAMES.len()] = {
-    let mut words = [([0u64; 2], [0u64; 2]); HEADER_NAMES.len()];
+/// One entry of [`FOLDED_WORDS`]: the first 16 bytes of a name as little-endian words,
+/// lower-cased, with their case masks (bytes past the name are zero), and the name itself,
+/// so a match needs no further table read.
+#[derive(Clone, Copy)]
+struct FoldedWords {
+    lower: [u64; 2],
+    mask: [u64; 2],
+    kind: HeaderName,
+}
+
+/// [`FOLDED`] as words, for the word-wise lookup of [`from_prefix_words`].
+static FOLDED_WORDS: [FoldedWords; HEADER_NAMES.len()] = {
+    let mut words = [FoldedWords {
+        lower: [0; 2],
+        mask: [0; 2],
+        kind: HeaderName::Other,
+    }; HEADER_NAMES.len()];
     let mut i = 0;
     while i < HEADER_NAMES.len() {
         let mut k = 0;
         while k < 16 {
             let shift = 8 * (k % 8);
-            words[i].0[k / 8] |= (FOLDED[i].0[k] as u64) << shift;
-            words[i].1[k / 8] |= (FOLDED[i].1[k] as u64) << shift;
+            words[i].lower[k / 8] |= (FOLDED[i].0[k] as u64) << shift;
+            words[i].mask[k / 8] |= (FOLDED[i].1[k] as u64) << shift;
             k += 1;
         }
+        words[i].kind = HEADER_NAMES[i].0;
         i += 1;
     }
     words
@@ -212,7 +227,7 @@ static KEEP: [[u64; 2]; 17] = {
 };
 
 /// Looks up a header name of `len` bytes (1..=16) given the first 16 bytes of its line as
-/// two little-endian words (whatever follows the name is masked off): three table reads
+/// two little-endian words (whatever follows the name is masked off): two dependent table reads
 /// and one or two word compares, no byte loop.
 #[inline]
 pub(crate) fn from_prefix_words(len: usize, w0: u64, w1: u64) -> HeaderName {
@@ -220,32 +235,31 @@ pub(crate) fn from_prefix_words(len: usize, w0: u64, w1: u64) -> HeaderName {
     if letter >= 26 {
         return HeaderName::Other;
     }
-    let index = if len == 1 {
-        BY_COMPACT.get(letter).copied().unwrap_or(NONE)
-    } else {
-        // Length 0 has no candidates; longer than 16 has no masks.
-        let Some(&[k0, k1]) = KEEP.get(len) else {
-            return HeaderName::Other;
-        };
-        let (a, b) = (w0 & k0, w1 & k1);
-        let candidates = BY_LEN_AND_FIRST_FLAT
-            .get(len * 26 + letter)
+    if len == 1 {
+        return BY_COMPACT_KIND
+            .get(letter)
             .copied()
-            .unwrap_or([NONE; CANDIDATES]);
-        let matches = |i: u8| {
-            FOLDED_WORDS
-                .get(usize::from(i))
-                .is_some_and(|([l0, l1], [m0, m1])| a | m0 == *l0 && b | m1 == *l1)
-        };
-        match candidates {
-            [c, _] if matches(c) => c,
-            [_, c] if matches(c) => c,
-            _ => NONE,
-        }
+            .unwrap_or(HeaderName::Other);
+    }
+    // Length 0 has no candidates; longer than 16 has no masks.
+    let Some(&[k0, k1]) = KEEP.get(len) else {
+        return HeaderName::Other;
     };
-    HEADER_NAMES
-        .get(usize::from(index))
-        .map_or(HeaderName::Other, |e| e.0)
+    let (a, b) = (w0 & k0, w1 & k1);
+    let candidates = BY_LEN_AND_FIRST_FLAT
+        .get(len * 26 + letter)
+        .copied()
+        .unwrap_or([NONE; CANDIDATES]);
+    let matching = |i: u8| {
+        FOLDED_WORDS
+            .get(usize::from(i))
+            .filter(|f| a | f.mask[0] == f.lower[0] && b | f.mask[1] == f.lower[1])
+            .map(|f| f.kind)
+    };
+    let [c0, c1] = candidates;
+    matching(c0)
+        .or_else(|| matching(c1))
+        .unwrap_or(HeaderName::Other)
 }
 
 /// The little-endian word of `s[k..k + 8]`, zero-padded past the end of `s`.
@@ -271,17 +285,17 @@ pub(crate) fn word_at(s: &[u8], k: usize) -> u64 {
     }
 }
 
-/// For each lower-case letter, the index of the header whose compact form it is.
-static BY_COMPACT: [u8; 26] = {
-    let mut map = [u8::MAX; 26];
+/// For each lower-case letter, the header whose compact form it is.
+static BY_COMPACT_KIND: [HeaderName; 26] = {
+    let mut map = [HeaderName::Other; 26];
     let mut i = 0;
     while i < HEADER_NAMES.len() {
         if let Some(c) = HEADER_NAMES[i].2 {
             assert!(
-                map[(c - b'a') as usize] == u8::MAX,
+                matches!(map[(c - b'a') as usize], HeaderName::Other),
                 "compact form used twice"
             );
-            map[(c - b'a') as usize] = i as u8;
+            map[(c - b'a') as usize] = HEADER_NAMES[i].0;
         }
         i += 1;
     }

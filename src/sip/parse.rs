@@ -194,10 +194,8 @@ pub struct Via<'a> {
 pub struct NameAddr<'a> {
     /// The display name as written: a quoted-string keeps its quotes and escapes.
     pub display: Option<&'a [u8]>,
-    /// The parsed URI.
+    /// The parsed URI; `uri.raw` holds its exact bytes (inside `<>` when bracketed).
     pub uri: Uri<'a>,
-    /// The exact URI bytes (inside `<>` when bracketed).
-    pub uri_raw: &'a [u8],
     /// The `tag` parameter.
     pub tag: Option<&'a [u8]>,
     /// All header params raw, from the first `;` (may contain LWS).
@@ -219,10 +217,9 @@ impl<'a> NameAddr<'a> {
 pub struct Contact<'a> {
     /// The display name as written: a quoted-string keeps its quotes and escapes.
     pub display: Option<&'a [u8]>,
-    /// The parsed URI.
+    /// The parsed URI; `uri.raw` holds its exact bytes (inside `<>` when bracketed),
+    /// which are what is stored and echoed.
     pub uri: Uri<'a>,
-    /// The exact URI bytes (inside `<>` when bracketed): what is stored and echoed.
-    pub uri_raw: &'a [u8],
     /// The `expires` parameter, saturating at `u32::MAX` when overlarge.
     pub expires: Option<u32>,
     /// The `q` parameter in thousandths (0..=1000).
@@ -295,8 +292,6 @@ pub struct Request<'a> {
     pub method: Method<'a>,
     /// The Request-URI.
     pub request_uri: Uri<'a>,
-    /// The top Via.
-    pub via: Via<'a>,
     /// The From header.
     pub from: NameAddr<'a>,
     /// The To header.
@@ -336,6 +331,13 @@ pub struct Request<'a> {
 }
 
 impl<'a> Request<'a> {
+    /// The top Via. Kept once, in [`Echo::top_via`], which every response copies: a
+    /// second copy would cost a 136-byte move per parse.
+    #[inline]
+    pub fn via(&self) -> &Via<'a> {
+        &self.echo.top_via
+    }
+
     /// Every header, raw, in order (continuation lines joined into the value). Read
     /// again from [`Request::head`] on each call: no parse pays for a list that only
     /// tools and tests walk.
@@ -586,11 +588,10 @@ fn scan_params<'a>(
     Ok((raw, end))
 }
 
-/// `(name-addr / addr-spec)` followed by its params, as found in From, To and Contact.
+/// `(name-addr / addr-spec)` followed by its params, as found in From, To and Contact;
+/// the URI is written to the caller's place (see [`parse_element`]).
 struct Element<'a> {
     display: Option<&'a [u8]>,
-    uri: Uri<'a>,
-    uri_raw: &'a [u8],
     params: &'a [u8],
     end: usize,
 }
@@ -598,9 +599,14 @@ struct Element<'a> {
 /// Parses one element at `i`. An addr-spec outside `<>` ends at the first `;` (what
 /// follows are header params, RFC 3261 §20.10 and RFC 4475 `cparam01`), `,` or LWS, and
 /// may not contain `?` (RFC 4475 `regbadct`).
+///
+/// The URI goes straight into `uri`, a field of the header's final struct: a `Uri` is
+/// 128 bytes, and returning it inside the element cost one more copy per From, To and
+/// Contact.
 fn parse_element<'a>(
     s: &'a [u8],
     i: usize,
+    uri: &mut Uri<'a>,
     on_param: impl FnMut(&Param<'a>) -> Result<(), ParseError>,
     malformed: ParseError,
 ) -> Result<Element<'a>, ParseError> {
@@ -636,17 +642,20 @@ fn parse_element<'a>(
         }
         None => return Err(malformed),
     }
-    let (uri, uri_raw, after_uri) = if s.get(i) == Some(&b'<') {
+    let after_uri = if s.get(i) == Some(&b'<') {
         // The common `<sip:user@host[:port][;params]>` in one pass; anything else is cut
         // at the first `>` and parsed on its own (which the fast path agrees with).
         match sip_uri_before_bracket(s, i + 1) {
-            Some((uri, close)) => (uri, uri.raw, close + 1),
+            Some((parsed, close)) => {
+                *uri = parsed;
+                close + 1
+            }
             None => {
                 let tail = s.get(i + 1..).unwrap_or_default();
                 let close = find(b'>', tail).ok_or(malformed)?;
                 let raw = tail.get(..close).unwrap_or_default();
-                let uri = parse_uri(raw).map_err(|_| malformed)?;
-                (uri, raw, i + 1 + close + 1)
+                *uri = parse_uri(raw).map_err(|_| malformed)?;
+                i + 1 + close + 1
             }
         }
     } else {
@@ -661,14 +670,12 @@ fn parse_element<'a>(
         if find(b'?', raw).is_some() {
             return Err(malformed);
         }
-        let uri = parse_uri(raw).map_err(|_| malformed)?;
-        (uri, raw, end)
+        *uri = parse_uri(raw).map_err(|_| malformed)?;
+        end
     };
     let (params, end) = scan_params(s, after_uri, on_param, malformed)?;
     Ok(Element {
         display,
-        uri,
-        uri_raw,
         params,
         end,
     })
@@ -676,13 +683,19 @@ fn parse_element<'a>(
 
 /// Parses a From or To value: one element, `tag` picked out, nothing after.
 fn parse_name_addr(s: &[u8], malformed: ParseError) -> Result<NameAddr<'_>, ParseError> {
-    let mut tag = None;
+    let mut na = NameAddr {
+        display: None,
+        uri: Uri::EMPTY,
+        tag: None,
+        params: b"",
+    };
     let el = parse_element(
         s,
         0,
+        &mut na.uri,
         |p| {
-            if p.is(b"tag") && tag.is_none() {
-                tag = Some(p.value.ok_or(malformed)?);
+            if p.is(b"tag") && na.tag.is_none() {
+                na.tag = Some(p.value.ok_or(malformed)?);
             }
             Ok(())
         },
@@ -691,13 +704,9 @@ fn parse_name_addr(s: &[u8], malformed: ParseError) -> Result<NameAddr<'_>, Pars
     if skip_lws(s, el.end) != s.len() {
         return Err(malformed);
     }
-    Ok(NameAddr {
-        display: el.display,
-        uri: el.uri,
-        uri_raw: el.uri_raw,
-        tag,
-        params: el.params,
-    })
+    na.display = el.display;
+    na.params = el.params;
+    Ok(na)
 }
 
 /// `qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )`, in thousandths.
@@ -725,46 +734,51 @@ fn parse_qvalue(v: &[u8]) -> Option<u16> {
 fn parse_contact_list<'a>(s: &'a [u8], out: &mut BVec<'a, Contact<'a>>) -> Result<(), ParseError> {
     let mut i = 0;
     loop {
-        let (mut expires, mut q, mut instance, mut reg_id) = (None, None, None, None);
+        if out.len() >= CONTACTS_PER_MESSAGE_MAX {
+            // Whether this value is well formed no longer matters.
+            return Err(ParseError::TooManyContacts);
+        }
+        // Parsed in place, into the list: a `Contact` is a few hundred bytes.
+        out.push(Contact {
+            display: None,
+            uri: Uri::EMPTY,
+            expires: None,
+            q: None,
+            instance: None,
+            reg_id: None,
+            params: b"",
+        });
+        let Some(c) = out.last_mut() else {
+            return Err(ParseError::BadContact); // Unreachable: just pushed.
+        };
         let el = parse_element(
             s,
             i,
+            &mut c.uri,
             |p| {
                 if p.is(b"expires") {
                     let v = p.value.ok_or(ParseError::BadContactExpires)?;
-                    expires = Some(digits_saturating(v).ok_or(ParseError::BadContactExpires)?);
+                    c.expires = Some(digits_saturating(v).ok_or(ParseError::BadContactExpires)?);
                 } else if p.is(b"q") {
                     let v = p.value.ok_or(ParseError::BadContactQ)?;
-                    q = Some(parse_qvalue(v).ok_or(ParseError::BadContactQ)?);
+                    c.q = Some(parse_qvalue(v).ok_or(ParseError::BadContactQ)?);
                 } else if p.is(b"+sip.instance") {
                     let v = p.value.ok_or(ParseError::BadContact)?;
                     let unquoted = v.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\""));
-                    instance = Some(unquoted.unwrap_or(v));
+                    c.instance = Some(unquoted.unwrap_or(v));
                 } else if p.is(b"reg-id") {
                     let v = p.value.ok_or(ParseError::BadContactRegId)?;
-                    reg_id = Some(digits_u32(v).ok_or(ParseError::BadContactRegId)?);
+                    c.reg_id = Some(digits_u32(v).ok_or(ParseError::BadContactRegId)?);
                 }
                 Ok(())
             },
             ParseError::BadContact,
         )?;
-        if el.uri_raw.len() > CONTACT_URI_BYTES_MAX {
+        if c.uri.raw.len() > CONTACT_URI_BYTES_MAX {
             return Err(ParseError::ContactUriTooLong);
         }
-        if out.len() >= CONTACTS_PER_MESSAGE_MAX {
-            return Err(ParseError::TooManyContacts);
-        }
-        // Built once, in place: a `Contact` is a few hundred bytes.
-        out.push(Contact {
-            display: el.display,
-            uri: el.uri,
-            uri_raw: el.uri_raw,
-            expires,
-            q,
-            instance,
-            reg_id,
-            params: el.params,
-        });
+        c.display = el.display;
+        c.params = el.params;
         let j = skip_lws(s, el.end);
         match s.get(j) {
             None => return Ok(()),
@@ -1421,10 +1435,9 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
     if let Some(e) = line_err.or(frame_err) {
         return reject(e);
     }
-    let via = match top_via {
-        Ok(v) => v,
-        Err(e) => return reject(e),
-    };
+    if let Err(e) = top_via {
+        return reject(e);
+    }
     // From and To stay in their `Result`s and are copied once, into the `Request`: moving
     // them out here costs a ~180-byte copy each.
     let from_parsed = match from {
@@ -1493,7 +1506,6 @@ pub fn parse_request<'a>(buf: &'a [u8], arena: &'a Bump) -> Result<Request<'a>, 
     Ok(Request {
         method,
         request_uri,
-        via,
         from: *from,
         to: *to,
         call_id,
@@ -1577,20 +1589,20 @@ mod tests {
     req! { rfc3665_register, register("Contact: <sips:bob@client.biloxi.example.com>\r\n"), |req| {
         assert_eq!(req.method, Method::Register);
         assert_eq!(req.request_uri.host, b"ss2.biloxi.example.com");
-        assert_eq!(req.via.transport, Transport::Tls);
-        assert_eq!((req.via.host, req.via.port), (&b"client.biloxi.example.com"[..], Some(5061)));
-        assert_eq!(req.via.branch, Some(&b"z9hG4bKnashds7"[..]));
-        assert_eq!(req.via.rport, None);
+        assert_eq!(req.via().transport, Transport::Tls);
+        assert_eq!((req.via().host, req.via().port), (&b"client.biloxi.example.com"[..], Some(5061)));
+        assert_eq!(req.via().branch, Some(&b"z9hG4bKnashds7"[..]));
+        assert_eq!(req.via().rport, None);
         assert_eq!(req.from.display, Some(&b"Bob"[..]));
         assert_eq!(req.from.tag, Some(&b"a73kszlfl"[..]));
         assert_eq!(req.from.params().collect::<Vec<_>>(), [(&b"tag"[..], Some(&b"a73kszlfl"[..]))]);
         assert_eq!(req.to.tag, None);
-        assert_eq!(req.to.uri_raw, b"sips:bob@biloxi.example.com");
+        assert_eq!(req.to.uri.raw, b"sips:bob@biloxi.example.com");
         assert_eq!(req.call_id, b"1j9FpLxk3uxtm8tn@biloxi.example.com");
         assert_eq!(req.cseq, CSeq { seq: 1, method: Method::Register });
         assert_eq!(req.max_forwards, Some(70));
         assert_eq!(req.content_length, Some(0));
-        assert_eq!(contacts(&req)[0].uri_raw, b"sips:bob@client.biloxi.example.com");
+        assert_eq!(contacts(&req)[0].uri.raw, b"sips:bob@client.biloxi.example.com");
         assert_eq!(req.headers().count(), 8);
         assert_eq!(
             req.headers().nth(1).map(|h| h.kind),
@@ -1605,7 +1617,7 @@ mod tests {
     req! { compact_forms, "REGISTER sip:example.com SIP/2.0\r\nv: SIP/2.0/UDP h;branch=z9hG4bK1;rport\r\n\
         f: <sip:a@example.com>;tag=1\r\nt: sip:a@example.com\r\ni: abc\r\nCSEQ: 2 REGISTER\r\n\
         m: <sip:a@10.0.0.1>\r\nk: path, gruu\r\ne: gzip\r\nl: 4\r\n\r\nbodyEXTRA", |req| {
-        assert_eq!(req.via.rport, Some(None));
+        assert_eq!(req.via().rport, Some(None));
         assert_eq!(req.call_id, b"abc");
         assert_eq!(req.supported, &[&b"path"[..], b"gruu"]);
         assert_eq!(req.body, b"body");
@@ -1616,13 +1628,13 @@ mod tests {
     req! { leading_crlf_and_folding, "\r\n\r\nREGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP\r\n  h.example.com\r\n\t;branch=z9hG4bK1\r\n\
         From: <sip:a@example.com>\r\n ;tag=1\r\nTo: sip:a@example.com\r\nCall-ID: x\r\nCSeq: 1\r\n REGISTER\r\n\
         Contact: \"A, B\" <sip:a@h1>;\r\n  q=0.5,\r\n  <sip:a@h2>\r\nExpires: 60\r\n\r\n", |req| {
-        assert_eq!(req.via.host, b"h.example.com");
+        assert_eq!(req.via().host, b"h.example.com");
         assert_eq!(req.from.tag, Some(&b"1"[..]));
         let c = contacts(&req);
         assert_eq!(c.len(), 2);
         assert_eq!(c[0].display, Some(&b"\"A, B\""[..]));
         assert_eq!(c[0].q, Some(500));
-        assert_eq!(c[1].uri_raw, b"sip:a@h2");
+        assert_eq!(c[1].uri.raw, b"sip:a@h2");
         assert_eq!(req.expires, Some(60));
         assert_eq!(req.echo.vias[0], b"SIP/2.0/UDP\r\n  h.example.com\r\n\t;branch=z9hG4bK1");
     }}
@@ -1632,7 +1644,7 @@ mod tests {
         let c = contacts(&req);
         assert_eq!(c.len(), 4);
         assert_eq!(c[0].display, Some(&b"\"Bob \\\"the, <builder>\\\"\""[..]));
-        assert_eq!((c[1].uri_raw, c[1].q), (&b"sip:bob@h2"[..], Some(1000)));
+        assert_eq!((c[1].uri.raw, c[1].q), (&b"sip:bob@h2"[..], Some(1000)));
         assert_eq!((c[2].display, c[2].expires), (Some(&b"Bob Smith"[..]), Some(0)));
         assert_eq!((c[3].q, c[3].expires), (Some(1), Some(u32::MAX)));
     }}
@@ -1663,10 +1675,10 @@ mod tests {
                 Ok(r) => Ok(format!(
                     "{:?}",
                     (
-                        r.via.transport,
-                        r.via.host,
-                        r.via.port,
-                        r.via.branch,
+                        r.via().transport,
+                        r.via().host,
+                        r.via().port,
+                        r.via().branch,
                         r.cseq
                     )
                 )),
@@ -1698,7 +1710,7 @@ mod tests {
 
     req! { unbracketed_params_are_header_params, register("Contact: sip:bob@h;unknownparam;q=0.7\r\n"), |req| {
         let c = &contacts(&req)[0];
-        assert_eq!(c.uri_raw, b"sip:bob@h");
+        assert_eq!(c.uri.raw, b"sip:bob@h");
         assert_eq!(c.uri.params, b"");
         assert_eq!(c.q, Some(700));
         assert_eq!(c.params, b";unknownparam;q=0.7");
@@ -1727,9 +1739,9 @@ mod tests {
 
     req! { ipv6_via, "OPTIONS sip:[2001:db8::9]:5070 SIP/2.0\r\nVia: SIP/2.0/UDP [2001:db8::9:1] : 5070 ;rport=5070;received=2001:db8::9:255;maddr=[::1]\r\n\
         From: <sip:a@h>;tag=1\r\nTo: <sip:a@h>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n", |req| {
-        assert_eq!((req.via.host, req.via.port, req.via.rport), (&b"[2001:db8::9:1]"[..], Some(5070), Some(Some(5070))));
-        assert_eq!(req.via.received, Some(&b"2001:db8::9:255"[..]));
-        assert_eq!(req.via.maddr, Some(&b"[::1]"[..]));
+        assert_eq!((req.via().host, req.via().port, req.via().rport), (&b"[2001:db8::9:1]"[..], Some(5070), Some(Some(5070))));
+        assert_eq!(req.via().received, Some(&b"2001:db8::9:255"[..]));
+        assert_eq!(req.via().maddr, Some(&b"[::1]"[..]));
         assert_eq!(req.request_uri.port, Some(5070));
     }}
 

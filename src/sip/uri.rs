@@ -44,7 +44,8 @@ pub struct Uri<'a> {
     pub params: &'a [u8],
     /// Raw URI headers: after `?`.
     pub headers: &'a [u8],
-    /// The whole URI as parsed.
+    /// The whole URI as parsed: its exact bytes as written (inside the `<>` of a
+    /// name-addr).
     pub raw: &'a [u8],
 }
 
