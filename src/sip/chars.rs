@@ -165,20 +165,28 @@ pub(crate) fn all_in(s: &[u8], class: &[bool; 256]) -> bool {
     span(s, 0, class) == s.len()
 }
 
+/// `0x01` in every byte of a word.
+const ONES: u64 = 0x0101_0101_0101_0101;
+
+/// Flags (with its `0x80` bit) each byte of `w` that equals `needle`. Only the lowest flag
+/// is exact: the borrow out of a match can also flag a `needle ^ 1` byte above it, so a
+/// caller takes `trailing_zeros` of the result and nothing else.
+#[inline(always)]
+pub(crate) const fn first_byte_mask(w: u64, needle: u8) -> u64 {
+    let x = w ^ (ONES * needle as u64);
+    x.wrapping_sub(ONES) & !x & (ONES << 7)
+}
+
 /// Position of `needle` in `s`: a word-at-a-time scan for the short fields of a SIP
 /// message, where `memchr`'s vector set-up costs more than it saves, `memchr` beyond that.
 #[inline]
 pub(crate) fn find(needle: u8, s: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
     if s.len() >= 64 {
         return memchr::memchr(needle, s);
     }
-    let pattern = ONES * u64::from(needle);
     let mut i = 0usize;
     while let Some(w) = s.get(i..i.wrapping_add(8)) {
-        let x = <[u8; 8]>::try_from(w).map_or(0, u64::from_le_bytes) ^ pattern;
-        // Flags the zero bytes of `x`; the lowest flag is exact (borrows only run upward).
-        let m = x.wrapping_sub(ONES) & !x & (ONES << 7);
+        let m = first_byte_mask(<[u8; 8]>::try_from(w).map_or(0, u64::from_le_bytes), needle);
         if m != 0 {
             return Some(i + m.trailing_zeros() as usize / 8);
         }
@@ -249,54 +257,62 @@ pub(crate) fn trim_lws(s: &[u8]) -> &[u8] {
     s.get(start..end).unwrap_or_default()
 }
 
-/// Digits that always fit a `u32` (999 999 999 < 2^32).
-const DIGITS_NO_OVERFLOW: usize = 9;
+/// Where [`digit_run`] stops counting: one past `u32::MAX`, so any larger run reads as
+/// "too large for a `u32`".
+const DIGIT_RUN_CEILING: u64 = 1 << 32;
 
-/// Parses `1*DIGIT` of at most [`DIGITS_NO_OVERFLOW`] digits: no overflow check needed.
-#[inline]
-fn digits_short(s: &[u8]) -> Option<u32> {
-    if s.is_empty() {
-        return None;
-    }
-    let mut v: u32 = 0;
-    for &b in s {
+/// Digits a `u64` always holds (10^19 - 1 < 2^64).
+const DIGITS_IN_U64: usize = 19;
+
+/// The run of `DIGIT`s at `i`: `(value, end of the run)`, the value clamped at
+/// [`DIGIT_RUN_CEILING`] (leading zeros are fine). The one digit loop every number of a
+/// SIP message goes through.
+#[inline(always)]
+pub(crate) fn digit_run(s: &[u8], i: usize) -> (u64, usize) {
+    let mut v: u64 = 0;
+    let mut j = i;
+    while let Some(&b) = s.get(j) {
         let d = b.wrapping_sub(b'0');
         if d > 9 {
-            return None;
+            break;
         }
-        v = v * 10 + u32::from(d);
+        // Exact while the run is at most `DIGITS_IN_U64` long; a longer one is read again.
+        v = v.wrapping_mul(10).wrapping_add(u64::from(d));
+        j += 1;
     }
-    Some(v)
+    if j - i > DIGITS_IN_U64 {
+        // RFC 4475 scalar02 territory, or a long run of leading zeros.
+        v = s.get(i..j).unwrap_or_default().iter().fold(0, |v, &b| {
+            (v * 10 + u64::from(b - b'0')).min(DIGIT_RUN_CEILING)
+        });
+    }
+    (v.min(DIGIT_RUN_CEILING), j)
 }
 
-/// Parses `1*DIGIT` saturating at `u32::MAX`; `None` when empty or not all digits.
+/// The value of `s` when it is exactly `1*DIGIT`, clamped at [`DIGIT_RUN_CEILING`].
+#[inline(always)]
+fn digits(s: &[u8]) -> Option<u64> {
+    let (v, end) = digit_run(s, 0);
+    (end == s.len() && end > 0).then_some(v)
+}
+
+/// Parses `1*DIGIT` saturating at `u32::MAX`; `None` when empty or not all digits
+/// (RFC 4475 scalar02: an absurd Expires is a large one, not a malformed one).
 #[inline]
 pub(crate) fn digits_saturating(s: &[u8]) -> Option<u32> {
-    // Only a number too large for `digits_u32` saturates (RFC 4475 scalar02).
-    digits_u32(s)
-        .or_else(|| (!s.is_empty() && s.iter().all(u8::is_ascii_digit)).then_some(u32::MAX))
+    digits(s).map(|v| u32::try_from(v).unwrap_or(u32::MAX))
 }
 
 /// Parses `1*DIGIT` into a `u32`; `None` when empty, not all digits, or too large.
 #[inline(always)]
 pub(crate) fn digits_u32(s: &[u8]) -> Option<u32> {
-    if s.len() <= DIGITS_NO_OVERFLOW {
-        return digits_short(s);
-    }
-    let mut v: u32 = 0;
-    for &b in s {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        v = v.checked_mul(10)?.checked_add(u32::from(b - b'0'))?;
-    }
-    Some(v)
+    digits(s).and_then(|v| u32::try_from(v).ok())
 }
 
 /// Parses a port (`1*DIGIT` fitting a `u16`).
 #[inline]
 pub(crate) fn digits_u16(s: &[u8]) -> Option<u16> {
-    digits_u32(s).and_then(|v| u16::try_from(v).ok())
+    digits(s).and_then(|v| u16::try_from(v).ok())
 }
 
 /// The port (`1*DIGIT` fitting a `u16`) at `i`, and the end of its digit run: what
@@ -304,19 +320,9 @@ pub(crate) fn digits_u16(s: &[u8]) -> Option<u16> {
 /// `None` when the run is empty or its value is too large.
 #[inline]
 pub(crate) fn port_at(s: &[u8], i: usize) -> (Option<u16>, usize) {
-    let mut v: u32 = 0;
-    let mut j = i;
-    while let Some(&b) = s.get(j) {
-        let d = b.wrapping_sub(b'0');
-        if d > 9 {
-            break;
-        }
-        // Saturates far above `u16::MAX`, so an overlong run stays too large.
-        v = v.saturating_mul(10).saturating_add(u32::from(d));
-        j += 1;
-    }
-    let port = if j > i { u16::try_from(v).ok() } else { None };
-    (port, j)
+    let (v, end) = digit_run(s, i);
+    let port = if end > i { u16::try_from(v).ok() } else { None };
+    (port, end)
 }
 
 /// A searcher for the first of two bytes, for the short runs of a SIP message (a header
@@ -431,6 +437,14 @@ mod tests {
         assert_eq!(digits_u32(b"4294967296"), None);
         assert_eq!(digits_u32(b"4294967295"), Some(u32::MAX));
         assert_eq!(digits_u16(b"65536"), None);
+        // Runs longer than a u64 holds: read again, clamped, leading zeros still fine.
+        assert_eq!(digits_u32(b"0000000000000000000004096"), Some(4096));
+        assert_eq!(digits_saturating(b"184467440737095516161234"), Some(u32::MAX));
+        assert_eq!(digits_u32(b"184467440737095516161234"), None);
+        assert_eq!(digits_u32(b""), None);
+        assert_eq!(digits_u32(b"12 "), None);
+        assert_eq!(digit_run(b"x5060;", 1), (5060, 5));
+        assert_eq!(digit_run(b"99999999999999999999", 0), (DIGIT_RUN_CEILING, 20));
     }
 
     #[test]
@@ -449,6 +463,7 @@ mod tests {
             ":1",
             "6553",
             "0000000000000065535",
+            "000000000000000000065535",
         ];
         for s in inputs {
             let s = s.as_bytes();

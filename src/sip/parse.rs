@@ -26,8 +26,8 @@ use bumpalo::Bump;
 use bumpalo::collections::Vec as BVec;
 
 use super::chars::{
-    DIGIT, Find2, HOST, IPV6, LWS, TOKEN, WORD, WSP, all_in, digits_saturating, digits_u16,
-    digits_u32, find, port_at, quoted_end, skip_lws, span, trim_lws,
+    DIGIT, Find2, HOST, IPV6, LWS, TOKEN, WORD, WSP, all_in, digit_run, digits_saturating,
+    digits_u16, digits_u32, find, first_byte_mask, port_at, quoted_end, skip_lws, span, trim_lws,
 };
 use super::error::ParseError;
 use super::limits::{
@@ -978,8 +978,8 @@ fn parse_option_tags<'a>(s: &'a [u8], out: &mut BVec<'a, &'a [u8]>) -> Result<()
 /// `1 REGISTER` (one space, the same known method) is recognised by one compare.
 #[inline(always)]
 fn parse_cseq<'a>(s: &'a [u8], request: Method<'a>) -> Option<CSeq<'a>> {
-    let d_end = span(s, 0, &DIGIT);
-    let seq = digits_u32(s.get(..d_end)?)?;
+    let (seq, d_end) = digit_run(s, 0);
+    let seq = u32::try_from(seq).ok().filter(|_| d_end > 0)?;
     let tail = s.get(d_end..).unwrap_or_default();
     let same = match request {
         // The method a registrar sees: a compare of constant length, no `memcmp` call.
@@ -1130,13 +1130,9 @@ fn next_line<'b>(
 /// check below would give the same answer, so it is skipped.
 #[inline]
 fn split_header_name(line: &[u8]) -> Option<(usize, usize, HeaderName)> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    // The lowest flagged byte is the first colon (borrows only run upward); zero padding
-    // past the end of the line is never a colon.
-    let colons = |w: u64| {
-        let x = w ^ (ONES * u64::from(b':'));
-        x.wrapping_sub(ONES) & !x & (ONES << 7)
-    };
+    // The lowest flagged byte is the first colon; zero padding past the end of the line
+    // is never a colon.
+    let colons = |w: u64| first_byte_mask(w, b':');
     let w0 = word_at(line, 0);
     let m0 = colons(w0);
     // A name of up to seven bytes needs only the first word (the second is masked off).
