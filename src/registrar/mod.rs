@@ -667,7 +667,7 @@ impl Registrar {
         }
         if let Some(cached) = txn
             .as_ref()
-            .and_then(|key| self.txns.lookup_encoded(key, now_ms))
+            .and_then(|key| self.txns.lookup(key, now_ms))
         {
             out.extend_from_slice(cached);
             self.count(method, Outcome::Retransmission);
@@ -680,7 +680,7 @@ impl Registrar {
         // retransmission is processed again, which gives the same answer (an equal CSeq
         // is recognised in `register`); nothing is lost.
         if let Some(key) = &txn {
-            let _ = self.txns.insert_encoded_after_lookup(key, now_ms, out);
+            let _ = self.txns.insert(key, now_ms, out);
         }
         self.sync_gauges();
         Dispatch::Reply(dest)
