@@ -25,8 +25,14 @@ mod tests {
 
     #[test]
     fn equal_bytes_hash_alike_and_different_bytes_apart() {
-        assert_eq!(seeded_hash(b"alice@example.com"), seeded_hash(b"alice@example.com"));
-        assert_ne!(seeded_hash(b"alice@example.com"), seeded_hash(b"bob@example.com"));
+        assert_eq!(
+            seeded_hash(b"alice@example.com"),
+            seeded_hash(b"alice@example.com")
+        );
+        assert_ne!(
+            seeded_hash(b"alice@example.com"),
+            seeded_hash(b"bob@example.com")
+        );
         // The length is part of what is hashed: a prefix is another key.
         assert_ne!(seeded_hash(b""), seeded_hash(b"\0"));
     }

@@ -40,16 +40,21 @@ impl Txns {
     }
 
     fn encode(&self, key: &TxnKey<'_>) -> EncodedKey<'_> {
-        key.encode_in(&self.arena).expect("key within TXN_KEY_BYTES_MAX")
+        key.encode_in(&self.arena)
+            .expect("key within TXN_KEY_BYTES_MAX")
     }
 
     fn lookup(&mut self, key: &TxnKey<'_>, now_ms: u64) -> Option<&[u8]> {
-        let key = key.encode_in(&self.arena).expect("key within TXN_KEY_BYTES_MAX");
+        let key = key
+            .encode_in(&self.arena)
+            .expect("key within TXN_KEY_BYTES_MAX");
         self.table.lookup(&key, now_ms)
     }
 
     fn insert(&mut self, key: &TxnKey<'_>, now_ms: u64, response: &[u8]) -> Result<(), TxnError> {
-        let key = key.encode_in(&self.arena).expect("key within TXN_KEY_BYTES_MAX");
+        let key = key
+            .encode_in(&self.arena)
+            .expect("key within TXN_KEY_BYTES_MAX");
         self.table.insert(&key, now_ms, response)
     }
 }
@@ -274,7 +279,10 @@ fn oversized_keys_are_never_encoded_and_disabled_caches_refuse() {
     let k = k3261(&fits, b"h", 5060, b"REGISTER");
     assert_eq!(k.encode_in(&arena).unwrap().bytes.len(), TXN_KEY_BYTES_MAX);
     let long = [&fits[..], b"z"].concat();
-    assert_eq!(k3261(&long, b"h", 5060, b"REGISTER").encode_in(&arena), None);
+    assert_eq!(
+        k3261(&long, b"h", 5060, b"REGISTER").encode_in(&arena),
+        None
+    );
     let mut off = Txns::new(TxnLimits {
         entries_max: 0,
         ..TxnLimits::default()
