@@ -27,12 +27,14 @@ impl<'a> HashedAorKey<'a> {
     }
 
     /// The key.
+    #[inline]
     pub fn bytes(&self) -> &'a [u8] {
         self.bytes
     }
 
     /// The hash every location table indexes the key by
     /// ([`LocationTable::touch`](super::LocationTable::touch) takes it).
+    #[inline]
     pub fn hash(&self) -> u64 {
         self.hash
     }
@@ -72,6 +74,7 @@ impl AorKeyBuf {
     }
 
     /// The key and its hash.
+    #[inline]
     pub(crate) fn key(&self) -> HashedAorKey<'_> {
         HashedAorKey {
             bytes: &self.bytes,
@@ -80,6 +83,7 @@ impl AorKeyBuf {
     }
 
     /// The key.
+    #[inline]
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.bytes
     }

@@ -264,6 +264,7 @@ impl LocationTable {
 
     /// [`get`](Self::get) of a key already hashed (the registrar hashes a request's AOR
     /// key once for all its lookups and its commit).
+    #[inline]
     pub fn get_hashed(&self, key: HashedAorKey<'_>) -> Option<AorRef<'_>> {
         let aor_key = key.bytes();
         let head = *self

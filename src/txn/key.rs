@@ -65,7 +65,7 @@ impl TxnKey<'_> {
     pub fn encode_in<'b>(&self, arena: &'b bumpalo::Bump) -> Option<EncodedKey<'b>> {
         let len = self.encoded_len()?;
         let mut out = bumpalo::collections::Vec::with_capacity_in(len, arena);
-        self.write_parts(|part| out.extend_from_slice(part));
+        self.write_parts(|part| out.extend_from_slice_copy(part));
         debug_assert_eq!(out.len(), len);
         let bytes: &'b [u8] = out.into_bump_slice();
         Some(EncodedKey {
