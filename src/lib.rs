@@ -22,6 +22,7 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod ctl;
+mod hash;
 pub mod location;
 pub mod registrar;
 pub mod runtime;

@@ -17,6 +17,7 @@
 //!   wheel entry per binding however often it is refreshed.
 #![forbid(unsafe_code)]
 
+mod aor_key;
 mod binding;
 mod table;
 mod wheel;
@@ -25,10 +26,11 @@ mod wheel;
 mod tests;
 
 mod emptied;
+pub(crate) use aor_key::AorKeyBuf;
+pub use aor_key::HashedAorKey;
 pub use binding::{BINDING_FIELD_BYTES_MAX, BindingRef, NewBinding, Q_MAX, Transport};
 pub use emptied::EMPTIED_AORS_MAX_DEFAULT;
 pub use table::{
     AOR_KEY_BYTES_MAX, AorRef, BINDINGS_PER_AOR_MAX, BINDINGS_PER_SHARD_MAX, Bindings, Change,
     CommitError, CommitSummary, EXPIRE_MOVES_MAX, LocationLimits, LocationTable, TOUCH_DEPTH,
-    aor_key_hash,
 };

@@ -12,10 +12,11 @@
 //! - the wheel ([`super::wheel`]).
 
 use hashbrown::HashTable;
-use std::hash::BuildHasher;
 
+use super::aor_key::HashedAorKey;
 use super::binding::{self, BindingRef, EncodeError, NewBinding, blob_aor_key};
 use super::wheel::Wheel;
+use crate::hash::seeded_hash;
 
 /// Levels [`LocationTable::touch`] can read: the index bucket, the slot, the blob.
 pub const TOUCH_DEPTH: u8 = 3;
@@ -205,14 +206,6 @@ fn slot_blob(slots: &[Slot], idx: u32) -> &[u8] {
 /// moved by the next calls.
 pub const EXPIRE_MOVES_MAX: usize = 16_384;
 
-/// The hash every location table indexes an AOR key by: keyed by a per-process random
-/// seed (hash flooding), the same for every table, so that a request's AOR key is hashed
-/// once, before its shard's table is at hand (`Registrar::prepare`).
-pub fn aor_key_hash(aor_key: &[u8]) -> u64 {
-    static HASHER: std::sync::OnceLock<hashbrown::DefaultHashBuilder> = std::sync::OnceLock::new();
-    HASHER.get_or_init(Default::default).hash_one(aor_key)
-}
-
 fn slot_key(slots: &[Slot], idx: u32) -> &[u8] {
     blob_aor_key(slot_blob(slots, idx))
 }
@@ -266,15 +259,17 @@ impl LocationTable {
     /// bindings that `expire` has not removed yet are included: check
     /// [`BindingRef::is_expired`].
     pub fn get(&self, aor_key: &[u8]) -> Option<AorRef<'_>> {
-        self.get_hashed(aor_key_hash(aor_key), aor_key)
+        self.get_hashed(HashedAorKey::new(aor_key))
     }
 
-    /// [`get`](Self::get) with the key's [`aor_key_hash`] already computed
-    /// (the registrar hashes a request's AOR key once for all its lookups and its commit).
-    pub fn get_hashed(&self, hash: u64, aor_key: &[u8]) -> Option<AorRef<'_>> {
+    /// [`get`](Self::get) of a key already hashed (the registrar hashes a request's AOR
+    /// key once for all its lookups and its commit).
+    #[inline]
+    pub fn get_hashed(&self, key: HashedAorKey<'_>) -> Option<AorRef<'_>> {
+        let aor_key = key.bytes();
         let head = *self
             .aors
-            .find(hash, |&h| slot_key(&self.slots, h) == aor_key)?;
+            .find(key.hash(), |&h| slot_key(&self.slots, h) == aor_key)?;
         Some(AorRef {
             slots: &self.slots,
             head,
@@ -315,7 +310,7 @@ impl LocationTable {
     /// [`EMPTIED_AORS_MAX_DEFAULT`](super::EMPTIED_AORS_MAX_DEFAULT)); false while it has
     /// bindings.
     pub fn recently_emptied(&self, aor_key: &[u8]) -> bool {
-        self.emptied.contains(aor_key_hash(aor_key))
+        self.emptied.contains(seeded_hash(aor_key))
     }
 
     /// Every AOR, in no particular order (for dumps). Mutating the table ends the walk.
@@ -336,23 +331,20 @@ impl LocationTable {
         now_ms: u64,
         changes: &[Change<'_>],
     ) -> Result<CommitSummary, CommitError> {
-        self.apply_hashed(aor_key_hash(aor_key), aor_key, now_ms, changes)
+        self.apply_hashed(HashedAorKey::new(aor_key), now_ms, changes)
     }
 
-    /// [`apply`](Self::apply) with the key's [`aor_key_hash`] already
-    /// computed. A `hash` that is not the key's is a caller bug: the AOR is then not
-    /// found and a second copy of it may be inserted.
+    /// [`apply`](Self::apply) to a key already hashed.
     pub fn apply_hashed(
         &mut self,
-        hash: u64,
-        aor_key: &[u8],
+        key: HashedAorKey<'_>,
         now_ms: u64,
         changes: &[Change<'_>],
     ) -> Result<CommitSummary, CommitError> {
+        let (aor_key, hash) = (key.bytes(), key.hash());
         if aor_key.is_empty() || aor_key.len() > AOR_KEY_BYTES_MAX {
             return Err(CommitError::AorKeyInvalid);
         }
-        debug_assert_eq!(hash, aor_key_hash(aor_key));
         let head = self
             .aors
             .find(hash, |&h| slot_key(&self.slots, h) == aor_key)
@@ -453,7 +445,7 @@ impl LocationTable {
                 }
             }
             (None, Some(nh)) => {
-                aors.insert_unique(hash, nh, |&s| aor_key_hash(slot_key(slots, s)));
+                aors.insert_unique(hash, nh, |&s| seeded_hash(slot_key(slots, s)));
             }
             _ => {}
         }
@@ -603,7 +595,7 @@ impl LocationTable {
     fn remove_expired(&mut self, idx: u32) {
         let Self { aors, slots, .. } = self;
         let key = slot_key(slots, idx);
-        let hash = aor_key_hash(key);
+        let hash = seeded_hash(key);
         let Some(&head) = aors.find(hash, |&h| slot_key(slots, h) == key) else {
             debug_assert!(false, "binding not reachable from its AOR");
             return;
@@ -655,7 +647,7 @@ impl LocationTable {
         let mut found = 0;
         while idx < stop && found < aors_max {
             if let Some(blob) = self.slots.get(idx).and_then(|s| s.blob.as_deref()) {
-                let hash = aor_key_hash(blob_aor_key(blob));
+                let hash = seeded_hash(blob_aor_key(blob));
                 if self.aors.find(hash, |&h| h as usize == idx).is_some() {
                     each(AorRef {
                         slots: &self.slots,

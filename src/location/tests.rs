@@ -264,6 +264,34 @@ fn same_size_refresh_reuses_the_binding_storage() {
 }
 
 #[test]
+fn keys_hashed_once_reach_the_same_aor_as_plain_keys() {
+    let mut t = table();
+    let alice = HashedAorKey::new(b"alice@x");
+    assert_eq!(alice.bytes(), b"alice@x");
+    t.apply_hashed(
+        alice,
+        T0,
+        &[Change::Insert(nb(b"sip:1@h", T0 + 60_000, b"c", 1))],
+    )
+    .unwrap();
+    // Committed through the hashed key, found by the plain one, and the other way.
+    assert_eq!(t.get(b"alice@x").map(|a| a.len()), Some(1));
+    t.apply(
+        b"alice@x",
+        T0,
+        &[Change::Insert(nb(b"sip:2@h", T0 + 60_000, b"c", 1))],
+    )
+    .unwrap();
+    assert_eq!(t.get_hashed(alice).map(|a| a.len()), Some(2));
+    assert_eq!(t.aors_len(), 1);
+    assert!(t.get_hashed(HashedAorKey::new(b"bob@x")).is_none());
+    assert_eq!(
+        t.apply_hashed(HashedAorKey::new(b""), T0, &[]),
+        Err(CommitError::AorKeyInvalid)
+    );
+}
+
+#[test]
 fn aor_disappears_when_its_last_binding_is_removed() {
     let mut t = table();
     let two = [

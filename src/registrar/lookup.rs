@@ -5,16 +5,17 @@
 //! (RFC 4475 zeromf: 483 is for a request that would be forwarded, and this one is not).
 
 use super::{Registrar, outcome::Outcome};
+use crate::location::HashedAorKey;
 use crate::sip::{Method, Request};
 
 impl Registrar {
     /// Decide the answer to a non-REGISTER request whose domain and Require passed.
-    /// `routed`: the Request-URI's AOR key and its location hash when `prepare` wrote it.
+    /// `routed`: the Request-URI's AOR key, hashed, when `prepare` wrote it.
     pub(super) fn lookup(
         &mut self,
         now_ms: u64,
         req: &Request<'_>,
-        routed: Option<(&[u8], u64)>,
+        routed: Option<HashedAorKey<'_>>,
     ) -> Outcome {
         match req.method {
             Method::Options => Outcome::OptionsOk,
@@ -44,13 +45,13 @@ impl Registrar {
         &mut self,
         now_ms: u64,
         req: &Request<'_>,
-        routed: Option<(&[u8], u64)>,
+        routed: Option<HashedAorKey<'_>>,
     ) -> Outcome {
         if !self.load_key(routed, &req.request_uri) {
             return Outcome::NotFound;
         }
-        match self.location.get_hashed(self.aor_hash, &self.aor_key) {
-            None if self.location.recently_emptied(&self.aor_key) => {
+        match self.location.get_hashed(self.aor_key.key()) {
+            None if self.location.recently_emptied(self.aor_key.bytes()) => {
                 Outcome::TemporarilyUnavailable
             }
             None => Outcome::NotFound,

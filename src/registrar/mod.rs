@@ -38,7 +38,7 @@ pub use rng::Fnv;
 use std::sync::Arc;
 
 use crate::auth::{Algorithm, Authenticator, Challenges, NonceKey, Subscribers};
-use crate::location::{LocationLimits, LocationTable};
+use crate::location::{AorKeyBuf, HashedAorKey, LocationLimits, LocationTable};
 use crate::sip::{self, Method, ParseError, Request};
 use crate::txn::{EncodedKey, TxnKey, TxnLimits, TxnTable};
 
@@ -76,11 +76,10 @@ pub enum Prepared<'a> {
         req: &'a Request<'a>,
         /// The owner hash ([`route`]).
         hash: u64,
-        /// The AOR key the owner hash was computed from, when the request names one.
-        aor_key: Option<&'a [u8]>,
-        /// The location tables' [`aor_key_hash`](crate::location::aor_key_hash) of
-        /// `aor_key` (0 without one): hashed once for the warm-up and every lookup.
-        aor_key_hash: u64,
+        /// The AOR key the owner hash was computed from, when the request names one,
+        /// with its location-table hash: hashed once for the warm-up, every lookup and
+        /// the commit.
+        aor_key: Option<HashedAorKey<'a>>,
         /// The transaction key, encoded and hashed once for the warm-up, the lookup and
         /// the insert; `None` when it is too long to cache.
         txn: Option<EncodedKey<'a>>,
@@ -376,11 +375,9 @@ pub struct Registrar {
     txns: TxnTable,
     stats: Stats,
     rng: rng::Rng,
-    /// The current request's AOR key (reused buffer).
-    aor_key: Vec<u8>,
-    /// The location table's [`aor_key_hash`](crate::location::aor_key_hash) of `aor_key`, computed
-    /// once where `aor_key` is set, for every lookup and the commit of the request.
-    aor_hash: u64,
+    /// The current request's AOR key and its location-table hash (reused buffer),
+    /// hashed once where it is set, for every lookup and the commit of the request.
+    aor_key: AorKeyBuf,
     /// [`Registrar::warm`]'s transaction and AOR hashes (capacity [`WARM_BATCH_MAX`]).
     warm_txn: Vec<u64>,
     warm_aor: Vec<u64>,
@@ -431,8 +428,7 @@ impl Registrar {
             txns,
             stats: Stats::default(),
             rng,
-            aor_key: Vec::with_capacity(AOR_KEY_BYTES_MAX + 64),
-            aor_hash: 0,
+            aor_key: AorKeyBuf::with_capacity(AOR_KEY_BYTES_MAX + 64),
             warm_txn: Vec::with_capacity(WARM_BATCH_MAX),
             warm_aor: Vec::with_capacity(WARM_BATCH_MAX),
             date: (u64::MAX, [0; sip::DATE_BYTES]),
@@ -459,8 +455,8 @@ impl Registrar {
         let before = self.journal.len();
         crate::store::record::encode_aor(
             &mut self.journal,
-            &self.aor_key,
-            self.location.get_hashed(self.aor_hash, &self.aor_key),
+            self.aor_key.bytes(),
+            self.location.get_hashed(self.aor_key.key()),
         );
         self.journal_position += (self.journal.len() - before) as u64;
     }
@@ -563,8 +559,7 @@ impl Registrar {
                 Prepared::Request {
                     req,
                     hash,
-                    aor_key,
-                    aor_key_hash: aor_key.map_or(0, crate::location::aor_key_hash),
+                    aor_key: aor_key.map(HashedAorKey::new),
                     txn: txn_key(req).encode_in(arena),
                 }
             }
@@ -596,20 +591,14 @@ impl Registrar {
         self.warm_txn.clear();
         self.warm_aor.clear();
         for p in batch.into_iter().take(WARM_BATCH_MAX) {
-            let Prepared::Request {
-                aor_key,
-                aor_key_hash,
-                txn,
-                ..
-            } = p
-            else {
+            let Prepared::Request { aor_key, txn, .. } = p else {
                 continue;
             };
             if let Some(txn) = txn {
                 self.warm_txn.push(txn.hash());
             }
-            if aor_key.is_some() {
-                self.warm_aor.push(*aor_key_hash);
+            if let Some(aor_key) = aor_key {
+                self.warm_aor.push(aor_key.hash());
             }
         }
         let mut touched = 0u64;
@@ -652,8 +641,7 @@ impl Registrar {
                 hash,
                 txn,
                 aor_key,
-                aor_key_hash,
-            } => (req, hash, txn, aor_key.map(|key| (key, aor_key_hash))),
+            } => (req, hash, txn, aor_key),
         };
         if !owns(hash) {
             return Dispatch::Forward(hash);
@@ -665,10 +653,7 @@ impl Registrar {
             self.count(method, Outcome::AckAbsorbed);
             return Dispatch::Nothing;
         }
-        if let Some(cached) = txn
-            .as_ref()
-            .and_then(|key| self.txns.lookup_encoded(key, now_ms))
-        {
+        if let Some(cached) = txn.as_ref().and_then(|key| self.txns.lookup(key, now_ms)) {
             out.extend_from_slice(cached);
             self.count(method, Outcome::Retransmission);
             return Dispatch::Reply(dest);
@@ -680,20 +665,20 @@ impl Registrar {
         // retransmission is processed again, which gives the same answer (an equal CSeq
         // is recognised in `register`); nothing is lost.
         if let Some(key) = &txn {
-            let _ = self.txns.insert_encoded_after_lookup(key, now_ms, out);
+            let _ = self.txns.insert(key, now_ms, out);
         }
         self.sync_gauges();
         Dispatch::Reply(dest)
     }
 
     /// Run the request through its pipeline and say how it ends.
-    /// `routed` is the AOR key `prepare` wrote for the request and its location hash, if any.
+    /// `routed` is the AOR key `prepare` wrote (and hashed) for the request, if any.
     fn decide<'a>(
         &mut self,
         now_ms: u64,
         source: Source,
         req: &Request<'a>,
-        routed: Option<(&[u8], u64)>,
+        routed: Option<HashedAorKey<'_>>,
         arena: &'a Bump,
     ) -> Outcome {
         // §10.3 step 1 (and any request to us): is the Request-URI's domain ours?
@@ -712,26 +697,19 @@ impl Registrar {
         }
     }
 
-    /// Put the AOR key of `uri` in `self.aor_key`: the key `prepare` already wrote for
-    /// routing (`routed`: the same bytes, for the URI the request is routed by, with its
-    /// location hash) when there is one, else written now; `self.aor_hash` with it. False
-    /// when `uri` names no user.
-    fn load_key(&mut self, routed: Option<(&[u8], u64)>, uri: &sip::Uri<'_>) -> bool {
-        self.aor_key.clear();
+    /// Put the AOR key of `uri` and its hash in `self.aor_key`: the key `prepare` already
+    /// wrote and hashed for routing (`routed`: the same bytes, for the URI the request is
+    /// routed by) when there is one, else written and hashed now. False when `uri` names
+    /// no user.
+    fn load_key(&mut self, routed: Option<HashedAorKey<'_>>, uri: &sip::Uri<'_>) -> bool {
         match routed {
-            Some((key, hash)) => {
-                self.aor_key.extend_from_slice(key);
-                self.aor_hash = hash;
+            Some(key) => {
+                self.aor_key.set(key);
                 true
             }
-            None => {
-                let loaded =
-                    uri.user.is_some() && sip::write_aor_key(uri, &mut self.aor_key).is_ok();
-                if loaded {
-                    self.aor_hash = crate::location::aor_key_hash(&self.aor_key);
-                }
-                loaded
-            }
+            None => self
+                .aor_key
+                .write(|key| uri.user.is_some() && sip::write_aor_key(uri, key).is_ok()),
         }
     }
 
@@ -844,13 +822,11 @@ impl Registrar {
         if self.store_failed {
             return Err(AdminError::StoreFailed);
         }
+        self.aor_key.set(HashedAorKey::new(aor_key));
         let summary = self
             .location
-            .apply(aor_key, now_ms, changes)
+            .apply_hashed(self.aor_key.key(), now_ms, changes)
             .map_err(AdminError::Commit)?;
-        self.aor_key.clear();
-        self.aor_key.extend_from_slice(aor_key);
-        self.aor_hash = crate::location::aor_key_hash(aor_key);
         self.journal_aor();
         self.sync_gauges();
         Ok(summary)

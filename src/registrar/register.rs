@@ -10,7 +10,7 @@ use bumpalo::Bump;
 use bumpalo::collections::Vec as BumpVec;
 
 use super::{Registrar, outcome::Outcome};
-use crate::location::{Change, CommitError, NewBinding};
+use crate::location::{Change, CommitError, HashedAorKey, NewBinding};
 use crate::sip::{Contact, Contacts, Request, Scheme, parse_uri, uri_equivalent};
 
 /// An AOR key longer than this is refused with 400 (OpenSIPS `max_aor_len` is 256).
@@ -41,7 +41,7 @@ impl Registrar {
         now_ms: u64,
         source: super::Source,
         req: &Request<'a>,
-        routed: Option<(&[u8], u64)>,
+        routed: Option<HashedAorKey<'_>>,
         arena: &'a Bump,
     ) -> Outcome {
         // Steps 3 and 4: who is this, and may they register this AOR?
@@ -85,7 +85,7 @@ impl Registrar {
     fn load_aor_key(
         &mut self,
         req: &Request<'_>,
-        routed: Option<(&[u8], u64)>,
+        routed: Option<HashedAorKey<'_>>,
     ) -> Result<(), Outcome> {
         if !matches!(req.to.uri.scheme, Scheme::Sip | Scheme::Sips) {
             return Err(Outcome::ToNotSip);
@@ -96,7 +96,7 @@ impl Registrar {
         if !self.load_key(routed, &req.to.uri) {
             return Err(Outcome::ToNoUser);
         }
-        if self.aor_key.len() > AOR_KEY_BYTES_MAX {
+        if self.aor_key.bytes().len() > AOR_KEY_BYTES_MAX {
             return Err(Outcome::AorTooLong);
         }
         Ok(())
@@ -109,7 +109,7 @@ impl Registrar {
             return Outcome::StarMisuse;
         }
         let mut changes: BumpVec<'a, Change<'a>> = BumpVec::new_in(arena);
-        if let Some(aor) = self.location.get_hashed(self.aor_hash, &self.aor_key) {
+        if let Some(aor) = self.location.get_hashed(self.aor_key.key()) {
             for (index, b) in aor.iter().enumerate() {
                 if b.call_id() == req.call_id && req.cseq.seq <= b.cseq() && b.expires_ms() > now_ms
                 {
@@ -149,7 +149,7 @@ impl Registrar {
         let mut existing: BumpVec<'a, Existing> = BumpVec::new_in(arena);
         let mut matched: BumpVec<'a, Option<usize>> =
             BumpVec::with_capacity_in(contacts.len(), arena);
-        if let Some(aor) = self.location.get_hashed(self.aor_hash, &self.aor_key) {
+        if let Some(aor) = self.location.get_hashed(self.aor_key.key()) {
             // Sized once (one allocation, not a growth per push); AORs are small.
             existing.reserve_exact(aor.len());
             for (index, b) in aor.iter().enumerate() {
@@ -268,7 +268,7 @@ impl Registrar {
         }
         match self
             .location
-            .apply_hashed(self.aor_hash, &self.aor_key, now_ms, changes)
+            .apply_hashed(self.aor_key.key(), now_ms, changes)
         {
             Ok(_) => {
                 self.journal_aor();

@@ -110,7 +110,7 @@ impl Registrar {
     /// seconds it has left (§10.3 step 8: "MUST contain Contact header field values
     /// enumerating all current bindings").
     fn write_bindings<'a>(&mut self, w: &mut ResponseWriter<'_>, now_ms: u64, arena: &'a Bump) {
-        let Some(aor) = self.location.get_hashed(self.aor_hash, &self.aor_key) else {
+        let Some(aor) = self.location.get_hashed(self.aor_key.key()) else {
             return;
         };
         if aor.len() == 1 {

@@ -4,6 +4,8 @@
 //! never share a transaction by a hash collision. Encoding into one byte string makes the
 //! comparison a single `memcmp` and lets the key live in the same ring as the response.
 
+use crate::hash::seeded_hash;
+
 /// The RFC 3261 branch prefix ("magic cookie", §8.1.1.7): a branch that starts with it is
 /// unique per transaction, so the §17.2.3 short key applies.
 pub const MAGIC_COOKIE: &[u8] = b"z9hG4bK";
@@ -55,39 +57,25 @@ const TAG_3261: u8 = 1;
 const TAG_2543: u8 = 2;
 
 impl TxnKey<'_> {
-    /// Writes the flat form into `out` (cleared first): a tag byte, then each field as a
-    /// `u16` length and its bytes, numbers fixed-width. Fails past [`TXN_KEY_BYTES_MAX`]
-    /// (checked first, so `out` never grows past it).
-    pub(crate) fn encode(&self, out: &mut Vec<u8>) -> Result<(), KeyTooLong> {
-        out.clear();
-        self.encoded_len()?;
-        self.write_parts(|part| out.extend_from_slice(part));
-        Ok(())
-    }
-
-    /// [`encode`](Self::encode) into `arena`, with the key's index hash: done once per
-    /// request (`Registrar::prepare`), then used by the warm-up, the lookup and the
-    /// insert without encoding or hashing again. `None` for a key longer than
-    /// [`TXN_KEY_BYTES_MAX`] (never cached).
+    /// The flat form of the key in `arena`, with its index hash: a tag byte, then each
+    /// field as a `u16` length and its bytes, numbers fixed-width. Done once per request
+    /// (`Registrar::prepare`), then used by the warm-up, the lookup and the insert
+    /// without encoding or hashing again. `None` for a key longer than
+    /// [`TXN_KEY_BYTES_MAX`] (never cached; checked first, so nothing is allocated).
     pub fn encode_in<'b>(&self, arena: &'b bumpalo::Bump) -> Option<EncodedKey<'b>> {
-        let len = self.encoded_len().ok()?;
-        let out = arena.alloc_slice_fill_copy(len, 0u8);
-        let mut at = 0;
-        self.write_parts(|part| {
-            if let Some(dst) = out.get_mut(at..at + part.len()) {
-                dst.copy_from_slice(part);
-            }
-            at += part.len();
-        });
-        let bytes: &[u8] = out;
+        let len = self.encoded_len()?;
+        let mut out = bumpalo::collections::Vec::with_capacity_in(len, arena);
+        self.write_parts(|part| out.extend_from_slice_copy(part));
+        debug_assert_eq!(out.len(), len);
+        let bytes: &'b [u8] = out.into_bump_slice();
         Some(EncodedKey {
             bytes,
-            hash: key_hash(bytes),
+            hash: seeded_hash(bytes),
         })
     }
 
-    /// Bytes of the flat form, or the error when it is longer than [`TXN_KEY_BYTES_MAX`].
-    fn encoded_len(&self) -> Result<usize, KeyTooLong> {
+    /// Bytes of the flat form, or `None` when it is longer than [`TXN_KEY_BYTES_MAX`].
+    fn encoded_len(&self) -> Option<usize> {
         let (head, fields) = match *self {
             Self::Rfc3261 {
                 branch,
@@ -115,10 +103,7 @@ impl TxnKey<'_> {
         let len = head + fields;
         // Each field's length is a `u16`; the total bound implies it.
         const _: () = assert!(TXN_KEY_BYTES_MAX <= u16::MAX as usize);
-        if len > TXN_KEY_BYTES_MAX {
-            return Err(KeyTooLong);
-        }
-        Ok(len)
+        (len <= TXN_KEY_BYTES_MAX).then_some(len)
     }
 
     /// The flat form, part by part (the length was checked by `encoded_len`).
@@ -160,7 +145,7 @@ impl TxnKey<'_> {
 pub struct EncodedKey<'a> {
     /// The flat form.
     pub(crate) bytes: &'a [u8],
-    /// [`key_hash`] of `bytes`.
+    /// [`seeded_hash`] of `bytes`.
     pub(crate) hash: u64,
 }
 
@@ -170,18 +155,6 @@ impl EncodedKey<'_> {
         self.hash
     }
 }
-
-/// The index hash of a flat key: keyed by a per-process random seed (hash flooding), the
-/// same for every table so that a key can be hashed before its shard's table is at hand.
-pub(crate) fn key_hash(bytes: &[u8]) -> u64 {
-    use std::hash::BuildHasher as _;
-    static HASHER: std::sync::OnceLock<hashbrown::DefaultHashBuilder> = std::sync::OnceLock::new();
-    HASHER.get_or_init(Default::default).hash_one(bytes)
-}
-
-/// A key longer than [`TXN_KEY_BYTES_MAX`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct KeyTooLong;
 
 fn put_field(put: &mut impl FnMut(&[u8]), f: &[u8]) {
     // `encoded_len` bounded the whole key by TXN_KEY_BYTES_MAX ≤ u16::MAX.

@@ -7,8 +7,9 @@
 //! keep the response for Timer J (64·T1 = 32 s on UDP) and replay it to any request that
 //! matches the transaction (§17.2.3). No 100 Trying is sent (RFC 4320).
 //!
-//! Sans-IO: keys are borrowed byte slices from the parsed request, times are ms since the
-//! Unix epoch given by the caller. The cache is a FIFO ring ([`table`](TxnTable)): one
+//! Sans-IO: keys are encoded and hashed once per request into the caller's arena
+//! ([`TxnKey::encode_in`]) from the parsed request's bytes, times are ms since the Unix
+//! epoch given by the caller. The cache is a FIFO ring ([`table`](TxnTable)): one
 //! preallocated byte ring, no allocation per transaction, memory capped by
 //! [`TxnLimits`] (budget written there).
 #![forbid(unsafe_code)]

@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 
 use super::index::{self, EMPTY, Index};
-use super::key::{EncodedKey, TXN_KEY_BYTES_MAX, TxnKey, key_hash};
+use super::key::{EncodedKey, TXN_KEY_BYTES_MAX};
 
 /// Default transactions cached per shard (the registrar's `txn_cache_max`).
 pub const TXN_ENTRIES_DEFAULT: usize = 262_144;
@@ -34,7 +34,6 @@ pub const TIMER_J_UDP_MS: u64 = 64 * 500;
 ///   262_144 × 640 B   = 160.0 MiB  byte ring: encoded key + cached response per record
 /// + 262_144 × 32 B    =   8.0 MiB  record queue: offset, lengths, expiry, hash per record
 /// + 65_536 × 128 B    =   8.0 MiB  hash index: 16 u64 entries per bucket, 4 per record
-/// + 4 KiB                          key scratch (TXN_KEY_BYTES_MAX)
 /// ≈ 176.0 MiB
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,11 +66,10 @@ impl Default for TxnLimits {
     }
 }
 
-/// Why a response was not cached. The table is unchanged.
+/// Why a response was not cached. The table is unchanged. (A key longer than
+/// [`TXN_KEY_BYTES_MAX`] never gets this far: it has no [`EncodedKey`].)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TxnError {
-    /// The encoded key is longer than [`TXN_KEY_BYTES_MAX`].
-    KeyTooLong,
     /// Key plus response do not fit in the byte ring even when empty.
     ResponseTooLarge,
     /// `entries_max` or `bytes_max` is 0.
@@ -82,7 +80,6 @@ impl TxnError {
     /// A short description.
     pub const fn as_str(self) -> &'static str {
         match self {
-            Self::KeyTooLong => "transaction key too long",
             Self::ResponseTooLarge => "response larger than the transaction cache",
             Self::Disabled => "transaction cache disabled",
         }
@@ -116,8 +113,9 @@ const _: () = assert!(TXN_RING_BYTES_MAX <= u32::MAX as usize);
 /// One shard's non-INVITE server transactions (RFC 3261 §17.2.2): final responses kept
 /// for Timer J and replayed byte for byte to retransmissions.
 ///
-/// Call order: [`lookup`](Self::lookup) each request; on a hit send the bytes and stop;
-/// on a miss process it and [`insert`](Self::insert) the final response. Call
+/// Call order: encode each request's key once ([`TxnKey::encode_in`](super::TxnKey::encode_in)),
+/// [`lookup`](Self::lookup) it; on a hit send the bytes and stop; on a miss process the
+/// request and [`insert`](Self::insert) its final response under the same key. Call
 /// [`expire`](Self::expire) when [`next_expiry_ms`](Self::next_expiry_ms) is due
 /// (spurious calls are no-ops).
 pub struct TxnTable {
@@ -132,14 +130,13 @@ pub struct TxnTable {
     ring: Box<[u8]>,
     /// End of the newest record in `ring` (next write position when there is room).
     tail: usize,
-    scratch: Vec<u8>,
-    /// The last lookup's key hash and find (its key is in `scratch`), for
-    /// [`TxnTable::insert_after_lookup`]; cleared by anything that changes the table.
+    /// The last lookup's key hash and find, so that the insert after a miss does not
+    /// search again; cleared by anything that changes the table.
     last_lookup: Option<LastLookup>,
     evicted_early: u64,
 }
 
-/// What [`TxnTable::lookup`] found for the key it left in `scratch`.
+/// What [`TxnTable::lookup`] found for the key of `hash`.
 #[derive(Clone, Copy, Debug)]
 struct LastLookup {
     hash: u64,
@@ -200,7 +197,6 @@ impl TxnTable {
             // Zeroed allocation: the kernel maps pages on first write.
             ring: vec![0u8; limits.bytes_max].into_boxed_slice(),
             tail: 0,
-            scratch: Vec::with_capacity(TXN_KEY_BYTES_MAX),
             last_lookup: None,
             evicted_early: 0,
         }
@@ -222,19 +218,8 @@ impl TxnTable {
 
     /// The cached final response of the transaction `key` belongs to, if it is still
     /// within Timer J at `now_ms` (RFC 3261 §17.2.2: a retransmission gets it again).
-    pub fn lookup(&mut self, key: &TxnKey<'_>, now_ms: u64) -> Option<&[u8]> {
-        self.last_lookup = None;
-        key.encode(&mut self.scratch).ok()?;
-        let hash = key_hash(&self.scratch);
-        let found = self.find(&self.scratch, hash);
-        self.last_lookup = Some(LastLookup { hash, found });
-        self.response(found?.1, now_ms)
-    }
-
-    /// [`lookup`](Self::lookup) of a key already encoded and hashed
-    /// ([`TxnKey::encode_in`]); follow a miss with
-    /// [`insert_encoded_after_lookup`](Self::insert_encoded_after_lookup).
-    pub fn lookup_encoded(&mut self, key: &EncodedKey<'_>, now_ms: u64) -> Option<&[u8]> {
+    /// What it found is kept for the [`insert`](Self::insert) that follows a miss.
+    pub fn lookup(&mut self, key: &EncodedKey<'_>, now_ms: u64) -> Option<&[u8]> {
         let found = self.find(key.bytes, key.hash);
         self.last_lookup = Some(LastLookup {
             hash: key.hash,
@@ -270,40 +255,11 @@ impl TxnTable {
 
     /// Caches `response` as the final response of `key` from `now_ms` for Timer J,
     /// superseding an earlier one for the same key and evicting the oldest records
-    /// (counted) when a cap is reached.
+    /// (counted) when a cap is reached. After a [`lookup`](Self::lookup) of the same key
+    /// that missed, with no change to the table since, the key is not searched again;
+    /// otherwise it is, so the response is cached either way (a retransmission then gets
+    /// it byte for byte, RFC 3261 §17.2.2).
     pub fn insert(
-        &mut self,
-        key: &TxnKey<'_>,
-        now_ms: u64,
-        response: &[u8],
-    ) -> Result<(), TxnError> {
-        if self.limits.entries_max == 0 || self.ring.is_empty() {
-            return Err(TxnError::Disabled);
-        }
-        key.encode(&mut self.scratch)
-            .map_err(|_| TxnError::KeyTooLong)?;
-        let hash = key_hash(&self.scratch);
-        let superseded = self.find(&self.scratch, hash);
-        self.insert_scratch(hash, superseded, now_ms, response)
-    }
-
-    /// [`insert`](Self::insert) for the key of the last [`lookup`](Self::lookup), which
-    /// missed: the key is not encoded, hashed and searched again. Fails with
-    /// [`TxnError::KeyTooLong`] when that lookup could not encode its key, or when the
-    /// table was changed since.
-    pub fn insert_after_lookup(&mut self, now_ms: u64, response: &[u8]) -> Result<(), TxnError> {
-        let Some(LastLookup { hash, found }) = self.last_lookup.take() else {
-            return Err(TxnError::KeyTooLong);
-        };
-        self.insert_scratch(hash, found, now_ms, response)
-    }
-
-    /// [`insert_after_lookup`](Self::insert_after_lookup) for the key of the last
-    /// [`lookup_encoded`](Self::lookup_encoded), which missed: the key is not searched
-    /// again. When the table changed since that lookup, or it was of another key, the key
-    /// is searched again, so the response is still cached (a retransmission then gets it
-    /// byte for byte, RFC 3261 §17.2.2).
-    pub fn insert_encoded_after_lookup(
         &mut self,
         key: &EncodedKey<'_>,
         now_ms: u64,
@@ -313,28 +269,12 @@ impl TxnTable {
             Some(LastLookup { hash, found }) if hash == key.hash => found,
             _ => self.find(key.bytes, key.hash),
         };
-        self.insert_encoded(key.bytes, key.hash, found, now_ms, response)
+        self.insert_record(key.bytes, key.hash, found, now_ms, response)
     }
 
-    /// [`insert_encoded`](Self::insert_encoded) of the key in `scratch`.
-    fn insert_scratch(
-        &mut self,
-        hash: u64,
-        superseded: Option<(usize, usize)>,
-        now_ms: u64,
-        response: &[u8],
-    ) -> Result<(), TxnError> {
-        // Moved out and back (no allocation) so that `scratch` can be read while the
-        // table changes.
-        let key = std::mem::take(&mut self.scratch);
-        let result = self.insert_encoded(&key, hash, superseded, now_ms, response);
-        self.scratch = key;
-        result
-    }
-
-    /// The body of the inserts: `key` is the flat key, `superseded` is where the index
+    /// The body of [`insert`](Self::insert): `key` is the flat key, `superseded` is where the index
     /// names a record of the same key, if anywhere.
-    fn insert_encoded(
+    fn insert_record(
         &mut self,
         key: &[u8],
         hash: u64,
@@ -549,7 +489,9 @@ impl TxnTable {
                 assert_eq!(index::entry_tag(e), index::tag_of(r.hash));
                 assert_eq!(r.hash as usize & (self.index.buckets().len() - 1), b);
                 assert_eq!(
-                    key_hash(&self.ring[r.off as usize..][..usize::from(r.key_len)]),
+                    crate::hash::seeded_hash(
+                        &self.ring[r.off as usize..][..usize::from(r.key_len)]
+                    ),
                     r.hash
                 );
                 named[pos] += 1;

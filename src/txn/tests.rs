@@ -1,6 +1,8 @@
 use super::*;
+use bumpalo::Bump;
 use proptest::prelude::*;
 use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
 
 const T0: u64 = 1_700_000_000_000;
 
@@ -17,8 +19,61 @@ fn key(branch: &[u8]) -> TxnKey<'_> {
     k3261(branch, b"192.0.2.4", 5060, b"REGISTER")
 }
 
-fn small(entries_max: usize, bytes_max: usize) -> TxnTable {
-    TxnTable::new(TxnLimits {
+/// A table driven the way the registrar drives it: each call encodes its key into an
+/// arena first ([`TxnKey::encode_in`]), then looks up or inserts the encoded key (an
+/// insert right after the lookup of the same key reuses that lookup's search).
+struct Txns {
+    table: TxnTable,
+    arena: Bump,
+}
+
+impl Txns {
+    fn new(limits: TxnLimits) -> Self {
+        Self::of(TxnTable::new(limits))
+    }
+
+    fn of(table: TxnTable) -> Self {
+        Self {
+            table,
+            arena: Bump::new(),
+        }
+    }
+
+    fn encode(&self, key: &TxnKey<'_>) -> EncodedKey<'_> {
+        key.encode_in(&self.arena)
+            .expect("key within TXN_KEY_BYTES_MAX")
+    }
+
+    fn lookup(&mut self, key: &TxnKey<'_>, now_ms: u64) -> Option<&[u8]> {
+        let key = key
+            .encode_in(&self.arena)
+            .expect("key within TXN_KEY_BYTES_MAX");
+        self.table.lookup(&key, now_ms)
+    }
+
+    fn insert(&mut self, key: &TxnKey<'_>, now_ms: u64, response: &[u8]) -> Result<(), TxnError> {
+        let key = key
+            .encode_in(&self.arena)
+            .expect("key within TXN_KEY_BYTES_MAX");
+        self.table.insert(&key, now_ms, response)
+    }
+}
+
+impl Deref for Txns {
+    type Target = TxnTable;
+    fn deref(&self) -> &TxnTable {
+        &self.table
+    }
+}
+
+impl DerefMut for Txns {
+    fn deref_mut(&mut self) -> &mut TxnTable {
+        &mut self.table
+    }
+}
+
+fn small(entries_max: usize, bytes_max: usize) -> Txns {
+    Txns::new(TxnLimits {
         entries_max,
         bytes_max,
         timer_j_ms: TIMER_J_UDP_MS,
@@ -30,7 +85,7 @@ const OK: &[u8] =
 
 #[test]
 fn retransmission_gets_the_cached_response_byte_for_byte() {
-    let mut t = TxnTable::new(TxnLimits::default());
+    let mut t = Txns::new(TxnLimits::default());
     assert_eq!(t.lookup(&key(b"z9hG4bK776"), T0), None);
     t.insert(&key(b"z9hG4bK776"), T0, OK).unwrap();
     assert_eq!(t.lookup(&key(b"z9hG4bK776"), T0 + 500), Some(OK));
@@ -40,7 +95,7 @@ fn retransmission_gets_the_cached_response_byte_for_byte() {
 
 #[test]
 fn timer_j_ends_the_transaction() {
-    let mut t = TxnTable::new(TxnLimits::default());
+    let mut t = Txns::new(TxnLimits::default());
     t.insert(&key(b"z9hG4bKa"), T0, OK).unwrap();
     t.insert(
         &key(b"z9hG4bKb"),
@@ -102,7 +157,7 @@ fn byte_cap_evicts_the_oldest_and_wraps() {
 
 #[test]
 fn method_and_sent_by_are_part_of_the_key() {
-    let mut t = TxnTable::new(TxnLimits::default());
+    let mut t = Txns::new(TxnLimits::default());
     let k = k3261(b"z9hG4bK1", b"192.0.2.4", 5060, b"REGISTER");
     t.insert(&k, T0, OK).unwrap();
     assert_eq!(t.lookup(&k, T0), Some(OK));
@@ -151,7 +206,7 @@ fn rfc2543_requests_match_on_the_fallback_key() {
         b"SIP/2.0/UDP 192.0.2.4:5060;branch=old-style-1",
     );
     assert!(!is_rfc3261_branch(b"old-style-1") && is_rfc3261_branch(b"z9hG4bK1"));
-    let mut t = TxnTable::new(TxnLimits::default());
+    let mut t = Txns::new(TxnLimits::default());
     t.insert(&k2543(base), T0, OK).unwrap();
     assert_eq!(t.lookup(&k2543(base), T0 + 1), Some(OK));
     let (r, f, to, c, n, m, v) = base;
@@ -194,7 +249,10 @@ fn a_second_insert_for_the_same_key_supersedes_the_first() {
 fn a_full_index_bucket_pushes_out_its_oldest_entry_and_counts_it() {
     // One bucket of 16 entries for up to 32 transactions: the 17th insert must push the
     // oldest entry out (in a real-size index this needs 16 live keys in one bucket).
-    let mut t = TxnTable::with_index_buckets(TxnLimits::for_entries(32, TIMER_J_UDP_MS), 1);
+    let mut t = Txns::of(TxnTable::with_index_buckets(
+        TxnLimits::for_entries(32, TIMER_J_UDP_MS),
+        1,
+    ));
     let branch = |i: u32| format!("z9hG4bK{i}").into_bytes();
     for i in 0..20 {
         t.insert(&key(&branch(i)), T0 + u64::from(i), OK).unwrap();
@@ -214,12 +272,18 @@ fn a_full_index_bucket_pushes_out_its_oldest_entry_and_counts_it() {
 }
 
 #[test]
-fn oversized_keys_and_disabled_caches_are_refused() {
-    let mut t = TxnTable::new(TxnLimits::default());
-    let long = vec![b'z'; TXN_KEY_BYTES_MAX];
-    assert_eq!(t.insert(&key(&long), T0, OK), Err(TxnError::KeyTooLong));
-    assert_eq!(t.lookup(&key(&long), T0), None);
-    let mut off = TxnTable::new(TxnLimits {
+fn oversized_keys_are_never_encoded_and_disabled_caches_refuse() {
+    let arena = Bump::new();
+    // The flat form of a 3261 key: 3 head bytes and 3 length-prefixed fields.
+    let fits = vec![b'z'; TXN_KEY_BYTES_MAX - 3 - 3 * 2 - b"h".len() - b"REGISTER".len()];
+    let k = k3261(&fits, b"h", 5060, b"REGISTER");
+    assert_eq!(k.encode_in(&arena).unwrap().bytes.len(), TXN_KEY_BYTES_MAX);
+    let long = [&fits[..], b"z"].concat();
+    assert_eq!(
+        k3261(&long, b"h", 5060, b"REGISTER").encode_in(&arena),
+        None
+    );
+    let mut off = Txns::new(TxnLimits {
         entries_max: 0,
         ..TxnLimits::default()
     });
@@ -229,6 +293,50 @@ fn oversized_keys_and_disabled_caches_are_refused() {
     );
     assert_eq!(off.lookup(&key(b"z9hG4bK1"), T0), None);
     assert_eq!(TxnLimits::default().bytes_max, 262_144 * 640);
+}
+
+#[test]
+fn keys_are_encoded_as_tagged_length_prefixed_fields() {
+    let arena = Bump::new();
+    let k = k3261(b"z9hG4bK1", b"h", 0x1234, b"REGISTER");
+    let enc = k.encode_in(&arena).unwrap();
+    let want = [
+        &[1u8, 0x34, 0x12][..],
+        &[8, 0],
+        b"z9hG4bK1",
+        &[1, 0],
+        b"h",
+        &[8, 0],
+        b"REGISTER",
+    ]
+    .concat();
+    assert_eq!(enc.bytes, &want[..]);
+    assert_eq!(enc.hash(), crate::hash::seeded_hash(&want));
+    let k = TxnKey::Rfc2543 {
+        request_uri: b"sip:e",
+        from_tag: b"f",
+        to_tag: b"",
+        call_id: b"c",
+        cseq: 0x0102_0304,
+        method: b"REGISTER",
+        top_via: b"v",
+    };
+    let want = [
+        &[2u8, 4, 3, 2, 1][..],
+        &[5, 0],
+        b"sip:e",
+        &[1, 0],
+        b"f",
+        &[0, 0],
+        &[1, 0],
+        b"c",
+        &[8, 0],
+        b"REGISTER",
+        &[1, 0],
+        b"v",
+    ]
+    .concat();
+    assert_eq!(k.encode_in(&arena).unwrap().bytes, &want[..]);
 }
 
 #[derive(Clone, Debug)]
@@ -297,39 +405,63 @@ proptest! {
 }
 
 #[test]
-fn insert_after_lookup_caches_under_the_looked_up_key() {
+fn an_insert_after_a_missed_lookup_caches_under_that_key() {
     let mut t = small(4, 1 << 12);
-    assert_eq!(t.lookup(&key(b"z9hG4bK1"), T0), None);
-    t.insert_after_lookup(T0, b"one").unwrap();
-    assert_eq!(t.lookup(&key(b"z9hG4bK1"), T0 + 1), Some(&b"one"[..]));
-    // Past Timer J the lookup misses; the insert after it supersedes the old record.
-    assert_eq!(t.lookup(&key(b"z9hG4bK1"), T0 + 40_000), None);
-    t.insert_after_lookup(T0 + 40_000, b"two").unwrap();
-    // Only once per lookup, and not after the table changed.
-    assert_eq!(
-        t.insert_after_lookup(T0 + 40_000, b"x"),
-        Err(TxnError::KeyTooLong)
-    );
-    assert_eq!(t.lookup(&key(b"z9hG4bK1"), T0 + 40_001), Some(&b"two"[..]));
+    let k1 = key(b"z9hG4bK1");
+    assert_eq!(t.lookup(&k1, T0), None);
+    t.insert(&k1, T0, b"one").unwrap();
+    assert_eq!(t.lookup(&k1, T0 + 1), Some(&b"one"[..]));
+    // Past Timer J the lookup misses but finds the old record: the insert after it
+    // supersedes that record instead of indexing a second one.
+    assert_eq!(t.lookup(&k1, T0 + 40_000), None);
+    t.insert(&k1, T0 + 40_000, b"two").unwrap();
+    assert_eq!(t.lookup(&k1, T0 + 40_001), Some(&b"two"[..]));
     assert_eq!(t.len(), 1);
     t.check_invariants();
-    assert_eq!(t.lookup(&key(b"z9hG4bK2"), T0 + 40_002), None);
-    t.expire(T0 + 40_002);
-    assert_eq!(
-        t.insert_after_lookup(T0 + 40_002, b"x"),
-        Err(TxnError::KeyTooLong)
-    );
-    let long = vec![b'z'; TXN_KEY_BYTES_MAX];
-    assert_eq!(t.lookup(&key(&long), T0), None);
-    assert_eq!(
-        t.insert_after_lookup(T0 + 40_002, b"x"),
-        Err(TxnError::KeyTooLong)
-    );
+    // A second insert without a lookup in between searches again: it supersedes too.
+    t.insert(&k1, T0 + 40_001, b"three").unwrap();
+    assert_eq!(t.lookup(&k1, T0 + 40_002), Some(&b"three"[..]));
+    assert_eq!(t.len(), 1);
+    t.check_invariants();
 }
 
 #[test]
-fn keys_encoded_once_find_what_the_plain_calls_cached_and_back() {
-    let arena = bumpalo::Bump::new();
+fn an_insert_after_the_lookup_of_another_key_or_a_change_searches_again() {
+    let mut t = small(8, 1 << 12);
+    let (first, other) = (key(b"z9hG4bK1"), key(b"z9hG4bK3"));
+    t.insert(&first, T0, b"one").unwrap();
+    // The last lookup was of another key: its (empty) search result is not reused.
+    assert_eq!(t.lookup(&other, T0 + 2), None);
+    t.insert(&first, T0 + 2, b"x").unwrap();
+    assert_eq!(t.lookup(&first, T0 + 3), Some(&b"x"[..]));
+    assert_eq!(t.len(), 1);
+    // A change between the lookup and the insert: searched again.
+    assert_eq!(t.lookup(&other, T0 + 3), None);
+    t.insert(&key(b"z9hG4bK4"), T0 + 3, b"four").unwrap();
+    t.insert(&other, T0 + 3, b"three").unwrap();
+    assert_eq!(t.lookup(&other, T0 + 4), Some(&b"three"[..]));
+    assert_eq!(t.lookup(&key(b"z9hG4bK4"), T0 + 4), Some(&b"four"[..]));
+    assert_eq!(t.len(), 3);
+    t.check_invariants();
+    // An expiry between a lookup that found a (timed-out) record and the insert moves
+    // every record's position: the insert finds the record again and supersedes it.
+    let mut t = small(8, 1 << 12);
+    let (a, b) = (key(b"z9hG4bKa"), key(b"z9hG4bKb"));
+    t.insert(&a, T0, b"a").unwrap();
+    t.insert(&b, T0 + 10, b"b").unwrap();
+    assert_eq!(t.lookup(&b, T0 + 32_010), None);
+    assert_eq!(t.expire(T0 + 32_000), 1);
+    t.insert(&b, T0 + 32_010, b"b2").unwrap();
+    assert_eq!(t.len(), 1);
+    t.check_invariants();
+    assert_eq!(t.lookup(&b, T0 + 32_011), Some(&b"b2"[..]));
+    // The superseded record leaves the ring without counting as an expiry.
+    assert_eq!(t.expire(T0 + 32_010), 0);
+    assert_eq!(t.expire(T0 + 64_010), 1);
+}
+
+#[test]
+fn a_key_encoded_once_serves_the_warm_up_the_lookup_and_the_insert() {
     let mut t = small(4, 1 << 12);
     let rfc2543 = TxnKey::Rfc2543 {
         request_uri: b"sip:example.com",
@@ -340,32 +472,16 @@ fn keys_encoded_once_find_what_the_plain_calls_cached_and_back() {
         method: b"REGISTER",
         top_via: b"SIP/2.0/UDP h:5060",
     };
+    let arena = Bump::new();
     for k in [key(b"z9hG4bK1"), rfc2543] {
-        let mut flat = Vec::new();
-        k.encode(&mut flat).unwrap();
         let enc = k.encode_in(&arena).unwrap();
-        assert_eq!(enc.bytes, flat.as_slice());
-        // Cached through the encoded calls, found by the plain lookup, and the other way.
-        assert_eq!(t.lookup_encoded(&enc, T0), None);
-        t.insert_encoded_after_lookup(&enc, T0, b"one").unwrap();
+        // Encoding is deterministic: another encoding of the key is the same key.
+        assert_eq!(t.encode(&k), enc);
+        let _ = t.touch(enc.hash());
+        assert_eq!(t.table.lookup(&enc, T0), None);
+        t.table.insert(&enc, T0, b"one").unwrap();
         assert_eq!(t.lookup(&k, T0 + 1), Some(&b"one"[..]));
-        assert_eq!(t.lookup_encoded(&enc, T0 + 1), Some(&b"one"[..]));
+        assert_eq!(t.table.lookup(&enc, T0 + 1), Some(&b"one"[..]));
         t.check_invariants();
     }
-    // After the lookup of another key, or a change to the table, the insert searches
-    // again: the response is still cached, and supersedes the key's earlier record.
-    let other = key(b"z9hG4bK3").encode_in(&arena).unwrap();
-    let first = key(b"z9hG4bK1").encode_in(&arena).unwrap();
-    assert_eq!(t.lookup_encoded(&other, T0 + 2), None);
-    t.insert_encoded_after_lookup(&first, T0 + 2, b"x").unwrap();
-    assert_eq!(t.lookup_encoded(&first, T0 + 3), Some(&b"x"[..]));
-    assert_eq!(t.lookup_encoded(&other, T0 + 3), None);
-    t.insert(&key(b"z9hG4bK4"), T0 + 3, b"four").unwrap();
-    t.insert_encoded_after_lookup(&other, T0 + 3, b"three")
-        .unwrap();
-    assert_eq!(t.lookup_encoded(&other, T0 + 4), Some(&b"three"[..]));
-    assert_eq!(t.lookup(&key(b"z9hG4bK4"), T0 + 4), Some(&b"four"[..]));
-    t.check_invariants();
-    let long = vec![b'z'; TXN_KEY_BYTES_MAX];
-    assert_eq!(key(&long).encode_in(&arena), None);
 }
