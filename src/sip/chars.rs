@@ -439,12 +439,18 @@ mod tests {
         assert_eq!(digits_u16(b"65536"), None);
         // Runs longer than a u64 holds: read again, clamped, leading zeros still fine.
         assert_eq!(digits_u32(b"0000000000000000000004096"), Some(4096));
-        assert_eq!(digits_saturating(b"184467440737095516161234"), Some(u32::MAX));
+        assert_eq!(
+            digits_saturating(b"184467440737095516161234"),
+            Some(u32::MAX)
+        );
         assert_eq!(digits_u32(b"184467440737095516161234"), None);
         assert_eq!(digits_u32(b""), None);
         assert_eq!(digits_u32(b"12 "), None);
         assert_eq!(digit_run(b"x5060;", 1), (5060, 5));
-        assert_eq!(digit_run(b"99999999999999999999", 0), (DIGIT_RUN_CEILING, 20));
+        assert_eq!(
+            digit_run(b"99999999999999999999", 0),
+            (DIGIT_RUN_CEILING, 20)
+        );
     }
 
     #[test]

@@ -472,59 +472,58 @@ static PARAM_VALUE: [bool; 256] = {
     map
 };
 
-impl<'a> HeaderParams<'a> {
-    /// The next param, `None` at the end of the params, `Some(Err)` when malformed.
-    /// `self.i` is left after the last param read.
-    #[inline]
-    fn next_param(&mut self) -> Option<Result<Param<'a>, ()>> {
-        let s = self.s;
-        let j = skip_lws(s, self.i);
-        if s.get(j) != Some(&b';') {
-            return None;
-        }
-        let name_start = skip_lws(s, j + 1);
-        let name_end = span(s, name_start, &TOKEN);
-        if name_end == name_start {
-            return Some(Err(()));
-        }
-        let name = s.get(name_start..name_end).unwrap_or_default();
-        let k = skip_lws(s, name_end);
-        if s.get(k) != Some(&b'=') {
-            self.i = name_end;
-            return Some(Ok(Param {
-                name,
-                value: None,
-                name_end,
-                head: 0,
-            }));
-        }
-        let v = skip_lws(s, k + 1);
-        let v_end = match s.get(v) {
-            Some(b'"') => match quoted_end(s, v) {
+/// The param whose `;` is at `at`, with the end of its value (or of its name when it has
+/// none): `None` when there is no `;` at `at`, `Some(Err)` when the param is malformed.
+/// The one reading of `SEMI generic-param` ([`HeaderParams`] and [`scan_params`]).
+#[inline(always)]
+fn param_at(s: &[u8], at: usize) -> Option<Result<(Param<'_>, usize), ()>> {
+    if s.get(at) != Some(&b';') {
+        return None;
+    }
+    let name_start = skip_lws(s, at + 1);
+    let name_end = span(s, name_start, &TOKEN);
+    if name_end == name_start {
+        return Some(Err(()));
+    }
+    let name = s.get(name_start..name_end).unwrap_or_default();
+    let eq = skip_lws(s, name_end);
+    let (value, end) = if s.get(eq) == Some(&b'=') {
+        let v = skip_lws(s, eq + 1);
+        let v_end = if s.get(v) == Some(&b'"') {
+            match quoted_end(s, v) {
                 Some(e) => e,
                 None => return Some(Err(())),
-            },
-            _ => span(s, v, &PARAM_VALUE),
+            }
+        } else {
+            span(s, v, &PARAM_VALUE)
         };
         if v_end == v {
             return Some(Err(()));
         }
-        self.i = v_end;
-        Some(Ok(Param {
-            name,
-            value: s.get(v..v_end),
-            name_end,
-            head: 0,
-        }))
-    }
+        (s.get(v..v_end), v_end)
+    } else {
+        (None, name_end)
+    };
+    // The name's bytes of the word at its start (a name is never empty).
+    let keep = u64::MAX >> (8 * (8 - name.len().min(8)));
+    let param = Param {
+        name,
+        value,
+        name_end,
+        head: (word_at(s, name_start) & keep) | FOLD,
+    };
+    Some(Ok((param, end)))
 }
 
 impl<'a> Iterator for HeaderParams<'a> {
     type Item = (&'a [u8], Option<&'a [u8]>);
 
     fn next(&mut self) -> Option<Self::Item> {
-        match self.next_param()? {
-            Ok(p) => Some((p.name, p.value)),
+        match param_at(self.s, skip_lws(self.s, self.i))? {
+            Ok((p, end)) => {
+                self.i = end;
+                Some((p.name, p.value))
+            }
             Err(()) => {
                 self.i = self.s.len();
                 None
@@ -541,43 +540,13 @@ fn scan_params<'a>(
     mut f: impl FnMut(&Param<'a>) -> Result<(), ParseError>,
     malformed: ParseError,
 ) -> Result<(&'a [u8], usize), ParseError> {
-    // The same grammar as `HeaderParams::next_param`, written out as one loop: this runs
-    // for every Via, From, To and Contact.
     let first = skip_lws(s, i);
     let mut at = first; // Where the next `;` would be.
     let mut end = i; // After the last param read.
-    while s.get(at) == Some(&b';') {
-        let name_start = skip_lws(s, at + 1);
-        let name_end = span(s, name_start, &TOKEN);
-        if name_end == name_start {
-            return Err(malformed);
-        }
-        let name = s.get(name_start..name_end).unwrap_or_default();
-        let eq = skip_lws(s, name_end);
-        let value = if s.get(eq) == Some(&b'=') {
-            let v = skip_lws(s, eq + 1);
-            let v_end = if s.get(v) == Some(&b'"') {
-                quoted_end(s, v).ok_or(malformed)?
-            } else {
-                span(s, v, &PARAM_VALUE)
-            };
-            if v_end == v {
-                return Err(malformed);
-            }
-            end = v_end;
-            s.get(v..v_end)
-        } else {
-            end = name_end;
-            None
-        };
-        // The name's bytes of the word at its start (a name is never empty).
-        let keep = u64::MAX >> (8 * (8 - name.len().min(8)));
-        f(&Param {
-            name,
-            value,
-            name_end,
-            head: (word_at(s, name_start) & keep) | FOLD,
-        })?;
+    while let Some(p) = param_at(s, at) {
+        let (param, param_end) = p.map_err(|()| malformed)?;
+        f(&param)?;
+        end = param_end;
         at = skip_lws(s, end);
     }
     let raw = if end > i {

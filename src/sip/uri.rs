@@ -164,33 +164,49 @@ impl<'a> Iterator for UriParams<'a> {
     }
 }
 
-/// The userinfo and the host part of `rest` (after `scheme:`), general case:
-/// `userinfo = ( user / telephone-subscriber ) [ ":" password ] "@"`. No other part may
-/// hold a bare `@`, so the first one ends the userinfo.
+/// The userinfo and the host part of `rest` (after `scheme:`), general case, given the
+/// index of its first `@`: `userinfo = ( user / telephone-subscriber ) [ ":" password ] "@"`.
+/// No other part may hold a bare `@`, so the first one ends the userinfo.
 #[allow(clippy::type_complexity)]
-fn general_userinfo(rest: &[u8]) -> Result<(Option<&[u8]>, Option<&[u8]>, &[u8]), UriError> {
-    Ok(match find(b'@', rest) {
-        Some(at) => {
-            let info = rest.get(..at).unwrap_or_default();
-            let (user, password) = match find(b':', info) {
-                Some(c) => (
-                    info.get(..c).unwrap_or_default(),
-                    Some(info.get(c + 1..).unwrap_or_default()),
-                ),
-                None => (info, None),
-            };
-            if user.is_empty() || !valid_escaped(user, &USER) {
-                return Err(UriError::UserInfo);
-            }
-            if let Some(pw) = password {
-                if !valid_escaped(pw, &PASSWORD) {
-                    return Err(UriError::UserInfo);
-                }
-            }
-            (Some(user), password, rest.get(at + 1..).unwrap_or_default())
+fn general_userinfo(
+    rest: &[u8],
+    at: usize,
+) -> Result<(Option<&[u8]>, Option<&[u8]>, &[u8]), UriError> {
+    let info = rest.get(..at).unwrap_or_default();
+    let (user, password) = match find(b':', info) {
+        Some(c) => (
+            info.get(..c).unwrap_or_default(),
+            Some(info.get(c + 1..).unwrap_or_default()),
+        ),
+        None => (info, None),
+    };
+    if user.is_empty() || !valid_escaped(user, &USER) {
+        return Err(UriError::UserInfo);
+    }
+    if let Some(pw) = password {
+        if !valid_escaped(pw, &PASSWORD) {
+            return Err(UriError::UserInfo);
         }
-        None => (None, None, rest),
-    })
+    }
+    Ok((Some(user), password, rest.get(at + 1..).unwrap_or_default()))
+}
+
+/// `sip:` or `sips:` at `start`, any case: the scheme and the index after its colon.
+/// Compared as one word with the letters' case bit forced (`:` is compared exactly).
+#[inline(always)]
+fn sip_scheme_at(s: &[u8], start: usize) -> Option<(Scheme<'static>, usize)> {
+    let head = s
+        .get(start..start.wrapping_add(4))
+        .and_then(|h| <[u8; 4]>::try_from(h).ok())
+        .map_or(0, u32::from_le_bytes);
+    if head | 0x0020_2020 == u32::from_le_bytes(*b"sip:") {
+        Some((Scheme::Sip, start + 4))
+    } else if head | 0x2020_2020 == u32::from_le_bytes(*b"sips") && s.get(start + 4) == Some(&b':')
+    {
+        Some((Scheme::Sips, start + 5))
+    } else {
+        None
+    }
 }
 
 /// The common shape of a bracketed SIP URI, `sip:[user@]host[:port][;params]` followed by
@@ -201,18 +217,7 @@ fn general_userinfo(rest: &[u8]) -> Result<(Option<&[u8]>, Option<&[u8]>, &[u8])
 /// of the bytes accepted here is a `>`).
 #[inline(always)]
 pub(crate) fn sip_uri_before_bracket(s: &[u8], start: usize) -> Option<(Uri<'_>, usize)> {
-    let head = s
-        .get(start..start.wrapping_add(4))
-        .and_then(|h| <[u8; 4]>::try_from(h).ok())
-        .map_or(0, u32::from_le_bytes);
-    let (scheme, rest) = if head | 0x0020_2020 == u32::from_le_bytes(*b"sip:") {
-        (Scheme::Sip, start + 4)
-    } else if head | 0x2020_2020 == u32::from_le_bytes(*b"sips") && s.get(start + 4) == Some(&b':')
-    {
-        (Scheme::Sips, start + 5)
-    } else {
-        return None;
-    };
+    let (scheme, rest) = sip_scheme_at(s, start)?;
     let user_end = span(s, rest, &USER_PLAIN);
     let (user, host_start) = match s.get(user_end) {
         Some(b'@') if user_end > rest => (s.get(rest..user_end), user_end + 1),
@@ -260,15 +265,8 @@ pub(crate) fn sip_uri_before_bracket(s: &[u8], start: usize) -> Option<(Uri<'_>,
 pub fn parse_uri(s: &[u8]) -> Result<Uri<'_>, UriError> {
     // Fast path for the schemes a registrar sees: a `sip:` or `sips:` prefix is exactly
     // what the general scheme check below would accept as Sip or Sips.
-    // Compared as one word with the letters' case bit forced (`:` is compared exactly).
-    let head = s
-        .get(..4)
-        .and_then(|h| <[u8; 4]>::try_from(h).ok())
-        .map_or(0, u32::from_le_bytes);
-    let (scheme, rest) = if head | 0x0020_2020 == u32::from_le_bytes(*b"sip:") {
-        (Scheme::Sip, s.get(4..).unwrap_or_default())
-    } else if head | 0x2020_2020 == u32::from_le_bytes(*b"sips") && s.get(4) == Some(&b':') {
-        (Scheme::Sips, s.get(5..).unwrap_or_default())
+    let (scheme, rest) = if let Some((scheme, after)) = sip_scheme_at(s, 0) {
+        (scheme, s.get(after..).unwrap_or_default())
     } else {
         let colon = find(b':', s).ok_or(UriError::Scheme)?;
         let scheme = s.get(..colon).unwrap_or_default();
@@ -330,7 +328,7 @@ fn sip_parts<'a>(s: &'a [u8], scheme: Scheme<'a>, rest: &'a [u8]) -> Result<Uri<
         Some(at) if at > 0 && span(rest, 0, &USER_PLAIN) == at => {
             (rest.get(..at), None, rest.get(at + 1..).unwrap_or_default())
         }
-        Some(_) => general_userinfo(rest)?,
+        Some(at) => general_userinfo(rest, at)?,
     };
     sip_host_part(s, scheme, user, password, hostpart)
 }
