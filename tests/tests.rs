@@ -14,7 +14,8 @@ mod registrar;
 // Digest authentication of REGISTER: 401/200, stale, 403, SIGHUP reload, bad files.
 mod auth;
 
-// Persistence: restart, kill -9 in sync mode, torn tails, format version, re-partition.
+// Persistence: restart, kill -9 in sync mode (also during online compaction), torn tails,
+// format version, re-partition.
 mod persist;
 
 // Operations: management API, /metrics, `sipreg ctl`, JSON logs (issue 7).
