@@ -707,7 +707,8 @@ fn parse_contact_list<'a>(s: &'a [u8], out: &mut BVec<'a, Contact<'a>>) -> Resul
             // Whether this value is well formed no longer matters.
             return Err(ParseError::TooManyContacts);
         }
-        // Parsed in place, into the list: a `Contact` is a few hundred bytes.
+        // Parsed in place, into the list: a `Contact` is about 200 bytes. On an error
+        // the partly filled entry stays behind; the whole request is rejected then.
         out.push(Contact {
             display: None,
             uri: Uri::EMPTY,
