@@ -50,6 +50,12 @@ pub const NONCE_LIFETIME_DEFAULT_MS: u64 = 30_000;
 /// Default `--auth-algorithms`: SHA-256 first, as RFC 8760 §2.4 asks (preferred first).
 pub const ALGORITHMS_DEFAULT: [Algorithm; 2] = [Algorithm::Sha256, Algorithm::Md5];
 
+/// Authorization values of one request that [`Authenticator::check_any`] reads at most
+/// (the first and up to seven more): a request may carry credentials for several realms
+/// (RFC 3261 §22.4), but each value costs a parse, so a datagram of nothing but
+/// Authorization headers must not buy more than a few.
+pub const AUTHORIZATION_VALUES_MAX: usize = 8;
+
 /// What the registrar does with a REGISTER after [`Authenticator::check`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AuthOutcome<'a> {
@@ -208,32 +214,60 @@ impl Authenticator {
         authorization: Option<&'a [u8]>,
         realm: &[u8],
     ) -> AuthOutcome<'a> {
-        let Some(value) = authorization else {
+        self.check_any(now_ms, method, authorization, std::iter::empty(), realm)
+    }
+
+    /// [`Authenticator::check`] for a request with several Authorization values: `first`
+    /// and the `others` after it, in order. A request may carry credentials for several
+    /// realms, one per challenge it met on its way (RFC 3261 §22.4); the first value
+    /// that parses as `Digest` for our `realm` is the one checked. When none is, `first`
+    /// decides exactly as in `check` (a malformed one gets its 400). `others` is read
+    /// only when `first` is not ours, and at most [`AUTHORIZATION_VALUES_MAX`] values
+    /// are parsed in all.
+    pub fn check_any<'a>(
+        &mut self,
+        now_ms: u64,
+        method: &[u8],
+        first: Option<&'a [u8]>,
+        others: impl Iterator<Item = &'a [u8]>,
+        realm: &[u8],
+    ) -> AuthOutcome<'a> {
+        let Some(value) = first else {
             return self.challenge(false);
+        };
+        let ours = |r: &DigestResponse<'_>| {
+            r.realm
+                .plain()
+                .is_some_and(|x| x.eq_ignore_ascii_case(realm))
         };
         let resp = match parse_authorization(value) {
-            Ok(r) => r,
-            Err(AuthError::UnknownScheme) => {
-                self.counters.failures.unknown_scheme += 1;
-                return self.challenge(false);
-            }
-            Err(e) if e.wants_challenge() => {
-                self.counters.failures.unsupported += 1;
-                return self.challenge(false);
-            }
-            Err(e) => {
-                self.counters.failures.malformed += 1;
-                return AuthOutcome::BadRequest(bad_request_phrase(e));
+            Ok(r) if ours(&r) => r,
+            first_result => {
+                let another = others
+                    .take(AUTHORIZATION_VALUES_MAX - 1)
+                    .filter_map(|v| parse_authorization(v).ok())
+                    .find(|r| ours(r));
+                match (another, first_result) {
+                    (Some(r), _) => r,
+                    (None, Ok(_)) => {
+                        self.counters.failures.realm_mismatch += 1;
+                        return self.challenge(false);
+                    }
+                    (None, Err(AuthError::UnknownScheme)) => {
+                        self.counters.failures.unknown_scheme += 1;
+                        return self.challenge(false);
+                    }
+                    (None, Err(e)) if e.wants_challenge() => {
+                        self.counters.failures.unsupported += 1;
+                        return self.challenge(false);
+                    }
+                    (None, Err(e)) => {
+                        self.counters.failures.malformed += 1;
+                        return AuthOutcome::BadRequest(bad_request_phrase(e));
+                    }
+                }
             }
         };
-        if !resp
-            .realm
-            .plain()
-            .is_some_and(|r| r.eq_ignore_ascii_case(realm))
-        {
-            self.counters.failures.realm_mismatch += 1;
-            return self.challenge(false);
-        }
         if resp.qop.is_none() || !self.algorithms.contains(&resp.algorithm) {
             self.counters.failures.unsupported += 1;
             return self.challenge(false);

@@ -295,3 +295,98 @@ proptest::proptest! {
         proptest::prop_assert!(!authenticated);
     }
 }
+
+/// RFC 3261 §22.4: a request that met two challenges carries credentials for both
+/// realms; ours is checked wherever it stands among the first
+/// `AUTHORIZATION_VALUES_MAX` values.
+#[test]
+fn credentials_for_our_realm_are_found_among_several() {
+    let mut a = auth();
+    let n = nonce(&a, T0);
+    let ours = creds(
+        Algorithm::Sha256,
+        "alice",
+        "secret",
+        &n,
+        1,
+        "sip:example.com",
+    );
+    let proxy = ours.replace("realm=\"example.com\"", "realm=\"proxy.example.net\"");
+    let out = a.check_any(
+        T0,
+        b"REGISTER",
+        Some(proxy.as_bytes()),
+        [ours.as_bytes()].into_iter(),
+        REALM,
+    );
+    assert_eq!(out, AuthOutcome::Ok { user: b"alice" });
+
+    // A malformed first value does not hide valid credentials after it.
+    let ours = creds(
+        Algorithm::Sha256,
+        "alice",
+        "secret",
+        &n,
+        2,
+        "sip:example.com",
+    );
+    let out = a.check_any(
+        T0,
+        b"REGISTER",
+        Some(b"Digest username=\"alice, realm=".as_slice()),
+        [ours.as_bytes()].into_iter(),
+        REALM,
+    );
+    assert_eq!(out, AuthOutcome::Ok { user: b"alice" });
+    assert_eq!(a.counters().ok, 2);
+    assert_eq!(a.counters().failures, Failures::default());
+
+    // None for our realm: the first decides, as with one value.
+    let other = proxy.replace("proxy.example.net", "other.example.org");
+    let out = a.check_any(
+        T0,
+        b"REGISTER",
+        Some(proxy.as_bytes()),
+        [other.as_bytes()].into_iter(),
+        REALM,
+    );
+    assert_eq!(out, CH);
+    assert_eq!(a.counters().failures.realm_mismatch, 1);
+    let out = a.check_any(
+        T0,
+        b"REGISTER",
+        Some(b"Digest username=\"alice, realm=".as_slice()),
+        [other.as_bytes()].into_iter(),
+        REALM,
+    );
+    assert!(matches!(out, AuthOutcome::BadRequest(_)), "{out:?}");
+
+    // Past AUTHORIZATION_VALUES_MAX values nothing more is parsed.
+    let ours = creds(
+        Algorithm::Sha256,
+        "alice",
+        "secret",
+        &n,
+        3,
+        "sip:example.com",
+    );
+    let mut values: Vec<&[u8]> = vec![other.as_bytes(); AUTHORIZATION_VALUES_MAX - 1];
+    values.push(ours.as_bytes());
+    let out = a.check_any(
+        T0,
+        b"REGISTER",
+        Some(proxy.as_bytes()),
+        values.clone().into_iter(),
+        REALM,
+    );
+    assert_eq!(out, CH, "the ninth value is not read");
+    values.remove(0);
+    let out = a.check_any(
+        T0,
+        b"REGISTER",
+        Some(proxy.as_bytes()),
+        values.into_iter(),
+        REALM,
+    );
+    assert_eq!(out, AuthOutcome::Ok { user: b"alice" }, "the eighth is");
+}

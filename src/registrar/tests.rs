@@ -956,6 +956,23 @@ mod auth {
         }
     }
 
+    /// RFC 3261 §22.4: a REGISTER that crossed a proxy asking for credentials too
+    /// carries an Authorization for each realm; ours is found even when it is not first.
+    #[test]
+    fn our_credentials_after_another_realms_are_used() {
+        let mut sim = auth_sim(vec![Algorithm::Sha256]);
+        let r = sim.send(&Reg::new("alice").cseq(1).build());
+        let (_, nonce, opaque, _) = challenges(&r)[0].clone();
+        let ours = credentials("alice", "s3cret", "SHA-256", &nonce, &opaque, 1);
+        let proxy = ours.replace("realm=\"example.com\"", "realm=\"proxy.example.net\"");
+        let r = sim.send(&Reg::new("alice").cseq(2).extra(&proxy).extra(&ours).build());
+        assert_eq!(status(&r), 200, "{r}");
+        assert_eq!(sim.reg.stats().bindings, 1);
+        // With only the proxy's credentials there is nothing for us: a new challenge.
+        let r = sim.send(&Reg::new("alice").cseq(3).extra(&proxy).build());
+        assert_eq!(status(&r), 401, "{r}");
+    }
+
     #[test]
     fn two_phones_challenged_in_the_same_millisecond_both_get_in() {
         let mut sim = auth_sim(vec![Algorithm::Sha256]);

@@ -318,7 +318,9 @@ pub struct Request<'a> {
     pub content_length: Option<u32>,
     /// The first User-Agent value, raw.
     pub user_agent: Option<&'a [u8]>,
-    /// The first Authorization value, raw (for digest authentication).
+    /// The first Authorization value, raw (for digest authentication); the registrar
+    /// reads any further ones from [`Request::headers`] when this one is for another
+    /// realm (RFC 3261 §22.4).
     pub authorization: Option<&'a [u8]>,
     /// The header section: the header lines and the empty line that ends them (read by
     /// [`Request::headers`]).
