@@ -282,6 +282,22 @@ fn kill_9_in_async_mode_loses_nothing_older_than_the_interval() {
     assert!(r.contacts().is_empty(), "removed AOR came back: {}", r.raw);
 }
 
+/// Two cores in sync mode, with online compaction starting from a 64 KiB log (so a test
+/// sees many snapshots), on data directory `dir`, plus `extra`.
+fn compacting<'a>(dir: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut flags = vec![
+        "--cores",
+        "2",
+        "--durability",
+        "sync",
+        "--compact-min-bytes",
+        "65536",
+    ];
+    flags.extend_from_slice(extra);
+    flags.extend(["--data-dir", dir]);
+    flags
+}
+
 /// The round in a contact written by the compaction kill test (`sip:dI-rR@...`).
 fn contact_round(contact: &str) -> Option<u32> {
     let r = contact.split("-r").nth(1)?;
@@ -297,18 +313,8 @@ fn contact_round(contact: &str) -> Option<u32> {
 #[test]
 fn kill_9_during_online_compaction_keeps_every_acknowledged_change() {
     let dir = DataDir::new();
-    let flags = [
-        "--cores",
-        "2",
-        "--durability",
-        "sync",
-        "--compact-min-bytes",
-        "65536",
-        "--log-level",
-        "debug",
-        "--data-dir",
-        &dir.arg(),
-    ];
+    let dir_arg = dir.arg();
+    let flags = compacting(&dir_arg, &["--log-level", "debug"]);
     let mut server = Server::start(&flags);
     let addr = server.addr;
     let tag = unique();
@@ -560,16 +566,8 @@ fn record_bytes(path: &Path) -> usize {
 #[test]
 fn online_compaction_bounds_the_log_and_keeps_the_latest_state() {
     let dir = DataDir::new();
-    let flags = [
-        "--cores",
-        "2",
-        "--durability",
-        "sync",
-        "--compact-min-bytes",
-        "65536",
-        "--data-dir",
-        &dir.arg(),
-    ];
+    let dir_arg = dir.arg();
+    let flags = compacting(&dir_arg, &[]);
     let mut server = Server::start(&flags);
     let c = Client::new(server.addr);
     let tag = unique();

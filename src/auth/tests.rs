@@ -296,6 +296,11 @@ proptest::proptest! {
     }
 }
 
+/// [`Authenticator::check_any`] on `first` and `others` for a REGISTER to [`REALM`].
+fn check_all<'a>(a: &mut Authenticator, first: &'a [u8], others: &[&'a [u8]]) -> AuthOutcome<'a> {
+    a.check_any(T0, b"REGISTER", Some(first), others.iter().copied(), REALM)
+}
+
 /// RFC 3261 §22.4: a request that met two challenges carries credentials for both
 /// realms; ours is checked wherever it stands among the first
 /// `AUTHORIZATION_VALUES_MAX` values.
@@ -303,90 +308,48 @@ proptest::proptest! {
 fn credentials_for_our_realm_are_found_among_several() {
     let mut a = auth();
     let n = nonce(&a, T0);
-    let ours = creds(
-        Algorithm::Sha256,
-        "alice",
-        "secret",
-        &n,
-        1,
-        "sip:example.com",
-    );
+    let alice = |nc| {
+        creds(
+            Algorithm::Sha256,
+            "alice",
+            "secret",
+            &n,
+            nc,
+            "sip:example.com",
+        )
+    };
+    let malformed = b"Digest username=\"alice, realm=".as_slice();
+    let ours = alice(1);
     let proxy = ours.replace("realm=\"example.com\"", "realm=\"proxy.example.net\"");
-    let out = a.check_any(
-        T0,
-        b"REGISTER",
-        Some(proxy.as_bytes()),
-        [ours.as_bytes()].into_iter(),
-        REALM,
-    );
-    assert_eq!(out, AuthOutcome::Ok { user: b"alice" });
+    let other = proxy.replace("proxy.example.net", "other.example.org");
+    let ok = AuthOutcome::Ok { user: b"alice" };
+    assert_eq!(check_all(&mut a, proxy.as_bytes(), &[ours.as_bytes()]), ok);
 
     // A malformed first value does not hide valid credentials after it.
-    let ours = creds(
-        Algorithm::Sha256,
-        "alice",
-        "secret",
-        &n,
-        2,
-        "sip:example.com",
-    );
-    let out = a.check_any(
-        T0,
-        b"REGISTER",
-        Some(b"Digest username=\"alice, realm=".as_slice()),
-        [ours.as_bytes()].into_iter(),
-        REALM,
-    );
-    assert_eq!(out, AuthOutcome::Ok { user: b"alice" });
+    let ours = alice(2);
+    assert_eq!(check_all(&mut a, malformed, &[ours.as_bytes()]), ok);
     assert_eq!(a.counters().ok, 2);
     assert_eq!(a.counters().failures, Failures::default());
 
     // None for our realm: the first decides, as with one value.
-    let other = proxy.replace("proxy.example.net", "other.example.org");
-    let out = a.check_any(
-        T0,
-        b"REGISTER",
-        Some(proxy.as_bytes()),
-        [other.as_bytes()].into_iter(),
-        REALM,
-    );
-    assert_eq!(out, CH);
+    assert_eq!(check_all(&mut a, proxy.as_bytes(), &[other.as_bytes()]), CH);
     assert_eq!(a.counters().failures.realm_mismatch, 1);
-    let out = a.check_any(
-        T0,
-        b"REGISTER",
-        Some(b"Digest username=\"alice, realm=".as_slice()),
-        [other.as_bytes()].into_iter(),
-        REALM,
-    );
+    let out = check_all(&mut a, malformed, &[other.as_bytes()]);
     assert!(matches!(out, AuthOutcome::BadRequest(_)), "{out:?}");
 
     // Past AUTHORIZATION_VALUES_MAX values nothing more is parsed.
-    let ours = creds(
-        Algorithm::Sha256,
-        "alice",
-        "secret",
-        &n,
-        3,
-        "sip:example.com",
-    );
+    let ours = alice(3);
     let mut values: Vec<&[u8]> = vec![other.as_bytes(); AUTHORIZATION_VALUES_MAX - 1];
     values.push(ours.as_bytes());
-    let out = a.check_any(
-        T0,
-        b"REGISTER",
-        Some(proxy.as_bytes()),
-        values.clone().into_iter(),
-        REALM,
+    assert_eq!(
+        check_all(&mut a, proxy.as_bytes(), &values),
+        CH,
+        "the ninth value is not read"
     );
-    assert_eq!(out, CH, "the ninth value is not read");
     values.remove(0);
-    let out = a.check_any(
-        T0,
-        b"REGISTER",
-        Some(proxy.as_bytes()),
-        values.into_iter(),
-        REALM,
+    assert_eq!(
+        check_all(&mut a, proxy.as_bytes(), &values),
+        ok,
+        "the eighth is"
     );
-    assert_eq!(out, AuthOutcome::Ok { user: b"alice" }, "the eighth is");
 }
