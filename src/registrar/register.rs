@@ -11,7 +11,7 @@ use bumpalo::collections::Vec as BumpVec;
 
 use super::{Registrar, outcome::Outcome};
 use crate::location::{Change, CommitError, HashedAorKey, NewBinding};
-use crate::sip::{Contact, Contacts, HeaderName, Request, Scheme, parse_uri, uri_equivalent};
+use crate::sip::{Contact, Contacts, Request, Scheme, parse_uri, uri_equivalent};
 
 /// An AOR key longer than this is refused with 400 (OpenSIPS `max_aor_len` is 256).
 pub const AOR_KEY_BYTES_MAX: usize = 256;
@@ -70,13 +70,9 @@ impl Registrar {
         let mut buf = [0u8; crate::auth::REALM_LEN_MAX];
         let realm = lower_realm(req.request_uri.host, &mut buf);
         let to_user = req.to.uri.user.unwrap_or(b"");
-        // Further Authorization values are read again from the header section, and only
-        // when the first is not for our realm (RFC 3261 §22.4).
-        let others = req
-            .headers()
-            .filter(|h| h.kind == HeaderName::Authorization)
-            .skip(1)
-            .map(|h| h.value);
+        // Further Authorization values are read only when the first is not for our realm
+        // (RFC 3261 §22.4).
+        let others = req.other_authorizations();
         match auth
             .check_any(now_ms, b"REGISTER", req.authorization, others, realm)
             .authorize_to(to_user)
