@@ -166,7 +166,7 @@ pub(crate) fn all_in(s: &[u8], class: &[bool; 256]) -> bool {
 }
 
 /// `0x01` in every byte of a word.
-const ONES: u64 = 0x0101_0101_0101_0101;
+pub(crate) const ONES: u64 = 0x0101_0101_0101_0101;
 
 /// Flags (with its `0x80` bit) each byte of `w` that equals `needle`. Only the lowest flag
 /// is exact: the borrow out of a match can also flag a `needle ^ 1` byte above it, so a

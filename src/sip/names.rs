@@ -111,73 +111,39 @@ pub static HEADER_NAMES: [(HeaderName, &str, Option<u8>); 31] = [
     (HeaderName::Timestamp, "Timestamp", None),
 ];
 
-/// Longest canonical name (`Proxy-Authorization`).
-const NAME_BYTES_MAX: usize = 19;
+/// Longest name the word-wise lookup reads (two little-endian words). The one longer
+/// name, `Proxy-Authorization`, is compared whole by [`HeaderName::from_bytes`].
+const PREFIX_BYTES_MAX: usize = 16;
 /// Names sharing a length and first letter (`Call-ID` and `Contact` are the only pair).
 const CANDIDATES: usize = 2;
 const NONE: u8 = u8::MAX;
 
-/// `[length][first letter]` → indices into [`HEADER_NAMES`] of the full names with that
-/// length and (lower-cased) first letter. Built from the table at compile time, so a
-/// lookup is two array reads and one case-insensitive compare.
-static BY_LEN_AND_FIRST: [[[u8; CANDIDATES]; 26]; NAME_BYTES_MAX + 1] = {
-    let mut map = [[[NONE; CANDIDATES]; 26]; NAME_BYTES_MAX + 1];
+/// `length * 26 + first letter` (lower-cased) → indices into [`HEADER_NAMES`] of the
+/// names of up to [`PREFIX_BYTES_MAX`] bytes with that length and first letter, built at
+/// compile time: one flat index, one bounds check per lookup.
+static BY_LEN_AND_FIRST: [[u8; CANDIDATES]; (PREFIX_BYTES_MAX + 1) * 26] = {
+    let mut map = [[NONE; CANDIDATES]; (PREFIX_BYTES_MAX + 1) * 26];
     let mut i = 0;
     while i < HEADER_NAMES.len() {
         let name = HEADER_NAMES[i].1.as_bytes();
-        let slot = &mut map[name.len()][(name[0].to_ascii_lowercase() - b'a') as usize];
-        let mut j = 0;
-        while slot[j] != NONE {
-            j += 1; // Overflowing CANDIDATES fails the build.
+        if name.len() <= PREFIX_BYTES_MAX {
+            let slot = &mut map[name.len() * 26 + (name[0].to_ascii_lowercase() - b'a') as usize];
+            let mut j = 0;
+            while slot[j] != NONE {
+                j += 1; // Overflowing CANDIDATES fails the build.
+            }
+            slot[j] = i as u8;
         }
-        slot[j] = i as u8;
         i += 1;
     }
     map
 };
 
-/// [`BY_LEN_AND_FIRST`] for names of up to 16 bytes, flattened to one index
-/// (`length * 26 + letter`): one bounds check per lookup.
-static BY_LEN_AND_FIRST_FLAT: [[u8; CANDIDATES]; 17 * 26] = {
-    let mut flat = [[NONE; CANDIDATES]; 17 * 26];
-    let mut len = 0;
-    while len <= 16 {
-        let mut letter = 0;
-        while letter < 26 {
-            flat[len * 26 + letter] = BY_LEN_AND_FIRST[len][letter];
-            letter += 1;
-        }
-        len += 1;
-    }
-    flat
-};
-
-/// Per table entry: the lower-cased name and a mask that is `0x20` on letters. A byte `b`
-/// matches position `k` ignoring ASCII case exactly when `b | mask[k] == lower[k]`: on a
-/// letter the mask folds case, elsewhere the byte must be equal.
-static FOLDED: [([u8; NAME_BYTES_MAX], [u8; NAME_BYTES_MAX]); HEADER_NAMES.len()] = {
-    let mut folded = [([0u8; NAME_BYTES_MAX], [0u8; NAME_BYTES_MAX]); HEADER_NAMES.len()];
-    let mut i = 0;
-    while i < HEADER_NAMES.len() {
-        let name = HEADER_NAMES[i].1.as_bytes();
-        let mut k = 0;
-        while k < name.len() {
-            folded[i].0[k] = name[k].to_ascii_lowercase();
-            folded[i].1[k] = if name[k].is_ascii_alphabetic() {
-                0x20
-            } else {
-                0
-            };
-            k += 1;
-        }
-        i += 1;
-    }
-    folded
-};
-
 /// One entry of [`FOLDED_WORDS`]: the first 16 bytes of a name as little-endian words,
-/// lower-cased, with their case masks (bytes past the name are zero), and the name itself,
-/// so a match needs no further table read.
+/// lower-cased, with a mask that is `0x20` on letters (bytes past the name are zero in
+/// both), and the name itself, so a match needs no further table read. A byte `b`
+/// matches its position ignoring ASCII case exactly when `b | mask == lower`: on a letter
+/// the mask folds case, elsewhere the byte must be equal.
 #[derive(Clone, Copy)]
 struct FoldedWords {
     lower: [u64; 2],
@@ -185,7 +151,7 @@ struct FoldedWords {
     kind: HeaderName,
 }
 
-/// [`FOLDED`] as words, for the word-wise lookup of [`from_prefix_words`].
+/// [`FoldedWords`] of each entry of [`HEADER_NAMES`], for [`from_prefix_words`].
 static FOLDED_WORDS: [FoldedWords; HEADER_NAMES.len()] = {
     let mut words = [FoldedWords {
         lower: [0; 2],
@@ -194,11 +160,17 @@ static FOLDED_WORDS: [FoldedWords; HEADER_NAMES.len()] = {
     }; HEADER_NAMES.len()];
     let mut i = 0;
     while i < HEADER_NAMES.len() {
+        let name = HEADER_NAMES[i].1.as_bytes();
         let mut k = 0;
-        while k < 16 {
+        while k < name.len() && k < PREFIX_BYTES_MAX {
             let shift = 8 * (k % 8);
-            words[i].lower[k / 8] |= (FOLDED[i].0[k] as u64) << shift;
-            words[i].mask[k / 8] |= (FOLDED[i].1[k] as u64) << shift;
+            let mask: u64 = if name[k].is_ascii_alphabetic() {
+                0x20
+            } else {
+                0
+            };
+            words[i].lower[k / 8] |= (name[k].to_ascii_lowercase() as u64) << shift;
+            words[i].mask[k / 8] |= mask << shift;
             k += 1;
         }
         words[i].kind = HEADER_NAMES[i].0;
@@ -209,7 +181,7 @@ static FOLDED_WORDS: [FoldedWords; HEADER_NAMES.len()] = {
 
 /// Per name length (0..=16): the masks keeping the first `len` bytes of a line's two
 /// leading words, so [`from_prefix_words`] reads them instead of computing shifts.
-static KEEP: [[u64; 2]; 17] = {
+static KEEP: [[u64; 2]; PREFIX_BYTES_MAX + 1] = {
     const fn keep(bytes: usize) -> u64 {
         if bytes >= 8 {
             u64::MAX
@@ -217,9 +189,9 @@ static KEEP: [[u64; 2]; 17] = {
             (1u64 << (8 * bytes)) - 1
         }
     }
-    let mut masks = [[0u64; 2]; 17];
+    let mut masks = [[0u64; 2]; PREFIX_BYTES_MAX + 1];
     let mut len = 0;
-    while len <= 16 {
+    while len <= PREFIX_BYTES_MAX {
         masks[len] = [keep(len), keep(len.saturating_sub(8))];
         len += 1;
     }
@@ -246,7 +218,7 @@ pub(crate) fn from_prefix_words(len: usize, w0: u64, w1: u64) -> HeaderName {
         return HeaderName::Other;
     };
     let (a, b) = (w0 & k0, w1 & k1);
-    let candidates = BY_LEN_AND_FIRST_FLAT
+    let candidates = BY_LEN_AND_FIRST
         .get(len * 26 + letter)
         .copied()
         .unwrap_or([NONE; CANDIDATES]);
@@ -305,7 +277,7 @@ static BY_COMPACT_KIND: [HeaderName; 26] = {
 impl HeaderName {
     /// Looks a header name up, ignoring ASCII case and accepting compact forms.
     pub fn from_bytes(name: &[u8]) -> Self {
-        if name.len() <= 16 {
+        if name.len() <= PREFIX_BYTES_MAX {
             return from_prefix_words(name.len(), word_at(name, 0), word_at(name, 8));
         }
         // Longer names are rare (`Proxy-Authorization` is the only one in the table) and

@@ -11,8 +11,8 @@
 //! generic parse failure.
 
 use super::chars::{
-    HOST, IPV6, OPAQUE, PASSWORD, SCHEME, URI_HEADER, URI_PARAM, URI_PARAM_PLAIN, USER, USER_PLAIN,
-    all_in, find, hex_val, port_at, span, valid_escaped,
+    HOST, IPV6, ONES, OPAQUE, PASSWORD, SCHEME, URI_HEADER, URI_PARAM, URI_PARAM_PLAIN, USER,
+    USER_PLAIN, all_in, find, hex_val, port_at, span, valid_escaped,
 };
 use super::error::UriError;
 
@@ -321,8 +321,9 @@ fn sip_parts<'a>(s: &'a [u8], scheme: Scheme<'a>, rest: &'a [u8]) -> Result<Uri<
     // Fast path: a user part of plain `user` characters (no escape, no password) ended by
     // `@`, or a rest without any `@` at all (`USER_PLAIN` excludes `@`). Anything else
     // takes the general path below, which gives the same answers on these two cases.
-    // The `@` is looked for first, a word at a time: without one (a Request-URI such as
-    // `sip:registrar.example.com`) there is no userinfo and nothing to classify.
+    // The `@` is looked for first, a word at a time: without one (a URI such as
+    // `sip:registrar.example.com:5060` or `sip:proxy.example.com;lr`) there is no
+    // userinfo and nothing to classify.
     let (user, password, hostpart) = match find(b'@', rest) {
         None => (None, None, rest),
         Some(at) if at > 0 && span(rest, 0, &USER_PLAIN) == at => {
@@ -603,7 +604,6 @@ pub fn write_aor_key(uri: &Uri<'_>, out: &mut Vec<u8>) -> Result<(), UriError> {
 /// is a dozen bytes or two. Lower-casing is idempotent, so a tail shorter than a word is
 /// done as the overlapping last eight bytes.
 fn make_ascii_lowercase_words(s: &mut [u8]) {
-    const ONES: u64 = 0x0101_0101_0101_0101;
     /// Sets the 0x20 bit of each byte in `A..=Z`: with the high bit cleared, adding
     /// `0x80 - c` to a byte sets its high bit exactly when it is at least `c`, without a
     /// carry into the next byte.
