@@ -106,18 +106,26 @@ pub(crate) fn hash_hex_joined<'o>(
     h.finish_hex(out)
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
+/// The two lower-case hex digits of every byte value: one copy per byte.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut table = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = [DIGITS[i >> 4], DIGITS[i & 0xf]];
+        i += 1;
+    }
+    table
+};
 
 /// Writes `bytes` as lower-case hex into `out` and returns the written prefix (as much
-/// as fits: `out` is always at least twice as long as what callers pass).
+/// as fits: `out` is always at least twice as long as what callers pass). Also the
+/// registrar's To-tag writer.
 pub(crate) fn hex_into<'o>(bytes: &[u8], out: &'o mut [u8]) -> &'o [u8] {
     let mut n = 0;
     for (&b, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
-        if let [hi, lo] = pair {
-            *hi = HEX[usize::from(b >> 4)];
-            *lo = HEX[usize::from(b & 0x0f)];
-            n += 2;
-        }
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
+        n += 2;
     }
     out.get(..n).unwrap_or_default()
 }

@@ -32,6 +32,7 @@ mod verify;
 use std::sync::Arc;
 
 pub use algorithm::Algorithm;
+pub(crate) use algorithm::hex_into;
 pub use challenge::{ALGORITHMS_MAX, CHALLENGE_VALUE_LEN_MAX, Challenges, write_challenges};
 pub use counts::{NONCE_COUNTS_DEFAULT_ENTRIES, NcCheck, NonceCounts};
 pub use credentials::{

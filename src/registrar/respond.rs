@@ -151,26 +151,12 @@ impl Registrar {
                 .unwrap_or(via.raw),
         );
         let v = h.finish();
-        // Lower-case hex, most significant nibble first, a byte (two digits) at a time.
+        // Lower-case hex, most significant nibble first.
         let mut tag = [0u8; 16];
-        for (pair, byte) in tag.chunks_exact_mut(2).zip(v.to_be_bytes()) {
-            pair.copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
-        }
+        crate::auth::hex_into(&v.to_be_bytes(), &mut tag);
         tag
     }
 }
-
-/// The two lower-case hex digits of every byte value.
-const HEX_PAIRS: [[u8; 2]; 256] = {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut table = [[0u8; 2]; 256];
-    let mut i = 0;
-    while i < 256 {
-        table[i] = [DIGITS[i >> 4], DIGITS[i & 0xf]];
-        i += 1;
-    }
-    table
-};
 
 /// One binding as a Contact with the seconds it has left at `now_ms`.
 fn write_binding(w: &mut ResponseWriter<'_>, b: &crate::location::BindingRef<'_>, now_ms: u64) {
