@@ -4,9 +4,9 @@
 //! Why seeded per process: the keys come from the network, so a hash an attacker can
 //! compute offline lets them send keys that all land in one bucket (hash flooding) and
 //! turn every lookup into a scan. The seed is random per process, and the builder is
-//! kept in one static so that every shard's table hashes alike: `Registrar::prepare`
-//! hashes a request's keys once, before it knows which shard (and so which table)
-//! will use them. (The owner shard itself is chosen by `registrar::aor_hash`, a
+//! kept in one static so that every shard's table hashes alike: `Registrar::prepare`, a
+//! function with no table at hand, hashes a request's keys once for the tables of the
+//! shard that owns it. (The owner shard itself is chosen by `registrar::aor_hash`, a
 //! deterministic hash, because it must agree across processes.)
 #![forbid(unsafe_code)]
 

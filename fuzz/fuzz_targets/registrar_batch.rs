@@ -56,11 +56,11 @@ fn run_batch(
     arena.reset();
     let prepared: Vec<Prepared<'_>> = batch
         .iter()
-        .map(|m| Registrar::prepare(m, &arena))
+        .map(|m| Registrar::prepare(m, &arena, |_| true))
         .collect();
     batched.warm(&prepared);
     for (p, want) in prepared.iter().zip(&expected) {
-        let got = match batched.finish(now_ms, source, p, &arena, &mut out, |_| true) {
+        let got = match batched.finish(now_ms, source, p, &arena, &mut out) {
             Dispatch::Reply(to) => Some((to, out.clone())),
             Dispatch::Nothing | Dispatch::Dropped(_) => None,
             Dispatch::Forward(_) => panic!("forwarded although this shard owns everything"),

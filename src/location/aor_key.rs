@@ -1,11 +1,11 @@
 //! AOR keys bound to their table hash.
 //!
-//! Why: the registrar hashes a request's AOR key once (`Registrar::prepare`, before it
-//! knows the shard) and uses that hash for the warm-up, every lookup and the commit. A
-//! hash carried apart from its key could be another key's, and the table would then
-//! miss the AOR (and a commit insert a second copy of it). A [`HashedAorKey`] is made
-//! only by hashing its bytes ([`crate::hash`]), and an [`AorKeyBuf`] rehashes whatever is
-//! written into it, so a key and its hash always match.
+//! Why: the registrar hashes a request's AOR key once (`Registrar::prepare`, as soon as
+//! it knows its shard owns the request) and uses that hash for the warm-up, every lookup
+//! and the commit. A hash carried apart from its key could be another key's, and the
+//! table would then miss the AOR (and a commit insert a second copy of it). A
+//! [`HashedAorKey`] is made only by hashing its bytes ([`crate::hash`]), and an
+//! [`AorKeyBuf`] only takes one whole, so a key and its hash always match.
 
 use crate::hash::seeded_hash;
 
@@ -64,15 +64,6 @@ impl AorKeyBuf {
         self.hash = key.hash;
     }
 
-    /// Clears the buffer, lets `write` fill it and hashes what it wrote; returns what
-    /// `write` returned.
-    pub(crate) fn write(&mut self, write: impl FnOnce(&mut Vec<u8>) -> bool) -> bool {
-        self.bytes.clear();
-        let written = write(&mut self.bytes);
-        self.hash = seeded_hash(&self.bytes);
-        written
-    }
-
     /// The key and its hash.
     #[inline]
     pub(crate) fn key(&self) -> HashedAorKey<'_> {
@@ -94,22 +85,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_buffer_hashes_what_it_holds_however_it_was_filled() {
+    fn a_buffer_holds_the_key_it_was_set_to_with_its_hash() {
         let mut buf = AorKeyBuf::with_capacity(8);
         assert_eq!(buf.key(), HashedAorKey::new(b""));
         buf.set(HashedAorKey::new(b"alice@example.com"));
         assert_eq!(buf.key(), HashedAorKey::new(b"alice@example.com"));
-        assert!(buf.write(|b| {
-            b.extend_from_slice(b"bob@example.com");
-            true
-        }));
+        buf.set(HashedAorKey::new(b"bob@example.com"));
         assert_eq!(buf.key(), HashedAorKey::new(b"bob@example.com"));
         assert_eq!(buf.bytes(), b"bob@example.com");
-        // A failed write leaves a consistent (empty or partial) key, never a stale hash.
-        assert!(!buf.write(|b| {
-            b.extend_from_slice(b"car");
-            false
-        }));
-        assert_eq!(buf.key(), HashedAorKey::new(b"car"));
     }
 }

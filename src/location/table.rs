@@ -308,9 +308,9 @@ impl LocationTable {
 
     /// Whether `aor_key` lost its last binding recently (bounded memory, see
     /// [`EMPTIED_AORS_MAX_DEFAULT`](super::EMPTIED_AORS_MAX_DEFAULT)); false while it has
-    /// bindings.
-    pub fn recently_emptied(&self, aor_key: &[u8]) -> bool {
-        self.emptied.contains(seeded_hash(aor_key))
+    /// bindings. Takes the hash the key carries: the emptied set is kept by it.
+    pub fn recently_emptied(&self, aor_key: HashedAorKey<'_>) -> bool {
+        self.emptied.contains(aor_key.hash())
     }
 
     /// Every AOR, in no particular order (for dumps). Mutating the table ends the walk.

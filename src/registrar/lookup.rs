@@ -33,7 +33,7 @@ impl Registrar {
                     // A mid-dialog request: we are in no dialog (§12.2.2).
                     return Outcome::NoTransaction;
                 }
-                self.redirect(now_ms, req, routed)
+                self.redirect(now_ms, routed)
             }
             Method::Other(_) => Outcome::NotImplemented,
             _ => Outcome::MethodNotAllowed,
@@ -41,17 +41,12 @@ impl Registrar {
     }
 
     /// 302 with the live bindings of the Request-URI's AOR, else 480 or 404.
-    fn redirect(
-        &mut self,
-        now_ms: u64,
-        req: &Request<'_>,
-        routed: Option<HashedAorKey<'_>>,
-    ) -> Outcome {
-        if !self.load_key(routed, &req.request_uri) {
+    fn redirect(&mut self, now_ms: u64, routed: Option<HashedAorKey<'_>>) -> Outcome {
+        if !self.load_key(routed) {
             return Outcome::NotFound;
         }
         match self.location.get_hashed(self.aor_key.key()) {
-            None if self.location.recently_emptied(self.aor_key.bytes()) => {
+            None if self.location.recently_emptied(self.aor_key.key()) => {
                 Outcome::TemporarilyUnavailable
             }
             None => Outcome::NotFound,

@@ -61,21 +61,21 @@ pub const WARM_BATCH_MAX: usize = 1024;
 pub enum Prepared<'a> {
     /// Nothing to answer: dropped and counted when finished.
     Drop(DropReason),
-    /// The parser refused it but a top Via was salvaged: answered with its 4xx.
+    /// Another shard owns it (the owner hash, [`route`]): handed back for forwarding
+    /// when finished. Nothing else is computed for it here: the owner prepares it again.
+    Forward(u64),
+    /// The parser refused it but a top Via was salvaged, and this shard owns it:
+    /// answered with its 4xx.
     Rejected {
         /// What the response echoes.
         echo: &'a sip::Echo<'a>,
         /// The fault the reason phrase names.
         error: ParseError,
-        /// The owner hash ([`route`]).
-        hash: u64,
     },
-    /// A parsed request.
+    /// A parsed request this shard owns.
     Request {
         /// The request, in the arena.
         req: &'a Request<'a>,
-        /// The owner hash ([`route`]).
-        hash: u64,
         /// The AOR key the owner hash was computed from, when the request names one,
         /// with its location-table hash: hashed once for the warm-up, every lookup and
         /// the commit.
@@ -140,18 +140,13 @@ pub fn route(bytes: &[u8]) -> Route {
 
 /// The owner hash of a parsed request (see [`route`]).
 pub fn route_hash(req: &Request<'_>) -> u64 {
-    with_routing_key(req, |key| {
-        key.map_or_else(|| aor_hash(req.call_id), aor_hash)
-    })
+    with_routing_key(req, |key| owner_hash(req, key))
 }
 
-/// [`route_hash`], and the AOR key it hashed (copied into `arena`; `None` when the
-/// request names no user and is placed by its Call-ID).
-fn route_hash_and_key<'a>(req: &Request<'_>, arena: &'a Bump) -> (u64, Option<&'a [u8]>) {
-    with_routing_key(req, |key| match key {
-        Some(key) => (aor_hash(key), Some(&*arena.alloc_slice_copy(key))),
-        None => (aor_hash(req.call_id), None),
-    })
+/// The owner hash of `req` given its routing key ([`with_routing_key`]): the AOR key's,
+/// or the Call-ID's when the request names no user.
+fn owner_hash(req: &Request<'_>, key: Option<&[u8]>) -> u64 {
+    key.map_or_else(|| aor_hash(req.call_id), aor_hash)
 }
 
 /// Calls `f` with the AOR key a request is placed by (REGISTER: the To AOR; others: the
@@ -533,17 +528,24 @@ impl Registrar {
         out: &mut Vec<u8>,
         owns: impl Fn(u64) -> bool,
     ) -> Dispatch {
-        let prepared = Self::prepare(bytes, arena);
-        self.finish(now_ms, source, &prepared, arena, out, owns)
+        let prepared = Self::prepare(bytes, arena, owns);
+        self.finish(now_ms, source, &prepared, arena, out)
     }
 
     /// Parse a datagram ahead of its turn (the first half of
     /// [`handle_or_forward`](Self::handle_or_forward)): no state is read or changed, so
     /// a whole receive batch can be prepared, [`warm`](Self::warm)ed, then
     /// [`finish`](Self::finish)ed in order with the same result as handling each in turn.
+    /// Ownership is decided here, once: what `owns(route hash)` refuses becomes
+    /// [`Prepared::Forward`], with no transaction key or table hash computed for it and
+    /// nothing of this shard's tables warmed for it.
     // The parser's own `Result` is what `alloc_try_with` places; its size is the parser's.
     #[expect(clippy::result_large_err)]
-    pub fn prepare<'a>(bytes: &'a [u8], arena: &'a Bump) -> Prepared<'a> {
+    pub fn prepare<'a>(
+        bytes: &'a [u8],
+        arena: &'a Bump,
+        owns: impl Fn(u64) -> bool,
+    ) -> Prepared<'a> {
         if bytes.len() > sip::limits::DATAGRAM_BYTES_MAX {
             return Prepared::Drop(DropReason::TooLarge);
         }
@@ -555,12 +557,23 @@ impl Registrar {
         match arena.alloc_try_with(|| sip::parse_request(bytes, arena)) {
             Ok(req) => {
                 let req: &'a Request<'a> = req;
-                let (hash, aor_key) = route_hash_and_key(req, arena);
-                Prepared::Request {
-                    req,
-                    hash,
-                    aor_key: aor_key.map(HashedAorKey::new),
-                    txn: txn_key(req).encode_in(arena),
+                // The AOR key routed by is kept (copied into the arena, with its table
+                // hash) only when this shard owns the request.
+                let owned = with_routing_key(req, |key| {
+                    let hash = owner_hash(req, key);
+                    if owns(hash) {
+                        Ok(key.map(|k| HashedAorKey::new(arena.alloc_slice_copy(k))))
+                    } else {
+                        Err(hash)
+                    }
+                });
+                match owned {
+                    Ok(aor_key) => Prepared::Request {
+                        req,
+                        aor_key,
+                        txn: txn_key(req).encode_in(arena),
+                    },
+                    Err(hash) => Prepared::Forward(hash),
                 }
             }
             Err(rejected) => {
@@ -571,10 +584,12 @@ impl Registrar {
                     return Prepared::Drop(DropReason::Unanswerable);
                 };
                 let hash = echo_hash(&echo);
+                if !owns(hash) {
+                    return Prepared::Forward(hash);
+                }
                 Prepared::Rejected {
                     echo: arena.alloc(echo),
                     error: rejected.error,
-                    hash,
                 }
             }
         }
@@ -585,9 +600,10 @@ impl Registrar {
     /// so that the cache misses of a batch overlap instead of coming one after the
     /// other inside each request. Changes nothing; skipping it changes no answer.
     pub fn warm<'p, 'a: 'p>(&mut self, batch: impl IntoIterator<Item = &'p Prepared<'a>>) {
-        // Hashes first, then the loads back to back, one level of each structure at a
-        // time: independent loads in a tight loop are in flight together, while a load
-        // after each hash computation would only overlap with the next one or two.
+        // The hashes `prepare` computed gathered first, then the loads back to back, one
+        // level of each structure at a time: independent loads in a tight loop are in
+        // flight together, while a load after each lookup of a hash would only overlap
+        // with the next one or two.
         self.warm_txn.clear();
         self.warm_aor.clear();
         for p in batch.into_iter().take(WARM_BATCH_MAX) {
@@ -622,30 +638,21 @@ impl Registrar {
         prepared: &Prepared<'_>,
         arena: &Bump,
         out: &mut Vec<u8>,
-        owns: impl Fn(u64) -> bool,
     ) -> Dispatch {
         out.clear();
-        let (req, hash, txn, routed) = match *prepared {
+        let (req, txn, routed) = match *prepared {
             Prepared::Drop(reason) => return self.drop(reason),
-            Prepared::Rejected { echo, error, hash } => {
-                if !owns(hash) {
-                    return Dispatch::Forward(hash);
-                }
+            Prepared::Forward(hash) => return Dispatch::Forward(hash),
+            Prepared::Rejected { echo, error } => {
                 let outcome = Outcome::Malformed(error);
                 self.count(by_method::METHOD_OTHER, outcome);
                 self.respond_rejected(source, echo, error.status(), error.reason(), out);
                 return Dispatch::Reply(reply_address(&echo.top_via, source));
             }
             Prepared::Request {
-                req,
-                hash,
-                txn,
-                aor_key,
-            } => (req, hash, txn, aor_key),
+                req, txn, aor_key, ..
+            } => (req, txn, aor_key),
         };
-        if !owns(hash) {
-            return Dispatch::Forward(hash);
-        }
         let dest = reply_address(req.via(), source);
         let method = by_method::method_index(&req.method);
         if req.method == Method::Ack {
@@ -697,20 +704,11 @@ impl Registrar {
         }
     }
 
-    /// Put the AOR key of `uri` and its hash in `self.aor_key`: the key `prepare` already
-    /// wrote and hashed for routing (`routed`: the same bytes, for the URI the request is
-    /// routed by) when there is one, else written and hashed now. False when `uri` names
-    /// no user.
-    fn load_key(&mut self, routed: Option<HashedAorKey<'_>>, uri: &sip::Uri<'_>) -> bool {
-        match routed {
-            Some(key) => {
-                self.aor_key.set(key);
-                true
-            }
-            None => self
-                .aor_key
-                .write(|key| uri.user.is_some() && sip::write_aor_key(uri, key).is_ok()),
-        }
+    /// Put the AOR key `prepare` wrote and hashed for routing (`routed`: for REGISTER the
+    /// To URI's, otherwise the Request-URI's, the URI each pipeline keys on) in
+    /// `self.aor_key`. False when there is none: that URI names no user.
+    fn load_key(&mut self, routed: Option<HashedAorKey<'_>>) -> bool {
+        routed.map(|key| self.aor_key.set(key)).is_some()
     }
 
     /// Whether `host` is a served domain (any, when none is configured).
@@ -971,7 +969,7 @@ fn reply_address(via: &sip::Via<'_>, source: Source) -> SocketAddr {
 fn txn_key<'a>(req: &Request<'a>) -> TxnKey<'a> {
     let method = req.cseq.method.as_bytes();
     match req.via().branch {
-        Some(branch) if branch.starts_with(b"z9hG4bK") => TxnKey::Rfc3261 {
+        Some(branch) if crate::txn::is_rfc3261_branch(branch) => TxnKey::Rfc3261 {
             branch,
             sent_by_host: req.via().host,
             sent_by_port: req.via().port.unwrap_or(0),

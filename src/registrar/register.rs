@@ -96,7 +96,7 @@ impl Registrar {
         if !self.serves_domain(req.to.uri.host) {
             return Err(Outcome::AorNotServed);
         }
-        if !self.load_key(routed, &req.to.uri) {
+        if !self.load_key(routed) {
             return Err(Outcome::ToNoUser);
         }
         if self.aor_key.bytes().len() > AOR_KEY_BYTES_MAX {

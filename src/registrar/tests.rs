@@ -1363,16 +1363,14 @@ fn a_prepared_and_warmed_batch_answers_like_one_datagram_at_a_time() {
     sim.arena.reset();
     let prepared: Vec<Prepared<'_>> = batch
         .iter()
-        .map(|m| Registrar::prepare(m.as_bytes(), &sim.arena))
+        .map(|m| Registrar::prepare(m.as_bytes(), &sim.arena, |_| true))
         .collect();
     sim.reg.warm(&prepared);
     let mut got = Vec::new();
     for p in &prepared {
         let d = sim
             .reg
-            .finish(sim.now_ms, sim.source, p, &sim.arena, &mut sim.out, |_| {
-                true
-            });
+            .finish(sim.now_ms, sim.source, p, &sim.arena, &mut sim.out);
         got.push(match d {
             Dispatch::Reply(_) => String::from_utf8(sim.out.clone()).unwrap(),
             _ => String::new(),

@@ -377,16 +377,17 @@ impl Shard {
             ..
         } = self;
         let arena: &Bump = arena;
+        let (me, shards) = (*index, *shards);
+        let owns = |hash| shards == 1 || shard_for(hash, shards) == me;
         let mut prepared = bumpalo::collections::Vec::with_capacity_in(n, arena);
         for i in 0..n {
             let p = rx
                 .get(i)
                 .filter(|d| !d.truncated)
-                .map(|d| Registrar::prepare(d.bytes, arena));
+                .map(|d| Registrar::prepare(d.bytes, arena, owns));
             prepared.push(p);
         }
         registrar.warm(prepared.iter().flatten());
-        let (me, shards) = (*index, *shards);
         for (i, p) in prepared.iter().enumerate() {
             let Some(datagram) = rx.get(i) else {
                 continue;
@@ -404,17 +405,15 @@ impl Shard {
                 local: socket as u16,
             };
             // The registrar parsed the datagram once: it answers what this shard owns
-            // and hands back the route hash of what another shard owns
-            // (`Dispatch::Forward`), which then crosses the mesh once.
+            // and hands back the route hash of what another shard owns (`prepare` made
+            // it a `Prepared::Forward`), which then crosses the mesh once.
             let (Some(batch), Some(sock)) = (tx.get_mut(socket), sockets.get(socket)) else {
                 continue;
             };
             let Some(out) = next_reply_buf(batch, sock, counters) else {
                 continue;
             };
-            let dispatched = registrar.finish(now_ms, source, p, arena, out, |hash| {
-                shards == 1 || shard_for(hash, shards) == me
-            });
+            let dispatched = registrar.finish(now_ms, source, p, arena, out);
             match dispatched {
                 Dispatch::Reply(to) => {
                     let held = journal
