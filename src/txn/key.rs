@@ -74,35 +74,13 @@ impl TxnKey<'_> {
         })
     }
 
-    /// Bytes of the flat form, or `None` when it is longer than [`TXN_KEY_BYTES_MAX`].
+    /// Bytes of the flat form, or `None` when it is longer than [`TXN_KEY_BYTES_MAX`]:
+    /// the parts [`write_parts`](Self::write_parts) would write, counted.
     fn encoded_len(&self) -> Option<usize> {
-        let (head, fields) = match *self {
-            Self::Rfc3261 {
-                branch,
-                sent_by_host,
-                method,
-                ..
-            } => (3, branch.len() + sent_by_host.len() + method.len() + 3 * 2),
-            Self::Rfc2543 {
-                request_uri,
-                from_tag,
-                to_tag,
-                call_id,
-                method,
-                top_via,
-                ..
-            } => (
-                5,
-                [request_uri, from_tag, to_tag, call_id, method, top_via]
-                    .iter()
-                    .map(|f| f.len())
-                    .sum::<usize>()
-                    + 6 * 2,
-            ),
-        };
-        let len = head + fields;
         // Each field's length is a `u16`; the total bound implies it.
         const _: () = assert!(TXN_KEY_BYTES_MAX <= u16::MAX as usize);
+        let mut len = 0;
+        self.write_parts(|part| len += part.len());
         (len <= TXN_KEY_BYTES_MAX).then_some(len)
     }
 
