@@ -17,9 +17,7 @@
 //! (at most half full, so hashbrown always rehashes in place) and the eviction ring is a
 //! fixed array.
 
-use hashbrown::DefaultHashBuilder;
 use hashbrown::HashMap;
-use std::hash::BuildHasher;
 
 /// Default number of nonces one shard remembers. Memory: the hash table is built for
 /// twice the entries (so it never grows), i.e. for 65 536 entries 2^18 buckets of
@@ -58,7 +56,6 @@ pub struct NonceCounts {
     len: usize,
     /// Latest issue time of a nonce evicted for room (not for expiry).
     forgotten_up_to_ms: Option<u64>,
-    hasher: DefaultHashBuilder,
 }
 
 impl Default for NonceCounts {
@@ -78,7 +75,6 @@ impl NonceCounts {
             head: 0,
             len: 0,
             forgotten_up_to_ms: None,
-            hasher: DefaultHashBuilder::default(),
         }
     }
 
@@ -120,7 +116,7 @@ impl NonceCounts {
     /// [`NonceKey::check_nonce`](super::NonceKey::check_nonce)) if it is higher than any
     /// `nc` seen for it before.
     pub fn check_and_record(&mut self, nonce: &[u8], issued_ms: u64, nc: u32) -> NcCheck {
-        let key = self.hasher.hash_one(nonce);
+        let key = crate::hash::seeded_hash(nonce);
         if let Some(e) = self.map.get_mut(&key) {
             if nc <= e.nc {
                 return NcCheck::Replayed;

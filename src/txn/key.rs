@@ -66,7 +66,6 @@ impl TxnKey<'_> {
         let len = self.encoded_len()?;
         let mut out = bumpalo::collections::Vec::with_capacity_in(len, arena);
         self.write_parts(|part| out.extend_from_slice_copy(part));
-        debug_assert_eq!(out.len(), len);
         let bytes: &'b [u8] = out.into_bump_slice();
         Some(EncodedKey {
             bytes,
@@ -122,9 +121,9 @@ impl TxnKey<'_> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EncodedKey<'a> {
     /// The flat form.
-    pub(crate) bytes: &'a [u8],
+    pub(super) bytes: &'a [u8],
     /// [`seeded_hash`] of `bytes`.
-    pub(crate) hash: u64,
+    pub(super) hash: u64,
 }
 
 impl EncodedKey<'_> {
