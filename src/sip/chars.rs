@@ -222,11 +222,13 @@ pub(crate) fn span(s: &[u8], mut i: usize, class: &[bool; 256]) -> usize {
     // Eight bytes per bounds check: spans are mostly a few to a few dozen bytes, and the
     // eight lookups of a chunk are independent loads the CPU runs in parallel.
     while let Some(chunk) = s.get(i..i.wrapping_add(8)) {
-        if let Ok(w) = <&[u8; 8]>::try_from(chunk) {
-            for (k, &b) in w.iter().enumerate() {
-                if !class[usize::from(b)] {
-                    return i + k;
-                }
+        // Always eight bytes; were it not, the byte loop below would read them.
+        let Ok(w) = <&[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        for (k, &b) in w.iter().enumerate() {
+            if !class[usize::from(b)] {
+                return i + k;
             }
         }
         i += 8;
