@@ -131,7 +131,7 @@ impl Journal {
     fn ship(&mut self, registrar: &mut Registrar) {
         registrar.drain_journal(&mut self.outgoing);
         if self.outgoing.is_empty() {
-            return self.compactor.step(registrar, &self.writer);
+            return self.compactor.step(registrar.location(), &self.writer);
         }
         let next = self.writer.spare().unwrap_or_default();
         let chunk = std::mem::replace(&mut self.outgoing, next);
@@ -141,7 +141,7 @@ impl Journal {
             chunk.extend_from_slice(&self.outgoing);
             self.outgoing = chunk;
         } else {
-            self.compactor.step(registrar, &self.writer);
+            self.compactor.step(registrar.location(), &self.writer);
         }
     }
 

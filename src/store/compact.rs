@@ -25,7 +25,7 @@
 
 use super::record;
 use super::writer::{Chunk, WriterHandle};
-use crate::registrar::Registrar;
+use crate::location::LocationTable;
 
 /// A snapshot starts when the log exceeds this many times the live estimate.
 pub const COMPACT_RATIO: u64 = 4;
@@ -86,7 +86,7 @@ impl Compactor {
 
     /// One bounded step. Call it only once every journal record committed so far
     /// has been handed to `writer` (nothing left outgoing), so the channel order holds.
-    pub fn step(&mut self, registrar: &Registrar, writer: &WriterHandle) {
+    pub fn step(&mut self, table: &LocationTable, writer: &WriterHandle) {
         let progress = writer.progress();
         if progress.failed() {
             // Nothing is kept any more: stop (and let the core park normally).
@@ -98,7 +98,7 @@ impl Compactor {
         }
         match self.state {
             State::Idle => {
-                let bindings = registrar.location().bindings_len();
+                let bindings = table.bindings_len();
                 if progress.log_bytes() > self.threshold_bytes(bindings)
                     && writer.try_send_chunk(Chunk::SnapshotStart).is_ok()
                 {
@@ -110,12 +110,9 @@ impl Compactor {
                 // A fresh buffer per turn (the writer frees it): one allocation per
                 // few thousand AORs, and no large buffer lingers in the spare pool.
                 let mut buf = Vec::new();
-                let more = registrar.location().aors_from_slot(
-                    next,
-                    usize::MAX,
-                    SNAPSHOT_SLOTS_PER_TURN,
-                    |aor| record::encode_aor(&mut buf, aor.key(), Some(aor)),
-                );
+                let more = table.aors_from_slot(next, usize::MAX, SNAPSHOT_SLOTS_PER_TURN, |aor| {
+                    record::encode_aor(&mut buf, aor.key(), Some(aor))
+                });
                 let len = buf.len() as u64;
                 if len > 0 && writer.try_send_chunk(Chunk::Snapshot(buf)).is_err() {
                     // Not reached (room was checked and the core is the only sender):
@@ -142,8 +139,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::location::Transport;
-    use crate::registrar::RegistrarConfig;
+    use crate::location::{Change, LocationLimits, Transport};
     use crate::store::record::{Frame, Record, StoredBinding};
     use crate::store::{load, segment, writer};
 
@@ -169,9 +165,16 @@ mod tests {
         }
     }
 
-    fn contacts(registrar: &Registrar, key: &[u8]) -> BTreeSet<Vec<u8>> {
-        registrar
-            .location()
+    /// Insert `b` into `table` as a start-up load does.
+    fn restore(table: &mut LocationTable, key: &[u8], b: &StoredBinding<'_>) {
+        let registered_ms = u64::from(b.registered_s) * 1000;
+        table
+            .apply(key, registered_ms, &[Change::Insert(b.to_new())])
+            .unwrap();
+    }
+
+    fn contacts(table: &LocationTable, key: &[u8]) -> BTreeSet<Vec<u8>> {
+        table
             .get(key)
             .map(|a| a.iter().map(|b| b.contact().to_vec()).collect())
             .unwrap_or_default()
@@ -186,7 +189,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&data);
         let dir = segment::shard_dir(&data, 0);
         std::fs::create_dir_all(&dir).unwrap();
-        let mut registrar = Registrar::new(RegistrarConfig::default());
+        let mut table = LocationTable::new(LocationLimits::default());
         let keys: Vec<Vec<u8>> = (0..AORS).map(|i| format!("aor-{i}").into_bytes()).collect();
         // The start-up snapshot: stale copies first (enough to pass the threshold),
         // an AOR the table no longer has, then the table's state.
@@ -201,7 +204,7 @@ mod tests {
             let contact = format!("sip:{i}");
             let b = [binding(contact.as_bytes())];
             record::encode_set(&mut startup, key, &b);
-            registrar.restore_aor(NOW_MS, key, &b);
+            restore(&mut table, key, &b[0]);
         }
         segment::write_whole(&dir, 2, 0, &startup).unwrap();
 
@@ -212,12 +215,12 @@ mod tests {
             handle.progress().log_bytes() > compactor.threshold_bytes(AORS),
             "the start-up snapshot passes the threshold"
         );
-        compactor.step(&registrar, &handle);
+        compactor.step(&table, &handle);
         assert!(compactor.running());
         let mut turns = 0;
         let mut changed = 0;
         while compactor.running() {
-            compactor.step(&registrar, &handle);
+            compactor.step(&table, &handle);
             turns += 1;
             // Live changes between turns, spread over the whole table: a second
             // contact, journaled like the registrar does.
@@ -225,9 +228,9 @@ mod tests {
                 let i = (changed * 7919) % AORS;
                 changed += 1;
                 let contact = format!("sip:new-{i}");
-                registrar.restore_aor(NOW_MS, &keys[i], &[binding(contact.as_bytes())]);
+                restore(&mut table, &keys[i], &binding(contact.as_bytes()));
                 let mut chunk = Vec::new();
-                record::encode_aor(&mut chunk, &keys[i], registrar.location().get(&keys[i]));
+                record::encode_aor(&mut chunk, &keys[i], table.get(&keys[i]));
                 while let Err(back) = handle.try_send(chunk) {
                     chunk = back;
                     std::thread::sleep(Duration::from_millis(1));
@@ -257,7 +260,7 @@ mod tests {
             let got: BTreeSet<Vec<u8>> = bindings.iter().map(|b| b.contact.to_vec()).collect();
             assert_eq!(
                 got,
-                contacts(&registrar, key),
+                contacts(&table, key),
                 "{}",
                 String::from_utf8_lossy(key)
             );
