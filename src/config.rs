@@ -18,7 +18,10 @@ use std::net::SocketAddr;
 
 use clap::{Parser, ValueEnum};
 
-use crate::auth::{ALGORITHMS_MAX, Algorithm, Subscribers};
+mod cpus;
+pub use cpus::available_cpus;
+
+use crate::auth::{ALGORITHMS_MAX, Algorithm, subscriber_file};
 use crate::registrar::{AuthConfig, MaxContactsPolicy, MinExpiresPolicy, RegistrarConfig};
 use crate::store::{Durability, PersistConfig};
 
@@ -28,13 +31,6 @@ pub const RECV_BATCH_MAX: usize = 256;
 
 /// Longest nonce lifetime, in seconds (a day).
 pub const NONCE_LIFETIME_S_MAX: u64 = 86_400;
-
-/// Read and parse a subscriber file; the error names the path and the line, never
-/// the line's content (it may hold a password).
-pub fn load_subscribers(path: &std::path::Path) -> Result<Subscribers, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Subscribers::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
-}
 
 /// 32 bytes from the kernel's CSPRNG, for the nonce HMAC key.
 fn random_secret() -> std::io::Result<[u8; 32]> {
@@ -409,13 +405,13 @@ impl TryFrom<Args> for Config {
 
     /// Validate `args` against this host's CPUs (the one syscall of this stage).
     fn try_from(args: Args) -> Result<Self, ConfigError> {
-        let host = crate::runtime::available_cpus().map_err(|e| {
+        let host = available_cpus().map_err(|e| {
             ConfigError::new("--cores", format!("cannot list the CPUs of this host: {e}"))
         })?;
         let mut config = Self::resolve(args, &host)?;
         if let Some(path) = &config.auth_file {
-            let subscribers =
-                load_subscribers(path).map_err(|reason| ConfigError::new("--auth-file", reason))?;
+            let subscribers = subscriber_file::load(path)
+                .map_err(|e| ConfigError::new("--auth-file", e.to_string()))?;
             let secret = random_secret().map_err(|e| {
                 ConfigError::new(
                     "--auth-file",

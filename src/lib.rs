@@ -13,6 +13,8 @@
 //!   batched `recvmmsg`/`sendmmsg`, the shard mesh, timers and signals.
 //! - [`store`]: persistence of the location table, one append-only log per shard.
 //! - [`config`]: command-line flags and their validation.
+//! - [`admin`]: the management API and `/metrics`, on a thread of its own.
+//! - [`server`]: starts the runtime and the management API beside it.
 //!
 //! `sip`, `txn`, `location` and `registrar` read no clock, open no socket and never touch
 //! glommio: time, the source address and randomness are inputs. That is what makes them
@@ -26,6 +28,7 @@ mod hash;
 pub mod location;
 pub mod registrar;
 pub mod runtime;
+pub mod server;
 pub mod sip;
 pub mod store;
 pub mod txn;

@@ -1,4 +1,4 @@
-//! The `sipreg` binary: flags -> validated [`Config`] -> [`runtime::run`] -> exit code;
+//! The `sipreg` binary: flags -> validated [`Config`] -> [`server::run`] -> exit code;
 //! or `sipreg ctl ...`, the management client (see [`sipreg::ctl`]).
 //!
 //! Exit codes: 0 after a graceful stop (SIGTERM/SIGINT), 2 for a flag error (clap's
@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use sipreg::config::{Args, Config, LogFormat};
 use sipreg::ctl::{self, CtlArgs};
-use sipreg::runtime;
+use sipreg::server;
 
 fn main() -> ExitCode {
     // `sipreg ctl ...` is the client; anything else is the server, so that every
@@ -35,7 +35,7 @@ fn main() -> ExitCode {
         }
     };
     init_logging(config.log_level.as_tracing(), config.log_format);
-    match runtime::run(config) {
+    match server::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sipreg: error: {e:#}");

@@ -2,37 +2,52 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::location::Transport;
 use crate::registrar::Outcome;
-use crate::runtime::control::{AorView, BindingView, CoreStats};
+use crate::runtime::control::{AorCopy, BindingCopy, CoreStats};
 
-fn binding(b: &BindingView) -> Value {
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn transport(t: Transport) -> &'static str {
+    match t {
+        Transport::Udp => "udp",
+        Transport::Tcp => "tcp",
+        Transport::Tls => "tls",
+        Transport::Ws => "ws",
+        Transport::Wss => "wss",
+    }
+}
+
+fn binding(b: &BindingCopy) -> Value {
     json!({
-        "contact": b.contact,
+        "contact": text(&b.contact),
         "expires": b.expires_s,
         "q": b.q.map(|q| f64::from(q) / 1000.0),
-        "call_id": b.call_id,
+        "call_id": text(&b.call_id),
         "cseq": b.cseq,
-        "source": b.source,
-        "transport": b.transport,
+        "source": b.source.to_string(),
+        "transport": transport(b.transport),
         "socket": b.socket,
-        "user_agent": b.user_agent,
-        "path": b.path,
-        "instance": b.instance,
+        "user_agent": text(&b.user_agent),
+        "path": text(&b.path),
+        "instance": b.instance.as_deref().map(text),
         "reg_id": b.reg_id,
         "registered_ms": b.registered_ms,
     })
 }
 
 /// One AOR: `{"aor": "...", "bindings": [...]}`.
-pub(super) fn aor(a: &AorView) -> Value {
+pub(super) fn aor(a: &AorCopy) -> Value {
     json!({
-        "aor": a.aor,
+        "aor": text(&a.key),
         "bindings": a.bindings.iter().map(binding).collect::<Vec<_>>(),
     })
 }
 
 /// A dump page: `{"aors": [...], "count": n, "limit": n, "next": "cursor"|null}`.
-pub(super) fn page(aors: &[AorView], limit: usize, next: Option<&str>) -> Value {
+pub(super) fn page(aors: &[AorCopy], limit: usize, next: Option<&str>) -> Value {
     json!({
         "aors": aors.iter().map(aor).collect::<Vec<_>>(),
         "count": aors.len(),

@@ -82,39 +82,8 @@ impl EncodeMetric for CountedHistogram {
     }
 }
 
-/// Datagrams the kernel dropped on our listening sockets (receive buffer full),
-/// from the `drops` column of `/proc/net/udp` and `/proc/net/udp6`, summed over the
-/// sockets bound to `ports`. `None` when neither file can be read (not Linux).
-pub(crate) fn socket_drops(ports: &[u16]) -> Option<u64> {
-    let mut found = false;
-    let mut drops = 0;
-    for path in ["/proc/net/udp", "/proc/net/udp6"] {
-        if let Ok(table) = std::fs::read_to_string(path) {
-            found = true;
-            drops += proc_udp_drops(&table, ports);
-        }
-    }
-    found.then_some(drops)
-}
-
-/// Sum of the last column (`drops`) of the `/proc/net/udp` lines whose local port is
-/// in `ports`.
-fn proc_udp_drops(table: &str, ports: &[u16]) -> u64 {
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let local = fields.nth(1)?;
-            let port = u16::from_str_radix(local.rsplit_once(':')?.1, 16).ok()?;
-            let drops = fields.last()?.parse::<u64>().ok()?;
-            ports.contains(&port).then_some(drops)
-        })
-        .sum()
-}
-
 /// Render the exposition for the snapshot `cores`; `socket_drops` from
-/// [`socket_drops`].
+/// [`runtime::socket_drops`](crate::runtime::socket_drops).
 pub(super) fn render(cores: &[CoreStats], ready: bool, socket_drops: Option<u64>) -> String {
     let sum = |f: &dyn Fn(&CoreStats) -> u64| cores.iter().map(f).sum::<u64>();
     let mut r = Registry::with_prefix("sipreg");
@@ -495,16 +464,5 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line} missing:\n{text}");
         }
-    }
-
-    #[test]
-    fn proc_udp_drops_sums_our_ports_only() {
-        let table = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
- 1: 0100007F:13C4 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1 2 0000000000000000 5\n\
- 2: 0100007F:13C4 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1 2 0000000000000000 7\n\
- 3: 00000000:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1 2 0000000000000000 100\n";
-        assert_eq!(proc_udp_drops(table, &[5060]), 12);
-        assert_eq!(proc_udp_drops(table, &[53, 5060]), 112);
-        assert_eq!(proc_udp_drops(table, &[9]), 0);
     }
 }

@@ -23,7 +23,6 @@
 
 mod json;
 mod metrics;
-pub(crate) use metrics::socket_drops;
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -38,6 +37,7 @@ use crate::registrar::AOR_KEY_BYTES_MAX;
 use crate::runtime::control::{
     CallError, Command, ControlHandle, CoreStats, DUMP_PAGE_AORS_MAX, Reply,
 };
+use crate::runtime::socket_drops;
 use crate::sip::{self, Scheme};
 
 /// How long the admin thread waits for a core's answer, in ms.

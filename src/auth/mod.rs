@@ -3,8 +3,9 @@
 //! A carrier registrar never binds an AOR for a device that did not prove it knows the
 //! subscriber's password (RFC 3261 §10.3 step 3). This module holds everything that
 //! decision needs and nothing that touches the outside world: no clock (time is
-//! `now_ms`), no randomness (the nonce secret is handed in), no file reading (the caller
-//! reads the `--auth-file` text and hands it to [`Subscribers::parse`]).
+//! `now_ms`), no randomness (the nonce secret is handed in), no file reading on the
+//! request path: [`subscriber_file::load`] reads the `--auth-file` at start-up and on
+//! SIGHUP, and hands its text to the pure [`Subscribers::parse`].
 //!
 //! - [`Subscribers`]: the subscriber table (`user@domain` → HA1 per algorithm),
 //!   swappable on SIGHUP behind an `Arc`.
@@ -26,6 +27,7 @@ mod challenge;
 mod counts;
 mod credentials;
 mod nonce;
+pub mod subscriber_file;
 mod subscribers;
 mod verify;
 

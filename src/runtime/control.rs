@@ -10,7 +10,11 @@
 //! most [`COMMANDS_PER_TURN`] commands per loop turn and a flush walks at most
 //! [`FLUSH_SLOTS_PER_TURN`] table slots per turn, so management never stalls SIP for long.
 //! A full channel is refused at once (the API answers 503), never waited on.
+//!
+//! What a core answers is data, copied out of its table ([`AorCopy`]) or its counters
+//! ([`CoreStats`]); how the API shows it (text, JSON, metric names) is in `admin`.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -19,7 +23,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 
 use super::mesh::{MeshShared, shard_for};
 use super::stats::Counters;
-use crate::location::{AorRef, BindingRef};
+use crate::location::{AorRef, BindingRef, Transport};
 use crate::registrar::{Registrar, Stats, aor_hash};
 
 /// Commands waiting for one core, at most; more are refused (HTTP 503).
@@ -64,31 +68,33 @@ pub(crate) enum Command {
     Stats,
 }
 
-/// One binding as the API shows it (copied out of the table).
+/// One binding, copied out of the table on the owning core (no other thread may read
+/// the table). Bytes stay bytes: how the API shows them is `admin`'s business.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct BindingView {
-    pub(crate) contact: String,
+pub(crate) struct BindingCopy {
+    pub(crate) contact: Vec<u8>,
+    /// Seconds left at the time of the copy.
     pub(crate) expires_s: u32,
     /// q in thousandths, when the Contact had one.
     pub(crate) q: Option<u16>,
-    pub(crate) call_id: String,
+    pub(crate) call_id: Vec<u8>,
     pub(crate) cseq: u32,
-    pub(crate) source: String,
-    pub(crate) transport: &'static str,
+    pub(crate) source: SocketAddr,
+    pub(crate) transport: Transport,
     pub(crate) socket: u16,
-    pub(crate) user_agent: String,
-    pub(crate) path: String,
-    pub(crate) instance: Option<String>,
+    pub(crate) user_agent: Vec<u8>,
+    pub(crate) path: Vec<u8>,
+    pub(crate) instance: Option<Vec<u8>>,
     pub(crate) reg_id: Option<u32>,
     /// When it was first registered, ms since the Unix epoch.
     pub(crate) registered_ms: u64,
 }
 
-/// One AOR and its live bindings.
+/// One AOR key and its live bindings, copied.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct AorView {
-    pub(crate) aor: String,
-    pub(crate) bindings: Vec<BindingView>,
+pub(crate) struct AorCopy {
+    pub(crate) key: Vec<u8>,
+    pub(crate) bindings: Vec<BindingCopy>,
 }
 
 /// One core's counters, copied.
@@ -103,10 +109,10 @@ pub(crate) struct CoreStats {
 /// A core's answer.
 #[derive(Debug)]
 pub(crate) enum Reply {
-    Aor(Option<AorView>),
+    Aor(Option<AorCopy>),
     /// A dump page; `next` is the slot to continue from (None: shard done).
     Page {
-        aors: Vec<AorView>,
+        aors: Vec<AorCopy>,
         next: Option<usize>,
     },
     Added(Result<(), &'static str>),
@@ -278,7 +284,7 @@ impl ControlEnd {
                     registrar
                         .location()
                         .get(&aor_key)
-                        .map(|aor| view_aor(aor, now_ms))
+                        .map(|aor| copy_aor(aor, now_ms))
                         .filter(|v| !v.bindings.is_empty()),
                 ),
                 Command::Dump { position, limit } => {
@@ -288,9 +294,9 @@ impl ControlEnd {
                         limit.min(DUMP_PAGE_AORS_MAX),
                         DUMP_SLOTS_PER_CALL_MAX,
                         |aor| {
-                            let view = view_aor(aor, now_ms);
-                            if !view.bindings.is_empty() {
-                                aors.push(view);
+                            let copy = copy_aor(aor, now_ms);
+                            if !copy.bindings.is_empty() {
+                                aors.push(copy);
                             }
                         },
                     );
@@ -334,40 +340,31 @@ impl ControlEnd {
     }
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn view_aor(aor: AorRef<'_>, now_ms: u64) -> AorView {
-    AorView {
-        aor: text(aor.key()),
+/// The live bindings of `aor` at `now_ms`.
+fn copy_aor(aor: AorRef<'_>, now_ms: u64) -> AorCopy {
+    AorCopy {
+        key: aor.key().to_vec(),
         bindings: aor
             .iter()
             .filter(|b| !b.is_expired(now_ms))
-            .map(|b| view_binding(&b, now_ms))
+            .map(|b| copy_binding(&b, now_ms))
             .collect(),
     }
 }
 
-fn view_binding(b: &BindingRef<'_>, now_ms: u64) -> BindingView {
-    BindingView {
-        contact: text(b.contact()),
+fn copy_binding(b: &BindingRef<'_>, now_ms: u64) -> BindingCopy {
+    BindingCopy {
+        contact: b.contact().to_vec(),
         expires_s: b.remaining_s(now_ms),
         q: b.q(),
-        call_id: text(b.call_id()),
+        call_id: b.call_id().to_vec(),
         cseq: b.cseq(),
-        source: b.source().to_string(),
-        transport: match b.transport() {
-            crate::location::Transport::Udp => "udp",
-            crate::location::Transport::Tcp => "tcp",
-            crate::location::Transport::Tls => "tls",
-            crate::location::Transport::Ws => "ws",
-            crate::location::Transport::Wss => "wss",
-        },
+        source: b.source(),
+        transport: b.transport(),
         socket: b.local_socket(),
-        user_agent: text(b.user_agent()),
-        path: text(b.path()),
-        instance: b.instance().map(text),
+        user_agent: b.user_agent().to_vec(),
+        path: b.path().to_vec(),
+        instance: b.instance().map(<[u8]>::to_vec),
         reg_id: b.reg_id(),
         registered_ms: b.registered_ms(),
     }

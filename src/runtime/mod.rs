@@ -19,13 +19,12 @@
 //!
 //! Files: `socket` (binding, buffer sizes, the fd hand-off to glommio),
 //! `mmsg` (recvmmsg/sendmmsg), `mesh` (cross-core forwarding, doorbells, buffer pool),
-//! `shard` (the per-core loop), `cpus` (which CPUs), `stats` (counters and the
+//! `shard` (the per-core loop), `stats` (counters and the
 //! summary line). `unsafe` exists only in `socket.rs` and `mmsg.rs`, each block with
 //! a `// SAFETY:` comment.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub(crate) mod control;
-mod cpus;
 #[cfg(test)]
 mod forward_cost;
 mod mesh;
@@ -35,8 +34,10 @@ mod shard;
 mod socket;
 mod stats;
 
+pub(crate) use socket::socket_drops;
 pub(crate) use stats::LATENCY_BUCKETS_US;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::thread::{self, JoinHandle};
@@ -47,7 +48,6 @@ use glommio::{LocalExecutorBuilder, Placement};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-pub use cpus::available_cpus;
 pub use mesh::{FORWARD_BUFFERS_PER_CORE_MAX, MESH_CHANNEL_DEPTH, shard_for};
 pub use mmsg::DATAGRAM_BYTES_MAX;
 
@@ -66,9 +66,37 @@ pub const STARTUP_TIMEOUT_S: u64 = 10;
 /// Exit status when a second SIGTERM/SIGINT arrives during a graceful stop.
 const FORCED_EXIT_STATUS: i32 = 1;
 
-/// Run the server until SIGTERM/SIGINT; then stop receiving, answer what is in
-/// flight, and return. Fails before serving if any socket or executor cannot start.
-pub fn run(config: Config) -> anyhow::Result<()> {
+/// A server whose SIP sockets are bound, whose signal handlers are installed and
+/// whose management channels exist, but whose cores do not run yet.
+///
+/// Why two steps ([`start`], then [`Starting::serve`]): the services around the cores
+/// (the management API, issue 7) need the cores' command channels and the bound
+/// addresses, and must run before the store is loaded (`/healthz` answers during
+/// start-up). The caller starts them in between, so the runtime hands them what they
+/// need instead of knowing them (see `crate::server`).
+pub struct Starting {
+    config: Config,
+    signals: Signals,
+    bound: socket::Bound,
+    seed: u64,
+    shared: Arc<MeshShared>,
+    ends: Vec<mesh::MeshEnd>,
+    control: control::ControlHandle,
+    control_ends: Vec<control::ControlEnd>,
+}
+
+impl std::fmt::Debug for Starting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Starting")
+            .field("local", &self.bound.local)
+            .field("shards", &self.ends.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Install the signal handlers, bind every core's sockets and build the mesh and the
+/// management channels. Fails before anything serves if a socket cannot be bound.
+pub fn start(config: Config) -> anyhow::Result<Starting> {
     let stop = Arc::new(AtomicBool::new(false));
     // Signals first, so that a SIGTERM during start-up is a graceful stop too. Each
     // signal runs, in registration order: the iterator's action (wakes the signal
@@ -77,7 +105,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     // exits at once, and no signal is ever caught without being recorded. `seen` is
     // separate from `stop` because the signal thread may set `stop` before the
     // conditional action of the same signal runs.
-    let mut signals = Signals::new([SIGTERM, SIGINT]).context("installing signal handlers")?;
+    let signals = Signals::new([SIGTERM, SIGINT]).context("installing signal handlers")?;
     let seen = Arc::new(AtomicBool::new(false));
     for signal in [SIGTERM, SIGINT] {
         signal_hook::flag::register_conditional_shutdown(
@@ -101,140 +129,188 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
     let seed = config.seed.unwrap_or_else(seed_from_clock);
     let (shared, ends) = mesh::build(shards, Arc::clone(&stop), thread::current());
-    // Management API (issue 7): its thread starts before the store is loaded and the
-    // cores start (healthz answers during start-up; readyz once every core is up).
     let (control, control_ends) = control::build(shards, Arc::clone(&shared));
-    let admin_thread = crate::admin::spawn(config.admin, control.clone(), &bound.local)?;
-    let load_started = Instant::now();
-    let (mut journals, mut restores, writers, loaded) = match &config.persist {
-        Some(persist) => open_store(persist, shards, &shared)?,
-        None => (Vec::new(), Vec::new(), Vec::new(), 0),
-    };
-    let counters: Vec<Arc<SharedCounters>> = (0..shards)
-        .map(|_| Arc::new(SharedCounters::default()))
-        .collect();
+    Ok(Starting {
+        config,
+        signals,
+        bound,
+        seed,
+        shared,
+        ends,
+        control,
+        control_ends,
+    })
+}
 
-    let subscriber_cell = Arc::new(reload::SubscriberCell::default());
-    let (reload_handle, reload_thread) =
-        reload::spawn(config.auth_file.clone(), Arc::clone(&subscriber_cell))
-            .context("installing the SIGHUP handler")?;
+impl Starting {
+    /// The validated configuration this server runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
 
-    let signal_handle = signals.handle();
-    let signal_thread = {
-        let shared = Arc::clone(&shared);
-        thread::Builder::new()
-            .name("sipreg-signals".into())
-            .spawn(move || {
-                if let Some(signal) = signals.forever().next() {
-                    tracing::info!(signal, "stopping: finishing what is in flight");
-                    shared.request_stop();
-                }
-            })
-            .context("spawning the signal thread")?
-    };
+    /// The SIP addresses actually bound (port 0 resolved), one per `--listen`.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.bound.local
+    }
 
-    let (ready_tx, ready_rx) = crossbeam_channel::bounded::<(usize, Result<(), String>)>(shards);
-    let mut cores: Vec<JoinHandle<()>> = Vec::with_capacity(shards);
-    for (((index, sockets), end), control) in bound
-        .sockets
-        .into_iter()
-        .enumerate()
-        .zip(ends)
-        .zip(control_ends)
-    {
-        let cpu = config.cpus.get(index).copied().unwrap_or(0);
-        let setup = shard::CoreSetup {
-            shards,
-            sockets,
-            registrar: config.registrar_config(index, seed),
-            recv_batch: config.recv_batch,
-            spin_before_park_us: config.spin_before_park_us,
-            subscribers: Arc::clone(&subscriber_cell),
-            mesh: end,
-            counters: Arc::clone(&counters[index]),
+    /// The management side of the cores: send them commands, see whether they are
+    /// ready, notice a stop.
+    pub(crate) fn control(&self) -> &control::ControlHandle {
+        &self.control
+    }
+
+    /// Load the store, start the cores and serve until SIGTERM/SIGINT; then stop
+    /// receiving, answer what is in flight, and return. It must run on the thread
+    /// that called [`start`] (the cores wake it). Whatever the outcome, a stop is
+    /// requested before it returns, so the services started beside it end too.
+    pub fn serve(self) -> anyhow::Result<()> {
+        let shared = Arc::clone(&self.shared);
+        let result = self.serve_until_stopped();
+        shared.request_stop();
+        result
+    }
+
+    fn serve_until_stopped(self) -> anyhow::Result<()> {
+        let Self {
+            config,
+            mut signals,
+            bound,
+            seed,
+            shared,
+            ends,
             control,
-            journal: journals.get_mut(index).and_then(Option::take),
-            restore: restores
-                .get_mut(index)
-                .map(std::mem::take)
-                .unwrap_or_default(),
+            control_ends,
+        } = self;
+        let shards = config.shards();
+        let load_started = Instant::now();
+        let (mut journals, mut restores, writers, loaded) = match &config.persist {
+            Some(persist) => open_store(persist, shards, &shared)?,
+            None => (Vec::new(), Vec::new(), Vec::new(), 0),
         };
-        let core_ready = ready_tx.clone();
-        let core_shared = Arc::clone(&shared);
-        let spawned = thread::Builder::new()
-            .name(format!("sipreg-core-{index}"))
-            .spawn(move || run_core(index, cpu, setup, core_ready, &core_shared));
-        match spawned {
-            Ok(handle) => cores.push(handle),
-            Err(e) => {
-                shared.core_stopped_receiving(index);
-                let _ = ready_tx.send((
-                    index,
-                    Err(format!("core {index}: cannot spawn its thread: {e}")),
-                ));
+        let counters: Vec<Arc<SharedCounters>> = (0..shards)
+            .map(|_| Arc::new(SharedCounters::default()))
+            .collect();
+
+        let subscriber_cell = Arc::new(reload::SubscriberCell::default());
+        let (reload_handle, reload_thread) =
+            reload::spawn(config.auth_file.clone(), Arc::clone(&subscriber_cell))
+                .context("installing the SIGHUP handler")?;
+
+        let signal_handle = signals.handle();
+        let signal_thread = {
+            let shared = Arc::clone(&shared);
+            thread::Builder::new()
+                .name("sipreg-signals".into())
+                .spawn(move || {
+                    if let Some(signal) = signals.forever().next() {
+                        tracing::info!(signal, "stopping: finishing what is in flight");
+                        shared.request_stop();
+                    }
+                })
+                .context("spawning the signal thread")?
+        };
+
+        let (ready_tx, ready_rx) =
+            crossbeam_channel::bounded::<(usize, Result<(), String>)>(shards);
+        let mut cores: Vec<JoinHandle<()>> = Vec::with_capacity(shards);
+        for (((index, sockets), end), control) in bound
+            .sockets
+            .into_iter()
+            .enumerate()
+            .zip(ends)
+            .zip(control_ends)
+        {
+            let cpu = config.cpus.get(index).copied().unwrap_or(0);
+            let setup = shard::CoreSetup {
+                shards,
+                sockets,
+                registrar: config.registrar_config(index, seed),
+                recv_batch: config.recv_batch,
+                spin_before_park_us: config.spin_before_park_us,
+                subscribers: Arc::clone(&subscriber_cell),
+                mesh: end,
+                counters: Arc::clone(&counters[index]),
+                control,
+                journal: journals.get_mut(index).and_then(Option::take),
+                restore: restores
+                    .get_mut(index)
+                    .map(std::mem::take)
+                    .unwrap_or_default(),
+            };
+            let core_ready = ready_tx.clone();
+            let core_shared = Arc::clone(&shared);
+            let spawned = thread::Builder::new()
+                .name(format!("sipreg-core-{index}"))
+                .spawn(move || run_core(index, cpu, setup, core_ready, &core_shared));
+            match spawned {
+                Ok(handle) => cores.push(handle),
+                Err(e) => {
+                    shared.core_stopped_receiving(index);
+                    let _ = ready_tx.send((
+                        index,
+                        Err(format!("core {index}: cannot spawn its thread: {e}")),
+                    ));
+                }
             }
         }
-    }
-    drop(ready_tx);
+        drop(ready_tx);
 
-    let started = wait_ready(&ready_rx, shards);
-    let result = match started {
-        Ok(()) => {
-            control.set_ready();
-            if let Some(persist) = &config.persist {
+        let started = wait_ready(&ready_rx, shards);
+        let result = match started {
+            Ok(()) => {
+                control.set_ready();
+                if let Some(persist) = &config.persist {
+                    tracing::info!(
+                        "loaded {loaded} bindings in {} ms from {} ({:?} durability, commit interval {} ms)",
+                        load_started.elapsed().as_millis(),
+                        persist.data_dir.display(),
+                        persist.durability,
+                        persist.commit_interval_ms
+                    );
+                }
                 tracing::info!(
-                    "loaded {loaded} bindings in {} ms from {} ({:?} durability, commit interval {} ms)",
-                    load_started.elapsed().as_millis(),
-                    persist.data_dir.display(),
-                    persist.durability,
-                    persist.commit_interval_ms
+                    "ready: {shards} cores answering on {}",
+                    join_addrs(&bound.local)
                 );
+                supervise(&config, &shared, &cores, &counters)
             }
-            tracing::info!(
-                "ready: {shards} cores answering on {}",
-                join_addrs(&bound.local)
-            );
-            supervise(&config, &shared, &cores, &counters)
-        }
-        Err(e) => {
-            shared.request_stop();
-            Err(e)
-        }
-    };
+            Err(e) => {
+                shared.request_stop();
+                Err(e)
+            }
+        };
 
-    let mut panicked = 0;
-    for core in cores {
-        if core.join().is_err() {
-            panicked += 1;
+        let mut panicked = 0;
+        for core in cores {
+            if core.join().is_err() {
+                panicked += 1;
+            }
         }
+        // Every core dropped its writer handle: each writer syncs what it has and exits.
+        for writer in writers {
+            let _ = writer.join();
+        }
+        signal_handle.close();
+        let _ = signal_thread.join();
+        reload_handle.close();
+        let _ = reload_thread.join();
+        let totals = stats::total(&counters);
+        if result.is_ok() {
+            tracing::info!(
+                "stopped: {} datagrams received, {} requests, {} replies sent, {} forwarded, {} dropped",
+                totals.received,
+                totals.registrar.requests,
+                totals.sent,
+                totals.forwarded_out,
+                totals.drops()
+            );
+        }
+        result?;
+        if panicked > 0 {
+            bail!("{panicked} core(s) stopped with a panic (see above)");
+        }
+        Ok(())
     }
-    // Every core dropped its writer handle: each writer syncs what it has and exits.
-    for writer in writers {
-        let _ = writer.join();
-    }
-    signal_handle.close();
-    let _ = signal_thread.join();
-    reload_handle.close();
-    let _ = reload_thread.join();
-    if let Some(admin) = admin_thread {
-        let _ = admin.join();
-    }
-    let totals = stats::total(&counters);
-    if result.is_ok() {
-        tracing::info!(
-            "stopped: {} datagrams received, {} requests, {} replies sent, {} forwarded, {} dropped",
-            totals.received,
-            totals.registrar.requests,
-            totals.sent,
-            totals.forwarded_out,
-            totals.drops()
-        );
-    }
-    result?;
-    if panicked > 0 {
-        bail!("{panicked} core(s) stopped with a panic (see above)");
-    }
-    Ok(())
 }
 
 /// Per-shard journal ends, per-shard restore buffers, writer threads, bindings loaded.
@@ -379,7 +455,7 @@ fn supervise(
     let mut last = Instant::now();
     let mut before = stats::total(counters);
     let ports: Vec<u16> = config.listen.iter().map(|a| a.port()).collect();
-    let mut socket_drops_before = crate::admin::socket_drops(&ports);
+    let mut socket_drops_before = socket_drops(&ports);
     loop {
         if shared.stop_requested() {
             return Ok(());
@@ -404,7 +480,7 @@ fn supervise(
             stats::summary(&before, &totals, now.duration_since(last).as_secs_f64())
         );
         // Overload: anything dropped or refused for capacity since the last line.
-        let socket_drops = crate::admin::socket_drops(&ports);
+        let socket_drops = socket_drops(&ports);
         let overload = (
             totals.mesh_full.saturating_sub(before.mesh_full),
             totals
@@ -489,7 +565,7 @@ fn log_start(config: &Config, bound: &socket::Bound) {
     }
 }
 
-fn join_addrs(addrs: &[std::net::SocketAddr]) -> String {
+fn join_addrs(addrs: &[SocketAddr]) -> String {
     addrs
         .iter()
         .map(ToString::to_string)

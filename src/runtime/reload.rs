@@ -58,7 +58,7 @@ pub(crate) fn spawn(
                     tracing::info!("SIGHUP: nothing to reload (no --auth-file)");
                     continue;
                 };
-                match crate::config::load_subscribers(path) {
+                match crate::auth::subscriber_file::load(path) {
                     Ok(subscribers) => {
                         let n = subscribers.len();
                         cell.publish(subscribers);

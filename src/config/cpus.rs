@@ -2,7 +2,9 @@
 //!
 //! `--cores N` should land on N distinct physical cores before it doubles up on
 //! hyper-threads, and never on a CPU the process may not use (a container's cpuset, a
-//! `taskset`): pinning to one fails inside glommio and surfaces late. So the host list
+//! `taskset`): pinning to one fails inside glommio and surfaces late. It lives with
+//! the configuration because `--cpus` and `--cores` are validated against it before
+//! any executor starts. So the host list
 //! is the intersection of the affinity mask (`Cpus_allowed_list` in
 //! `/proc/self/status`) with glommio's online topology, ordered to spread.
 
@@ -10,7 +12,7 @@ use std::io;
 
 use glommio::CpuSet;
 
-use crate::config::parse_cpu_list;
+use super::parse_cpu_list;
 
 /// The CPUs this process may run on, in spreading order: one hyper-thread of every
 /// physical core first, then the siblings.
