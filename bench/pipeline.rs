@@ -49,8 +49,8 @@ const CSEQ_BASE: u64 = 1_000_000;
 const NOW_MS: u64 = 1_790_000_000_000;
 /// Requests per receive batch: the runtime's default `--recv-batch`.
 const BATCH: usize = 32;
-/// One receive buffer, in bytes (`runtime::mmsg::DATAGRAM_BYTES_MAX`).
-const DATAGRAM_BYTES_MAX: usize = 16_384;
+/// One receive buffer, in bytes: the runtime's, which is the parser's limit.
+use sipreg::sip::limits::DATAGRAM_BYTES_MAX;
 /// Width of the patched fields, in digits.
 const CYCLE_DIGITS: usize = 8;
 

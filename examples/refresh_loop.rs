@@ -29,7 +29,7 @@ const FILL_DEFAULT: u32 = 1_000_000;
 /// A stride coprime with the fill, so consecutive refreshes hit AORs far apart.
 const STRIDE: u32 = 7919;
 const BATCH: usize = 32;
-const DATAGRAM_BYTES_MAX: usize = 16_384;
+use sipreg::sip::limits::DATAGRAM_BYTES_MAX;
 const NOW_MS: u64 = 1_790_000_000_000;
 
 fn register(buf: &mut Vec<u8>, aor: u32, branch: u64, cseq: u64) -> Source {

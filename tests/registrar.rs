@@ -320,3 +320,42 @@ fn malformed_request_gets_400_naming_the_fault() {
     assert_eq!(r.status, 400);
     assert!(r.reason.contains("CSeq"), "{}", r.reason);
 }
+
+/// `AOR_KEY_BYTES_MAX` (256 bytes of `user@host`, one value for the registrar and the
+/// location table): a key exactly at the limit registers; one byte more is refused
+/// with the 400 the registrar gives, and binds nothing.
+#[test]
+fn aor_key_at_the_limit_registers_and_one_byte_past_is_refused() {
+    const AOR_KEY_BYTES_MAX: usize = sipreg::location::AOR_KEY_BYTES_MAX;
+    assert_eq!(AOR_KEY_BYTES_MAX, 256, "the documented limit");
+    let server = Server::start(&[]);
+    let c = Client::new(server.addr);
+    let domain = "@example.com";
+    let at_limit = format!(
+        "sip:{}{domain}",
+        "a".repeat(AOR_KEY_BYTES_MAX - domain.len())
+    );
+    let past = format!(
+        "sip:{}{domain}",
+        "b".repeat(AOR_KEY_BYTES_MAX + 1 - domain.len())
+    );
+    assert_eq!(at_limit.len() - "sip:".len(), AOR_KEY_BYTES_MAX);
+
+    let ct = contact(&c, "long");
+    let r = c.register(&at_limit, &ct, 600, "call-long", 1);
+    assert_eq!((r.status, r.reason.as_str()), (200, "OK"), "{}", r.raw);
+    assert_eq!(r.contact_expires(&ct), Some(600), "{}", r.raw);
+
+    let r = c.register(&past, &ct, 600, "call-longer", 1);
+    assert_eq!(
+        (r.status, r.reason.as_str()),
+        (400, "Address Of Record Too Long"),
+        "{}",
+        r.raw
+    );
+    assert!(r.contacts().is_empty(), "{}", r.raw);
+    // The refusal changed nothing: the AOR at the limit still has its one binding.
+    let r = c.register(&at_limit, &ct, 600, "call-long", 2);
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert_eq!(r.contacts().len(), 1, "{}", r.raw);
+}

@@ -33,7 +33,7 @@ use anyhow::Context;
 use serde_json::{Value, json};
 use tiny_http::{Header, Method, Request, Response, Server};
 
-use crate::registrar::AOR_KEY_BYTES_MAX;
+use crate::location::AOR_KEY_BYTES_MAX;
 use crate::runtime::control::{
     CallError, Command, ControlHandle, CoreStats, DUMP_PAGE_AORS_MAX, Reply,
 };

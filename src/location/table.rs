@@ -24,8 +24,19 @@ pub const TOUCH_DEPTH: u8 = 3;
 /// "No slot" marker in slot links.
 pub(crate) const NIL: u32 = u32::MAX;
 
-/// Largest AOR key, in bytes (OpenSIPS `max_aor_len` is 256; this is a hard ceiling).
-pub const AOR_KEY_BYTES_MAX: usize = 1024;
+/// Largest AOR key (`user@host` as [`crate::sip::write_aor_key`] writes it), in bytes.
+///
+/// The one value for every layer: the registrar refuses a longer key with 400
+/// "Address Of Record Too Long" before it reaches the table, the management API
+/// refuses it with 400, and the table refuses it too, so no path (REGISTER, the API,
+/// a store load) can put in a key another path would refuse. 256 is OpenSIPS's
+/// `max_aor_len`, what operators of our peers expect; the table used to allow 1024,
+/// which no registrar path could ever reach (it refused past 256), so no stored key
+/// is longer and every existing store still loads.
+pub const AOR_KEY_BYTES_MAX: usize = 256;
+// The key is one field of the packed binding, and a `u16` length in a store record.
+const _: () = assert!(AOR_KEY_BYTES_MAX <= binding::BINDING_FIELD_BYTES_MAX);
+const _: () = assert!(AOR_KEY_BYTES_MAX <= u16::MAX as usize);
 /// Hard ceiling for [`LocationLimits::bindings_per_aor_max`].
 pub const BINDINGS_PER_AOR_MAX: usize = 1024;
 /// Hard ceiling for [`LocationLimits::bindings_max`] (slot indices are `u32`, `NIL` reserved).

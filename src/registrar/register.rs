@@ -13,8 +13,9 @@ use super::{Registrar, outcome::Outcome};
 use crate::location::{Change, CommitError, HashedAorKey, NewBinding};
 use crate::sip::{Contact, Contacts, Request, Scheme, parse_uri, uri_equivalent};
 
-/// An AOR key longer than this is refused with 400 (OpenSIPS `max_aor_len` is 256).
-pub const AOR_KEY_BYTES_MAX: usize = 256;
+/// An AOR key longer than this is refused with 400; the location table's own limit,
+/// so the registrar never accepts a key the table would refuse, nor the reverse.
+pub use crate::location::AOR_KEY_BYTES_MAX;
 
 /// Option tags we support in `Require` (RFC 3327 Path).
 pub(crate) const SUPPORTED_OPTIONS: &[&[u8]] = &[b"path"];

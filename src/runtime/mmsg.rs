@@ -13,13 +13,21 @@ use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::RawFd;
 
-/// Largest datagram accepted, in bytes: one receive buffer. Anything longer arrives
-/// with `MSG_TRUNC` and is dropped and counted (the SIP parser refuses it anyway).
-pub const DATAGRAM_BYTES_MAX: usize = 16_384;
+/// One receive buffer is the parser's largest datagram (`sip::limits`), so anything
+/// longer arrives with `MSG_TRUNC` and is dropped and counted (the parser would
+/// refuse it anyway).
+pub(crate) use crate::sip::limits::DATAGRAM_BYTES_MAX;
+
+/// Longest `recvmmsg`/`sendmmsg` vector, in messages (the kernel's `UIO_MAXIOV`).
+const MMSG_VECTOR_LEN_MAX: usize = 1024;
+const _: () = assert!(crate::config::RECV_BATCH_MAX <= MMSG_VECTOR_LEN_MAX);
+// The kernel reports a datagram's length in `msg_len`, a `u32`.
+const _: () = assert!(DATAGRAM_BYTES_MAX <= u32::MAX as usize);
 
 /// Initial capacity of a reply buffer, in bytes: a 200 OK listing a few bindings. A
 /// longer reply grows its buffer once and the buffer keeps that capacity.
 const REPLY_BYTES_INITIAL: usize = 2048;
+const _: () = assert!(REPLY_BYTES_INITIAL <= DATAGRAM_BYTES_MAX);
 
 /// One received datagram, borrowed from a [`RecvBatch`].
 #[derive(Debug)]
@@ -53,8 +61,8 @@ impl std::fmt::Debug for RecvBatch {
 impl RecvBatch {
     pub(crate) fn new(capacity: usize) -> Self {
         assert!(
-            capacity > 0 && capacity <= 1024,
-            "recv batch {capacity} out of 1..=1024"
+            capacity > 0 && capacity <= MMSG_VECTOR_LEN_MAX,
+            "recv batch {capacity} out of 1..={MMSG_VECTOR_LEN_MAX}"
         );
         Self {
             hdrs: (0..capacity).map(|_| zeroed_mmsghdr()).collect(),

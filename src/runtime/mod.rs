@@ -48,8 +48,8 @@ use glommio::{LocalExecutorBuilder, Placement};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+pub use crate::sip::limits::DATAGRAM_BYTES_MAX;
 pub use mesh::{FORWARD_BUFFERS_PER_CORE_MAX, MESH_CHANNEL_DEPTH, shard_for};
-pub use mmsg::DATAGRAM_BYTES_MAX;
 
 use crate::config::{Config, format_cpu_list};
 use mesh::MeshShared;
