@@ -18,7 +18,10 @@
 mod chars;
 mod date;
 mod error;
+mod header_values;
 pub mod limits;
+mod lines;
+mod message;
 mod names;
 mod parse;
 mod uri;
@@ -26,11 +29,13 @@ mod write;
 
 pub use date::{DATE_BYTES, write_date};
 pub use error::{ParseError, UriError};
+pub use header_values::HeaderParams;
+pub use lines::{RawHeaders, is_keepalive};
+pub use message::{
+    CSeq, Contact, Contacts, Echo, Method, NameAddr, RawHeader, Rejected, Request, Transport, Via,
+};
 pub(crate) use names::word_at;
 pub use names::{HEADER_NAMES, HeaderName};
-pub use parse::{
-    CSeq, Contact, Contacts, Echo, HeaderParams, Method, NameAddr, RawHeader, RawHeaders, Rejected,
-    Request, Transport, Via, is_keepalive, parse_request,
-};
+pub use parse::parse_request;
 pub use uri::{Scheme, Uri, UriParams, parse_uri, uri_equivalent, write_aor_key};
 pub use write::ResponseWriter;

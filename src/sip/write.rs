@@ -10,7 +10,7 @@ use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use super::date::{DATE_BYTES, write_date};
-use super::parse::{Echo, Via};
+use super::message::{Echo, Via};
 
 /// Appends the decimal form of `v`.
 pub(crate) fn push_u32(out: &mut Vec<u8>, v: u32) {
