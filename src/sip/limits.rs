@@ -34,7 +34,22 @@ pub const CONTACT_URI_BYTES_MAX: usize = 512;
 /// Longest header (name, colon and value, folded lines included), in bytes.
 pub const HEADER_LINE_BYTES_MAX: usize = 4_096;
 
+/// Largest SIP message on a stream (TCP, TLS), header section and body, in bytes: a
+/// datagram's bound, so that a message framed off a stream (`framing`) is one the
+/// parser takes, and a connection buffers at most this much for one message.
+pub const STREAM_MESSAGE_BYTES_MAX: usize = DATAGRAM_BYTES_MAX;
+
+/// Largest header section on a stream (start line to the empty line, inclusive), in
+/// bytes. Separate from the message bound because it is checked before the
+/// Content-Length is known: a peer that never sends the empty line is refused once
+/// this many bytes are buffered. As large as a message, since a datagram's headers may
+/// fill the datagram.
+pub const HEADER_SECTION_BYTES_MAX: usize = STREAM_MESSAGE_BYTES_MAX;
+
 const _: () = assert!(HEADER_LINE_BYTES_MAX <= DATAGRAM_BYTES_MAX);
+const _: () = assert!(STREAM_MESSAGE_BYTES_MAX <= DATAGRAM_BYTES_MAX);
+const _: () = assert!(HEADER_LINE_BYTES_MAX <= HEADER_SECTION_BYTES_MAX);
+const _: () = assert!(HEADER_SECTION_BYTES_MAX <= STREAM_MESSAGE_BYTES_MAX);
 // The parser records header positions as `u16` offsets.
 const _: () = assert!(DATAGRAM_BYTES_MAX <= u16::MAX as usize);
 const _: () = assert!(CONTACT_URI_BYTES_MAX < HEADER_LINE_BYTES_MAX);

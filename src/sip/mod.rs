@@ -12,12 +12,15 @@
 //! - [`HeaderName`]: one table of names and compact forms (§7.3.3).
 //! - [`ResponseWriter`]: status line, echoed headers with `received`/`rport`
 //!   (§18.2.1, RFC 3581), Contact, Date (§20.17), Server, Content-Length.
+//! - [`frame`]: where a message ends on a stream (TCP/TLS, RFC 3261 §18.3), for the
+//!   transports to come; datagrams need none.
 //! - [`limits`]: every bound the parser enforces.
 #![forbid(unsafe_code)]
 
 mod chars;
 mod date;
 mod error;
+mod framing;
 mod header_values;
 pub mod limits;
 mod lines;
@@ -29,6 +32,7 @@ mod write;
 
 pub use date::{DATE_BYTES, write_date};
 pub use error::{ParseError, UriError};
+pub use framing::{Framed, FramingError, KEEPALIVE_PING, frame};
 pub use header_values::HeaderParams;
 pub use lines::{RawHeaders, is_keepalive};
 pub use message::{
