@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The sans-IO core (src/sip, src/txn, src/location, src/registrar) must not open
-# sockets, read clocks, touch glommio or use unsafe (STYLE.md §8 rule 1, DESIGN.md).
+# sockets, read clocks, touch glommio or use unsafe (ARCHITECTURE.md "Modules"; ../shared/STYLE.md §8 rule 1).
 # Comments are ignored, so docs may still say "no glommio here".
 set -euo pipefail
 cd "$(dirname "$0")/.."

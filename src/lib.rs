@@ -1,6 +1,6 @@
 //! sipreg: a thread-per-core SIP registrar (RFC 3261 §10).
 //!
-//! The crate is split along the sans-IO line (see `DESIGN.md`):
+//! The crate is split along the sans-IO line (see `ARCHITECTURE.md`):
 //!
 //! - [`sip`]: zero-copy request parser, SIP/SIPS URIs, the header-name table and the
 //!   response writer. Pure functions over `&[u8]`.

@@ -1,5 +1,5 @@
-//! No heap allocation per request in steady state (house rule, DESIGN.md "Limits and
-//! budgets"), proven with a counting global allocator rather than assumed.
+//! No heap allocation per request in steady state (house rule, ARCHITECTURE.md
+//! "Limits"), proven with a counting global allocator rather than assumed.
 //!
 //! The allocator wraps `System` and counts `alloc`/`alloc_zeroed`/`realloc` calls made
 //! by the current thread while a thread-local flag is on, so the other test threads

@@ -1,6 +1,7 @@
 //! AORs that recently lost their last binding, so that a request for one can be told
 //! apart from a request for a user never seen: 480 Temporarily Unavailable (RFC 3261
-//! §21.4.18, "not logged in") instead of 404 Not Found (FEATURES.md H1).
+//! §21.4.18, "not logged in") instead of 404 Not Found (README, "Behaviour worth
+//! knowing").
 //!
 //! Only the AOR key's 64-bit hash is kept, in a bounded FIFO: a collision can at worst
 //! turn a 404 into a 480, and the oldest entries go first when the cap is reached.

@@ -1,7 +1,7 @@
 //! The location table: AOR → bindings, one table per shard (RFC 3261 §10.3 steps 7-8).
 //!
 //! Why it looks like this:
-//! - **One shard, one thread, no locks.** An AOR lives in exactly one shard (DESIGN.md), so
+//! - **One shard, one thread, no locks.** An AOR lives in exactly one shard (ARCHITECTURE.md), so
 //!   the table is a plain single-threaded structure and per-AOR ordering is free.
 //! - **Sans-IO.** It takes byte slices and numbers (AOR key computed by the caller, times in
 //!   ms since the Unix epoch); it never parses SIP and never reads a clock.

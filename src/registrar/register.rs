@@ -4,7 +4,7 @@
 //!
 //! Nothing here touches the location table before the plan is complete, so every
 //! rejection leaves the table exactly as it was. Neither OpenSIPS nor Kamailio roll
-//! back a half-applied REGISTER (FEATURES.md A10); this module never needs to.
+//! back a half-applied REGISTER (ARCHITECTURE.md, "Commit"); this module never needs to.
 
 use bumpalo::Bump;
 use bumpalo::collections::Vec as BumpVec;
