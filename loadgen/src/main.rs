@@ -11,6 +11,7 @@ mod echo;
 mod net;
 mod request;
 mod response;
+mod schedule;
 mod stats;
 mod worker;
 

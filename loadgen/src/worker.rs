@@ -10,12 +10,13 @@
 //!   checked against the slot.
 //! - **Timers without a heap.** Every request gets the same timeouts, so deadlines pushed in
 //!   send order are already sorted: one FIFO per RFC 3261 Timer E step (500, 1000, 2000,
-//!   4000 ms…) plus one for the overall timeout, each popped from the front.
+//!   4000 ms…) plus one for the overall timeout, each popped from the front. The pacing
+//!   and these queues are pure functions of the time passed in (`schedule`), tested on a
+//!   fake clock; this loop reads the clock once per turn.
 //! - **Users are owned.** User `u` belongs to worker `u mod W`; within the worker to socket
 //!   `local mod S`, so its Contact port is stable across refreshes. A user with a REGISTER in
 //!   flight is skipped (RFC 3261 §10.2: a UA does not overlap REGISTERs for one AOR).
 
-use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,11 +30,9 @@ use crate::digest::{self, AUTH_LINE_BYTES_MAX, Answer, Cached, REALM_BYTES_MAX};
 use crate::net::{self, DATAGRAM_BYTES_MAX, Epoll, MsgBatch};
 use crate::request::{self, Identity, Op, REQUEST_BYTES_MAX, Spec, fmt_into};
 use crate::response;
+use crate::schedule::{Due, Pacer, Timer, Timers};
 use crate::stats::{Progress, Stats};
 
-/// RFC 3261 §17.1.2.2 Timer E: starts at T1 and doubles up to T2 (non-INVITE over UDP).
-/// INVITE (Timer A) uses the same steps here; uncapped doubling only matters past 4 s.
-const RETRANSMIT_STEPS_MS: [u64; 4] = [500, 1000, 2000, 4000];
 /// How many busy users a pick skips before giving up on a socket for this round.
 const BUSY_SKIP_MAX: usize = 8;
 /// recvmmsg calls per ready socket per loop turn, so sending is never starved.
@@ -107,13 +106,6 @@ struct Slot {
     auth: AuthStep,
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Timer {
-    deadline_ns: u64,
-    slot: u32,
-    seq: u32,
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Source {
     /// Register every user once, closed loop, not measured.
@@ -139,8 +131,7 @@ struct Worker {
     scratch: Vec<u8>,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    rtx: [VecDeque<Timer>; RETRANSMIT_STEPS_MS.len()],
-    timeouts: VecDeque<Timer>,
+    timers: Timers,
     /// Per local user: CSeq of the last REGISTER, plus the BUSY/UNREGISTERED bits.
     users: Vec<u32>,
     /// Per socket: users picked so far (position and pass of its user cursor).
@@ -276,8 +267,7 @@ impl Worker {
             scratch: vec![0; REQUEST_BYTES_MAX],
             slots: vec![empty; slot_count],
             free: (0..slot_count as u32).rev().collect(),
-            rtx: std::array::from_fn(|_| VecDeque::with_capacity(slot_count)),
-            timeouts: VecDeque::with_capacity(slot_count),
+            timers: Timers::with_capacity(slot_count),
             users: vec![0; users_local as usize],
             cursors: vec![0; nsock],
             fresh_next: 0,
@@ -323,6 +313,12 @@ impl Worker {
         };
         let window = (window as usize).min(self.slots.len());
         let start_ns = self.now_ns();
+        let pacer = Pacer {
+            start_ns,
+            ns_per_request,
+            window,
+            count,
+        };
         let mut started: u64 = 0;
         let mut sending = count != Some(0);
         let mut send_end_ns = start_ns;
@@ -341,25 +337,12 @@ impl Worker {
                 }
             }
             if sending {
-                let mut budget = window.saturating_sub(self.outstanding()) as u64;
-                if ns_per_request > 0.0 {
-                    let due = ((now - start_ns) as f64 / ns_per_request) as u64 + 1;
-                    budget = budget.min(due.saturating_sub(started));
-                }
-                if let Some(c) = count {
-                    budget = budget.min(c - started);
-                }
+                let mut budget = pacer.budget(now, started, self.outstanding());
                 let mut empty_socks = 0;
                 let mut rounds = 0;
                 while budget > 0 && rounds < self.socks.len() {
                     let want = budget.min(cfg.batch as u64) as usize;
-                    let intended = |k: u64| {
-                        if ns_per_request > 0.0 {
-                            start_ns + (k as f64 * ns_per_request) as u64
-                        } else {
-                            now
-                        }
-                    };
+                    let intended = |k: u64| pacer.intended_ns(k, now);
                     let n = self.send_batch(next_sock, want, source, started, &intended, now);
                     started += n as u64;
                     budget -= n as u64;
@@ -382,7 +365,7 @@ impl Worker {
             let sleep_ns = if cfg.busy_poll {
                 0
             } else {
-                self.sleep_ns(now, sending, window, ns_per_request, start_ns, started)
+                self.sleep_ns(now, sending, &pacer, started)
             };
             self.receive(sleep_ns)?;
             turn += 1;
@@ -410,27 +393,16 @@ impl Worker {
     }
 
     /// How long the loop may sleep in epoll: 0 while there is sending to do right away.
-    fn sleep_ns(
-        &self,
-        now: u64,
-        sending: bool,
-        window: usize,
-        ns_per_request: f64,
-        start_ns: u64,
-        started: u64,
-    ) -> u64 {
+    fn sleep_ns(&self, now: u64, sending: bool, pacer: &Pacer, started: u64) -> u64 {
         let mut wake = now + SLEEP_NS_MAX;
-        if sending && self.outstanding() < window {
-            if ns_per_request <= 0.0 {
+        if sending && self.outstanding() < pacer.window {
+            let Some(next_due) = pacer.next_due_ns(started) else {
                 return 0;
-            }
-            let next_due = start_ns + ((started as f64) * ns_per_request) as u64;
+            };
             wake = wake.min(next_due);
         }
-        for t in self.rtx.iter().chain(std::iter::once(&self.timeouts)) {
-            if let Some(front) = t.front() {
-                wake = wake.min(front.deadline_ns);
-            }
+        if let Some(deadline) = self.timers.next_deadline_ns() {
+            wake = wake.min(deadline);
         }
         let ns = wake.saturating_sub(now);
         if ns < SPIN_NS { 0 } else { ns }
@@ -584,19 +556,9 @@ impl Worker {
                 request::write_request(self.send.buf_mut(n), &shared.identity, &spec, auth_line)
                     .expect("flags are validated so that every request fits REQUEST_BYTES_MAX");
             self.send.set_len(n, len);
-            if shared.cfg.retransmit {
-                self.rtx[0].push_back(Timer {
-                    deadline_ns: now + RETRANSMIT_STEPS_MS[0] * 1_000_000,
-                    slot,
-                    seq: spec.seq,
-                });
-            }
             let timeout_ns = shared.cfg.timeout.as_nanos() as u64;
-            self.timeouts.push_back(Timer {
-                deadline_ns: now + timeout_ns,
-                slot,
-                seq: spec.seq,
-            });
+            self.timers
+                .arm(slot, spec.seq, now, shared.cfg.retransmit, timeout_ns);
             n += 1;
         }
         if n == 0 {
@@ -641,45 +603,39 @@ impl Worker {
         s.in_flight && s.seq == t.seq
     }
 
-    /// Retransmits (Timer E) and times out whatever is due.
+    /// Retransmits (Timer E) and times out whatever is due. Deadlines of requests
+    /// answered meanwhile are dropped here.
     fn fire_timers(&mut self, now: u64) {
         let shared = self.shared.clone();
-        for step in 0..self.rtx.len() {
-            while let Some(t) = self.rtx[step].front().copied() {
-                if t.deadline_ns > now {
-                    break;
+        while let Some(due) = self.timers.pop_due(now) {
+            match due {
+                Due::Retransmit { timer: t, step } => {
+                    if !self.slot_live(&t) || self.slots[t.slot as usize].quiet {
+                        continue;
+                    }
+                    let spec = self.slots[t.slot as usize].spec;
+                    let mut line = [0u8; AUTH_LINE_BYTES_MAX];
+                    let auth_line = self.auth_line(t.slot, &mut line);
+                    if let Some(len) = request::write_request(
+                        &mut self.scratch,
+                        &shared.identity,
+                        &spec,
+                        auth_line,
+                    ) {
+                        let fd = self.socks[self.sock_of_port(spec.port)].socket.as_raw_fd();
+                        match net::send_one(fd, &self.scratch[..len]) {
+                            Ok(()) => self.stats.retransmissions += 1,
+                            Err(_) => self.stats.send_errors += 1,
+                        }
+                    }
+                    self.timers.rearm(t, step, now);
                 }
-                self.rtx[step].pop_front();
-                if !self.slot_live(&t) || self.slots[t.slot as usize].quiet {
-                    continue;
-                }
-                let spec = self.slots[t.slot as usize].spec;
-                let mut line = [0u8; AUTH_LINE_BYTES_MAX];
-                let auth_line = self.auth_line(t.slot, &mut line);
-                if let Some(len) =
-                    request::write_request(&mut self.scratch, &shared.identity, &spec, auth_line)
-                {
-                    let fd = self.socks[self.sock_of_port(spec.port)].socket.as_raw_fd();
-                    match net::send_one(fd, &self.scratch[..len]) {
-                        Ok(()) => self.stats.retransmissions += 1,
-                        Err(_) => self.stats.send_errors += 1,
+                Due::GiveUp(t) => {
+                    if self.slot_live(&t) {
+                        self.stats.timeouts += 1;
+                        self.release(t.slot, false);
                     }
                 }
-                let next = (step + 1).min(RETRANSMIT_STEPS_MS.len() - 1);
-                self.rtx[next].push_back(Timer {
-                    deadline_ns: now + RETRANSMIT_STEPS_MS[next] * 1_000_000,
-                    ..t
-                });
-            }
-        }
-        while let Some(t) = self.timeouts.front().copied() {
-            if t.deadline_ns > now {
-                break;
-            }
-            self.timeouts.pop_front();
-            if self.slot_live(&t) {
-                self.stats.timeouts += 1;
-                self.release(t.slot, false);
             }
         }
     }
@@ -783,18 +739,9 @@ impl Worker {
             return false;
         };
         self.ack.set_len(k, len);
-        if shared.cfg.retransmit {
-            self.rtx[0].push_back(Timer {
-                deadline_ns: now + RETRANSMIT_STEPS_MS[0] * 1_000_000,
-                slot,
-                seq,
-            });
-        }
-        self.timeouts.push_back(Timer {
-            deadline_ns: now + shared.cfg.timeout.as_nanos() as u64,
-            slot,
-            seq,
-        });
+        let timeout_ns = shared.cfg.timeout.as_nanos() as u64;
+        self.timers
+            .arm(slot, seq, now, shared.cfg.retransmit, timeout_ns);
         true
     }
 
