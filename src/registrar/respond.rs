@@ -39,7 +39,7 @@ impl Registrar {
             _ => reason,
         };
         let to_tag = self.to_tag(&req.echo);
-        let mut w = ResponseWriter::start(out, status, reason, &req.echo, source.addr, &to_tag);
+        let mut w = ResponseWriter::start(out, status, reason, &req.echo, source.remote, &to_tag);
         match outcome {
             Outcome::Registered | Outcome::Fetched => {
                 self.write_bindings(&mut w, now_ms, arena);
@@ -102,7 +102,7 @@ impl Registrar {
         out: &mut Vec<u8>,
     ) {
         let to_tag = self.to_tag(echo);
-        let w = ResponseWriter::start(out, status, reason, echo, source.addr, &to_tag);
+        let w = ResponseWriter::start(out, status, reason, echo, source.remote, &to_tag);
         w.finish(self.config.server_name.as_bytes());
     }
 

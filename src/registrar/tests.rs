@@ -3,6 +3,7 @@
 
 use bumpalo::Bump;
 
+use super::support::{self, Route, route};
 use super::*;
 
 const T0_MS: u64 = 1_790_000_000_000;
@@ -14,6 +15,8 @@ struct Sim {
     arena: Bump,
     out: Vec<u8>,
     source: Source,
+    /// What the last `send` was answered with.
+    last: Option<Action>,
 }
 
 impl Sim {
@@ -23,10 +26,8 @@ impl Sim {
             now_ms: T0_MS,
             arena: Bump::new(),
             out: Vec::new(),
-            source: Source {
-                addr: "192.0.2.10:5062".parse().unwrap(),
-                local: 0,
-            },
+            source: Source::udp("192.0.2.10:5062".parse().unwrap(), 0),
+            last: None,
         }
     }
 
@@ -37,15 +38,26 @@ impl Sim {
     /// Send one datagram; the response text ("" when none).
     fn send(&mut self, msg: &str) -> String {
         self.arena.reset();
-        match self.reg.handle_datagram(
+        let action = support::handle(
+            &mut self.reg,
             self.now_ms,
             self.source,
             msg.as_bytes(),
             &self.arena,
             &mut self.out,
-        ) {
-            Handled::Reply(_) => String::from_utf8(self.out.clone()).unwrap(),
-            Handled::Nothing => String::new(),
+        );
+        self.last = Some(action);
+        match action {
+            Action::Reply { .. } => String::from_utf8(self.out.clone()).unwrap(),
+            _ => String::new(),
+        }
+    }
+
+    /// The `durable_after` of the last reply.
+    fn durable_after(&self) -> u64 {
+        match self.last {
+            Some(Action::Reply { durable_after, .. }) => durable_after,
+            other => panic!("last action was {other:?}, not a reply"),
         }
     }
 
@@ -677,9 +689,14 @@ fn every_rfc4475_message_survives() {
         let bytes = std::fs::read(&path).unwrap();
         sim.arena.reset();
         let _ = route(&bytes);
-        let _ = sim
-            .reg
-            .handle_datagram(sim.now_ms, sim.source, &bytes, &sim.arena, &mut sim.out);
+        let _ = support::handle(
+            &mut sim.reg,
+            sim.now_ms,
+            sim.source,
+            &bytes,
+            &sim.arena,
+            &mut sim.out,
+        );
         n += 1;
     }
     assert_eq!(n, 49);
@@ -717,10 +734,15 @@ fn rfc4475_registrar_outcomes() {
         let mut sim = Sim::default();
         let bytes = torture(name);
         sim.arena.reset();
-        let h = sim
-            .reg
-            .handle_datagram(sim.now_ms, sim.source, &bytes, &sim.arena, &mut sim.out);
-        assert!(matches!(h, Handled::Reply(_)), "{name}: no answer");
+        let h = support::handle(
+            &mut sim.reg,
+            sim.now_ms,
+            sim.source,
+            &bytes,
+            &sim.arena,
+            &mut sim.out,
+        );
+        assert!(matches!(h, Action::Reply { .. }), "{name}: no answer");
         let r = String::from_utf8_lossy(&sim.out).into_owned();
         assert!(want.contains(&status(&r)), "{name}: {r}");
     }
@@ -731,8 +753,14 @@ fn rfc4475_cparam_params_land_where_the_rfc_says() {
     let mut sim = Sim::default();
     let bytes = torture("cparam01.dat");
     sim.arena.reset();
-    sim.reg
-        .handle_datagram(sim.now_ms, sim.source, &bytes, &sim.arena, &mut sim.out);
+    support::handle(
+        &mut sim.reg,
+        sim.now_ms,
+        sim.source,
+        &bytes,
+        &sim.arena,
+        &mut sim.out,
+    );
     let r = String::from_utf8_lossy(&sim.out).into_owned();
     // Without <>, `unknownparam` is a contact parameter: the stored URI has no params.
     assert!(
@@ -745,8 +773,14 @@ fn rfc4475_cparam_params_land_where_the_rfc_says() {
     let mut sim = Sim::default();
     let bytes = torture("cparam02.dat");
     sim.arena.reset();
-    sim.reg
-        .handle_datagram(sim.now_ms, sim.source, &bytes, &sim.arena, &mut sim.out);
+    support::handle(
+        &mut sim.reg,
+        sim.now_ms,
+        sim.source,
+        &bytes,
+        &sim.arena,
+        &mut sim.out,
+    );
     let r = String::from_utf8_lossy(&sim.out).into_owned();
     assert!(
         contacts(&r)
@@ -761,8 +795,14 @@ fn rfc4475_escnull_keeps_two_distinct_bindings_and_regescrt_echoes_escapes() {
     let mut sim = Sim::default();
     let bytes = torture("escnull.dat");
     sim.arena.reset();
-    sim.reg
-        .handle_datagram(sim.now_ms, sim.source, &bytes, &sim.arena, &mut sim.out);
+    support::handle(
+        &mut sim.reg,
+        sim.now_ms,
+        sim.source,
+        &bytes,
+        &sim.arena,
+        &mut sim.out,
+    );
     let r = String::from_utf8_lossy(&sim.out).into_owned();
     assert_eq!(status(&r), 200, "{r}");
     assert_eq!(contacts(&r).len(), 2, "{r}");
@@ -770,8 +810,14 @@ fn rfc4475_escnull_keeps_two_distinct_bindings_and_regescrt_echoes_escapes() {
     let mut sim = Sim::default();
     let bytes = torture("regescrt.dat");
     sim.arena.reset();
-    sim.reg
-        .handle_datagram(sim.now_ms, sim.source, &bytes, &sim.arena, &mut sim.out);
+    support::handle(
+        &mut sim.reg,
+        sim.now_ms,
+        sim.source,
+        &bytes,
+        &sim.arena,
+        &mut sim.out,
+    );
     let r = String::from_utf8_lossy(&sim.out).into_owned();
     assert!(
         contacts(&r)[0].starts_with("<sip:user@example.com?Route=%3Csip:sip.example.com%3E>"),
@@ -802,39 +848,33 @@ fn known_aor_without_live_binding_gets_480_unknown_404() {
 }
 
 #[test]
-fn handle_or_forward_leaves_foreign_requests_untouched() {
+fn a_foreign_request_is_forwarded_untouched() {
     let mut sim = Sim::default();
     let msg = Reg::new("far").build();
     sim.arena.reset();
-    let d = sim.reg.handle_or_forward(
-        sim.now_ms,
-        sim.source,
-        msg.as_bytes(),
-        &sim.arena,
-        &mut sim.out,
-        |_| false,
-    );
+    let p = Registrar::prepare(msg.as_bytes(), &sim.arena, |_| false);
+    let d = sim
+        .reg
+        .answer(sim.now_ms, sim.source, &p, &sim.arena, &mut sim.out);
     assert_eq!(
         d,
-        Dispatch::Forward(match route(msg.as_bytes()) {
-            Route::Hash(h) => h,
-            Route::Drop(r) => panic!("{r:?}"),
-        })
+        Action::Forward {
+            hash: match route(msg.as_bytes()) {
+                Route::Hash(h) => h,
+                Route::Drop(r) => panic!("{r:?}"),
+            }
+        }
     );
     assert!(sim.out.is_empty());
     assert_eq!(sim.reg.stats().requests, 0);
     assert_eq!(sim.reg.stats().bindings, 0);
     // Owned: handled as usual.
     sim.arena.reset();
-    let d = sim.reg.handle_or_forward(
-        sim.now_ms,
-        sim.source,
-        msg.as_bytes(),
-        &sim.arena,
-        &mut sim.out,
-        |_| true,
-    );
-    assert!(matches!(d, Dispatch::Reply(_)));
+    let p = Registrar::prepare(msg.as_bytes(), &sim.arena, |_| true);
+    let d = sim
+        .reg
+        .answer(sim.now_ms, sim.source, &p, &sim.arena, &mut sim.out);
+    assert!(matches!(d, Action::Reply { .. }));
     assert_eq!(sim.reg.stats().bindings, 1);
 }
 
@@ -1156,7 +1196,7 @@ fn journal_records_each_commit_and_restores_into_a_fresh_shard() {
     let r = sim.send(&Reg::new("bob").expires(Some(0)).cseq(2).build());
     assert_eq!(status(&r), 200);
     // A fetch changes nothing: no record.
-    let before = sim.reg.journal_position();
+    let before = sim.durable_after();
     let r = sim.send(
         &Reg::new("alice")
             .contacts(&[])
@@ -1165,7 +1205,11 @@ fn journal_records_each_commit_and_restores_into_a_fresh_shard() {
             .build(),
     );
     assert_eq!(status(&r), 200);
-    assert_eq!(sim.reg.journal_position(), before);
+    assert_eq!(
+        sim.durable_after(),
+        before,
+        "a fetch waits for the commits before it only"
+    );
 
     let mut journal = Vec::new();
     sim.reg.drain_journal(&mut journal);
@@ -1370,9 +1414,9 @@ fn a_prepared_and_warmed_batch_answers_like_one_datagram_at_a_time() {
     for p in &prepared {
         let d = sim
             .reg
-            .finish(sim.now_ms, sim.source, p, &sim.arena, &mut sim.out);
+            .answer(sim.now_ms, sim.source, p, &sim.arena, &mut sim.out);
         got.push(match d {
-            Dispatch::Reply(_) => String::from_utf8(sim.out.clone()).unwrap(),
+            Action::Reply { .. } => String::from_utf8(sim.out.clone()).unwrap(),
             _ => String::new(),
         });
     }
