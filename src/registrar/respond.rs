@@ -89,7 +89,7 @@ impl Registrar {
             }
             _ => {}
         }
-        w.finish(self.config.server_name.as_bytes());
+        w.end_message(self.config.server_name.as_bytes());
     }
 
     /// Write a 4xx/5xx for a request the parser refused, from what it could salvage.
@@ -103,7 +103,7 @@ impl Registrar {
     ) {
         let to_tag = self.to_tag(echo);
         let w = ResponseWriter::start(out, status, reason, echo, source.remote, &to_tag);
-        w.finish(self.config.server_name.as_bytes());
+        w.end_message(self.config.server_name.as_bytes());
     }
 
     /// One Contact per live binding of `self.aor_key`, highest q first, each with the
