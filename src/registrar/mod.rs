@@ -25,6 +25,7 @@
 
 mod admin;
 mod by_method;
+mod commit;
 mod config;
 mod io;
 mod journal;
