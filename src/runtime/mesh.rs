@@ -455,6 +455,28 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_of_forwards_rings_a_parked_owner_once() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (shared, mut ends) = build(2, stop, std::thread::current());
+        let owner = ends.pop().unwrap();
+        let mut sender = ends.pop().unwrap();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        owner.doorbell().arm(&Waker::from(Arc::clone(&count)));
+        for i in 0..32 {
+            sender.forward(1, b"REGISTER", source(), i).unwrap();
+        }
+        assert_eq!(count.0.load(Ordering::SeqCst), 0, "no wake per datagram");
+        sender.ring_pending();
+        sender.ring_pending();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "one wake per batch");
+        // Nothing queued for core 0: its bell stays silent.
+        let quiet = Arc::new(Count(AtomicUsize::new(0)));
+        shared.doorbells[0].arm(&Waker::from(Arc::clone(&quiet)));
+        sender.ring_pending();
+        assert_eq!(quiet.0.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
     fn a_reply_crosses_back_to_the_core_holding_its_connection() {
         use crate::location::Transport;
         use crate::registrar::ConnId;
