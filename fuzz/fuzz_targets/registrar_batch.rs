@@ -51,6 +51,7 @@ fn run_batch(
             Action::Reply { to, .. } => Some((to, out.clone())),
             Action::Nothing | Action::Dropped(_) => None,
             Action::Forward { .. } => panic!("forwarded although this shard owns everything"),
+            Action::Commit { .. } => panic!("the memory backend commits in place"),
         };
         expected.push(answer);
     }
@@ -65,6 +66,7 @@ fn run_batch(
             Action::Reply { to, .. } => Some((to, out.clone())),
             Action::Nothing | Action::Dropped(_) => None,
             Action::Forward { .. } => panic!("forwarded although this shard owns everything"),
+            Action::Commit { .. } => panic!("the memory backend commits in place"),
         };
         assert_eq!(
             got.as_ref().map(|(to, o)| (to, String::from_utf8_lossy(o))),

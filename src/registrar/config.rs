@@ -23,6 +23,16 @@ pub enum MaxContactsPolicy {
     EvictOldest,
 }
 
+/// Where a shard's bindings live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LocationMode {
+    /// In the shard's own table (with its per-shard log): the default.
+    Memory,
+    /// In a backend several nodes share: commits leave as `Action::Commit` and the
+    /// registrar resumes with the backend's answer (see `registrar::shared`).
+    Shared,
+}
+
 /// The registrar's settings, already validated by `config`.
 #[derive(Clone, Debug)]
 pub struct RegistrarConfig {
@@ -60,6 +70,8 @@ pub struct RegistrarConfig {
     /// Append a store record per committed AOR change to the journal
     /// ([`Registrar::drain_journal`]); off when nothing is persisted.
     pub journal: bool,
+    /// Where the bindings live.
+    pub location: LocationMode,
 }
 
 /// What a shard needs to authenticate REGISTERs; shared by every shard.
@@ -105,6 +117,7 @@ impl Default for RegistrarConfig {
             server_name: concat!("sipreg/", env!("CARGO_PKG_VERSION")).to_string(),
             auth: None,
             journal: false,
+            location: LocationMode::Memory,
         }
     }
 }

@@ -79,6 +79,14 @@ pub enum Action {
         /// The owner hash.
         hash: u64,
     },
+    /// Shared location: the request waits for the backend to commit
+    /// [`Registrar::commit_request`](super::Registrar::commit_request)`(id)`; the
+    /// runtime then calls [`Registrar::resume`](super::Registrar::resume) with its
+    /// answer, which gives the reply.
+    Commit {
+        /// The pending commit.
+        id: super::shared::CommitId,
+    },
     /// Handled, nothing to send (an ACK absorbed).
     Nothing,
     /// Dropped without an answer, and counted.

@@ -35,6 +35,7 @@ mod register;
 mod respond;
 mod rng;
 mod route;
+pub mod shared;
 mod stats;
 pub mod support;
 
@@ -42,7 +43,7 @@ use bumpalo::Bump;
 
 pub use admin::{ADMIN_CALL_ID, AdminError};
 pub use by_method::{METHOD_NAMES, METHODS, STATUS_NAMES, STATUSES};
-pub use config::{AuthConfig, MaxContactsPolicy, MinExpiresPolicy, RegistrarConfig};
+pub use config::{AuthConfig, LocationMode, MaxContactsPolicy, MinExpiresPolicy, RegistrarConfig};
 pub use io::{Action, ConnId, Destination, DropReason, Source, reply_destination};
 pub use outcome::{OUTCOMES, Outcome};
 pub use register::AOR_KEY_BYTES_MAX;
@@ -56,6 +57,8 @@ use crate::auth::{Authenticator, Challenges, NonceKey, Subscribers};
 use crate::location::{AorKeyBuf, HashedAorKey, LocationLimits, LocationTable};
 use crate::sip::{self, Method, ParseError, Request};
 use crate::txn::{EncodedKey, TxnKey, TxnLimits, TxnTable};
+use register::Decided;
+use respond::Bindings;
 use route::{echo_hash, owner_hash, with_routing_key};
 
 /// Requests of one batch [`Registrar::warm`] looks at, at most (the rest are handled
@@ -81,6 +84,8 @@ pub enum Prepared<'a> {
     },
     /// A parsed request this shard owns.
     Request {
+        /// The request as received (kept by a commit that waits for a shared backend).
+        bytes: &'a [u8],
         /// The request, in the arena.
         req: &'a Request<'a>,
         /// The AOR key the owner hash was computed from, when the request names one,
@@ -125,11 +130,14 @@ pub struct Registrar {
     journal_position: u64,
     /// The store reported a write failure: changes are refused with 503.
     store_failed: bool,
+    /// Shared location: the commits waiting for the backend (`None`: memory).
+    shared: Option<shared::Shared>,
 }
 
 impl Registrar {
     /// A registrar for one shard.
     pub fn new(config: RegistrarConfig) -> Self {
+        let config_location = config.location;
         let domains = config
             .domains
             .iter()
@@ -169,6 +177,7 @@ impl Registrar {
             journal: Vec::new(),
             journal_position: 0,
             store_failed: false,
+            shared: (config_location == LocationMode::Shared).then(shared::Shared::default),
         }
     }
 
@@ -208,6 +217,7 @@ impl Registrar {
                 });
                 match owned {
                     Ok(aor_key) => Prepared::Request {
+                        bytes,
                         req,
                         aor_key,
                         txn: txn_key(req).encode_in(arena),
@@ -279,7 +289,7 @@ impl Registrar {
         arena: &Bump,
         out: &mut Vec<u8>,
     ) -> Action {
-        let (req, txn, routed) = match *prepared {
+        let (bytes, req, txn, routed) = match *prepared {
             Prepared::Drop(reason) => return self.count_drop(reason),
             Prepared::Forward(hash) => return Action::Forward { hash },
             Prepared::Rejected { echo, error } => {
@@ -290,8 +300,11 @@ impl Registrar {
                 return self.reply(reply_destination(&echo.top_via, source));
             }
             Prepared::Request {
-                req, txn, aor_key, ..
-            } => (req, txn, aor_key),
+                bytes,
+                req,
+                txn,
+                aor_key,
+            } => (bytes, req, txn, aor_key),
         };
         let method = by_method::method_index(&req.method);
         if req.method == Method::Ack {
@@ -306,9 +319,21 @@ impl Registrar {
             self.count(method, Outcome::Retransmission);
             return self.reply(to);
         }
-        let outcome = self.decide(now_ms, source, req, routed, arena);
+        let outcome = match self.decide(now_ms, source, req, routed, arena) {
+            Decided::Done(outcome) => outcome,
+            Decided::Commit(intent) if self.shared.is_none() => {
+                self.commit_intent(now_ms, &intent, arena)
+            }
+            Decided::Commit(intent) => {
+                let register = req.method == Method::Register;
+                match self.suspend(bytes, source, register, &intent) {
+                    Some(action) => return action,
+                    None => Outcome::CommitsBusy,
+                }
+            }
+        };
         self.count(method, outcome);
-        self.respond(now_ms, source, req, outcome, arena, out);
+        self.respond(now_ms, source, req, outcome, Bindings::Table, arena, out);
         // A response that cannot be cached (key too long, cache disabled) only means a
         // retransmission is processed again, which gives the same answer (an equal CSeq
         // is recognised in `register`); nothing is lost.
@@ -338,16 +363,16 @@ impl Registrar {
         req: &Request<'a>,
         routed: Option<HashedAorKey<'_>>,
         arena: &'a Bump,
-    ) -> Outcome {
+    ) -> Decided<'a> {
         // §10.3 step 1 (and any request to us): is the Request-URI's domain ours?
         if !matches!(req.request_uri.scheme, sip::Scheme::Sip | sip::Scheme::Sips)
             || !self.serves_domain(req.request_uri.host)
         {
-            return Outcome::DomainNotServed;
+            return Outcome::DomainNotServed.into();
         }
         // §10.3 step 2 / §8.2.2.3: every Require option must be one we support.
         if respond::has_unsupported(req.require) {
-            return Outcome::BadExtension;
+            return Outcome::BadExtension.into();
         }
         match req.method {
             Method::Register => self.register(now_ms, source, req, routed, arena),

@@ -23,6 +23,21 @@ pub const AOR_KEY_BYTES_MAX: usize = 256;
 /// Option tags we support in `Require` (RFC 3327 Path).
 pub(crate) const SUPPORTED_OPTIONS: &[&[u8]] = &[b"path"];
 
+/// What deciding a request led to: an answer, or an intent to commit first.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Decided<'a> {
+    /// Answer with this outcome (nothing to commit).
+    Done(Outcome),
+    /// Commit this, then answer with how the commit ended.
+    Commit(Intent<'a>),
+}
+
+impl From<Outcome> for Decided<'_> {
+    fn from(outcome: Outcome) -> Self {
+        Self::Done(outcome)
+    }
+}
+
 /// What a validated REGISTER asks of its AOR's bindings: the output of *decide*, the
 /// input of *commit*. It borrows the request and the batch's arena.
 #[derive(Clone, Copy, Debug)]
@@ -68,32 +83,31 @@ impl Registrar {
         req: &Request<'a>,
         routed: Option<HashedAorKey<'_>>,
         arena: &'a Bump,
-    ) -> Outcome {
+    ) -> Decided<'a> {
         // Steps 3 and 4: who is this, and may they register this AOR?
         if let Some(outcome) = self.authenticate(now_ms, req) {
-            return outcome;
+            return outcome.into();
         }
         // Step 5: the To URI names the AOR.
         if let Err(outcome) = self.load_aor_key(req, routed) {
-            return outcome;
+            return outcome.into();
         }
         let op = match req.contacts {
             // §10.3 step 6: no Contact is a query.
             Contacts::None => IntentOp::Fetch,
             // `Contact: *` is valid only alone and with `Expires: 0`.
-            Contacts::Star if req.expires != Some(0) => return Outcome::StarMisuse,
+            Contacts::Star if req.expires != Some(0) => return Outcome::StarMisuse.into(),
             Contacts::Star => IntentOp::RemoveAll,
             Contacts::List(contacts) => match self.plan(now_ms, source, req, contacts, arena) {
                 Ok(planned) => IntentOp::Update(planned),
-                Err(outcome) => return outcome,
+                Err(outcome) => return outcome.into(),
             },
         };
-        let intent = Intent {
+        Decided::Commit(Intent {
             call_id: req.call_id,
             cseq: req.cseq.seq,
             op,
-        };
-        self.commit_intent(now_ms, &intent, arena)
+        })
     }
 
     /// RFC 3261 §10.3 steps 3-4 with digest authentication (§22, RFC 7616/8760): `None`

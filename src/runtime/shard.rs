@@ -31,6 +31,7 @@ use super::mesh::{ForwardError, MeshEnd, MeshMsg, shard_for};
 use super::mmsg::RecvBatch;
 use super::stats::{Counters, RegistrarCounters, SharedCounters};
 use super::udp::Udp;
+use crate::registrar::shared::{CommitReply, CommitStatus};
 use crate::registrar::{Action, Destination, Registrar, RegistrarConfig, Source};
 use crate::store::record::{self, Frame, Record};
 
@@ -445,12 +446,12 @@ impl Core {
             let action = self
                 .registrar
                 .answer(now_ms, input.source, p, arena, &mut self.reply);
-            self.act(action, input);
+            self.act(now_ms, arena, action, input);
         }
     }
 
     /// Carry out what the registrar decided for `input`.
-    fn act(&mut self, action: Action, input: &Input<'_>) {
+    fn act(&mut self, now_ms: u64, arena: &Bump, action: Action, input: &Input<'_>) {
         match action {
             Action::Reply { to, durable_after } => {
                 let held = self
@@ -461,6 +462,21 @@ impl Core {
                     let mut reply = std::mem::take(&mut self.reply);
                     self.deliver(to, &mut reply);
                     self.reply = reply;
+                }
+            }
+            Action::Commit { id } => {
+                // No shared backend is wired into this runtime (the configuration
+                // never selects one): the commit cannot be made, and the request is
+                // answered as a store that cannot write is (503, nothing changed).
+                let reply = CommitReply {
+                    status: CommitStatus::Unavailable,
+                    bindings: &[],
+                };
+                let resumed = self
+                    .registrar
+                    .resume(now_ms, id, &reply, arena, &mut self.reply);
+                if !matches!(resumed, Action::Commit { .. }) {
+                    self.act(now_ms, arena, resumed, input);
                 }
             }
             Action::Nothing => {}
