@@ -504,11 +504,12 @@ impl Core {
                 self.udp.send(listen, reply, to.addr, &mut self.counters);
             }
             Some(conn) if usize::from(conn.core) != self.index => {
-                match self.mesh.send_reply(usize::from(conn.core), reply, to) {
-                    Ok(()) => self.counters.forwarded_out += 1,
-                    Err(ForwardError::InboxFull | ForwardError::PoolExhausted) => {
-                        self.counters.mesh_full += 1
-                    }
+                // Forwards count requests; a crossing reply is counted only when the
+                // mesh has no room for it.
+                if let Err(ForwardError::InboxFull | ForwardError::PoolExhausted) =
+                    self.mesh.send_reply(usize::from(conn.core), reply, to)
+                {
+                    self.counters.mesh_full += 1;
                 }
                 reply.clear();
             }
