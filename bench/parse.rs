@@ -58,7 +58,7 @@ fn write(c: &mut Criterion) {
             );
             w.contact(b"sip:bob@203.0.113.9:5070", 1712, Some(500), b"");
             w.date(black_box(1_795_684_632));
-            w.finish(b"sipreg/0.1");
+            w.end_message(b"sipreg/0.1");
             black_box(out.len());
         })
     });

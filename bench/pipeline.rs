@@ -24,7 +24,7 @@
 //!   iteration is the pair (two requests).
 //! - `retransmission`: a request whose final response is cached (RFC 3261 §17.2.2).
 //! - `redirect`: INVITE to a registered AOR → 302 with its contact.
-//! - `route`: `registrar::route`, what the receiving core does to find the owner shard.
+//! - `route`: `registrar::support::route`, the owner decision `prepare` makes (parse + placement hash).
 
 use std::hint::black_box;
 use std::io::Write;
@@ -33,7 +33,8 @@ use std::time::{Duration, Instant};
 
 use bumpalo::Bump;
 use criterion::{Bencher, Criterion, Throughput, criterion_group, criterion_main};
-use sipreg::registrar::{DropReason, Handled, Prepared, Registrar, RegistrarConfig, Source, route};
+use sipreg::registrar::support::{self, route};
+use sipreg::registrar::{Action, DropReason, Prepared, Registrar, RegistrarConfig, Source};
 
 #[allow(dead_code)] // the parser bench's REGISTER
 mod messages;
@@ -80,10 +81,10 @@ struct Msg {
 
 fn source_of(aor: u32) -> Source {
     let [_, a, b, c] = aor.to_be_bytes();
-    Source {
-        addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, a, b, c)), 5060),
-        local: 0,
-    }
+    Source::udp(
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, a, b, c)), 5060),
+        0,
+    )
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> usize {
@@ -97,7 +98,7 @@ fn find(hay: &[u8], needle: &[u8]) -> usize {
 /// `tag` keeps the branches of different rings apart (same AOR, same pass).
 fn build(buf: &mut Vec<u8>, kind: Kind, tag: char, aor: u32, cycle: u64, cseq: u64) -> Msg {
     let src = source_of(aor);
-    let ip = src.addr.ip();
+    let ip = src.remote.ip();
     let branch = format!("{tag}{aor:07}x{cycle:0w$}", w = CYCLE_DIGITS);
     match kind {
         Kind::Register | Kind::Unregister => {
@@ -188,10 +189,16 @@ struct Shard {
 }
 
 impl Shard {
-    fn handle(&mut self, m: &Msg) -> Handled {
+    fn handle(&mut self, m: &Msg) -> Action {
         self.arena.reset();
-        self.reg
-            .handle_datagram(NOW_MS, m.source, &m.bytes, &self.arena, &mut self.out)
+        support::handle(
+            &mut self.reg,
+            NOW_MS,
+            m.source,
+            &m.bytes,
+            &self.arena,
+            &mut self.out,
+        )
     }
 
     /// Copy `msgs` (at most `BATCH`) into the receive buffers, as `recvmmsg` would.
@@ -201,9 +208,9 @@ impl Shard {
         }
     }
 
-    /// Handle the staged batch as a core does (`runtime::shard::dispatch_batch`): one
+    /// Handle the staged batch as a core does (`runtime::shard`'s `handle_batch`): one
     /// arena reset, every datagram prepared (parsed), the batch warmed, then each
-    /// datagram finished in turn.
+    /// datagram answered in turn.
     fn handle_staged(&mut self, msgs: &[Msg]) {
         self.arena.reset();
         let arena = &self.arena;
@@ -218,14 +225,14 @@ impl Shard {
         let prepared = &prepared[..msgs.len()];
         self.reg.warm(prepared);
         for (m, p) in msgs.iter().zip(prepared) {
-            black_box(self.reg.finish(NOW_MS, m.source, p, arena, &mut self.out));
+            black_box(self.reg.answer(NOW_MS, m.source, p, arena, &mut self.out));
         }
     }
 
     /// Handle a request outside any measurement and check it got a 2xx/3xx.
     fn handle_ok(&mut self, m: &Msg) {
         let h = self.handle(m);
-        assert!(matches!(h, Handled::Reply(_)));
+        assert!(matches!(h, Action::Reply { .. }));
         let ok = self.out.get(8) == Some(&b'2') || self.out.get(8) == Some(&b'3');
         assert!(
             ok,

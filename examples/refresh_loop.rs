@@ -17,7 +17,7 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use bumpalo::Bump;
-use sipreg::registrar::{DropReason, Prepared, Registrar, RegistrarConfig, Source};
+use sipreg::registrar::{DropReason, Prepared, Registrar, RegistrarConfig, Source, support};
 
 #[allow(dead_code)] // the parser bench's REGISTER
 #[path = "../bench/messages.rs"]
@@ -36,10 +36,7 @@ fn register(buf: &mut Vec<u8>, aor: u32, branch: u64, cseq: u64) -> Source {
     let [_, a, b, c] = aor.to_be_bytes();
     let ip = IpAddr::V4(Ipv4Addr::new(10, a, b, c));
     messages::write_register(buf, ip, aor, &format!("{aor:07}x{branch:08}"), cseq, 3600);
-    Source {
-        addr: SocketAddr::new(ip, 5060),
-        local: 0,
-    }
+    Source::udp(SocketAddr::new(ip, 5060), 0)
 }
 
 /// The measured part: one batch already in the receive buffers.
@@ -65,7 +62,7 @@ fn handle_batch(
     reg.warm(prepared);
     let mut ok = 0;
     for (&(source, _), p) in batch.iter().zip(prepared) {
-        black_box(reg.finish(NOW_MS, source, p, arena, out));
+        black_box(reg.answer(NOW_MS, source, p, arena, out));
         ok += usize::from(out.get(8) == Some(&b'2'));
     }
     ok
@@ -103,7 +100,7 @@ fn main() {
     for aor in 0..fill {
         let source = register(&mut buf, aor, 0, 1);
         arena.reset();
-        reg.handle_datagram(NOW_MS, source, &buf, &arena, &mut out);
+        support::handle(&mut reg, NOW_MS, source, &buf, &arena, &mut out);
     }
     let mut rx = vec![0u8; BATCH * DATAGRAM_BYTES_MAX];
     let mut batch = Vec::with_capacity(BATCH);

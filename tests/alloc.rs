@@ -20,7 +20,8 @@ use std::cell::Cell;
 use std::net::SocketAddr;
 
 use bumpalo::Bump;
-use sipreg::registrar::{Handled, Registrar, RegistrarConfig, Source, route};
+use sipreg::registrar::support::{self, route};
+use sipreg::registrar::{Action, Registrar, RegistrarConfig, Source};
 
 struct Counting;
 
@@ -105,23 +106,23 @@ impl Shard {
     fn send(&mut self, bytes: &[u8], from: SocketAddr) {
         self.now_ms += 1;
         self.arena.reset();
-        let source = Source {
-            addr: from,
-            local: 0,
+        let source = Source::udp(from, 0);
+        let status = match support::handle(
+            &mut self.reg,
+            self.now_ms,
+            source,
+            bytes,
+            &self.arena,
+            &mut self.out,
+        ) {
+            Action::Reply { .. } => self
+                .out
+                .get(8..11)
+                .and_then(|d| std::str::from_utf8(d).ok())
+                .and_then(|d| d.parse().ok())
+                .unwrap_or(0),
+            _ => 0,
         };
-        let status =
-            match self
-                .reg
-                .handle_datagram(self.now_ms, source, bytes, &self.arena, &mut self.out)
-            {
-                Handled::Reply(_) => self
-                    .out
-                    .get(8..11)
-                    .and_then(|d| std::str::from_utf8(d).ok())
-                    .and_then(|d| d.parse().ok())
-                    .unwrap_or(0),
-                Handled::Nothing => 0,
-            };
         // Capacity reserved up front: pushing allocates nothing.
         self.statuses.push(status);
     }

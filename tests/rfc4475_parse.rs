@@ -136,7 +136,7 @@ fn every_message_parses_as_expected_and_never_panics() {
                 "192.0.2.1:5060".parse().unwrap(),
                 b"t",
             );
-            w.finish(b"");
+            w.end_message(b"");
             assert!(
                 out.starts_with(b"SIP/2.0 400 Bad Request\r\nVia: "),
                 "{name}"

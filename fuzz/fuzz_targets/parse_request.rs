@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
         let mut out = Vec::new();
         let source = std::net::SocketAddr::from(([192, 0, 2, 1], 5060));
         let w = ResponseWriter::start(&mut out, 200, "OK", &echo, source, b"fuzz");
-        w.finish(b"");
+        w.end_message(b"");
         assert!(out.starts_with(b"SIP/2.0 "));
         assert!(out.ends_with(b"\r\n\r\n"));
     }

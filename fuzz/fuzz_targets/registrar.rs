@@ -15,7 +15,7 @@ use bumpalo::Bump;
 use libfuzzer_sys::fuzz_target;
 use program::{Op, next_op, snapshot};
 use sipreg::registrar::{
-    Handled, MaxContactsPolicy, MinExpiresPolicy, Registrar, RegistrarConfig, Source,
+    Action, MaxContactsPolicy, MinExpiresPolicy, Registrar, RegistrarConfig, Source, support,
 };
 
 const MAX_CONTACTS: u32 = 3;
@@ -36,10 +36,7 @@ fuzz_target!(|input: &[u8]| {
         ..RegistrarConfig::default()
     };
     let mut reg = Registrar::new(config);
-    let source = Source {
-        addr: "192.0.2.1:5060".parse().unwrap(),
-        local: 0,
-    };
+    let source = Source::udp("192.0.2.1:5060".parse().unwrap(), 0);
     let mut now_ms: u64 = 1_790_000_000_000;
     let mut arena = Bump::new();
     let mut out = Vec::new();
@@ -57,9 +54,9 @@ fuzz_target!(|input: &[u8]| {
         };
         let before = snapshot(&reg);
         arena.reset();
-        let handled = reg.handle_datagram(now_ms, source, &msg, &arena, &mut out);
+        let handled = support::handle(&mut reg, now_ms, source, &msg, &arena, &mut out);
         let after = snapshot(&reg);
-        if let Handled::Reply(_) = handled {
+        if let Action::Reply { .. } = handled {
             assert!(out.starts_with(b"SIP/2.0 "), "not a response");
             assert!(out.ends_with(b"\r\n\r\n"), "unterminated response");
             let status = std::str::from_utf8(&out[8..11])

@@ -1,6 +1,6 @@
 //! Differential fuzzing of the batch path: the runtime handles a receive batch with
-//! `Registrar::prepare` (every datagram), `warm` (the whole batch) and `finish` (each in
-//! order), while tests and tools use `handle_datagram` one datagram at a time. Both must
+//! `Registrar::prepare` (every datagram), `warm` (the whole batch) and `answer` (each in
+//! order), while tests and tools use `support::handle` one datagram at a time. Both must
 //! give the same answers byte for byte and leave the same table, including when requests
 //! in one batch depend on each other (the same AOR twice, a retransmission of a request
 //! in the same batch, garbage between them). The program is the `registrar` target's;
@@ -13,7 +13,7 @@ use bumpalo::Bump;
 use libfuzzer_sys::fuzz_target;
 use program::{Op, next_op, snapshot};
 use sipreg::registrar::{
-    Dispatch, Handled, MaxContactsPolicy, Prepared, Registrar, RegistrarConfig, Source,
+    Action, MaxContactsPolicy, Prepared, Registrar, RegistrarConfig, Source, support,
 };
 
 /// Datagrams per batch at most (the runtime's receive batch is 32).
@@ -47,9 +47,11 @@ fn run_batch(
     let mut expected = Vec::with_capacity(batch.len());
     for msg in batch {
         arena.reset();
-        let answer = match single.handle_datagram(now_ms, source, msg, &arena, &mut out) {
-            Handled::Reply(to) => Some((to, out.clone())),
-            Handled::Nothing => None,
+        let answer = match support::handle(single, now_ms, source, msg, &arena, &mut out) {
+            Action::Reply { to, .. } => Some((to, out.clone())),
+            Action::Nothing | Action::Dropped(_) => None,
+            Action::Forward { .. } => panic!("forwarded although this shard owns everything"),
+            Action::Commit { .. } => panic!("the memory backend commits in place"),
         };
         expected.push(answer);
     }
@@ -60,10 +62,11 @@ fn run_batch(
         .collect();
     batched.warm(&prepared);
     for (p, want) in prepared.iter().zip(&expected) {
-        let got = match batched.finish(now_ms, source, p, &arena, &mut out) {
-            Dispatch::Reply(to) => Some((to, out.clone())),
-            Dispatch::Nothing | Dispatch::Dropped(_) => None,
-            Dispatch::Forward(_) => panic!("forwarded although this shard owns everything"),
+        let got = match batched.answer(now_ms, source, p, &arena, &mut out) {
+            Action::Reply { to, .. } => Some((to, out.clone())),
+            Action::Nothing | Action::Dropped(_) => None,
+            Action::Forward { .. } => panic!("forwarded although this shard owns everything"),
+            Action::Commit { .. } => panic!("the memory backend commits in place"),
         };
         assert_eq!(
             got.as_ref().map(|(to, o)| (to, String::from_utf8_lossy(o))),
@@ -84,10 +87,7 @@ fn run_batch(
 fuzz_target!(|input: &[u8]| {
     let mut batched = Registrar::new(config(input));
     let mut single = Registrar::new(config(input));
-    let source = Source {
-        addr: "192.0.2.1:5060".parse().unwrap(),
-        local: 0,
-    };
+    let source = Source::udp("192.0.2.1:5060".parse().unwrap(), 0);
     let mut now_ms: u64 = 1_790_000_000_000;
     let mut data = input;
     let mut n = 0u64;

@@ -4,6 +4,7 @@
 //! answered by the registrar itself (§11.2), and is processed even with Max-Forwards 0
 //! (RFC 4475 zeromf: 483 is for a request that would be forwarded, and this one is not).
 
+use super::register::{Decided, Intent, IntentOp};
 use super::{Registrar, outcome::Outcome};
 use crate::location::HashedAorKey;
 use crate::sip::{Method, Request};
@@ -11,13 +12,13 @@ use crate::sip::{Method, Request};
 impl Registrar {
     /// Decide the answer to a non-REGISTER request whose domain and Require passed.
     /// `routed`: the Request-URI's AOR key, hashed, when `prepare` wrote it.
-    pub(super) fn lookup(
+    pub(super) fn lookup<'a>(
         &mut self,
         now_ms: u64,
-        req: &Request<'_>,
+        req: &Request<'a>,
         routed: Option<HashedAorKey<'_>>,
-    ) -> Outcome {
-        match req.method {
+    ) -> Decided<'a> {
+        let outcome = match req.method {
             Method::Options => Outcome::OptionsOk,
             // We hold no INVITE transaction to cancel (§9.2) and take part in no dialog.
             Method::Cancel | Method::Bye | Method::Prack => Outcome::NoTransaction,
@@ -31,20 +32,29 @@ impl Registrar {
             | Method::Update => {
                 if req.to.tag.is_some() {
                     // A mid-dialog request: we are in no dialog (§12.2.2).
-                    return Outcome::NoTransaction;
+                    Outcome::NoTransaction
+                } else if !self.load_key(routed) {
+                    Outcome::NotFound
+                } else if self.shared.is_some() {
+                    // The bindings live in the shared backend: read them there.
+                    return Decided::Commit(Intent {
+                        call_id: req.call_id,
+                        cseq: req.cseq.seq,
+                        op: IntentOp::Fetch,
+                    });
+                } else {
+                    self.redirect(now_ms)
                 }
-                self.redirect(now_ms, routed)
             }
             Method::Other(_) => Outcome::NotImplemented,
             _ => Outcome::MethodNotAllowed,
-        }
+        };
+        outcome.into()
     }
 
-    /// 302 with the live bindings of the Request-URI's AOR, else 480 or 404.
-    fn redirect(&mut self, now_ms: u64, routed: Option<HashedAorKey<'_>>) -> Outcome {
-        if !self.load_key(routed) {
-            return Outcome::NotFound;
-        }
+    /// 302 with the live bindings of the Request-URI's AOR (in `self.aor_key`), else
+    /// 480 or 404.
+    fn redirect(&mut self, now_ms: u64) -> Outcome {
         match self.location.get_hashed(self.aor_key.key()) {
             None if self.location.recently_emptied(self.aor_key.key()) => {
                 Outcome::TemporarilyUnavailable

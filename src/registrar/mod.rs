@@ -1,68 +1,78 @@
 //! The registrar: one sans-IO state machine per shard.
 //!
 //! A [`Registrar`] owns its shard's location table and transaction cache and turns
-//! `(now, source, datagram)` into a response. It reads no clock and opens no socket:
-//! the runtime passes the time in and sends what comes out, so the same code runs under
-//! glommio, in the simulation tests on a fake clock, and under the fuzzer.
+//! `(now, source, request bytes)` into one [`Action`]: reply, forward to the owner, or
+//! nothing. It reads no clock and opens no socket: the runtime passes the time in and
+//! carries the action out, so the same code runs under glommio, in the simulation tests
+//! on a fake clock, and under the fuzzer.
 //!
-//! Call order per shard (the runtime's loop):
-//! 1. [`route`] on the receiving core: which shard owns this datagram.
-//! 2. [`Registrar::handle_datagram`] on the owner, for each datagram it owns; or, for a
-//!    receive batch, [`Registrar::prepare`] each datagram, [`Registrar::warm`] the
-//!    batch, then [`Registrar::finish`] each in order (same answers, but the batch's
-//!    cache misses overlap).
-//! 3. [`Registrar::handle_timeout`] whenever [`Registrar::poll_timeout`] is due; a
-//!    spurious call is a no-op.
+//! The data path, per batch of requests a core received (from its sockets, or forwarded
+//! to it by other cores over the mesh):
+//! 1. **receive**: [`Registrar::prepare`] parses each request and decides its owner
+//!    (`route`); what another shard owns comes back as [`Prepared::Forward`].
+//! 2. [`Registrar::warm`] brings what the batch will read into cache, all together.
+//! 3. **decide, commit, respond**: [`Registrar::answer`] runs each in arrival order:
+//!    the transaction cache, then the RFC 3261 §10.3 pipeline in `register` (REGISTER)
+//!    or the redirect answers in `lookup` (everything else); every ending is an
+//!    [`Outcome`], mapped to its status code in one `match`, and the response is
+//!    written. A commit appends its record to the journal (`journal`).
+//! 4. **send**: the runtime carries out the [`Action`] (`io`).
 //!
-//! Requests go through the RFC 3261 §10.3 pipeline in `register` (REGISTER) or the
-//! redirect/lookup answers in `lookup` (everything else); every ending is an
-//! [`Outcome`], mapped to its status code in one `match`.
+//! Besides: [`Registrar::handle_timeout`] whenever [`Registrar::poll_timeout`] is due (a
+//! spurious call is a no-op), [`Registrar::drain_journal`] once per loop turn, and the
+//! management operations in `admin`. `support` has one-datagram conveniences for tests.
 #![forbid(unsafe_code)]
 
+mod admin;
 mod by_method;
+mod commit;
+mod config;
+mod io;
+mod journal;
 mod lookup;
 mod outcome;
 mod register;
 mod respond;
 mod rng;
-
-use std::net::SocketAddr;
+mod route;
+pub mod shared;
+mod stats;
+pub mod support;
 
 use bumpalo::Bump;
 
+pub use admin::{ADMIN_CALL_ID, AdminError};
 pub use by_method::{METHOD_NAMES, METHODS, STATUS_NAMES, STATUSES};
+pub use config::{AuthConfig, LocationMode, MaxContactsPolicy, MinExpiresPolicy, RegistrarConfig};
+pub use io::{Action, ConnId, Destination, DropReason, Source, reply_destination};
 pub use outcome::{OUTCOMES, Outcome};
 pub use register::AOR_KEY_BYTES_MAX;
 pub use rng::Fnv;
+pub use route::{aor_hash, route_hash};
+pub use stats::Stats;
 
 use std::sync::Arc;
 
-use crate::auth::{Algorithm, Authenticator, Challenges, NonceKey, Subscribers};
+use crate::auth::{Authenticator, Challenges, NonceKey, Subscribers};
 use crate::location::{AorKeyBuf, HashedAorKey, LocationLimits, LocationTable};
 use crate::sip::{self, Method, ParseError, Request};
 use crate::txn::{EncodedKey, TxnKey, TxnLimits, TxnTable};
-
-/// Where a datagram came from and which local socket received it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Source {
-    /// The remote address and port the datagram came from.
-    pub addr: SocketAddr,
-    /// Index of the local listening address (`--listen` order) it arrived on.
-    pub local: u16,
-}
+use register::Decided;
+use respond::Bindings;
+use route::{echo_hash, owner_hash, with_routing_key};
 
 /// Requests of one batch [`Registrar::warm`] looks at, at most (the rest are handled
 /// cold): bounds the work of one call whatever the runtime's batch size.
 pub const WARM_BATCH_MAX: usize = 1024;
 
-/// A datagram parsed by [`Registrar::prepare`], waiting for [`Registrar::finish`].
+/// A request parsed by [`Registrar::prepare`], waiting for [`Registrar::answer`].
 /// It borrows the datagram and the batch's arena.
 #[derive(Clone, Copy, Debug)]
 pub enum Prepared<'a> {
-    /// Nothing to answer: dropped and counted when finished.
+    /// Nothing to answer: dropped and counted when answered.
     Drop(DropReason),
-    /// Another shard owns it (the owner hash, [`route`]): handed back for forwarding
-    /// when finished. Nothing else is computed for it here: the owner prepares it again.
+    /// Another shard owns it (the owner hash, [`route_hash`]): handed back for
+    /// forwarding when answered. Nothing else is computed for it here: the owner prepares it again.
     Forward(u64),
     /// The parser refused it but a top Via was salvaged, and this shard owns it:
     /// answered with its 4xx.
@@ -74,6 +84,8 @@ pub enum Prepared<'a> {
     },
     /// A parsed request this shard owns.
     Request {
+        /// The request as received (kept by a commit that waits for a shared backend).
+        bytes: &'a [u8],
         /// The request, in the arena.
         req: &'a Request<'a>,
         /// The AOR key the owner hash was computed from, when the request names one,
@@ -84,276 +96,6 @@ pub enum Prepared<'a> {
         /// the insert; `None` when it is too long to cache.
         txn: Option<EncodedKey<'a>>,
     },
-}
-
-/// What the shard should do with a datagram before handing it to a [`Registrar`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Route {
-    /// Owned by shard `hash % shards`: the AOR's hash (REGISTER: To AOR; others:
-    /// Request-URI), or the Call-ID hash for requests with no AOR to key on.
-    Hash(u64),
-    /// Nothing to answer and nothing to route (keep-alive CRLF, responses, garbage
-    /// without a usable Via): drop and count.
-    Drop(DropReason),
-}
-
-/// Why a datagram was dropped without an answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DropReason {
-    /// A CRLF keep-alive (RFC 5626 §3.5.1).
-    KeepAlive,
-    /// A SIP response: a registrar sends no requests, so none is expected.
-    Response,
-    /// Unparseable, and no Via to answer to.
-    Unanswerable,
-    /// Larger than the datagram limit.
-    TooLarge,
-}
-
-/// Decide which shard owns a datagram: the hash of its AOR key (REGISTER: the To
-/// AOR; other requests: the Request-URI's `user@host`), or of its Call-ID when the
-/// request names no user (OPTIONS to the domain). Pure and deterministic across
-/// processes, so that it can later also place persisted bindings.
-pub fn route(bytes: &[u8]) -> Route {
-    thread_local! {
-        static ARENA: std::cell::RefCell<Bump> = std::cell::RefCell::new(Bump::with_capacity(16 * 1024));
-    }
-    if bytes.len() > sip::limits::DATAGRAM_BYTES_MAX {
-        return Route::Drop(DropReason::TooLarge);
-    }
-    if sip::is_keepalive(bytes) {
-        return Route::Drop(DropReason::KeepAlive);
-    }
-    ARENA.with(|arena| {
-        let mut arena = arena.borrow_mut();
-        arena.reset();
-        match sip::parse_request(bytes, &arena) {
-            Ok(req) => Route::Hash(route_hash(&req)),
-            Err(rejected) => match (rejected.error, rejected.echo) {
-                (ParseError::IsResponse, _) => Route::Drop(DropReason::Response),
-                (_, Some(echo)) => Route::Hash(echo_hash(&echo)),
-                (_, None) => Route::Drop(DropReason::Unanswerable),
-            },
-        }
-    })
-}
-
-/// The owner hash of a parsed request (see [`route`]).
-pub fn route_hash(req: &Request<'_>) -> u64 {
-    with_routing_key(req, |key| owner_hash(req, key))
-}
-
-/// The owner hash of `req` given its routing key ([`with_routing_key`]): the AOR key's,
-/// or the Call-ID's when the request names no user.
-fn owner_hash(req: &Request<'_>, key: Option<&[u8]>) -> u64 {
-    key.map_or_else(|| aor_hash(req.call_id), aor_hash)
-}
-
-/// Calls `f` with the AOR key a request is placed by (REGISTER: the To AOR; others: the
-/// Request-URI's `user@host`), or `None` when it names no user.
-fn with_routing_key<R>(req: &Request<'_>, f: impl FnOnce(Option<&[u8]>) -> R) -> R {
-    thread_local! {
-        static KEY: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(512));
-    }
-    let uri = if req.method == Method::Register {
-        &req.to.uri
-    } else {
-        &req.request_uri
-    };
-    KEY.with(|key| {
-        let mut key = key.borrow_mut();
-        key.clear();
-        let named = uri.user.is_some() && sip::write_aor_key(uri, &mut key).is_ok();
-        f(named.then_some(key.as_slice()))
-    })
-}
-
-/// The owner hash of a request the parser refused but can answer: its Call-ID (or top
-/// Via), placed like any other key, so every retransmission lands on the same shard.
-fn echo_hash(echo: &sip::Echo<'_>) -> u64 {
-    aor_hash(echo.call_id.unwrap_or(echo.top_via.raw))
-}
-
-/// The owner hash of an AOR key (as stored in the location table, written by
-/// [`sip::write_aor_key`]): what [`route`] gives a REGISTER for that AOR. The store
-/// uses it to re-partition persisted bindings when the shard count changed, and the
-/// management API to find the owner shard.
-pub fn aor_hash(aor_key: &[u8]) -> u64 {
-    // FNV's low bits are weak for short keys and the owner is `hash % shards`:
-    // finish with MurmurHash3's fmix64 so every bit depends on every input bit.
-    rng::fmix64(Fnv::hash(aor_key))
-}
-
-/// Policy when a requested expiry is below the minimum.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MinExpiresPolicy {
-    /// 423 Interval Too Brief with `Min-Expires` (RFC 3261 §10.3 step 7).
-    Reject,
-    /// Raise it to the minimum (what OpenSIPS does).
-    Clamp,
-}
-
-/// Policy when a REGISTER would take an AOR past `max_contacts`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MaxContactsPolicy {
-    /// 503 with a reason and `Retry-After`.
-    Reject,
-    /// Remove the oldest bindings to make room.
-    EvictOldest,
-}
-
-/// The registrar's settings, already validated by `config`.
-#[derive(Clone, Debug)]
-pub struct RegistrarConfig {
-    /// Domains served (lower-case). Empty: serve any domain.
-    pub domains: Vec<String>,
-    /// Smallest expiry granted, in seconds.
-    pub min_expires_s: u32,
-    /// Largest expiry granted, in seconds (larger requests are clamped).
-    pub max_expires_s: u32,
-    /// Expiry when the request names none, in seconds.
-    pub default_expires_s: u32,
-    /// What to do below `min_expires_s`.
-    pub min_expires_policy: MinExpiresPolicy,
-    /// Bindings per AOR; 0 means unlimited.
-    pub max_contacts: u32,
-    /// What to do past `max_contacts`.
-    pub max_contacts_policy: MaxContactsPolicy,
-    /// Downward jitter on granted expiries, in percent (0..=50).
-    pub expires_jitter_percent: u8,
-    /// Timer J: how long a final response is kept for retransmissions, in ms.
-    pub timer_j_ms: u64,
-    /// Cached transactions per shard.
-    pub txn_cache_max: usize,
-    /// Bindings per shard; past it a new binding gets 503.
-    pub max_bindings: usize,
-    /// Bindings per shard to allocate room for at start (clamped to `max_bindings`).
-    pub prealloc_bindings: usize,
-    /// Seed for To-tags and jitter (deterministic tests).
-    pub seed: u64,
-    /// Value of the `Server` header.
-    pub server_name: String,
-    /// Digest authentication of REGISTER (RFC 3261 §22); `None`: every REGISTER for a
-    /// served domain is accepted.
-    pub auth: Option<AuthConfig>,
-    /// Append a store record per committed AOR change to the journal
-    /// ([`Registrar::drain_journal`]); off when nothing is persisted.
-    pub journal: bool,
-}
-
-/// What a shard needs to authenticate REGISTERs; shared by every shard.
-#[derive(Clone)]
-pub struct AuthConfig {
-    /// The subscriber table (replaced as a whole on reload).
-    pub subscribers: Arc<Subscribers>,
-    /// The per-process nonce secret: every shard verifies every other shard's nonces.
-    pub secret: [u8; 32],
-    /// Challenges offered, one `WWW-Authenticate` each, in this order (RFC 8760 §2.4).
-    pub algorithms: Vec<Algorithm>,
-    /// How long a nonce is accepted, in ms; older ones get `stale=true`.
-    pub nonce_lifetime_ms: u64,
-}
-
-impl std::fmt::Debug for AuthConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthConfig")
-            .field("subscribers", &self.subscribers.len())
-            .field("secret", &"<hidden>")
-            .field("algorithms", &self.algorithms)
-            .field("nonce_lifetime_ms", &self.nonce_lifetime_ms)
-            .finish()
-    }
-}
-
-impl Default for RegistrarConfig {
-    fn default() -> Self {
-        Self {
-            domains: Vec::new(),
-            min_expires_s: 60,
-            max_expires_s: 3600,
-            default_expires_s: 3600,
-            min_expires_policy: MinExpiresPolicy::Reject,
-            max_contacts: 0,
-            max_contacts_policy: MaxContactsPolicy::Reject,
-            expires_jitter_percent: 0,
-            timer_j_ms: 32_000,
-            txn_cache_max: 262_144,
-            max_bindings: 4_000_000,
-            prealloc_bindings: 0,
-            seed: 0x5eed,
-            server_name: concat!("sipreg/", env!("CARGO_PKG_VERSION")).to_string(),
-            auth: None,
-            journal: false,
-        }
-    }
-}
-
-/// What `handle_datagram` did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Handled {
-    /// A response was written to `out`: send it to the returned address.
-    Reply(SocketAddr),
-    /// Nothing to send (ACK absorbed, or dropped and counted).
-    Nothing,
-}
-
-/// What [`Registrar::handle_or_forward`] did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Dispatch {
-    /// A response was written to `out`: send it to this address.
-    Reply(SocketAddr),
-    /// Handled, nothing to send (an ACK absorbed).
-    Nothing,
-    /// Dropped without an answer, and counted.
-    Dropped(DropReason),
-    /// Owned by another shard (the route hash is given); nothing was touched.
-    Forward(u64),
-}
-
-/// Per-shard counters, read by the runtime for the statistics line and metrics.
-#[derive(Clone, Debug, Default)]
-pub struct Stats {
-    /// Requests handled (not counting retransmissions).
-    pub requests: u64,
-    /// REGISTERs answered 200.
-    pub accepted: u64,
-    /// Requests answered with a final non-2xx.
-    pub rejected: u64,
-    /// Retransmissions answered from the transaction cache.
-    pub retransmissions: u64,
-    /// Datagrams dropped without an answer.
-    pub dropped: u64,
-    /// Bindings held now.
-    pub bindings: u64,
-    /// AORs held now.
-    pub aors: u64,
-    /// Bindings removed by expiry.
-    pub expired: u64,
-    /// Bindings evicted by the evict-oldest `max_contacts` policy.
-    pub evicted: u64,
-    /// Transactions evicted from the cache before Timer J.
-    pub txn_evicted: u64,
-    /// Requests answered 503 (max contacts, max bindings, store failed): overload.
-    pub unavailable: u64,
-    /// Transactions cached now.
-    pub txns: u64,
-    /// Requests by outcome, indexed by [`Outcome::index`] (names: [`Outcome::NAMES`]).
-    pub outcomes: [u64; OUTCOMES],
-    /// Drops by reason: keep-alive, response, unanswerable, too large.
-    pub drops: [u64; 4],
-    /// Bindings removed through the management API (`admin_remove`, `admin_flush`).
-    pub admin_removed: u64,
-    /// Requests by method row and status column (names: [`METHOD_NAMES`],
-    /// [`STATUS_NAMES`]); retransmissions are not in it (see `retransmissions`).
-    pub by_method: [[u64; STATUSES]; METHODS],
-}
-
-impl Stats {
-    /// REGISTERs handled (every status; not retransmissions): the runtime diffs it
-    /// around a batch to time the REGISTERs answered in it.
-    pub fn registers(&self) -> u64 {
-        self.by_method.first().map_or(0, |row| row.iter().sum())
-    }
 }
 
 /// Expired bindings removed per `handle_timeout` call at most, so one call never
@@ -388,11 +130,14 @@ pub struct Registrar {
     journal_position: u64,
     /// The store reported a write failure: changes are refused with 503.
     store_failed: bool,
+    /// Shared location: the commits waiting for the backend (`None`: memory).
+    shared: Option<shared::Shared>,
 }
 
 impl Registrar {
     /// A registrar for one shard.
     pub fn new(config: RegistrarConfig) -> Self {
+        let config_location = config.location;
         let domains = config
             .domains
             .iter()
@@ -432,113 +177,16 @@ impl Registrar {
             journal: Vec::new(),
             journal_position: 0,
             store_failed: false,
+            shared: (config_location == LocationMode::Shared).then(shared::Shared::default),
         }
     }
 
-    /// The runtime reports that the store can no longer write (`true`) or works again:
-    /// while failed, every REGISTER that would change a binding gets 503 with
-    /// Retry-After and changes nothing; fetches and lookups still work.
-    pub fn set_store_failed(&mut self, failed: bool) {
-        self.store_failed = failed;
-    }
-
-    /// Record the current state of `self.aor_key` after a successful commit.
-    fn journal_aor(&mut self) {
-        if !self.config.journal {
-            return;
-        }
-        let before = self.journal.len();
-        crate::store::record::encode_aor(
-            &mut self.journal,
-            self.aor_key.bytes(),
-            self.location.get_hashed(self.aor_key.key()),
-        );
-        self.journal_position += (self.journal.len() - before) as u64;
-    }
-
-    /// Move the journal's records (whole records, in commit order) to the end of `out`.
-    pub fn drain_journal(&mut self, out: &mut Vec<u8>) {
-        if out.is_empty() {
-            std::mem::swap(out, &mut self.journal);
-        } else {
-            out.extend_from_slice(&self.journal);
-            self.journal.clear();
-        }
-    }
-
-    /// Journal bytes appended since start: a reply given after a commit depends on
-    /// every journal byte up to this position (sync durability waits for it).
-    pub fn journal_position(&self) -> u64 {
-        self.journal_position
-    }
-
-    /// Put back an AOR's bindings loaded from the store (start-up); expired ones are
-    /// skipped. Writes no journal record (the snapshot already holds them). Returns
-    /// the bindings restored; a binding the table refuses (full) is skipped.
-    pub fn restore_aor(
-        &mut self,
-        now_ms: u64,
-        aor_key: &[u8],
-        bindings: &[crate::store::record::StoredBinding<'_>],
-    ) -> usize {
-        let mut restored = 0;
-        for b in bindings.iter().filter(|b| !b.is_expired(now_ms)) {
-            let change = crate::location::Change::Insert(b.to_new());
-            let registered_ms = u64::from(b.registered_s) * 1000;
-            if self
-                .location
-                .apply(aor_key, registered_ms, &[change])
-                .is_ok()
-            {
-                restored += 1;
-            }
-        }
-        self.sync_gauges();
-        restored
-    }
-
-    /// Handle one datagram at `now_ms` (milliseconds since the Unix epoch). Writes the
-    /// response, if any, into `out` (cleared first). `arena` holds the parse; the
-    /// caller resets it between batches.
-    pub fn handle_datagram(
-        &mut self,
-        now_ms: u64,
-        source: Source,
-        bytes: &[u8],
-        arena: &Bump,
-        out: &mut Vec<u8>,
-    ) -> Handled {
-        match self.handle_or_forward(now_ms, source, bytes, arena, out, |_| true) {
-            Dispatch::Reply(to) => Handled::Reply(to),
-            Dispatch::Nothing | Dispatch::Dropped(_) | Dispatch::Forward(_) => Handled::Nothing,
-        }
-    }
-
-    /// [`handle_datagram`](Self::handle_datagram) for a shard that may not own the
-    /// datagram: it is parsed once, and when `owns(route hash)` is false it is left
-    /// untouched (no counter, no state) and returned as [`Dispatch::Forward`] for the
-    /// runtime to send to its owner. This spares the receiving core the second parse
-    /// that [`route`] followed by `handle_datagram` would cost.
-    pub fn handle_or_forward(
-        &mut self,
-        now_ms: u64,
-        source: Source,
-        bytes: &[u8],
-        arena: &Bump,
-        out: &mut Vec<u8>,
-        owns: impl Fn(u64) -> bool,
-    ) -> Dispatch {
-        let prepared = Self::prepare(bytes, arena, owns);
-        self.finish(now_ms, source, &prepared, arena, out)
-    }
-
-    /// Parse a datagram ahead of its turn (the first half of
-    /// [`handle_or_forward`](Self::handle_or_forward)): no state is read or changed, so
-    /// a whole receive batch can be prepared, [`warm`](Self::warm)ed, then
-    /// [`finish`](Self::finish)ed in order with the same result as handling each in turn.
-    /// Ownership is decided here, once: what `owns(route hash)` refuses becomes
-    /// [`Prepared::Forward`], with no transaction key or table hash computed for it and
-    /// nothing of this shard's tables warmed for it.
+    /// Parse a request ahead of its turn: no state is read or changed, so a whole batch
+    /// can be prepared, [`warm`](Self::warm)ed, then [`answer`](Self::answer)ed in order
+    /// with the same result as answering each in turn. Ownership is decided here, once:
+    /// what `owns(route hash)` refuses becomes [`Prepared::Forward`], with no
+    /// transaction key or table hash computed for it and nothing of this shard's tables
+    /// warmed for it.
     // The parser's own `Result` is what `alloc_try_with` places; its size is the parser's.
     #[expect(clippy::result_large_err)]
     pub fn prepare<'a>(
@@ -569,6 +217,7 @@ impl Registrar {
                 });
                 match owned {
                     Ok(aor_key) => Prepared::Request {
+                        bytes,
                         req,
                         aor_key,
                         txn: txn_key(req).encode_in(arena),
@@ -629,45 +278,62 @@ impl Registrar {
         std::hint::black_box(touched);
     }
 
-    /// The second half of [`handle_or_forward`](Self::handle_or_forward): answer (or hand
-    /// back for forwarding) a datagram [`prepare`](Self::prepare)d earlier.
-    pub fn finish(
+    /// Answer a request [`prepare`](Self::prepare)d earlier: say what to do with it and,
+    /// when that is a [`Action::Reply`], write the response into `out` (cleared first;
+    /// left untouched otherwise). Requests of a batch are answered in arrival order.
+    pub fn answer(
         &mut self,
         now_ms: u64,
         source: Source,
         prepared: &Prepared<'_>,
         arena: &Bump,
         out: &mut Vec<u8>,
-    ) -> Dispatch {
-        out.clear();
-        let (req, txn, routed) = match *prepared {
-            Prepared::Drop(reason) => return self.drop(reason),
-            Prepared::Forward(hash) => return Dispatch::Forward(hash),
+    ) -> Action {
+        let (bytes, req, txn, routed) = match *prepared {
+            Prepared::Drop(reason) => return self.count_drop(reason),
+            Prepared::Forward(hash) => return Action::Forward { hash },
             Prepared::Rejected { echo, error } => {
                 let outcome = Outcome::Malformed(error);
                 self.count(by_method::METHOD_OTHER, outcome);
+                out.clear();
                 self.respond_rejected(source, echo, error.status(), error.reason(), out);
-                return Dispatch::Reply(reply_address(&echo.top_via, source));
+                return self.reply(reply_destination(&echo.top_via, source));
             }
             Prepared::Request {
-                req, txn, aor_key, ..
-            } => (req, txn, aor_key),
+                bytes,
+                req,
+                txn,
+                aor_key,
+            } => (bytes, req, txn, aor_key),
         };
-        let dest = reply_address(req.via(), source);
         let method = by_method::method_index(&req.method);
         if req.method == Method::Ack {
             // An ACK for our 302 (or any final response): nothing to say (§17.2.1).
             self.count(method, Outcome::AckAbsorbed);
-            return Dispatch::Nothing;
+            return Action::Nothing;
         }
+        let to = reply_destination(req.via(), source);
+        out.clear();
         if let Some(cached) = txn.as_ref().and_then(|key| self.txns.lookup(key, now_ms)) {
             out.extend_from_slice(cached);
             self.count(method, Outcome::Retransmission);
-            return Dispatch::Reply(dest);
+            return self.reply(to);
         }
-        let outcome = self.decide(now_ms, source, req, routed, arena);
+        let outcome = match self.decide(now_ms, source, req, routed, arena) {
+            Decided::Done(outcome) => outcome,
+            Decided::Commit(intent) if self.shared.is_none() => {
+                self.commit_intent(now_ms, &intent, arena)
+            }
+            Decided::Commit(intent) => {
+                let register = req.method == Method::Register;
+                match self.suspend(bytes, source, register, &intent) {
+                    Some(action) => return action,
+                    None => Outcome::CommitsBusy,
+                }
+            }
+        };
         self.count(method, outcome);
-        self.respond(now_ms, source, req, outcome, arena, out);
+        self.respond(now_ms, source, req, outcome, Bindings::Table, arena, out);
         // A response that cannot be cached (key too long, cache disabled) only means a
         // retransmission is processed again, which gives the same answer (an equal CSeq
         // is recognised in `register`); nothing is lost.
@@ -675,7 +341,17 @@ impl Registrar {
             let _ = self.txns.insert(key, now_ms, out);
         }
         self.sync_gauges();
-        Dispatch::Reply(dest)
+        self.reply(to)
+    }
+
+    /// A reply to `to` that reflects every commit so far: in sync durability it waits
+    /// for the whole journal written up to now (a retransmitted or fetched answer shows
+    /// commits that may not be durable yet, as much as a new one does).
+    fn reply(&self, to: Destination) -> Action {
+        Action::Reply {
+            to,
+            durable_after: self.journal_position,
+        }
     }
 
     /// Run the request through its pipeline and say how it ends.
@@ -687,16 +363,16 @@ impl Registrar {
         req: &Request<'a>,
         routed: Option<HashedAorKey<'_>>,
         arena: &'a Bump,
-    ) -> Outcome {
+    ) -> Decided<'a> {
         // §10.3 step 1 (and any request to us): is the Request-URI's domain ours?
         if !matches!(req.request_uri.scheme, sip::Scheme::Sip | sip::Scheme::Sips)
             || !self.serves_domain(req.request_uri.host)
         {
-            return Outcome::DomainNotServed;
+            return Outcome::DomainNotServed.into();
         }
         // §10.3 step 2 / §8.2.2.3: every Require option must be one we support.
         if respond::has_unsupported(req.require) {
-            return Outcome::BadExtension;
+            return Outcome::BadExtension.into();
         }
         match req.method {
             Method::Register => self.register(now_ms, source, req, routed, arena),
@@ -716,10 +392,11 @@ impl Registrar {
         self.domains.is_empty() || self.domains.iter().any(|d| d.eq_ignore_ascii_case(host))
     }
 
-    fn drop(&mut self, reason: DropReason) -> Dispatch {
+    /// Count a request dropped without an answer.
+    fn count_drop(&mut self, reason: DropReason) -> Action {
         self.stats.dropped += 1;
         self.stats.drops[reason as usize] += 1;
-        Dispatch::Dropped(reason)
+        Action::Dropped(reason)
     }
 
     /// Count `outcome` of a request whose method row is `method` (`by_method`).
@@ -804,165 +481,6 @@ impl Registrar {
     pub fn location(&self) -> &LocationTable {
         &self.location
     }
-
-    // ---- management operations (issue 7: the admin API, as OpenSIPS `ul_*`) ----
-    // Every change goes through `LocationTable::apply`, the same commit path as a
-    // REGISTER, is journaled like one (persisted), and removals are counted in
-    // `Stats::admin_removed`. With a failed store they are refused, like a REGISTER.
-
-    /// Commit `changes` to `aor_key` and journal the AOR's new state.
-    fn admin_commit(
-        &mut self,
-        now_ms: u64,
-        aor_key: &[u8],
-        changes: &[crate::location::Change<'_>],
-    ) -> Result<crate::location::CommitSummary, AdminError> {
-        if self.store_failed {
-            return Err(AdminError::StoreFailed);
-        }
-        self.aor_key.set(HashedAorKey::new(aor_key));
-        let summary = self
-            .location
-            .apply_hashed(self.aor_key.key(), now_ms, changes)
-            .map_err(AdminError::Commit)?;
-        self.journal_aor();
-        self.sync_gauges();
-        Ok(summary)
-    }
-
-    /// Add (or refresh, when `contact` is already bound) a binding of `aor_key` for
-    /// `expires_s` seconds (`1..=max_expires_s`), as `ul_add`. The binding is
-    /// recorded with Call-ID `sipreg-admin`, CSeq 0 and an unspecified source.
-    pub fn admin_add_binding(
-        &mut self,
-        now_ms: u64,
-        aor_key: &[u8],
-        contact: &[u8],
-        expires_s: u32,
-        q: Option<u16>,
-    ) -> Result<crate::location::CommitSummary, AdminError> {
-        if expires_s == 0 || expires_s > self.config.max_expires_s {
-            return Err(AdminError::ExpiresOutOfRange);
-        }
-        let binding = crate::location::NewBinding {
-            contact,
-            expires_ms: now_ms.saturating_add(u64::from(expires_s) * 1000),
-            q,
-            call_id: ADMIN_CALL_ID,
-            cseq: 0,
-            path: b"",
-            source: SocketAddr::from(([0, 0, 0, 0], 0)),
-            transport: crate::location::Transport::Udp,
-            local_socket: 0,
-            user_agent: b"",
-            instance: None,
-            reg_id: None,
-            flags: 0,
-        };
-        let existing = self
-            .location
-            .get(aor_key)
-            .and_then(|aor| aor.iter().position(|b| same_contact(b.contact(), contact)));
-        let change = match existing {
-            Some(index) => crate::location::Change::Update { index, binding },
-            None => crate::location::Change::Insert(binding),
-        };
-        self.admin_commit(now_ms, aor_key, &[change])
-    }
-
-    /// Remove the bindings of `aor_key` (all, or those whose contact is equivalent to
-    /// `contact`), as `ul_rm` / `ul_rm_contact`. Returns how many were removed; 0 when
-    /// the AOR (or the contact) is unknown.
-    pub fn admin_remove(
-        &mut self,
-        now_ms: u64,
-        aor_key: &[u8],
-        contact: Option<&[u8]>,
-    ) -> Result<usize, AdminError> {
-        let Some(aor) = self.location.get(aor_key) else {
-            return Ok(0);
-        };
-        let changes: Vec<crate::location::Change<'static>> = aor
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| contact.is_none_or(|c| same_contact(b.contact(), c)))
-            .map(|(index, _)| crate::location::Change::Remove { index })
-            .collect();
-        if changes.is_empty() {
-            return Ok(0);
-        }
-        let summary = self.admin_commit(now_ms, aor_key, &changes)?;
-        self.stats.admin_removed += summary.removed as u64;
-        Ok(summary.removed)
-    }
-
-    /// Remove every binding of the AORs whose first binding sits in table slots
-    /// `from_slot..from_slot + slots_max`, as `ul_flush` in bounded steps: start at 0
-    /// and call again with the returned slot until it returns `None`. Each step costs
-    /// O(`slots_max`), so a whole flush is linear in the table size. Returns the
-    /// bindings removed and the slot to continue from.
-    pub fn admin_flush(
-        &mut self,
-        now_ms: u64,
-        from_slot: usize,
-        slots_max: usize,
-    ) -> (usize, Option<usize>) {
-        let mut keys: Vec<Vec<u8>> = Vec::new();
-        let next = self
-            .location
-            .aors_from_slot(from_slot, usize::MAX, slots_max, |aor| {
-                keys.push(aor.key().to_vec())
-            });
-        let mut removed = 0;
-        for key in &keys {
-            removed += self.admin_remove(now_ms, key, None).unwrap_or(0);
-        }
-        (removed, next)
-    }
-}
-
-/// The Call-ID recorded on bindings added through the management API.
-pub const ADMIN_CALL_ID: &[u8] = b"sipreg-admin";
-
-/// Why a management operation was refused. Nothing was changed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AdminError {
-    /// `expires` is 0 or above the configured maximum.
-    ExpiresOutOfRange,
-    /// The location table refused the commit.
-    Commit(crate::location::CommitError),
-    /// The store failed: nothing may change until it is back (as a REGISTER's 503).
-    StoreFailed,
-}
-
-impl AdminError {
-    /// A short description.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::ExpiresOutOfRange => "expires must be between 1 and the configured maximum",
-            Self::Commit(e) => e.as_str(),
-            Self::StoreFailed => "the binding store failed: changes are refused",
-        }
-    }
-}
-
-/// Two Contact URIs name the same binding (RFC 3261 §19.1.4 equivalence; bytes
-/// equality when either does not parse).
-fn same_contact(a: &[u8], b: &[u8]) -> bool {
-    match (sip::parse_uri(a), sip::parse_uri(b)) {
-        (Ok(x), Ok(y)) => sip::uri_equivalent(&x, &y),
-        _ => a == b,
-    }
-}
-
-/// Where a response goes (RFC 3261 §18.2.2, RFC 3581 §4): to the source address; the
-/// port is the source port when the request asked for `rport`, else the sent-by port
-/// (5060 by default).
-fn reply_address(via: &sip::Via<'_>, source: Source) -> SocketAddr {
-    if via.rport.is_some() {
-        return source.addr;
-    }
-    SocketAddr::new(source.addr.ip(), via.port.unwrap_or(5060))
 }
 
 /// The transaction key of a request (RFC 3261 §17.2.3).

@@ -47,9 +47,13 @@ pub enum Outcome {
     TooManyContacts,
     /// The shard holds `max_bindings`: 503 + Retry-After.
     RegistrarFull,
-    /// The location store cannot write (disk full, I/O error): a change that would not
-    /// be kept is refused with 503 + Retry-After, never answered 200.
+    /// The location store cannot write (disk full, I/O error), or the shared backend
+    /// cannot be reached: a change that would not be kept is refused with 503 +
+    /// Retry-After, never answered 200.
     StoreFailed,
+    /// Shared location: `SHARED_COMMITS_PENDING_MAX` commits already wait for the
+    /// backend: 503 + Retry-After.
+    CommitsBusy,
     /// The AOR is unknown here: 404 (§21.4.4).
     NotFound,
     /// The AOR is known but has no live binding: 480 (§21.4.18).
@@ -103,6 +107,7 @@ impl Outcome {
             Self::TooManyContacts => (503, "Too Many Registered Contacts"),
             Self::RegistrarFull => (503, "Registrar Full"),
             Self::StoreFailed => (503, "Location Store Unavailable"),
+            Self::CommitsBusy => (503, "Too Many Pending Commits"),
             Self::NotFound => (404, "Not Found"),
             Self::TemporarilyUnavailable => (480, "Temporarily Unavailable"),
             Self::NoTransaction => (481, "Call/Transaction Does Not Exist"),
@@ -150,6 +155,7 @@ impl Outcome {
             Self::Forbidden => 28,
             Self::BadCredentials(_) => 29,
             Self::StoreFailed => 30,
+            Self::CommitsBusy => 31,
         }
     }
 
@@ -186,8 +192,9 @@ impl Outcome {
         "forbidden",
         "bad_credentials",
         "store_failed",
+        "commits_busy",
     ];
 }
 
 /// How many distinct outcomes `Outcome::index` returns.
-pub const OUTCOMES: usize = 31;
+pub const OUTCOMES: usize = 32;

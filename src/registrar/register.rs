@@ -1,17 +1,21 @@
-//! The REGISTER pipeline of RFC 3261 §10.3, in the RFC's order: validate everything,
-//! compute the whole new binding set, then commit once (step 7: "the binding updates
-//! MUST be committed ... if and only if all binding updates and additions succeed").
+//! The REGISTER pipeline of RFC 3261 §10.3, *decide* half, in the RFC's order: domain,
+//! authentication, AOR, Contact/`*` and expiry validation (steps 1 to 7 as far as they
+//! need nothing of the stored bindings). It yields an [`Intent`]: what the request asks
+//! of its AOR, every value validated and every expiry granted.
 //!
-//! Nothing here touches the location table before the plan is complete, so every
-//! rejection leaves the table exactly as it was. Neither OpenSIPS nor Kamailio roll
-//! back a half-applied REGISTER (ARCHITECTURE.md, "Commit"); this module never needs to.
+//! The *commit* half (`commit`) applies an intent atomically against the AOR's current
+//! bindings: the Call-ID/CSeq rule, max contacts, all-or-nothing (step 7: "the binding
+//! updates MUST be committed ... if and only if all binding updates and additions
+//! succeed"). Nothing touches the location table before the whole change list is
+//! built, so every rejection leaves it exactly as it was. (Neither OpenSIPS nor
+//! Kamailio roll back a half-applied REGISTER; this pipeline never needs to.)
 
 use bumpalo::Bump;
 use bumpalo::collections::Vec as BumpVec;
 
 use super::{Registrar, outcome::Outcome};
-use crate::location::{Change, CommitError, HashedAorKey, NewBinding};
-use crate::sip::{Contact, Contacts, Request, Scheme, parse_uri, uri_equivalent};
+use crate::location::{HashedAorKey, NewBinding};
+use crate::sip::{Contact, Contacts, Request, Scheme, uri_equivalent};
 
 /// An AOR key longer than this is refused with 400; the location table's own limit,
 /// so the registrar never accepts a key the table would refuse, nor the reverse.
@@ -20,17 +24,53 @@ pub use crate::location::AOR_KEY_BYTES_MAX;
 /// Option tags we support in `Require` (RFC 3327 Path).
 pub(crate) const SUPPORTED_OPTIONS: &[&[u8]] = &[b"path"];
 
-/// What an existing binding looked like when the plan was made.
-#[derive(Clone, Copy)]
-struct Existing {
-    /// Its index in the AOR's binding list (what `Change` refers to).
-    index: usize,
-    /// Not yet expired at `now`.
-    live: bool,
-    /// Touched by this request (refreshed or removed); eviction skips it.
-    touched: bool,
-    /// When it was first registered, for evict-oldest.
-    registered_at_ms: u64,
+/// What deciding a request led to: an answer, or an intent to commit first.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Decided<'a> {
+    /// Answer with this outcome (nothing to commit).
+    Done(Outcome),
+    /// Commit this, then answer with how the commit ended.
+    Commit(Intent<'a>),
+}
+
+impl From<Outcome> for Decided<'_> {
+    fn from(outcome: Outcome) -> Self {
+        Self::Done(outcome)
+    }
+}
+
+/// What a validated REGISTER asks of its AOR's bindings: the output of *decide*, the
+/// input of *commit*. It borrows the request and the batch's arena.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Intent<'a> {
+    /// The request's Call-ID (§10.3 step 7 orders requests of one Call-ID by CSeq).
+    pub(crate) call_id: &'a [u8],
+    /// The request's CSeq number.
+    pub(crate) cseq: u32,
+    /// What to do.
+    pub(crate) op: IntentOp<'a>,
+}
+
+/// The three things a REGISTER can ask (§10.3 steps 6 and 7).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum IntentOp<'a> {
+    /// No Contact: a query for the current bindings.
+    Fetch,
+    /// `Contact: *` with `Expires: 0`: remove every binding.
+    RemoveAll,
+    /// Add, refresh or (expiry 0) remove each listed contact.
+    Update(&'a [Planned<'a>]),
+}
+
+/// One listed contact, validated, with the binding it becomes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Planned<'a> {
+    /// The Contact as parsed (matched against stored bindings at commit).
+    pub(crate) contact: &'a Contact<'a>,
+    /// The expiry granted, in seconds; 0 removes the binding.
+    pub(crate) expires_s: u32,
+    /// The binding it is stored as (when `expires_s > 0`).
+    pub(crate) binding: NewBinding<'a>,
 }
 
 impl Registrar {
@@ -44,21 +84,31 @@ impl Registrar {
         req: &Request<'a>,
         routed: Option<HashedAorKey<'_>>,
         arena: &'a Bump,
-    ) -> Outcome {
+    ) -> Decided<'a> {
         // Steps 3 and 4: who is this, and may they register this AOR?
         if let Some(outcome) = self.authenticate(now_ms, req) {
-            return outcome;
+            return outcome.into();
         }
         // Step 5: the To URI names the AOR.
         if let Err(outcome) = self.load_aor_key(req, routed) {
-            return outcome;
+            return outcome.into();
         }
-        match req.contacts {
+        let op = match req.contacts {
             // §10.3 step 6: no Contact is a query.
-            Contacts::None => Outcome::Fetched,
-            Contacts::Star => self.unregister_all(now_ms, req, arena),
-            Contacts::List(contacts) => self.update(now_ms, source, req, contacts, arena),
-        }
+            Contacts::None => IntentOp::Fetch,
+            // `Contact: *` is valid only alone and with `Expires: 0`.
+            Contacts::Star if req.expires != Some(0) => return Outcome::StarMisuse.into(),
+            Contacts::Star => IntentOp::RemoveAll,
+            Contacts::List(contacts) => match self.plan(now_ms, source, req, contacts, arena) {
+                Ok(planned) => IntentOp::Update(planned),
+                Err(outcome) => return outcome.into(),
+            },
+        };
+        Decided::Commit(Intent {
+            call_id: req.call_id,
+            cseq: req.cseq.seq,
+            op,
+        })
     }
 
     /// RFC 3261 §10.3 steps 3-4 with digest authentication (§22, RFC 7616/8760): `None`
@@ -106,195 +156,35 @@ impl Registrar {
         Ok(())
     }
 
-    /// `Contact: *` (§10.3 step 6): valid only alone and with `Expires: 0`; removes every
-    /// binding, subject to the Call-ID/CSeq rule of step 7 for each one.
-    fn unregister_all<'a>(&mut self, now_ms: u64, req: &Request<'a>, arena: &'a Bump) -> Outcome {
-        if req.expires != Some(0) {
-            return Outcome::StarMisuse;
-        }
-        let mut changes: BumpVec<'a, Change<'a>> = BumpVec::new_in(arena);
-        if let Some(aor) = self.location.get_hashed(self.aor_key.key()) {
-            for (index, b) in aor.iter().enumerate() {
-                if b.call_id() == req.call_id && req.cseq.seq <= b.cseq() && b.expires_ms() > now_ms
-                {
-                    return Outcome::InvalidCSeq;
-                }
-                changes.push(Change::Remove { index });
-            }
-        }
-        self.commit(now_ms, &changes)
-    }
-
-    /// Add, refresh or remove the listed contacts (§10.3 step 7).
-    fn update<'a>(
+    /// Validate every listed contact and grant its expiry (§10.3 steps 6 and 7, before
+    /// the stored bindings are looked at), or the outcome that refuses the request.
+    fn plan<'a>(
         &mut self,
         now_ms: u64,
         source: super::Source,
         req: &Request<'a>,
         contacts: &'a [Contact<'a>],
         arena: &'a Bump,
-    ) -> Outcome {
-        // Validate every contact and its expiry before looking at the table.
-        let mut granted: BumpVec<'a, u32> = BumpVec::with_capacity_in(contacts.len(), arena);
-        for (i, c) in contacts.iter().enumerate() {
-            if !matches!(c.uri.scheme, Scheme::Sip | Scheme::Sips) {
-                return Outcome::ContactNotSip;
-            }
-            if contacts[..i].iter().any(|prev| same_contact(prev, c)) {
-                return Outcome::DuplicateContact;
-            }
-            match self.grant_expiry(c.expires.or(req.expires)) {
-                Ok(s) => granted.push(s),
-                Err(outcome) => return outcome,
-            }
-        }
-
-        // Snapshot the AOR and match each contact against it.
-        let mut existing: BumpVec<'a, Existing> = BumpVec::new_in(arena);
-        let mut matched: BumpVec<'a, Option<usize>> =
-            BumpVec::with_capacity_in(contacts.len(), arena);
-        if let Some(aor) = self.location.get_hashed(self.aor_key.key()) {
-            // Sized once (one allocation, not a growth per push); AORs are small.
-            existing.reserve_exact(aor.len());
-            for (index, b) in aor.iter().enumerate() {
-                existing.push(Existing {
-                    index,
-                    live: b.expires_ms() > now_ms,
-                    touched: false,
-                    registered_at_ms: b.registered_ms(),
-                });
-            }
-            for c in contacts {
-                let found = aor.iter().position(|b| binding_matches(&b, c));
-                if let Some(index) = found {
-                    let b = aor.get(index);
-                    // Step 7: same Call-ID needs a higher CSeq; an expired binding is
-                    // gone as far as the RFC is concerned.
-                    if let Some(b) = b
-                        && b.expires_ms() > now_ms
-                        && b.call_id() == req.call_id
-                    {
-                        // An equal CSeq is the request we already applied, retransmitted
-                        // after its transaction left the bounded cache (`txn_cache_max`
-                        // under load): answer the current bindings and change nothing,
-                        // as OpenSIPS/Kamailio do within `cseq_delay`. A lower one is
-                        // out of order.
-                        if req.cseq.seq == b.cseq() {
-                            return Outcome::Fetched;
-                        }
-                        if req.cseq.seq < b.cseq() {
-                            return Outcome::InvalidCSeq;
-                        }
-                    }
-                }
-                matched.push(found);
-            }
-        } else {
-            matched.extend(contacts.iter().map(|_| None));
-        }
-
-        // Build the change list.
+    ) -> Result<&'a [Planned<'a>], Outcome> {
         // RFC 3327 §5.3: the Path vector is stored with each binding, as one value.
         let path = join_path(req.path, arena);
-        // At most one change per contact and one per existing binding.
-        let mut changes: BumpVec<'a, Change<'a>> =
-            BumpVec::with_capacity_in(contacts.len() + existing.len(), arena);
-        let mut live_after = existing.iter().filter(|e| e.live).count();
-        for ((c, &expires_s), &found) in contacts.iter().zip(granted.iter()).zip(matched.iter()) {
-            let binding = self.new_binding(now_ms, source, req, path, c, expires_s);
-            match (found, expires_s) {
-                (Some(index), 0) => {
-                    if let Some(e) = existing.get_mut(index) {
-                        e.touched = true;
-                        if e.live {
-                            live_after -= 1;
-                        }
-                    }
-                    changes.push(Change::Remove { index });
-                }
-                (Some(index), _) => {
-                    if let Some(e) = existing.get_mut(index) {
-                        e.touched = true;
-                        if !e.live {
-                            live_after += 1;
-                        }
-                    }
-                    changes.push(Change::Update { index, binding });
-                }
-                // Removing a binding that does not exist is not an error (§10.3 step 7).
-                (None, 0) => {}
-                (None, _) => {
-                    live_after += 1;
-                    changes.push(Change::Insert(binding));
-                }
+        let mut planned: BumpVec<'a, Planned<'a>> =
+            BumpVec::with_capacity_in(contacts.len(), arena);
+        for (i, c) in contacts.iter().enumerate() {
+            if !matches!(c.uri.scheme, Scheme::Sip | Scheme::Sips) {
+                return Err(Outcome::ContactNotSip);
             }
-        }
-
-        // Expired leftovers not yet purged by the timer go with this commit.
-        for e in existing.iter_mut().filter(|e| !e.live && !e.touched) {
-            e.touched = true;
-            changes.push(Change::Remove { index: e.index });
-        }
-
-        // max_contacts counts live bindings only; a refresh is not a new binding.
-        let max = self.config.max_contacts as usize;
-        if max > 0 && live_after > max {
-            match self.config.max_contacts_policy {
-                super::MaxContactsPolicy::Reject => return Outcome::TooManyContacts,
-                super::MaxContactsPolicy::EvictOldest => {
-                    let mut victims: BumpVec<'a, Existing> = BumpVec::new_in(arena);
-                    victims.extend(existing.iter().filter(|e| e.live && !e.touched).copied());
-                    victims.sort_unstable_by_key(|e| (e.registered_at_ms, e.index));
-                    for v in victims.iter() {
-                        if live_after <= max {
-                            break;
-                        }
-                        changes.push(Change::Remove { index: v.index });
-                        live_after -= 1;
-                        self.stats.evicted += 1;
-                    }
-                    if live_after > max {
-                        return Outcome::TooManyContacts;
-                    }
-                }
+            if contacts[..i].iter().any(|prev| same_contact(prev, c)) {
+                return Err(Outcome::DuplicateContact);
             }
+            let expires_s = self.grant_expiry(c.expires.or(req.expires))?;
+            planned.push(Planned {
+                contact: c,
+                expires_s,
+                binding: self.new_binding(now_ms, source, req, path, c, expires_s),
+            });
         }
-        self.commit(now_ms, &changes)
-    }
-
-    /// Apply the plan in one step; the table refuses it whole or takes it whole.
-    fn commit(&mut self, now_ms: u64, changes: &[Change<'_>]) -> Outcome {
-        if changes.is_empty() {
-            return Outcome::Registered;
-        }
-        if self.store_failed {
-            return Outcome::StoreFailed;
-        }
-        match self
-            .location
-            .apply_hashed(self.aor_key.key(), now_ms, changes)
-        {
-            Ok(_) => {
-                self.journal_aor();
-                Outcome::Registered
-            }
-            Err(CommitError::TableFull) => Outcome::RegistrarFull,
-            Err(CommitError::AorFull) => Outcome::TooManyContacts,
-            Err(CommitError::BindingTooLarge | CommitError::AorKeyInvalid) => {
-                Outcome::BindingTooLarge
-            }
-            // A q above 1.0 is refused by the parser, and indices come from this
-            // module: reaching these is a bug, answered 500 with nothing changed
-            // (§10.3 step 7).
-            Err(
-                CommitError::QOutOfRange
-                | CommitError::IndexOutOfRange
-                | CommitError::IndexRepeated,
-            ) => {
-                debug_assert!(false, "registrar built an invalid commit");
-                Outcome::ServerError
-            }
-        }
+        Ok(planned.into_bump_slice())
     }
 
     /// The expiry granted for a requested one (§10.3 step 7), or the 423.
@@ -349,26 +239,14 @@ impl Registrar {
             call_id: req.call_id,
             cseq: req.cseq.seq,
             path,
-            source: source.addr,
-            transport: crate::location::Transport::Udp,
-            local_socket: source.local,
+            source: source.remote,
+            transport: source.transport,
+            local_socket: source.listen,
             user_agent: req.user_agent.unwrap_or(b""),
             instance: c.instance,
             reg_id: c.reg_id,
             flags: 0,
         }
-    }
-}
-
-/// RFC 5626 §6 / RFC 5627: with `+sip.instance` on both sides the instance (and reg-id)
-/// decide; otherwise RFC 3261 §19.1.4 URI equivalence.
-fn binding_matches(b: &crate::location::BindingRef<'_>, c: &Contact<'_>) -> bool {
-    if let (Some(stored), Some(new)) = (b.instance(), c.instance) {
-        return stored == new && b.reg_id() == c.reg_id;
-    }
-    match parse_uri(b.contact()) {
-        Ok(stored) => uri_equivalent(&stored, &c.uri),
-        Err(_) => b.contact() == c.uri.raw,
     }
 }
 

@@ -17,13 +17,16 @@ pub(crate) const ALLOW: &[u8] =
 pub(crate) const RETRY_AFTER_S: u32 = 30;
 
 impl Registrar {
-    /// Write the response for `outcome` to `req` into `out`.
+    /// Write the response for `outcome` to `req` into `out`; a 200 or 302 lists
+    /// `bindings`.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn respond<'a>(
         &mut self,
         now_ms: u64,
         source: Source,
         req: &Request<'a>,
         outcome: Outcome,
+        bindings: Bindings<'_>,
         arena: &'a Bump,
         out: &mut Vec<u8>,
     ) {
@@ -39,10 +42,10 @@ impl Registrar {
             _ => reason,
         };
         let to_tag = self.to_tag(&req.echo);
-        let mut w = ResponseWriter::start(out, status, reason, &req.echo, source.addr, &to_tag);
+        let mut w = ResponseWriter::start(out, status, reason, &req.echo, source.remote, &to_tag);
         match outcome {
             Outcome::Registered | Outcome::Fetched => {
-                self.write_bindings(&mut w, now_ms, arena);
+                self.write_bindings(&mut w, bindings, now_ms, arena);
                 if req
                     .supported
                     .iter()
@@ -61,7 +64,7 @@ impl Registrar {
                 }
                 w.header("Date", &self.date.1);
             }
-            Outcome::Redirected => self.write_bindings(&mut w, now_ms, arena),
+            Outcome::Redirected => self.write_bindings(&mut w, bindings, now_ms, arena),
             Outcome::OptionsOk => {
                 w.header("Allow", ALLOW);
                 w.header("Accept", b"application/sdp");
@@ -73,9 +76,10 @@ impl Registrar {
                 }
             }
             Outcome::IntervalTooBrief => w.header_u32("Min-Expires", self.config.min_expires_s),
-            Outcome::TooManyContacts | Outcome::RegistrarFull | Outcome::StoreFailed => {
-                w.header_u32("Retry-After", RETRY_AFTER_S)
-            }
+            Outcome::TooManyContacts
+            | Outcome::RegistrarFull
+            | Outcome::StoreFailed
+            | Outcome::CommitsBusy => w.header_u32("Retry-After", RETRY_AFTER_S),
             Outcome::MethodNotAllowed | Outcome::NotImplemented => w.header("Allow", ALLOW),
             Outcome::Unauthorized { stale } => {
                 if let Some(auth) = self.auth.as_ref() {
@@ -89,7 +93,7 @@ impl Registrar {
             }
             _ => {}
         }
-        w.finish(self.config.server_name.as_bytes());
+        w.end_message(self.config.server_name.as_bytes());
     }
 
     /// Write a 4xx/5xx for a request the parser refused, from what it could salvage.
@@ -102,14 +106,23 @@ impl Registrar {
         out: &mut Vec<u8>,
     ) {
         let to_tag = self.to_tag(echo);
-        let w = ResponseWriter::start(out, status, reason, echo, source.addr, &to_tag);
-        w.finish(self.config.server_name.as_bytes());
+        let w = ResponseWriter::start(out, status, reason, echo, source.remote, &to_tag);
+        w.end_message(self.config.server_name.as_bytes());
     }
 
     /// One Contact per live binding of `self.aor_key`, highest q first, each with the
     /// seconds it has left (§10.3 step 8: "MUST contain Contact header field values
     /// enumerating all current bindings").
-    fn write_bindings<'a>(&mut self, w: &mut ResponseWriter<'_>, now_ms: u64, arena: &'a Bump) {
+    fn write_bindings<'a>(
+        &mut self,
+        w: &mut ResponseWriter<'_>,
+        bindings: Bindings<'_>,
+        now_ms: u64,
+        arena: &'a Bump,
+    ) {
+        if let Bindings::Listed(listed) = bindings {
+            return write_listed(w, listed, arena);
+        }
         let Some(aor) = self.location.get_hashed(self.aor_key.key()) else {
             return;
         };
@@ -155,6 +168,37 @@ impl Registrar {
         let mut tag = [0u8; 16];
         crate::auth::hex_into(&v.to_be_bytes(), &mut tag);
         tag
+    }
+}
+
+/// Where the bindings a 200 or 302 lists come from.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Bindings<'r> {
+    /// The shard's table, for the AOR in `Registrar::aor_key`.
+    Table,
+    /// A shared backend's answer (see `shared`).
+    Listed(&'r [super::shared::ListedBinding<'r>]),
+}
+
+/// The bindings a shared backend returned, highest q first (a binding without q
+/// ranks as q=1.0, RFC 3261 §16.6 step 1), in the backend's order among equals.
+fn write_listed(
+    w: &mut ResponseWriter<'_>,
+    listed: &[super::shared::ListedBinding<'_>],
+    arena: &Bump,
+) {
+    let mut order: BumpVec<'_, (u16, usize)> = BumpVec::with_capacity_in(listed.len(), arena);
+    order.extend(
+        listed
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (b.q.unwrap_or(1000), i)),
+    );
+    order.sort_unstable_by_key(|&(q, i)| (std::cmp::Reverse(q), i));
+    for &(_, i) in order.iter() {
+        if let Some(b) = listed.get(i) {
+            w.binding_contact(b.contact, b.expires_s.max(1), b.q, b.instance, b.reg_id);
+        }
     }
 }
 

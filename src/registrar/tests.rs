@@ -3,6 +3,7 @@
 
 use bumpalo::Bump;
 
+use super::support::{self, Route, route};
 use super::*;
 
 const T0_MS: u64 = 1_790_000_000_000;
@@ -14,6 +15,8 @@ struct Sim {
     arena: Bump,
     out: Vec<u8>,
     source: Source,
+    /// What the last `send` was answered with.
+    last: Option<Action>,
 }
 
 impl Sim {
@@ -23,10 +26,8 @@ impl Sim {
             now_ms: T0_MS,
             arena: Bump::new(),
             out: Vec::new(),
-            source: Source {
-                addr: "192.0.2.10:5062".parse().unwrap(),
-                local: 0,
-            },
+            source: Source::udp("192.0.2.10:5062".parse().unwrap(), 0),
+            last: None,
         }
     }
 
@@ -37,15 +38,26 @@ impl Sim {
     /// Send one datagram; the response text ("" when none).
     fn send(&mut self, msg: &str) -> String {
         self.arena.reset();
-        match self.reg.handle_datagram(
+        let action = support::handle(
+            &mut self.reg,
             self.now_ms,
             self.source,
             msg.as_bytes(),
             &self.arena,
             &mut self.out,
-        ) {
-            Handled::Reply(_) => String::from_utf8(self.out.clone()).unwrap(),
-            Handled::Nothing => String::new(),
+        );
+        self.last = Some(action);
+        match action {
+            Action::Reply { .. } => String::from_utf8(self.out.clone()).unwrap(),
+            _ => String::new(),
+        }
+    }
+
+    /// The `durable_after` of the last reply.
+    fn durable_after(&self) -> u64 {
+        match self.last {
+            Some(Action::Reply { durable_after, .. }) => durable_after,
+            other => panic!("last action was {other:?}, not a reply"),
         }
     }
 
@@ -677,9 +689,14 @@ fn every_rfc4475_message_survives() {
         let bytes = std::fs::read(&path).unwrap();
         sim.arena.reset();
         let _ = route(&bytes);
-        let _ = sim
-            .reg
-            .handle_datagram(sim.now_ms, sim.source, &bytes, &sim.arena, &mut sim.out);
+        let _ = support::handle(
+            &mut sim.reg,
+            sim.now_ms,
+            sim.source,
+            &bytes,
+            &sim.arena,
+            &mut sim.out,
+        );
         n += 1;
     }
     assert_eq!(n, 49);
@@ -717,10 +734,15 @@ fn rfc4475_registrar_outcomes() {
         let mut sim = Sim::default();
         let bytes = torture(name);
         sim.arena.reset();
-        let h = sim
-            .reg
-            .handle_datagram(sim.now_ms, sim.source, &bytes, &sim.arena, &mut sim.out);
-        assert!(matches!(h, Handled::Reply(_)), "{name}: no answer");
+        let h = support::handle(
+            &mut sim.reg,
+            sim.now_ms,
+            sim.source,
+            &bytes,
+            &sim.arena,
+            &mut sim.out,
+        );
+        assert!(matches!(h, Action::Reply { .. }), "{name}: no answer");
         let r = String::from_utf8_lossy(&sim.out).into_owned();
         assert!(want.contains(&status(&r)), "{name}: {r}");
     }
@@ -731,8 +753,14 @@ fn rfc4475_cparam_params_land_where_the_rfc_says() {
     let mut sim = Sim::default();
     let bytes = torture("cparam01.dat");
     sim.arena.reset();
-    sim.reg
-        .handle_datagram(sim.now_ms, sim.source, &bytes, &sim.arena, &mut sim.out);
+    support::handle(
+        &mut sim.reg,
+        sim.now_ms,
+        sim.source,
+        &bytes,
+        &sim.arena,
+        &mut sim.out,
+    );
     let r = String::from_utf8_lossy(&sim.out).into_owned();
     // Without <>, `unknownparam` is a contact parameter: the stored URI has no params.
     assert!(
@@ -745,8 +773,14 @@ fn rfc4475_cparam_params_land_where_the_rfc_says() {
     let mut sim = Sim::default();
     let bytes = torture("cparam02.dat");
     sim.arena.reset();
-    sim.reg
-        .handle_datagram(sim.now_ms, sim.source, &bytes, &sim.arena, &mut sim.out);
+    support::handle(
+        &mut sim.reg,
+        sim.now_ms,
+        sim.source,
+        &bytes,
+        &sim.arena,
+        &mut sim.out,
+    );
     let r = String::from_utf8_lossy(&sim.out).into_owned();
     assert!(
         contacts(&r)
@@ -761,8 +795,14 @@ fn rfc4475_escnull_keeps_two_distinct_bindings_and_regescrt_echoes_escapes() {
     let mut sim = Sim::default();
     let bytes = torture("escnull.dat");
     sim.arena.reset();
-    sim.reg
-        .handle_datagram(sim.now_ms, sim.source, &bytes, &sim.arena, &mut sim.out);
+    support::handle(
+        &mut sim.reg,
+        sim.now_ms,
+        sim.source,
+        &bytes,
+        &sim.arena,
+        &mut sim.out,
+    );
     let r = String::from_utf8_lossy(&sim.out).into_owned();
     assert_eq!(status(&r), 200, "{r}");
     assert_eq!(contacts(&r).len(), 2, "{r}");
@@ -770,8 +810,14 @@ fn rfc4475_escnull_keeps_two_distinct_bindings_and_regescrt_echoes_escapes() {
     let mut sim = Sim::default();
     let bytes = torture("regescrt.dat");
     sim.arena.reset();
-    sim.reg
-        .handle_datagram(sim.now_ms, sim.source, &bytes, &sim.arena, &mut sim.out);
+    support::handle(
+        &mut sim.reg,
+        sim.now_ms,
+        sim.source,
+        &bytes,
+        &sim.arena,
+        &mut sim.out,
+    );
     let r = String::from_utf8_lossy(&sim.out).into_owned();
     assert!(
         contacts(&r)[0].starts_with("<sip:user@example.com?Route=%3Csip:sip.example.com%3E>"),
@@ -802,39 +848,33 @@ fn known_aor_without_live_binding_gets_480_unknown_404() {
 }
 
 #[test]
-fn handle_or_forward_leaves_foreign_requests_untouched() {
+fn a_foreign_request_is_forwarded_untouched() {
     let mut sim = Sim::default();
     let msg = Reg::new("far").build();
     sim.arena.reset();
-    let d = sim.reg.handle_or_forward(
-        sim.now_ms,
-        sim.source,
-        msg.as_bytes(),
-        &sim.arena,
-        &mut sim.out,
-        |_| false,
-    );
+    let p = Registrar::prepare(msg.as_bytes(), &sim.arena, |_| false);
+    let d = sim
+        .reg
+        .answer(sim.now_ms, sim.source, &p, &sim.arena, &mut sim.out);
     assert_eq!(
         d,
-        Dispatch::Forward(match route(msg.as_bytes()) {
-            Route::Hash(h) => h,
-            Route::Drop(r) => panic!("{r:?}"),
-        })
+        Action::Forward {
+            hash: match route(msg.as_bytes()) {
+                Route::Hash(h) => h,
+                Route::Drop(r) => panic!("{r:?}"),
+            }
+        }
     );
     assert!(sim.out.is_empty());
     assert_eq!(sim.reg.stats().requests, 0);
     assert_eq!(sim.reg.stats().bindings, 0);
     // Owned: handled as usual.
     sim.arena.reset();
-    let d = sim.reg.handle_or_forward(
-        sim.now_ms,
-        sim.source,
-        msg.as_bytes(),
-        &sim.arena,
-        &mut sim.out,
-        |_| true,
-    );
-    assert!(matches!(d, Dispatch::Reply(_)));
+    let p = Registrar::prepare(msg.as_bytes(), &sim.arena, |_| true);
+    let d = sim
+        .reg
+        .answer(sim.now_ms, sim.source, &p, &sim.arena, &mut sim.out);
+    assert!(matches!(d, Action::Reply { .. }));
     assert_eq!(sim.reg.stats().bindings, 1);
 }
 
@@ -1156,7 +1196,7 @@ fn journal_records_each_commit_and_restores_into_a_fresh_shard() {
     let r = sim.send(&Reg::new("bob").expires(Some(0)).cseq(2).build());
     assert_eq!(status(&r), 200);
     // A fetch changes nothing: no record.
-    let before = sim.reg.journal_position();
+    let before = sim.durable_after();
     let r = sim.send(
         &Reg::new("alice")
             .contacts(&[])
@@ -1165,7 +1205,11 @@ fn journal_records_each_commit_and_restores_into_a_fresh_shard() {
             .build(),
     );
     assert_eq!(status(&r), 200);
-    assert_eq!(sim.reg.journal_position(), before);
+    assert_eq!(
+        sim.durable_after(),
+        before,
+        "a fetch waits for the commits before it only"
+    );
 
     let mut journal = Vec::new();
     sim.reg.drain_journal(&mut journal);
@@ -1370,9 +1414,9 @@ fn a_prepared_and_warmed_batch_answers_like_one_datagram_at_a_time() {
     for p in &prepared {
         let d = sim
             .reg
-            .finish(sim.now_ms, sim.source, p, &sim.arena, &mut sim.out);
+            .answer(sim.now_ms, sim.source, p, &sim.arena, &mut sim.out);
         got.push(match d {
-            Dispatch::Reply(_) => String::from_utf8(sim.out.clone()).unwrap(),
+            Action::Reply { .. } => String::from_utf8(sim.out.clone()).unwrap(),
             _ => String::new(),
         });
     }
@@ -1397,4 +1441,326 @@ fn date_follows_the_clock() {
     sim.advance_s(61);
     let r = sim.send(&Reg::new("alice").cseq(3).build());
     assert_eq!(headers(&r, "Date"), ["Mon, 21 Sep 2026 14:14:21 GMT"]);
+}
+
+// ---- shared location (`registrar::shared`): decide here, commit in a backend ----
+
+/// A stand-in for a shared backend, with the rules the memory commit applies (contacts
+/// matched by their bytes here): it stores what a `CommitRequest` asks and answers
+/// with the AOR's bindings, as the Redis script does.
+#[derive(Default)]
+struct FakeBackend {
+    aors: std::collections::HashMap<Vec<u8>, Vec<FakeBinding>>,
+}
+
+#[derive(Clone)]
+struct FakeBinding {
+    contact: Vec<u8>,
+    call_id: Vec<u8>,
+    cseq: u32,
+    expires_at_s: u64,
+    q: Option<u16>,
+}
+
+impl FakeBackend {
+    fn commit(
+        &mut self,
+        now_s: u64,
+        req: &shared::CommitRequest,
+    ) -> (shared::CommitStatus, Vec<FakeBinding>) {
+        use shared::{CommitOp, CommitStatus};
+        let list = self.aors.entry(req.aor_key().to_vec()).or_default();
+        list.retain(|b| b.expires_at_s > now_s);
+        let mut next = list.clone();
+        match req.op {
+            CommitOp::Fetch => {}
+            CommitOp::RemoveAll => {
+                if next
+                    .iter()
+                    .any(|b| b.call_id == req.call_id() && req.cseq <= b.cseq)
+                {
+                    return (CommitStatus::InvalidCSeq, Vec::new());
+                }
+                next.clear();
+            }
+            CommitOp::Update => {
+                for c in req.contacts() {
+                    let found = next.iter().position(|b| b.contact == c.contact);
+                    if let Some(b) = found.and_then(|i| next.get(i)) {
+                        if b.call_id == req.call_id() && req.cseq <= b.cseq {
+                            return (CommitStatus::InvalidCSeq, Vec::new());
+                        }
+                    }
+                    let new = FakeBinding {
+                        contact: c.contact.to_vec(),
+                        call_id: req.call_id().to_vec(),
+                        cseq: req.cseq,
+                        expires_at_s: now_s + u64::from(c.expires_s),
+                        q: c.q,
+                    };
+                    match (found, c.expires_s) {
+                        (Some(i), 0) => {
+                            next.remove(i);
+                        }
+                        (Some(i), _) => next[i] = new,
+                        (None, 0) => {}
+                        (None, _) => next.push(new),
+                    }
+                }
+                if req.max_contacts > 0 && next.len() > req.max_contacts as usize {
+                    return (CommitStatus::TooManyContacts, Vec::new());
+                }
+            }
+        }
+        *list = next.clone();
+        (CommitStatus::Committed, next)
+    }
+}
+
+fn shared_sim() -> Sim {
+    Sim::new(RegistrarConfig {
+        location: LocationMode::Shared,
+        ..RegistrarConfig::default()
+    })
+}
+
+impl Sim {
+    /// Send `msg` to a shared-location registrar and complete its commit against
+    /// `backend` (or answer with `status` when given): the response text.
+    fn send_shared(
+        &mut self,
+        msg: &str,
+        backend: &mut FakeBackend,
+        status: Option<shared::CommitStatus>,
+    ) -> String {
+        self.arena.reset();
+        let action = support::handle(
+            &mut self.reg,
+            self.now_ms,
+            self.source,
+            msg.as_bytes(),
+            &self.arena,
+            &mut self.out,
+        );
+        let action = match action {
+            Action::Commit { id } => {
+                let request = self.reg.commit_request(id).expect("pending").clone();
+                // A forced status stands for a backend that did not commit.
+                let (got, list) = match status {
+                    None => backend.commit(self.now_ms / 1000, &request),
+                    Some(forced) => (forced, Vec::new()),
+                };
+                let listed: Vec<shared::ListedBinding<'_>> = list
+                    .iter()
+                    .map(|b| shared::ListedBinding {
+                        contact: &b.contact,
+                        expires_s: u32::try_from(b.expires_at_s - self.now_ms / 1000).unwrap(),
+                        q: b.q,
+                        instance: None,
+                        reg_id: None,
+                    })
+                    .collect();
+                let reply = shared::CommitReply {
+                    status: got,
+                    bindings: &listed,
+                };
+                self.arena.reset();
+                self.reg
+                    .resume(self.now_ms, id, &reply, &self.arena, &mut self.out)
+            }
+            other => other,
+        };
+        self.last = Some(action);
+        match action {
+            Action::Reply { .. } => String::from_utf8(self.out.clone()).unwrap(),
+            _ => String::new(),
+        }
+    }
+}
+
+#[test]
+fn shared_register_commits_in_the_backend_and_answers_its_bindings() {
+    let mut sim = shared_sim();
+    let mut backend = FakeBackend::default();
+    let msg = Reg::new("alice").build();
+    sim.arena.reset();
+    let action = support::handle(
+        &mut sim.reg,
+        sim.now_ms,
+        sim.source,
+        msg.as_bytes(),
+        &sim.arena,
+        &mut sim.out,
+    );
+    let Action::Commit { id } = action else {
+        panic!("a shared registrar commits through the backend, got {action:?}");
+    };
+    // What the backend is asked: the AOR key, the ordering fields and the planned contact.
+    let request = sim.reg.commit_request(id).expect("pending").clone();
+    assert_eq!(request.aor_key(), b"alice@example.com");
+    assert_eq!(request.call_id(), b"call-1");
+    assert_eq!((request.cseq, request.op), (1, shared::CommitOp::Update));
+    let planned: Vec<_> = request.contacts().collect();
+    assert_eq!(planned.len(), 1);
+    assert_eq!(planned[0].contact, b"sip:alice@192.0.2.10:5062");
+    assert_eq!(planned[0].expires_s, 3600);
+    assert_eq!(sim.reg.commits_pending(), 1);
+    // Nothing is kept locally.
+    assert_eq!(sim.reg.stats().bindings, 0);
+    assert_eq!(sim.reg.stats().requests, 0, "counted when it ends");
+
+    let (commit_status, list) = backend.commit(sim.now_ms / 1000, &request);
+    let listed: Vec<_> = list
+        .iter()
+        .map(|b| shared::ListedBinding {
+            contact: &b.contact,
+            expires_s: 3600,
+            q: b.q,
+            instance: None,
+            reg_id: None,
+        })
+        .collect();
+    let reply = shared::CommitReply {
+        status: commit_status,
+        bindings: &listed,
+    };
+    sim.arena.reset();
+    let action = sim
+        .reg
+        .resume(sim.now_ms, id, &reply, &sim.arena, &mut sim.out);
+    assert!(matches!(action, Action::Reply { .. }));
+    let r = String::from_utf8(sim.out.clone()).unwrap();
+    assert_eq!(status(&r), 200, "{r}");
+    assert_eq!(contacts(&r), ["<sip:alice@192.0.2.10:5062>;expires=3600"]);
+    assert_eq!(sim.reg.commits_pending(), 0);
+    assert_eq!(sim.reg.stats().accepted, 1);
+    // The same answer again for the same id changes nothing.
+    assert_eq!(
+        sim.reg
+            .resume(sim.now_ms, id, &reply, &sim.arena, &mut sim.out),
+        Action::Nothing
+    );
+    // A retransmission is answered from the transaction cache, without the backend.
+    sim.arena.reset();
+    let again = support::handle(
+        &mut sim.reg,
+        sim.now_ms,
+        sim.source,
+        msg.as_bytes(),
+        &sim.arena,
+        &mut sim.out,
+    );
+    assert!(matches!(again, Action::Reply { .. }), "{again:?}");
+    assert_eq!(String::from_utf8(sim.out.clone()).unwrap(), r);
+}
+
+#[test]
+fn shared_backend_rules_and_faults_reach_the_client() {
+    use shared::CommitStatus;
+    let mut sim = shared_sim();
+    let mut backend = FakeBackend::default();
+    assert_eq!(
+        status(&sim.send_shared(&Reg::new("bob").cseq(5).build(), &mut backend, None)),
+        200
+    );
+    // The backend's CSeq rule: a lower CSeq of the same Call-ID fails (§10.3 step 7).
+    let r = sim.send_shared(&Reg::new("bob").cseq(4).build(), &mut backend, None);
+    assert_eq!((status(&r), reason(&r)), (400, "Invalid CSeq"));
+    // A backend that cannot be reached: 503 with Retry-After, and the answer is not
+    // cached, so the retransmission goes to the backend again.
+    let msg = Reg::new("bob").cseq(6).build();
+    let r = sim.send_shared(&msg, &mut backend, Some(CommitStatus::Unavailable));
+    assert_eq!(status(&r), 503, "{r}");
+    assert_eq!(headers(&r, "Retry-After"), ["30"]);
+    let r = sim.send_shared(&msg, &mut backend, None);
+    assert_eq!(
+        status(&r),
+        200,
+        "the retransmission reached the backend: {r}"
+    );
+    // A malformed backend answer: 500.
+    let r = sim.send_shared(
+        &Reg::new("bob").cseq(7).build(),
+        &mut backend,
+        Some(CommitStatus::Failed),
+    );
+    assert_eq!(status(&r), 500);
+    // A fetch lists what the backend holds.
+    let r = sim.send_shared(
+        &Reg::new("bob").contacts(&[]).expires(None).cseq(8).build(),
+        &mut backend,
+        None,
+    );
+    assert_eq!((status(&r), contacts(&r).len()), (200, 1));
+}
+
+#[test]
+fn shared_lookups_read_the_backend() {
+    let mut sim = shared_sim();
+    let mut backend = FakeBackend::default();
+    assert_eq!(
+        status(&sim.send_shared(&invite("carol", 1), &mut backend, None)),
+        404
+    );
+    assert_eq!(
+        status(&sim.send_shared(&Reg::new("carol").build(), &mut backend, None)),
+        200
+    );
+    let r = sim.send_shared(&invite("carol", 2), &mut backend, None);
+    assert_eq!(status(&r), 302, "{r}");
+    assert_eq!(contacts(&r), ["<sip:carol@192.0.2.10:5062>;expires=3600"]);
+}
+
+#[test]
+fn shared_pending_commits_are_bounded() {
+    let mut sim = shared_sim();
+    let mut ids = Vec::new();
+    for i in 0..shared::SHARED_COMMITS_PENDING_MAX {
+        let msg = Reg::new(&format!("u{i}")).build();
+        sim.arena.reset();
+        match support::handle(
+            &mut sim.reg,
+            sim.now_ms,
+            sim.source,
+            msg.as_bytes(),
+            &sim.arena,
+            &mut sim.out,
+        ) {
+            Action::Commit { id } => ids.push(id),
+            other => panic!("commit {i}: {other:?}"),
+        }
+    }
+    let r = sim.send(&Reg::new("one-too-many").build());
+    assert_eq!((status(&r), reason(&r)), (503, "Too Many Pending Commits"));
+    assert_eq!(headers(&r, "Retry-After"), ["30"]);
+    // Answering one frees a slot; its old id then names nothing.
+    let reply = shared::CommitReply {
+        status: shared::CommitStatus::Unavailable,
+        bindings: &[],
+    };
+    sim.arena.reset();
+    assert!(matches!(
+        sim.reg
+            .resume(sim.now_ms, ids[0], &reply, &sim.arena, &mut sim.out),
+        Action::Reply { .. }
+    ));
+    sim.arena.reset();
+    let next = support::handle(
+        &mut sim.reg,
+        sim.now_ms,
+        sim.source,
+        Reg::new("next").build().as_bytes(),
+        &sim.arena,
+        &mut sim.out,
+    );
+    let Action::Commit { id } = next else {
+        panic!("{next:?}")
+    };
+    assert_ne!(id, ids[0], "a reused slot gets a new generation");
+    assert!(sim.reg.commit_request(ids[0]).is_none());
+    assert_eq!(
+        sim.reg
+            .resume(sim.now_ms, ids[0], &reply, &sim.arena, &mut sim.out),
+        Action::Nothing
+    );
 }

@@ -13,8 +13,9 @@ use std::thread;
 
 use bumpalo::Bump;
 
-use super::mesh::{build, shard_for};
-use crate::registrar::{Dispatch, Registrar, RegistrarConfig, Route, Source, route};
+use super::mesh::{MeshMsg, build, shard_for};
+use crate::registrar::support::{self, Route, route};
+use crate::registrar::{Action, Registrar, RegistrarConfig, Source};
 
 /// This thread's CPU time, in ns.
 fn thread_cpu_ns() -> u64 {
@@ -63,10 +64,7 @@ fn run(owner: usize, n: usize) -> (f64, f64) {
     let done = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let measuring = Arc::new(AtomicBool::new(false));
-    let source = Source {
-        addr: "192.0.2.7:5060".parse().expect("addr"),
-        local: 0,
-    };
+    let source = Source::udp("192.0.2.7:5060".parse().expect("addr"), 0);
     let now_ms = 1_790_000_000_000;
 
     let owner_thread = {
@@ -79,10 +77,19 @@ fn run(owner: usize, n: usize) -> (f64, f64) {
             while !stop.load(Ordering::Acquire) {
                 let t0 = thread_cpu_ns();
                 let mut got = 0;
-                while let Some(f) = end1.try_recv() {
+                while let Some(msg) = end1.try_recv() {
                     arena.reset();
-                    let _ = reg.handle_datagram(now_ms, f.source, &f.bytes, &arena, &mut out);
-                    end1.give_back(f);
+                    if let MeshMsg::Request { data, source, .. } = &msg {
+                        let _ = support::handle(
+                            &mut reg,
+                            now_ms,
+                            *source,
+                            &data.bytes,
+                            &arena,
+                            &mut out,
+                        );
+                    }
+                    end1.give_back(msg.into_lent());
                     got += 1;
                 }
                 if got > 0 {
@@ -108,15 +115,14 @@ fn run(owner: usize, n: usize) -> (f64, f64) {
             let t0 = thread_cpu_ns();
             arena.reset();
             for r in chunk {
-                match reg.handle_or_forward(now_ms, source, r, &arena, &mut out, |h| {
-                    shard_for(h, 2) == 0
-                }) {
-                    Dispatch::Forward(h) => {
+                let p = Registrar::prepare(r, &arena, |h| shard_for(h, 2) == 0);
+                match reg.answer(now_ms, source, &p, &arena, &mut out) {
+                    Action::Forward { hash: h } => {
                         end0.forward(shard_for(h, 2), r, source, h)
                             .expect("inbox has room");
                         forwarded += 1;
                     }
-                    Dispatch::Reply(_) => {}
+                    Action::Reply { .. } => {}
                     other => panic!("unexpected {other:?}"),
                 }
             }

@@ -1,4 +1,5 @@
-//! The shard mesh: how a datagram that landed on the wrong core reaches its owner.
+//! The shard mesh: how a request that landed on the wrong core reaches its owner, and
+//! how a reply owed to a connection another core holds reaches that core.
 //!
 //! The kernel spreads datagrams over the SO_REUSEPORT sockets by 4-tuple, not by AOR,
 //! so most requests land on a core that does not own their AOR (with N cores,
@@ -29,7 +30,7 @@ use std::thread::Thread;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 
-use crate::registrar::Source;
+use crate::registrar::{Destination, Source};
 
 /// Datagrams waiting in one owner's inbox, from all senders together. At 1 µs per
 /// request this is ~4 ms of work: deep enough to absorb a burst, shallow enough that
@@ -53,17 +54,43 @@ pub fn shard_for(hash: u64, shards: usize) -> usize {
     (hash % (shards.max(1) as u64)) as usize
 }
 
-/// A datagram on its way to its owner.
+/// A buffer lent from one core's pool: given back to that core once used.
 #[derive(Debug)]
-pub(crate) struct Forwarded {
-    /// The datagram (a pooled buffer of the sending core).
+pub(crate) struct Lent {
+    /// The bytes (a pooled buffer of the sending core).
     pub(crate) bytes: Vec<u8>,
-    /// Where it came from and which listening address it arrived on.
-    pub(crate) source: Source,
-    /// The routing hash, so the owner can check the datagram is its own.
-    pub(crate) hash: u64,
     /// The core whose pool `bytes` belongs to.
     pub(crate) from: usize,
+}
+
+/// What crosses the mesh.
+#[derive(Debug)]
+pub(crate) enum MeshMsg {
+    /// A request for the core that owns it (its AOR's shard).
+    Request {
+        /// The request as received.
+        data: Lent,
+        /// Where it came from and how it arrived.
+        source: Source,
+        /// The routing hash, so the owner can check the request is its own.
+        hash: u64,
+    },
+    /// A reply for the core that holds the connection it goes out on.
+    Reply {
+        /// The response.
+        data: Lent,
+        /// Where it goes (`to.conn` names the connection).
+        to: Destination,
+    },
+}
+
+impl MeshMsg {
+    /// The buffer, to give back once the message is used.
+    pub(crate) fn into_lent(self) -> Lent {
+        match self {
+            Self::Request { data, .. } | Self::Reply { data, .. } => data,
+        }
+    }
 }
 
 /// Wakes a parked core from any thread, and only when it is parked.
@@ -108,7 +135,7 @@ impl Doorbell {
 /// What all cores share: inbox and return senders, doorbells, and the stop state.
 #[derive(Debug)]
 pub(crate) struct MeshShared {
-    inboxes: Vec<Sender<Forwarded>>,
+    inboxes: Vec<Sender<MeshMsg>>,
     returns: Vec<Sender<Vec<u8>>>,
     doorbells: Vec<Doorbell>,
     /// Set by the signal handler (or a failed start): stop receiving.
@@ -218,7 +245,7 @@ pub(crate) enum ForwardError {
 pub(crate) struct MeshEnd {
     index: usize,
     shared: Arc<MeshShared>,
-    inbox: Receiver<Forwarded>,
+    inbox: Receiver<MeshMsg>,
     returns: Receiver<Vec<u8>>,
     pool: Vec<Vec<u8>>,
     allocated: usize,
@@ -240,8 +267,8 @@ impl MeshEnd {
         &self.shared.doorbells[self.index]
     }
 
-    /// Copy `bytes` into a pooled buffer and queue it for `owner`. The owner's
-    /// doorbell is rung by `ring_pending`, once per batch.
+    /// Copy the request `bytes` into a pooled buffer and queue it for `owner`. The
+    /// owner's doorbell is rung by `ring_pending`, once per batch.
     pub(crate) fn forward(
         &mut self,
         owner: usize,
@@ -249,30 +276,47 @@ impl MeshEnd {
         source: Source,
         hash: u64,
     ) -> Result<(), ForwardError> {
-        let Some(mut buf) = self.take_buffer() else {
-            return Err(ForwardError::PoolExhausted);
-        };
+        let data = self.lend(bytes)?;
+        self.send(owner, MeshMsg::Request { data, source, hash })
+    }
+
+    /// Copy the reply `bytes` into a pooled buffer and queue it for `core`, which holds
+    /// the connection `to.conn` names.
+    pub(crate) fn send_reply(
+        &mut self,
+        core: usize,
+        bytes: &[u8],
+        to: Destination,
+    ) -> Result<(), ForwardError> {
+        let data = self.lend(bytes)?;
+        self.send(core, MeshMsg::Reply { data, to })
+    }
+
+    fn lend(&mut self, bytes: &[u8]) -> Result<Lent, ForwardError> {
+        let mut buf = self.take_buffer().ok_or(ForwardError::PoolExhausted)?;
         buf.clear();
         buf.extend_from_slice(bytes);
-        let Some(inbox) = self.shared.inboxes.get(owner) else {
-            self.pool.push(buf);
+        Ok(Lent {
+            bytes: buf,
+            from: self.index,
+        })
+    }
+
+    fn send(&mut self, core: usize, msg: MeshMsg) -> Result<(), ForwardError> {
+        let Some(inbox) = self.shared.inboxes.get(core) else {
+            self.pool.push(msg.into_lent().bytes);
             return Err(ForwardError::InboxFull);
         };
-        match inbox.try_send(Forwarded {
-            bytes: buf,
-            source,
-            hash,
-            from: self.index,
-        }) {
+        match inbox.try_send(msg) {
             Ok(()) => {
-                if let Some(flag) = self.to_ring.get_mut(owner) {
+                if let Some(flag) = self.to_ring.get_mut(core) {
                     *flag = true;
                     self.any_to_ring = true;
                 }
                 Ok(())
             }
-            Err(TrySendError::Full(f) | TrySendError::Disconnected(f)) => {
-                self.pool.push(f.bytes);
+            Err(TrySendError::Full(m) | TrySendError::Disconnected(m)) => {
+                self.pool.push(m.into_lent().bytes);
                 Err(ForwardError::InboxFull)
             }
         }
@@ -308,8 +352,8 @@ impl MeshEnd {
         }
     }
 
-    /// The next datagram forwarded to this core, if any.
-    pub(crate) fn try_recv(&self) -> Option<Forwarded> {
+    /// The next message for this core, if any.
+    pub(crate) fn try_recv(&self) -> Option<MeshMsg> {
         self.inbox.try_recv().ok()
     }
 
@@ -317,13 +361,13 @@ impl MeshEnd {
         self.inbox.is_empty()
     }
 
-    /// Give a forwarded datagram's buffer back to the core that lent it.
-    pub(crate) fn give_back(&mut self, forwarded: Forwarded) {
-        if forwarded.from == self.index {
-            self.pool.push(forwarded.bytes);
-        } else if let Some(ret) = self.shared.returns.get(forwarded.from) {
+    /// Give a message's buffer back to the core that lent it.
+    pub(crate) fn give_back(&mut self, lent: Lent) {
+        if lent.from == self.index {
+            self.pool.push(lent.bytes);
+        } else if let Some(ret) = self.shared.returns.get(lent.from) {
             // Cannot be full: at most FORWARD_BUFFERS_PER_CORE_MAX buffers exist per core.
-            let _ = ret.try_send(forwarded.bytes);
+            let _ = ret.try_send(lent.bytes);
         }
     }
 }
@@ -337,10 +381,7 @@ mod tests {
     use super::*;
 
     fn source() -> Source {
-        Source {
-            addr: SocketAddr::from(([127, 0, 0, 1], 5060)),
-            local: 0,
-        }
+        Source::udp(SocketAddr::from(([127, 0, 0, 1], 5060)), 0)
     }
 
     #[test]
@@ -386,12 +427,19 @@ mod tests {
         let mut sender = ends.pop().unwrap();
         sender.forward(1, b"REGISTER", source(), 9).unwrap();
         sender.ring_pending();
-        let got = receiver.try_recv().unwrap();
+        let Some(MeshMsg::Request {
+            data,
+            source: s,
+            hash,
+        }) = receiver.try_recv()
+        else {
+            panic!("no request crossed");
+        };
         assert_eq!(
-            (got.bytes.as_slice(), got.hash, got.from),
-            (&b"REGISTER"[..], 9, 0)
+            (data.bytes.as_slice(), hash, data.from, s),
+            (&b"REGISTER"[..], 9, 0, source())
         );
-        receiver.give_back(got);
+        receiver.give_back(data);
         // The buffer comes back to the sender's pool instead of a new allocation.
         sender.forward(1, b"x", source(), 1).unwrap();
         assert_eq!(sender.allocated, 1);
@@ -404,5 +452,59 @@ mod tests {
         }
         assert_eq!(full, 11);
         assert!(sender.allocated <= MESH_CHANNEL_DEPTH + 1);
+    }
+
+    #[test]
+    fn a_batch_of_forwards_rings_a_parked_owner_once() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (shared, mut ends) = build(2, stop, std::thread::current());
+        let owner = ends.pop().unwrap();
+        let mut sender = ends.pop().unwrap();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        owner.doorbell().arm(&Waker::from(Arc::clone(&count)));
+        for i in 0..32 {
+            sender.forward(1, b"REGISTER", source(), i).unwrap();
+        }
+        assert_eq!(count.0.load(Ordering::SeqCst), 0, "no wake per datagram");
+        sender.ring_pending();
+        sender.ring_pending();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "one wake per batch");
+        // Nothing queued for core 0: its bell stays silent.
+        let quiet = Arc::new(Count(AtomicUsize::new(0)));
+        shared.doorbells[0].arm(&Waker::from(Arc::clone(&quiet)));
+        sender.ring_pending();
+        assert_eq!(quiet.0.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_reply_crosses_back_to_the_core_holding_its_connection() {
+        use crate::location::Transport;
+        use crate::registrar::ConnId;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (_shared, mut ends) = build(2, stop, std::thread::current());
+        let mut owner = ends.pop().unwrap();
+        let mut holder = ends.pop().unwrap();
+        let conn = ConnId {
+            core: 0,
+            slot: 4,
+            generation: 2,
+        };
+        let to = Destination {
+            transport: Transport::Tcp,
+            addr: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            listen: 0,
+            conn: Some(conn),
+        };
+        owner.send_reply(0, b"SIP/2.0 200 OK", to).unwrap();
+        owner.ring_pending();
+        let Some(MeshMsg::Reply { data, to: got }) = holder.try_recv() else {
+            panic!("no reply crossed");
+        };
+        assert_eq!(
+            (data.bytes.as_slice(), got, data.from),
+            (&b"SIP/2.0 200 OK"[..], to, 1)
+        );
+        holder.give_back(data);
+        assert!(holder.inbox_is_empty());
     }
 }

@@ -196,13 +196,21 @@ impl SendBatch {
         }
     }
 
-    /// The next free reply buffer, or None when the batch is full (flush first).
-    pub(crate) fn next_buf(&mut self) -> Option<&mut Vec<u8>> {
-        self.bufs.get_mut(self.queued)
+    /// Queue `reply` for `to` by swapping it with the next free slot's buffer (no copy):
+    /// `reply` comes back holding that slot's old buffer, cleared, for the next reply.
+    /// False, with nothing queued, when the batch is full (flush first).
+    pub(crate) fn push(&mut self, reply: &mut Vec<u8>, to: SocketAddr) -> bool {
+        let Some(slot) = self.bufs.get_mut(self.queued) else {
+            return false;
+        };
+        std::mem::swap(slot, reply);
+        reply.clear();
+        self.commit(to);
+        true
     }
 
-    /// Queue the buffer last returned by `next_buf` for `to`.
-    pub(crate) fn commit(&mut self, to: SocketAddr) {
+    /// Queue the next slot's buffer (just filled by `push`) for `to`.
+    fn commit(&mut self, to: SocketAddr) {
         let i = self.queued;
         if let (Some(storage), Some(len)) = (self.addrs.get_mut(i), self.addr_lens.get_mut(i)) {
             *len = to_storage(to, storage);
@@ -438,13 +446,12 @@ mod tests {
 
         let mut tx = SendBatch::new(2);
         for payload in [&b"a"[..], b"bb"] {
-            let buf = tx.next_buf().unwrap();
-            buf.clear();
-            buf.extend_from_slice(payload);
-            tx.commit(client.local_addr().unwrap());
+            let mut reply = payload.to_vec();
+            assert!(tx.push(&mut reply, client.local_addr().unwrap()));
+            assert!(reply.is_empty(), "the slot's old buffer comes back cleared");
         }
         assert!(tx.is_full());
-        assert!(tx.next_buf().is_none());
+        assert!(!tx.push(&mut b"c".to_vec(), client.local_addr().unwrap()));
         assert_eq!(tx.flush(server.as_raw_fd()), Flushed { sent: 2, failed: 0 });
         assert!(tx.is_empty());
         let mut buf = [0u8; 8];
@@ -457,10 +464,9 @@ mod tests {
         let server = UdpSocket::bind("127.0.0.1:0").unwrap();
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
         let mut tx = SendBatch::new(2);
-        tx.next_buf().unwrap().extend_from_slice(b"v6");
-        tx.commit("[::1]:9".parse().unwrap()); // an IPv4 socket cannot send to IPv6
-        tx.next_buf().unwrap().extend_from_slice(b"ok");
-        tx.commit(client.local_addr().unwrap());
+        // An IPv4 socket cannot send to IPv6.
+        assert!(tx.push(&mut b"v6".to_vec(), "[::1]:9".parse().unwrap()));
+        assert!(tx.push(&mut b"ok".to_vec(), client.local_addr().unwrap()));
         assert_eq!(tx.flush(server.as_raw_fd()), Flushed { sent: 1, failed: 1 });
         let mut buf = [0u8; 8];
         assert_eq!(client.recv(&mut buf).unwrap(), 2);

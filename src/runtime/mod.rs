@@ -6,33 +6,43 @@
 //!
 //! ```text
 //!   main thread: Config -> bind sockets -> spawn cores -> wait "ready" -> stats / signals
-//!   core i (pinned, one glommio LocalExecutor, one Registrar shard):
-//!     recvmmsg(socket[i][l]) -> route(bytes) -> Hash(h): shard_for(h, n)
-//!        == i  -> registrar.handle_datagram -> sendmmsg(socket[i][l])
-//!        != i  -> mesh inbox of the owner (bounded; full: drop and count)
-//!     inbox -> registrar.handle_datagram -> sendmmsg from the owner's socket for the
-//!              same local address (so the reply leaves from the address/port the
-//!              client sent to)
-//!     every turn: handle_timeout when due (at least every TIMER_TICK_MS)
+//!   core i (pinned, one glommio LocalExecutor, one Registrar shard), each turn:
+//!     receive  recvmmsg(socket[i][l]) -> a batch of (bytes, Source)
+//!              mesh inbox -> the requests other cores forwarded here, as one batch
+//!     decide   registrar.prepare each (parse, owner = shard_for(hash, n)), warm the
+//!              batch, registrar.answer each in order -> Action
+//!     act      Reply: queue on socket[i][l] (or hold it until the journal is durable,
+//!                     or cross the mesh to the core holding the connection)
+//!              Forward: the owner's mesh inbox (bounded; full: drop and count)
+//!              Dropped: count
+//!     commit   drain the registrar's journal to the store writer; release held replies
+//!     send     sendmmsg per socket; ring the doorbells of cores forwarded to
+//!     timers   handle_timeout when due (at least every TIMER_TICK_MS)
 //!     nothing to do: park (socket readable | doorbell | timer)
 //! ```
 //!
-//! Files: `socket` (binding, buffer sizes, the fd hand-off to glommio),
-//! `mmsg` (recvmmsg/sendmmsg), `mesh` (cross-core forwarding, doorbells, buffer pool),
-//! `shard` (the per-core loop), `stats` (counters and the
-//! summary line). `unsafe` exists only in `socket.rs` and `mmsg.rs`, each block with
-//! a `// SAFETY:` comment.
+//! A reply leaves from the owner's own socket for the listen address the request
+//! reached, so it comes from the address and port the client sent to.
+//!
+//! Files: `shard` (the per-core loop and the one path every request takes), `udp`
+//! (the core's sockets, send batches, readiness), `journal` (the durability hold queue),
+//! `socket` (binding, buffer sizes, the fd hand-off to glommio), `mmsg`
+//! (recvmmsg/sendmmsg), `mesh` (cross-core requests and replies, doorbells, buffer
+//! pool), `stats` (counters and the summary line). `unsafe` exists only in `socket.rs`
+//! and `mmsg.rs`, each block with a `// SAFETY:` comment.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub(crate) mod control;
 #[cfg(test)]
 mod forward_cost;
+mod journal;
 mod mesh;
 mod mmsg;
 mod reload;
 mod shard;
 mod socket;
 mod stats;
+mod udp;
 
 pub(crate) use socket::socket_drops;
 pub(crate) use stats::LATENCY_BUCKETS_US;
@@ -315,7 +325,7 @@ impl Starting {
 
 /// Per-shard journal ends, per-shard restore buffers, writer threads, bindings loaded.
 type OpenedStore = (
-    Vec<Option<shard::JournalSetup>>,
+    Vec<Option<journal::JournalSetup>>,
     Vec<Vec<u8>>,
     Vec<JoinHandle<()>>,
     usize,
@@ -351,7 +361,7 @@ fn open_store(
             Duration::from_millis(persist.commit_interval_ms),
             Box::new(move || mesh.ring(index)),
         )?;
-        journals.push(Some(shard::JournalSetup {
+        journals.push(Some(journal::JournalSetup {
             writer: handle,
             sync: persist.durability == Durability::Sync,
             compact_min_bytes: persist.compact_min_bytes,

@@ -277,7 +277,7 @@ impl<'o> ResponseWriter<'o> {
     }
 
     /// Writes `Server` (when not empty), `Content-Length: 0` and the empty line.
-    pub fn finish(self, server: &[u8]) {
+    pub fn end_message(self, server: &[u8]) {
         if !server.is_empty() {
             self.out.extend_from_slice(b"Server: ");
             self.out.extend_from_slice(server);
@@ -321,7 +321,7 @@ Content-Length: 0\r\n\r\n";
         );
         w.date(1_795_684_632);
         w.header_u32("Min-Expires", 60);
-        w.finish(b"sipreg");
+        w.end_message(b"sipreg");
         let expected = "SIP/2.0 200 OK\r\n\
 Via: SIP/2.0/UDP bobspc.biloxi.com:5060;branch=z9hG4bKnashds7;rport=5062;received=192.0.2.4\r\n\
 Via: SIP/2.0/UDP proxy.biloxi.com;branch=z9hG4bK1, SIP/2.0/UDP p2.biloxi.com;branch=z9hG4bK2\r\n\
@@ -353,7 +353,7 @@ From: <sip:a@h>;tag=1\r\nTo: <sip:a@h>;tag=2\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\
             "192.0.2.4:5060".parse().unwrap(),
             b"zzz",
         );
-        w.finish(b"");
+        w.end_message(b"");
         assert_eq!(
             String::from_utf8_lossy(&out),
             "SIP/2.0 405 Method Not Allowed\r\nVia: SIP/2.0/UDP 192.0.2.4:5060;branch=z9hG4bK1\r\n\
@@ -368,7 +368,7 @@ From: <sip:a@h>;tag=1\r\nTo: <sip:a@h>;tag=2\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\
             "198.51.100.7:40000".parse().unwrap(),
             b"",
         );
-        w.finish(b"");
+        w.end_message(b"");
         assert!(out.starts_with(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.4:5060;branch=z9hG4bK1;received=198.51.100.7\r\n"));
     }
 
@@ -390,7 +390,7 @@ f: <sip:a@h>;tag=1\r\nt: <sip:a@h>\r\ni: c\r\nCSeq: 1 REGISTER\r\nm: <sip:a@h>;q
             source,
             b"t",
         );
-        w.finish(b"");
+        w.end_message(b"");
         assert_eq!(
             String::from_utf8_lossy(&out),
             "SIP/2.0 400 Invalid q value in Contact\r\n\
