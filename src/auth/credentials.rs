@@ -22,6 +22,10 @@ use super::subscribers::{REALM_LEN_MAX, USERNAME_LEN_MAX};
 
 /// Longest Authorization header value parsed, in bytes.
 pub const AUTHORIZATION_LEN_MAX: usize = 4096;
+// Every value the SIP parser accepts (a header line is at most this long, name and
+// colon included) fits, so a long but well-formed Authorization is never refused here
+// after the parser let it through.
+const _: () = assert!(crate::sip::limits::HEADER_LINE_BYTES_MAX <= AUTHORIZATION_LEN_MAX);
 /// Longest `nonce` accepted, in bytes (ours are [`NONCE_LEN`](super::NONCE_LEN); this
 /// only bounds what we look at).
 pub const NONCE_PARAM_LEN_MAX: usize = 128;
