@@ -2,15 +2,16 @@
 //!
 //! Why packed: at a million bindings per shard, one `Vec`/`String` per field costs 24 bytes
 //! of header plus a malloc chunk each (Kamailio spends 1168 B per contact). One `Box<[u8]>`
-//! with a 36-byte header of fixed fields and `u16` lengths holds a typical binding (80-byte
-//! contact, 40-byte Call-ID, 30-byte User-Agent, 25-byte AOR key) in one 224-byte malloc
+//! with a 40-byte header of fixed fields and `u16` lengths holds a typical binding (80-byte
+//! contact, 40-byte Call-ID, 30-byte User-Agent, 25-byte AOR key) in one 240-byte malloc
 //! chunk. Layout (little-endian):
 //!
 //! ```text
 //! 0  cseq u32        4  flags u32       8  reg-id u32       12 registered s u32
 //! 16 source port u16 18 local socket u16 20 q u16 (Q_NONE)  22 transport u8  23 meta u8
 //! 24 lengths u16 ×6: AOR key, contact, Call-ID, Path, User-Agent, +sip.instance
-//! 36 source address: 4 bytes (IPv4) or 16 bytes (IPv6, meta bit)
+//! 36 branch hash u32 (of the top Via branch that last wrote it, see [`super::branch`])
+//! 40 source address: 4 bytes (IPv4) or 16 bytes (IPv6, meta bit)
 //! .. AOR key, contact, Call-ID, Path, User-Agent, +sip.instance (bytes as received)
 //! ```
 //!
@@ -18,6 +19,8 @@
 //! readers use the stored lengths only.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use super::branch::BranchHash;
 
 /// The transport a REGISTER arrived on (stored as one byte).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -77,6 +80,9 @@ pub struct NewBinding<'a> {
     pub call_id: &'a [u8],
     /// The REGISTER's CSeq number.
     pub cseq: u32,
+    /// The hash of the REGISTER's top Via branch: an equal CSeq with the same branch is
+    /// a retransmission, with another branch a new request (RFC 3261 §10.3 step 7).
+    pub branch: BranchHash,
     /// The Path header values (RFC 3327), joined by the caller; empty when none.
     pub path: &'a [u8],
     /// Where the REGISTER came from.
@@ -107,8 +113,9 @@ const OFF_META: usize = 23;
 const OFF_LENS: usize = 24;
 /// Number of variable-length fields (AOR key, contact, Call-ID, Path, UA, instance).
 const FIELDS: usize = 6;
-const OFF_IP: usize = OFF_LENS + 2 * FIELDS;
-const _: () = assert!(OFF_IP == 36);
+const OFF_BRANCH: usize = OFF_LENS + 2 * FIELDS;
+const OFF_IP: usize = OFF_BRANCH + 4;
+const _: () = assert!(OFF_IP == 40);
 
 const META_V6: u8 = 1;
 const META_REG_ID: u8 = 2;
@@ -191,6 +198,7 @@ pub(crate) fn encode(buf: &mut [u8], aor_key: &[u8], b: &NewBinding<'_>, registe
         // Lengths were checked by `encoded_len`.
         w.put(&u16::try_from(f.len()).unwrap_or(u16::MAX).to_le_bytes());
     }
+    w.put(&b.branch.to_u32().to_le_bytes());
     match b.source.ip() {
         IpAddr::V4(a) => w.put(&a.octets()),
         IpAddr::V6(a) => w.put(&a.octets()),
@@ -293,6 +301,11 @@ impl<'a> BindingRef<'a> {
     /// The CSeq number of the REGISTER that last wrote this binding.
     pub fn cseq(&self) -> u32 {
         self.view().u32_at(OFF_CSEQ)
+    }
+
+    /// The hash of the top Via branch of the REGISTER that last wrote this binding.
+    pub fn branch(&self) -> BranchHash {
+        BranchHash::from_u32(self.view().u32_at(OFF_BRANCH))
     }
 
     /// The stored Path bytes (empty when none).

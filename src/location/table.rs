@@ -59,7 +59,7 @@ pub struct LocationLimits {
     /// Bindings per AOR at most, whatever the registrar's `max_contacts` policy; a commit
     /// past it fails with [`CommitError::AorFull`]. Clamped to [`BINDINGS_PER_AOR_MAX`].
     pub bindings_per_aor_max: usize,
-    /// Largest packed binding (AOR key + all variable fields + 40 bytes), in bytes.
+    /// Largest packed binding (AOR key + all variable fields + 44 bytes), in bytes.
     pub binding_bytes_max: usize,
     /// AORs remembered after they lost their last binding (480 instead of 404).
     pub emptied_aors_max: usize,

@@ -10,7 +10,7 @@ use bumpalo::Bump;
 use bumpalo::collections::Vec as BumpVec;
 
 use super::{Registrar, outcome::Outcome};
-use crate::location::{Change, CommitError, HashedAorKey, NewBinding};
+use crate::location::{BranchHash, Change, CommitError, HashedAorKey, NewBinding};
 use crate::sip::{Contact, Contacts, Request, Scheme, parse_uri, uri_equivalent};
 
 /// An AOR key longer than this is refused with 400 (OpenSIPS `max_aor_len` is 256).
@@ -163,28 +163,13 @@ impl Registrar {
                     registered_at_ms: b.registered_ms(),
                 });
             }
+            let branch = BranchHash::of(req.via().branch);
             for c in contacts {
                 let found = aor.iter().position(|b| binding_matches(&b, c));
-                if let Some(index) = found {
-                    let b = aor.get(index);
-                    // Step 7: same Call-ID needs a higher CSeq; an expired binding is
-                    // gone as far as the RFC is concerned.
-                    if let Some(b) = b
-                        && b.expires_ms() > now_ms
-                        && b.call_id() == req.call_id
-                    {
-                        // An equal CSeq is the request we already applied, retransmitted
-                        // after its transaction left the bounded cache (`txn_cache_max`
-                        // under load): answer the current bindings and change nothing,
-                        // as OpenSIPS/Kamailio do within `cseq_delay`. A lower one is
-                        // out of order.
-                        if req.cseq.seq == b.cseq() {
-                            return Outcome::Fetched;
-                        }
-                        if req.cseq.seq < b.cseq() {
-                            return Outcome::InvalidCSeq;
-                        }
-                    }
+                if let Some(b) = found.and_then(|index| aor.get(index))
+                    && let Some(outcome) = cseq_rule(now_ms, req, branch, &b)
+                {
+                    return outcome;
                 }
                 matched.push(found);
             }
@@ -347,6 +332,7 @@ impl Registrar {
             q: c.q,
             call_id: req.call_id,
             cseq: req.cseq.seq,
+            branch: BranchHash::of(req.via().branch),
             path,
             source: source.addr,
             transport: crate::location::Transport::Udp,
@@ -356,6 +342,40 @@ impl Registrar {
             reg_id: c.reg_id,
             flags: 0,
         }
+    }
+}
+
+/// RFC 3261 §10.3 step 7 for a contact that matched binding `b`: `None` when the
+/// update may go on, else the answer. Same Call-ID needs a higher CSeq; an expired
+/// binding is gone as far as the RFC is concerned.
+///
+/// An equal CSeq is one of two things ([`BranchHash`] says which):
+/// - the same top Via branch as the REGISTER that wrote `b`: that request again,
+///   retransmitted after its transaction left the bounded cache (`txn_cache_max` under
+///   load). Answer the current bindings and change nothing, as OpenSIPS/Kamailio do
+///   within `cseq_delay`. So is an equal CSeq against a binding whose branch is not
+///   known (written before sipreg stored it, or by the admin API).
+/// - another branch: a new request that reused the CSeq (a de-registration, say).
+///   "If not, the update MUST be aborted and the request fails": 400, nothing changed,
+///   rather than a 200 that tells the UA a change it asked for was made.
+///
+/// A lower CSeq is out of order: 400 as well.
+fn cseq_rule(
+    now_ms: u64,
+    req: &Request<'_>,
+    branch: BranchHash,
+    b: &crate::location::BindingRef<'_>,
+) -> Option<Outcome> {
+    if b.expires_ms() <= now_ms || b.call_id() != req.call_id {
+        return None;
+    }
+    let (seq, stored) = (req.cseq.seq, b.cseq());
+    if seq > stored {
+        None
+    } else if seq == stored && branch.may_be_retransmission_of(b.branch()) {
+        Some(Outcome::Fetched)
+    } else {
+        Some(Outcome::InvalidCSeq)
     }
 }
 
