@@ -4,7 +4,14 @@
 //! It only speaks HTTP to `--admin` (HTTP/1.0 over a `TcpStream`: one request per
 //! connection is all a one-shot CLI needs, so no HTTP client crate), so it works
 //! against any running sipreg and shares no state with it. Tables by default, `--json` for the raw API answers.
+//!
+//! Output goes through one locked, buffered stdout and every write is checked: in a
+//! pipe (`sipreg ctl dump | head`) a reader that has gone away ends the command quietly
+//! with status 0, as ripgrep does, instead of `println!`'s panic and backtrace. Table
+//! cells are formatted as strings: `serde_json::Value`'s `Display` ignores width and
+//! alignment, which is what misaligned the columns of `ctl stats` (issue 14).
 
+use std::io::{self, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -58,26 +65,63 @@ pub enum CtlCommand {
     Stats,
 }
 
+/// Why `sipreg ctl` stopped.
+#[derive(Debug)]
+pub enum CtlError {
+    /// The API call failed or its answer was not what was expected (status 1).
+    Api(String),
+    /// Writing the answer failed. A closed pipe is not an error (status 0).
+    Output(io::Error),
+}
+
+impl From<io::Error> for CtlError {
+    fn from(e: io::Error) -> Self {
+        Self::Output(e)
+    }
+}
+
+impl From<String> for CtlError {
+    fn from(e: String) -> Self {
+        Self::Api(e)
+    }
+}
+
 /// Run `sipreg ctl` with `args` (without the leading `sipreg ctl`).
 pub fn main(args: CtlArgs) -> ExitCode {
-    match run(&args) {
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    match run(&args, &mut out).and_then(|()| out.flush().map_err(CtlError::Output)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Err(e) => exit_code(&e),
+    }
+}
+
+/// The exit status for `e`, after saying why on stderr (unless the reader left).
+fn exit_code(e: &CtlError) -> ExitCode {
+    match e {
+        // The reader of a pipe has gone (`| head`): nothing more is wanted, which is
+        // success, as for ripgrep (its `main`) and coreutils under SIGPIPE's default.
+        CtlError::Output(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        CtlError::Output(e) => {
+            eprintln!("sipreg ctl: error: writing the answer: {e}");
+            ExitCode::from(1)
+        }
+        CtlError::Api(e) => {
             eprintln!("sipreg ctl: error: {e}");
             ExitCode::from(1)
         }
     }
 }
 
-fn run(args: &CtlArgs) -> Result<(), String> {
+fn run(args: &CtlArgs, out: &mut impl Write) -> Result<(), CtlError> {
     let base = format!("http://{}", args.admin);
     match &args.command {
         CtlCommand::Show { aor } => {
             let v = call("GET", &format!("{base}/v1/aors/{}", encode(aor)))?;
             if args.json {
-                println!("{v}");
+                writeln!(out, "{v}")?;
             } else {
-                print_bindings(&v, false);
+                print_bindings(out, &v, false)?;
             }
         }
         CtlCommand::Dump { page } => {
@@ -89,14 +133,14 @@ fn run(args: &CtlArgs) -> Result<(), String> {
                     &format!("{base}/v1/aors?limit={page}&cursor={}", encode(&cursor)),
                 )?;
                 if args.json {
-                    println!("{v}");
+                    writeln!(out, "{v}")?;
                 } else {
                     if header {
-                        println!("{}", binding_header(true));
+                        writeln!(out, "{}", binding_header(true))?;
                         header = false;
                     }
                     for aor in v["aors"].as_array().into_iter().flatten() {
-                        print_rows(aor, true);
+                        print_rows(out, aor, true)?;
                     }
                 }
                 match v["next"].as_str() {
@@ -116,17 +160,17 @@ fn run(args: &CtlArgs) -> Result<(), String> {
             };
             let v = call("DELETE", &url)?;
             if args.json {
-                println!("{v}");
+                writeln!(out, "{v}")?;
             } else {
-                println!("removed {} binding(s)", v["removed"]);
+                writeln!(out, "removed {} binding(s)", v["removed"])?;
             }
         }
         CtlCommand::Stats => {
             let v = call("GET", &format!("{base}/v1/stats"))?;
             if args.json {
-                println!("{v}");
+                writeln!(out, "{v}")?;
             } else {
-                print_stats(&v);
+                print_stats(out, &v)?;
             }
         }
     }
@@ -149,8 +193,8 @@ fn call(method: &str, url: &str) -> Result<Value, String> {
 /// A minimal HTTP/1.0 exchange over `std::net::TcpStream` (one request per
 /// connection, no chunking: the server answers with a Content-Length or closes), so
 /// the CLI needs no HTTP crate. `url` is `http://ADDR:PORT/path?query`.
-fn http(method: &str, url: &str) -> std::io::Result<(u16, String)> {
-    use std::io::{Error, Read, Write};
+fn http(method: &str, url: &str) -> io::Result<(u16, String)> {
+    use std::io::{Error, Read};
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| Error::other("only http:// URLs"))?;
@@ -206,15 +250,24 @@ fn binding_header(with_aor: bool) -> String {
     )
 }
 
-fn print_bindings(aor: &Value, with_aor: bool) {
-    println!("{}", binding_header(with_aor));
-    print_rows(aor, with_aor);
+fn print_bindings(out: &mut impl Write, aor: &Value, with_aor: bool) -> io::Result<()> {
+    writeln!(out, "{}", binding_header(with_aor))?;
+    print_rows(out, aor, with_aor)
 }
 
-fn print_rows(aor: &Value, with_aor: bool) {
+/// A JSON value as a table cell: strings without their quotes, `-` for none. A
+/// `String`, so that `{:>7}` pads it (`Value`'s `Display` ignores the width).
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "-".to_string(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn print_rows(out: &mut impl Write, aor: &Value, with_aor: bool) -> io::Result<()> {
     let name = aor["aor"].as_str().unwrap_or("");
     for b in aor["bindings"].as_array().into_iter().flatten() {
-        let s = |k: &str| b[k].as_str().unwrap_or("").to_string();
         let q = b["q"]
             .as_f64()
             .map_or("-".to_string(), |q| format!("{q:.3}"));
@@ -223,36 +276,43 @@ fn print_rows(aor: &Value, with_aor: bool) {
         } else {
             String::new()
         };
-        println!(
+        writeln!(
+            out,
             "{prefix}{:<40} {:>7} {:>5} {:<22} {:<24} {:>6} {}",
-            s("contact"),
-            b["expires"],
+            cell(&b["contact"]),
+            cell(&b["expires"]),
             q,
-            s("source"),
-            s("call_id"),
-            b["cseq"],
-            s("user_agent"),
-        );
+            cell(&b["source"]),
+            cell(&b["call_id"]),
+            cell(&b["cseq"]),
+            cell(&b["user_agent"]),
+        )?;
     }
+    Ok(())
 }
 
-fn print_stats(v: &Value) {
+/// Width of a counter column (`TOTAL`, `core<i>`), in characters: a u64 is 20 digits.
+const STATS_COLUMN_CHARS: usize = 12;
+
+fn print_stats(out: &mut impl Write, v: &Value) -> io::Result<()> {
     let cores = v["cores"].as_array().cloned().unwrap_or_default();
-    let mut header = format!("{:<32} {:>12}", "COUNTER", "TOTAL");
+    let w = STATS_COLUMN_CHARS;
+    let mut header = format!("{:<32} {:>w$}", "COUNTER", "TOTAL");
     for c in &cores {
-        header.push_str(&format!(" {:>12}", format!("core{}", c["core"])));
+        header.push_str(&format!(" {:>w$}", format!("core{}", cell(&c["core"]))));
     }
-    println!("{header}");
+    writeln!(out, "{header}")?;
     let Some(total) = v["total"].as_object() else {
-        return;
+        return Ok(());
     };
     for (name, value) in total {
-        let mut line = format!("{name:<32} {value:>12}");
+        let mut line = format!("{name:<32} {:>w$}", cell(value));
         for c in &cores {
-            line.push_str(&format!(" {:>12}", c[name.as_str()]));
+            line.push_str(&format!(" {:>w$}", cell(&c[name.as_str()])));
         }
-        println!("{line}");
+        writeln!(out, "{line}")?;
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -265,5 +325,63 @@ mod tests {
         assert_eq!(encode("sip:a@b;transport=udp"), "sip:a@b%3Btransport%3Dudp");
         assert_eq!(encode("1.20"), "1.20");
         assert_eq!(encode("a b/c"), "a%20b%2Fc");
+    }
+
+    /// Every line of a table has its cells where the header has its titles: each
+    /// title ends (right-aligned) or starts (left-aligned) at the same column as the
+    /// cells under it.
+    #[test]
+    fn stats_columns_line_up_with_the_header() {
+        let v: Value = serde_json::from_str(
+            r#"{"total": {"requests": 1234567, "dropped": 0},
+                "cores": [{"core": 0, "requests": 1234000, "dropped": 0},
+                          {"core": 1, "requests": 567, "dropped": 0}]}"#,
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        print_stats(&mut out, &v).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        for l in &lines {
+            assert_eq!(l.len(), lines[0].len(), "{text}");
+        }
+        for title in ["TOTAL", "core0", "core1"] {
+            let end = lines[0].find(title).unwrap() + title.len();
+            for l in &lines[1..] {
+                let b = l.as_bytes();
+                assert!(
+                    b[end - 1] != b' ' && (end == b.len() || b[end] == b' '),
+                    "{text}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn binding_rows_line_up_with_the_header() {
+        let v: Value = serde_json::from_str(
+            r#"{"aor": "alice@example.com", "bindings": [{"contact": "sip:a@192.0.2.1",
+                "expires": 3599, "q": null, "source": "192.0.2.1:5060", "call_id": "c1",
+                "cseq": 7, "user_agent": "ua"}]}"#,
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        print_bindings(&mut out, &v, true).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let (head, row) = text.split_once('\n').unwrap();
+        for (title, value) in [("EXPIRES", "3599"), ("CSEQ", "7")] {
+            let end = head.find(title).unwrap() + title.len();
+            assert_eq!(&row[end - value.len()..end], value, "{text}");
+        }
+        assert_eq!(head.find("USER-AGENT"), row.find("ua"), "{text}");
+    }
+
+    #[test]
+    fn a_closed_pipe_is_success_and_other_write_errors_are_not() {
+        let pipe = CtlError::Output(io::Error::from(io::ErrorKind::BrokenPipe));
+        assert_eq!(exit_code(&pipe), ExitCode::SUCCESS);
+        let full = CtlError::Output(io::Error::from(io::ErrorKind::StorageFull));
+        assert_eq!(exit_code(&full), ExitCode::from(1));
     }
 }
