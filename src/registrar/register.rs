@@ -32,6 +32,15 @@ struct Existing {
     registered_at_ms: u64,
 }
 
+/// What every binding written by one REGISTER gets alike, computed once per request.
+#[derive(Clone, Copy)]
+struct Shared<'a> {
+    /// RFC 3327 §5.3: the Path vector, stored with each binding as one value.
+    path: &'a [u8],
+    /// The top Via branch's hash (the CSeq rule of §10.3 step 7 compares it).
+    branch: BranchHash,
+}
+
 impl Registrar {
     /// Run §10.3 steps 5 to 8 for a REGISTER whose domain and Require were checked.
     /// `self.aor_key` holds the AOR key on return (for the 200's bindings); `routed` is
@@ -148,6 +157,9 @@ impl Registrar {
             }
         }
 
+        // Hashed once per request: the CSeq rule compares it, every binding stores it.
+        let branch = BranchHash::of(req.via().branch);
+
         // Snapshot the AOR and match each contact against it.
         let mut existing: BumpVec<'a, Existing> = BumpVec::new_in(arena);
         let mut matched: BumpVec<'a, Option<usize>> =
@@ -163,7 +175,6 @@ impl Registrar {
                     registered_at_ms: b.registered_ms(),
                 });
             }
-            let branch = BranchHash::of(req.via().branch);
             for c in contacts {
                 let found = aor.iter().position(|b| binding_matches(&b, c));
                 if let Some(b) = found.and_then(|index| aor.get(index))
@@ -178,14 +189,16 @@ impl Registrar {
         }
 
         // Build the change list.
-        // RFC 3327 §5.3: the Path vector is stored with each binding, as one value.
-        let path = join_path(req.path, arena);
+        let shared = Shared {
+            path: join_path(req.path, arena),
+            branch,
+        };
         // At most one change per contact and one per existing binding.
         let mut changes: BumpVec<'a, Change<'a>> =
             BumpVec::with_capacity_in(contacts.len() + existing.len(), arena);
         let mut live_after = existing.iter().filter(|e| e.live).count();
         for ((c, &expires_s), &found) in contacts.iter().zip(granted.iter()).zip(matched.iter()) {
-            let binding = self.new_binding(now_ms, source, req, path, c, expires_s);
+            let binding = self.new_binding(now_ms, source, req, shared, c, expires_s);
             match (found, expires_s) {
                 (Some(index), 0) => {
                     if let Some(e) = existing.get_mut(index) {
@@ -322,7 +335,7 @@ impl Registrar {
         now_ms: u64,
         source: super::Source,
         req: &Request<'a>,
-        path: &'a [u8],
+        shared: Shared<'a>,
         c: &Contact<'a>,
         expires_s: u32,
     ) -> NewBinding<'a> {
@@ -332,8 +345,8 @@ impl Registrar {
             q: c.q,
             call_id: req.call_id,
             cseq: req.cseq.seq,
-            branch: BranchHash::of(req.via().branch),
-            path,
+            branch: shared.branch,
+            path: shared.path,
             source: source.addr,
             transport: crate::location::Transport::Udp,
             local_socket: source.local,
