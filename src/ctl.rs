@@ -8,8 +8,12 @@
 //! Output goes through one locked, buffered stdout and every write is checked: in a
 //! pipe (`sipreg ctl dump | head`) a reader that has gone away ends the command quietly
 //! with status 0, as ripgrep does, instead of `println!`'s panic and backtrace. Table
-//! cells are formatted as strings: `serde_json::Value`'s `Display` ignores width and
-//! alignment, which is what misaligned the columns of `ctl stats` (issue 14).
+//! cells are formatted as strings (`serde_json::Value`'s `Display` ignores width and
+//! alignment, which is what misaligned the columns of `ctl stats`, issue 14), and each
+//! column is as wide as its widest cell, so a long contact or Call-ID does not push the
+//! columns after it out from under their titles. `dump` streams page by page: its
+//! widths only grow, and the header is written again above the first page that widened
+//! a column.
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -126,7 +130,7 @@ fn run(args: &CtlArgs, out: &mut impl Write) -> Result<(), CtlError> {
         }
         CtlCommand::Dump { page } => {
             let mut cursor = String::new();
-            let mut header = !args.json;
+            let mut widths = Widths::of(BINDING_TITLES_WITH_AOR);
             loop {
                 let v = call(
                     "GET",
@@ -135,12 +139,19 @@ fn run(args: &CtlArgs, out: &mut impl Write) -> Result<(), CtlError> {
                 if args.json {
                     writeln!(out, "{v}")?;
                 } else {
-                    if header {
-                        writeln!(out, "{}", binding_header(true))?;
-                        header = false;
+                    let rows: Vec<Vec<String>> = v["aors"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .flat_map(|aor| binding_rows(aor, true))
+                        .collect();
+                    // Widths only grow, and the header is written again when they
+                    // do: every row sits under the last header above it.
+                    if widths.fit(&rows) {
+                        write_row(out, &widths, BINDING_TITLES_WITH_AOR.iter().map(|t| t.0))?;
                     }
-                    for aor in v["aors"].as_array().into_iter().flatten() {
-                        print_rows(out, aor, true)?;
+                    for row in &rows {
+                        write_row(out, &widths, row.iter().map(String::as_str))?;
                     }
                 }
                 match v["next"].as_str() {
@@ -238,25 +249,113 @@ fn encode(s: &str) -> String {
     out
 }
 
-fn binding_header(with_aor: bool) -> String {
-    let aor = if with_aor {
-        format!("{:<32} ", "AOR")
-    } else {
-        String::new()
-    };
-    format!(
-        "{aor}{:<40} {:>7} {:>5} {:<22} {:<24} {:>6} USER-AGENT",
-        "CONTACT", "EXPIRES", "Q", "SOURCE", "CALL-ID", "CSEQ"
-    )
+/// How a column's cells sit in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Align {
+    /// Text: padded on the right.
+    Left,
+    /// Numbers: padded on the left, so that digits line up.
+    Right,
 }
 
-fn print_bindings(out: &mut impl Write, aor: &Value, with_aor: bool) -> io::Result<()> {
-    writeln!(out, "{}", binding_header(with_aor))?;
-    print_rows(out, aor, with_aor)
+/// The binding table's columns (`show`); `dump` adds the AOR first.
+const BINDING_TITLES: &[(&str, Align)] = &[
+    ("CONTACT", Align::Left),
+    ("EXPIRES", Align::Right),
+    ("Q", Align::Right),
+    ("SOURCE", Align::Left),
+    ("CALL-ID", Align::Left),
+    ("CSEQ", Align::Right),
+    ("USER-AGENT", Align::Left),
+];
+const BINDING_TITLES_WITH_AOR: &[(&str, Align)] = &[
+    ("AOR", Align::Left),
+    ("CONTACT", Align::Left),
+    ("EXPIRES", Align::Right),
+    ("Q", Align::Right),
+    ("SOURCE", Align::Left),
+    ("CALL-ID", Align::Left),
+    ("CSEQ", Align::Right),
+    ("USER-AGENT", Align::Left),
+];
+
+/// Column widths that fit every cell written so far, titles included: a contact or
+/// Call-ID of any length keeps the columns after it under their titles.
+#[derive(Debug)]
+struct Widths {
+    aligns: Vec<Align>,
+    chars: Vec<usize>,
+    /// Nothing written yet: the first `fit` asks for a header.
+    fresh: bool,
 }
 
-/// A JSON value as a table cell: strings without their quotes, `-` for none. A
-/// `String`, so that `{:>7}` pads it (`Value`'s `Display` ignores the width).
+impl Widths {
+    fn of(titles: &[(&str, Align)]) -> Self {
+        Self {
+            aligns: titles.iter().map(|t| t.1).collect(),
+            chars: titles.iter().map(|t| t.0.chars().count()).collect(),
+            fresh: true,
+        }
+    }
+
+    /// Widen to fit `rows`; true when a header is due (the first call, or a column
+    /// grew, so that the header above the rows is at their widths).
+    fn fit(&mut self, rows: &[Vec<String>]) -> bool {
+        let mut grew = std::mem::replace(&mut self.fresh, false);
+        for row in rows {
+            for (w, cell) in self.chars.iter_mut().zip(row) {
+                let n = cell.chars().count();
+                if n > *w {
+                    *w = n;
+                    grew = true;
+                }
+            }
+        }
+        grew
+    }
+}
+
+/// One line of a table: cells padded to `widths`, one space apart; the last cell is
+/// not padded on the right (no trailing blanks).
+fn write_row<'c>(
+    out: &mut impl Write,
+    widths: &Widths,
+    cells: impl Iterator<Item = &'c str>,
+) -> io::Result<()> {
+    let mut line = String::new();
+    let last = widths.chars.len().saturating_sub(1);
+    for (i, cell) in cells.enumerate() {
+        let w = widths.chars.get(i).copied().unwrap_or(0);
+        if i > 0 {
+            line.push(' ');
+        }
+        match widths.aligns.get(i) {
+            Some(Align::Right) => line.push_str(&format!("{cell:>w$}")),
+            _ if i == last => line.push_str(cell),
+            _ => line.push_str(&format!("{cell:<w$}")),
+        }
+    }
+    writeln!(out, "{line}")
+}
+
+/// A whole table at the widths of its cells.
+fn write_table(
+    out: &mut impl Write,
+    titles: &[(&str, Align)],
+    rows: &[Vec<String>],
+) -> io::Result<()> {
+    let mut widths = Widths::of(titles);
+    widths.fit(rows);
+    write_row(out, &widths, titles.iter().map(|t| t.0))?;
+    for row in rows {
+        write_row(out, &widths, row.iter().map(String::as_str))?;
+    }
+    Ok(())
+}
+
+/// A JSON value as a table cell: strings without their quotes, `-` for none. (Cells
+/// are `String`s because `Value`'s `Display` ignores width and alignment: that is what
+/// misaligned `ctl stats`.)
 fn cell(v: &Value) -> String {
     match v {
         Value::Null => "-".to_string(),
@@ -265,54 +364,64 @@ fn cell(v: &Value) -> String {
     }
 }
 
-fn print_rows(out: &mut impl Write, aor: &Value, with_aor: bool) -> io::Result<()> {
-    let name = aor["aor"].as_str().unwrap_or("");
-    for b in aor["bindings"].as_array().into_iter().flatten() {
-        let q = b["q"]
-            .as_f64()
-            .map_or("-".to_string(), |q| format!("{q:.3}"));
-        let prefix = if with_aor {
-            format!("{name:<32} ")
-        } else {
-            String::new()
-        };
-        writeln!(
-            out,
-            "{prefix}{:<40} {:>7} {:>5} {:<22} {:<24} {:>6} {}",
-            cell(&b["contact"]),
-            cell(&b["expires"]),
-            q,
-            cell(&b["source"]),
-            cell(&b["call_id"]),
-            cell(&b["cseq"]),
-            cell(&b["user_agent"]),
-        )?;
-    }
-    Ok(())
+/// The cells of an AOR's bindings, in [`BINDING_TITLES`] order (the AOR first when
+/// `with_aor`).
+fn binding_rows(aor: &Value, with_aor: bool) -> Vec<Vec<String>> {
+    let name = cell(&aor["aor"]);
+    aor["bindings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|b| {
+            let q = b["q"]
+                .as_f64()
+                .map_or("-".to_string(), |q| format!("{q:.3}"));
+            let mut row = Vec::with_capacity(BINDING_TITLES_WITH_AOR.len());
+            if with_aor {
+                row.push(name.clone());
+            }
+            row.extend([
+                cell(&b["contact"]),
+                cell(&b["expires"]),
+                q,
+                cell(&b["source"]),
+                cell(&b["call_id"]),
+                cell(&b["cseq"]),
+                cell(&b["user_agent"]),
+            ]);
+            row
+        })
+        .collect()
 }
 
-/// Width of a counter column (`TOTAL`, `core<i>`), in characters: a u64 is 20 digits.
-const STATS_COLUMN_CHARS: usize = 12;
+fn print_bindings(out: &mut impl Write, aor: &Value, with_aor: bool) -> io::Result<()> {
+    let titles = if with_aor {
+        BINDING_TITLES_WITH_AOR
+    } else {
+        BINDING_TITLES
+    };
+    write_table(out, titles, &binding_rows(aor, with_aor))
+}
 
 fn print_stats(out: &mut impl Write, v: &Value) -> io::Result<()> {
     let cores = v["cores"].as_array().cloned().unwrap_or_default();
-    let w = STATS_COLUMN_CHARS;
-    let mut header = format!("{:<32} {:>w$}", "COUNTER", "TOTAL");
-    for c in &cores {
-        header.push_str(&format!(" {:>w$}", format!("core{}", cell(&c["core"]))));
-    }
-    writeln!(out, "{header}")?;
-    let Some(total) = v["total"].as_object() else {
-        return Ok(());
-    };
-    for (name, value) in total {
-        let mut line = format!("{name:<32} {:>w$}", cell(value));
-        for c in &cores {
-            line.push_str(&format!(" {:>w$}", cell(&c[name.as_str()])));
-        }
-        writeln!(out, "{line}")?;
-    }
-    Ok(())
+    let core_titles: Vec<String> = cores
+        .iter()
+        .map(|c| format!("core{}", cell(&c["core"])))
+        .collect();
+    let mut titles = vec![("COUNTER", Align::Left), ("TOTAL", Align::Right)];
+    titles.extend(core_titles.iter().map(|t| (t.as_str(), Align::Right)));
+    let rows: Vec<Vec<String>> = v["total"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, value)| {
+            let mut row = vec![name.clone(), cell(value)];
+            row.extend(cores.iter().map(|c| cell(&c[name.as_str()])));
+            row
+        })
+        .collect();
+    write_table(out, &titles, &rows)
 }
 
 #[cfg(test)]
@@ -375,6 +484,41 @@ mod tests {
             assert_eq!(&row[end - value.len()..end], value, "{text}");
         }
         assert_eq!(head.find("USER-AGENT"), row.find("ua"), "{text}");
+    }
+
+    #[test]
+    fn long_cells_widen_their_column_and_dump_repeats_the_header_when_it_grows() {
+        let long = "sip:u0000001@198.51.100.23:5060;transport=udp;rinstance=3f2a9b1c0d4e5f60";
+        let v: Value = serde_json::from_str(&format!(
+            r#"{{"aor": "a@example.com", "bindings": [
+                {{"contact": "{long}", "expires": 5, "q": 0.5, "source": "192.0.2.1:5060",
+                  "call_id": "c1", "cseq": 1, "user_agent": "ua"}},
+                {{"contact": "sip:b@h", "expires": 3600, "q": null, "source": "s",
+                  "call_id": "c2", "cseq": 123456, "user_agent": "ua2"}}]}}"#
+        ))
+        .unwrap();
+        let mut out = Vec::new();
+        print_bindings(&mut out, &v, false).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for title in ["EXPIRES", "Q", "CSEQ"] {
+            let end = lines[0].find(&format!(" {title} ")).unwrap() + 1 + title.len();
+            for l in &lines[1..] {
+                let b = l.as_bytes();
+                assert!(b[end - 1] != b' ' && b[end] == b' ', "{title}:\n{text}");
+            }
+        }
+        assert!(lines.iter().all(|l| !l.ends_with(' ')), "{text}");
+
+        let mut widths = Widths::of(BINDING_TITLES_WITH_AOR);
+        let short = vec![vec!["a".to_string(), "sip:a@h".to_string()]];
+        assert!(widths.fit(&short), "the first page gets a header");
+        assert!(!widths.fit(&short), "same widths: no header again");
+        let wide = vec![vec!["a".to_string(), long.to_string()]];
+        assert!(
+            widths.fit(&wide),
+            "a wider page gets a header at its widths"
+        );
     }
 
     #[test]
