@@ -2,16 +2,16 @@
 //!
 //! Why packed: at a million bindings per shard, one `Vec`/`String` per field costs 24 bytes
 //! of header plus a malloc chunk each (Kamailio spends 1168 B per contact). One `Box<[u8]>`
-//! with a 40-byte header of fixed fields and `u16` lengths holds a typical binding (80-byte
-//! contact, 40-byte Call-ID, 30-byte User-Agent, 25-byte AOR key) in one 240-byte malloc
-//! chunk. Layout (little-endian):
+//! with a 36-byte header of fixed fields and `u16` lengths holds a typical binding (80-byte
+//! contact, 40-byte Call-ID, 30-byte User-Agent, 25-byte AOR key) in one 224-byte malloc
+//! chunk. (The branch hash lives in the table's slot, not here: four more bytes would
+//! take that binding to a 240-byte chunk.) Layout (little-endian):
 //!
 //! ```text
 //! 0  cseq u32        4  flags u32       8  reg-id u32       12 registered s u32
 //! 16 source port u16 18 local socket u16 20 q u16 (Q_NONE)  22 transport u8  23 meta u8
 //! 24 lengths u16 ×6: AOR key, contact, Call-ID, Path, User-Agent, +sip.instance
-//! 36 branch hash u32 (of the top Via branch that last wrote it, see [`super::branch`])
-//! 40 source address: 4 bytes (IPv4) or 16 bytes (IPv6, meta bit)
+//! 36 source address: 4 bytes (IPv4) or 16 bytes (IPv6, meta bit)
 //! .. AOR key, contact, Call-ID, Path, User-Agent, +sip.instance (bytes as received)
 //! ```
 //!
@@ -113,9 +113,8 @@ const OFF_META: usize = 23;
 const OFF_LENS: usize = 24;
 /// Number of variable-length fields (AOR key, contact, Call-ID, Path, UA, instance).
 const FIELDS: usize = 6;
-const OFF_BRANCH: usize = OFF_LENS + 2 * FIELDS;
-const OFF_IP: usize = OFF_BRANCH + 4;
-const _: () = assert!(OFF_IP == 40);
+const OFF_IP: usize = OFF_LENS + 2 * FIELDS;
+const _: () = assert!(OFF_IP == 36);
 
 const META_V6: u8 = 1;
 const META_REG_ID: u8 = 2;
@@ -198,7 +197,6 @@ pub(crate) fn encode(buf: &mut [u8], aor_key: &[u8], b: &NewBinding<'_>, registe
         // Lengths were checked by `encoded_len`.
         w.put(&u16::try_from(f.len()).unwrap_or(u16::MAX).to_le_bytes());
     }
-    w.put(&b.branch.to_u32().to_le_bytes());
     match b.source.ip() {
         IpAddr::V4(a) => w.put(&a.octets()),
         IpAddr::V6(a) => w.put(&a.octets()),
@@ -276,6 +274,7 @@ impl<'a> View<'a> {
 pub struct BindingRef<'a> {
     pub(crate) blob: &'a [u8],
     pub(crate) expiry_s: u32,
+    pub(crate) branch: BranchHash,
 }
 
 impl<'a> BindingRef<'a> {
@@ -305,7 +304,7 @@ impl<'a> BindingRef<'a> {
 
     /// The hash of the top Via branch of the REGISTER that last wrote this binding.
     pub fn branch(&self) -> BranchHash {
-        BranchHash::from_u32(self.view().u32_at(OFF_BRANCH))
+        self.branch
     }
 
     /// The stored Path bytes (empty when none).

@@ -7,7 +7,8 @@
 //! or a new request that reused the CSeq (a de-registration, say), which must fail.
 //! The branch tells them apart: a retransmission carries the branch of the original
 //! (§17.1.3, §17.2.3), a new request a new one (§8.1.1.7). Four bytes per binding
-//! tell the two apart without keeping the branch itself (up to ~40 bytes).
+//! tell the two apart without keeping the branch itself (up to ~40 bytes), and they
+//! sit in what was padding of the table's slot: no byte more per binding.
 //!
 //! Why a fixed hash and not the crate's seeded one ([`crate::hash`]): the value is
 //! persisted with the binding and compared after a restart, so it must not depend on a
