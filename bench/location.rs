@@ -3,7 +3,7 @@
 //! `cargo bench --bench location`
 use bumpalo::Bump;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use sipreg::location::{Change, LocationLimits, LocationTable, NewBinding, Transport};
+use sipreg::location::{BranchHash, Change, LocationLimits, LocationTable, NewBinding, Transport};
 use sipreg::txn::{TxnKey, TxnLimits, TxnTable};
 use std::hint::black_box;
 use std::io::Write;
@@ -19,6 +19,7 @@ fn binding<'a>(contact: &'a [u8], call_id: &'a [u8], expires_ms: u64, cseq: u32)
         q: None,
         call_id,
         cseq,
+        branch: BranchHash::of(Some(b"z9hG4bK-bench")),
         path: b"",
         source: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 23)), 5060),
         transport: Transport::Udp,

@@ -484,3 +484,124 @@ fn api_changes_survive_a_restart() {
     assert_eq!(status, 200);
     assert!(aor.to_string().contains("sip:desk@10.0.0.7"), "{aor}");
 }
+
+/// Exit status and stderr of `sipreg <args>` whose stdout is a pipe nobody reads:
+/// the read end is closed before the child writes (the parent drops it at once, and
+/// the child never held it), so every write fails with EPIPE, deterministically.
+fn run_into_closed_pipe(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(SIPREG)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn sipreg");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+// See: issue 14. `sipreg ctl stats | head` panicked with "failed printing to stdout:
+// Broken pipe" and a backtrace. Every subcommand (tables and --json), and --help, now
+// ends quietly with status 0 when its reader has gone, as ripgrep does.
+#[test]
+fn ctl_in_a_closed_pipe_ends_quietly_with_status_0() {
+    let (server, base) = start_with_api();
+    let admin = base.trim_start_matches("http://").to_string();
+    let client = Client::new(server.addr);
+    let contact = format!("sip:pipe@{}", client.local());
+    for i in 0..3 {
+        let aor = format!("sip:pipe{i}@example.com");
+        assert_eq!(
+            client.register(&aor, &contact, 300, "pipe-1", 1).status,
+            200
+        );
+    }
+    let runs: [&[&str]; 10] = [
+        &["stats"],
+        &["--json", "stats"],
+        &["show", "pipe0@example.com"],
+        &["--json", "show", "pipe0@example.com"],
+        &["dump", "--page", "1"],
+        &["--json", "dump", "--page", "1"],
+        &["rm", "pipe1@example.com"],
+        &["--json", "rm", "pipe2@example.com"],
+        &["--help"],
+        &["stats", "--help"],
+    ];
+    for args in runs {
+        let mut all = vec!["ctl", "--admin", &admin];
+        all.extend_from_slice(args);
+        let (code, err) = run_into_closed_pipe(&all);
+        assert_eq!(code, Some(0), "sipreg {all:?}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("backtrace") && err.is_empty(),
+            "sipreg {all:?} wrote to stderr: {err}"
+        );
+    }
+    // The removals happened although nobody read their answer.
+    let (code, err) =
+        run_into_closed_pipe(&["ctl", "--admin", &admin, "show", "pipe1@example.com"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("404"), "{err}");
+    // The server's own --help too.
+    let (code, err) = run_into_closed_pipe(&["--help"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// `sipreg ctl stats`: every number ends under the end of its column's title (they
+/// are right-aligned), and `show`/`dump` rows put EXPIRES and CSEQ under their titles
+/// whatever the contact's length.
+#[test]
+fn ctl_table_columns_line_up_with_their_headers() {
+    let (server, base) = start_with_api();
+    let admin = base.trim_start_matches("http://").to_string();
+    let client = Client::new(server.addr);
+    // Longer than the 40 characters the CONTACT column once had: later columns must
+    // still sit under their titles.
+    let contact = format!(
+        "sip:cols@{};transport=udp;rinstance=3f2a9b1c0d4e5f60a1b2c3d4",
+        client.local()
+    );
+    let r = client.register("sip:cols@example.com", &contact, 300, "cols-1", 12345);
+    assert_eq!(r.status, 200);
+    let ctl = |args: &[&str]| {
+        let out = Command::new(SIPREG)
+            .arg("ctl")
+            .args(["--admin", &admin])
+            .args(args)
+            .output()
+            .expect("run ctl");
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let stats = ctl(&["stats"]);
+    let lines: Vec<&str> = stats.lines().collect();
+    let head = lines[0];
+    let titles: Vec<&str> = head.split_whitespace().skip(1).collect();
+    assert_eq!(titles[0], "TOTAL", "{stats}");
+    assert!(titles.len() >= 2, "{stats}");
+    for title in titles {
+        let end = head.find(title).unwrap() + title.len();
+        for l in &lines[1..] {
+            let b = l.as_bytes();
+            assert!(
+                b.len() >= end && b[end - 1] != b' ' && (b.len() == end || b[end] == b' '),
+                "{title} column misaligned:\n{stats}"
+            );
+        }
+    }
+    for out in [ctl(&["show", "cols@example.com"]), ctl(&["dump"])] {
+        let head = out.lines().next().unwrap();
+        let row = out.lines().find(|l| l.contains("cols-1")).unwrap();
+        let end = head.find("CSEQ").unwrap() + "CSEQ".len();
+        assert_eq!(&row[end - 5..end], "12345", "{out}");
+        let end = head.find("EXPIRES").unwrap() + "EXPIRES".len();
+        assert!(row.as_bytes()[end - 1].is_ascii_digit(), "{out}");
+        assert_eq!(row.as_bytes()[end], b' ', "{out}");
+    }
+}

@@ -490,6 +490,124 @@ fn torn_tail_is_cut_with_a_warning_and_the_rest_loaded() {
     );
 }
 
+// See: issue 14. The hash of the branch that wrote a binding is persisted: after a
+// restart (which empties the transaction cache) the request that wrote it is still
+// told apart from a new one that reuses its CSeq.
+#[test]
+fn the_writers_branch_survives_a_restart() {
+    let dir = DataDir::new();
+    let flags = ["--cores", "2", "--data-dir", &dir.arg()];
+    let mut server = Server::start(&flags);
+    let c = Client::new(server.addr);
+    let (a, ct) = (aor("branch"), format!("sip:branch@{}", c.local()));
+    let first = register_request(&c, &a, &ct, 600, "branch-1", 3);
+    assert_eq!(c.request(&first).status, 200);
+    stop(&mut server);
+
+    let server = Server::start(&flags);
+    // The same client socket: the answer goes to the Via sent-by of `first`.
+    let c = Client {
+        server: server.addr,
+        ..c
+    };
+    let r = c.request(&first);
+    assert_eq!(r.status, 200, "the retransmission is answered: {}", r.raw);
+    assert!(r.contact_expires(&ct).is_some(), "{}", r.raw);
+    let r = c.register(&a, &ct, 0, "branch-1", 3);
+    assert_eq!(
+        (r.status, r.reason.as_str()),
+        (400, "Invalid CSeq"),
+        "{}",
+        r.raw
+    );
+    assert!(
+        fetch(&c, &a).contact_expires(&ct).is_some(),
+        "nothing changed"
+    );
+}
+
+/// A framed store record of format version 1 ("set", no branch hash) binding
+/// `contact` to `key` until `expires_s`, CSeq `cseq` and Call-ID `call_id`.
+fn v1_record(key: &str, contact: &str, call_id: &str, cseq: u32, expires_s: u32) -> Vec<u8> {
+    let mut p = vec![1u8];
+    p.extend_from_slice(&(key.len() as u16).to_le_bytes());
+    p.extend_from_slice(key.as_bytes());
+    p.extend_from_slice(&1u16.to_le_bytes());
+    for v in [expires_s, expires_s - 600, cseq, 0, 0] {
+        p.extend_from_slice(&v.to_le_bytes());
+    }
+    p.extend_from_slice(&u16::MAX.to_le_bytes()); // no q
+    p.extend_from_slice(&[0, 0]); // UDP, IPv4 without reg-id or instance
+    p.extend_from_slice(&0u16.to_le_bytes()); // local socket
+    p.extend_from_slice(&5060u16.to_le_bytes());
+    p.extend_from_slice(&[192, 0, 2, 1]);
+    let fields = [contact.as_bytes(), call_id.as_bytes(), b"", b"", b""];
+    for f in fields {
+        p.extend_from_slice(&(f.len() as u16).to_le_bytes());
+    }
+    for f in fields {
+        p.extend_from_slice(f);
+    }
+    let len = (p.len() as u32).to_le_bytes();
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&len);
+    crc.update(&p);
+    let mut frame = len.to_vec();
+    frame.extend_from_slice(&crc.finalize().to_le_bytes());
+    frame.extend_from_slice(&p);
+    frame
+}
+
+// See: issue 14. An upgrade keeps the data directory: a store written before bindings
+// kept their branch hash (format version 1) loads, and an equal CSeq against such a
+// binding is answered as before (its branch is not known).
+#[test]
+fn a_version_1_store_loads_after_the_upgrade() {
+    let dir = DataDir::new();
+    let shard = dir.0.join("shard-0");
+    fs::create_dir_all(&shard).unwrap();
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as u32;
+    let n = unique();
+    let (user, ct) = (format!("old-{n}"), "sip:old@192.0.2.1:5060");
+    let mut seg = b"SIPREGLG".to_vec();
+    seg.extend_from_slice(&1u32.to_le_bytes());
+    seg.extend_from_slice(&0u32.to_le_bytes());
+    seg.extend_from_slice(&1u64.to_le_bytes());
+    seg.extend_from_slice(&0u64.to_le_bytes());
+    seg.extend(v1_record(
+        &format!("{user}@example.com"),
+        ct,
+        "old-1",
+        4,
+        now_s + 600,
+    ));
+    fs::write(shard.join("seg-0000000001-0000000000.log"), &seg).unwrap();
+
+    let server = Server::start(&["--cores", "1", "--data-dir", &dir.arg()]);
+    let log = log_after_load(&server);
+    assert!(log.contains("loaded 1 bindings in "), "{log}");
+    let c = Client::new(server.addr);
+    let a = format!("sip:{user}@example.com");
+    let r = fetch(&c, &a);
+    assert!(
+        r.contact_expires(ct).is_some_and(|s| s > 590),
+        "{}\n{log}",
+        r.raw
+    );
+    // Branch unknown: an equal CSeq is taken for the retransmission, as before.
+    let r = c.register(&a, ct, 0, "old-1", 4);
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert!(r.contact_expires(ct).is_some(), "{}", r.raw);
+    // A lower one still fails, and a higher one applies.
+    let r = c.register(&a, ct, 0, "old-1", 3);
+    assert_eq!(r.status, 400, "{}", r.raw);
+    let r = c.register(&a, ct, 0, "old-1", 5);
+    assert!(r.contacts().is_empty(), "{}", r.raw);
+}
+
 #[test]
 fn another_format_version_refuses_to_start_naming_the_file() {
     let dir = DataDir::new();

@@ -153,6 +153,43 @@ fn max_contacts_evict_oldest_policy() {
     );
 }
 
+// See: issue 14. RFC 3261 §10.3 step 7: a new REGISTER (new Via branch) that reuses
+// the Call-ID and CSeq of the binding fails with 400 and changes nothing; the request
+// that wrote it, resent after its transaction left the (one-entry) cache, is answered
+// with the bindings as they are.
+#[test]
+fn equal_cseq_new_branch_is_400_but_an_evicted_retransmission_is_answered() {
+    let server = Server::start(&["--cores", "1", "--txn-cache-max", "1"]);
+    let c = Client::new(server.addr);
+    let (a, ct) = (aor("eq"), contact(&c, "eq"));
+    let first = register_request(&c, &a, &ct, 600, "eq-1", 5);
+    assert_eq!(c.request(&first).status, 200);
+    // Another AOR's transaction pushes the first out of the cache.
+    let other = aor("eq-other");
+    assert_eq!(
+        c.register(&other, &contact(&c, "o"), 600, "eq-2", 1).status,
+        200
+    );
+
+    // A de-registration that reused CSeq 5: the UA must not be told it worked.
+    let r = c.register(&a, &ct, 0, "eq-1", 5);
+    assert_eq!(
+        (r.status, r.reason.as_str()),
+        (400, "Invalid CSeq"),
+        "{}",
+        r.raw
+    );
+    // The original request again (its transaction is gone): answered, not reapplied.
+    let r = c.request(&first);
+    assert_eq!(r.status, 200, "{}", r.raw);
+    let left = r.contact_expires(&ct).expect("still bound");
+    assert!((595..=600).contains(&left), "{}", r.raw);
+    // The binding is untouched; a higher CSeq removes it.
+    let r = c.register(&a, &ct, 0, "eq-1", 6);
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert!(r.contacts().is_empty(), "{}", r.raw);
+}
+
 #[test]
 fn retransmission_gets_the_same_bytes() {
     let server = Server::start(&[]);

@@ -20,3 +20,6 @@ mod persist;
 
 // Operations: management API, /metrics, `sipreg ctl`, JSON logs (issue 7).
 mod admin;
+
+// The systemd unit in scripts/: it parses, and every flag it names exists (issue 14).
+mod service;

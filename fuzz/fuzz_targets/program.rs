@@ -78,8 +78,12 @@ fn register(data: &mut &[u8], n: u64) -> Vec<u8> {
     m.into_bytes()
 }
 
-/// Every binding as (aor, contact, expires_ms, cseq), sorted: the table's observable state.
-pub fn snapshot(reg: &Registrar) -> Vec<(Vec<u8>, Vec<u8>, u64, u32)> {
+/// One binding as the targets compare it: (aor, contact, expires_ms, cseq, Call-ID,
+/// branch hash).
+pub type Row = (Vec<u8>, Vec<u8>, u64, u32, Vec<u8>, u32);
+
+/// Every binding, sorted: the table's observable state.
+pub fn snapshot(reg: &Registrar) -> Vec<Row> {
     let mut v: Vec<_> = reg
         .location()
         .iter_aors()
@@ -91,6 +95,8 @@ pub fn snapshot(reg: &Registrar) -> Vec<(Vec<u8>, Vec<u8>, u64, u32)> {
                         b.contact().to_vec(),
                         b.expires_ms(),
                         b.cseq(),
+                        b.call_id().to_vec(),
+                        b.branch().to_u32(),
                     )
                 })
                 .collect::<Vec<_>>()
@@ -98,4 +104,71 @@ pub fn snapshot(reg: &Registrar) -> Vec<(Vec<u8>, Vec<u8>, u64, u32)> {
         .collect();
     v.sort();
     v
+}
+
+/// What RFC 3261 §10.3 step 7 says of a REGISTER built by [`register`] with a
+/// Contact list, given the table before it.
+#[derive(Debug, PartialEq, Eq)]
+#[allow(
+    dead_code,
+    reason = "the registrar target checks it, registrar_batch does not"
+)]
+pub enum CseqVerdict {
+    /// No matched binding of the same Call-ID has a CSeq as high: the rule lets it by.
+    Higher,
+    /// An equal CSeq against a binding this very request (same branch) last wrote:
+    /// a retransmission, answered 200 with nothing changed.
+    Retransmission,
+    /// An equal CSeq with another branch, or a lower one: 400 Invalid CSeq.
+    Invalid,
+}
+
+/// The step 7 verdict for `msg` against `before`, or `None` when `msg` is not a
+/// Contact-list REGISTER of [`register`]'s making (raw bytes, `*`, fetches).
+#[allow(
+    dead_code,
+    reason = "the registrar target checks it, registrar_batch does not"
+)]
+pub fn cseq_verdict(msg: &[u8], before: &[Row], now_ms: u64) -> Option<CseqVerdict> {
+    let text = std::str::from_utf8(msg).ok()?;
+    let header = |name: &str| {
+        text.split("\r\n")
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+    };
+    let rest = text.strip_prefix(
+        "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=",
+    )?;
+    let branch = &rest[..rest.find("\r\n")?];
+    let user = header("To: <sip:")?.split('@').next()?;
+    let call_id = header("Call-ID:")?;
+    let cseq: u32 = header("CSeq:")?.split(' ').next()?.parse().ok()?;
+    let contacts: Vec<&str> = text
+        .split("\r\n")
+        .filter_map(|l| l.strip_prefix("Contact: <"))
+        .filter_map(|l| l.split('>').next())
+        .collect();
+    if contacts.is_empty() || contacts.contains(&"*") {
+        return None;
+    }
+    let aor = format!("{user}@");
+    let hash = sipreg::location::BranchHash::of(Some(branch.as_bytes())).to_u32();
+    // In the request's Contact order, as the registrar checks them.
+    for c in contacts {
+        let found = before.iter().find(|(k, contact, expires_ms, ..)| {
+            k.starts_with(aor.as_bytes()) && contact == c.as_bytes() && *expires_ms > now_ms
+        });
+        let Some((_, _, _, stored_cseq, stored_call_id, stored_branch)) = found else {
+            continue;
+        };
+        if stored_call_id != call_id.as_bytes() || cseq > *stored_cseq {
+            continue;
+        }
+        return Some(if cseq == *stored_cseq && hash == *stored_branch {
+            CseqVerdict::Retransmission
+        } else {
+            CseqVerdict::Invalid
+        });
+    }
+    Some(CseqVerdict::Higher)
 }

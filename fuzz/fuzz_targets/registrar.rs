@@ -6,14 +6,19 @@
 //! - a REGISTER that is not answered 2xx leaves the location table exactly as it was
 //!   (RFC 3261 §10.3 step 7, all-or-nothing);
 //! - a 200 to REGISTER lists only live bindings, at most `max_contacts` of them;
-//! - the counters agree with the table, and the transaction cache stays under its cap.
+//! - the counters agree with the table, and the transaction cache stays under its cap;
+//! - RFC 3261 §10.3 step 7 (issue 14): a REGISTER that is not a transaction-cache hit
+//!   and reuses the Call-ID and CSeq of a binding it names gets 200 with nothing
+//!   changed only when its branch is the one that last wrote that binding (the
+//!   retransmission), and 400 Invalid CSeq otherwise; a 400 Invalid CSeq never comes
+//!   when the rule lets the request by.
 #![no_main]
 
 mod program;
 
 use bumpalo::Bump;
 use libfuzzer_sys::fuzz_target;
-use program::{Op, next_op, snapshot};
+use program::{CseqVerdict, Op, cseq_verdict, next_op, snapshot};
 use sipreg::registrar::{
     Action, MaxContactsPolicy, MinExpiresPolicy, Registrar, RegistrarConfig, Source, support,
 };
@@ -53,6 +58,8 @@ fuzz_target!(|input: &[u8]| {
             Op::Datagram(msg) => msg,
         };
         let before = snapshot(&reg);
+        let verdict = cseq_verdict(&msg, &before, now_ms);
+        let retransmissions = reg.stats().retransmissions;
         arena.reset();
         let handled = support::handle(&mut reg, now_ms, source, &msg, &arena, &mut out);
         let after = snapshot(&reg);
@@ -66,6 +73,27 @@ fuzz_target!(|input: &[u8]| {
             let is_register = msg.starts_with(b"REGISTER ");
             if status >= 300 {
                 assert_eq!(before, after, "a {status} changed the table");
+            }
+            // A cached answer is whatever the branch's first request got.
+            let fresh = reg.stats().retransmissions == retransmissions;
+            let reason = String::from_utf8_lossy(&out[12..out.len().min(40)]).into_owned();
+            match (fresh, &verdict) {
+                (true, Some(CseqVerdict::Invalid)) => {
+                    assert!(status != 200, "an equal or lower CSeq was accepted");
+                }
+                (true, Some(CseqVerdict::Retransmission)) => {
+                    if status == 200 {
+                        assert_eq!(before, after, "a retransmission changed the table");
+                    }
+                    assert!(
+                        !reason.starts_with("Invalid CSeq"),
+                        "a retransmission failed"
+                    );
+                }
+                (true, Some(CseqVerdict::Higher)) => {
+                    assert!(!reason.starts_with("Invalid CSeq"), "a higher CSeq failed");
+                }
+                _ => {}
             }
             if is_register && status == 200 {
                 let text = String::from_utf8_lossy(&out);

@@ -4,7 +4,8 @@
 //! of header plus a malloc chunk each (Kamailio spends 1168 B per contact). One `Box<[u8]>`
 //! with a 36-byte header of fixed fields and `u16` lengths holds a typical binding (80-byte
 //! contact, 40-byte Call-ID, 30-byte User-Agent, 25-byte AOR key) in one 224-byte malloc
-//! chunk. Layout (little-endian):
+//! chunk. (The branch hash lives in the table's slot, not here: four more bytes would
+//! take that binding to a 240-byte chunk.) Layout (little-endian):
 //!
 //! ```text
 //! 0  cseq u32        4  flags u32       8  reg-id u32       12 registered s u32
@@ -18,6 +19,8 @@
 //! readers use the stored lengths only.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use super::branch::BranchHash;
 
 /// The transport a REGISTER arrived on (stored as one byte).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -77,6 +80,9 @@ pub struct NewBinding<'a> {
     pub call_id: &'a [u8],
     /// The REGISTER's CSeq number.
     pub cseq: u32,
+    /// The hash of the REGISTER's top Via branch: an equal CSeq with the same branch is
+    /// a retransmission, with another branch a new request (RFC 3261 §10.3 step 7).
+    pub branch: BranchHash,
     /// The Path header values (RFC 3327), joined by the caller; empty when none.
     pub path: &'a [u8],
     /// Where the REGISTER came from.
@@ -268,6 +274,7 @@ impl<'a> View<'a> {
 pub struct BindingRef<'a> {
     pub(crate) blob: &'a [u8],
     pub(crate) expiry_s: u32,
+    pub(crate) branch: BranchHash,
 }
 
 impl<'a> BindingRef<'a> {
@@ -293,6 +300,11 @@ impl<'a> BindingRef<'a> {
     /// The CSeq number of the REGISTER that last wrote this binding.
     pub fn cseq(&self) -> u32 {
         self.view().u32_at(OFF_CSEQ)
+    }
+
+    /// The hash of the top Via branch of the REGISTER that last wrote this binding.
+    pub fn branch(&self) -> BranchHash {
+        self.branch
     }
 
     /// The stored Path bytes (empty when none).

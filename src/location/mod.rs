@@ -19,6 +19,7 @@
 
 mod aor_key;
 mod binding;
+mod branch;
 mod table;
 mod wheel;
 
@@ -29,6 +30,7 @@ mod emptied;
 pub(crate) use aor_key::AorKeyBuf;
 pub use aor_key::HashedAorKey;
 pub use binding::{BINDING_FIELD_BYTES_MAX, BindingRef, NewBinding, Q_MAX, Transport};
+pub use branch::BranchHash;
 pub use emptied::EMPTIED_AORS_MAX_DEFAULT;
 pub use table::{
     AOR_KEY_BYTES_MAX, AorRef, BINDINGS_PER_AOR_MAX, BINDINGS_PER_SHARD_MAX, Bindings, Change,

@@ -3,7 +3,7 @@
 //!
 //! Storage (≈ 275 B per binding at 1M one-binding AORs, see `tests::memory_per_binding`):
 //! - `slots`: one 40-byte [`Slot`] per binding (packed blob pointer, expiry second, the
-//!   AOR's next-binding link and the wheel links). Free slots form a list through
+//!   branch hash, the AOR's next-binding link and the wheel links). Free slots form a list through
 //!   `aor_next`, so slot memory is reused and never shrinks.
 //! - `aors`: a `hashbrown::HashTable<u32>` holding only the index of each AOR's first
 //!   binding (4 bytes + 1 control byte per bucket). The AOR key lives in the binding blob,
@@ -15,6 +15,7 @@ use hashbrown::HashTable;
 
 use super::aor_key::HashedAorKey;
 use super::binding::{self, BindingRef, EncodeError, NewBinding, blob_aor_key};
+use super::branch::BranchHash;
 use super::wheel::Wheel;
 use crate::hash::seeded_hash;
 
@@ -50,6 +51,10 @@ pub(crate) struct Slot {
     pub(crate) blob: Option<Box<[u8]>>,
     /// Expiry, seconds since the Unix epoch (rounded up from the ms the caller gave).
     pub(crate) expiry_s: u32,
+    /// The branch hash of the REGISTER that last wrote it ([`BranchHash`]). Here and not
+    /// in the blob: it fills what was padding (the slot stays 40 bytes), where four more
+    /// blob bytes move a typical binding from a 224- to a 240-byte malloc chunk.
+    pub(crate) branch: u32,
     /// Next binding of the same AOR (or next free slot), or [`NIL`].
     pub(crate) aor_next: u32,
     pub(crate) wheel_prev: u32,
@@ -483,6 +488,7 @@ impl LocationTable {
         let slot = Slot {
             blob: Some(blob),
             expiry_s: secs_ceil(b.expires_ms),
+            branch: b.branch.to_u32(),
             aor_next: NIL,
             wheel_prev: NIL,
             wheel_next: NIL,
@@ -528,6 +534,7 @@ impl LocationTable {
                 s.blob = Some(blob);
             }
         }
+        s.branch = b.branch.to_u32();
         let expiry_s = secs_ceil(b.expires_ms);
         if expiry_s >= s.expiry_s {
             // A refresh pushes the expiry later: the binding stays in the wheel bucket of
@@ -742,6 +749,7 @@ impl<'a> Iterator for Bindings<'a> {
         Some(BindingRef {
             blob: slot.blob.as_deref().unwrap_or(&[]),
             expiry_s: slot.expiry_s,
+            branch: BranchHash::from_u32(slot.branch),
         })
     }
 }

@@ -53,6 +53,7 @@ impl Registrar {
             q,
             call_id: ADMIN_CALL_ID,
             cseq: 0,
+            branch: crate::location::BranchHash::UNKNOWN,
             path: b"",
             source: SocketAddr::from(([0, 0, 0, 0], 0)),
             transport: Transport::Udp,

@@ -3,10 +3,11 @@
 //!
 //! - Each listed contact is matched against the stored bindings (RFC 5626 instance and
 //!   reg-id when both sides carry an instance, else RFC 3261 §19.1.4 URI equivalence).
-//! - The Call-ID/CSeq rule: a matched live binding of the same Call-ID needs a higher
-//!   CSeq; a lower one fails the whole request (400 "Invalid CSeq"), an equal one is
-//!   the request already applied, retransmitted after its transaction left the
-//!   bounded cache: the current bindings are answered and nothing changes.
+//! - The Call-ID/CSeq rule ([`cseq_rule`]): a matched live binding of the same Call-ID
+//!   needs a higher CSeq; a lower one fails the whole request (400 "Invalid CSeq"); an
+//!   equal one with the branch that wrote the binding is the request already applied,
+//!   retransmitted after its transaction left the bounded cache (the current bindings
+//!   are answered and nothing changes), with another branch it fails.
 //! - Expired leftovers not yet purged by the timer go with the commit; max contacts
 //!   counts live bindings after it (reject, or evict the oldest).
 //! - The change list is applied in one step, which the table takes whole or refuses
@@ -94,26 +95,10 @@ impl Registrar {
             }
             for p in planned {
                 let found = aor.iter().position(|b| binding_matches(&b, p.contact));
-                if let Some(index) = found {
-                    let b = aor.get(index);
-                    // Step 7: same Call-ID needs a higher CSeq; an expired binding is
-                    // gone as far as the RFC is concerned.
-                    if let Some(b) = b
-                        && b.expires_ms() > now_ms
-                        && b.call_id() == intent.call_id
-                    {
-                        // An equal CSeq is the request we already applied, retransmitted
-                        // after its transaction left the bounded cache (`txn_cache_max`
-                        // under load): answer the current bindings and change nothing,
-                        // as OpenSIPS/Kamailio do within `cseq_delay`. A lower one is
-                        // out of order.
-                        if intent.cseq == b.cseq() {
-                            return Outcome::Fetched;
-                        }
-                        if intent.cseq < b.cseq() {
-                            return Outcome::InvalidCSeq;
-                        }
-                    }
+                if let Some(b) = found.and_then(|index| aor.get(index))
+                    && let Some(outcome) = cseq_rule(now_ms, intent, &b)
+                {
+                    return outcome;
                 }
                 matched.push(found);
             }
@@ -223,6 +208,36 @@ impl Registrar {
                 Outcome::ServerError
             }
         }
+    }
+}
+
+/// RFC 3261 §10.3 step 7 for a contact that matched binding `b`: `None` when the
+/// update may go on, else the answer. Same Call-ID needs a higher CSeq; an expired
+/// binding is gone as far as the RFC is concerned.
+///
+/// An equal CSeq is one of two things ([`BranchHash`](crate::location::BranchHash)
+/// says which):
+/// - the same top Via branch as the REGISTER that wrote `b`: that request again,
+///   retransmitted after its transaction left the bounded cache (`txn_cache_max` under
+///   load). Answer the current bindings and change nothing, as OpenSIPS/Kamailio do
+///   within `cseq_delay`. So is an equal CSeq against a binding whose branch is not
+///   known (written before sipreg stored it, or by the admin API).
+/// - another branch: a new request that reused the CSeq (a de-registration, say).
+///   "If not, the update MUST be aborted and the request fails": 400, nothing changed,
+///   rather than a 200 that tells the UA a change it asked for was made.
+///
+/// A lower CSeq is out of order: 400 as well.
+fn cseq_rule(now_ms: u64, intent: &Intent<'_>, b: &BindingRef<'_>) -> Option<Outcome> {
+    if b.expires_ms() <= now_ms || b.call_id() != intent.call_id {
+        return None;
+    }
+    let (seq, stored) = (intent.cseq, b.cseq());
+    if seq > stored {
+        None
+    } else if seq == stored && intent.branch.may_be_retransmission_of(b.branch()) {
+        Some(Outcome::Fetched)
+    } else {
+        Some(Outcome::InvalidCSeq)
     }
 }
 

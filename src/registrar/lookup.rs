@@ -40,6 +40,7 @@ impl Registrar {
                     return Decided::Commit(Intent {
                         call_id: req.call_id,
                         cseq: req.cseq.seq,
+                        branch: crate::location::BranchHash::UNKNOWN,
                         op: IntentOp::Fetch,
                     });
                 } else {

@@ -14,7 +14,7 @@ use bumpalo::Bump;
 use bumpalo::collections::Vec as BumpVec;
 
 use super::{Registrar, outcome::Outcome};
-use crate::location::{HashedAorKey, NewBinding};
+use crate::location::{BranchHash, HashedAorKey, NewBinding};
 use crate::sip::{Contact, Contacts, Request, Scheme, uri_equivalent};
 
 /// An AOR key longer than this is refused with 400; the location table's own limit,
@@ -47,6 +47,9 @@ pub(crate) struct Intent<'a> {
     pub(crate) call_id: &'a [u8],
     /// The request's CSeq number.
     pub(crate) cseq: u32,
+    /// The hash of its top Via branch: an equal CSeq is a retransmission only with the
+    /// branch that last wrote the binding (see `commit`).
+    pub(crate) branch: BranchHash,
     /// What to do.
     pub(crate) op: IntentOp<'a>,
 }
@@ -73,6 +76,15 @@ pub(crate) struct Planned<'a> {
     pub(crate) binding: NewBinding<'a>,
 }
 
+/// What every binding written by one REGISTER gets alike, computed once per request.
+#[derive(Clone, Copy)]
+struct Alike<'a> {
+    /// RFC 3327 §5.3: the Path vector, stored with each binding as one value.
+    path: &'a [u8],
+    /// The top Via branch's hash (the CSeq rule of §10.3 step 7 compares it).
+    branch: BranchHash,
+}
+
 impl Registrar {
     /// Run §10.3 steps 5 to 8 for a REGISTER whose domain and Require were checked.
     /// `self.aor_key` holds the AOR key on return (for the 200's bindings); `routed` is
@@ -93,20 +105,25 @@ impl Registrar {
         if let Err(outcome) = self.load_aor_key(req, routed) {
             return outcome.into();
         }
+        // Hashed once per request: the CSeq rule compares it, every binding stores it.
+        let branch = BranchHash::of(req.via().branch);
         let op = match req.contacts {
             // §10.3 step 6: no Contact is a query.
             Contacts::None => IntentOp::Fetch,
             // `Contact: *` is valid only alone and with `Expires: 0`.
             Contacts::Star if req.expires != Some(0) => return Outcome::StarMisuse.into(),
             Contacts::Star => IntentOp::RemoveAll,
-            Contacts::List(contacts) => match self.plan(now_ms, source, req, contacts, arena) {
-                Ok(planned) => IntentOp::Update(planned),
-                Err(outcome) => return outcome.into(),
-            },
+            Contacts::List(contacts) => {
+                match self.plan(now_ms, source, req, branch, contacts, arena) {
+                    Ok(planned) => IntentOp::Update(planned),
+                    Err(outcome) => return outcome.into(),
+                }
+            }
         };
         Decided::Commit(Intent {
             call_id: req.call_id,
             cseq: req.cseq.seq,
+            branch,
             op,
         })
     }
@@ -163,11 +180,15 @@ impl Registrar {
         now_ms: u64,
         source: super::Source,
         req: &Request<'a>,
+        branch: BranchHash,
         contacts: &'a [Contact<'a>],
         arena: &'a Bump,
     ) -> Result<&'a [Planned<'a>], Outcome> {
-        // RFC 3327 §5.3: the Path vector is stored with each binding, as one value.
-        let path = join_path(req.path, arena);
+        let alike = Alike {
+            // RFC 3327 §5.3: the Path vector is stored with each binding, as one value.
+            path: join_path(req.path, arena),
+            branch,
+        };
         let mut planned: BumpVec<'a, Planned<'a>> =
             BumpVec::with_capacity_in(contacts.len(), arena);
         for (i, c) in contacts.iter().enumerate() {
@@ -181,7 +202,7 @@ impl Registrar {
             planned.push(Planned {
                 contact: c,
                 expires_s,
-                binding: self.new_binding(now_ms, source, req, path, c, expires_s),
+                binding: self.new_binding(now_ms, source, req, alike, c, expires_s),
             });
         }
         Ok(planned.into_bump_slice())
@@ -228,7 +249,7 @@ impl Registrar {
         now_ms: u64,
         source: super::Source,
         req: &Request<'a>,
-        path: &'a [u8],
+        alike: Alike<'a>,
         c: &Contact<'a>,
         expires_s: u32,
     ) -> NewBinding<'a> {
@@ -238,7 +259,8 @@ impl Registrar {
             q: c.q,
             call_id: req.call_id,
             cseq: req.cseq.seq,
-            path,
+            branch: alike.branch,
+            path: alike.path,
             source: source.remote,
             transport: source.transport,
             local_socket: source.listen,

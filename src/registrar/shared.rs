@@ -89,6 +89,10 @@ pub struct CommitRequest {
     contacts: Vec<ContactFields>,
     /// The request's CSeq number.
     pub cseq: u32,
+    /// The hash of its top Via branch (`location::BranchHash`, 0 = unknown): the
+    /// backend stores it with each binding it writes, and an equal CSeq is a
+    /// retransmission only with the branch that last wrote the binding.
+    pub branch: u32,
     /// What to do.
     pub op: CommitOp,
     /// Live bindings per AOR after the commit, at most; 0: unlimited.
@@ -107,6 +111,7 @@ impl CommitRequest {
             call_id: 0..0,
             contacts: Vec::new(),
             cseq: 0,
+            branch: 0,
             op: CommitOp::Fetch,
             max_contacts: 0,
             evict_oldest: false,
@@ -152,6 +157,7 @@ impl CommitRequest {
         self.aor_key = self.push(aor_key);
         self.call_id = self.push(intent.call_id);
         self.cseq = intent.cseq;
+        self.branch = intent.branch.to_u32();
         self.op = match intent.op {
             IntentOp::Fetch => CommitOp::Fetch,
             IntentOp::RemoveAll => CommitOp::RemoveAll,

@@ -511,6 +511,89 @@ fn evicted_transaction_retransmission_is_not_reapplied() {
     assert_eq!(contacts(&r), vec!["<sip:a@192.0.2.10:5062>;expires=598"]);
 }
 
+// See: issue 14. RFC 3261 §10.3 step 7: an equal CSeq is not higher, so a *new*
+// request (another top Via branch) that reused it fails, and changes nothing. The
+// request that wrote the binding, retransmitted once its transaction is gone (same
+// branch), is answered with the bindings as they are.
+#[test]
+fn equal_cseq_with_a_new_branch_fails_and_changes_nothing() {
+    let mut sim = Sim::default();
+    let first = Reg::new("a").cseq(7).expires(Some(600)).build();
+    assert_eq!(status(&sim.send(&first)), 200);
+    sim.advance_s(40);
+    // A de-registration that reused CSeq 7: before issue 14 this got 200 and the
+    // binding stayed, so the UA believed it was gone.
+    let unregister = Reg::new("a").cseq(7).expires(Some(0)).build();
+    let r = sim.send(&unregister);
+    assert_eq!(status(&r), 400, "{r}");
+    assert_eq!(reason(&r), "Invalid CSeq");
+    // A refresh that reused it fails the same way.
+    let refresh = Reg::new("a").cseq(7).expires(Some(3600)).build();
+    let r = sim.send(&refresh);
+    assert_eq!((status(&r), reason(&r)), (400, "Invalid CSeq"), "{r}");
+    // Nothing changed: the binding is there with the expiry it had.
+    let r = sim.send(&Reg::new("a").contacts(&[]).expires(None).cseq(8).build());
+    assert_eq!(contacts(&r), vec!["<sip:a@192.0.2.10:5062>;expires=560"]);
+    // The original request, retransmitted after Timer J: answered, nothing changed.
+    let r = sim.send(&first);
+    assert_eq!(status(&r), 200, "{r}");
+    assert_eq!(contacts(&r), vec!["<sip:a@192.0.2.10:5062>;expires=560"]);
+    // A higher CSeq with a new branch goes through (the de-registration, done right).
+    let r = sim.send(&Reg::new("a").cseq(9).expires(Some(0)).build());
+    assert_eq!(status(&r), 200, "{r}");
+    assert!(contacts(&r).is_empty(), "{r}");
+}
+
+#[test]
+fn equal_cseq_is_told_apart_by_the_branch_of_the_last_writer() {
+    // The binding remembers the branch of the request that last *changed* it: after a
+    // refresh, a retransmission of the first request is out of order, and one of the
+    // refresh is the retransmission.
+    let mut sim = Sim::new(RegistrarConfig {
+        txn_cache_max: 1,
+        ..Default::default()
+    });
+    let first = Reg::new("a").cseq(1).expires(Some(600)).build();
+    let refresh = Reg::new("a").cseq(2).expires(Some(600)).build();
+    assert_eq!(status(&sim.send(&first)), 200);
+    assert_eq!(status(&sim.send(&refresh)), 200);
+    // Evict both transactions from the one-entry cache.
+    sim.send(&Reg::new("b").build());
+    let r = sim.send(&refresh);
+    assert_eq!(status(&r), 200, "{r}");
+    let r = sim.send(&first);
+    assert_eq!((status(&r), reason(&r)), (400, "Invalid CSeq"), "{r}");
+    // Only the matched binding's writer counts: a second contact in the same
+    // request with an equal CSeq and another branch fails the whole request.
+    let two = Reg::new("a")
+        .cseq(2)
+        .contacts(&["<sip:a@192.0.2.10:5062>", "<sip:a2@192.0.2.11>"])
+        .build();
+    let r = sim.send(&two);
+    assert_eq!((status(&r), reason(&r)), (400, "Invalid CSeq"), "{r}");
+    let r = sim.send(&Reg::new("a").contacts(&[]).expires(None).cseq(3).build());
+    assert_eq!(contacts(&r).len(), 1, "{r}");
+}
+
+#[test]
+fn branchless_requests_with_equal_cseq_are_the_retransmission() {
+    // RFC 2543 clients send no branch: nothing tells a retransmission from a new
+    // request with the same CSeq, so both are answered as the retransmission (the
+    // behaviour before issue 14), and a higher CSeq still applies.
+    let mut sim = Sim::default();
+    let strip = |m: String| m.replace(";branch=", ";x-was-branch=");
+    let first = strip(Reg::new("a").cseq(4).expires(Some(600)).build());
+    assert_eq!(status(&sim.send(&first)), 200);
+    sim.advance_s(40);
+    let again = strip(Reg::new("a").cseq(4).expires(Some(0)).build());
+    let r = sim.send(&again);
+    assert_eq!(status(&r), 200, "{r}");
+    assert_eq!(contacts(&r), vec!["<sip:a@192.0.2.10:5062>;expires=560"]);
+    let r = sim.send(&strip(Reg::new("a").cseq(5).expires(Some(0)).build()));
+    assert_eq!(status(&r), 200, "{r}");
+    assert!(contacts(&r).is_empty(), "{r}");
+}
+
 #[test]
 fn q_ordering_in_200_and_302() {
     let mut sim = Sim::default();

@@ -156,6 +156,7 @@ mod tests {
             reg_id: None,
             q: None,
             cseq: 1,
+            branch: crate::location::BranchHash::UNKNOWN,
             flags: 0,
             expires_s: 2_000_000,
             registered_s: 1,

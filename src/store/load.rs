@@ -4,7 +4,8 @@
 //!
 //! A torn or corrupt tail (a crash mid-write) is cut where the first bad frame starts,
 //! with a warning naming the file and offset: every record before it is kept, since
-//! each is self-contained. A segment of another format version stops start-up.
+//! each is self-contained. A segment of a format version this build does not read stops start-up
+//! (version 1 segments, written before bindings kept their branch hash, are read).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -241,6 +242,7 @@ mod tests {
             reg_id: None,
             q: None,
             cseq: 1,
+            branch: crate::location::BranchHash::UNKNOWN,
             flags: 0,
             expires_s,
             registered_s: 1,
@@ -314,12 +316,12 @@ mod tests {
         let shard0 = segment::shard_dir(&dir, 0);
         fs::create_dir_all(&shard0).unwrap();
         let mut h = segment::header(1, 0).to_vec();
-        h[8] = 2;
+        h[8] = 3;
         let path = shard0.join(segment::file_name(1, 0));
         fs::write(&path, &h).unwrap();
         let e = format!("{:#}", load(&dir, 1, 0, |_| 0).unwrap_err());
         assert!(
-            e.contains(&path.display().to_string()) && e.contains("version 2"),
+            e.contains(&path.display().to_string()) && e.contains("version 3"),
             "{e}"
         );
         assert!(path.exists(), "a refused store is left untouched");

@@ -1,7 +1,7 @@
 //! Persistence of the location table: one append-only log per shard (issue 6).
 //!
-//! Why a hand-written log: measured on the test machine (the store evaluation is
-//! summarised in `perf/RESULTS.md`, "Store choice"), a CRC-framed per-shard
+//! Why a hand-written log: measured on this machine (see the "Persistence" section of
+//! `perf/RESULTS.md`, and the shared notes `../shared/PERSISTENCE-NOTES.md`), a CRC-framed per-shard
 //! log costs ~1 µs of CPU per write and keeps up with 400k writes/s per shard, where
 //! fjall costs 4-6 µs with 100-500 ms p99 stalls and redb saturates at ~25k writes/s.
 //!

@@ -7,17 +7,23 @@
 //!
 //! ```text
 //! frame   = len u32 | crc32(len bytes ++ payload) u32 | payload (len bytes)
-//! payload = kind u8 (1 set, 2 gone) | key_len u16 | key | [count u16 | binding*]
+//! payload = kind u8 (3 set, 2 gone; 1 set v1) | key_len u16 | key | [count u16 | binding*]
 //! binding = expires_s u32 | registered_s u32 | cseq u32 | flags u32 | reg_id u32
 //!           | q u16 (0xffff: none) | transport u8 | meta u8 | local u16 | port u16
+//!           | branch u32 (kind 3 only)
 //!           | ip (4 or 16, meta bit 1) | lens u16 ×5 | contact call-id path ua instance
 //! ```
+//! Kind 1 is the "set" of store format version 1, before bindings kept the hash of the
+//! branch that wrote them (issue 14); it is still read, its bindings get
+//! [`BranchHash::UNKNOWN`], and is never written. A new kind rather than a new field in
+//! kind 1: a record says by itself how to read it, whatever segment it sits in (the
+//! load re-frames old records unchanged into new segments).
 //! Little-endian throughout. A zero length (no payload is empty) followed only by
 //! zeros is the end of a pre-zeroed segment, not a record.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::location::{AorRef, BindingRef, NewBinding, Transport};
+use crate::location::{AorRef, BindingRef, BranchHash, NewBinding, Transport};
 
 /// Bytes of a frame header (length and CRC).
 pub const FRAME_HEADER_BYTES: usize = 8;
@@ -25,8 +31,16 @@ pub const FRAME_HEADER_BYTES: usize = 8;
 /// more, but the table refuses bindings past 8 KiB; anything larger is corruption).
 pub const RECORD_PAYLOAD_BYTES_MAX: usize = 4 << 20;
 
-const KIND_SET: u8 = 1;
+/// "Set" of format version 1: bindings without a branch hash (read, never written).
+const KIND_SET_V1: u8 = 1;
 const KIND_GONE: u8 = 2;
+/// "Set" with each binding's branch hash.
+const KIND_SET: u8 = 3;
+/// Fixed bytes of a binding before its address: expires registered cseq flags reg_id
+/// (4 each), q (2), transport meta (1 each), local port (2 each).
+const BINDING_FIXED_V1_BYTES: usize = 28;
+/// The same in a [`KIND_SET`] record: the branch hash (4) follows.
+const BINDING_FIXED_BYTES: usize = BINDING_FIXED_V1_BYTES + 4;
 const META_V6: u8 = 1;
 const META_REG_ID: u8 = 2;
 const META_INSTANCE: u8 = 4;
@@ -51,6 +65,9 @@ pub struct StoredBinding<'a> {
     pub q: Option<u16>,
     /// CSeq number.
     pub cseq: u32,
+    /// Hash of the top Via branch of the REGISTER that last wrote it
+    /// ([`BranchHash::UNKNOWN`] when read from a version 1 record).
+    pub branch: BranchHash,
     /// Caller-defined flags.
     pub flags: u32,
     /// Absolute expiry, seconds since the Unix epoch.
@@ -76,6 +93,7 @@ impl<'a> From<BindingRef<'a>> for StoredBinding<'a> {
             reg_id: b.reg_id(),
             q: b.q(),
             cseq: b.cseq(),
+            branch: b.branch(),
             flags: b.flags(),
             expires_s: u32::try_from(b.expires_ms() / 1000).unwrap_or(u32::MAX),
             registered_s: u32::try_from(b.registered_ms() / 1000).unwrap_or(u32::MAX),
@@ -95,6 +113,7 @@ impl<'a> StoredBinding<'a> {
             q: self.q,
             call_id: self.call_id,
             cseq: self.cseq,
+            branch: self.branch,
             path: self.path,
             source: self.source,
             transport: self.transport,
@@ -253,6 +272,7 @@ fn put_binding(out: &mut Vec<u8>, b: &StoredBinding<'_>) {
     out.push(meta);
     out.extend_from_slice(&b.local_socket.to_le_bytes());
     out.extend_from_slice(&b.source.port().to_le_bytes());
+    out.extend_from_slice(&b.branch.to_u32().to_le_bytes());
     match b.source.ip() {
         IpAddr::V4(a) => out.extend_from_slice(&a.octets()),
         IpAddr::V6(a) => out.extend_from_slice(&a.octets()),
@@ -365,11 +385,11 @@ pub fn decode(payload: &[u8]) -> Result<Record<'_>, DecodeError> {
     let key = r.take(key_len)?;
     match kind {
         KIND_GONE => Ok(Record::Gone { key }),
-        KIND_SET => {
+        KIND_SET | KIND_SET_V1 => {
             let count = usize::from(r.u16()?);
             let mut bindings = Vec::with_capacity(count.min(256));
             for _ in 0..count {
-                bindings.push(decode_binding(&mut r)?);
+                bindings.push(decode_binding(&mut r, kind == KIND_SET)?);
             }
             Ok(Record::Set { key, bindings })
         }
@@ -388,7 +408,7 @@ pub fn peek(payload: &[u8]) -> Result<(bool, &[u8]), DecodeError> {
     let key_len = usize::from(r.u16()?);
     let key = r.take(key_len)?;
     match kind {
-        KIND_SET => Ok((true, key)),
+        KIND_SET | KIND_SET_V1 => Ok((true, key)),
         KIND_GONE => Ok((false, key)),
         _ => Err(DecodeError::Invalid),
     }
@@ -404,19 +424,17 @@ pub fn live_count(payload: &[u8], now_ms: u64) -> Result<(usize, usize), DecodeE
     let kind = r.u8()?;
     let key_len = usize::from(r.u16()?);
     r.take(key_len)?;
-    if kind != KIND_SET {
-        return if kind == KIND_GONE {
-            Ok((0, 0))
-        } else {
-            Err(DecodeError::Invalid)
-        };
-    }
+    let fixed_bytes = match kind {
+        KIND_SET => BINDING_FIXED_BYTES,
+        KIND_SET_V1 => BINDING_FIXED_V1_BYTES,
+        KIND_GONE => return Ok((0, 0)),
+        _ => return Err(DecodeError::Invalid),
+    };
     let count = usize::from(r.u16()?);
     let mut live = 0;
     for _ in 0..count {
-        // Fixed part: expires registered cseq flags reg_id (4 each), q (2),
-        // transport meta (1 each), local port (2 each); then the address.
-        let fixed = r.take(28)?;
+        // The fixed part (expires first, meta at 23), then the address.
+        let fixed = r.take(fixed_bytes)?;
         let expires_s = u32::from_le_bytes([fixed[0], fixed[1], fixed[2], fixed[3]]);
         let meta = fixed[23];
         r.take(if meta & META_V6 != 0 { 16 } else { 4 })?;
@@ -432,7 +450,11 @@ pub fn live_count(payload: &[u8], now_ms: u64) -> Result<(usize, usize), DecodeE
     Ok((count, live))
 }
 
-fn decode_binding<'a>(r: &mut Reader<'a>) -> Result<StoredBinding<'a>, DecodeError> {
+/// One binding of a "set" record; `with_branch` for [`KIND_SET`], not [`KIND_SET_V1`].
+fn decode_binding<'a>(
+    r: &mut Reader<'a>,
+    with_branch: bool,
+) -> Result<StoredBinding<'a>, DecodeError> {
     let expires_s = r.u32()?;
     let registered_s = r.u32()?;
     let cseq = r.u32()?;
@@ -443,6 +465,11 @@ fn decode_binding<'a>(r: &mut Reader<'a>) -> Result<StoredBinding<'a>, DecodeErr
     let meta = r.u8()?;
     let local_socket = r.u16()?;
     let port = r.u16()?;
+    let branch = if with_branch {
+        BranchHash::from_u32(r.u32()?)
+    } else {
+        BranchHash::UNKNOWN
+    };
     let ip = if meta & META_V6 != 0 {
         let b: [u8; 16] = r.take(16)?.try_into().map_err(|_| DecodeError::Short)?;
         IpAddr::V6(Ipv6Addr::from(b))
@@ -468,6 +495,7 @@ fn decode_binding<'a>(r: &mut Reader<'a>) -> Result<StoredBinding<'a>, DecodeErr
         reg_id: (meta & META_REG_ID != 0).then_some(reg_id),
         q: (q != Q_NONE).then_some(q),
         cseq,
+        branch,
         flags,
         expires_s,
         registered_s,
@@ -491,6 +519,7 @@ mod tests {
             reg_id: Some(1),
             q: Some(500),
             cseq: 7,
+            branch: BranchHash::of(Some(b"z9hG4bK7")),
             flags: 3,
             expires_s: 2_000_000_000,
             registered_s: 1_900_000_000,
@@ -602,6 +631,54 @@ mod tests {
         assert_eq!(peek(payload), Ok((false, &b"bob@example.com"[..])));
         assert_eq!(live_count(payload, 0), Ok((0, 0)));
         assert_eq!(peek(&[9, 0, 0]), Err(DecodeError::Invalid));
+    }
+
+    /// A version 1 "set" payload of `bindings`: what sipreg wrote before issue 14.
+    fn v1_payload(key: &[u8], bindings: &[StoredBinding<'_>]) -> Vec<u8> {
+        let mut p = vec![KIND_SET_V1];
+        put_key(&mut p, key);
+        put_u16(&mut p, bindings.len());
+        for b in bindings {
+            let mut one = Vec::new();
+            put_binding(&mut one, b);
+            // Drop the branch hash that follows the fixed version 1 part.
+            one.drain(BINDING_FIXED_V1_BYTES..BINDING_FIXED_BYTES);
+            p.extend_from_slice(&one);
+        }
+        p
+    }
+
+    #[test]
+    fn version_1_records_load_with_an_unknown_branch() {
+        let old = StoredBinding {
+            expires_s: 100,
+            source: "192.0.2.9:5060".parse().unwrap(),
+            ..sample()
+        };
+        let payload = v1_payload(b"alice@example.com", &[sample(), old]);
+        let unknown = |b: StoredBinding<'static>| StoredBinding {
+            branch: BranchHash::UNKNOWN,
+            ..b
+        };
+        assert_eq!(
+            decode(&payload).unwrap(),
+            Record::Set {
+                key: b"alice@example.com",
+                bindings: vec![unknown(sample()), unknown(old)]
+            }
+        );
+        assert_eq!(peek(&payload), Ok((true, &b"alice@example.com"[..])));
+        assert_eq!(live_count(&payload, 100_000), Ok((2, 1)));
+        // And the branch survives a version 2 round trip.
+        let mut buf = Vec::new();
+        encode_set(&mut buf, b"alice@example.com", &[sample()]);
+        let Frame::Record { payload, .. } = next_frame(&buf, 0) else {
+            panic!("frame")
+        };
+        let Ok(Record::Set { bindings, .. }) = decode(payload) else {
+            panic!("set")
+        };
+        assert_eq!(bindings[0].branch, BranchHash::of(Some(b"z9hG4bK7")));
     }
 
     #[test]

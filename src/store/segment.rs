@@ -13,8 +13,12 @@ use anyhow::{Context, bail};
 
 /// First 8 bytes of every segment.
 pub const MAGIC: &[u8; 8] = b"SIPREGLG";
-/// The record format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The record format this build writes. Version 2 added the branch hash to each
+/// binding (a new "set" record kind, issue 14): a sipreg that reads version 1 only
+/// would cut such a record as corrupt, so the version says "not for you" first.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format this build still reads (version 1 records are all readable).
+pub const FORMAT_VERSION_READ_MIN: u32 = 1;
 /// Bytes of the segment header.
 pub const HEADER_BYTES: usize = 32;
 /// A segment is closed and a new one started past this size, in bytes.
@@ -55,11 +59,11 @@ pub fn check_header(path: &Path, bytes: &[u8]) -> anyhow::Result<Header> {
         );
     }
     let version = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
-    if version != FORMAT_VERSION {
+    if !(FORMAT_VERSION_READ_MIN..=FORMAT_VERSION).contains(&version) {
         bail!(
-            "{}: written in store format version {version}, this sipreg reads version \
-             {FORMAT_VERSION} only: refusing to start (use the matching sipreg, or move the \
-             data directory away to start empty)",
+            "{}: written in store format version {version}, this sipreg reads versions \
+             {FORMAT_VERSION_READ_MIN} to {FORMAT_VERSION} only: refusing to start (use the \
+             matching sipreg, or move the data directory away to start empty)",
             path.display()
         );
     }
@@ -161,6 +165,10 @@ mod tests {
         let p = Path::new("x/seg.log");
         assert_eq!(check_header(p, &header(1, 2)).unwrap(), Header::Ok);
         assert_eq!(check_header(p, &header(1, 2)[..10]).unwrap(), Header::Short);
+        // A version 1 segment (before branch hashes) is still read.
+        let mut v1 = header(1, 2);
+        v1[8] = 1;
+        assert_eq!(check_header(p, &v1).unwrap(), Header::Ok);
         let mut other = header(1, 2);
         other[8] = 9;
         let e = check_header(p, &other).unwrap_err().to_string();
