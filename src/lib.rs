@@ -9,6 +9,8 @@
 //! - [`location`]: the location table (AOR → bindings) with expiry.
 //! - [`registrar`]: the RFC 3261 §10.3 pipeline and the redirect/lookup answers, as one
 //!   state machine per shard driven by `(now, source, bytes)`.
+//! - [`placement`]: the partition rule (which shard owns a request), shared with the
+//!   kernel steering program.
 //! - [`runtime`]: the thin glommio shell: pinned executors, SO_REUSEPORT sockets,
 //!   batched `recvmmsg`/`sendmmsg`, the shard mesh, timers and signals.
 //! - [`store`]: persistence of the location table, one append-only log per shard.
@@ -24,6 +26,7 @@ pub mod config;
 pub mod ctl;
 mod hash;
 pub mod location;
+pub mod placement;
 pub mod registrar;
 pub mod runtime;
 pub mod sip;

@@ -30,10 +30,10 @@ use std::net::SocketAddr;
 
 use bumpalo::Bump;
 
+pub use crate::placement::{Fnv, aor_hash};
 pub use by_method::{METHOD_NAMES, METHODS, STATUS_NAMES, STATUSES};
 pub use outcome::{OUTCOMES, Outcome};
 pub use register::AOR_KEY_BYTES_MAX;
-pub use rng::Fnv;
 
 use std::sync::Arc;
 
@@ -172,16 +172,6 @@ fn with_routing_key<R>(req: &Request<'_>, f: impl FnOnce(Option<&[u8]>) -> R) ->
 /// Via), placed like any other key, so every retransmission lands on the same shard.
 fn echo_hash(echo: &sip::Echo<'_>) -> u64 {
     aor_hash(echo.call_id.unwrap_or(echo.top_via.raw))
-}
-
-/// The owner hash of an AOR key (as stored in the location table, written by
-/// [`sip::write_aor_key`]): what [`route`] gives a REGISTER for that AOR. The store
-/// uses it to re-partition persisted bindings when the shard count changed, and the
-/// management API to find the owner shard.
-pub fn aor_hash(aor_key: &[u8]) -> u64 {
-    // FNV's low bits are weak for short keys and the owner is `hash % shards`:
-    // finish with MurmurHash3's fmix64 so every bit depends on every input bit.
-    rng::fmix64(Fnv::hash(aor_key))
 }
 
 /// Policy when a requested expiry is below the minimum.
