@@ -11,6 +11,7 @@
 //!   state machine per shard driven by `(now, source, bytes)`.
 //! - [`placement`]: the partition rule (which shard owns a request), shared with the
 //!   kernel steering program.
+//! - [`steer`]: the eBPF receive-steering program, built and mirrored in pure Rust.
 //! - [`runtime`]: the thin glommio shell: pinned executors, SO_REUSEPORT sockets,
 //!   batched `recvmmsg`/`sendmmsg`, the shard mesh, timers and signals.
 //! - [`store`]: persistence of the location table, one append-only log per shard.
@@ -30,5 +31,6 @@ pub mod placement;
 pub mod registrar;
 pub mod runtime;
 pub mod sip;
+pub mod steer;
 pub mod store;
 pub mod txn;

@@ -34,6 +34,7 @@ mod reload;
 mod shard;
 mod socket;
 mod stats;
+pub mod steer;
 
 pub(crate) use stats::LATENCY_BUCKETS_US;
 

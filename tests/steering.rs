@@ -1,0 +1,220 @@
+//! Receive steering against the real kernel: N SO_REUSEPORT UDP sockets on loopback with
+//! the steering program attached, one client socket sending each message, and the socket
+//! that received it compared with the pure-Rust mirror of the program
+//! (`sipreg::steer::decide`) and with the registrar's own routing.
+//!
+//! Needs `bpf(2)` (root or CAP_BPF): CI runs as root. Elsewhere the test prints why it
+//! skipped. The RFC 4475 corpus is found as `tests/rfc4475_parse.rs` finds it.
+
+use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use bumpalo::Bump;
+use sipreg::placement::shard_for;
+use sipreg::registrar::{Route, route};
+use sipreg::runtime::steer::{SteerError, install};
+use sipreg::sip::parse_request;
+use sipreg::steer::decide;
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// How long a datagram may take to arrive on loopback.
+const ARRIVAL_TIMEOUT_MS: u64 = 2000;
+
+fn corpus_dir() -> PathBuf {
+    match std::env::var_os("RFC4475_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/rfc4475"),
+    }
+}
+
+/// A reuseport group of `n` sockets on a fresh loopback port, steered.
+struct Group {
+    sockets: Vec<UdpSocket>,
+}
+
+impl Group {
+    /// `None` (with the reason printed) when the kernel refuses `bpf(2)` to this process.
+    fn new(n: usize) -> Option<Self> {
+        let mut raw = Vec::new();
+        let mut addr = "127.0.0.1:0".parse::<std::net::SocketAddr>().expect("addr");
+        for i in 0..n {
+            let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).expect("socket");
+            s.set_reuse_port(true).expect("SO_REUSEPORT");
+            s.bind(&addr.into()).expect("bind");
+            if i == 0 {
+                addr = s.local_addr().expect("local").as_socket().expect("inet");
+            }
+            raw.push(s);
+        }
+        match install(n, raw.first()) {
+            Ok(()) => {}
+            Err(SteerError::Load { error, log })
+                if log.is_empty()
+                    && matches!(error.raw_os_error(), Some(libc::EPERM | libc::EACCES)) =>
+            {
+                eprintln!("skipped: bpf(BPF_PROG_LOAD) refused ({error}): run as root");
+                return None;
+            }
+            Err(e) => panic!("steering program not installed: {e}"),
+        }
+        let sockets = raw
+            .into_iter()
+            .map(|s| {
+                let s = UdpSocket::from(s);
+                s.set_nonblocking(true).expect("nonblocking");
+                s
+            })
+            .collect();
+        Some(Self { sockets })
+    }
+
+    fn addr(&self) -> std::net::SocketAddr {
+        self.sockets[0].local_addr().expect("local")
+    }
+
+    /// Sends `msg` from `client` and returns the index of the socket that received it.
+    fn pick(&self, client: &UdpSocket, msg: &[u8]) -> usize {
+        client.send_to(msg, self.addr()).expect("send");
+        let deadline = Instant::now() + Duration::from_millis(ARRIVAL_TIMEOUT_MS);
+        let mut buf = vec![0u8; 70_000];
+        loop {
+            for (i, s) in self.sockets.iter().enumerate() {
+                if let Ok((n, _)) = s.recv_from(&mut buf) {
+                    assert_eq!(&buf[..n], msg, "the datagram arrived whole");
+                    return i;
+                }
+            }
+            assert!(Instant::now() < deadline, "datagram lost on loopback");
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+}
+
+/// The owner userspace computes for a request its parser accepts (`None`: refused).
+fn owner_if_parsed(msg: &[u8], shards: usize) -> Option<usize> {
+    let arena = Bump::new();
+    parse_request(msg, &arena).ok()?;
+    match route(msg) {
+        Route::Hash(h) => Some(shard_for(h, shards)),
+        Route::Drop(_) => None,
+    }
+}
+
+/// Generated shapes: compact forms, case, display names with `<`, `sips:`, IPv6 hosts,
+/// escapes, folded To, parameters, very long headers, other methods.
+fn generated() -> Vec<Vec<u8>> {
+    let tos = [
+        "To: <sip:alice@example.com>",
+        "t: <sip:bob@example.com>;tag=9",
+        "TO :\t<sip:Carol@EXAMPLE.com:5070;transport=udp>",
+        "to: \"Dave <the> Boss\" <sip:dave@example.com>",
+        "To: Eve Smith <sips:eve@example.com>",
+        "To: sip:frank@Example.Org",
+        "To: sip:gina@example.org;tag=77",
+        "To: <sip:henry@[2001:DB8::10]:5060>",
+        "To: <sip:ivan%40x@example.com>",
+        "To:\r\n <sip:judy@example.com>",
+        "To: <sip:example.com>",
+        "To: <sip:kim:secret@example.com>",
+        "To: <sip:leo@example.com?subject=x>",
+        "To: <sip:mallory-_.!~*'()&=+$,/@example.com>",
+        "To: <tel:+15551234567>",
+    ];
+    let mut out = Vec::new();
+    for (i, to) in tos.iter().enumerate() {
+        for pad in [0usize, 300, 900, 2000] {
+            let mut m = format!(
+                "REGISTER sip:example.com SIP/2.0\r\n\
+                 Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKgen{i}x{pad}\r\n\
+                 Max-Forwards: 70\r\n"
+            );
+            if pad > 0 {
+                m.push_str(&format!("X-Long: {}\r\n", "y".repeat(pad)));
+            }
+            m.push_str(&format!(
+                "{to}\r\nFrom: <sip:alice@example.com>;tag=456\r\n\
+                 Call-ID: gen{i}-{pad}@host\r\nCSeq: 1 REGISTER\r\n\
+                 Contact: <sip:u@192.0.2.1>\r\nContent-Length: 0\r\n\r\n"
+            ));
+            out.push(m.into_bytes());
+        }
+    }
+    for ruri in [
+        "sip:bob@biloxi.com",
+        "sip:Bob@BILOXI.com:5060;lr",
+        "sips:carol@[::1]",
+        "sip:biloxi.com",
+        "sip:d%61ve@biloxi.com",
+    ] {
+        for method in ["OPTIONS", "INVITE", "SUBSCRIBE", "MESSAGE"] {
+            out.push(
+                format!(
+                    "{method} {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK{method}\r\n\
+                     Max-Forwards: 70\r\nTo: <sip:other@example.com>\r\nFrom: <sip:a@b>;tag=1\r\n\
+                     Call-ID: {method}-{ruri}\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
+                )
+                .into_bytes(),
+            );
+        }
+    }
+    out
+}
+
+#[test]
+fn the_kernel_delivers_to_the_owner_or_the_program_has_no_choice() {
+    let mut corpus: Vec<(String, Vec<u8>)> = std::fs::read_dir(corpus_dir())
+        .expect("RFC 4475 corpus (set RFC4475_DIR)")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "dat"))
+        .map(|p| (p.display().to_string(), std::fs::read(&p).expect("read")))
+        .collect();
+    assert!(corpus.len() >= 40, "RFC 4475 corpus incomplete");
+    corpus.extend(
+        generated()
+            .into_iter()
+            .enumerate()
+            .map(|(i, m)| (format!("generated #{i}"), m)),
+    );
+    let client = UdpSocket::bind("127.0.0.1:0").expect("client");
+    let mut steered = 0;
+    for shards in [2, 3, 4] {
+        let Some(group) = Group::new(shards) else {
+            return;
+        };
+        for (name, msg) in &corpus {
+            let mirror = decide(msg, shards);
+            let got = group.pick(&client, msg);
+            if let Some(i) = mirror {
+                steered += 1;
+                assert_eq!(got, i, "{name}: kernel vs mirror ({shards} sockets)");
+                if let Some(owner) = owner_if_parsed(msg, shards) {
+                    assert_eq!(i, owner, "{name}: mirror vs registrar ({shards} sockets)");
+                }
+            }
+        }
+    }
+    // Most generated shapes are steered: the test is not passing on "no choice" alone.
+    assert!(steered > 100, "only {steered} messages steered");
+}
+
+#[test]
+fn one_source_spreads_over_every_socket() {
+    let Some(group) = Group::new(2) else {
+        return;
+    };
+    let client = UdpSocket::bind("127.0.0.1:0").expect("client");
+    let mut per_socket = [0usize; 2];
+    for i in 0..200 {
+        let msg = format!(
+            "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK{i}\r\n\
+             To: <sip:user{i}@example.com>\r\nFrom: <sip:user{i}@example.com>;tag=1\r\n\
+             Call-ID: c{i}\r\nCSeq: 1 REGISTER\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        let got = group.pick(&client, msg.as_bytes());
+        assert_eq!(Some(got), owner_if_parsed(msg.as_bytes(), 2), "user{i}");
+        per_socket[got] += 1;
+    }
+    assert!(per_socket.iter().all(|&n| n > 50), "{per_socket:?}");
+}
