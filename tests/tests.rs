@@ -20,3 +20,6 @@ mod persist;
 
 // Operations: management API, /metrics, `sipreg ctl`, JSON logs (issue 7).
 mod admin;
+
+// Receive steering (issue 13): one source on two cores, eBPF vs the kernel's hash.
+mod steering_runtime;

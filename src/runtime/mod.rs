@@ -99,6 +99,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         config.socket_sndbuf_bytes,
     )?;
     log_start(&config, &bound);
+    // Receive steering (issue 13): every socket is bound, in core order, before any core
+    // starts; attach now, before the first datagram is read.
+    steer::start(config.steering, shards, &bound.sockets);
 
     let seed = config.seed.unwrap_or_else(seed_from_clock);
     let (shared, ends) = mesh::build(shards, Arc::clone(&stop), thread::current());

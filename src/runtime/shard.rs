@@ -414,6 +414,9 @@ impl Shard {
                 continue;
             };
             let dispatched = registrar.finish(now_ms, source, p, arena, out);
+            if shards > 1 && !matches!(dispatched, Dispatch::Forward(_) | Dispatch::Dropped(_)) {
+                counters.received_on_owner += 1; // receive steering (issue 13)
+            }
             match dispatched {
                 Dispatch::Reply(to) => {
                     let held = journal

@@ -184,3 +184,36 @@ pub fn install<'a>(
     // The groups hold the program; our descriptor can go.
     Ok(())
 }
+
+/// Start-up: installs the steering program on every listen address's group when
+/// `mode` asks for it and there is more than one core; `true` when it is attached. A
+/// failure is logged once (why, and what it costs) and the kernel's hash stays.
+pub(crate) fn start(mode: crate::config::Steering, shards: usize, sockets: &[Vec<Socket>]) -> bool {
+    if mode == crate::config::Steering::Hash || shards < 2 {
+        return false;
+    }
+    // `sockets[core][listen]`: core 0's socket of each address is in that address's
+    // group, which every core's socket joined in core order (`socket::bind_all`).
+    let groups = sockets.first().map(|per_listen| per_listen.iter());
+    match install(shards, groups.into_iter().flatten()) {
+        Ok(()) => {
+            tracing::info!(
+                "receive steering: eBPF program attached ({} instructions, at most {} bytes read \
+                 per datagram); each datagram goes to the core owning its AOR",
+                steer::build(shards).map_or(0, |p| p.len()),
+                steer::STEER_SCAN_BYTES_MAX,
+            );
+            true
+        }
+        Err(e) => {
+            tracing::warn!(
+                "receive steering off, using the kernel's 4-tuple hash: {e}. Cost: every \
+                 datagram from one source lands on one core, and {}/{} of them cross the mesh \
+                 to their owner (--steering hash silences this)",
+                shards - 1,
+                shards,
+            );
+            false
+        }
+    }
+}
