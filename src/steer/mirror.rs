@@ -241,7 +241,7 @@ impl<'a> Cursor<'a> {
 /// for "no choice".
 pub fn decide(datagram: &[u8], shards: usize) -> Option<usize> {
     let len = datagram.len();
-    if len < STEER_CHUNK_BYTES || len > crate::sip::limits::DATAGRAM_BYTES_MAX || shards == 0 {
+    if !(STEER_CHUNK_BYTES..=crate::sip::limits::DATAGRAM_BYTES_MAX).contains(&len) || shards == 0 {
         return None;
     }
     let mut c = Cursor::new(datagram);
@@ -263,7 +263,7 @@ pub fn decide(datagram: &[u8], shards: usize) -> Option<usize> {
     }
     c.rebase(STEER_HEADERS_BYTES_MAX);
     let hash = if method == REGISTER_WORD {
-        to_uri(&mut c)?
+        the_to_uri(&mut c)?
     } else {
         c.rebase(STEER_USER_BYTES_MAX);
         scheme(&mut c)?;
@@ -289,7 +289,7 @@ fn scheme(c: &mut Cursor<'_>) -> Option<()> {
 
 /// Finds the To header (`To` or `t`, any case, at a line start, optional white space
 /// before the colon) and hashes its URI's key.
-fn to_uri(c: &mut Cursor<'_>) -> Option<u64> {
+fn the_to_uri(c: &mut Cursor<'_>) -> Option<u64> {
     // Scan to a line feed (a bare LF is a line end too, as in the parser).
     let mut b = c.next()?;
     'scan: loop {

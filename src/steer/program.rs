@@ -170,7 +170,7 @@ impl Emit {
         self.scheme();
         self.uri(UriEnd::RequestLine);
         self.a.bind(to_path);
-        self.to_uri();
+        self.the_to_uri();
 
         // fmix64, then the owner: `placement::shard_for`.
         let done = self.done;
@@ -307,8 +307,8 @@ impl Emit {
         self.a.bind(out);
     }
 
-    /// The To header's URI (mirror: `to_uri`).
-    fn to_uri(&mut self) {
+    /// The To header's URI (mirror: `the_to_uri`).
+    fn the_to_uri(&mut self) {
         let no = self.no_choice;
         let scan = self.a.label();
         let line = self.a.label();
