@@ -273,3 +273,66 @@ fn the_mirror_agrees_with_routing_on_mutated_messages() {
     // request; about a fifth are steered and parsed (18 936 of 96 000 when written).
     assert!(steered * 10 > checked, "{steered} of {checked} steered");
 }
+
+/// The largest payload `BPF_PROG_TEST_RUN` takes (a page less the skb's head and tail
+/// room); longer messages are checked through sockets above.
+const TEST_RUN_PAYLOAD_BYTES_MAX: usize = 3000;
+
+/// Without sockets: the program's return value for every message, steered or not, is
+/// the mirror's (`None` = past the last socket), for RFC 4475, the generated corpus and
+/// mutations of it. Also prints the program's cost per datagram.
+#[test]
+fn the_program_returns_what_the_mirror_decides() {
+    let shards = 3;
+    let prog = match sipreg::runtime::steer::load(shards) {
+        Ok(p) => p,
+        Err(SteerError::Load { error, log })
+            if log.is_empty()
+                && matches!(error.raw_os_error(), Some(libc::EPERM | libc::EACCES)) =>
+        {
+            eprintln!("skipped: bpf(BPF_PROG_LOAD) refused ({error}): run as root");
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let mut messages: Vec<Vec<u8>> = std::fs::read_dir(corpus_dir())
+        .expect("RFC 4475 corpus")
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "dat"))
+        .map(|e| std::fs::read(e.path()).expect("read"))
+        .collect();
+    messages.extend(generated());
+    let mut state = 0xfeed_u64;
+    for base in generated() {
+        for _ in 0..50 {
+            let mut m = base.clone();
+            let at = (next_random(&mut state) % m.len() as u64) as usize;
+            m[at] = (next_random(&mut state) >> 8) as u8;
+            messages.push(m);
+        }
+    }
+    let mut steered = 0;
+    for m in messages
+        .iter()
+        .filter(|m| m.len() + 14 <= TEST_RUN_PAYLOAD_BYTES_MAX)
+    {
+        let run = sipreg::runtime::steer::test_run(&prog, m, 1).expect("test run");
+        let want = decide(m, shards).map_or(u32::MAX, |i| i as u32);
+        assert_eq!(
+            run.retval,
+            want,
+            "program vs mirror for:\n{}",
+            String::from_utf8_lossy(m)
+        );
+        steered += usize::from(want != u32::MAX);
+    }
+    assert!(steered > 100, "{steered}");
+    // The cost of one decision, for perf/RESULTS.md: a typical REGISTER (To third).
+    let typical = &generated()[0];
+    let run = sipreg::runtime::steer::test_run(&prog, typical, 100_000).expect("test run");
+    eprintln!(
+        "steering program: {} ns per {}-byte REGISTER (BPF_PROG_TEST_RUN, 100 000 runs)",
+        run.duration_ns,
+        typical.len()
+    );
+}

@@ -217,3 +217,68 @@ pub(crate) fn start(mode: crate::config::Steering, shards: usize, sockets: &[Vec
         }
     }
 }
+
+/// `BPF_PROG_TEST_RUN` (`enum bpf_cmd`).
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
+/// Bytes of the Ethernet header the test run strips before the program sees the data.
+const ETH_HEADER_BYTES: usize = 14;
+
+/// The leading fields of `union bpf_attr` for `BPF_PROG_TEST_RUN`.
+#[repr(C)]
+#[derive(Default)]
+struct TestRunAttr {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+    zero: [u64; 8],
+}
+
+/// What one `BPF_PROG_TEST_RUN` measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TestRun {
+    /// The program's return value (the socket index, or past the last one).
+    pub retval: u32,
+    /// Mean time per run, in nanoseconds (the kernel's own clock).
+    pub duration_ns: u32,
+}
+
+/// Runs the loaded program `repeat` times on `payload` as a UDP payload would be seen
+/// (the kernel builds an skb whose data starts at `payload`), without any socket: the
+/// program-versus-mirror tests and the cost per datagram use it.
+pub fn test_run(prog: &OwnedFd, payload: &[u8], repeat: u32) -> io::Result<TestRun> {
+    // An Ethernet header the kernel pulls (eth_type_trans) before running a socket
+    // filter, so that offset 0 is the payload's first byte, as in SO_REUSEPORT.
+    let mut data = vec![0u8; ETH_HEADER_BYTES];
+    data.extend_from_slice(payload);
+    let mut attr = TestRunAttr {
+        prog_fd: u32::try_from(prog.as_raw_fd())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
+        data_size_in: u32::try_from(data.len())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
+        data_in: data.as_ptr() as u64,
+        repeat,
+        ..TestRunAttr::default()
+    };
+    // SAFETY: `attr` is a valid, fully initialised `bpf_attr` prefix of the size passed;
+    // `data` outlives the call and no output buffer is given (`data_out` is null).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_TEST_RUN,
+            &mut attr as *mut TestRunAttr,
+            size_of::<TestRunAttr>(),
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(TestRun {
+        retval: attr.retval,
+        duration_ns: attr.duration,
+    })
+}
