@@ -225,9 +225,10 @@ impl Emit {
         a.alu_imm(Alu::Add, R8, 1);
     }
 
-    /// Starts a phase with `chunks` refills and an empty window (mirror: `Cursor::rebase`).
-    fn rebase(&mut self, chunks: usize) {
-        self.a.store_imm(Size::Dw, FP, BUDGET_AT, chunks as i32);
+    /// Starts a phase that may copy `budget` bytes, with an empty window (mirror:
+    /// `Cursor::rebase`).
+    fn rebase(&mut self, budget: usize) {
+        self.a.store_imm(Size::Dw, FP, BUDGET_AT, budget as i32);
         self.a.alu_reg(Alu::Add, R7, R8);
         self.a.alu_imm(Alu::Add, R7, -(STEER_CHUNK_BYTES as i32));
         self.a.alu_imm(Alu::Mov, R8, STEER_CHUNK_BYTES as i32);
