@@ -36,11 +36,10 @@ pub const STEER_USER_BYTES_MAX: usize = 128;
 pub const STEER_HOST_BYTES_MAX: usize = 128;
 /// Bytes of one datagram the program reads, at most: every phase's budget together
 /// (each phase has its own, so that the verifier sees every way into a phase as one
-/// state; see `program`). The To value has two phases (white space, then the display
-/// name up to the URI).
+/// state; see `program`).
 pub const STEER_SCAN_BYTES_MAX: usize = STEER_METHOD_BYTES_MAX
     + STEER_HEADERS_BYTES_MAX
-    + 2 * STEER_VALUE_BYTES_MAX
+    + STEER_VALUE_BYTES_MAX
     + STEER_USER_BYTES_MAX
     + STEER_HOST_BYTES_MAX;
 
@@ -229,12 +228,6 @@ impl<'a> Cursor<'a> {
         self.base = self.base.wrapping_add(self.j).wrapping_sub(Self::CHUNK);
         self.j = Self::CHUNK;
     }
-
-    /// [`Cursor::rebase`], but the phase starts at the byte just read (read again).
-    fn rebase_last(&mut self, budget: usize) {
-        self.rebase(budget);
-        self.base = self.base.wrapping_sub(1);
-    }
 }
 
 /// The owner shard the steering program picks for `datagram` among `shards`, or `None`
@@ -326,9 +319,6 @@ fn the_to_uri(c: &mut Cursor<'_>) -> Option<u64> {
     while b == b' ' || b == b'\t' {
         b = c.next()?;
     }
-    // The first byte of the value is read again in a phase of its own.
-    c.rebase_last(STEER_VALUE_BYTES_MAX);
-    b = c.next()?;
     if b == b'"' {
         loop {
             match c.next()? {

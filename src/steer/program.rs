@@ -352,10 +352,6 @@ impl Emit {
         self.rebase(STEER_VALUE_BYTES_MAX);
         self.next();
         self.skip_ws();
-        // The first byte of the value is read again in a phase of its own.
-        self.rebase(STEER_VALUE_BYTES_MAX);
-        self.a.alu_imm(Alu::Add, R7, -1);
-        self.next();
         let quoted = self.a.label();
         let token = self.a.label();
         let not_colon = self.a.label();
