@@ -282,3 +282,31 @@ pub fn test_run(prog: &OwnedFd, payload: &[u8], repeat: u32) -> io::Result<TestR
         duration_ns: attr.duration,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_say_why() {
+        let eperm = SteerError::Load {
+            error: io::Error::from_raw_os_error(libc::EPERM),
+            log: String::new(),
+        };
+        assert!(eperm.to_string().contains("CAP_BPF"), "{eperm}");
+        let refused = SteerError::Load {
+            error: io::Error::from_raw_os_error(libc::E2BIG),
+            log: "BPF program is too large. Processed 1000001 insn".into(),
+        };
+        let text = refused.to_string();
+        assert!(
+            text.contains("verifier refused") && text.contains("too large"),
+            "{text}"
+        );
+        assert!(
+            SteerError::Build(BuildError::Shards(0))
+                .to_string()
+                .contains("shard count 0")
+        );
+    }
+}
