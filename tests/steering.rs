@@ -336,3 +336,26 @@ fn the_program_returns_what_the_mirror_decides() {
         typical.len()
     );
 }
+
+/// The attach step's failure is an error the runtime can report (and then run on the
+/// kernel's hash): a socket that is in no SO_REUSEPORT group has no group to steer.
+#[test]
+fn attaching_outside_a_reuseport_group_fails_with_a_reason() {
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).expect("socket");
+    s.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .expect("addr")
+            .into(),
+    )
+    .expect("bind");
+    match install(2, [&s]) {
+        Err(SteerError::Attach(e)) => {
+            assert!(e.raw_os_error().is_some(), "{e}");
+        }
+        Err(SteerError::Load { error, log }) if log.is_empty() => {
+            eprintln!("skipped: bpf(BPF_PROG_LOAD) refused ({error}): run as root");
+        }
+        other => panic!("attach outside a group: {other:?}"),
+    }
+}
