@@ -8,8 +8,11 @@
 //! [`crate::placement`]) and says "no choice" (`None`) for everything else: an escape
 //! (`%`), a password, no user part, a folded or empty To, a quoted display name with a
 //! backslash, a non-SIP scheme, a lower-case or unknown method byte, a datagram shorter
-//! than [`STEER_CHUNK_BYTES`] or longer than `DATAGRAM_BYTES_MAX`, or a scan that runs
-//! past [`STEER_SCAN_BYTES_MAX`]. "No choice" lets the kernel use its 4-tuple hash; the
+//! than [`STEER_CHUNK_BYTES`] or longer than `DATAGRAM_BYTES_MAX`, a phase (method,
+//! headers, To value, user, host) that starts within the datagram's last 64 bytes or
+//! runs past its own budget (all of them together: [`STEER_SCAN_BYTES_MAX`]). The
+//! registrar keeps answering correctly whatever this says: it is the speed that
+//! depends on it. "No choice" lets the kernel use its 4-tuple hash; the
 //! receiving core then forwards over the mesh as it does without steering.
 //!
 //! The contract (tested): whenever the registrar's parser accepts a request and this
@@ -25,12 +28,13 @@ use crate::placement::{Fnv, fmix64};
 pub const STEER_CHUNK_BYTES: usize = 64;
 /// Bytes read while reading the method (a method is a few letters).
 pub const STEER_METHOD_BYTES_MAX: usize = 64;
-/// Bytes read while looking for the To header, or reading the Request-URI's scheme (a
-/// REGISTER's To header is normally within its first 600 bytes).
+/// Bytes read while looking for the To header (a REGISTER's To header is normally
+/// within its first 600 bytes).
 pub const STEER_HEADERS_BYTES_MAX: usize = 1024;
 /// Bytes read while reading the To header's value up to its URI (display name).
 pub const STEER_VALUE_BYTES_MAX: usize = 128;
-/// Bytes read while reading a URI's scheme and user part, up to its `@`.
+/// Bytes read while reading a URI's scheme and user part, up to its `@` (the
+/// Request-URI's scheme too).
 pub const STEER_USER_BYTES_MAX: usize = 128;
 /// Bytes read while reading a URI's host and what ends it.
 pub const STEER_HOST_BYTES_MAX: usize = 128;
