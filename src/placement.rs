@@ -22,13 +22,25 @@
 //! with it (`steer::mirror` follows it step by step, and its tests compare the two).
 #![forbid(unsafe_code)]
 
+/// FNV-1a's 64-bit offset basis. The constants of the rule are public so that the eBPF
+/// program ([`crate::steer::program`]) is built from the same values, not a copy.
+pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+/// FNV-1a's 64-bit prime.
+pub const FNV_PRIME: u64 = 0x100_0000_01b3;
+/// fmix64's shift (every step).
+pub const FMIX64_SHIFT: u32 = 33;
+/// fmix64's first multiplier.
+pub const FMIX64_C1: u64 = 0xff51_afd7_ed55_8ccd;
+/// fmix64's second multiplier.
+pub const FMIX64_C2: u64 = 0xc4ce_b9fe_1a85_ec53;
+
 /// 64-bit FNV-1a: stable across processes and versions (shard placement depends on it).
 #[derive(Clone, Copy, Debug)]
 pub struct Fnv(u64);
 
 impl Fnv {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x100_0000_01b3;
+    const OFFSET: u64 = FNV_OFFSET;
+    const PRIME: u64 = FNV_PRIME;
 
     /// A fresh hasher.
     pub fn new() -> Self {
@@ -75,11 +87,11 @@ impl Default for Fnv {
 
 /// MurmurHash3's 64-bit finaliser: a bijection that spreads every input bit.
 pub fn fmix64(mut h: u64) -> u64 {
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
+    h ^= h >> FMIX64_SHIFT;
+    h = h.wrapping_mul(FMIX64_C1);
+    h ^= h >> FMIX64_SHIFT;
+    h = h.wrapping_mul(FMIX64_C2);
+    h ^ (h >> FMIX64_SHIFT)
 }
 
 /// The owner hash of an AOR key (as stored in the location table, written by

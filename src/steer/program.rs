@@ -32,6 +32,8 @@
 //! budget in bytes at fp-72, the class table at fp-328.
 #![forbid(unsafe_code)]
 
+use crate::placement::{FMIX64_C1, FMIX64_C2, FMIX64_SHIFT, FNV_OFFSET, FNV_PRIME};
+
 use super::insn::{
     Alu, Asm, AsmError, Cond, FP, Insn, Label, R0, R1, R2, R3, R4, R6, R7, R8, R9, Reg, Size,
 };
@@ -56,11 +58,6 @@ const BUDGET_AT: i16 = WINDOW_AT - 8;
 const TABLE_AT: i16 = BUDGET_AT - 256;
 /// The return value for "no choice": past any socket index.
 pub const NO_CHOICE: u32 = u32::MAX;
-
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x100_0000_01b3;
-const FMIX_C1: u64 = 0xff51_afd7_ed55_8ccd;
-const FMIX_C2: u64 = 0xc4ce_b9fe_1a85_ec53;
 
 const _: () = assert!(STEER_CHUNK_BYTES.is_power_of_two() && STEER_CHUNK_BYTES <= 256);
 
@@ -172,13 +169,13 @@ impl Emit {
         self.a.bind(to_path);
         self.the_to_uri();
 
-        // fmix64, then the owner: `placement::shard_for`.
+        // fmix64 (`placement::fmix64`), then the owner (`placement::shard_for`).
         let done = self.done;
         let a = &mut self.a;
         a.bind(done);
-        for (shift, mul) in [(33, Some(FMIX_C1)), (33, Some(FMIX_C2)), (33, None)] {
+        for mul in [Some(FMIX64_C1), Some(FMIX64_C2), None] {
             a.alu_reg(Alu::Mov, R1, R9);
-            a.alu_imm(Alu::Rsh, R1, shift);
+            a.alu_imm(Alu::Rsh, R1, FMIX64_SHIFT as i32);
             a.alu_reg(Alu::Xor, R9, R1);
             if let Some(m) = mul {
                 a.ld_imm64(R1, m);
