@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one test entry point (CI runs it through .ci/run).
 #
-#   fmt --check, clippy -D warnings, core purity, cargo test, fuzz build (if any),
+#   fmt --check, clippy -D warnings, core purity, cargo test (and the integration suite
+#   again with --steering hash), fuzz build (if any),
 #   then sipp interop against the real binary on a loopback port.
 #
 # Every step runs even if an earlier one failed; the summary at the end lists each
@@ -202,6 +203,9 @@ step "cargo fmt --check" cargo fmt --all --check
 step "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
 step "core purity" scripts/check-core-purity.sh
 step "cargo test" cargo test --workspace
+# The integration suite again with the kernel's 4-tuple hash (issue 13: the fallback when
+# the steering program cannot be loaded must keep every behaviour).
+step "integration, --steering hash" env SIPREG_TEST_STEERING=hash cargo test --test integration
 step "fuzz build" fuzz_build
 if [[ "${SKIP_SIPP:-0}" == 1 ]]; then
     summary+=("SKIP  sipp interop (SKIP_SIPP=1)")

@@ -248,6 +248,22 @@ pub struct Args {
     /// Log line format: `plain` text or one JSON object per line.
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Plain)]
     pub log_format: LogFormat,
+
+    /// Receive steering (issue 13): `ebpf` attaches a program to each SO_REUSEPORT
+    /// group that hands every datagram to the socket of the core owning its AOR (falls
+    /// back to `hash`, with a warning, when the kernel refuses it); `hash` keeps the
+    /// kernel's 4-tuple hash and forwards over the mesh. Moot with one core.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = Steering::Ebpf)]
+    pub steering: Steering,
+}
+
+/// `--steering` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Steering {
+    /// The eBPF steering program (owner core's socket, by AOR).
+    Ebpf,
+    /// The kernel's 4-tuple hash; requests owned elsewhere cross the mesh.
+    Hash,
 }
 
 /// `--log-format` values.
@@ -372,6 +388,8 @@ pub struct Config {
     pub admin: Option<SocketAddr>,
     /// Log line format.
     pub log_format: LogFormat,
+    /// Receive steering asked for (the runtime may fall back to `Hash`).
+    pub steering: Steering,
 }
 
 /// A flag that cannot be used: names the flag and says why.
@@ -575,6 +593,7 @@ impl Config {
             log_level: args.log_level,
             admin: parse_admin(&args.admin)?,
             log_format: args.log_format,
+            steering: args.steering,
         })
     }
 
@@ -857,6 +876,16 @@ mod tests {
             rejected(&["--listen", "1.2.3.4:5", "--listen", "1.2.3.4:5"]).flag,
             "--listen"
         );
+    }
+
+    #[test]
+    fn steering_defaults_to_ebpf_and_takes_hash() {
+        assert_eq!(config(&[]).unwrap().steering, Steering::Ebpf);
+        assert_eq!(
+            config(&["--steering", "hash"]).unwrap().steering,
+            Steering::Hash
+        );
+        assert!(Args::try_parse_from(["sipreg", "--steering", "rss"]).is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! turn every lookup into a scan. The seed is random per process, and the builder is
 //! kept in one static so that every shard's table hashes alike: `Registrar::prepare`, a
 //! function with no table at hand, hashes a request's keys once for the tables of the
-//! shard that owns it. (The owner shard itself is chosen by `registrar::aor_hash`, a
+//! shard that owns it. (The owner shard itself is chosen by `placement::aor_hash`, a
 //! deterministic hash, because it must agree across processes.)
 #![forbid(unsafe_code)]
 

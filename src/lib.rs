@@ -9,6 +9,9 @@
 //! - [`location`]: the location table (AOR → bindings) with expiry.
 //! - [`registrar`]: the RFC 3261 §10.3 pipeline and the redirect/lookup answers, as one
 //!   state machine per shard driven by `(now, source, bytes)`.
+//! - [`placement`]: the partition rule (which shard owns a request), shared with the
+//!   kernel steering program.
+//! - [`steer`]: the eBPF receive-steering program, built and mirrored in pure Rust.
 //! - [`runtime`]: the thin glommio shell: pinned executors, SO_REUSEPORT sockets,
 //!   batched `recvmmsg`/`sendmmsg`, the shard mesh, timers and signals.
 //! - [`store`]: persistence of the location table, one append-only log per shard.
@@ -26,9 +29,11 @@ pub mod config;
 pub mod ctl;
 mod hash;
 pub mod location;
+pub mod placement;
 pub mod registrar;
 pub mod runtime;
 pub mod server;
 pub mod sip;
+pub mod steer;
 pub mod store;
 pub mod txn;

@@ -23,3 +23,6 @@ mod admin;
 
 // The systemd unit in scripts/: it parses, and every flag it names exists (issue 14).
 mod service;
+
+// Receive steering (issue 13): one source on two cores, eBPF vs the kernel's hash.
+mod steering_runtime;

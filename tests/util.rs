@@ -4,6 +4,8 @@
 //! `Server::start(&[flags])` picks a free port, starts the binary with
 //! `--listen 127.0.0.1:PORT` plus `flags`, waits until it answers an OPTIONS, and kills
 //! it when dropped. Its stderr goes to a file that `Server::log()` reads.
+//! `SIPREG_TEST_STEERING=hash` (or `ebpf`) adds `--steering` to every server a test
+//! starts without one.
 //!
 //! `Client` owns one UDP socket (one source port). `Client::register(...)` builds a
 //! REGISTER with [`register_request`], sends it and returns the parsed [`Response`];
@@ -89,6 +91,14 @@ impl Server {
             args.push("--data-dir".into());
             args.push(dir.display().to_string());
             own_data_dir = Some(dir);
+        }
+        // `SIPREG_TEST_STEERING=hash` runs the whole suite with the kernel's 4-tuple hash
+        // instead of the default eBPF receive steering (issue 13: both must pass).
+        if let Ok(mode) = std::env::var("SIPREG_TEST_STEERING") {
+            if !args.iter().any(|a| a == "--steering") {
+                args.push("--steering".into());
+                args.push(mode);
+            }
         }
         // Tests run servers in parallel: the management API is off unless a test
         // asks for it (its default port would collide).

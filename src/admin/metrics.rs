@@ -231,6 +231,25 @@ pub(super) fn render(cores: &[CoreStats], ready: bool, socket_drops: Option<u64>
         "Datagrams forwarded to their owner core.",
         sum(&|c| c.runtime.forwarded_out),
     );
+    // Receive steering (issue 13): where a datagram that needs an owner first landed.
+    // With steering on, `other` is what the program said "no choice" for (or misread);
+    // with one core every datagram is on its owner and neither is counted.
+    family(
+        &mut r,
+        "steering_received",
+        "Datagrams received from a socket, by whether the receiving core owns them \
+         (more than one core only).",
+        vec![
+            (
+                vec![("placement", "owner".into())],
+                sum(&|c| c.runtime.received_on_owner),
+            ),
+            (
+                vec![("placement", "other".into())],
+                sum(&|c| c.runtime.forwarded_out + c.runtime.mesh_full),
+            ),
+        ],
+    );
     counter(
         &mut r,
         "mesh_drops",

@@ -41,14 +41,14 @@ pub mod support;
 
 use bumpalo::Bump;
 
+pub use crate::placement::{Fnv, aor_hash};
 pub use admin::{ADMIN_CALL_ID, AdminError};
 pub use by_method::{METHOD_NAMES, METHODS, STATUS_NAMES, STATUSES};
 pub use config::{AuthConfig, LocationMode, MaxContactsPolicy, MinExpiresPolicy, RegistrarConfig};
 pub use io::{Action, ConnId, Destination, DropReason, Source, reply_destination};
 pub use outcome::{OUTCOMES, Outcome};
 pub use register::AOR_KEY_BYTES_MAX;
-pub use rng::Fnv;
-pub use route::{aor_hash, route_hash};
+pub use route::route_hash;
 pub use stats::Stats;
 
 use std::sync::Arc;

@@ -4,9 +4,10 @@
 //! key [`sip::write_aor_key`] writes: unescaped user `@` lower-cased host), and a
 //! request whose URI names no user (OPTIONS to the domain) by its Call-ID. A request the
 //! parser refused but can answer is placed by its Call-ID (or top Via), so each of its
-//! retransmissions lands on the same shard. The owner is `aor_hash(key) % shards`.
+//! retransmissions lands on the same shard. The owner is `aor_hash(key) % shards`
+//! (`placement`, the one definition the kernel steering program is built from too).
 
-use super::rng::{self, Fnv};
+use crate::placement::aor_hash;
 use crate::sip::{self, Method, Request};
 
 /// The owner hash of a parsed request: what [`Registrar::prepare`](super::Registrar::prepare)
@@ -44,14 +45,4 @@ pub(super) fn with_routing_key<R>(req: &Request<'_>, f: impl FnOnce(Option<&[u8]
 /// Via), placed like any other key, so every retransmission lands on the same shard.
 pub(super) fn echo_hash(echo: &sip::Echo<'_>) -> u64 {
     aor_hash(echo.call_id.unwrap_or(echo.top_via.raw))
-}
-
-/// The owner hash of an AOR key (as stored in the location table, written by
-/// [`sip::write_aor_key`]): what a REGISTER for that AOR is routed by. The store
-/// uses it to re-partition persisted bindings when the shard count changed, and the
-/// management API to find the owner shard.
-pub fn aor_hash(aor_key: &[u8]) -> u64 {
-    // FNV's low bits are weak for short keys and the owner is `hash % shards`:
-    // finish with MurmurHash3's fmix64 so every bit depends on every input bit.
-    rng::fmix64(Fnv::hash(aor_key))
 }

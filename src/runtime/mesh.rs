@@ -47,12 +47,7 @@ const FORWARD_BYTES_INITIAL: usize = 1536;
 
 const _: () = assert!(FORWARD_BUFFERS_PER_CORE_MAX >= MESH_CHANNEL_DEPTH);
 
-/// Which shard owns a hash: `hash % shards`. Pure, so that every core computes the
-/// same owner for the same AOR.
-pub fn shard_for(hash: u64, shards: usize) -> usize {
-    debug_assert!(shards > 0);
-    (hash % (shards.max(1) as u64)) as usize
-}
+pub use crate::placement::shard_for;
 
 /// A buffer lent from one core's pool: given back to that core once used.
 #[derive(Debug)]
@@ -382,17 +377,6 @@ mod tests {
 
     fn source() -> Source {
         Source::udp(SocketAddr::from(([127, 0, 0, 1], 5060)), 0)
-    }
-
-    #[test]
-    fn shard_for_spreads_and_stays_in_range() {
-        assert_eq!(shard_for(7, 1), 0);
-        assert_eq!(shard_for(7, 4), 3);
-        let mut seen = [0usize; 3];
-        for h in 0..300u64 {
-            seen[shard_for(h.wrapping_mul(0x9e37_79b9_7f4a_7c15), 3)] += 1;
-        }
-        assert!(seen.iter().all(|&n| n > 50), "{seen:?}");
     }
 
     struct Count(AtomicUsize);

@@ -42,6 +42,7 @@ mod reload;
 mod shard;
 mod socket;
 mod stats;
+pub mod steer;
 mod udp;
 
 pub(crate) use socket::socket_drops;
@@ -136,6 +137,9 @@ pub fn start(config: Config) -> anyhow::Result<Starting> {
         config.socket_sndbuf_bytes,
     )?;
     log_start(&config, &bound);
+    // Receive steering (issue 13): every socket is bound, in core order, before any core
+    // starts; attach now, before the first datagram is read.
+    steer::start(config.steering, shards, &bound.sockets);
 
     let seed = config.seed.unwrap_or_else(seed_from_clock);
     let (shared, ends) = mesh::build(shards, Arc::clone(&stop), thread::current());

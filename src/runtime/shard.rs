@@ -446,6 +446,14 @@ impl Core {
             let action = self
                 .registrar
                 .answer(now_ms, input.source, p, arena, &mut self.reply);
+            // Receive steering's measure: a request received on the core that owns it
+            // (steered there, or by chance under the kernel's hash).
+            if !forwarded
+                && shards > 1
+                && !matches!(action, Action::Forward { .. } | Action::Dropped(_))
+            {
+                self.counters.received_on_owner += 1;
+            }
             self.act(now_ms, arena, action, input);
         }
     }

@@ -62,6 +62,10 @@ pub(crate) fn bind_all(
     for &requested in listen {
         let addr = probe(requested)?;
         local.push(addr);
+        // Core order, on this thread, before any core starts: a socket's index in the
+        // SO_REUSEPORT group is the order it joined, and the steering program
+        // (`runtime::steer`) returns core i's socket as index i. Every socket lives until
+        // the process exits (the kernel would move the last one into a closed slot).
         for per_shard in &mut sockets {
             let socket = bind_one(addr, rcvbuf_bytes, sndbuf_bytes)
                 .with_context(|| format!("cannot listen on {addr}"))?;

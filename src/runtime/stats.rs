@@ -15,6 +15,10 @@ pub(crate) struct Counters {
     pub(crate) sent: u64,
     /// Replies the kernel refused.
     pub(crate) send_errors: u64,
+    /// Datagrams received from the sockets on the core that owns them, with more than
+    /// one core (steered there, or there by chance): answered without a mesh crossing.
+    /// Their counterpart is `forwarded_out` (+ `mesh_full`).
+    pub(crate) received_on_owner: u64,
     /// Datagrams this core forwarded to their owner.
     pub(crate) forwarded_out: u64,
     /// Datagrams other cores forwarded to this one.
@@ -127,6 +131,7 @@ impl Counters {
         self.received += o.received;
         self.sent += o.sent;
         self.send_errors += o.send_errors;
+        self.received_on_owner += o.received_on_owner;
         self.forwarded_out += o.forwarded_out;
         self.forwarded_in += o.forwarded_in;
         self.mesh_full += o.mesh_full;
@@ -171,7 +176,7 @@ impl Default for SharedCounters {
 }
 
 /// The fields before the busy time and latency ones.
-const BASE_FIELDS: usize = 20;
+const BASE_FIELDS: usize = 21;
 const FIELDS: usize = BASE_FIELDS + 5 + LATENCY_BUCKETS;
 
 fn to_array(c: &Counters) -> [u64; FIELDS] {
@@ -195,6 +200,7 @@ fn base_array(c: &Counters) -> [u64; BASE_FIELDS] {
         c.received,
         c.sent,
         c.send_errors,
+        c.received_on_owner,
         c.forwarded_out,
         c.forwarded_in,
         c.mesh_full,
@@ -239,6 +245,7 @@ fn from_base(a: [u64; BASE_FIELDS]) -> Counters {
         received,
         sent,
         send_errors,
+        received_on_owner,
         forwarded_out,
         forwarded_in,
         mesh_full,
@@ -261,6 +268,7 @@ fn from_base(a: [u64; BASE_FIELDS]) -> Counters {
         received,
         sent,
         send_errors,
+        received_on_owner,
         forwarded_out,
         forwarded_in,
         mesh_full,
@@ -314,12 +322,13 @@ pub(crate) fn total(cores: &[std::sync::Arc<SharedCounters>]) -> Counters {
 pub(crate) fn summary(before: &Counters, now: &Counters, seconds: f64) -> String {
     let rate = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / seconds.max(1e-9);
     format!(
-        "stats: received {:.0}/s, requests {:.0}/s, sent {:.0}/s, forwarded {:.0}/s; bindings {}, aors {}, \
+        "stats: received {:.0}/s, requests {:.0}/s, sent {:.0}/s, on-owner {:.0}/s, forwarded {:.0}/s; bindings {}, aors {}, \
          expired {}; drops {} (mesh-full {}, too-large {}, keep-alive {}, response {}, unanswerable {}, registrar {}); \
          send-errors {}, recv-errors {}",
         rate(before.received, now.received),
         rate(before.registrar.requests, now.registrar.requests),
         rate(before.sent, now.sent),
+        rate(before.received_on_owner, now.received_on_owner),
         rate(before.forwarded_out, now.forwarded_out),
         now.registrar.bindings,
         now.registrar.aors,
@@ -348,6 +357,7 @@ mod tests {
         let b = Arc::new(SharedCounters::default());
         let mut c = Counters {
             received: 10,
+            received_on_owner: 6,
             forwarded_out: 4,
             ..Counters::default()
         };
@@ -367,6 +377,7 @@ mod tests {
         assert!(line.contains("received 3/s"), "{line}");
         assert!(line.contains("bindings 3"), "{line}");
         assert!(line.contains("mesh-full 2"), "{line}");
+        assert!(line.contains("on-owner 1/s, forwarded 1/s"), "{line}");
     }
 
     #[test]
