@@ -136,14 +136,14 @@ measure() {
 	# Register everyone first (not measured), from one socket.
 	loadgen --target "127.0.0.1:$port" --sockets 1 --scenario register --users "$USERS" \
 		--count "$USERS" --user-prefix "st" --window 256 --timeout-ms 5000
-	f0=$(metric sipreg_forwards_total); s0=$(metric sipreg_steered_total)
+	f0=$(metric sipreg_forwards_total); s0=$(metric 'sipreg_steering_received_total{placement="owner"}')
 	ticks0=$(softirq_ticks)
 	# shellcheck disable=SC2086
 	loadgen --target "127.0.0.1:$port" --sockets 1 --scenario refresh --users "$USERS" \
 		--user-prefix "st" --rate "$RATE" --duration "$DURATION" $flags
 	ticks1=$(softirq_ticks)
 	json=$JSON
-	f1=$(metric sipreg_forwards_total); s1=$(metric sipreg_steered_total)
+	f1=$(metric sipreg_forwards_total); s1=$(metric 'sipreg_steering_received_total{placement="owner"}')
 	answered=$(jget ok "$json")
 	CPU[$target]=$(jget us_per_answered "$json")
 	SOFT[$target]=$(awk -v t="$((ticks1 - ticks0))" -v hz="$hz" -v n="${answered:-0}" \

@@ -9,16 +9,12 @@
 #       the loadgen around its measured phase only, divided by answered requests), for new
 #       registrations and for refreshes, at 50 % of the max rate;
 #   (e) resident memory per binding after N registrations (default 1M);
-# and, for the `steering` target (issue 13: a proxy's view, every REGISTER from ONE source
-# socket), sipreg `--cores 1`, `--cores 2 --steering hash` and `--cores 2 --steering ebpf`:
-#   (f) server CPU per REGISTER (refresh) at a fixed $STEER_RATE/s (default 20k) and the max
-#       rate (same search), with the ratios to the 1-core figures;
 # then (d) prints ratio tables and writes everything to perf/results/bench-<date>.txt.
 #
 # It cleans up every process it started (by PID, on EXIT/INT/TERM), refuses to run when its
 # ports are taken, and only ever sends to 127.0.0.1.
 #
-# Usage: scripts/bench.sh [--only sipreg|kamailio|echo|steering]... [--quick] [--no-build]
+# Usage: scripts/bench.sh [--only sipreg|kamailio|echo]... [--quick] [--no-build]
 #                         [--sipreg-bin PATH] [--server-cpu N] [--loadgen-cpu N]
 #                         [--mem-users N] [--port-base N]
 set -euo pipefail
@@ -43,8 +39,8 @@ die() { echo "bench.sh: $*" >&2; exit 2; }
 
 while [ $# -gt 0 ]; do
 	case "$1" in
-	--only) [ $# -ge 2 ] || die "--only needs sipreg, kamailio, echo or steering"
-		case "$2" in sipreg|kamailio|echo|steering) ONLY+=("$2") ;; *) die "--only: unknown target '$2' (sipreg, kamailio, echo, steering)" ;; esac
+	--only) [ $# -ge 2 ] || die "--only needs sipreg, kamailio or echo"
+		case "$2" in sipreg|kamailio|echo) ONLY+=("$2") ;; *) die "--only: unknown target '$2' (sipreg, kamailio, echo)" ;; esac
 		shift 2 ;;
 	--quick) QUICK=1; shift ;;
 	--no-build) BUILD=0; shift ;;
@@ -57,7 +53,7 @@ while [ $# -gt 0 ]; do
 	*) die "unknown option '$1' (try --help)" ;;
 	esac
 done
-[ ${#ONLY[@]} -gt 0 ] || ONLY=(sipreg kamailio echo steering)
+[ ${#ONLY[@]} -gt 0 ] || ONLY=(sipreg kamailio echo)
 wants() { local t; for t in "${ONLY[@]}"; do [ "$t" = "$1" ] && return 0; done; return 1; }
 
 if [ "$QUICK" = 1 ]; then
@@ -78,8 +74,6 @@ NCPU=$(nproc)
 SIPREG_PORT=$PORT_BASE
 KAM_PORT=$((PORT_BASE + 10))
 ECHO_PORT=$((PORT_BASE + 20))
-STEER_PORT=$((PORT_BASE + 30))
-STEER_RATE=${STEER_RATE:-20000}
 KAM_CTL=/tmp/kamailio-bench-ctl.sock
 
 # ---------------------------------------------------------------- process bookkeeping
@@ -291,38 +285,6 @@ run_sipreg() {
 	stop_pid "$pid"
 }
 
-# Issue 13: one source socket (a proxy) against 1 core, 2 cores with the kernel's 4-tuple
-# hash (one core receives everything and forwards half), 2 cores with eBPF steering.
-# With 2 cores the server uses CPUs 0 and 1 and shares one with the loadgen on a 2-CPU
-# host: the figures are comparable with each other, not with the pinned ones above.
-run_steering() {
-	[ -x "$SIPREG_BIN" ] || { say "steering: $SIPREG_BIN not found"; return; }
-	local spec cores mode name pid flags cpus
-	for spec in 1:hash 2:hash 2:ebpf; do
-		cores=${spec%%:*}; mode=${spec#*:}; name="c${cores}-${mode}"
-		port_taken "$STEER_PORT" && die "port $STEER_PORT is taken: refusing to run (use --port-base)"
-		if [ "$cores" = 1 ]; then cpus=$SERVER_CPU; else cpus=0-$((cores - 1)); fi
-		# shellcheck disable=SC2086
-		"$SIPREG_BIN" --listen "127.0.0.1:$STEER_PORT" --cpus "$cpus" --steering "$mode" \
-			--domain "$DOMAIN" --log-level info --stats-interval 0 --no-persist $SIPREG_ARGS >"$WORK/steer-$name.log" 2>&1 &
-		pid=$!
-		STARTED_PIDS+=("$pid")
-		if ! wait_bound "$pid" "$STEER_PORT"; then
-			say "steering $name: did not listen (log: $(head -3 "$WORK/steer-$name.log" | tr '\n' ' '))"
-			stop_pid "$pid"; continue
-		fi
-		grep -q "receive steering off" "$WORK/steer-$name.log" && say "steering $name: $(grep "receive steering off" "$WORK/steer-$name.log")"
-		flags=$(server_pid_flags "$pid")
-		# shellcheck disable=SC2086
-		loadgen --target "127.0.0.1:$STEER_PORT" --scenario refresh --users "$SEARCH_USERS" --sockets 1 \
-			--user-prefix "q$$u" --rate "$STEER_RATE" --duration "$CPU_S" $flags
-		CPU_REF[$name]=$(jget us_per_answered "$JSON")
-		echo "  [steering $name] server CPU per REGISTER at $STEER_RATE/s from one socket: ${CPU_REF[$name]:-?} µs" >&2
-		search "$name" "$STEER_PORT" "$flags" --sockets 1
-		stop_pid "$pid"
-	done
-}
-
 run_kamailio() {
 	if ! command -v kamailio >/dev/null; then
 		echo "bench.sh: installing kamailio (apt-get)" >&2
@@ -385,7 +347,6 @@ say "rate search: refresh scenario, $SEARCH_USERS users, ${STEP_S}s open-loop st
 wants sipreg && run_sipreg
 wants kamailio && run_kamailio
 wants echo && run_echo
-wants steering && run_steering
 
 fmt() { [ -n "${1:-}" ] && echo "$1" || echo -; }
 ratio() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN { if (a+0 > 0 && b+0 > 0) printf "%.2f", a / b; else print "-" }'; }
@@ -407,15 +368,6 @@ for other in kamailio echo; do
 		"$(ratio "${CPU_REF[$other]:-}" "${CPU_REF[sipreg]:-}")" \
 		"$(ratio "${MEM_B[$other]:-}" "${MEM_B[sipreg]:-}")")"
 done
-if wants steering; then
-	say ""
-	say "steering (one source socket; CPU at $STEER_RATE/s refresh; ratios to --cores 1; targets: cpu <= 1.15, rate >= 1.7 with ebpf)"
-	for t in c1-hash c2-hash c2-ebpf; do
-		say "$(printf '%-8s max_rate/s %8s  cpu_us %7s   cpu ratio %5s   rate ratio %5s' "$t" \
-			"$(fmt "${MAXRATE[$t]:-}")" "$(fmt "${CPU_REF[$t]:-}")" \
-			"$(ratio "${CPU_REF[$t]:-}" "${CPU_REF[c1-hash]:-}")" "$(ratio "${MAXRATE[$t]:-}" "${MAXRATE[c1-hash]:-}")")"
-	done
-fi
 say ""
 say "memory method:"
 for t in sipreg kamailio; do
