@@ -58,7 +58,8 @@ const CHUNK: usize = 1024;
 fn run(owner: usize, n: usize) -> (f64, f64) {
     let prime = requests(owner, n, 1);
     let reqs = requests(owner, n, 2);
-    let (_shared, mut ends) = build(2, Arc::new(AtomicBool::new(false)), thread::current());
+    let (_shared, mut ends) =
+        build(2, Arc::new(AtomicBool::new(false)), thread::current()).expect("mesh");
     let mut end1 = ends.pop().expect("two ends");
     let mut end0 = ends.pop().expect("two ends");
     let done = Arc::new(AtomicUsize::new(0));

@@ -18,18 +18,19 @@
 //!   steady-state allocation the house rules forbid.) The pool is capped at
 //!   [`FORWARD_BUFFERS_PER_CORE_MAX`]; an exhausted pool drops and counts like a
 //!   full inbox.
-//! - **Doorbells.** A parked owner sleeps inside glommio (io_uring wait). The sender
-//!   rings the owner's [`Doorbell`] once per batch, and the doorbell fires the owner's
-//!   stored waker only if the owner said it is parked: a busy owner costs the sender
-//!   one atomic load, no syscall. glommio wakers may be woken from any thread.
+//! - **Doorbells.** A parked owner sleeps in `ppoll` on its sockets and its doorbell's
+//!   eventfd (`park`). The sender rings the owner's [`Doorbell`] once per batch, and
+//!   the doorbell writes the eventfd only if the owner said it is parked: a busy owner
+//!   costs the sender one atomic load, no syscall.
 
+use std::io;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
-use std::sync::{Arc, Mutex};
-use std::task::Waker;
 use std::thread::Thread;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 
+use super::park::EventFd;
 use crate::registrar::{Destination, Source};
 
 /// Datagrams waiting in one owner's inbox, from all senders together. At 1 µs per
@@ -89,23 +90,25 @@ impl MeshMsg {
 }
 
 /// Wakes a parked core from any thread, and only when it is parked.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Doorbell {
     parked: AtomicBool,
-    waker: Mutex<Option<Waker>>,
+    /// What the parked core sleeps on (with its sockets): see `park`.
+    event: EventFd,
 }
 
 impl Doorbell {
-    /// Owner side: about to park with `waker`. The caller must re-check its inbox
-    /// after this (the SeqCst fence pairs with the one in `ring`: either the owner
-    /// sees the message, or the sender sees `parked`).
-    pub(crate) fn arm(&self, waker: &Waker) {
-        if let Ok(mut slot) = self.waker.lock() {
-            match slot.as_ref() {
-                Some(old) if old.will_wake(waker) => {}
-                _ => *slot = Some(waker.clone()),
-            }
-        }
+    fn new() -> io::Result<Self> {
+        Ok(Self {
+            parked: AtomicBool::new(false),
+            event: EventFd::new()?,
+        })
+    }
+
+    /// Owner side: about to park. The caller must re-check its inbox after this (the
+    /// SeqCst fence pairs with the one in `ring`: either the owner sees the message, or
+    /// the sender sees `parked`).
+    pub(crate) fn arm(&self) {
         self.parked.store(true, Ordering::SeqCst);
         fence(Ordering::SeqCst);
     }
@@ -115,14 +118,23 @@ impl Doorbell {
         self.parked.store(false, Ordering::Relaxed);
     }
 
-    /// Any thread: wake the owner if it is parked. Call after queueing work.
+    /// Owner side, after a park: forget a ring (one syscall, so only after parking; a
+    /// running owner is never rung).
+    pub(crate) fn clear(&self) {
+        self.event.drain();
+    }
+
+    /// The fd the owner sleeps on: readable once rung.
+    pub(crate) fn fd(&self) -> std::os::fd::RawFd {
+        self.event.raw()
+    }
+
+    /// Any thread: wake the owner if it is parked. Call after queueing work. A busy
+    /// owner costs one atomic load, no syscall.
     pub(crate) fn ring(&self) {
         fence(Ordering::SeqCst);
         if self.parked.load(Ordering::SeqCst) && self.parked.swap(false, Ordering::SeqCst) {
-            let waker = self.waker.lock().ok().and_then(|slot| slot.clone());
-            if let Some(waker) = waker {
-                waker.wake();
-            }
+            self.event.signal();
         }
     }
 }
@@ -193,7 +205,7 @@ pub(crate) fn build(
     shards: usize,
     stop: Arc<AtomicBool>,
     main: Thread,
-) -> (Arc<MeshShared>, Vec<MeshEnd>) {
+) -> io::Result<(Arc<MeshShared>, Vec<MeshEnd>)> {
     let (inbox_tx, inbox_rx): (Vec<_>, Vec<_>) =
         (0..shards).map(|_| bounded(MESH_CHANNEL_DEPTH)).unzip();
     let (return_tx, return_rx): (Vec<_>, Vec<_>) = (0..shards)
@@ -202,7 +214,9 @@ pub(crate) fn build(
     let shared = Arc::new(MeshShared {
         inboxes: inbox_tx,
         returns: return_tx,
-        doorbells: (0..shards).map(|_| Doorbell::default()).collect(),
+        doorbells: (0..shards)
+            .map(|_| Doorbell::new())
+            .collect::<io::Result<_>>()?,
         stop,
         stopped_receiving: AtomicUsize::new(0),
         stopped: (0..shards).map(|_| AtomicBool::new(false)).collect(),
@@ -223,7 +237,7 @@ pub(crate) fn build(
             any_to_ring: false,
         })
         .collect();
-    (shared, ends)
+    Ok((shared, ends))
 }
 
 /// Why a forward did not happen.
@@ -370,8 +384,6 @@ impl MeshEnd {
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;
-    use std::sync::atomic::AtomicUsize;
-    use std::task::Wake;
 
     use super::*;
 
@@ -379,34 +391,39 @@ mod tests {
         Source::udp(SocketAddr::from(([127, 0, 0, 1], 5060)), 0)
     }
 
-    struct Count(AtomicUsize);
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
+    /// Whether `bell`'s fd is readable now (the owner would wake).
+    fn rung(bell: &Doorbell) -> bool {
+        let mut set = super::super::park::PollSet::default();
+        set.wait(
+            [bell.fd()],
+            std::time::Duration::ZERO,
+            std::time::Duration::ZERO,
+        )
+        .unwrap()
     }
 
     #[test]
-    fn doorbell_wakes_only_a_parked_owner_and_only_once() {
-        let bell = Doorbell::default();
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let waker = Waker::from(Arc::clone(&count));
+    fn doorbell_wakes_only_a_parked_owner() {
+        let bell = Doorbell::new().unwrap();
         bell.ring();
-        assert_eq!(count.0.load(Ordering::SeqCst), 0, "not parked: no wake");
-        bell.arm(&waker);
+        assert!(!rung(&bell), "not parked: no wake");
+        bell.arm();
         bell.ring();
         bell.ring();
-        assert_eq!(count.0.load(Ordering::SeqCst), 1, "parked: one wake");
-        bell.arm(&waker);
+        assert!(rung(&bell), "parked: woken");
+        bell.disarm();
+        bell.clear();
+        assert!(!rung(&bell), "clear forgets the wake");
+        bell.arm();
         bell.disarm();
         bell.ring();
-        assert_eq!(count.0.load(Ordering::SeqCst), 1, "disarmed: no wake");
+        assert!(!rung(&bell), "disarmed: no wake");
     }
 
     #[test]
     fn forward_delivers_recycles_and_bounds() {
         let stop = Arc::new(AtomicBool::new(false));
-        let (_shared, mut ends) = build(2, stop, std::thread::current());
+        let (_shared, mut ends) = build(2, stop, std::thread::current()).unwrap();
         let mut receiver = ends.pop().unwrap();
         let mut sender = ends.pop().unwrap();
         sender.forward(1, b"REGISTER", source(), 9).unwrap();
@@ -441,23 +458,22 @@ mod tests {
     #[test]
     fn a_batch_of_forwards_rings_a_parked_owner_once() {
         let stop = Arc::new(AtomicBool::new(false));
-        let (shared, mut ends) = build(2, stop, std::thread::current());
+        let (shared, mut ends) = build(2, stop, std::thread::current()).unwrap();
         let owner = ends.pop().unwrap();
         let mut sender = ends.pop().unwrap();
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        owner.doorbell().arm(&Waker::from(Arc::clone(&count)));
+        owner.doorbell().arm();
         for i in 0..32 {
             sender.forward(1, b"REGISTER", source(), i).unwrap();
         }
-        assert_eq!(count.0.load(Ordering::SeqCst), 0, "no wake per datagram");
+        assert!(!rung(owner.doorbell()), "no wake per datagram");
         sender.ring_pending();
-        sender.ring_pending();
-        assert_eq!(count.0.load(Ordering::SeqCst), 1, "one wake per batch");
+        assert!(rung(owner.doorbell()), "one wake per batch");
+        // The ring disarmed the owner: a second ring_pending writes nothing more.
+        assert!(!owner.doorbell().parked.load(Ordering::SeqCst));
         // Nothing queued for core 0: its bell stays silent.
-        let quiet = Arc::new(Count(AtomicUsize::new(0)));
-        shared.doorbells[0].arm(&Waker::from(Arc::clone(&quiet)));
+        shared.doorbells[0].arm();
         sender.ring_pending();
-        assert_eq!(quiet.0.load(Ordering::SeqCst), 0);
+        assert!(!rung(&shared.doorbells[0]));
     }
 
     #[test]
@@ -465,7 +481,7 @@ mod tests {
         use crate::location::Transport;
         use crate::registrar::ConnId;
         let stop = Arc::new(AtomicBool::new(false));
-        let (_shared, mut ends) = build(2, stop, std::thread::current());
+        let (_shared, mut ends) = build(2, stop, std::thread::current()).unwrap();
         let mut owner = ends.pop().unwrap();
         let mut holder = ends.pop().unwrap();
         let conn = ConnId {

@@ -38,6 +38,7 @@ mod forward_cost;
 mod journal;
 mod mesh;
 mod mmsg;
+mod park;
 mod reload;
 mod shard;
 mod socket;
@@ -142,7 +143,8 @@ pub fn start(config: Config) -> anyhow::Result<Starting> {
     steer::start(config.steering, shards, &bound.sockets);
 
     let seed = config.seed.unwrap_or_else(seed_from_clock);
-    let (shared, ends) = mesh::build(shards, Arc::clone(&stop), thread::current());
+    let (shared, ends) = mesh::build(shards, Arc::clone(&stop), thread::current())
+        .context("cannot create the cores' doorbells (eventfd)")?;
     let (control, control_ends) = control::build(shards, Arc::clone(&shared));
     Ok(Starting {
         config,
@@ -393,12 +395,11 @@ fn run_core(
     }
     let _stopped = Stopped(shared, index);
 
-    let mut builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+    // `--spin-before-park-us` is the core loop's own (`park`): the loop sleeps in its
+    // own `ppoll`, never in glommio's reactor.
+    let builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
         .name(&format!("sipreg-core-{index}"))
         .io_memory(IO_MEMORY_BYTES);
-    if setup.spin_before_park_us > 0 {
-        builder = builder.spin_before_park(Duration::from_micros(setup.spin_before_park_us));
-    }
     let executor = builder.make();
     let executor = match executor {
         Ok(executor) => executor,

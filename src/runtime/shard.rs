@@ -10,25 +10,24 @@
 //!
 //! The loop is one glommio task per core. It never awaits while there is work, so a
 //! busy core makes one `recvmmsg` per batch and one `sendmmsg` per socket per batch,
-//! and nothing else. When a turn finds no work it parks on three wake sources at once:
-//! any listening socket readable (an io_uring `MSG_PEEK` receive of one byte on a
-//! dup of the fd, which consumes nothing), the mesh doorbell (another core forwarded
-//! to us, or a stop was requested), and a glommio timer for the registrar's next
-//! deadline (at most [`TIMER_TICK_MS`] away). An idle core therefore sleeps in the
-//! kernel and costs ~0 % CPU.
+//! and nothing else. When a turn finds no work it parks (`park`: one `ppoll`, not
+//! glommio's reactor, which interrupts every other core on each sleep) on its wake
+//! sources at once: any listening socket readable, the mesh doorbell's eventfd (another
+//! core forwarded to us, the store writer made replies durable, a management command,
+//! or a stop), and the registrar's next deadline as the timeout (at most
+//! [`TIMER_TICK_MS`] away). An idle core therefore sleeps in the kernel and costs ~0 %
+//! CPU.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bumpalo::Bump;
-use glommio::timer::Timer;
 use socket2::Socket;
 
 use super::journal::{Journal, JournalSetup};
 use super::mesh::{ForwardError, MeshEnd, MeshMsg, shard_for};
 use super::mmsg::RecvBatch;
+use super::park::PollSet;
 use super::stats::{Counters, RegistrarCounters, SharedCounters};
 use super::udp::Udp;
 use crate::registrar::shared::{CommitReply, CommitStatus};
@@ -107,7 +106,9 @@ struct Shard {
     /// Mesh messages taken this turn (reused).
     inbox: Vec<MeshMsg>,
     arena: Bump,
-    timer: Timer,
+    /// What the core sleeps on, and how long it polls before it does.
+    poll: PollSet,
+    spin_before_park: Duration,
     shared_counters: Arc<SharedCounters>,
     last_timeout_ms: u64,
     draining: bool,
@@ -122,15 +123,7 @@ struct Shard {
 /// `ready` is told once the core can serve (or why it cannot).
 pub(crate) async fn run(setup: CoreSetup, ready: impl FnOnce(Result<(), String>)) {
     let index = setup.mesh.index();
-    let udp = match Udp::new(setup.sockets, setup.recv_batch) {
-        Ok(udp) => udp,
-        Err(e) => {
-            ready(Err(format!(
-                "core {index}: cannot register its socket with glommio: {e}"
-            )));
-            return;
-        }
-    };
+    let udp = Udp::new(setup.sockets, setup.recv_batch);
     let now_ms = wall_clock_ms();
     let mut registrar = Registrar::new(setup.registrar);
     restore(&mut registrar, now_ms, &setup.restore);
@@ -150,7 +143,8 @@ pub(crate) async fn run(setup: CoreSetup, ready: impl FnOnce(Result<(), String>)
         rx: RecvBatch::new(setup.recv_batch),
         inbox: Vec::with_capacity(INBOX_DRAIN_PER_TURN),
         arena: Bump::with_capacity(ARENA_BYTES_INITIAL),
-        timer: Timer::new(Duration::from_millis(TIMER_TICK_MS)),
+        poll: PollSet::default(),
+        spin_before_park: Duration::from_micros(setup.spin_before_park_us),
         shared_counters: setup.counters,
         last_timeout_ms: now_ms,
         draining: false,
@@ -160,7 +154,6 @@ pub(crate) async fn run(setup: CoreSetup, ready: impl FnOnce(Result<(), String>)
     };
     ready(Ok(()));
     shard.serve().await;
-    shard.core.udp.release().await;
 }
 
 impl Shard {
@@ -216,7 +209,7 @@ impl Shard {
             if work == 0 {
                 let parked = Instant::now();
                 self.core.counters.busy_ns += nanos(parked - mark);
-                self.park(now_ms).await;
+                self.park(now_ms);
                 let woke = Instant::now();
                 self.core.counters.total_ns += nanos(woke - mark);
                 mark = woke;
@@ -381,8 +374,7 @@ impl Shard {
     }
 
     /// Sleep until a socket is readable, the doorbell rings, or the next deadline.
-    async fn park(&mut self, now_ms: u64) {
-        self.core.udp.arm_readable();
+    fn park(&mut self, now_ms: u64) {
         let backlog = self.core.journal.as_ref().is_some_and(Journal::backlog);
         let sleep_ms = if backlog {
             // The writer's channel was full: try again soon.
@@ -392,39 +384,32 @@ impl Shard {
                 .saturating_sub(now_ms)
                 .clamp(1, TIMER_TICK_MS)
         };
-        self.timer.reset(Duration::from_millis(sleep_ms));
-        let draining = self.draining;
-        let Self {
-            core,
-            timer,
-            control,
-            ..
-        } = self;
-        std::future::poll_fn(|cx| {
-            core.mesh.doorbell().arm(cx.waker());
-            let shared = core.mesh.shared();
-            let stop_news = if draining {
-                shared.all_stopped_receiving()
-            } else {
-                shared.stop_requested()
-            };
-            let durable_news = core.journal.as_ref().is_some_and(Journal::releasable);
-            if stop_news || durable_news || !core.mesh.inbox_is_empty() || !control.is_idle() {
-                core.mesh.doorbell().disarm();
-                return Poll::Ready(());
+        let core = &mut self.core;
+        let bell = core.mesh.doorbell();
+        bell.arm();
+        // Armed: whatever arrives from now on rings the bell, so news that came before
+        // is checked here once, and then the sleep cannot miss any.
+        let shared = core.mesh.shared();
+        let stop_news = if self.draining {
+            shared.all_stopped_receiving()
+        } else {
+            shared.stop_requested()
+        };
+        let durable_news = core.journal.as_ref().is_some_and(Journal::releasable);
+        let quiet = !stop_news && !durable_news && core.mesh.inbox_is_empty();
+        if quiet && self.control.is_idle() {
+            let fds = core.udp.fds().chain([bell.fd()]);
+            let woke = self
+                .poll
+                .wait(fds, Duration::from_millis(sleep_ms), self.spin_before_park);
+            if let Err(e) = woke {
+                tracing::debug!(core = core.index, "ppoll: {e}");
+                core.counters.recv_errors += 1;
             }
-            let mut woken = core.udp.poll_readable(cx, &mut core.counters);
-            if Pin::new(&mut *timer).poll(cx).is_ready() {
-                woken = true;
-            }
-            if woken {
-                core.mesh.doorbell().disarm();
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        })
-        .await;
+        }
+        let bell = core.mesh.doorbell();
+        bell.disarm();
+        bell.clear();
     }
 }
 

@@ -15,7 +15,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+use std::os::fd::AsRawFd;
 
 use anyhow::{Context, bail};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -174,18 +174,6 @@ fn granted_sizes(socket: &Socket) -> anyhow::Result<BufferSizes> {
         rcvbuf_bytes: socket.recv_buffer_size().context("reading SO_RCVBUF")? / 2,
         sndbuf_bytes: socket.send_buffer_size().context("reading SO_SNDBUF")? / 2,
     })
-}
-
-/// A glommio handle on a duplicate of `socket`'s fd, used only to park until the
-/// socket is readable (the data itself is read with `recvmmsg` on the original fd).
-/// Must be called on the executor thread that will await it.
-pub(crate) fn park_handle(socket: &Socket) -> io::Result<glommio::net::UdpSocket> {
-    let dup = socket.try_clone()?;
-    let fd = dup.into_raw_fd();
-    // SAFETY: `fd` is a fresh duplicate we own (into_raw_fd released it), an open UDP
-    // socket; glommio takes ownership and closes it on drop. glommio 0.9 converts from
-    // socket2 0.4, so the fd is the only way to hand over our socket2 0.5 socket.
-    Ok(unsafe { glommio::net::UdpSocket::from_raw_fd(fd) })
 }
 
 /// Datagrams the kernel dropped on our listening sockets (receive buffer full),
