@@ -18,18 +18,20 @@
 //!     commit   drain the registrar's journal to the store writer; release held replies
 //!     send     sendmmsg per socket; ring the doorbells of cores forwarded to
 //!     timers   handle_timeout when due (at least every TIMER_TICK_MS)
-//!     nothing to do: park (socket readable | doorbell | timer)
+//!     nothing to do: park in ppoll (socket readable | doorbell eventfd | deadline)
 //! ```
 //!
 //! A reply leaves from the owner's own socket for the listen address the request
 //! reached, so it comes from the address and port the client sent to.
 //!
 //! Files: `shard` (the per-core loop and the one path every request takes), `udp`
-//! (the core's sockets, send batches, readiness), `journal` (the durability hold queue),
-//! `socket` (binding, buffer sizes, the fd hand-off to glommio), `mmsg`
-//! (recvmmsg/sendmmsg), `mesh` (cross-core requests and replies, doorbells, buffer
-//! pool), `stats` (counters and the summary line). `unsafe` exists only in `socket.rs`
-//! and `mmsg.rs`, each block with a `// SAFETY:` comment.
+//! (the core's sockets and send batches), `park` (how an idle core sleeps: one `ppoll`
+//! on its sockets and its doorbell eventfd), `journal` (the durability hold queue),
+//! `socket` (binding, buffer sizes), `mmsg` (recvmmsg/sendmmsg), `mesh` (cross-core
+//! requests and replies, doorbells, buffer pool), `steer` (loading the receive-steering
+//! program), `stats` (counters and the summary line). `unsafe` exists only in
+//! `socket.rs`, `mmsg.rs`, `park.rs` and `steer.rs`, each block with a `// SAFETY:`
+//! comment.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub(crate) mod control;
