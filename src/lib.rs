@@ -24,6 +24,7 @@ pub mod config;
 pub mod ctl;
 mod hash;
 pub mod location;
+pub mod redis;
 pub mod registrar;
 pub mod runtime;
 pub mod sip;
