@@ -63,7 +63,8 @@ impl SlotMap {
             let Reply::Array(Some(node)) = master else {
                 return Err(SlotMapError::Malformed);
             };
-            let (Some(Reply::Bulk(Some(host))), Some(Reply::Int(port))) = (node.first(), node.get(1))
+            let (Some(Reply::Bulk(Some(host))), Some(Reply::Int(port))) =
+                (node.first(), node.get(1))
             else {
                 return Err(SlotMapError::Malformed);
             };
@@ -176,7 +177,10 @@ impl ClusterError {
                 let addr = words
                     .next()
                     .and_then(|a| std::str::from_utf8(a).ok())
-                    .filter(|a| a.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()));
+                    .filter(|a| {
+                        a.rsplit_once(':')
+                            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+                    });
                 match (slot, addr, words.next()) {
                     (Some(slot), Some(addr), None) => {
                         let addr = addr.to_owned();
@@ -304,7 +308,11 @@ mod tests {
             Reply::Int(start),
             Reply::Int(end),
             Reply::Array(Some(vec![bulk("127.0.0.1"), Reply::Int(port), bulk("id")])),
-            Reply::Array(Some(vec![bulk("127.0.0.1"), Reply::Int(port + 3), bulk("id2")])),
+            Reply::Array(Some(vec![
+                bulk("127.0.0.1"),
+                Reply::Int(port + 3),
+                bulk("id2"),
+            ])),
         ]))
     }
 
@@ -323,7 +331,10 @@ mod tests {
         assert_eq!(map.node_for_slot(16383), Some("127.0.0.1:7003"));
         map.set_owner(0, "127.0.0.1:7009").unwrap();
         assert_eq!(map.node_for_slot(0), Some("127.0.0.1:7009"));
-        assert_eq!(map.set_owner(16384, "x:1"), Err(SlotMapError::SlotOutOfRange));
+        assert_eq!(
+            map.set_owner(16384, "x:1"),
+            Err(SlotMapError::SlotOutOfRange)
+        );
     }
 
     #[test]
@@ -398,7 +409,10 @@ mod tests {
             p.receive(b);
         }
         assert_eq!(p.next_reply(), Ok(Some((1, bulk("x")))));
-        assert_eq!(p.next_reply(), Ok(Some((2, Reply::Error(b"ERR no".to_vec())))));
+        assert_eq!(
+            p.next_reply(),
+            Ok(Some((2, Reply::Error(b"ERR no".to_vec()))))
+        );
         assert_eq!(p.next_reply(), Ok(None));
         p.receive(b"+OK\r\n");
         assert_eq!(p.next_reply(), Err(PipelineError::Unsolicited));

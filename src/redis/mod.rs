@@ -12,8 +12,11 @@
 //! - [`resp`]: RESP2 command encoding and reply decoding, with named limits.
 //! - [`cluster`]: the slot map, redirection/error classification and the per-connection
 //!   pipeline of pending requests.
+//! - [`script`]: the atomic commit script (RFC 3261 §10.3 step 7 on one hash per AOR),
+//!   its SHA1, its key, its ARGV encoding and the decoding of its reply.
 #![forbid(unsafe_code)]
 
 pub mod cluster;
 pub mod resp;
+pub mod script;
 pub mod slot;

@@ -224,7 +224,10 @@ mod tests {
         assert_eq!(one(b"-ERR x\r\n"), Reply::Error(b"ERR x".to_vec()));
         assert_eq!(one(b":-42\r\n"), Reply::Int(-42));
         assert_eq!(one(b"$-1\r\n"), Reply::Bulk(None));
-        assert_eq!(one(b"$4\r\na\r\nb\r\n"), Reply::Bulk(Some(b"a\r\nb".to_vec())));
+        assert_eq!(
+            one(b"$4\r\na\r\nb\r\n"),
+            Reply::Bulk(Some(b"a\r\nb".to_vec()))
+        );
         assert_eq!(one(b"*-1\r\n"), Reply::Array(None));
         assert_eq!(
             one(b"*2\r\n:1\r\n*1\r\n$1\r\nx\r\n"),
@@ -248,7 +251,10 @@ mod tests {
     fn malformed_and_oversized_are_errors() {
         assert_eq!(decode(b"?x\r\n"), Err(RespError::UnknownType(b'?')));
         assert_eq!(decode(b":12a\r\n"), Err(RespError::BadNumber));
-        assert_eq!(decode(b":99999999999999999999\r\n"), Err(RespError::BadNumber));
+        assert_eq!(
+            decode(b":99999999999999999999\r\n"),
+            Err(RespError::BadNumber)
+        );
         assert_eq!(decode(b"$-2\r\n"), Err(RespError::BadNumber));
         assert_eq!(decode(b"$1\r\nab\r\n"), Err(RespError::MissingCrlf));
         assert_eq!(decode(b"+a\rb\r\n"), Err(RespError::MissingCrlf));
