@@ -32,5 +32,5 @@ pub use parse::{
     CSeq, Contact, Contacts, Echo, HeaderParams, Method, NameAddr, RawHeader, RawHeaders, Rejected,
     Request, Transport, Via, is_keepalive, parse_request,
 };
-pub use uri::{Scheme, Uri, UriParams, parse_uri, uri_equivalent, write_aor_key};
+pub use uri::{Scheme, Uri, UriParams, parse_uri, uri_equivalent, uri_match_key, write_aor_key};
 pub use write::ResponseWriter;
