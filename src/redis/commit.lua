@@ -6,7 +6,7 @@ local op, call_id, branch, policy = ARGV[1], ARGV[2], ARGV[4], ARGV[6]
 local cseq, max, n = tonumber(ARGV[3]), tonumber(ARGV[5]), tonumber(ARGV[7])
 if not (cseq and max and n) or #ARGV ~= 7 + 5 * n
     or (op ~= 'F' and op ~= '*' and op ~= 'U') or (policy ~= 'R' and policy ~= 'E') then
-  return redis.error_reply('SIPREG_BADARGS')
+  return redis.error_reply('SIPREG_BADARGS arguments are not commit format 1')
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -76,7 +76,7 @@ for i = 0, n - 1 do
   local a = 8 + 5 * i
   local mk, inst, rid, exps, blob = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3]), ARGV[a + 4]
   if not exps or exps < 0 or exps ~= math.floor(exps) then
-    return redis.error_reply('SIPREG_BADARGS')
+    return redis.error_reply('SIPREG_BADARGS arguments are not commit format 1')
   end
   local found
   for _, rec in ipairs(live) do
