@@ -19,7 +19,7 @@ NODES=6
 NODE_TIMEOUT_MS=${REDIS_CLUSTER_NODE_TIMEOUT_MS:-2000}
 START_WAIT_TENTHS=100   # 10 s for a server to answer PING
 OK_WAIT_TENTHS=200      # 20 s for cluster_state:ok with every slot covered
-STOP_WAIT_TENTHS=50     # 5 s for a server to exit after SIGTERM, then SIGKILL
+STOP_WAIT_TENTHS=50     # 5 s for the servers to exit after SIGTERM, then SIGKILL
 
 die() { echo "redis-cluster: $*" >&2; exit 1; }
 
@@ -53,20 +53,24 @@ pick_base() {
 
 stop_cluster() {
     local dir=$1 pidfile pid i
+    local pids=()
+    # SIGTERM to every node first, then wait for all: a node takes about 2 s to exit.
     for pidfile in "$dir"/node-*/redis.pid; do
         [[ -f "$pidfile" ]] || continue
         pid=$(cat "$pidfile" 2>/dev/null) || continue
         [[ "$pid" =~ ^[0-9]+$ ]] || continue
-        # Only a redis-server we started: its command line names this node's port.
+        # Only a redis-server we started (the pid file is ours; the check guards reuse).
         if kill -0 "$pid" 2>/dev/null && grep -q redis-server "/proc/$pid/cmdline" 2>/dev/null; then
-            kill -TERM "$pid" 2>/dev/null
-            for i in $(seq 1 $STOP_WAIT_TENTHS); do
-                kill -0 "$pid" 2>/dev/null || break
-                sleep 0.1
-            done
-            kill -KILL "$pid" 2>/dev/null || true
+            kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
         fi
         rm -f "$pidfile"
+    done
+    for pid in "${pids[@]}"; do
+        for i in $(seq 1 $STOP_WAIT_TENTHS); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        ! kill -0 "$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
     done
 }
 
