@@ -4,6 +4,7 @@
 #   scripts/redis-cluster.sh start DIR   3 masters + 3 replicas; ports written to DIR/ports
 #                                        (one a line, masters first as created)
 #   scripts/redis-cluster.sh stop DIR    kill exactly the servers DIR's pid files name
+#   scripts/redis-cluster.sh install     install redis-server + redis-tools if missing
 #
 # Settings are the notes' recommendations: cluster-require-full-coverage no (a failing
 # shard does not take the healthy ones down), appendonly yes (a restarted master never
@@ -159,7 +160,11 @@ stop)
     stop_cluster "$2"
     rm -f "$2/ports"
     ;;
+install)
+    ensure_redis || die "redis-server is not installed and could not be"
+    redis-server --version
+    ;;
 *)
-    die "usage: $0 start DIR | stop DIR"
+    die "usage: $0 start DIR | stop DIR | install"
     ;;
 esac

@@ -2,9 +2,9 @@
 //!
 //! Hand-written rather than the `redis-protocol` crate: a registrar sends one shape of
 //! command and reads five reply types, and a tight decoder over a borrowed buffer with
-//! explicit limits is a few hundred lines with nothing to configure. Measured cost of one
-//! EVALSHA encode + reply decode is in the commit that added this file (and in
-//! `resp_encode_decode_cost` below, run with `--ignored`).
+//! explicit limits is a few hundred lines with nothing to configure. Its cost per
+//! REGISTER (commit command built and encoded, reply decoded) is measured by
+//! `cargo bench --bench redis`.
 //!
 //! Limits bound what a peer can make us allocate or recurse into; exceeding one is an
 //! error ([`RespError`]), never a panic. A reply that is only partly received is
@@ -33,7 +33,7 @@ pub enum Reply {
     /// `$3\r\nfoo`; `None` for the null bulk `$-1`.
     Bulk(Option<Vec<u8>>),
     /// `*2 ...`; `None` for the null array `*-1`.
-    Array(Option<Vec<Reply>>),
+    Array(Option<Vec<Self>>),
 }
 
 /// Why bytes are not a valid RESP2 reply (within our limits).
@@ -266,42 +266,5 @@ mod tests {
         assert_eq!(decode(deep.as_bytes()), Err(RespError::TooDeep));
         let line = vec![b'+'; LINE_BYTES_MAX + 10];
         assert_eq!(decode(&line), Err(RespError::LineTooLong));
-    }
-
-    /// One EVALSHA-sized encode + a 3-binding reply decode; run with
-    /// `cargo test --release --lib resp_encode_decode_cost -- --ignored --nocapture`.
-    #[test]
-    #[ignore = "timing, not a check"]
-    fn resp_encode_decode_cost() {
-        let args: Vec<Vec<u8>> = (0..20).map(|i| vec![b'a' + i as u8; 30]).collect();
-        let mut reply = Vec::new();
-        reply.extend_from_slice(b"*9\r\n+OK\r\n:1764820000000\r\n:0\r\n");
-        for _ in 0..3 {
-            reply.extend_from_slice(b":3600\r\n$250\r\n");
-            reply.extend_from_slice(&[b'v'; 250]);
-            reply.extend_from_slice(b"\r\n");
-        }
-        let mut out = Vec::with_capacity(1024);
-        // The best of 20 batches: the box is shared, and the minimum is the cost.
-        let batch = 20_000u32;
-        let (mut enc, mut dec) = (std::time::Duration::MAX, std::time::Duration::MAX);
-        for _ in 0..20 {
-            let start = std::time::Instant::now();
-            for _ in 0..batch {
-                out.clear();
-                encode_command(&mut out, std::hint::black_box(&args));
-                std::hint::black_box(&out);
-            }
-            enc = enc.min(start.elapsed() / batch);
-            let start = std::time::Instant::now();
-            for _ in 0..batch {
-                let r = decode(std::hint::black_box(&reply)).unwrap().unwrap();
-                std::hint::black_box(r);
-            }
-            dec = dec.min(start.elapsed() / batch);
-        }
-        println!(
-            "encode 20 args x 30 B: {enc:?}; decode a 3-binding commit reply (~900 B): {dec:?}"
-        );
     }
 }

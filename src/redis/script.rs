@@ -362,10 +362,7 @@ fn num<T: std::str::FromStr>(s: &[u8]) -> Option<T> {
 }
 
 /// Cuts `rest` into pieces of the given lengths; `None` unless they use it exactly.
-fn cut<'v, const K: usize>(
-    mut rest: &'v [u8],
-    lens: [usize; K],
-) -> Option<([&'v [u8]; K], &'v [u8])> {
+fn cut<const K: usize>(mut rest: &[u8], lens: [usize; K]) -> Option<([&[u8]; K], &[u8])> {
     let mut out: [&[u8]; K] = [&[]; K];
     for (slot, len) in out.iter_mut().zip(lens) {
         if len > rest.len() {
