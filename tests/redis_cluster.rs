@@ -638,29 +638,33 @@ fn expiry_purge_and_key_ttl(d: &mut Driver) {
 fn bad_arguments_are_refused(d: &mut Driver) {
     let key = key_of("ivy@example.com");
     let sha = script::commit_script_sha1();
-    // n says one contact but none follows.
-    let args: [&[u8]; 11] = [
-        b"EVALSHA",
-        sha.as_bytes(),
-        b"1",
-        &key,
-        b"U",
-        b"cid",
-        b"1",
-        b"1",
-        b"0",
-        b"R",
-        b"1",
+    let bad: [&[&[u8]]; 4] = [
+        // n says one contact but none follows.
+        &[b"U", b"cid", b"1", b"1", b"0", b"R", b"1"],
+        // A branch hash that is not a number.
+        &[b"F", b"cid", b"1", b"x1", b"0", b"R", b"0"],
+        // A reg-id that is not a number.
+        &[
+            b"U", b"cid", b"1", b"1", b"0", b"R", b"1", b"mk", b"=i", b"r", b"60", b"blob",
+        ],
+        // A negative expiry.
+        &[
+            b"U", b"cid", b"1", b"1", b"0", b"R", b"1", b"mk", b"", b"", b"-1", b"blob",
+        ],
     ];
-    match script::decode_commit_reply(&d.call(&key, &args)) {
-        Err(ReplyError::Server(ClusterError::Other(msg))) => {
-            assert!(
-                msg.starts_with(b"SIPREG_BADARGS"),
-                "{}",
-                String::from_utf8_lossy(&msg)
-            );
+    for argv in bad {
+        let mut args: Vec<&[u8]> = vec![b"EVALSHA", sha.as_bytes(), b"1", &key];
+        args.extend_from_slice(argv);
+        match script::decode_commit_reply(&d.call(&key, &args)) {
+            Err(ReplyError::Server(ClusterError::Other(msg))) => {
+                assert!(
+                    msg.starts_with(b"SIPREG_BADARGS"),
+                    "{}",
+                    String::from_utf8_lossy(&msg)
+                );
+            }
+            other => panic!("{other:?}"),
         }
-        other => panic!("{other:?}"),
     }
     assert_eq!(d.int(&key, "EXISTS"), 0);
 }

@@ -5,7 +5,8 @@ local key = KEYS[1]
 local op, call_id, branch, policy = ARGV[1], ARGV[2], ARGV[4], ARGV[6]
 local cseq, max, n = tonumber(ARGV[3]), tonumber(ARGV[5]), tonumber(ARGV[7])
 if not (cseq and max and n) or #ARGV ~= 7 + 5 * n
-    or (op ~= 'F' and op ~= '*' and op ~= 'U') or (policy ~= 'R' and policy ~= 'E') then
+    or (op ~= 'F' and op ~= '*' and op ~= 'U') or (policy ~= 'R' and policy ~= 'E')
+    or not string.match(ARGV[3], '^%d+$') or not string.match(branch, '^%d+$') then
   return redis.error_reply('SIPREG_BADARGS arguments are not commit format 1')
 end
 local t = redis.call('TIME')
@@ -75,7 +76,8 @@ local inserts = {}
 for i = 0, n - 1 do
   local a = 8 + 5 * i
   local mk, inst, rid, exps, blob = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3]), ARGV[a + 4]
-  if not exps or exps < 0 or exps ~= math.floor(exps) then
+  if not string.match(ARGV[a + 3], '^%d+$') or (rid ~= '' and not string.match(rid, '^%d+$'))
+      or (inst ~= '' and string.sub(inst, 1, 1) ~= '=') then
     return redis.error_reply('SIPREG_BADARGS arguments are not commit format 1')
   end
   local found
