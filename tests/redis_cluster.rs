@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use sipreg::location::Transport;
 use sipreg::redis::cluster::{ClusterError, Pipeline, SlotMap};
-use sipreg::redis::resp::Reply;
+use sipreg::redis::resp::{self, Reply};
 use sipreg::redis::script::{
     self, CommitIntent, CommitOp, CommitReply, CommitStatus, ContactIntent, Invoke, ReplyError,
 };
@@ -104,13 +104,18 @@ impl Driver {
     }
 
     fn call_on<A: AsRef<[u8]>>(&mut self, addr: &str, args: &[A]) -> Reply {
+        self.call_on_with(addr, &|out| resp::encode_command(out, args))
+    }
+
+    /// One request whose RESP2 bytes `encode` appends, and its reply.
+    fn call_on_with(&mut self, addr: &str, encode: &dyn Fn(&mut Vec<u8>)) -> Reply {
         let (stream, pipe) = self.conns.entry(addr.to_owned()).or_insert_with(|| {
             let s = TcpStream::connect(addr).expect("connect");
             s.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
             s.set_nodelay(true).unwrap();
             (s, Pipeline::new())
         });
-        pipe.push((), args).unwrap();
+        pipe.push_with((), encode).unwrap();
         stream.write_all(pipe.output()).unwrap();
         pipe.output().clear();
         let mut buf = [0u8; 16 * 1024];
@@ -126,6 +131,11 @@ impl Driver {
 
     /// Sends to the slot's master, following MOVED (updating the map) and ASK.
     fn call<A: AsRef<[u8]>>(&mut self, key: &[u8], args: &[A]) -> Reply {
+        self.call_with(key, &|out| resp::encode_command(out, args))
+    }
+
+    /// [`Self::call`] for a request given as its RESP2 encoder.
+    fn call_with(&mut self, key: &[u8], encode: &dyn Fn(&mut Vec<u8>)) -> Reply {
         let slot = key_slot(key);
         let mut addr = self
             .map
@@ -137,7 +147,7 @@ impl Driver {
             if asking {
                 self.call_on(&addr, &[&b"ASKING"[..]]);
             }
-            let reply = self.call_on(&addr, args);
+            let reply = self.call_on_with(&addr, encode);
             let Reply::Error(msg) = &reply else {
                 return reply;
             };
@@ -158,24 +168,25 @@ impl Driver {
         panic!("more than {REDIRECTS_MAX} redirections");
     }
 
-    /// EVALSHA; on NOSCRIPT, SCRIPT LOAD on that node and again.
+    /// EVALSHA (encoded by `encode_commit`, the runtime's path); on NOSCRIPT, SCRIPT
+    /// LOAD on that node and again.
     fn commit(&mut self, intent: &CommitIntent<'_>) -> Result<CommitReply, ReplyError> {
-        let args = script::commit_command(intent, Invoke::EvalSha);
-        let key = args[3].clone();
-        let reply = self.call(&key, &args);
+        let mut key = Vec::new();
+        script::write_location_key(intent.aor_key, &mut key);
+        let encode = |out: &mut Vec<u8>| {
+            script::encode_commit(out, &mut Vec::new(), intent, Invoke::EvalSha);
+        };
+        let reply = self.call_with(&key, &encode);
         match script::decode_commit_reply(&reply) {
             Err(ReplyError::Server(ClusterError::NoScript)) => {
                 self.noscript += 1;
-                let loaded = self.call(
-                    &key,
-                    &[&b"SCRIPT"[..], b"LOAD", script::COMMIT_SCRIPT.as_bytes()],
-                );
+                let load: [&[u8]; 3] = [b"SCRIPT", b"LOAD", script::COMMIT_SCRIPT.as_bytes()];
                 assert_eq!(
-                    loaded,
+                    self.call(&key, &load),
                     Reply::Bulk(Some(script::commit_script_sha1().as_bytes().to_vec())),
                     "SCRIPT LOAD returns the SHA1 we computed"
                 );
-                script::decode_commit_reply(&self.call(&key, &args))
+                script::decode_commit_reply(&self.call_with(&key, &encode))
             }
             other => other,
         }

@@ -250,6 +250,21 @@ impl<T> Pipeline<T> {
         Ok(())
     }
 
+    /// Queues one command that `encode` appends as RESP2 bytes (e.g.
+    /// [`super::script::encode_commit`]: no argument list is built).
+    pub fn push_with(
+        &mut self,
+        tag: T,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<(), PipelineError> {
+        if self.pending.len() >= PIPELINE_PENDING_MAX {
+            return Err(PipelineError::Full);
+        }
+        encode(&mut self.out);
+        self.pending.push_back(tag);
+        Ok(())
+    }
+
     /// Bytes waiting to be written; the caller drains what it wrote.
     pub fn output(&mut self) -> &mut Vec<u8> {
         &mut self.out
@@ -416,7 +431,9 @@ mod tests {
         assert_eq!(p.next_reply(), Ok(None));
         p.receive(b"+OK\r\n");
         assert_eq!(p.next_reply(), Err(PipelineError::Unsolicited));
-        p.push(3, &["PING"]).unwrap();
+        p.push_with(3, |out| out.extend_from_slice(b"*1\r\n$4\r\nPING\r\n"))
+            .unwrap();
+        assert!(p.output().ends_with(b"PING\r\n"));
         assert_eq!(p.reset(), vec![3]);
         p.receive(b"?\r\n");
         p.push(4, &["PING"]).unwrap();

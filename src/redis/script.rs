@@ -195,23 +195,138 @@ pub fn commit_command(intent: &CommitIntent<'_>, invoke: Invoke) -> Vec<Vec<u8>>
 /// Appends the binding blob of `c` (the format is in the module docs).
 pub fn encode_blob(c: &ContactIntent<'_>, out: &mut Vec<u8>) {
     use std::io::Write as _;
-    let source = c.source.to_string();
-    let q = c.q.map(|q| q.to_string()).unwrap_or_else(|| "-".into());
-    // Writing to a Vec cannot fail.
-    let _ = write!(
-        out,
-        "{q} {} {} {} {} {} {}|",
-        c.transport.as_u8(),
-        c.listen,
-        c.contact.len(),
-        c.path.len(),
-        source.len(),
-        c.user_agent.len()
-    );
+    // `ip:port` is at most 47 bytes (`[v6%scope]:port` is not produced by SocketAddr V6
+    // without a scope id; with one it still fits 64).
+    let mut source = [0u8; 64];
+    let mut cursor = std::io::Cursor::new(&mut source[..]);
+    // Cannot fail: the buffer holds any SocketAddr's text.
+    let _ = write!(cursor, "{}", c.source);
+    let source_len = usize::try_from(cursor.position()).unwrap_or(0);
+    match c.q {
+        Some(q) => push_u64(out, u64::from(q)),
+        None => out.push(b'-'),
+    }
+    for n in [
+        u64::from(c.transport.as_u8()),
+        u64::from(c.listen),
+        c.contact.len() as u64,
+        c.path.len() as u64,
+        source_len as u64,
+        c.user_agent.len() as u64,
+    ] {
+        out.push(b' ');
+        push_u64(out, n);
+    }
+    out.push(b'|');
     out.extend_from_slice(c.contact);
     out.extend_from_slice(c.path);
-    out.extend_from_slice(source.as_bytes());
+    out.extend_from_slice(&source[..source_len]);
     out.extend_from_slice(c.user_agent);
+}
+
+/// `n` in decimal, in `buf`.
+fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
+/// Appends `n` in decimal.
+fn push_u64(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(decimal(n, &mut [0; 20]));
+}
+
+/// One RESP2 bulk string.
+fn push_bulk(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'$');
+    push_u64(out, bytes.len() as u64);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// One RESP2 bulk string holding `n` in decimal.
+fn push_bulk_u64(out: &mut Vec<u8>, n: u64) {
+    push_bulk(out, decimal(n, &mut [0; 20]));
+}
+
+/// Appends the RESP2 bytes of [`commit_command`]`(intent, invoke)` to `out` without
+/// building the argument list (the per-REGISTER path: no allocation once `out` and
+/// `scratch` have grown). `scratch` holds each blob while its length is taken.
+pub fn encode_commit(
+    out: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+    intent: &CommitIntent<'_>,
+    invoke: Invoke,
+) {
+    let (op, contacts): (&[u8], &[ContactIntent<'_>]) = match intent.op {
+        CommitOp::Fetch => (b"F", &[]),
+        CommitOp::RemoveAll => (b"*", &[]),
+        CommitOp::Update(c) => (b"U", c),
+    };
+    out.push(b'*');
+    push_u64(out, 11 + 5 * contacts.len() as u64);
+    out.extend_from_slice(b"\r\n");
+    match invoke {
+        Invoke::EvalSha => {
+            push_bulk(out, b"EVALSHA");
+            push_bulk(out, commit_script_sha1().as_bytes());
+        }
+        Invoke::Eval => {
+            push_bulk(out, b"EVAL");
+            push_bulk(out, COMMIT_SCRIPT.as_bytes());
+        }
+    }
+    push_bulk(out, b"1");
+    out.push(b'$');
+    push_u64(
+        out,
+        (LOCATION_KEY_PREFIX.len() + intent.aor_key.len() + 1) as u64,
+    );
+    out.extend_from_slice(b"\r\n");
+    write_location_key(intent.aor_key, out);
+    out.extend_from_slice(b"\r\n");
+    push_bulk(out, op);
+    push_bulk(out, intent.call_id);
+    push_bulk_u64(out, u64::from(intent.cseq));
+    push_bulk_u64(out, u64::from(intent.branch_hash));
+    push_bulk_u64(out, u64::from(intent.max_contacts));
+    push_bulk(
+        out,
+        match intent.policy {
+            MaxContactsPolicy::Reject => b"R",
+            MaxContactsPolicy::EvictOldest => b"E",
+        },
+    );
+    push_bulk_u64(out, contacts.len() as u64);
+    for c in contacts {
+        push_bulk(out, c.match_key);
+        match c.instance {
+            Some(i) => {
+                out.push(b'$');
+                push_u64(out, 1 + i.len() as u64);
+                out.extend_from_slice(b"\r\n=");
+                out.extend_from_slice(i);
+                out.extend_from_slice(b"\r\n");
+            }
+            None => push_bulk(out, b""),
+        }
+        match c.reg_id {
+            Some(r) => push_bulk_u64(out, u64::from(r)),
+            None => push_bulk(out, b""),
+        }
+        push_bulk_u64(out, u64::from(c.expires_s));
+        scratch.clear();
+        encode_blob(c, scratch);
+        push_bulk(out, scratch);
+    }
 }
 
 /// The script's verdict.
@@ -487,6 +602,36 @@ mod tests {
         assert_eq!(args[1], COMMIT_SCRIPT.as_bytes());
         assert_eq!(args.len(), 11);
         assert_eq!(args[10], b"0");
+    }
+
+    #[test]
+    fn encode_commit_is_the_command_in_resp() {
+        let mut bare = contact();
+        bare.instance = None;
+        bare.reg_id = None;
+        bare.q = None;
+        let cs = [contact(), bare];
+        for op in [CommitOp::Fetch, CommitOp::RemoveAll, CommitOp::Update(&cs)] {
+            for invoke in [Invoke::EvalSha, Invoke::Eval] {
+                let intent = CommitIntent {
+                    aor_key: b"alice@example.com",
+                    call_id: b"cid",
+                    cseq: 4_000_000_000,
+                    branch_hash: 0,
+                    max_contacts: 0,
+                    policy: MaxContactsPolicy::Reject,
+                    op,
+                };
+                let mut want = Vec::new();
+                super::super::resp::encode_command(&mut want, &commit_command(&intent, invoke));
+                let (mut got, mut scratch) = (Vec::new(), Vec::new());
+                encode_commit(&mut got, &mut scratch, &intent, invoke);
+                assert_eq!(
+                    String::from_utf8_lossy(&got),
+                    String::from_utf8_lossy(&want)
+                );
+            }
+        }
     }
 
     /// The value the script would store for `c` (mirrors `encode` in commit.lua).
