@@ -371,6 +371,24 @@ fn evalsha_reloads_after_noscript(d: &mut Driver) {
     );
     fetch(d, "noscript@example.com");
     assert_eq!(d.noscript, before + 1, "the next EVALSHA finds it");
+    // EVAL (the other fallback) runs the same script from its source.
+    let key = b"sipreg:loc:{eval@example.com}";
+    let intent = CommitIntent {
+        aor_key: b"eval@example.com",
+        call_id: b"cid",
+        cseq: 1,
+        branch_hash: 1,
+        max_contacts: 0,
+        policy: MaxContactsPolicy::Reject,
+        op: CommitOp::Fetch,
+    };
+    let reply = d.call_with(key, &|out: &mut Vec<u8>| {
+        script::encode_commit(out, &mut Vec::new(), &intent, Invoke::Eval);
+    });
+    assert_eq!(
+        script::decode_commit_reply(&reply).map(|r| r.status),
+        Ok(CommitStatus::Ok)
+    );
     // Redis's clock, not ours: within a minute of this machine's.
     let ours = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
