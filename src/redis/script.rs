@@ -11,8 +11,9 @@
 //! per-AOR key in the same slot. An AOR key containing `}` still maps each AOR to one
 //! fixed slot (its tag is then a prefix of the AOR), which is all routing needs.
 //!
-//! # Invocation ([`commit_command`])
-//! `EVALSHA <sha1> 1 <key> ARGV…` (or `EVAL <script> 1 <key> ARGV…` after `NOSCRIPT`):
+//! # Invocation ([`encode_commit`] on the hot path, [`commit_command`] as an argument list)
+//! `EVALSHA <sha1> 1 <key> ARGV…`; after `NOSCRIPT`, `SCRIPT LOAD` on that node and
+//! again, or `EVAL <script> 1 <key> ARGV…` ([`Invoke`]):
 //!
 //! | ARGV | value |
 //! |---|---|
@@ -32,7 +33,9 @@
 //! Field names are small decimal numbers the script allocates (opaque ids). Value:
 //! `"<expires at ms> <registered ms> <cseq> <branch hash> <len call-id> <len match key>
 //! <len instance> <len reg-id>|" call-id match-key instance reg-id blob`, all numbers
-//! decimal, lengths in bytes. The blob ([`encode_blob`]) is sipreg's own and opaque to
+//! decimal, lengths in bytes, instance and reg-id in their ARGV form; cseq, branch and
+//! Call-ID are the request's that last wrote the binding, registered ms the time it
+//! was first inserted (kept by refreshes, used by evict-oldest). The blob ([`encode_blob`]) is sipreg's own and opaque to
 //! the script: `"<q or -> <transport> <listen index> <len contact> <len path> <len
 //! source> <len user agent>|" contact path source user-agent`, source as `ip:port`.
 //! A field the script cannot parse is purged like an expired one, so corrupt data
