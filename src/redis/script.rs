@@ -346,9 +346,9 @@ pub enum CommitStatus {
     TooManyContacts,
 }
 
-/// One binding as stored, with its remaining lifetime.
+/// One binding as stored, with its remaining lifetime; its bytes borrowed from the reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoredBinding {
+pub struct StoredBinding<'r> {
     /// Seconds left (rounded up), by Redis's clock.
     pub expires_s: u32,
     /// Absolute expiry, ms since the Unix epoch (Redis's clock).
@@ -360,11 +360,11 @@ pub struct StoredBinding {
     /// Branch hash of that REGISTER.
     pub branch_hash: u32,
     /// Call-ID of that REGISTER.
-    pub call_id: Vec<u8>,
+    pub call_id: &'r [u8],
     /// The contact's match key.
-    pub match_key: Vec<u8>,
+    pub match_key: &'r [u8],
     /// `+sip.instance`, if any.
-    pub instance: Option<Vec<u8>>,
+    pub instance: Option<&'r [u8]>,
     /// `reg-id`, if any.
     pub reg_id: Option<u32>,
     /// q in thousandths, `None` when absent.
@@ -374,18 +374,18 @@ pub struct StoredBinding {
     /// Local socket index.
     pub listen: u16,
     /// Contact URI as received.
-    pub contact: Vec<u8>,
+    pub contact: &'r [u8],
     /// Joined Path values.
-    pub path: Vec<u8>,
+    pub path: &'r [u8],
     /// Where the REGISTER came from.
     pub source: SocketAddr,
     /// User-Agent.
-    pub user_agent: Vec<u8>,
+    pub user_agent: &'r [u8],
 }
 
 /// The decoded reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CommitReply {
+pub struct CommitReply<'r> {
     /// The verdict.
     pub status: CommitStatus,
     /// Redis's clock when the script ran, ms since the Unix epoch (for the Date header).
@@ -393,7 +393,7 @@ pub struct CommitReply {
     /// Bindings removed by the evict-oldest policy.
     pub evicted: u32,
     /// The post-commit (or current) bindings; empty for the rejections.
-    pub bindings: Vec<StoredBinding>,
+    pub bindings: Vec<StoredBinding<'r>>,
 }
 
 /// Why a reply is not a commit result.
@@ -412,7 +412,7 @@ pub enum ReplyError {
 }
 
 /// Decodes the script's reply.
-pub fn decode_commit_reply(reply: &Reply) -> Result<CommitReply, ReplyError> {
+pub fn decode_commit_reply(reply: &Reply) -> Result<CommitReply<'_>, ReplyError> {
     let items = match reply {
         Reply::Error(msg) => return Err(ReplyError::Server(ClusterError::classify(msg))),
         Reply::Array(Some(items)) => items,
@@ -493,13 +493,13 @@ fn cut<const K: usize>(mut rest: &[u8], lens: [usize; K]) -> Option<([&[u8]; K],
     Some((out, rest))
 }
 
-fn decode_stored(expires_s: u32, value: &[u8]) -> Option<StoredBinding> {
+fn decode_stored(expires_s: u32, value: &[u8]) -> Option<StoredBinding<'_>> {
     let ([exp, reg, cseq, branch, l1, l2, l3, l4], rest) = header::<8>(value)?;
     let lens = [num(l1)?, num(l2)?, num(l3)?, num(l4)?];
     let ([call_id, match_key, instance, reg_id], blob) = cut(rest, lens)?;
     let instance = match instance {
         [] => None,
-        [b'=', i @ ..] => Some(i.to_vec()),
+        [b'=', i @ ..] => Some(i),
         _ => return None,
     };
     let reg_id = match reg_id {
@@ -518,8 +518,8 @@ fn decode_stored(expires_s: u32, value: &[u8]) -> Option<StoredBinding> {
         registered_ms: num(reg)?,
         cseq: num(cseq)?,
         branch_hash: num(branch)?,
-        call_id: call_id.to_vec(),
-        match_key: match_key.to_vec(),
+        call_id,
+        match_key,
         instance,
         reg_id,
         q: match q {
@@ -528,10 +528,10 @@ fn decode_stored(expires_s: u32, value: &[u8]) -> Option<StoredBinding> {
         },
         transport: Transport::from_u8(num(transport)?)?,
         listen: num(listen)?,
-        contact: contact.to_vec(),
-        path: path.to_vec(),
+        contact,
+        path,
         source: std::str::from_utf8(source).ok()?.parse().ok()?,
-        user_agent: user_agent.to_vec(),
+        user_agent,
     })
 }
 
@@ -691,7 +691,7 @@ mod tests {
         assert_eq!(b.expires_at_ms, 1_764_820_000_000);
         assert_eq!((b.cseq, b.branch_hash), (7, 42));
         assert_eq!(b.call_id, b"cid");
-        assert_eq!(b.instance.as_deref(), Some(&b"<urn:uuid:1>"[..]));
+        assert_eq!(b.instance, Some(&b"<urn:uuid:1>"[..]));
         assert_eq!((b.reg_id, b.q, b.listen), (Some(7), Some(500), 2));
         assert_eq!(b.transport, Transport::Tcp);
         assert_eq!(b.contact, c.contact);
@@ -699,7 +699,7 @@ mod tests {
         assert_eq!(b.source, c.source);
         assert_eq!(b.user_agent, c.user_agent);
         let b = &r.bindings[1];
-        assert_eq!((b.instance.clone(), b.reg_id, b.q), (None, None, None));
+        assert_eq!((b.instance, b.reg_id, b.q), (None, None, None));
         assert_eq!(b.source, bare.source);
     }
 
