@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one test entry point (CI runs it through .ci/run).
 #
-#   fmt --check, clippy -D warnings, core purity, cargo test (and the integration suite
+#   fmt --check, clippy -D warnings, core purity, redis-server install, cargo test
+#   (tests/redis_cluster runs a local Redis Cluster, ~7 s; the integration suite runs
 #   again with --steering hash), fuzz build (if any),
 #   then sipp interop against the real binary on a loopback port.
 #
@@ -202,6 +203,9 @@ sipp_interop() {
 step "cargo fmt --check" cargo fmt --all --check
 step "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
 step "core purity" scripts/check-core-purity.sh
+# tests/redis_cluster starts a real Redis Cluster; install the server first so the
+# install shows as its own step (the test itself skips only if this fails).
+step "redis-server (tests/redis_cluster)" scripts/redis-cluster.sh install
 step "cargo test" cargo test --workspace
 # The integration suite again with the kernel's 4-tuple hash (issue 13: the fallback when
 # the steering program cannot be loaded must keep every behaviour).

@@ -30,6 +30,7 @@ pub mod ctl;
 mod hash;
 pub mod location;
 pub mod placement;
+pub mod redis;
 pub mod registrar;
 pub mod runtime;
 pub mod server;

@@ -41,5 +41,5 @@ pub use message::{
 pub(crate) use names::word_at;
 pub use names::{HEADER_NAMES, HeaderName};
 pub use parse::parse_request;
-pub use uri::{Scheme, Uri, UriParams, parse_uri, uri_equivalent, write_aor_key};
+pub use uri::{Scheme, Uri, UriParams, parse_uri, uri_equivalent, uri_match_key, write_aor_key};
 pub use write::ResponseWriter;

@@ -556,6 +556,99 @@ pub fn uri_equivalent(a: &Uri<'_>, b: &Uri<'_>) -> bool {
         && headers_match(a, b)
 }
 
+/// The parameters §19.1.4 compares even when only one URI has them; the match key
+/// holds exactly these, in this order.
+const MATCH_KEY_PARAMS: [&[u8]; 5] = [b"user", b"ttl", b"method", b"maddr", b"transport"];
+
+/// Appends a canonical *match key* of `uri` to `out`: two Contact URIs with equal keys
+/// are the same binding. It lets a Redis script match contacts by byte equality, where
+/// it cannot run [`uri_equivalent`].
+///
+/// The key holds the scheme; the user and password with escapes normalised as §19.1.4
+/// compares them (an escaped unreserved byte is the byte; an escaped reserved byte stays
+/// `%HH`; case kept); the lower-cased host; the port; the `user`, `ttl`, `method`,
+/// `maddr` and `transport` parameters (absent, valueless, or the value normalised and
+/// lower-cased); and the URI headers as written. Every part is length-prefixed, so the
+/// key is unambiguous. Other schemes: the lower-cased scheme and the opaque part.
+///
+/// Where it differs from RFC 3261 §19.1.4:
+/// - **looser**: other parameters are left out, so two URIs with equal keys but a
+///   parameter present in both with different values (`;foo=1` / `;foo=2`) are not
+///   §19.1.4-equivalent yet share a key. A device refreshing its binding sends the same
+///   URI, so this does not arise in practice; `uri_match_key_implies_equivalence` tests
+///   that it is the only exception;
+/// - **stricter**: URI headers must be byte-identical in the same order, where §19.1.4
+///   compares them as an unordered set with case-insensitive names.
+pub fn uri_match_key(uri: &Uri<'_>, out: &mut Vec<u8>) {
+    match uri.scheme {
+        Scheme::Sip => out.extend_from_slice(b"sip"),
+        Scheme::Sips => out.extend_from_slice(b"sips"),
+        Scheme::Other(s) => {
+            out.extend_from_slice(b"o");
+            let mut lower = s.to_vec();
+            lower.make_ascii_lowercase();
+            push_key_part(out, Some(&lower), None);
+            push_key_part(out, Some(uri.opaque()), None);
+            return;
+        }
+    }
+    push_key_part(out, uri.user, Some(false));
+    push_key_part(out, uri.password, Some(false));
+    let mut host = uri.host.to_vec();
+    host.make_ascii_lowercase();
+    push_key_part(out, Some(&host), None);
+    let port = uri.port.map(|p| p.to_string());
+    push_key_part(out, port.as_deref().map(str::as_bytes), None);
+    for name in MATCH_KEY_PARAMS {
+        match find_param(uri.params(), name) {
+            None => out.push(b'-'),
+            Some(None) => out.push(b'!'),
+            Some(Some(v)) => push_key_part(out, Some(v), Some(true)),
+        }
+    }
+    let headers = (!uri.headers.is_empty()).then_some(uri.headers);
+    push_key_part(out, headers, None);
+}
+
+/// One match-key part: `-` when absent, else `=<len>:<bytes>`; with `Some(fold)` the
+/// bytes are §19.1.4-normalised escapes (see [`uri_match_key`]).
+fn push_key_part(out: &mut Vec<u8>, part: Option<&[u8]>, normalise: Option<bool>) {
+    let Some(part) = part else {
+        out.push(b'-');
+        return;
+    };
+    let mut body = Vec::with_capacity(part.len());
+    match normalise {
+        None => body.extend_from_slice(part),
+        Some(fold_case) => {
+            let units = Units {
+                s: part,
+                i: 0,
+                fold_case,
+            };
+            for unit in units {
+                match unit {
+                    // `%` itself is written escaped, so every `%` in a key starts an escape.
+                    Unit::Byte(b'%') => body.extend_from_slice(b"%25"),
+                    Unit::Byte(b) => body.push(b),
+                    Unit::ReservedEscape(v) => {
+                        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                        body.extend_from_slice(&[
+                            b'%',
+                            HEX[usize::from(v >> 4)],
+                            HEX[usize::from(v & 15)],
+                        ]);
+                    }
+                }
+            }
+        }
+    }
+    out.push(b'=');
+    out.extend_from_slice(body.len().to_string().as_bytes());
+    out.push(b':');
+    out.extend_from_slice(&body);
+}
+
 /// Appends the canonical address-of-record key of `uri` to `out`: the user part with
 /// every escape decoded (case kept; `%00` becomes a real NUL byte and does not end the
 /// key, RFC 4475 `escnull`), `@`, and the lower-cased host. Port, parameters and headers
@@ -1003,5 +1096,125 @@ mod tests {
                 prop_assert!(uri_equivalent(&u, &u));
             }
         }
+    }
+
+    fn match_key(s: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        uri_match_key(&uri(s), &mut out);
+        out
+    }
+
+    #[test]
+    fn match_key_equal_for_rfc_equivalent_uris() {
+        // RFC 3261 §19.1.4's equivalent pairs (those without URI headers).
+        for (a, b) in [
+            (
+                "sip:%61lice@atlanta.com;transport=TCP",
+                "sip:alice@AtLanTa.CoM;Transport=tcp",
+            ),
+            ("sip:carol@chicago.com", "sip:carol@chicago.com;newparam=5"),
+            (
+                "sip:carol@chicago.com;security=on",
+                "sip:carol@chicago.com;newparam=5",
+            ),
+            (
+                "sip:alice@192.0.2.4:5060;user=phone",
+                "sip:alice@192.0.2.4:5060;USER=Phone",
+            ),
+            ("sip:a%2b@h", "sip:a%2B@h"),
+        ] {
+            assert!(eq(a, b), "{a} / {b}");
+            assert_eq!(match_key(a), match_key(b), "{a} / {b}");
+        }
+    }
+
+    #[test]
+    fn match_key_differs_for_rfc_different_uris() {
+        for (a, b) in [
+            (
+                "SIP:ALICE@AtLanTa.CoM;Transport=udp",
+                "sip:alice@AtLanTa.CoM;Transport=UDP",
+            ),
+            ("sip:bob@biloxi.com", "sip:bob@biloxi.com:5060"),
+            ("sip:bob@biloxi.com", "sip:bob@biloxi.com;transport=udp"),
+            ("sip:bob@biloxi.com", "sips:bob@biloxi.com"),
+            ("sip:a+b@h", "sip:a%2bb@h"),
+            ("sip:a:@h", "sip:a@h"),
+            ("sip:a@h;maddr", "sip:a@h;maddr="),
+            ("sip:a@h?x=1", "sip:a@h"),
+        ] {
+            assert!(!eq(a, b), "{a} / {b}");
+            assert_ne!(match_key(a), match_key(b), "{a} / {b}");
+        }
+    }
+
+    proptest! {
+        /// Equal match keys imply §19.1.4 equivalence, except when a parameter outside
+        /// the key's five is in both URIs with different values (the documented looseness).
+        #[test]
+        fn uri_match_key_implies_equivalence(
+            parts in proptest::collection::vec(0usize..16, 7),
+            which in 0usize..7,
+            other in 0usize..16,
+        ) {
+            // `b` is `a` with one part redrawn, so that equal keys are frequent.
+            let a = uri_from_parts(&parts);
+            let mut changed = parts.clone();
+            changed[which] = other;
+            let b = uri_from_parts(&changed);
+            let (ua, ub) = (uri(&a), uri(&b));
+            let (mut ka, mut kb) = (Vec::new(), Vec::new());
+            uri_match_key(&ua, &mut ka);
+            uri_match_key(&ub, &mut kb);
+            if ka == kb {
+                let other_param_conflict = ua.params().any(|(name, va)| {
+                    !must_be_in_both(name)
+                        && find_param(ub.params(), name).is_some_and(|vb| !eq_opt_escaped(va, vb, true))
+                });
+                prop_assert!(uri_equivalent(&ua, &ub) || other_param_conflict, "{} / {}", a, b);
+            }
+            prop_assert_eq!(ka == kb, kb == ka);
+            if a == b {
+                prop_assert_eq!(ka, kb);
+            }
+        }
+    }
+
+    /// A SIP URI from one choice per part (indices wrap), from small alphabets in which
+    /// many spellings are §19.1.4-equivalent.
+    fn uri_from_parts(parts: &[usize]) -> String {
+        const SCHEME: &[&str] = &["sip", "sips", "SIP"];
+        const USER: &[&str] = &[
+            "", "a@", "A@", "%61@", "%41@", "a:p@", "a:P@", "a%2b@", "a%2B@", "a+@", "%25@",
+        ];
+        const HOST: &[&str] = &["h", "H", "h.x"];
+        const PORT: &[&str] = &["", ":5060", ":5061"];
+        const PARAM: &[&str] = &[
+            "",
+            ";transport=tcp",
+            ";TRANSPORT=TCP",
+            ";transport=%74cp",
+            ";transport=udp",
+            ";user=phone",
+            ";maddr",
+            ";maddr=",
+            ";lr",
+            ";foo=1",
+            ";foo=2",
+            ";FOO=1",
+            ";ttl=1",
+        ];
+        const HEADERS: &[&str] = &["", "?x=1", "?X=1"];
+        let pick = |set: &[&'static str], i: usize| set[parts[i] % set.len()];
+        format!(
+            "{}:{}{}{}{}{}{}",
+            pick(SCHEME, 0),
+            pick(USER, 1),
+            pick(HOST, 2),
+            pick(PORT, 3),
+            pick(PARAM, 4),
+            pick(PARAM, 5),
+            pick(HEADERS, 6)
+        )
     }
 }

@@ -1,0 +1,702 @@
+//! The Redis side of the location backend against a real Redis Cluster (3 masters + 3
+//! replicas from `scripts/redis-cluster.sh`), driven through the sans-IO core in
+//! `sipreg::redis` by a minimal blocking `TcpStream` driver.
+//!
+//! Skips (with a printed reason) only when `redis-server` is not installed and cannot
+//! be. The cluster is always stopped, by a drop guard, even when a check fails.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use sipreg::location::Transport;
+use sipreg::redis::cluster::{ClusterError, Pipeline, SlotMap};
+use sipreg::redis::resp::{self, Reply};
+use sipreg::redis::script::{
+    self, CommitIntent, CommitOp, CommitReply, CommitStatus, ContactIntent, Invoke, ReplyError,
+};
+use sipreg::redis::slot::key_slot;
+use sipreg::registrar::MaxContactsPolicy;
+use sipreg::sip::{parse_uri, uri_match_key};
+
+/// How long one reply may take before the test fails.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Redirections followed for one request before giving up.
+const REDIRECTS_MAX: usize = 5;
+
+/// Stops the cluster when dropped.
+struct ClusterGuard {
+    dir: PathBuf,
+    ports: Vec<u16>,
+}
+
+fn script_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/redis-cluster.sh")
+}
+
+impl ClusterGuard {
+    fn start() -> Option<Self> {
+        let dir = std::env::temp_dir().join(format!("sipreg-redis-test-{}", std::process::id()));
+        let status = Command::new(script_path())
+            .arg("start")
+            .arg(&dir)
+            .status()
+            .expect("run scripts/redis-cluster.sh");
+        // From here on the guard stops whatever the script left running.
+        let mut guard = Self {
+            dir: dir.clone(),
+            ports: Vec::new(),
+        };
+        if !status.success() {
+            let installed = Command::new("sh")
+                .args(["-c", "command -v redis-server"])
+                .status()
+                .is_ok_and(|s| s.success());
+            if !installed {
+                eprintln!("SKIP redis_cluster: redis-server is not installed and could not be");
+                return None;
+            }
+            panic!("scripts/redis-cluster.sh start failed with redis-server installed");
+        }
+        guard.ports = std::fs::read_to_string(dir.join("ports"))
+            .expect("DIR/ports")
+            .lines()
+            .map(|l| l.parse().expect("a port"))
+            .collect();
+        Some(guard)
+    }
+}
+
+impl Drop for ClusterGuard {
+    fn drop(&mut self) {
+        let _ = Command::new(script_path())
+            .arg("stop")
+            .arg(&self.dir)
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A blocking, one-request-at-a-time driver over the sans-IO core.
+struct Driver {
+    map: SlotMap,
+    conns: HashMap<String, (TcpStream, Pipeline<()>)>,
+    moved: usize,
+    noscript: usize,
+}
+
+impl Driver {
+    fn connect(seed: &str) -> Self {
+        let mut d = Self {
+            map: SlotMap::from_cluster_slots(&Reply::Array(Some(Vec::new()))).unwrap(),
+            conns: HashMap::new(),
+            moved: 0,
+            noscript: 0,
+        };
+        let slots = d.call_on(seed, &[&b"CLUSTER"[..], b"SLOTS"]);
+        d.map = SlotMap::from_cluster_slots(&slots).expect("CLUSTER SLOTS");
+        assert_eq!(d.map.covered(), 16384);
+        assert_eq!(d.map.nodes().len(), 3, "three masters");
+        d
+    }
+
+    fn call_on<A: AsRef<[u8]>>(&mut self, addr: &str, args: &[A]) -> Reply {
+        self.call_on_with(addr, &|out| resp::encode_command(out, args))
+    }
+
+    /// One request whose RESP2 bytes `encode` appends, and its reply.
+    fn call_on_with(&mut self, addr: &str, encode: &dyn Fn(&mut Vec<u8>)) -> Reply {
+        let (stream, pipe) = self.conns.entry(addr.to_owned()).or_insert_with(|| {
+            let s = TcpStream::connect(addr).expect("connect");
+            s.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
+            s.set_nodelay(true).unwrap();
+            (s, Pipeline::new())
+        });
+        pipe.push_with((), encode).unwrap();
+        stream.write_all(pipe.output()).unwrap();
+        pipe.output().clear();
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            if let Some(((), reply)) = pipe.next_reply().expect("valid RESP") {
+                return reply;
+            }
+            let n = stream.read(&mut buf).expect("reply within REPLY_TIMEOUT");
+            assert!(n > 0, "connection to {addr} closed");
+            pipe.receive(&buf[..n]);
+        }
+    }
+
+    /// Sends to the slot's master, following MOVED (updating the map) and ASK.
+    fn call<A: AsRef<[u8]>>(&mut self, key: &[u8], args: &[A]) -> Reply {
+        self.call_with(key, &|out| resp::encode_command(out, args))
+    }
+
+    /// [`Self::call`] for a request given as its RESP2 encoder.
+    fn call_with(&mut self, key: &[u8], encode: &dyn Fn(&mut Vec<u8>)) -> Reply {
+        let slot = key_slot(key);
+        let mut addr = self
+            .map
+            .node_for_slot(slot)
+            .expect("slot covered")
+            .to_owned();
+        let mut asking = false;
+        for _ in 0..REDIRECTS_MAX {
+            if asking {
+                self.call_on(&addr, &[&b"ASKING"[..]]);
+            }
+            let reply = self.call_on_with(&addr, encode);
+            let Reply::Error(msg) = &reply else {
+                return reply;
+            };
+            match ClusterError::classify(msg) {
+                ClusterError::Moved { slot, addr: to } => {
+                    self.moved += 1;
+                    self.map.set_owner(slot, &to).unwrap();
+                    addr = to;
+                    asking = false;
+                }
+                ClusterError::Ask { addr: to, .. } => {
+                    addr = to;
+                    asking = true;
+                }
+                _ => return reply,
+            }
+        }
+        panic!("more than {REDIRECTS_MAX} redirections");
+    }
+
+    /// EVALSHA (encoded by `encode_commit`, the runtime's path); on NOSCRIPT, SCRIPT
+    /// LOAD on that node and again.
+    /// The reply is leaked so the decoded bindings (which borrow it) outlive the call:
+    /// a few kilobytes over the whole test.
+    fn commit(&mut self, intent: &CommitIntent<'_>) -> Result<CommitReply<'static>, ReplyError> {
+        let mut key = Vec::new();
+        script::write_location_key(intent.aor_key, &mut key);
+        let encode = |out: &mut Vec<u8>| {
+            script::encode_commit(out, &mut Vec::new(), intent, Invoke::EvalSha);
+        };
+        let reply: &'static Reply = Box::leak(Box::new(self.call_with(&key, &encode)));
+        match script::decode_commit_reply(reply) {
+            Err(ReplyError::Server(ClusterError::NoScript)) => {
+                self.noscript += 1;
+                let load: [&[u8]; 3] = [b"SCRIPT", b"LOAD", script::COMMIT_SCRIPT.as_bytes()];
+                assert_eq!(
+                    self.call(&key, &load),
+                    Reply::Bulk(Some(script::commit_script_sha1().as_bytes().to_vec())),
+                    "SCRIPT LOAD returns the SHA1 we computed"
+                );
+                let again: &'static Reply = Box::leak(Box::new(self.call_with(&key, &encode)));
+                script::decode_commit_reply(again)
+            }
+            other => other,
+        }
+    }
+
+    fn int(&mut self, key: &[u8], cmd: &str) -> i64 {
+        match self.call(key, &[cmd.as_bytes(), key]) {
+            Reply::Int(n) => n,
+            other => panic!("{cmd}: {other:?}"),
+        }
+    }
+}
+
+/// Owned pieces of one contact, so tests can build intents briefly.
+struct Ct {
+    uri: String,
+    key: Vec<u8>,
+    expires_s: u32,
+    instance: Option<&'static str>,
+    reg_id: Option<u32>,
+}
+
+fn ct(uri: &str, expires_s: u32) -> Ct {
+    let mut key = Vec::new();
+    uri_match_key(&parse_uri(uri.as_bytes()).unwrap(), &mut key);
+    Ct {
+        uri: uri.to_owned(),
+        key,
+        expires_s,
+        instance: None,
+        reg_id: None,
+    }
+}
+
+impl Ct {
+    fn intent(&self) -> ContactIntent<'_> {
+        ContactIntent {
+            match_key: &self.key,
+            expires_s: self.expires_s,
+            q: Some(1000),
+            contact: self.uri.as_bytes(),
+            path: b"<sip:edge.test;lr>",
+            source: "127.0.0.1:5062".parse().unwrap(),
+            transport: Transport::Udp,
+            listen: 0,
+            user_agent: b"test-ua",
+            instance: self.instance.map(str::as_bytes),
+            reg_id: self.reg_id,
+        }
+    }
+}
+
+/// One REGISTER's parameters.
+struct Req<'a> {
+    aor: &'a str,
+    call_id: &'a str,
+    cseq: u32,
+    branch: u32,
+    max: u32,
+    policy: MaxContactsPolicy,
+}
+
+fn req<'a>(aor: &'a str, call_id: &'a str, cseq: u32) -> Req<'a> {
+    Req {
+        aor,
+        call_id,
+        cseq,
+        branch: cseq * 7,
+        max: 0,
+        policy: MaxContactsPolicy::Reject,
+    }
+}
+
+impl Req<'_> {
+    fn run(&self, d: &mut Driver, op: Op<'_>) -> CommitReply<'static> {
+        let intents: Vec<ContactIntent<'_>> = match op {
+            Op::Update(cs) => cs.iter().map(Ct::intent).collect(),
+            _ => Vec::new(),
+        };
+        let op = match op {
+            Op::Fetch => CommitOp::Fetch,
+            Op::Star => CommitOp::RemoveAll,
+            Op::Update(_) => CommitOp::Update(&intents),
+        };
+        d.commit(&CommitIntent {
+            aor_key: self.aor.as_bytes(),
+            call_id: self.call_id.as_bytes(),
+            cseq: self.cseq,
+            branch_hash: self.branch,
+            max_contacts: self.max,
+            policy: self.policy,
+            op,
+        })
+        .expect("a commit reply")
+    }
+}
+
+enum Op<'a> {
+    Fetch,
+    Star,
+    Update(&'a [Ct]),
+}
+
+fn contacts(r: &CommitReply) -> Vec<String> {
+    let mut v: Vec<String> = r
+        .bindings
+        .iter()
+        .map(|b| String::from_utf8(b.contact.to_vec()).unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+fn key_of(aor: &str) -> Vec<u8> {
+    let mut k = Vec::new();
+    script::write_location_key(aor.as_bytes(), &mut k);
+    k
+}
+
+fn fetch(d: &mut Driver, aor: &str) -> CommitReply<'static> {
+    req(aor, "fetch", 1).run(d, Op::Fetch)
+}
+
+#[test]
+fn redis_cluster_location_commit() {
+    let Some(cluster) = ClusterGuard::start() else {
+        return;
+    };
+    let seed = format!("127.0.0.1:{}", cluster.ports[0]);
+    let mut d = Driver::connect(&seed);
+
+    routing_follows_moved(&mut d);
+    evalsha_reloads_after_noscript(&mut d);
+    register_refresh_remove(&mut d);
+    cseq_rule(&mut d);
+    star_removes_all(&mut d);
+    max_contacts_reject_and_evict(&mut d);
+    all_or_nothing(&mut d);
+    instance_matching(&mut d);
+    expiry_purge_and_key_ttl(&mut d);
+    bad_arguments_are_refused(&mut d);
+    drop(cluster);
+}
+
+fn routing_follows_moved(d: &mut Driver) {
+    let key = b"sipreg:test:{moved}";
+    let slot = key_slot(key);
+    let owner = d.map.node_for_slot(slot).unwrap().to_owned();
+    let wrong = d.map.nodes().iter().find(|n| **n != owner).unwrap().clone();
+    // Point the slot at the wrong master on purpose: the reply is MOVED, the driver
+    // follows it and the map is corrected.
+    d.map.set_owner(slot, &wrong).unwrap();
+    let before = d.moved;
+    assert_eq!(
+        d.call(key, &[&b"SET"[..], key, b"v"]),
+        Reply::Simple(b"OK".to_vec())
+    );
+    assert_eq!(d.moved, before + 1, "one MOVED followed");
+    assert_eq!(d.map.node_for_slot(slot), Some(owner.as_str()));
+    assert_eq!(
+        d.call(key, &[&b"GET"[..], key]),
+        Reply::Bulk(Some(b"v".to_vec()))
+    );
+    assert_eq!(d.moved, before + 1, "no MOVED once the map is right");
+    d.call(key, &[&b"DEL"[..], key]);
+}
+
+fn evalsha_reloads_after_noscript(d: &mut Driver) {
+    for node in d.map.nodes().to_vec() {
+        assert_eq!(
+            d.call_on(&node, &[&b"SCRIPT"[..], b"FLUSH"]),
+            Reply::Simple(b"OK".to_vec())
+        );
+    }
+    let before = d.noscript;
+    let r = fetch(d, "noscript@example.com");
+    assert_eq!(r.status, CommitStatus::Ok);
+    assert_eq!(
+        d.noscript,
+        before + 1,
+        "NOSCRIPT seen and the script loaded"
+    );
+    fetch(d, "noscript@example.com");
+    assert_eq!(d.noscript, before + 1, "the next EVALSHA finds it");
+    // EVAL (the other fallback) runs the same script from its source.
+    let key = b"sipreg:loc:{eval@example.com}";
+    let intent = CommitIntent {
+        aor_key: b"eval@example.com",
+        call_id: b"cid",
+        cseq: 1,
+        branch_hash: 1,
+        max_contacts: 0,
+        policy: MaxContactsPolicy::Reject,
+        op: CommitOp::Fetch,
+    };
+    let reply = d.call_with(key, &|out: &mut Vec<u8>| {
+        script::encode_commit(out, &mut Vec::new(), &intent, Invoke::Eval);
+    });
+    assert_eq!(
+        script::decode_commit_reply(&reply).map(|r| r.status),
+        Ok(CommitStatus::Ok)
+    );
+    // Redis's clock, not ours: within a minute of this machine's.
+    let ours = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(r.now_ms.abs_diff(ours) < 60_000);
+}
+
+fn register_refresh_remove(d: &mut Driver) {
+    let aor = "alice@example.com";
+    let c1 = ct("sip:alice@192.0.2.1:5060", 60);
+    let r = req(aor, "cid-a", 1).run(d, Op::Update(std::slice::from_ref(&c1)));
+    assert_eq!(r.status, CommitStatus::Ok);
+    assert_eq!(contacts(&r), ["sip:alice@192.0.2.1:5060"]);
+    let b = &r.bindings[0];
+    assert!((59..=60).contains(&b.expires_s), "{}", b.expires_s);
+    assert_eq!((b.cseq, b.branch_hash), (1, 7));
+    assert_eq!(b.call_id, b"cid-a");
+    assert_eq!(b.user_agent, b"test-ua");
+    assert_eq!(b.path, b"<sip:edge.test;lr>");
+    assert_eq!(b.q, Some(1000));
+    let registered = b.registered_ms;
+    let pttl = d.int(&key_of(aor), "PTTL");
+    assert!(
+        (58_000..=60_000).contains(&pttl),
+        "key TTL = the binding's: {pttl}"
+    );
+
+    // Refresh through an equivalent spelling of the URI: same binding, new expiry.
+    let refresh = ct("sip:%61lice@192.0.2.1:5060", 120);
+    let r = req(aor, "cid-a", 2).run(d, Op::Update(std::slice::from_ref(&refresh)));
+    assert_eq!(r.status, CommitStatus::Ok);
+    assert_eq!(r.bindings.len(), 1);
+    assert!((119..=120).contains(&r.bindings[0].expires_s));
+    assert_eq!(
+        r.bindings[0].registered_ms, registered,
+        "a refresh keeps the first registration time"
+    );
+    assert!(d.int(&key_of(aor), "PTTL") > 110_000);
+
+    // Remove it: the AOR is empty and its key gone.
+    let r = req(aor, "cid-a", 3).run(d, Op::Update(&[ct("sip:alice@192.0.2.1:5060", 0)]));
+    assert_eq!(r.status, CommitStatus::Ok);
+    assert!(r.bindings.is_empty());
+    assert_eq!(
+        d.int(&key_of(aor), "EXISTS"),
+        0,
+        "empty AOR deletes the key"
+    );
+    // Removing a binding that does not exist is not an error.
+    let r = req(aor, "cid-a", 4).run(d, Op::Update(&[ct("sip:alice@192.0.2.1:5060", 0)]));
+    assert_eq!((r.status, r.bindings.len()), (CommitStatus::Ok, 0));
+}
+
+fn cseq_rule(d: &mut Driver) {
+    let aor = "bob@example.com";
+    let c = [ct("sip:bob@192.0.2.2", 60)];
+    assert_eq!(
+        req(aor, "cid-b", 10).run(d, Op::Update(&c)).status,
+        CommitStatus::Ok
+    );
+    // Lower CSeq, same Call-ID: out of order.
+    let r = req(aor, "cid-b", 9).run(d, Op::Update(&c));
+    assert_eq!((r.status, r.bindings.len()), (CommitStatus::InvalidCSeq, 0));
+    // Equal CSeq, same branch: a retransmission; the current list, nothing changed.
+    let changed = [ct("sip:bob@192.0.2.2", 3000)];
+    let r = req(aor, "cid-b", 10).run(d, Op::Update(&changed));
+    assert_eq!(r.status, CommitStatus::Retransmission);
+    assert_eq!(r.bindings.len(), 1);
+    assert!(r.bindings[0].expires_s <= 60, "not refreshed to 3000");
+    // Equal CSeq from another branch: a different request reusing the CSeq.
+    let mut other_branch = req(aor, "cid-b", 10);
+    other_branch.branch = 12345;
+    assert_eq!(
+        other_branch.run(d, Op::Update(&c)).status,
+        CommitStatus::InvalidCSeq
+    );
+    // The rule is per Call-ID: another Call-ID may use any CSeq.
+    let r = req(aor, "cid-other", 1).run(d, Op::Update(&c));
+    assert_eq!(r.status, CommitStatus::Ok);
+    assert_eq!(r.bindings[0].call_id, b"cid-other");
+    let f = fetch(d, aor);
+    assert_eq!((f.bindings.len(), f.bindings[0].cseq), (1, 1));
+    req(aor, "cid-other", 2).run(d, Op::Star);
+}
+
+fn star_removes_all(d: &mut Driver) {
+    let aor = "carol@example.com";
+    let cs = [
+        ct("sip:carol@192.0.2.3", 60),
+        ct("sip:carol@192.0.2.4", 60),
+        ct("sip:carol@192.0.2.5", 60),
+    ];
+    assert_eq!(
+        req(aor, "cid-c", 5).run(d, Op::Update(&cs)).bindings.len(),
+        3
+    );
+    // `*` with an older CSeq of the same Call-ID is refused and changes nothing.
+    assert_eq!(
+        req(aor, "cid-c", 4).run(d, Op::Star).status,
+        CommitStatus::InvalidCSeq
+    );
+    assert_eq!(fetch(d, aor).bindings.len(), 3);
+    let r = req(aor, "cid-c", 6).run(d, Op::Star);
+    assert_eq!((r.status, r.bindings.len()), (CommitStatus::Ok, 0));
+    assert_eq!(d.int(&key_of(aor), "EXISTS"), 0);
+}
+
+fn max_contacts_reject_and_evict(d: &mut Driver) {
+    let aor = "dave@example.com";
+    let (c1, c2, c3) = (
+        ct("sip:dave@192.0.2.10", 60),
+        ct("sip:dave@192.0.2.11", 60),
+        ct("sip:dave@192.0.2.12", 60),
+    );
+    let mut r = req(aor, "cid-d1", 1);
+    r.max = 2;
+    assert_eq!(
+        r.run(d, Op::Update(std::slice::from_ref(&c1))).status,
+        CommitStatus::Ok
+    );
+    std::thread::sleep(Duration::from_millis(5));
+    let mut r = req(aor, "cid-d2", 1);
+    r.max = 2;
+    assert_eq!(
+        r.run(d, Op::Update(std::slice::from_ref(&c2)))
+            .bindings
+            .len(),
+        2
+    );
+    // A third device is refused whole under the reject policy.
+    let mut r = req(aor, "cid-d3", 1);
+    r.max = 2;
+    assert_eq!(
+        r.run(d, Op::Update(std::slice::from_ref(&c3))).status,
+        CommitStatus::TooManyContacts
+    );
+    assert_eq!(
+        contacts(&fetch(d, aor)),
+        ["sip:dave@192.0.2.10", "sip:dave@192.0.2.11"]
+    );
+    // A refresh is not a new binding.
+    let mut r = req(aor, "cid-d1", 2);
+    r.max = 2;
+    assert_eq!(
+        r.run(d, Op::Update(std::slice::from_ref(&c1))).status,
+        CommitStatus::Ok
+    );
+    // Evict-oldest removes the first registered (c1, even though just refreshed).
+    let mut r = req(aor, "cid-d3", 2);
+    r.max = 2;
+    r.policy = MaxContactsPolicy::EvictOldest;
+    let out = r.run(d, Op::Update(std::slice::from_ref(&c3)));
+    assert_eq!((out.status, out.evicted), (CommitStatus::Ok, 1));
+    assert_eq!(
+        contacts(&out),
+        ["sip:dave@192.0.2.11", "sip:dave@192.0.2.12"]
+    );
+    // Two new contacts under max 1 with evict: nothing of this request may be evicted,
+    // so it is refused and nothing changes.
+    let mut r = req(aor, "cid-d4", 1);
+    r.max = 1;
+    r.policy = MaxContactsPolicy::EvictOldest;
+    let two = [ct("sip:dave@192.0.2.13", 60), ct("sip:dave@192.0.2.14", 60)];
+    assert_eq!(
+        r.run(d, Op::Update(&two)).status,
+        CommitStatus::TooManyContacts
+    );
+    assert_eq!(fetch(d, aor).bindings.len(), 2);
+    req(aor, "cid-d9", 1).run(d, Op::Star);
+}
+
+fn all_or_nothing(d: &mut Driver) {
+    let aor = "erin@example.com";
+    let old = ct("sip:erin@192.0.2.20", 60);
+    assert_eq!(
+        req(aor, "cid-e", 5)
+            .run(d, Op::Update(std::slice::from_ref(&old)))
+            .status,
+        CommitStatus::Ok
+    );
+    // A new contact first, then one whose CSeq is out of order: nothing is written.
+    let list = [ct("sip:erin@192.0.2.21", 60), ct("sip:erin@192.0.2.20", 0)];
+    assert_eq!(
+        req(aor, "cid-e", 4).run(d, Op::Update(&list)).status,
+        CommitStatus::InvalidCSeq
+    );
+    assert_eq!(contacts(&fetch(d, aor)), ["sip:erin@192.0.2.20"]);
+    assert_eq!(d.int(&key_of(aor), "HLEN"), 1);
+    // Over max contacts with a removal in the same list: refused whole too.
+    let mut r = req(aor, "cid-e", 6);
+    r.max = 1;
+    let list = [ct("sip:erin@192.0.2.22", 60), ct("sip:erin@192.0.2.23", 60)];
+    assert_eq!(
+        r.run(d, Op::Update(&list)).status,
+        CommitStatus::TooManyContacts
+    );
+    assert_eq!(contacts(&fetch(d, aor)), ["sip:erin@192.0.2.20"]);
+    // The same list with the old binding removed fits: swap in one request.
+    let mut r = req(aor, "cid-e", 7);
+    r.max = 1;
+    let list = [ct("sip:erin@192.0.2.20", 0), ct("sip:erin@192.0.2.22", 60)];
+    let out = r.run(d, Op::Update(&list));
+    assert_eq!(out.status, CommitStatus::Ok);
+    assert_eq!(contacts(&out), ["sip:erin@192.0.2.22"]);
+    req(aor, "cid-e", 8).run(d, Op::Star);
+}
+
+fn instance_matching(d: &mut Driver) {
+    let aor = "frank@example.com";
+    let mut a = ct("sip:frank@192.0.2.30:5060", 60);
+    a.instance = Some("\"<urn:uuid:f81d4fae>\"");
+    a.reg_id = Some(1);
+    assert_eq!(
+        req(aor, "cid-f", 1)
+            .run(d, Op::Update(std::slice::from_ref(&a)))
+            .status,
+        CommitStatus::Ok
+    );
+    // Same instance and reg-id from a new address: the same binding, moved.
+    let mut moved = ct("sip:frank@198.51.100.7:41000", 60);
+    moved.instance = a.instance;
+    moved.reg_id = Some(1);
+    let r = req(aor, "cid-f", 2).run(d, Op::Update(std::slice::from_ref(&moved)));
+    assert_eq!(contacts(&r), ["sip:frank@198.51.100.7:41000"]);
+    assert_eq!(
+        r.bindings[0].instance,
+        Some(&b"\"<urn:uuid:f81d4fae>\""[..])
+    );
+    assert_eq!(r.bindings[0].reg_id, Some(1));
+    // Another reg-id of the same instance is a second flow.
+    let mut flow2 = ct("sip:frank@198.51.100.7:41000", 60);
+    flow2.instance = a.instance;
+    flow2.reg_id = Some(2);
+    let r = req(aor, "cid-f", 3).run(d, Op::Update(std::slice::from_ref(&flow2)));
+    assert_eq!(r.bindings.len(), 2);
+    req(aor, "cid-f", 4).run(d, Op::Star);
+}
+
+fn expiry_purge_and_key_ttl(d: &mut Driver) {
+    let aor = "gina@example.com";
+    let cs = [ct("sip:gina@192.0.2.40", 1), ct("sip:gina@192.0.2.41", 30)];
+    assert_eq!(
+        req(aor, "cid-g", 1).run(d, Op::Update(&cs)).bindings.len(),
+        2
+    );
+    let pttl = d.int(&key_of(aor), "PTTL");
+    assert!(
+        (28_000..=30_000).contains(&pttl),
+        "key TTL = the longest binding: {pttl}"
+    );
+    std::thread::sleep(Duration::from_millis(1200));
+    // The expired binding is not returned, and the next touch purges it.
+    assert_eq!(d.int(&key_of(aor), "HLEN"), 2, "purge is lazy");
+    let r = fetch(d, aor);
+    assert_eq!(contacts(&r), ["sip:gina@192.0.2.41"]);
+    assert_eq!(d.int(&key_of(aor), "HLEN"), 1, "fetch purged it");
+    req(aor, "cid-g", 2).run(d, Op::Star);
+
+    // A key whose only binding expired is removed by Redis through the key TTL.
+    let aor = "hank@example.com";
+    req(aor, "cid-h", 1).run(d, Op::Update(&[ct("sip:hank@192.0.2.50", 1)]));
+    assert_eq!(d.int(&key_of(aor), "EXISTS"), 1);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(
+        d.int(&key_of(aor), "EXISTS"),
+        0,
+        "the key TTL removed the AOR"
+    );
+    // An expired binding is gone for the CSeq rule too: a lower CSeq registers.
+    let r = req(aor, "cid-h", 1).run(d, Op::Update(&[ct("sip:hank@192.0.2.50", 60)]));
+    assert_eq!(r.status, CommitStatus::Ok);
+    req(aor, "cid-h", 2).run(d, Op::Star);
+}
+
+fn bad_arguments_are_refused(d: &mut Driver) {
+    let key = key_of("ivy@example.com");
+    let sha = script::commit_script_sha1();
+    let bad: [&[&[u8]]; 4] = [
+        // n says one contact but none follows.
+        &[b"U", b"cid", b"1", b"1", b"0", b"R", b"1"],
+        // A branch hash that is not a number.
+        &[b"F", b"cid", b"1", b"x1", b"0", b"R", b"0"],
+        // A reg-id that is not a number.
+        &[
+            b"U", b"cid", b"1", b"1", b"0", b"R", b"1", b"mk", b"=i", b"r", b"60", b"blob",
+        ],
+        // A negative expiry.
+        &[
+            b"U", b"cid", b"1", b"1", b"0", b"R", b"1", b"mk", b"", b"", b"-1", b"blob",
+        ],
+    ];
+    for argv in bad {
+        let mut args: Vec<&[u8]> = vec![b"EVALSHA", sha.as_bytes(), b"1", &key];
+        args.extend_from_slice(argv);
+        match script::decode_commit_reply(&d.call(&key, &args)) {
+            Err(ReplyError::Server(ClusterError::Other(msg))) => {
+                assert!(
+                    msg.starts_with(b"SIPREG_BADARGS"),
+                    "{}",
+                    String::from_utf8_lossy(&msg)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(d.int(&key, "EXISTS"), 0);
+}
