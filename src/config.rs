@@ -22,7 +22,9 @@ mod cpus;
 pub use cpus::available_cpus;
 
 use crate::auth::{ALGORITHMS_MAX, Algorithm, subscriber_file};
-use crate::registrar::{AuthConfig, MaxContactsPolicy, MinExpiresPolicy, RegistrarConfig};
+use crate::registrar::{
+    AuthConfig, LocationMode, MaxContactsPolicy, MinExpiresPolicy, RegistrarConfig,
+};
 use crate::store::{Durability, PersistConfig};
 
 /// Largest `--recv-batch`: the `recvmmsg` vector length per core (`UIO_MAXIOV` is
@@ -255,6 +257,43 @@ pub struct Args {
     /// kernel's 4-tuple hash and forwards over the mesh. Moot with one core.
     #[arg(long, value_enum, value_name = "MODE", default_value_t = Steering::Ebpf)]
     pub steering: Steering,
+
+    /// Where the bindings live: `memory` (each core's table, with its log under
+    /// --data-dir) or `redis` (a Redis Cluster several sipreg nodes share; needs
+    /// --redis-seed).
+    #[arg(long, value_enum, value_name = "BACKEND", default_value_t = LocationArg::Memory)]
+    pub location: LocationArg,
+
+    /// A Redis Cluster node to learn the slot map from, HOST:PORT (repeatable; the
+    /// first that answers is used).
+    #[arg(long = "redis-seed", value_name = "HOST:PORT")]
+    pub redis_seeds: Vec<String>,
+
+    /// How long a REGISTER waits for Redis before it is answered 503, in ms
+    /// (1..=60000).
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub redis_timeout_ms: u64,
+}
+
+/// `--location` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LocationArg {
+    /// Each core's own table (and its log).
+    Memory,
+    /// A shared Redis Cluster.
+    Redis,
+}
+
+/// Longest `--redis-timeout-ms`.
+pub const REDIS_TIMEOUT_MS_MAX: u64 = 60_000;
+
+/// The shared location backend, when `--location redis`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// Seed nodes, HOST:PORT, in flag order.
+    pub seeds: Vec<String>,
+    /// How long a commit waits for its reply, in ms.
+    pub timeout_ms: u64,
 }
 
 /// `--steering` values.
@@ -390,6 +429,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Receive steering asked for (the runtime may fall back to `Hash`).
     pub steering: Steering,
+    /// The shared location backend; `None`: memory.
+    pub redis: Option<RedisConfig>,
 }
 
 /// A flag that cannot be used: names the flag and says why.
@@ -551,6 +592,39 @@ impl Config {
             compact_min_bytes: args.compact_min_bytes,
         });
 
+        let redis = match args.location {
+            LocationArg::Memory => None,
+            LocationArg::Redis => {
+                if args.redis_seeds.is_empty() {
+                    return Err(ConfigError::new(
+                        "--redis-seed",
+                        "--location redis needs at least one --redis-seed HOST:PORT",
+                    ));
+                }
+                if let Some(bad) = args.redis_seeds.iter().find(|s| {
+                    s.rsplit_once(':')
+                        .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+                }) {
+                    return Err(ConfigError::new(
+                        "--redis-seed",
+                        format!("'{bad}' is not HOST:PORT"),
+                    ));
+                }
+                if args.redis_timeout_ms == 0 || args.redis_timeout_ms > REDIS_TIMEOUT_MS_MAX {
+                    return Err(ConfigError::new(
+                        "--redis-timeout-ms",
+                        format!(
+                            "{} is not in 1..={REDIS_TIMEOUT_MS_MAX}",
+                            args.redis_timeout_ms
+                        ),
+                    ));
+                }
+                Some(RedisConfig {
+                    seeds: args.redis_seeds.clone(),
+                    timeout_ms: args.redis_timeout_ms,
+                })
+            }
+        };
         let shards = cpus.len();
         let registrar = RegistrarConfig {
             domains,
@@ -572,7 +646,12 @@ impl Config {
             max_bindings: args.max_bindings.div_ceil(shards),
             prealloc_bindings: args.prealloc_bindings.div_ceil(shards),
             seed: args.seed.unwrap_or(0),
-            journal: persist.is_some(),
+            journal: persist.is_some() && redis.is_none(),
+            location: if redis.is_some() {
+                LocationMode::Shared
+            } else {
+                LocationMode::Memory
+            },
             ..RegistrarConfig::default()
         };
         Ok(Self {
@@ -594,6 +673,7 @@ impl Config {
             admin: parse_admin(&args.admin)?,
             log_format: args.log_format,
             steering: args.steering,
+            redis,
         })
     }
 
@@ -886,6 +966,45 @@ mod tests {
             Steering::Hash
         );
         assert!(Args::try_parse_from(["sipreg", "--steering", "rss"]).is_err());
+    }
+
+    #[test]
+    fn location_redis_needs_a_seed_and_a_sane_timeout() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.redis, None);
+        assert_eq!(c.registrar.location, LocationMode::Memory);
+        assert_eq!(rejected(&["--location", "redis"]).flag, "--redis-seed");
+        let bad = rejected(&["--location", "redis", "--redis-seed", "localhost"]);
+        assert_eq!(bad.flag, "--redis-seed");
+        assert!(bad.reason.contains("HOST:PORT"), "{}", bad.reason);
+        let c = config(&["--location", "redis", "--redis-seed", "127.0.0.1:7001"]).unwrap();
+        assert_eq!(c.registrar.location, LocationMode::Shared);
+        assert!(
+            !c.registrar.journal,
+            "nothing to journal: the cluster keeps the bindings"
+        );
+        assert_eq!(
+            c.redis,
+            Some(RedisConfig {
+                seeds: vec!["127.0.0.1:7001".into()],
+                timeout_ms: 1000
+            })
+        );
+        let flags = [
+            "--location",
+            "redis",
+            "--redis-seed",
+            "h:1",
+            "--redis-timeout-ms",
+        ];
+        assert_eq!(
+            rejected(&[&flags[..], &["0"]].concat()).flag,
+            "--redis-timeout-ms"
+        );
+        assert_eq!(
+            rejected(&[&flags[..], &["60001"]].concat()).flag,
+            "--redis-timeout-ms"
+        );
     }
 
     #[test]

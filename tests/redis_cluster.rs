@@ -331,7 +331,140 @@ fn redis_cluster_location_commit() {
     instance_matching(&mut d);
     expiry_purge_and_key_ttl(&mut d);
     bad_arguments_are_refused(&mut d);
+    two_sipreg_nodes_share_one_location(&seed);
     drop(cluster);
+}
+
+/// A sipreg node with `--location redis` on `ip`, stopped when dropped.
+struct Node {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl Node {
+    fn start(ip: &str, seed: &str) -> Self {
+        let sock = std::net::UdpSocket::bind((ip, 0)).expect("a free port");
+        let addr = sock.local_addr().unwrap();
+        drop(sock);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sipreg"))
+            .args([
+                "--listen",
+                &addr.to_string(),
+                "--admin",
+                "off",
+                "--cores",
+                "2",
+            ])
+            .args(["--location", "redis", "--redis-seed", seed, "--no-persist"])
+            .args(["--stats-interval", "0", "--log-level", "info"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start sipreg");
+        let mut log = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = std::io::BufRead::read_line(&mut log, &mut line).unwrap();
+            assert!(n > 0, "sipreg --location redis exited before ready");
+            if line.contains("ready:") {
+                break;
+            }
+        }
+        // Keep reading the log so the node never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut log, &mut std::io::sink()));
+        Self { child, addr }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends one request to `node` and returns the response text.
+fn sip(node: &Node, method: &str, user: &str, call_id: &str, cseq: u32, contact: bool) -> String {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let ruri = if method == "REGISTER" {
+        "sip:example.com".to_owned()
+    } else {
+        format!("sip:{user}@example.com")
+    };
+    let mut m = format!(
+        "{method} {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-{call_id}-{cseq}-{method};rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:{user}@example.com>;tag=f1\r\nTo: <sip:{user}@example.com>\r\n\
+         Call-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n"
+    );
+    if contact {
+        m.push_str(&format!(
+            "Contact: <sip:{user}@192.0.2.1:5060>;expires=600\r\n"
+        ));
+    }
+    m.push_str("Content-Length: 0\r\n\r\n");
+    sock.send_to(m.as_bytes(), node.addr).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = sock.recv(&mut buf).expect("an answer");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+fn status_line(r: &str) -> &str {
+    r.lines().next().unwrap_or("")
+}
+
+fn contact_lines(r: &str) -> Vec<&str> {
+    r.lines().filter(|l| l.starts_with("Contact:")).collect()
+}
+
+/// Issue 15: any node answers for any AOR. Two real sipreg nodes with `--location
+/// redis` on one cluster: what one registers, the other lists, redirects to and orders
+/// by CSeq.
+fn two_sipreg_nodes_share_one_location(seed: &str) {
+    let a = Node::start("127.0.0.2", seed);
+    let b = Node::start("127.0.0.3", seed);
+    let r = sip(&a, "REGISTER", "carol", "n1", 1, true);
+    assert_eq!(status_line(&r), "SIP/2.0 200 OK", "{r}");
+    assert_eq!(
+        contact_lines(&r),
+        ["Contact: <sip:carol@192.0.2.1:5060>;expires=600"]
+    );
+    // The other node lists it (a fetch), and redirects to it.
+    let r = sip(&b, "REGISTER", "carol", "n1", 2, false);
+    assert_eq!(status_line(&r), "SIP/2.0 200 OK", "{r}");
+    assert_eq!(
+        contact_lines(&r),
+        ["Contact: <sip:carol@192.0.2.1:5060>;expires=600"]
+    );
+    let r = sip(&b, "INVITE", "carol", "inv1", 1, false);
+    assert_eq!(status_line(&r), "SIP/2.0 302 Moved Temporarily", "{r}");
+    assert_eq!(
+        contact_lines(&r),
+        ["Contact: <sip:carol@192.0.2.1:5060>;expires=600"]
+    );
+    // A refresh through the other node (CSeq 3) ...
+    let r = sip(&b, "REGISTER", "carol", "n1", 3, true);
+    assert_eq!(status_line(&r), "SIP/2.0 200 OK", "{r}");
+    // ... orders the Call-ID everywhere (§10.3 step 7): a lower CSeq fails on the first.
+    let r = sip(&a, "REGISTER", "carol", "n1", 2, true);
+    assert_eq!(status_line(&r), "SIP/2.0 400 Invalid CSeq", "{r}");
+    // The applied refresh retransmitted to the first node (an edge proxy failing
+    // over): same branch, same CSeq, so the same 200, nothing changed.
+    let r = sip(&a, "REGISTER", "carol", "n1", 3, true);
+    assert_eq!(status_line(&r), "SIP/2.0 200 OK", "{r}");
+    assert_eq!(
+        contact_lines(&r),
+        ["Contact: <sip:carol@192.0.2.1:5060>;expires=600"]
+    );
+    // Unknown AORs are unknown on every node.
+    let r = sip(&b, "INVITE", "nobody", "inv2", 1, false);
+    assert_eq!(status_line(&r), "SIP/2.0 404 Not Found", "{r}");
+    let mut m = sip(&a, "REGISTER", "dave", "n2", 1, true);
+    assert_eq!(status_line(&m), "SIP/2.0 200 OK", "{m}");
+    m = sip(&b, "INVITE", "dave", "inv3", 1, false);
+    assert_eq!(status_line(&m), "SIP/2.0 302 Moved Temporarily", "{m}");
 }
 
 fn routing_follows_moved(d: &mut Driver) {

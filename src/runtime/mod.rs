@@ -41,6 +41,7 @@ mod journal;
 mod mesh;
 mod mmsg;
 mod park;
+mod redis;
 mod reload;
 mod shard;
 mod socket;
@@ -245,6 +246,7 @@ impl Starting {
                 registrar: config.registrar_config(index, seed),
                 recv_batch: config.recv_batch,
                 spin_before_park_us: config.spin_before_park_us,
+                redis: config.redis.clone(),
                 subscribers: Arc::clone(&subscriber_cell),
                 mesh: end,
                 counters: Arc::clone(&counters[index]),

@@ -28,9 +28,10 @@ use super::journal::{Journal, JournalSetup};
 use super::mesh::{ForwardError, MeshEnd, MeshMsg, shard_for};
 use super::mmsg::RecvBatch;
 use super::park::PollSet;
+use super::redis::RedisLink;
 use super::stats::{Counters, RegistrarCounters, SharedCounters};
 use super::udp::Udp;
-use crate::registrar::shared::{CommitReply, CommitStatus};
+use crate::registrar::shared::{CommitId, CommitReply, CommitStatus};
 use crate::registrar::{Action, Destination, Registrar, RegistrarConfig, Source};
 use crate::store::record::{self, Frame, Record};
 
@@ -60,6 +61,8 @@ pub(crate) struct CoreSetup {
     pub(crate) registrar: RegistrarConfig,
     pub(crate) recv_batch: usize,
     pub(crate) spin_before_park_us: u64,
+    /// `--location redis`: the cluster this core commits to.
+    pub(crate) redis: Option<crate::config::RedisConfig>,
     pub(crate) subscribers: Arc<super::reload::SubscriberCell>,
     pub(crate) mesh: MeshEnd,
     pub(crate) counters: Arc<SharedCounters>,
@@ -95,6 +98,12 @@ struct Core {
     journal: Option<Journal>,
     /// The registrar writes each reply here; it is queued by swapping buffers (no copy).
     reply: Vec<u8>,
+    /// `--location redis`: this core's connections to the masters.
+    redis: Option<RedisLink>,
+    /// Commits that cannot complete (sent nowhere, connection lost, timed out), to be
+    /// answered 503; and the arena their and the backend's answers are written with.
+    failed: Vec<CommitId>,
+    commit_arena: Bump,
 }
 
 struct Shard {
@@ -124,6 +133,21 @@ struct Shard {
 pub(crate) async fn run(setup: CoreSetup, ready: impl FnOnce(Result<(), String>)) {
     let index = setup.mesh.index();
     let udp = Udp::new(setup.sockets, setup.recv_batch);
+    let redis = match setup.redis.as_ref().map(RedisLink::start) {
+        None => None,
+        Some(Ok(link)) => {
+            tracing::info!(
+                core = index,
+                masters = link.masters(),
+                "location: Redis Cluster (slot map learned, a connection to every master)"
+            );
+            Some(link)
+        }
+        Some(Err(e)) => {
+            ready(Err(format!("core {index}: {e}")));
+            return;
+        }
+    };
     let now_ms = wall_clock_ms();
     let mut registrar = Registrar::new(setup.registrar);
     restore(&mut registrar, now_ms, &setup.restore);
@@ -139,6 +163,9 @@ pub(crate) async fn run(setup: CoreSetup, ready: impl FnOnce(Result<(), String>)
             counters: Counters::default(),
             journal: setup.journal.map(Journal::new),
             reply: Vec::with_capacity(REPLY_BYTES_INITIAL),
+            redis,
+            failed: Vec::new(),
+            commit_arena: Bump::with_capacity(REPLY_BYTES_INITIAL),
         },
         rx: RecvBatch::new(setup.recv_batch),
         inbox: Vec::with_capacity(INBOX_DRAIN_PER_TURN),
@@ -186,6 +213,7 @@ impl Shard {
                 }
             }
             work += self.drain_inbox(now_ms);
+            work += self.core.poll_redis(now_ms);
             // Management API (issue 7): a few commands per turn, never blocking.
             work += self.control.poll(
                 self.core.index,
@@ -193,6 +221,7 @@ impl Shard {
                 &self.core.counters,
                 now_ms,
             );
+            self.core.flush_redis(now_ms);
             self.core.ship_journal();
             self.core.udp.flush_all(&mut self.core.counters);
             self.record_latency();
@@ -375,7 +404,9 @@ impl Shard {
 
     /// Sleep until a socket is readable, the doorbell rings, or the next deadline.
     fn park(&mut self, now_ms: u64) {
-        let backlog = self.core.journal.as_ref().is_some_and(Journal::backlog);
+        let backlog = self.core.journal.as_ref().is_some_and(Journal::backlog)
+            || self.core.redis.as_mut().is_some_and(RedisLink::has_output)
+            || self.core.registrar.commits_pending() > 0;
         let sleep_ms = if backlog {
             // The writer's channel was full: try again soon.
             1
@@ -398,7 +429,8 @@ impl Shard {
         let durable_news = core.journal.as_ref().is_some_and(Journal::releasable);
         let quiet = !stop_news && !durable_news && core.mesh.inbox_is_empty();
         if quiet && self.control.is_idle() {
-            let fds = core.udp.fds().chain([bell.fd()]);
+            let redis_fds = core.redis.iter().flat_map(RedisLink::fds);
+            let fds = core.udp.fds().chain(redis_fds).chain([bell.fd()]);
             let woke = self
                 .poll
                 .wait(fds, Duration::from_millis(sleep_ms), self.spin_before_park);
@@ -439,12 +471,13 @@ impl Core {
             {
                 self.counters.received_on_owner += 1;
             }
-            self.act(now_ms, arena, action, input);
+            self.act(action, Some(input));
         }
     }
 
-    /// Carry out what the registrar decided for `input`.
-    fn act(&mut self, now_ms: u64, arena: &Bump, action: Action, input: &Input<'_>) {
+    /// Carry out what the registrar decided for `input` (`None` for an answer the
+    /// registrar gave on resuming a commit: always a reply or nothing).
+    fn act(&mut self, action: Action, input: Option<&Input<'_>>) {
         match action {
             Action::Reply { to, durable_after } => {
                 let held = self
@@ -458,23 +491,24 @@ impl Core {
                 }
             }
             Action::Commit { id } => {
-                // No shared backend is wired into this runtime (the configuration
-                // never selects one): the commit cannot be made, and the request is
-                // answered as a store that cannot write is (503, nothing changed).
-                let reply = CommitReply {
-                    status: CommitStatus::Unavailable,
-                    bindings: &[],
-                };
-                let resumed = self
-                    .registrar
-                    .resume(now_ms, id, &reply, arena, &mut self.reply);
-                if !matches!(resumed, Action::Commit { .. }) {
-                    self.act(now_ms, arena, resumed, input);
+                // Sent to the shared backend, answered when its reply comes back; what
+                // cannot be sent is answered 503 (nothing changed) with the turn's
+                // failures.
+                let sent = self
+                    .redis
+                    .as_mut()
+                    .is_some_and(|r| r.submit(&self.registrar, id, Instant::now(), 0, false));
+                if !sent {
+                    self.failed.push(id);
                 }
             }
             Action::Nothing => {}
             Action::Dropped(reason) => self.counters.count_drop(reason),
             Action::Forward { hash } => {
+                let Some(input) = input else {
+                    debug_assert!(false, "a resumed commit is never forwarded");
+                    return;
+                };
                 let owner = shard_for(hash, self.shards);
                 debug_assert_ne!(owner, self.index);
                 match self.mesh.forward(owner, input.bytes, input.source, hash) {
@@ -518,6 +552,65 @@ impl Core {
     fn deliver_crossed(&mut self, to: Destination) {
         debug_assert!(to.conn.is_some());
         self.counters.send_errors += 1;
+    }
+
+    /// Read the shared backend's replies and answer their requests; answer 503 the
+    /// commits that failed or timed out. Returns replies taken.
+    fn poll_redis(&mut self, now_ms: u64) -> usize {
+        let Some(mut link) = self.redis.take() else {
+            return 0;
+        };
+        let mut failed = std::mem::take(&mut self.failed);
+        let mut arena = std::mem::take(&mut self.commit_arena);
+        let taken = link.poll(
+            Instant::now(),
+            &mut |id, reply| {
+                arena.reset();
+                let action = self
+                    .registrar
+                    .resume(now_ms, id, reply, &arena, &mut self.reply);
+                self.act(action, None);
+            },
+            &mut failed,
+        );
+        link.resend(&self.registrar, Instant::now(), &mut failed);
+        self.redis = Some(link);
+        self.commit_arena = arena;
+        self.failed = failed;
+        self.answer_failed(now_ms);
+        taken
+    }
+
+    /// Write the turn's commits to the backend, and answer 503 those that could not
+    /// be sent.
+    fn flush_redis(&mut self, now_ms: u64) {
+        if let Some(link) = self.redis.as_mut() {
+            link.flush(&mut self.failed);
+        }
+        self.answer_failed(now_ms);
+    }
+
+    /// Commits that cannot complete: 503 with Retry-After, nothing changed (a
+    /// retransmission tries again).
+    fn answer_failed(&mut self, now_ms: u64) {
+        if self.failed.is_empty() {
+            return;
+        }
+        let mut failed = std::mem::take(&mut self.failed);
+        let mut arena = std::mem::take(&mut self.commit_arena);
+        let reply = CommitReply {
+            status: CommitStatus::Unavailable,
+            bindings: &[],
+        };
+        for id in failed.drain(..) {
+            arena.reset();
+            let action = self
+                .registrar
+                .resume(now_ms, id, &reply, &arena, &mut self.reply);
+            self.act(action, None);
+        }
+        self.commit_arena = arena;
+        self.failed = failed;
     }
 
     /// Hand new store records to the writer and send the sync-mode replies that are
