@@ -142,8 +142,26 @@ CONF
     for p in "${ports[@]}"; do
         cluster_ok "$p" || { echo "redis-cluster: node $p never reached cluster_state:ok" >&2; return 1; }
     done
+    # cluster_state:ok comes before the replicas have synced: a master killed then
+    # would fail over to an empty replica. Wait until every replica's link is up.
+    for i in $(seq 1 $OK_WAIT_TENTHS); do
+        local synced=1
+        for p in "${ports[@]}"; do replica_synced "$p" || { synced=0; break; }; done
+        [[ $synced -eq 1 ]] && break
+        sleep 0.1
+    done
+    for p in "${ports[@]}"; do
+        replica_synced "$p" || { echo "redis-cluster: replica $p never synced with its master" >&2; return 1; }
+    done
     printf '%s\n' "${ports[@]}" >"$dir/ports"
     echo "redis-cluster: ready in $dir (ports ${ports[*]})"
+}
+
+# A node is a master, or a replica whose link to its master is up (initial sync done).
+replica_synced() {
+    local info
+    info=$(redis-cli -h 127.0.0.1 -p "$1" info replication 2>/dev/null | tr -d '\r')
+    grep -q '^role:master' <<<"$info" || grep -q '^master_link_status:up' <<<"$info"
 }
 
 case "${1:-}" in

@@ -332,6 +332,7 @@ fn redis_cluster_location_commit() {
     expiry_purge_and_key_ttl(&mut d);
     bad_arguments_are_refused(&mut d);
     two_sipreg_nodes_share_one_location(&seed);
+    a_master_failover_costs_only_its_slots(&cluster, &d, &seed);
     drop(cluster);
 }
 
@@ -832,4 +833,82 @@ fn bad_arguments_are_refused(d: &mut Driver) {
         }
     }
     assert_eq!(d.int(&key, "EXISTS"), 0);
+}
+
+/// Issue 15 faults: kill -9 a master under a sipreg node. REGISTERs for its slots get
+/// 503 (nothing else does), then, once its replica has taken over, 200 again; and what
+/// was acknowledged before the kill is still there.
+fn a_master_failover_costs_only_its_slots(cluster: &ClusterGuard, d: &Driver, seed: &str) {
+    let node = Node::start("127.0.0.4", seed);
+    let users: Vec<String> = (0..48).map(|i| format!("fo{i}")).collect();
+    for u in &users {
+        let r = sip(&node, "REGISTER", u, &format!("fo-{u}"), 1, true);
+        assert_eq!(status_line(&r), "SIP/2.0 200 OK", "{r}");
+    }
+    // The master of the first user's slot, and which users share it.
+    let owner = |u: &str| {
+        let aor = format!("{u}@example.com");
+        d.map
+            .node_for_slot(key_slot(&key_of(&aor)))
+            .unwrap()
+            .to_owned()
+    };
+    let victim = owner(&users[0]);
+    let on_victim: Vec<&String> = users.iter().filter(|u| owner(u) == victim).collect();
+    assert!(on_victim.len() < users.len(), "every user on one master");
+    let port = victim.rsplit_once(':').unwrap().1;
+    let pid = std::fs::read_to_string(cluster.dir.join(format!("node-{port}/redis.pid")))
+        .expect("the victim's pid file");
+    let killed = Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    std::thread::sleep(Duration::from_millis(200));
+    // Right after the kill: only the victim's users fail, with 503.
+    for (i, u) in users.iter().enumerate() {
+        let r = sip(&node, "REGISTER", u, &format!("fo-{u}"), 2, true);
+        if owner(u) == victim {
+            assert!(
+                status_line(&r) == "SIP/2.0 503 Location Store Unavailable"
+                    || status_line(&r) == "SIP/2.0 200 OK",
+                "user {i}: {r}"
+            );
+        } else {
+            assert_eq!(
+                status_line(&r),
+                "SIP/2.0 200 OK",
+                "user {i} on a live master: {r}"
+            );
+        }
+    }
+    // The replica takes over (cluster-node-timeout 2 s in the test cluster): the node
+    // learns the new slot map and answers 200 again, and the binding registered before
+    // the kill is still listed.
+    let u = on_victim[0];
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut cseq = 3;
+    loop {
+        let r = sip(&node, "REGISTER", u, &format!("fo-{u}"), cseq, false);
+        cseq += 1;
+        if status_line(&r) == "SIP/2.0 200 OK" {
+            let listed = contact_lines(&r);
+            let want = format!("Contact: <sip:{u}@192.0.2.1:5060>;expires=");
+            assert!(
+                listed.len() == 1 && listed[0].starts_with(&want),
+                "the binding acknowledged before the kill is gone: {r}"
+            );
+            break;
+        }
+        assert_eq!(
+            status_line(&r),
+            "SIP/2.0 503 Location Store Unavailable",
+            "{r}"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no recovery within 30 s after the failover"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }

@@ -52,11 +52,13 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// Bindings one commit reply may list (the script's own bound).
 const LISTED_MAX: usize = script::REPLY_BINDINGS_MAX;
 
-/// A commit sent and not yet answered.
+/// A request sent and not yet answered.
 #[derive(Clone, Copy, Debug)]
-struct Tag {
-    id: CommitId,
-    redirects: u8,
+enum Tag {
+    /// A commit.
+    Commit { id: CommitId, redirects: u8 },
+    /// `CLUSTER SLOTS`, asked after a master was lost (failover moves its slots).
+    Slots,
 }
 
 #[derive(Debug)]
@@ -86,6 +88,9 @@ pub(crate) struct RedisLink {
     /// registrar ignores an id it has resumed).
     deadlines: VecDeque<(Instant, CommitId)>,
     retries: Vec<Retry>,
+    /// A `CLUSTER SLOTS` is on its way; the next may be asked from this instant.
+    refreshing: bool,
+    next_refresh: Instant,
     read_buf: Box<[u8]>,
     key: Vec<u8>,
     scratch: Vec<u8>,
@@ -178,6 +183,8 @@ impl RedisLink {
             by_addr: HashMap::new(),
             deadlines: VecDeque::new(),
             retries: Vec::new(),
+            refreshing: false,
+            next_refresh: Instant::now(),
             read_buf: vec![0; READ_CHUNK_BYTES].into_boxed_slice(),
             key: Vec::new(),
             scratch: Vec::new(),
@@ -310,7 +317,7 @@ impl RedisLink {
         let Some(conn) = self.conns.get_mut(i) else {
             return false;
         };
-        let tag = Tag { id, redirects };
+        let tag = Tag::Commit { id, redirects };
         let scratch = &mut self.scratch;
         let invoke = if eval { Invoke::Eval } else { Invoke::EvalSha };
         let pushed = conn.pipeline.push_with(tag, |out| {
@@ -331,6 +338,7 @@ impl RedisLink {
             return true;
         }
         if now < conn.next_connect {
+            self.refresh_slots(now);
             return false;
         }
         conn.next_connect = now + Duration::from_millis(RECONNECT_BACKOFF_MS);
@@ -342,6 +350,7 @@ impl RedisLink {
             }
             Err(e) => {
                 tracing::warn!(master = %conn.addr, "redis: cannot connect: {e}");
+                self.refresh_slots(now);
                 false
             }
         }
@@ -417,10 +426,25 @@ impl RedisLink {
             }
             loop {
                 match conn.pipeline.next_reply() {
-                    Ok(Some((tag, reply))) => {
+                    Ok(Some((Tag::Commit { id, redirects }, reply))) => {
                         taken += 1;
-                        if let Some(r) = handle_reply(&mut self.map, &reply, tag, done, failed) {
+                        let retry =
+                            handle_reply(&mut self.map, &reply, id, redirects, done, failed);
+                        if let Some(r) = retry {
                             self.retries.push(r);
+                        }
+                    }
+                    Ok(Some((Tag::Slots, reply))) => {
+                        self.refreshing = false;
+                        match SlotMap::from_cluster_slots(&reply) {
+                            Ok(map) => {
+                                tracing::info!(
+                                    masters = map.nodes().len(),
+                                    "redis: slot map refreshed"
+                                );
+                                self.map = map;
+                            }
+                            Err(e) => tracing::warn!("redis: CLUSTER SLOTS: {e:?}"),
                         }
                     }
                     Ok(None) => break,
@@ -433,6 +457,7 @@ impl RedisLink {
             }
             if lost {
                 drop_connection(conn, failed);
+                self.refresh_slots(now);
             }
         }
         while let Some(&(deadline, id)) = self.deadlines.front() {
@@ -443,6 +468,26 @@ impl RedisLink {
             failed.push(id);
         }
         taken
+    }
+
+    /// Ask a live master for the slot map (a master was lost: a failover gives its slots
+    /// to a replica at another address, which only the cluster can tell). At most one
+    /// request at a time, and at most once per [`RECONNECT_BACKOFF_MS`].
+    fn refresh_slots(&mut self, now: Instant) {
+        if self.refreshing || now < self.next_refresh {
+            return;
+        }
+        let Some(conn) = self.conns.iter_mut().find(|c| c.stream.is_some()) else {
+            return;
+        };
+        if conn
+            .pipeline
+            .push(Tag::Slots, &[&b"CLUSTER"[..], b"SLOTS"])
+            .is_ok()
+        {
+            self.refreshing = true;
+            self.next_refresh = now + Duration::from_millis(RECONNECT_BACKOFF_MS);
+        }
     }
 
     /// Send again what `poll` decided to retry (after MOVED, ASK or NOSCRIPT); what
@@ -470,7 +515,10 @@ impl RedisLink {
 fn drop_connection(conn: &mut Conn, failed: &mut Vec<CommitId>) {
     tracing::warn!(master = %conn.addr, "redis: connection lost");
     conn.stream = None;
-    failed.extend(conn.pipeline.reset().into_iter().map(|t| t.id));
+    failed.extend(conn.pipeline.reset().into_iter().filter_map(|t| match t {
+        Tag::Commit { id, .. } => Some(id),
+        Tag::Slots => None,
+    }));
     conn.pipeline.output().clear();
 }
 
@@ -478,7 +526,8 @@ fn drop_connection(conn: &mut Conn, failed: &mut Vec<CommitId>) {
 fn handle_reply(
     map: &mut SlotMap,
     reply: &Reply,
-    tag: Tag,
+    id: CommitId,
+    redirects: u8,
     done: &mut dyn FnMut(CommitId, &CommitReply<'_>),
     failed: &mut Vec<CommitId>,
 ) -> Option<Retry> {
@@ -503,7 +552,7 @@ fn handle_reply(
                 ScriptStatus::TooManyContacts => CommitStatus::TooManyContacts,
             };
             done(
-                tag.id,
+                id,
                 &CommitReply {
                     status,
                     bindings: &bindings,
@@ -514,8 +563,8 @@ fn handle_reply(
         Err(ReplyError::Server(ClusterError::Moved { slot, addr })) => {
             let _ = map.set_owner(slot, &addr);
             Some(Retry {
-                id: tag.id,
-                redirects: tag.redirects + 1,
+                id,
+                redirects: redirects + 1,
                 eval: false,
             })
         }
@@ -524,25 +573,25 @@ fn handle_reply(
             // MOVED back.
             let _ = map.set_owner(slot, &addr);
             Some(Retry {
-                id: tag.id,
-                redirects: tag.redirects + 1,
+                id,
+                redirects: redirects + 1,
                 eval: false,
             })
         }
         Err(ReplyError::Server(ClusterError::NoScript)) => Some(Retry {
-            id: tag.id,
-            redirects: tag.redirects + 1,
+            id,
+            redirects: redirects + 1,
             eval: true,
         }),
         Err(ReplyError::Server(e)) => {
             tracing::debug!("redis: commit refused: {e:?}");
-            failed.push(tag.id);
+            failed.push(id);
             None
         }
         Err(e) => {
             tracing::warn!("redis: a commit reply that is not a commit result: {e:?}");
             done(
-                tag.id,
+                id,
                 &CommitReply {
                     status: CommitStatus::Failed,
                     bindings: &[],
