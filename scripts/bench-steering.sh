@@ -108,8 +108,8 @@ server_pid_flags() {
 	for p in $(pgrep -P "$1" 2>/dev/null || true); do printf -- '--server-pid %s ' "$p"; done
 }
 softirq_ticks() { awk '/^cpu / {print $8}' /proc/stat; }
-metric() { # name -> sum of the samples of a sipreg metric (0 when absent)
-	curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" 2>/dev/null |
+metric() { # name -> sum of the samples of a sipreg metric (0 when absent, or no sipreg)
+	{ curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" 2>/dev/null || true; } |
 		awk -v n="$1" '$1 == n || index($1, n "{") == 1 {s += $2} END {printf "%d\n", s}'
 }
 
