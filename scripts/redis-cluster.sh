@@ -133,28 +133,28 @@ CONF
     for p in "${ports[@]}"; do addrs+=("127.0.0.1:$p"); done
     timeout 60 redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes \
         >"$dir/create.log" 2>&1 || { cat "$dir/create.log" >&2; return 1; }
-    for i in $(seq 1 $OK_WAIT_TENTHS); do
-        local all=1
-        for p in "${ports[@]}"; do cluster_ok "$p" || { all=0; break; }; done
-        [[ $all -eq 1 ]] && break
-        sleep 0.1
-    done
-    for p in "${ports[@]}"; do
-        cluster_ok "$p" || { echo "redis-cluster: node $p never reached cluster_state:ok" >&2; return 1; }
-    done
+    wait_every_node cluster_ok "never reached cluster_state:ok" "${ports[@]}" || return 1
     # cluster_state:ok comes before the replicas have synced: a master killed then
     # would fail over to an empty replica. Wait until every replica's link is up.
-    for i in $(seq 1 $OK_WAIT_TENTHS); do
-        local synced=1
-        for p in "${ports[@]}"; do replica_synced "$p" || { synced=0; break; }; done
-        [[ $synced -eq 1 ]] && break
-        sleep 0.1
-    done
-    for p in "${ports[@]}"; do
-        replica_synced "$p" || { echo "redis-cluster: replica $p never synced with its master" >&2; return 1; }
-    done
+    wait_every_node replica_synced "(a replica) never synced with its master" "${ports[@]}" || return 1
     printf '%s\n' "${ports[@]}" >"$dir/ports"
     echo "redis-cluster: ready in $dir (ports ${ports[*]})"
+}
+
+# wait_every_node CHECK WHAT PORT...: wait (OK_WAIT_TENTHS) until CHECK holds for every
+# port; else name the first port it fails for.
+wait_every_node() {
+    local check=$1 what=$2 i p all
+    shift 2
+    for i in $(seq 1 $OK_WAIT_TENTHS); do
+        all=1
+        for p in "$@"; do "$check" "$p" || { all=0; break; }; done
+        [[ $all -eq 1 ]] && return 0
+        sleep 0.1
+    done
+    for p in "$@"; do
+        "$check" "$p" || { echo "redis-cluster: node $p $what" >&2; return 1; }
+    done
 }
 
 # A node is a master, or a replica whose link to its master is up (initial sync done).
