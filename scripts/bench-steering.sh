@@ -61,52 +61,9 @@ SIP_PORT=$PORT_BASE
 ADMIN_PORT=$((PORT_BASE + 1))
 KAM_PORT=$((PORT_BASE + 10))
 
-STARTED_PIDS=()
-WORK=$(mktemp -d /tmp/sipreg-steering.XXXXXX)
-cleanup() {
-	local pid
-	for pid in "${STARTED_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-	for pid in "${STARTED_PIDS[@]}"; do
-		for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
-	STARTED_PIDS=()
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'echo "bench-steering.sh: interrupted" >&2; exit 130' INT TERM
-
-forget_pid() {
-	local keep=() p
-	for p in "${STARTED_PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-	STARTED_PIDS=("${keep[@]+"${keep[@]}"}")
-}
-stop_pid() {
-	local pid=$1 kids
-	kids=$(pgrep -P "$pid" 2>/dev/null || true)
-	kill -TERM "$pid" 2>/dev/null || true
-	for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-	# shellcheck disable=SC2086
-	kill -KILL "$pid" $kids 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-	forget_pid "$pid"
-}
-port_taken() { [ -n "$(ss -Huln "sport = :$1" 2>/dev/null)" ]; }
-wait_bound() {
-	for _ in $(seq 100); do
-		kill -0 "$1" 2>/dev/null || return 1
-		port_taken "$2" && return 0
-		sleep 0.1
-	done
-	return 1
-}
-jget() { { grep -o "\"$1\":[0-9.]*" <<<"$2" || true; } | head -1 | cut -d: -f2; }
-server_pid_flags() {
-	local p
-	printf -- '--server-pid %s ' "$1"
-	for p in $(pgrep -P "$1" 2>/dev/null || true); do printf -- '--server-pid %s ' "$p"; done
-}
+BENCH_NAME=bench-steering.sh
+# shellcheck source=scripts/bench-lib.sh
+source "$ROOT/scripts/bench-lib.sh"
 softirq_ticks() { awk '/^cpu / {print $8}' /proc/stat; }
 metric() { # name -> sum of the samples of a sipreg metric (0 when absent, or no sipreg)
 	{ curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" 2>/dev/null || true; } |
