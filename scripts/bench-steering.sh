@@ -11,6 +11,9 @@
 #       receive work the kernel does (where the steering program runs);
 #   (c) requests forwarded between cores and steered to their owner (sipreg's /metrics);
 #   (d) the saturation rate: closed loop (--window) for a fixed time, answered per second;
+#   (e) server CPU per REGISTER again with sipp (new AORs, scripts/sipp/register.xml) at the
+#       same rate from one socket: sipp sends in bursts (per millisecond), the loadgen
+#       spreads its sends evenly, and a core's wake-ups differ accordingly;
 # then prints the ratios the issue names and writes everything to perf/results/steering-<date>.txt.
 #
 # The loadgen runs pinned on CPU 0; `--cores 1` runs on CPU 1, two cores on CPUs 0 and 1, so
@@ -83,7 +86,15 @@ loadgen() {
 
 OUT_LINES=()
 say() { echo "$*"; OUT_LINES+=("$*"); }
-declare -A CPU SOFT FWD STEER SAT1 SAT64
+declare -A CPU SOFT FWD STEER SAT1 SAT64 SIPP
+
+server_ticks() { # pid -> utime+stime ticks of it and its children
+	local p t=0
+	for p in "$1" $(pgrep -P "$1" 2>/dev/null || true); do
+		t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+	done
+	echo "$t"
+}
 
 # measure TARGET PORT PID: fills CPU/SOFT/FWD/STEER/SAT1/SAT64 for TARGET
 measure() {
@@ -116,12 +127,23 @@ measure() {
 		if [ "$sockets" = 1 ]; then SAT1[$target]=$rate; else SAT64[$target]=$rate; fi
 		echo "  [$target] saturation from $sockets socket(s): $rate answered/s" >&2
 	done
+	command -v sipp >/dev/null || { SIPP[$target]=-; return; }
+	local calls=$((RATE * DURATION)) t0 t1 ok
+	t0=$(server_ticks "$pid")
+	taskset -c 0 timeout $((DURATION * 4 + 30)) sipp -sf "$ROOT/scripts/sipp/register.xml" -i 127.0.0.1 \
+		-p 0 -nostdin -r "$RATE" -rp 1000 -m "$calls" -l 5000 -timeout "$((DURATION * 4 + 20))s" \
+		"127.0.0.1:$port" >"$WORK/sipp-$target.out" 2>&1 || true
+	t1=$(server_ticks "$pid")
+	ok=$(awk '/Successful call/ {v = $NF} END {print v + 0}' "$WORK/sipp-$target.out")
+	SIPP[$target]=$(awk -v t="$((t1 - t0))" -v hz="$hz" -v n="$ok" \
+		'BEGIN { if (n > 0) printf "%.2f", t / hz * 1e6 / n; else print "-" }')
+	echo "  [$target] sipp $RATE/s from 1 socket: $ok of $calls answered 200, server CPU ${SIPP[$target]} µs/REGISTER" >&2
 }
 
 run_sipreg() { # target args...
 	local target=$1; shift
 	port_taken "$SIP_PORT" && die "port $SIP_PORT is taken (use --port-base)"
-	"$SIPREG_BIN" --listen "127.0.0.1:$SIP_PORT" --admin "127.0.0.1:$ADMIN_PORT" --domain "$DOMAIN" \
+	"$SIPREG_BIN" --listen "127.0.0.1:$SIP_PORT" --admin "127.0.0.1:$ADMIN_PORT" --domain "$DOMAIN" --domain sipreg.test \
 		--log-level warn --stats-interval 0 --no-persist "$@" >"$WORK/$target.log" 2>&1 &
 	local pid=$!
 	STARTED_PIDS+=("$pid")
@@ -175,16 +197,17 @@ run_sipreg ebpf2 --cpus 0,1 --steering ebpf
 [ "$KAMAILIO" = 1 ] && run_kamailio
 
 say ""
-say "$(printf '%-10s %14s %14s %10s %10s %12s %12s' target 'cpu µs/REG' 'softirq µs' forwarded steered 'sat 1 sock' 'sat 64 sock')"
+say "$(printf '%-10s %14s %14s %10s %10s %12s %12s %14s' target 'cpu µs/REG' 'softirq µs' forwarded steered 'sat 1 sock' 'sat 64 sock' 'sipp cpu µs')"
 for t in cores1 hash2 ebpf2 kamailio2; do
 	[ -n "${CPU[$t]+x}" ] || continue
-	say "$(printf '%-10s %14s %14s %10s %10s %12s %12s' "$t" "${CPU[$t]:--}" "${SOFT[$t]:--}" "${FWD[$t]:--}" "${STEER[$t]:--}" "${SAT1[$t]:--}" "${SAT64[$t]:--}")"
+	say "$(printf '%-10s %14s %14s %10s %10s %12s %12s %14s' "$t" "${CPU[$t]:--}" "${SOFT[$t]:--}" "${FWD[$t]:--}" "${STEER[$t]:--}" "${SAT1[$t]:--}" "${SAT64[$t]:--}" "${SIPP[$t]:--}")"
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else print "-" }'; }
 say ""
 say "cpu per REGISTER, ebpf2 / cores1 (target <= 1.15): $(ratio "${CPU[ebpf2]:-0}" "${CPU[cores1]:-0}")"
 say "cpu per REGISTER, hash2 / cores1: $(ratio "${CPU[hash2]:-0}" "${CPU[cores1]:-0}")"
 say "cpu per REGISTER, kamailio2 / ebpf2 (target >= 3): $(ratio "${CPU[kamailio2]:-0}" "${CPU[ebpf2]:-0}")"
+say "with sipp: ebpf2 / cores1 $(ratio "${SIPP[ebpf2]:-0}" "${SIPP[cores1]:-0}"), hash2 / cores1 $(ratio "${SIPP[hash2]:-0}" "${SIPP[cores1]:-0}"), kamailio2 / ebpf2 $(ratio "${SIPP[kamailio2]:-0}" "${SIPP[ebpf2]:-0}")"
 say "saturation 1 socket, ebpf2 / cores1 (target >= 1.7): $(ratio "${SAT1[ebpf2]:-0}" "${SAT1[cores1]:-0}")"
 say "saturation 64 sockets, ebpf2 / cores1 (target >= 1.7): $(ratio "${SAT64[ebpf2]:-0}" "${SAT64[cores1]:-0}")"
 printf '%s\n' "${OUT_LINES[@]}" >"$RESULTS"
