@@ -250,6 +250,26 @@ pub(super) fn render(cores: &[CoreStats], ready: bool, socket_drops: Option<u64>
             ),
         ],
     );
+    // Issue 15: the shared location's commits (0 with --location memory).
+    counter(
+        &mut r,
+        "redis_commits_sent",
+        "Commits sent to the Redis Cluster (resends after MOVED/ASK/NOSCRIPT included).",
+        sum(&|c| c.runtime.redis_sent),
+    );
+    counter(
+        &mut r,
+        "redis_commits_retried",
+        "Commits sent again after MOVED, ASK or NOSCRIPT.",
+        sum(&|c| c.runtime.redis_retried),
+    );
+    counter(
+        &mut r,
+        "redis_commits_failed",
+        "Commits answered 503/500 without a result: lost connection, no master for the \
+         slot, CLUSTERDOWN/TRYAGAIN, timeout, malformed reply.",
+        sum(&|c| c.runtime.redis_failed),
+    );
     counter(
         &mut r,
         "mesh_drops",

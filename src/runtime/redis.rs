@@ -492,22 +492,29 @@ impl RedisLink {
 
     /// Send again what `poll` decided to retry (after MOVED, ASK or NOSCRIPT); what
     /// cannot be sent goes to `failed`.
+    /// Returns (commits sent again, commits given up).
     pub(crate) fn resend(
         &mut self,
         registrar: &Registrar,
         now: Instant,
         failed: &mut Vec<CommitId>,
-    ) {
+    ) -> (u64, u64) {
         let retries = std::mem::take(&mut self.retries);
+        let (mut sent, mut gave_up) = (0, 0);
         for r in &retries {
-            if r.redirects > REDIRECTS_MAX
-                || !self.submit(registrar, r.id, now, r.redirects, r.eval)
+            if r.redirects <= REDIRECTS_MAX
+                && self.submit(registrar, r.id, now, r.redirects, r.eval)
             {
+                sent += 1;
+            } else {
+                tracing::warn!("redis: a commit gave up after {} redirections", r.redirects);
                 failed.push(r.id);
+                gave_up += 1;
             }
         }
         self.retries = retries;
         self.retries.clear();
+        (sent, gave_up)
     }
 }
 

@@ -498,7 +498,9 @@ impl Core {
                     .redis
                     .as_mut()
                     .is_some_and(|r| r.submit(&self.registrar, id, Instant::now(), 0, false));
-                if !sent {
+                if sent {
+                    self.counters.redis_sent += 1;
+                } else {
                     self.failed.push(id);
                 }
             }
@@ -573,7 +575,9 @@ impl Core {
             },
             &mut failed,
         );
-        link.resend(&self.registrar, Instant::now(), &mut failed);
+        let (resent, _) = link.resend(&self.registrar, Instant::now(), &mut failed);
+        self.counters.redis_sent += resent;
+        self.counters.redis_retried += resent;
         self.redis = Some(link);
         self.commit_arena = arena;
         self.failed = failed;
@@ -598,6 +602,7 @@ impl Core {
         }
         let mut failed = std::mem::take(&mut self.failed);
         let mut arena = std::mem::take(&mut self.commit_arena);
+        self.counters.redis_failed += failed.len() as u64;
         let reply = CommitReply {
             status: CommitStatus::Unavailable,
             bindings: &[],

@@ -51,6 +51,13 @@ pub(crate) struct Counters {
     pub(crate) persistence_lag_bytes: u64,
     /// Store write or sync errors reported by this core's writer.
     pub(crate) store_errors: u64,
+    /// `--location redis`: commits sent to the cluster (resends included).
+    pub(crate) redis_sent: u64,
+    /// Commits sent again after MOVED, ASK or NOSCRIPT.
+    pub(crate) redis_retried: u64,
+    /// Commits answered 503 or 500 by the link: lost connection, no master for the
+    /// slot, CLUSTERDOWN/TRYAGAIN, timeout, malformed reply.
+    pub(crate) redis_failed: u64,
 }
 
 /// Upper bounds of the REGISTER latency buckets, in microseconds; one more bucket
@@ -158,6 +165,9 @@ impl Counters {
         self.register_latency_sum_ns += o.register_latency_sum_ns;
         self.persistence_lag_bytes += o.persistence_lag_bytes;
         self.store_errors += o.store_errors;
+        self.redis_sent += o.redis_sent;
+        self.redis_retried += o.redis_retried;
+        self.redis_failed += o.redis_failed;
     }
 }
 
@@ -177,7 +187,7 @@ impl Default for SharedCounters {
 
 /// The fields before the busy time and latency ones.
 const BASE_FIELDS: usize = 21;
-const FIELDS: usize = BASE_FIELDS + 5 + LATENCY_BUCKETS;
+const FIELDS: usize = BASE_FIELDS + 8 + LATENCY_BUCKETS;
 
 fn to_array(c: &Counters) -> [u64; FIELDS] {
     let mut a = [0; FIELDS];
@@ -187,6 +197,9 @@ fn to_array(c: &Counters) -> [u64; FIELDS] {
         c.register_latency_sum_ns,
         c.persistence_lag_bytes,
         c.store_errors,
+        c.redis_sent,
+        c.redis_retried,
+        c.redis_failed,
     ]);
     for (slot, v) in a.iter_mut().zip(values.chain(c.register_latency)) {
         *slot = v;
@@ -227,7 +240,7 @@ fn from_array(a: [u64; FIELDS]) -> Counters {
     let at = |i: usize| a.get(BASE_FIELDS + i).copied().unwrap_or(0);
     let mut register_latency = [0; LATENCY_BUCKETS];
     for (i, b) in register_latency.iter_mut().enumerate() {
-        *b = at(5 + i);
+        *b = at(8 + i);
     }
     Counters {
         busy_ns: at(0),
@@ -235,6 +248,9 @@ fn from_array(a: [u64; FIELDS]) -> Counters {
         register_latency_sum_ns: at(2),
         persistence_lag_bytes: at(3),
         store_errors: at(4),
+        redis_sent: at(5),
+        redis_retried: at(6),
+        redis_failed: at(7),
         register_latency,
         ..from_base(base)
     }
@@ -367,10 +383,26 @@ mod tests {
         b.publish(&Counters {
             received: 5,
             mesh_full: 2,
+            redis_sent: 7,
+            redis_retried: 2,
+            redis_failed: 1,
+            store_errors: 4,
+            register_latency: [1; LATENCY_BUCKETS],
             ..Counters::default()
         });
         let sum = total(&[a, b]);
         assert_eq!(sum.received, 15);
+        // The fields after the base ones survive publishing, each in its own slot.
+        assert_eq!(
+            (
+                sum.store_errors,
+                sum.redis_sent,
+                sum.redis_retried,
+                sum.redis_failed
+            ),
+            (4, 7, 2, 1)
+        );
+        assert_eq!(sum.register_latency, [1; LATENCY_BUCKETS]);
         assert_eq!(sum.drops(), 3);
         assert_eq!(sum.registrar.bindings, 3);
         let line = summary(&Counters::default(), &sum, 5.0);
