@@ -29,6 +29,10 @@ use super::{Action, MaxContactsPolicy, Prepared, Registrar, Source, by_method};
 /// Commits waiting for the backend per shard, at most.
 pub const SHARED_COMMITS_PENDING_MAX: usize = 4096;
 
+// Whatever the per-AOR bound, a backend's reply listing it can be decoded.
+const _: () =
+    assert!(crate::location::BINDINGS_PER_AOR_MAX <= crate::redis::script::REPLY_BINDINGS_MAX);
+
 /// A commit waiting for the backend: its slot and the slot's generation, so an answer
 /// for a slot since reused is recognised and ignored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -265,8 +269,17 @@ impl Registrar {
         register: bool,
         intent: &Intent<'_>,
     ) -> Option<Action> {
-        let max_contacts = self.config.max_contacts;
-        let evict_oldest = self.config.max_contacts_policy == MaxContactsPolicy::EvictOldest;
+        // The memory table's per-AOR bound holds in the shared backend too (a 200 must
+        // fit a datagram, and a reply the decoder can take): with `--max-contacts 0`
+        // (unlimited) the backend refuses past it, as the table does (503).
+        let cap = u32::try_from(self.location.limits().bindings_per_aor_max).unwrap_or(u32::MAX);
+        let (max_contacts, evict_oldest) = match self.config.max_contacts {
+            0 => (cap, false),
+            n => (
+                n.min(cap),
+                self.config.max_contacts_policy == MaxContactsPolicy::EvictOldest,
+            ),
+        };
         let shared = self.shared.as_mut()?;
         let slot = match shared.free.pop() {
             Some(slot) => slot,

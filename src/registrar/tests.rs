@@ -1687,6 +1687,11 @@ fn shared_register_commits_in_the_backend_and_answers_its_bindings() {
     assert_eq!(planned.len(), 1);
     assert_eq!(planned[0].contact, b"sip:alice@192.0.2.10:5062");
     assert_eq!(planned[0].expires_s, 3600);
+    // Unlimited --max-contacts still keeps the table's per-AOR bound in the backend.
+    assert_eq!(
+        (request.max_contacts, request.evict_oldest),
+        (LocationLimits::default().bindings_per_aor_max as u32, false)
+    );
     assert_eq!(sim.reg.commits_pending(), 1);
     // Nothing is kept locally.
     assert_eq!(sim.reg.stats().bindings, 0);
