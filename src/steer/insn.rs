@@ -323,7 +323,7 @@ mod tests {
 
     #[test]
     fn encodings_match_the_kernel_probe() {
-        // The instructions of /work/shared/probes/reuseport_ebpf_probe.py, which the
+        // The instructions of ../shared/probes/reuseport_ebpf_probe.py, which the
         // kernel accepted and ran (STEERING-NOTES.md).
         assert_eq!(
             one(|a| a.alu_reg(Alu::Mov, R6, R1)),
