@@ -258,16 +258,8 @@ enum Align {
     Right,
 }
 
-/// The binding table's columns (`show`); `dump` adds the AOR first.
-const BINDING_TITLES: &[(&str, Align)] = &[
-    ("CONTACT", Align::Left),
-    ("EXPIRES", Align::Right),
-    ("Q", Align::Right),
-    ("SOURCE", Align::Left),
-    ("CALL-ID", Align::Left),
-    ("CSEQ", Align::Right),
-    ("USER-AGENT", Align::Left),
-];
+/// The binding table's columns: `dump` shows them all, `show` all but the AOR (the
+/// first), so one list names them.
 const BINDING_TITLES_WITH_AOR: &[(&str, Align)] = &[
     ("AOR", Align::Left),
     ("CONTACT", Align::Left),
@@ -278,6 +270,11 @@ const BINDING_TITLES_WITH_AOR: &[(&str, Align)] = &[
     ("CSEQ", Align::Right),
     ("USER-AGENT", Align::Left),
 ];
+/// `show`'s columns: the same without the AOR.
+const BINDING_TITLES: &[(&str, Align)] = match BINDING_TITLES_WITH_AOR.split_first() {
+    Some((_, rest)) => rest,
+    None => &[],
+};
 
 /// Column widths that fit every cell written so far, titles included: a contact or
 /// Call-ID of any length keeps the columns after it under their titles.
