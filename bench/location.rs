@@ -27,6 +27,7 @@ fn binding<'a>(contact: &'a [u8], call_id: &'a [u8], expires_ms: u64, cseq: u32)
         user_agent: b"Yealink SIP-T46S 66.86.0.15 xy",
         instance: None,
         reg_id: None,
+        flow: None,
         flags: 0,
     }
 }

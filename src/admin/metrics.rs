@@ -189,6 +189,24 @@ pub(super) fn render(cores: &[CoreStats], ready: bool, socket_drops: Option<u64>
         "Bindings removed through the management API.",
         sum(&|c| c.registrar.admin_removed),
     );
+    counter(
+        &mut r,
+        "flow_removals",
+        "Outbound bindings removed because their connection closed (RFC 5626).",
+        sum(&|c| c.registrar.flow_removed),
+    );
+    counter(
+        &mut r,
+        "flows_down",
+        "Bindings whose connection closed, kept until they expire.",
+        sum(&|c| c.registrar.flow_down),
+    );
+    counter(
+        &mut r,
+        "flows_untracked",
+        "Connection bindings not indexed for removal at close (a bound reached).",
+        sum(&|c| c.registrar.flow_untracked),
+    );
     gauge(
         &mut r,
         "transactions",

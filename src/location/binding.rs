@@ -12,8 +12,13 @@
 //! 16 source port u16 18 local socket u16 20 q u16 (Q_NONE)  22 transport u8  23 meta u8
 //! 24 lengths u16 ×6: AOR key, contact, Call-ID, Path, User-Agent, +sip.instance
 //! 36 source address: 4 bytes (IPv4) or 16 bytes (IPv6, meta bit)
+//! .. flow: core u16, slot u32, generation u32 (10 bytes, only with the meta bit)
 //! .. AOR key, contact, Call-ID, Path, User-Agent, +sip.instance (bytes as received)
 //! ```
+//!
+//! The flow (RFC 5626 §3.2: the connection a binding is reachable through) is stored
+//! only for bindings registered directly over a connection, so UDP bindings pay nothing
+//! for it.
 //!
 //! The blob may be longer than its contents (a refresh reuses a slightly larger blob);
 //! readers use the stored lengths only.
@@ -57,6 +62,22 @@ impl Transport {
     }
 }
 
+/// The connection a binding was registered over, and is reachable through (RFC 5626
+/// §3.2 "flow"): the core that holds it, its slot in that core's connection table, and
+/// the slot's generation (a reused slot is another connection).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowId {
+    /// The core holding the connection.
+    pub core: u16,
+    /// The connection's slot in that core's table.
+    pub slot: u32,
+    /// The slot's generation when the connection was accepted.
+    pub generation: u32,
+}
+
+/// Bytes a stored [`FlowId`] takes.
+const FLOW_BYTES: usize = 10;
+
 /// Largest q value in thousandths (`q=1.0`, RFC 3261 §20.10).
 pub const Q_MAX: u16 = 1000;
 /// Stored q when the Contact had none.
@@ -97,6 +118,9 @@ pub struct NewBinding<'a> {
     pub instance: Option<&'a [u8]>,
     /// The `reg-id` Contact parameter (RFC 5626), if any.
     pub reg_id: Option<u32>,
+    /// The connection it came over when it is reachable only through it (a stream
+    /// transport, first hop); `None` otherwise.
+    pub flow: Option<FlowId>,
     /// Caller-defined flags.
     pub flags: u32,
 }
@@ -119,6 +143,7 @@ const _: () = assert!(OFF_IP == 36);
 const META_V6: u8 = 1;
 const META_REG_ID: u8 = 2;
 const META_INSTANCE: u8 = 4;
+const META_FLOW: u8 = 8;
 
 const F_KEY: usize = 0;
 const F_CONTACT: usize = 1;
@@ -159,7 +184,8 @@ pub(crate) fn encoded_len(aor_key: &[u8], b: &NewBinding<'_>) -> Result<usize, E
     if fields.iter().any(|&l| l > BINDING_FIELD_BYTES_MAX) {
         return Err(EncodeError::FieldTooLong);
     }
-    Ok(OFF_IP + ip_len(&b.source) + fields.iter().sum::<usize>())
+    let flow = if b.flow.is_some() { FLOW_BYTES } else { 0 };
+    Ok(OFF_IP + ip_len(&b.source) + flow + fields.iter().sum::<usize>())
 }
 
 /// Writes the packed form into `buf` (at least `encoded_len` bytes; checked by the caller).
@@ -183,6 +209,9 @@ pub(crate) fn encode(buf: &mut [u8], aor_key: &[u8], b: &NewBinding<'_>, registe
     if b.instance.is_some() {
         meta |= META_INSTANCE;
     }
+    if b.flow.is_some() {
+        meta |= META_FLOW;
+    }
     w.put(&[meta]);
     let instance = b.instance.unwrap_or(&[]);
     let fields: [&[u8]; FIELDS] = [
@@ -200,6 +229,11 @@ pub(crate) fn encode(buf: &mut [u8], aor_key: &[u8], b: &NewBinding<'_>, registe
     match b.source.ip() {
         IpAddr::V4(a) => w.put(&a.octets()),
         IpAddr::V6(a) => w.put(&a.octets()),
+    }
+    if let Some(flow) = b.flow {
+        w.put(&flow.core.to_le_bytes());
+        w.put(&flow.slot.to_le_bytes());
+        w.put(&flow.generation.to_le_bytes());
     }
     for f in fields {
         w.put(f);
@@ -254,8 +288,17 @@ impl<'a> View<'a> {
         self.0.get(OFF_META).copied().unwrap_or(0)
     }
 
-    fn fields_start(self) -> usize {
+    fn flow_start(self) -> usize {
         OFF_IP + if self.meta() & META_V6 != 0 { 16 } else { 4 }
+    }
+
+    fn fields_start(self) -> usize {
+        self.flow_start()
+            + if self.meta() & META_FLOW != 0 {
+                FLOW_BYTES
+            } else {
+                0
+            }
     }
 
     fn field(self, which: usize) -> &'a [u8] {
@@ -381,6 +424,28 @@ impl<'a> BindingRef<'a> {
     /// Caller-defined flags.
     pub fn flags(&self) -> u32 {
         self.view().u32_at(OFF_FLAGS)
+    }
+
+    /// The connection the binding is reachable through, if it was registered directly
+    /// over one.
+    pub fn flow(&self) -> Option<FlowId> {
+        let v = self.view();
+        if v.meta() & META_FLOW == 0 {
+            return None;
+        }
+        let at = v.flow_start();
+        Some(FlowId {
+            core: v.u16_at(at),
+            slot: v.u32_at(at + 2),
+            generation: v.u32_at(at + 6),
+        })
+    }
+}
+
+/// Overwrite the flags of a packed binding in place.
+pub(crate) fn blob_set_flags(blob: &mut [u8], flags: u32) {
+    if let Some(dst) = blob.get_mut(OFF_FLAGS..OFF_FLAGS + 4) {
+        dst.copy_from_slice(&flags.to_le_bytes());
     }
 }
 

@@ -292,6 +292,37 @@ impl LocationTable {
         })
     }
 
+    /// Overwrite the caller-defined flags of binding `index` of the AOR (a state that
+    /// is not part of any commit, such as a flow going down). False when there is no
+    /// such binding.
+    pub fn set_flags(&mut self, key: HashedAorKey<'_>, index: usize, flags: u32) -> bool {
+        let aor_key = key.bytes();
+        let Some(&head) = self
+            .aors
+            .find(key.hash(), |&h| slot_key(&self.slots, h) == aor_key)
+        else {
+            return false;
+        };
+        let mut cur = head;
+        for _ in 0..index {
+            match self.slots.get(cur as usize) {
+                Some(slot) if slot.aor_next != NIL => cur = slot.aor_next,
+                _ => return false,
+            }
+        }
+        match self
+            .slots
+            .get_mut(cur as usize)
+            .and_then(|s| s.blob.as_deref_mut())
+        {
+            Some(blob) => {
+                binding::blob_set_flags(blob, flags);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Reads what a lookup of the key with `hash` will read, down to `depth` levels
     /// ([`TOUCH_DEPTH`] levels: the index, the slot, the binding blob), so that a later
     /// [`get`](Self::get) finds it in cache. Called for a whole batch one level at a time

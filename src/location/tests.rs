@@ -24,6 +24,7 @@ fn nb<'a>(contact: &'a [u8], expires_ms: u64, call_id: &'a [u8], cseq: u32) -> N
         user_agent: b"ua/1",
         instance: None,
         reg_id: None,
+        flow: None,
         flags: 0,
     }
 }
@@ -48,6 +49,7 @@ struct Owned {
     user_agent: Vec<u8>,
     instance: Option<Vec<u8>>,
     reg_id: Option<u32>,
+    flow: Option<FlowId>,
     flags: u32,
     registered_ms: u64,
 }
@@ -68,6 +70,7 @@ impl Owned {
             user_agent: b.user_agent().to_vec(),
             instance: b.instance().map(<[u8]>::to_vec),
             reg_id: b.reg_id(),
+            flow: b.flow(),
             flags: b.flags(),
             registered_ms: b.registered_ms(),
         }
@@ -88,6 +91,7 @@ impl Owned {
             user_agent: b.user_agent.to_vec(),
             instance: b.instance.map(<[u8]>::to_vec),
             reg_id: b.reg_id,
+            flow: b.flow,
             flags: b.flags,
             registered_ms: registered_ms / 1000 * 1000,
         }
@@ -134,6 +138,11 @@ fn insert_then_get_returns_every_field() {
         user_agent: b"Softphone 1.0",
         instance: Some(b"\"<urn:uuid:00000000-0000-1000-8000-000A95A0E128>\""),
         reg_id: Some(1),
+        flow: Some(FlowId {
+            core: 1,
+            slot: 0x0102_0304,
+            generation: 0xfeed_beef,
+        }),
         flags: 0xdead_beef,
     };
     let s = t
@@ -157,6 +166,40 @@ fn insert_then_get_returns_every_field() {
     assert_eq!(got.remaining_s(T0 + 250), 3599);
     assert!(t.get(b"bob@example.com").is_none());
     assert_eq!((t.bindings_len(), t.aors_len()), (1, 1));
+}
+
+#[test]
+fn set_flags_changes_only_the_flags_of_that_binding() {
+    let mut t = table();
+    let mut second = nb(b"sip:a@2", T0 + 60_000, b"c2", 1);
+    second.flow = Some(FlowId {
+        core: 0,
+        slot: 5,
+        generation: 2,
+    });
+    t.apply(
+        b"a@x",
+        T0,
+        &[
+            Change::Insert(nb(b"sip:a@1", T0 + 60_000, b"c", 1)),
+            Change::Insert(second),
+        ],
+    )
+    .unwrap();
+    let before: Vec<Owned> = t.get(b"a@x").unwrap().iter().map(Owned::of).collect();
+    assert!(t.set_flags(HashedAorKey::new(b"a@x"), 1, 6));
+    assert!(
+        !t.set_flags(HashedAorKey::new(b"a@x"), 2, 6),
+        "no third binding"
+    );
+    assert!(!t.set_flags(HashedAorKey::new(b"b@x"), 0, 6), "no such AOR");
+    let after: Vec<Owned> = t.get(b"a@x").unwrap().iter().map(Owned::of).collect();
+    assert_eq!(after[0], before[0]);
+    assert_eq!(after[1].flags, 6);
+    assert_eq!(after[1].flow, second.flow);
+    let mut rest = after[1].clone();
+    rest.flags = before[1].flags;
+    assert_eq!(rest, before[1]);
 }
 
 #[test]
@@ -822,6 +865,11 @@ fn build(s: &Spec, now: u64) -> NewBinding<'static> {
         user_agent: &CALL_IDS[..s.call_id_len / 2],
         instance: s.instance.map(|i| INSTANCES[usize::from(i)]),
         reg_id: s.reg_id,
+        flow: (s.contact % 2 == 0).then_some(FlowId {
+            core: u16::from(s.contact),
+            slot: s.cseq,
+            generation: s.cseq ^ 0x55,
+        }),
         flags: s.cseq.rotate_left(7),
     }
 }

@@ -61,6 +61,7 @@ impl Registrar {
             user_agent: b"",
             instance: None,
             reg_id: None,
+            flow: None,
             flags: 0,
         };
         let existing = self

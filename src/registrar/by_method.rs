@@ -48,12 +48,12 @@ pub(super) fn method_index(method: &Method<'_>) -> usize {
 pub(super) const METHOD_OTHER: usize = METHODS - 1;
 
 /// Columns of the matrix: the statuses named in [`STATUS_NAMES`].
-pub const STATUSES: usize = 17;
+pub const STATUSES: usize = 18;
 
 /// The `status` label of each column.
 pub const STATUS_NAMES: [&str; STATUSES] = [
-    "200", "302", "400", "401", "403", "404", "405", "413", "420", "423", "480", "481", "500",
-    "501", "503", "505", "none",
+    "200", "302", "400", "401", "403", "404", "405", "413", "420", "423", "439", "480", "481",
+    "500", "501", "503", "505", "none",
 ];
 
 /// The column of a status code (`None`: nothing sent). A code outside the table,
@@ -70,13 +70,14 @@ pub(super) fn status_index(status: Option<u16>) -> usize {
         Some(413) => 7,
         Some(420) => 8,
         Some(423) => 9,
-        Some(480) => 10,
-        Some(481) => 11,
-        Some(501) => 13,
-        Some(503) => 14,
-        Some(505) => 15,
-        None => 16,
-        Some(_) => 12,
+        Some(439) => 10,
+        Some(480) => 11,
+        Some(481) => 12,
+        Some(501) => 14,
+        Some(503) => 15,
+        Some(505) => 16,
+        None => 17,
+        Some(_) => 13,
     }
 }
 
@@ -106,6 +107,7 @@ mod tests {
             Outcome::Forbidden,
             Outcome::RegistrarFull,
             Outcome::ToNoUser,
+            Outcome::FirstHopLacksOutbound,
         ];
         for o in outcomes {
             let status = o.status().map(|(s, _)| s);

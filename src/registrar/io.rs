@@ -23,6 +23,26 @@ pub struct ConnId {
     pub generation: u32,
 }
 
+impl From<ConnId> for crate::location::FlowId {
+    fn from(c: ConnId) -> Self {
+        Self {
+            core: c.core,
+            slot: c.slot,
+            generation: c.generation,
+        }
+    }
+}
+
+impl From<crate::location::FlowId> for ConnId {
+    fn from(f: crate::location::FlowId) -> Self {
+        Self {
+            core: f.core,
+            slot: f.slot,
+            generation: f.generation,
+        }
+    }
+}
+
 /// Where a request came from and how it arrived.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Source {

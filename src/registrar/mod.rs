@@ -30,6 +30,7 @@ mod config;
 mod io;
 mod journal;
 mod lookup;
+mod outbound;
 mod outcome;
 mod register;
 mod respond;
@@ -46,6 +47,7 @@ pub use admin::{ADMIN_CALL_ID, AdminError};
 pub use by_method::{METHOD_NAMES, METHODS, STATUS_NAMES, STATUSES};
 pub use config::{AuthConfig, LocationMode, MaxContactsPolicy, MinExpiresPolicy, RegistrarConfig};
 pub use io::{Action, ConnId, Destination, DropReason, Source, reply_destination};
+pub use outbound::{FLAG_FLOW_DOWN, FLAG_OUTBOUND, FLOW_AORS_MAX, FLOWS_MAX, REG_ID_MAX};
 pub use outcome::{OUTCOMES, Outcome};
 pub use register::AOR_KEY_BYTES_MAX;
 pub use route::route_hash;
@@ -132,6 +134,8 @@ pub struct Registrar {
     store_failed: bool,
     /// Shared location: the commits waiting for the backend (`None`: memory).
     shared: Option<shared::Shared>,
+    /// The AORs with a binding on each live flow (RFC 5626), for `flow_closed`.
+    flows: outbound::Flows,
 }
 
 impl Registrar {
@@ -178,6 +182,7 @@ impl Registrar {
             journal_position: 0,
             store_failed: false,
             shared: (config_location == LocationMode::Shared).then(shared::Shared::default),
+            flows: outbound::Flows::default(),
         }
     }
 

@@ -79,6 +79,14 @@ pub enum Outcome {
     Forbidden,
     /// Malformed Authorization header: 400 with a reason that never names the user.
     BadCredentials(&'static str),
+    /// An Outbound REGISTER (RFC 5626 §6: `Supported: outbound`, a `reg-id`) that came
+    /// through a proxy whose Path does not carry `ob`: 439.
+    FirstHopLacksOutbound,
+    /// A `reg-id` outside 1..=2^31-1 (RFC 5626 §4.2.1 grammar): 400.
+    RegIdInvalid,
+    /// More than one Contact with a `reg-id` and a non-zero expiry in an Outbound
+    /// REGISTER (RFC 5626 §6): 400.
+    RegIdMultiple,
 }
 
 impl Outcome {
@@ -118,6 +126,9 @@ impl Outcome {
             Self::Unauthorized { .. } => (401, "Unauthorized"),
             Self::Forbidden => (403, "Forbidden"),
             Self::BadCredentials(reason) => (400, reason),
+            Self::FirstHopLacksOutbound => (439, "First Hop Lacks Outbound Support"),
+            Self::RegIdInvalid => (400, "Invalid reg-id"),
+            Self::RegIdMultiple => (400, "More Than One Contact With reg-id"),
         })
     }
 
@@ -156,6 +167,9 @@ impl Outcome {
             Self::BadCredentials(_) => 29,
             Self::StoreFailed => 30,
             Self::CommitsBusy => 31,
+            Self::FirstHopLacksOutbound => 32,
+            Self::RegIdInvalid => 33,
+            Self::RegIdMultiple => 34,
         }
     }
 
@@ -193,8 +207,11 @@ impl Outcome {
         "bad_credentials",
         "store_failed",
         "commits_busy",
+        "first_hop_lacks_outbound",
+        "reg_id_invalid",
+        "reg_id_multiple",
     ];
 }
 
 /// How many distinct outcomes `Outcome::index` returns.
-pub const OUTCOMES: usize = 32;
+pub const OUTCOMES: usize = 35;

@@ -13,6 +13,7 @@
 use bumpalo::Bump;
 use bumpalo::collections::Vec as BumpVec;
 
+use super::outbound::{self, FLAG_OUTBOUND, Outbound};
 use super::{Registrar, outcome::Outcome};
 use crate::location::{BranchHash, HashedAorKey, NewBinding};
 use crate::sip::{Contact, Contacts, Request, Scheme, uri_equivalent};
@@ -21,8 +22,8 @@ use crate::sip::{Contact, Contacts, Request, Scheme, uri_equivalent};
 /// so the registrar never accepts a key the table would refuse, nor the reverse.
 pub use crate::location::AOR_KEY_BYTES_MAX;
 
-/// Option tags we support in `Require` (RFC 3327 Path).
-pub(crate) const SUPPORTED_OPTIONS: &[&[u8]] = &[b"path"];
+/// Option tags we support in `Require` (RFC 3327 Path, RFC 5626 Outbound).
+pub(crate) const SUPPORTED_OPTIONS: &[&[u8]] = &[b"path", b"outbound"];
 
 /// What deciding a request led to: an answer, or an intent to commit first.
 #[derive(Clone, Copy, Debug)]
@@ -83,6 +84,11 @@ struct Alike<'a> {
     path: &'a [u8],
     /// The top Via branch's hash (the CSeq rule of §10.3 step 7 compares it).
     branch: BranchHash,
+    /// RFC 5626 §6 for this request.
+    outbound: Outbound,
+    /// The connection the bindings are reachable through: the request came straight
+    /// from the UA over a connection (first hop).
+    flow: Option<crate::location::FlowId>,
 }
 
 impl Registrar {
@@ -184,10 +190,16 @@ impl Registrar {
         contacts: &'a [Contact<'a>],
         arena: &'a Bump,
     ) -> Result<&'a [Planned<'a>], Outcome> {
+        let outbound = outbound::outbound(req, contacts)?;
         let alike = Alike {
             // RFC 3327 §5.3: the Path vector is stored with each binding, as one value.
             path: join_path(req.path, arena),
             branch,
+            outbound,
+            flow: source
+                .conn
+                .filter(|_| outbound.first_hop)
+                .map(crate::location::FlowId::from),
         };
         let mut planned: BumpVec<'a, Planned<'a>> =
             BumpVec::with_capacity_in(contacts.len(), arena);
@@ -204,6 +216,13 @@ impl Registrar {
                 expires_s,
                 binding: self.new_binding(now_ms, source, req, alike, c, expires_s),
             });
+        }
+        if let Some(flow) = alike.flow
+            && self.shared.is_none()
+            && planned.iter().any(|p| p.expires_s > 0)
+            && !self.flows.note(flow, self.aor_key.bytes())
+        {
+            self.stats.flow_untracked += 1;
         }
         Ok(planned.into_bump_slice())
     }
@@ -266,8 +285,14 @@ impl Registrar {
             local_socket: source.listen,
             user_agent: req.user_agent.unwrap_or(b""),
             instance: c.instance,
-            reg_id: c.reg_id,
-            flags: 0,
+            // RFC 5626 §6: through a proxy that does not do Outbound, reg-id is ignored.
+            reg_id: c.reg_id.filter(|_| !alike.outbound.ignore_reg_id),
+            flow: alike.flow,
+            flags: if alike.outbound.applies && c.reg_id.is_some() {
+                FLAG_OUTBOUND
+            } else {
+                0
+            },
         }
     }
 }

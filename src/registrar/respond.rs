@@ -7,7 +7,7 @@ use bumpalo::Bump;
 use bumpalo::collections::Vec as BumpVec;
 
 use super::{Registrar, Source, outcome::Outcome, register::SUPPORTED_OPTIONS};
-use crate::sip::{Echo, Request, ResponseWriter};
+use crate::sip::{Contacts, Echo, Request, ResponseWriter};
 
 /// Methods this server answers, for `Allow` (RFC 3261 §20.5).
 pub(crate) const ALLOW: &[u8] =
@@ -46,6 +46,12 @@ impl Registrar {
         match outcome {
             Outcome::Registered | Outcome::Fetched => {
                 self.write_bindings(&mut w, bindings, now_ms, arena);
+                // RFC 5626 §6: an Outbound registration's 200 says so.
+                if let Contacts::List(contacts) = req.contacts
+                    && super::outbound::outbound(req, contacts).is_ok_and(|o| o.applies)
+                {
+                    w.header("Require", b"outbound");
+                }
                 if req
                     .supported
                     .iter()
@@ -68,7 +74,7 @@ impl Registrar {
             Outcome::OptionsOk => {
                 w.header("Allow", ALLOW);
                 w.header("Accept", b"application/sdp");
-                w.header("Supported", b"path");
+                w.header("Supported", b"path, outbound");
             }
             Outcome::BadExtension => {
                 for tag in req.require.iter().filter(|t| !is_supported(t)) {

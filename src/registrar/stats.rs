@@ -5,7 +5,7 @@ use super::by_method::{METHODS, STATUSES};
 use super::outcome::OUTCOMES;
 
 /// Per-shard counters, read by the runtime for the statistics line and metrics.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Stats {
     /// Requests handled (not counting retransmissions).
     pub requests: u64,
@@ -37,9 +37,42 @@ pub struct Stats {
     pub drops: [u64; 4],
     /// Bindings removed through the management API (`admin_remove`, `admin_flush`).
     pub admin_removed: u64,
+    /// Outbound bindings removed because their flow closed (RFC 5626 §6).
+    pub flow_removed: u64,
+    /// Bindings marked flow-down because their connection closed (kept to expiry).
+    pub flow_down: u64,
+    /// Flow bindings not indexed for `flow_closed` (a bound reached): they expire.
+    pub flow_untracked: u64,
     /// Requests by method row and status column (names: [`METHOD_NAMES`],
     /// [`STATUS_NAMES`]); retransmissions are not in it (see `retransmissions`).
     pub by_method: [[u64; STATUSES]; METHODS],
+}
+
+// By hand: `Default` is not derived for arrays longer than 32 (`outcomes`).
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            requests: 0,
+            accepted: 0,
+            rejected: 0,
+            retransmissions: 0,
+            dropped: 0,
+            bindings: 0,
+            aors: 0,
+            expired: 0,
+            evicted: 0,
+            txn_evicted: 0,
+            unavailable: 0,
+            txns: 0,
+            outcomes: [0; OUTCOMES],
+            drops: [0; 4],
+            admin_removed: 0,
+            flow_removed: 0,
+            flow_down: 0,
+            flow_untracked: 0,
+            by_method: [[0; STATUSES]; METHODS],
+        }
+    }
 }
 
 impl Stats {

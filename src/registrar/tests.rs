@@ -1852,3 +1852,262 @@ fn shared_pending_commits_are_bounded() {
         Action::Nothing
     );
 }
+
+/// RFC 5626: Outbound registrations, flows and what a closed connection does.
+mod outbound {
+    use super::*;
+    use crate::location::{FlowId, Transport};
+
+    const CONN: ConnId = ConnId {
+        core: 1,
+        slot: 7,
+        generation: 3,
+    };
+
+    fn over_tcp(sim: &mut Sim, conn: ConnId) {
+        sim.source = Source {
+            transport: Transport::Tcp,
+            remote: "192.0.2.10:40001".parse().unwrap(),
+            listen: 0,
+            conn: Some(conn),
+        };
+    }
+
+    const INSTANCE: &str = "+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-000A95A0E128>\"";
+
+    fn ob_contact(user: &str, reg_id: u32) -> String {
+        format!("<sip:{user}@192.0.2.10:40001;transport=tcp;ob>;reg-id={reg_id};{INSTANCE}")
+    }
+
+    fn flags_of(sim: &Sim, aor: &str) -> Vec<(u32, Option<FlowId>, Option<u32>)> {
+        sim.reg
+            .location
+            .get(aor.as_bytes())
+            .map(|a| {
+                a.iter()
+                    .map(|b| (b.flags(), b.flow(), b.reg_id()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_direct_outbound_register_is_required_and_records_its_flow() {
+        let mut sim = Sim::default();
+        over_tcp(&mut sim, CONN);
+        let c = ob_contact("alice", 1);
+        let r = sim.send(
+            &Reg::new("alice")
+                .contacts(&[&c])
+                .extra("Supported: path, outbound")
+                .build(),
+        );
+        assert_eq!(status(&r), 200, "{r}");
+        assert_eq!(headers(&r, "Require"), ["outbound"]);
+        assert_eq!(
+            flags_of(&sim, "alice@example.com"),
+            [(FLAG_OUTBOUND, Some(FlowId::from(CONN)), Some(1))]
+        );
+        // Without `Supported: outbound` the same contact is no Outbound registration:
+        // no Require, no flag, but the flow is still where the UA can be reached.
+        let mut plain = Sim::default();
+        over_tcp(&mut plain, CONN);
+        let r = plain.send(&Reg::new("alice").contacts(&[&c]).build());
+        assert_eq!(status(&r), 200, "{r}");
+        assert!(headers(&r, "Require").is_empty(), "{r}");
+        assert_eq!(
+            flags_of(&plain, "alice@example.com"),
+            [(0, Some(FlowId::from(CONN)), Some(1))]
+        );
+        // Over UDP there is no flow to record.
+        let mut udp = Sim::default();
+        let r = udp.send(
+            &Reg::new("alice")
+                .contacts(&[&c])
+                .extra("Supported: outbound")
+                .build(),
+        );
+        assert_eq!(status(&r), 200, "{r}");
+        assert_eq!(
+            flags_of(&udp, "alice@example.com"),
+            [(FLAG_OUTBOUND, None, Some(1))]
+        );
+    }
+
+    #[test]
+    fn through_a_proxy_outbound_needs_ob_in_the_first_path_uri() {
+        let via = "Via: SIP/2.0/TCP 192.0.2.99:5060;branch=z9hG4bK-ua1";
+        let c = ob_contact("bob", 1);
+        let mut sim = Sim::default();
+        over_tcp(&mut sim, CONN);
+        // §6: Supported: outbound + reg-id, the proxy's Path lacks `ob`: 439.
+        let r = sim.send(
+            &Reg::new("bob")
+                .contacts(&[&c])
+                .extra(via)
+                .extra("Supported: path, outbound")
+                .extra("Path: <sip:edge.example.com;lr>")
+                .build(),
+        );
+        assert_eq!(status(&r), 439, "{r}");
+        assert_eq!(reason(&r), "First Hop Lacks Outbound Support");
+        assert!(
+            flags_of(&sim, "bob@example.com").is_empty(),
+            "nothing stored"
+        );
+        // With `ob` on the first Path URI: registered, Outbound, and no flow (the UA
+        // is reached through the Path, not through our connection to the proxy).
+        let r = sim.send(
+            &Reg::new("bob")
+                .contacts(&[&c])
+                .cseq(2)
+                .extra(via)
+                .extra("Supported: path, outbound")
+                .extra("Path: <sip:edge.example.com;lr;ob>")
+                .build(),
+        );
+        assert_eq!(status(&r), 200, "{r}");
+        assert_eq!(headers(&r, "Require"), ["outbound"]);
+        assert_eq!(
+            flags_of(&sim, "bob@example.com"),
+            [(FLAG_OUTBOUND, None, Some(1))]
+        );
+        // No Supported: outbound through a proxy without Outbound: reg-id is ignored.
+        let mut other = Sim::default();
+        let r = other.send(
+            &Reg::new("bob")
+                .contacts(&[&c])
+                .extra(via)
+                .extra("Path: <sip:edge.example.com;lr>")
+                .build(),
+        );
+        assert_eq!(status(&r), 200, "{r}");
+        assert_eq!(flags_of(&other, "bob@example.com"), [(0, None, None)]);
+    }
+
+    #[test]
+    fn reg_id_out_of_range_or_twice_is_400() {
+        let mut sim = Sim::default();
+        for bad in [0u64, 1 << 31] {
+            let c = format!("<sip:carol@192.0.2.10>;reg-id={bad};{INSTANCE}");
+            let r = sim.send(&Reg::new("carol").contacts(&[&c]).build());
+            assert_eq!(
+                (status(&r), reason(&r)),
+                (400, "Invalid reg-id"),
+                "{bad}: {r}"
+            );
+        }
+        let c1 = ob_contact("carol", 1);
+        let c2 = format!("<sip:carol@192.0.2.11>;reg-id=2;{INSTANCE}");
+        let r = sim.send(
+            &Reg::new("carol")
+                .contacts(&[&c1, &c2])
+                .extra("Supported: outbound")
+                .build(),
+        );
+        assert_eq!(
+            (status(&r), reason(&r)),
+            (400, "More Than One Contact With reg-id"),
+            "{r}"
+        );
+        // Removing one flow while adding another in one request is allowed.
+        let c2_gone = format!("<sip:carol@192.0.2.11>;reg-id=2;expires=0;{INSTANCE}");
+        let r = sim.send(
+            &Reg::new("carol")
+                .contacts(&[&c1, &c2_gone])
+                .extra("Supported: outbound")
+                .build(),
+        );
+        assert_eq!(status(&r), 200, "{r}");
+        assert!(flags_of(&sim, "carol@example.com").len() == 1);
+    }
+
+    #[test]
+    fn a_closed_flow_removes_outbound_bindings_and_marks_the_others_down() {
+        let mut sim = Sim::new(RegistrarConfig {
+            journal: true,
+            ..RegistrarConfig::default()
+        });
+        over_tcp(&mut sim, CONN);
+        let ob = ob_contact("dave", 1);
+        let r = sim.send(
+            &Reg::new("dave")
+                .contacts(&[&ob])
+                .extra("Supported: outbound")
+                .build(),
+        );
+        assert_eq!(status(&r), 200, "{r}");
+        // A second device of the AOR on the same connection, without Outbound.
+        let r = sim.send(
+            &Reg::new("dave")
+                .contacts(&["<sip:dave@192.0.2.10:40009;transport=tcp>"])
+                .call_id("call-2")
+                .build(),
+        );
+        assert_eq!(status(&r), 200, "{r}");
+        // A third over another connection: untouched by this close.
+        let other = ConnId {
+            generation: CONN.generation + 1,
+            ..CONN
+        };
+        over_tcp(&mut sim, other);
+        let r = sim.send(
+            &Reg::new("dave")
+                .contacts(&["<sip:dave@192.0.2.12:40002;transport=tcp>"])
+                .call_id("call-3")
+                .build(),
+        );
+        assert_eq!(status(&r), 200, "{r}");
+        let journal_before = sim.reg.journal.len();
+
+        assert_eq!(sim.reg.flow_closed(sim.now_ms, FlowId::from(CONN)), (1, 1));
+        let left = flags_of(&sim, "dave@example.com");
+        assert_eq!(
+            left,
+            [
+                (FLAG_FLOW_DOWN, Some(FlowId::from(CONN)), None),
+                (0, Some(FlowId::from(other)), None),
+            ]
+        );
+        assert_eq!(
+            (sim.reg.stats.flow_removed, sim.reg.stats.flow_down),
+            (1, 1)
+        );
+        assert!(
+            sim.reg.journal.len() > journal_before,
+            "the removal is journaled"
+        );
+        // What a client sees: a fetch lists the two that stay.
+        let r = sim.send(&Reg::new("dave").contacts(&[]).call_id("call-9").build());
+        assert_eq!(contacts(&r).len(), 2, "{r}");
+        // A second close of the same flow, and a close of an unknown one, do nothing.
+        assert_eq!(sim.reg.flow_closed(sim.now_ms, FlowId::from(CONN)), (0, 0));
+        let unknown = FlowId {
+            core: 9,
+            slot: 9,
+            generation: 9,
+        };
+        assert_eq!(sim.reg.flow_closed(sim.now_ms, unknown), (0, 0));
+    }
+
+    #[test]
+    fn options_advertise_outbound() {
+        let mut sim = Sim::default();
+        let r = sim.send(
+            "OPTIONS sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5062;branch=z9hG4bK-o1\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:x@example.com>;tag=1\r\nTo: <sip:example.com>\r\n\
+             Call-ID: o1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        );
+        assert_eq!(headers(&r, "Supported"), ["path, outbound"]);
+        // `Require: outbound` is an extension we support (no 420).
+        let c = ob_contact("erin", 1);
+        let r = sim.send(
+            &Reg::new("erin")
+                .contacts(&[&c])
+                .extra("Supported: outbound")
+                .extra("Require: outbound")
+                .build(),
+        );
+        assert_eq!(status(&r), 200, "{r}");
+    }
+}

@@ -121,6 +121,8 @@ impl<'a> StoredBinding<'a> {
             user_agent: self.user_agent,
             instance: self.instance,
             reg_id: self.reg_id,
+            // A connection does not outlive the process: a loaded binding has no flow.
+            flow: None,
             flags: self.flags,
         }
     }
