@@ -333,7 +333,7 @@ fn redis_cluster_location_commit() {
     bad_arguments_are_refused(&mut d);
     two_sipreg_nodes_share_one_location(&seed);
     admin_ops_skip_the_cseq_rule(&mut d);
-    admin_api_on_redis_nodes(&seed);
+    admin_api_on_redis_nodes(&mut d, &seed);
     a_master_failover_costs_only_its_slots(&cluster, &d, &seed);
     drop(cluster);
 }
@@ -1019,6 +1019,13 @@ fn free_tcp_addr() -> String {
 
 /// One HTTP/1.0 request to a management API: the status and the JSON body.
 fn http(admin: &str, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let (status, text) = http_text(admin, method, path, body);
+    let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    (status, json)
+}
+
+/// One HTTP/1.0 request to a management API: the status and the body.
+fn http_text(admin: &str, method: &str, path: &str, body: &str) -> (u16, String) {
     let mut s = TcpStream::connect(admin).expect("the management API");
     s.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
     write!(
@@ -1032,8 +1039,7 @@ fn http(admin: &str, method: &str, path: &str, body: &str) -> (u16, serde_json::
     s.read_to_string(&mut text).expect("an HTTP answer");
     let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP head");
     let status = head.split(' ').nth(1).and_then(|s| s.parse().ok());
-    let json = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
-    (status.expect("an HTTP status"), json)
+    (status.expect("an HTTP status"), body.to_owned())
 }
 
 /// Every AOR a dump of `admin` lists, `limit` per page, following the cursors.
@@ -1077,7 +1083,7 @@ fn ctl(admin: &str, args: &[&str]) -> String {
 /// shared location. What node A registered, node B's API shows (with what the REGISTER
 /// said), dumps, changes and removes, and A's next REGISTER sees it; `sipreg ctl` works
 /// against B unchanged.
-fn admin_api_on_redis_nodes(seed: &str) {
+fn admin_api_on_redis_nodes(d: &mut Driver, seed: &str) {
     let admin = free_tcp_addr();
     let a = Node::start("127.0.0.5", seed);
     let _b = Node::start_with_admin("127.0.0.6", seed, &admin);
@@ -1173,6 +1179,18 @@ fn admin_api_on_redis_nodes(seed: &str) {
         404
     );
 
+    // A key under our prefix that is not a binding hash: that AOR answers 500 (counted
+    // in /metrics), and a dump walks past it.
+    let broken = key_of("broken@example.com");
+    d.call(&broken, &[&b"SET"[..], &broken, b"not a hash"]);
+    let (status, v) = http(&admin, "GET", "/v1/aors/broken@example.com", "");
+    assert_eq!(status, 500, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("Redis"), "{v}");
+    let (_, metrics) = http_text(&admin, "GET", "/metrics", "");
+    assert!(metrics.contains("sipreg_admin_failed_total 1"), "{metrics}");
+    let seen = dump_all(&admin, 100);
+    assert!(seen.contains(&"victor@example.com".to_owned()), "{seen:?}");
+
     // Flush: every AOR of the cluster goes (what earlier checks left too).
     assert_eq!(http(&admin, "POST", "/v1/flush", "").0, 400);
     let (status, v) = http(&admin, "POST", "/v1/flush?confirm=yes", "");
@@ -1181,4 +1199,5 @@ fn admin_api_on_redis_nodes(seed: &str) {
     assert_eq!(dump_all(&admin, 100), Vec::<String>::new());
     let r = sip(&a, "INVITE", "victor", "adm-inv", 1, false);
     assert_eq!(status_line(&r), "SIP/2.0 404 Not Found", "{r}");
+    d.call(&broken, &[&b"DEL"[..], &broken]);
 }

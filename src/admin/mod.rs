@@ -103,22 +103,27 @@ pub(crate) fn spawn(
     };
     let handle = thread::Builder::new()
         .name("sipreg-admin".into())
-        .spawn(move || serve(&server, &control, view.as_mut(), &ports))
+        .spawn(move || {
+            let mut api = Api {
+                control: &control,
+                view: view.as_mut(),
+                ports: &ports,
+                failed: 0,
+            };
+            api.serve(&server);
+        })
         .context("spawning the admin thread")?;
     Ok(Some(handle))
 }
 
-fn serve(server: &Server, control: &ControlHandle, view: &mut dyn LocationView, ports: &[u16]) {
-    while !control.stop_requested() {
-        match server.recv_timeout(Duration::from_millis(STOP_POLL_MS)) {
-            Ok(Some(request)) => handle(request, control, view, ports),
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!("management API: {e}");
-                thread::sleep(Duration::from_millis(STOP_POLL_MS));
-            }
-        }
-    }
+/// What the admin thread answers from.
+struct Api<'a> {
+    control: &'a ControlHandle,
+    view: &'a mut dyn LocationView,
+    /// The SIP ports (for the kernel's receive-drop counter).
+    ports: &'a [u16],
+    /// Requests answered 5xx so far: a core or Redis did not answer (`/metrics`).
+    failed: u64,
 }
 
 /// An answer: status and body (JSON, or the metrics text).
@@ -143,94 +148,106 @@ impl Answer {
     }
 }
 
-fn handle(
-    mut request: Request,
-    control: &ControlHandle,
-    view: &mut dyn LocationView,
-    ports: &[u16],
-) {
-    let mut body = Vec::new();
-    let too_large = request
-        .as_reader()
-        .take(BODY_BYTES_MAX as u64 + 1)
-        .read_to_end(&mut body)
-        .is_err()
-        || body.len() > BODY_BYTES_MAX;
-    let answer = if too_large {
-        Answer::error(413, "request body too large or unreadable")
-    } else {
-        route(request.method(), request.url(), &body, control, view, ports)
-    };
-    tracing::debug!(
-        method = %request.method(),
-        url = request.url(),
-        status = answer.status,
-        "admin request"
-    );
-    let mut response = Response::from_string(answer.body).with_status_code(answer.status);
-    if let Ok(header) = Header::from_bytes("Content-Type", answer.content_type) {
-        response = response.with_header(header);
+impl Api<'_> {
+    fn serve(&mut self, server: &Server) {
+        while !self.control.stop_requested() {
+            match server.recv_timeout(Duration::from_millis(STOP_POLL_MS)) {
+                Ok(Some(request)) => self.handle(request),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!("management API: {e}");
+                    thread::sleep(Duration::from_millis(STOP_POLL_MS));
+                }
+            }
+        }
     }
-    if let Err(e) = request.respond(response) {
-        tracing::debug!("management API: cannot answer: {e}");
-    }
-}
 
-/// Dispatch one request (pure but for the calls to the cores and the location).
-fn route(
-    method: &Method,
-    url: &str,
-    body: &[u8],
-    control: &ControlHandle,
-    view: &mut dyn LocationView,
-    ports: &[u16],
-) -> Answer {
-    let (path, query) = url.split_once('?').unwrap_or((url, ""));
-    let Ok(query) = parse_query(query) else {
-        return Answer::error(400, "malformed percent-encoding in the query");
-    };
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match (method, segments.as_slice()) {
-        (Method::Get, ["healthz"]) => Answer::json(200, &json!({ "status": "ok" })),
-        (Method::Get, ["readyz"]) => {
-            if control.is_ready() {
-                Answer::json(200, &json!({ "status": "ready" }))
-            } else {
-                Answer::error(503, "not ready: cores starting or stopping")
-            }
+    fn handle(&mut self, mut request: Request) {
+        let mut body = Vec::new();
+        let too_large = request
+            .as_reader()
+            .take(BODY_BYTES_MAX as u64 + 1)
+            .read_to_end(&mut body)
+            .is_err()
+            || body.len() > BODY_BYTES_MAX;
+        let answer = if too_large {
+            Answer::error(413, "request body too large or unreadable")
+        } else {
+            self.route(request.method(), request.url(), &body)
+        };
+        if answer.status >= 500 {
+            self.failed += 1;
         }
-        (Method::Get, ["metrics"]) => match all_stats(control) {
-            Ok(cores) => Answer {
-                status: 200,
-                body: metrics::render(&cores, control.is_ready(), socket_drops(ports)),
-                content_type: metrics::CONTENT_TYPE,
-            },
-            Err(answer) => answer,
-        },
-        (Method::Get, ["v1", "stats"]) => match all_stats(control) {
-            Ok(cores) => Answer::json(200, &json::stats(&cores)),
-            Err(answer) => answer,
-        },
-        (Method::Get, ["v1", "aors"]) => dump(&query, view),
-        (Method::Post, ["v1", "flush"]) => flush(&query, view),
-        (_, ["v1", "aors", aor]) | (_, ["v1", "aors", aor, "bindings"]) => {
-            let key = match aor_key(aor) {
-                Ok(key) => key,
-                Err(message) => return Answer::error(400, message),
-            };
-            let bindings = segments.len() == 4;
-            match (method, bindings) {
-                (Method::Get, false) => show(key, view),
-                (Method::Delete, false) => remove(key, None, view),
-                (Method::Delete, true) => match query_get(&query, "contact") {
-                    Some(contact) => remove(key, Some(contact.as_bytes().to_vec()), view),
-                    None => Answer::error(400, "missing ?contact=URI"),
+        tracing::debug!(
+            method = %request.method(),
+            url = request.url(),
+            status = answer.status,
+            "admin request"
+        );
+        let mut response = Response::from_string(answer.body).with_status_code(answer.status);
+        if let Ok(header) = Header::from_bytes("Content-Type", answer.content_type) {
+            response = response.with_header(header);
+        }
+        if let Err(e) = request.respond(response) {
+            tracing::debug!("management API: cannot answer: {e}");
+        }
+    }
+
+    /// Dispatch one request (pure but for the calls to the cores and the location).
+    fn route(&mut self, method: &Method, url: &str, body: &[u8]) -> Answer {
+        let (control, view) = (self.control, &mut *self.view);
+        let (path, query) = url.split_once('?').unwrap_or((url, ""));
+        let Ok(query) = parse_query(query) else {
+            return Answer::error(400, "malformed percent-encoding in the query");
+        };
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match (method, segments.as_slice()) {
+            (Method::Get, ["healthz"]) => Answer::json(200, &json!({ "status": "ok" })),
+            (Method::Get, ["readyz"]) => {
+                if control.is_ready() {
+                    Answer::json(200, &json!({ "status": "ready" }))
+                } else {
+                    Answer::error(503, "not ready: cores starting or stopping")
+                }
+            }
+            (Method::Get, ["metrics"]) => match all_stats(control) {
+                Ok(cores) => Answer {
+                    status: 200,
+                    body: metrics::render(
+                        &cores,
+                        control.is_ready(),
+                        socket_drops(self.ports),
+                        self.failed,
+                    ),
+                    content_type: metrics::CONTENT_TYPE,
                 },
-                (Method::Post, true) => add(key, body, view),
-                _ => Answer::error(405, "method not allowed on this path"),
+                Err(answer) => answer,
+            },
+            (Method::Get, ["v1", "stats"]) => match all_stats(control) {
+                Ok(cores) => Answer::json(200, &json::stats(&cores)),
+                Err(answer) => answer,
+            },
+            (Method::Get, ["v1", "aors"]) => dump(&query, view),
+            (Method::Post, ["v1", "flush"]) => flush(&query, view),
+            (_, ["v1", "aors", aor]) | (_, ["v1", "aors", aor, "bindings"]) => {
+                let key = match aor_key(aor) {
+                    Ok(key) => key,
+                    Err(message) => return Answer::error(400, message),
+                };
+                let bindings = segments.len() == 4;
+                match (method, bindings) {
+                    (Method::Get, false) => show(key, view),
+                    (Method::Delete, false) => remove(key, None, view),
+                    (Method::Delete, true) => match query_get(&query, "contact") {
+                        Some(contact) => remove(key, Some(contact.as_bytes().to_vec()), view),
+                        None => Answer::error(400, "missing ?contact=URI"),
+                    },
+                    (Method::Post, true) => add(key, body, view),
+                    _ => Answer::error(405, "method not allowed on this path"),
+                }
             }
+            _ => Answer::error(404, "no such endpoint"),
         }
-        _ => Answer::error(404, "no such endpoint"),
     }
 }
 

@@ -24,7 +24,9 @@
 //!   longer than `FLUSH_ANSWER_TIMEOUT_MS` stops and answers 503 with what it removed;
 //!   running it again goes on (nothing is half-removed).
 //!
-//! Redis unreachable, or the slot not served, answers 503 naming Redis.
+//! Redis unreachable, or the slot not served, answers 503 naming Redis. A key under
+//! our prefix that the script cannot read (not a hash) answers 500 for that AOR, and a
+//! dump or flush skips it with a warning.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -94,6 +96,28 @@ fn decoded(reply: &Reply) -> Result<CommitReply<'_>, Answer> {
         ),
         e => Answer::error(500, &format!("unexpected answer from Redis: {e:?}")),
     })
+}
+
+/// A dump or a flush walks on past a key whose script call failed for that key
+/// alone (500: not a hash in our format, e.g. written by something else under our
+/// prefix), with a warning, so one bad key cannot block a whole dump; a 503 (Redis
+/// unreachable, slot not served) ends it.
+fn skip_unusable<'r>(
+    aor_key: &[u8],
+    result: Result<CommitReply<'r>, Answer>,
+) -> Result<Option<CommitReply<'r>>, Answer> {
+    match result {
+        Ok(r) => Ok(Some(r)),
+        Err(answer) if answer.status == 500 => {
+            tracing::warn!(
+                aor = %String::from_utf8_lossy(aor_key),
+                "management API: skipping an AOR: {}",
+                answer.body
+            );
+            Ok(None)
+        }
+        Err(answer) => Err(answer),
+    }
 }
 
 /// An intent of the management API for `aor_key` (no REGISTER's Call-ID or CSeq).
@@ -232,8 +256,8 @@ impl RedisView {
             .map_err(|e| redis_answer(&e))?;
         let mut out = Vec::with_capacity(replies.len());
         for (aor, reply) in aors.iter().zip(&replies) {
-            if let Some(copy) = aor_copy(aor, &decoded(reply)?) {
-                out.push(copy);
+            if let Some(r) = skip_unusable(aor, decoded(reply))? {
+                out.extend(aor_copy(aor, &r));
             }
         }
         Ok(out)
@@ -306,8 +330,10 @@ impl LocationView for RedisView {
                     .client
                     .scripts_on(master, &intents)
                     .map_err(|e| redis_answer(&e))?;
-                for reply in &replies {
-                    removed += decoded(reply)?.evicted as usize;
+                for (intent, reply) in intents.iter().zip(&replies) {
+                    if let Some(r) = skip_unusable(intent.aor_key, decoded(reply))? {
+                        removed += r.evicted as usize;
+                    }
                 }
                 if next == 0 {
                     break;
