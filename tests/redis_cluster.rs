@@ -1200,4 +1200,16 @@ fn admin_api_on_redis_nodes(d: &mut Driver, seed: &str) {
     let r = sip(&a, "INVITE", "victor", "adm-inv", 1, false);
     assert_eq!(status_line(&r), "SIP/2.0 404 Not Found", "{r}");
     d.call(&broken, &[&b"DEL"[..], &broken]);
+
+    // Redis closes the API's idle connections (a restart, `timeout`, CLIENT KILL): the
+    // next request reconnects instead of failing.
+    for master in d.map.nodes().to_vec() {
+        let kill: [&[u8]; 5] = [b"CLIENT", b"KILL", b"SKIPME", b"yes", b"TYPE"];
+        let killed = d.call_on(&master, &[&kill[..], &[&b"normal"[..]]].concat());
+        assert!(matches!(killed, Reply::Int(n) if n > 0), "{killed:?}");
+    }
+    let (status, v) = http(&admin, "GET", "/v1/aors/ursula@example.com", "");
+    assert_eq!(status, 404, "{v}");
+    let (status, v) = http(&admin, "GET", "/v1/aors?limit=5", "");
+    assert_eq!(status, 200, "{v}");
 }

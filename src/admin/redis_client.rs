@@ -108,6 +108,19 @@ fn io_error(addr: &str, e: &io::Error) -> RedisError {
     }
 }
 
+/// Whether an idle connection is still open: nothing is pending on it, so readable
+/// means the peer closed it (or sent what we never asked for).
+fn is_open(stream: &TcpStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let open = matches!(
+        stream.peek(&mut [0u8; 1]),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock
+    );
+    stream.set_nonblocking(false).is_ok() && open
+}
+
 /// One command as RESP2 bytes.
 fn command<A: AsRef<[u8]>>(args: &[A]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -206,6 +219,11 @@ impl BlockingCluster {
     }
 
     fn exchange(&mut self, addr: &str, commands: &[Vec<u8>]) -> Result<Vec<Reply>, RedisError> {
+        if self.conns.get(addr).is_some_and(|c| !is_open(&c.stream)) {
+            // Closed while idle (Redis restarted, `timeout`, CLIENT KILL): a new
+            // connection, rather than a request that fails on the old one.
+            self.conns.remove(addr);
+        }
         if !self.conns.contains_key(addr) {
             let stream = connect(addr)?;
             self.conns.insert(
