@@ -26,6 +26,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         starting.config().admin,
         starting.control().clone(),
         starting.local_addrs(),
+        starting.config().redis.as_ref(),
+        starting.config().registrar.max_expires_s,
     )?;
     let result = starting.serve();
     if let Some(admin) = admin_thread {

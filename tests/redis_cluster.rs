@@ -332,6 +332,8 @@ fn redis_cluster_location_commit() {
     expiry_purge_and_key_ttl(&mut d);
     bad_arguments_are_refused(&mut d);
     two_sipreg_nodes_share_one_location(&seed);
+    admin_ops_skip_the_cseq_rule(&mut d);
+    admin_api_on_redis_nodes(&mut d, &seed);
     a_master_failover_costs_only_its_slots(&cluster, &d, &seed);
     // The failover killed a master, maybe the seed: seed the next nodes with a live one.
     let live = cluster
@@ -352,12 +354,17 @@ struct Node {
 
 impl Node {
     fn start(ip: &str, seed: &str) -> Self {
-        Self::start_with(ip, Some(seed), &[])
+        Self::start_with(ip, Some(seed), "off", &[])
     }
 
-    /// A node with `extra` flags; `seed` None: `--location memory` (one node on its own,
-    /// to compare with).
-    fn start_with(ip: &str, seed: Option<&str>, extra: &[&str]) -> Self {
+    /// [`Self::start`] with the management API on `admin` (`ADDR:PORT`, or `off`).
+    fn start_with_admin(ip: &str, seed: &str, admin: &str) -> Self {
+        Self::start_with(ip, Some(seed), admin, &[])
+    }
+
+    /// A node with the management API on `admin` and `extra` flags; `seed` None:
+    /// `--location memory` (one node on its own, to compare with).
+    fn start_with(ip: &str, seed: Option<&str>, admin: &str, extra: &[&str]) -> Self {
         let location = match seed {
             Some(seed) => vec!["--location", "redis", "--redis-seed", seed],
             None => vec!["--location", "memory"],
@@ -370,7 +377,7 @@ impl Node {
                 "--listen",
                 &addr.to_string(),
                 "--admin",
-                "off",
+                admin,
                 "--cores",
                 "2",
             ])
@@ -1049,7 +1056,7 @@ fn same_answer(shared: &str, single: &str) -> bool {
 /// redis` nodes and to one `--location memory` node; status lines and binding lists
 /// must match.
 fn three_nodes_answer_as_one(nodes: &[Node]) {
-    let single = Node::start_with("127.0.0.5", None, &["--max-contacts", "2"]);
+    let single = Node::start_with("127.0.0.5", None, "off", &["--max-contacts", "2"]);
     let mut rng = Rng(0x5eed_0015);
     let users: Vec<String> = (0..12).map(|i| format!("same{i}")).collect();
     // Per (user, Call-ID): the next CSeq to send.
@@ -1247,7 +1254,7 @@ fn racing_nodes_keep_the_limits(nodes: &[Node]) {
 /// registers through one node while the node is killed; every REGISTER answered 200
 /// before the kill is listed by another node.
 fn a_killed_node_loses_nothing(seed: &str, survivor: &Node) {
-    let mut victim = Node::start_with("127.0.0.6", Some(seed), &["--max-contacts", "2"]);
+    let mut victim = Node::start_with("127.0.0.6", Some(seed), "off", &["--max-contacts", "2"]);
     let to = victim.addr;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let client = {
@@ -1322,6 +1329,7 @@ fn three_sipreg_nodes(seed: &str) {
             Node::start_with(
                 &format!("127.0.0.{i}"),
                 Some(seed),
+                "off",
                 &["--max-contacts", "2"],
             )
         })
@@ -1329,4 +1337,298 @@ fn three_sipreg_nodes(seed: &str) {
     three_nodes_answer_as_one(&nodes);
     racing_nodes_keep_the_limits(&nodes);
     a_killed_node_loses_nothing(seed, &nodes[0]);
+}
+
+/// Runs one management API op of the script on `aor` (Call-ID `sipreg-admin`, CSeq 0,
+/// as `admin::redis_view` sends them).
+fn admin_op(d: &mut Driver, aor: &str, op: CommitOp<'_>) -> CommitReply<'static> {
+    d.commit(&CommitIntent {
+        aor_key: aor.as_bytes(),
+        call_id: b"sipreg-admin",
+        cseq: 0,
+        branch_hash: 0,
+        max_contacts: 1024,
+        policy: MaxContactsPolicy::Reject,
+        op,
+    })
+    .expect("a commit reply")
+}
+
+/// The management API's ops: atomic like a REGISTER, but an operator's add or removal
+/// is not subject to the CSeq rule, and `D` says how many bindings it removed.
+fn admin_ops_skip_the_cseq_rule(d: &mut Driver) {
+    let aor = "olga@example.com";
+    let cs = [ct("sip:olga@192.0.2.60", 60), ct("sip:olga@192.0.2.61", 60)];
+    let r = req(aor, "sipreg-admin", 50).run(d, Op::Update(&cs));
+    assert_eq!((r.status, r.bindings.len()), (CommitStatus::Ok, 2));
+    let refresh = [ct("sip:olga@192.0.2.60", 120)];
+    // A REGISTER with the API's Call-ID and CSeq 0 is out of order ...
+    assert_eq!(
+        req(aor, "sipreg-admin", 0)
+            .run(d, Op::Update(&refresh))
+            .status,
+        CommitStatus::InvalidCSeq
+    );
+    // ... the API's update (`A`) is not, and it is applied again when repeated (not a
+    // retransmission).
+    for _ in 0..2 {
+        let r = admin_op(d, aor, CommitOp::AdminUpdate(&intents(&refresh)));
+        assert_eq!((r.status, r.bindings.len()), (CommitStatus::Ok, 2));
+        let b = r
+            .bindings
+            .iter()
+            .find(|b| b.contact == b"sip:olga@192.0.2.60")
+            .unwrap();
+        assert!((119..=120).contains(&b.expires_s), "{}", b.expires_s);
+        assert_eq!(b.cseq, 0);
+    }
+    // `D` of one contact, spelled differently: only it goes, counted.
+    let gone = [ct("sip:%6Flga@192.0.2.61", 0)];
+    let r = admin_op(d, aor, CommitOp::AdminRemove(&intents(&gone)));
+    assert_eq!((r.status, r.evicted), (CommitStatus::Ok, 1));
+    assert_eq!(contacts(&r), ["sip:olga@192.0.2.60"]);
+    let pttl = d.int(&key_of(aor), "PTTL");
+    assert!((110_000..=120_000).contains(&pttl), "key TTL: {pttl}");
+    let r = admin_op(d, aor, CommitOp::AdminRemove(&intents(&gone)));
+    assert_eq!(
+        (r.evicted, r.bindings.len()),
+        (0, 1),
+        "nothing left to remove"
+    );
+    // Two flows of one instance share a contact URI: removing the contact removes both.
+    let mut flows = [
+        ct("sip:olga@198.51.100.8:41000", 60),
+        ct("sip:olga@198.51.100.8:41000", 60),
+    ];
+    for (i, f) in flows.iter_mut().enumerate() {
+        f.instance = Some("\"<urn:uuid:0a>\"");
+        f.reg_id = Some(i as u32 + 1);
+    }
+    assert_eq!(
+        req(aor, "cid-o", 1)
+            .run(d, Op::Update(&flows))
+            .bindings
+            .len(),
+        3
+    );
+    let both = [ct("sip:olga@198.51.100.8:41000", 0)];
+    let r = admin_op(d, aor, CommitOp::AdminRemove(&intents(&both)));
+    assert_eq!((r.evicted, r.bindings.len()), (2, 1));
+    // `D` with no contact removes every binding, whatever Call-ID and CSeq wrote them.
+    req(aor, "cid-o", 9).run(d, Op::Update(&[ct("sip:olga@192.0.2.62", 60)]));
+    let r = admin_op(d, aor, CommitOp::AdminRemove(&[]));
+    assert_eq!(
+        (r.status, r.evicted, r.bindings.len()),
+        (CommitStatus::Ok, 2, 0)
+    );
+    assert_eq!(d.int(&key_of(aor), "EXISTS"), 0, "the key is gone");
+    let r = admin_op(d, aor, CommitOp::AdminRemove(&[]));
+    assert_eq!(r.evicted, 0);
+}
+
+fn intents(cs: &[Ct]) -> Vec<ContactIntent<'_>> {
+    cs.iter().map(Ct::intent).collect()
+}
+
+/// A loopback TCP address nothing listens on (bound, then closed).
+fn free_tcp_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+/// One HTTP/1.0 request to a management API: the status and the JSON body.
+fn http(admin: &str, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let (status, text) = http_text(admin, method, path, body);
+    let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    (status, json)
+}
+
+/// One HTTP/1.0 request to a management API: the status and the body.
+fn http_text(admin: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(admin).expect("the management API");
+    s.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: {admin}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("an HTTP answer");
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP head");
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok());
+    (status.expect("an HTTP status"), body.to_owned())
+}
+
+/// Every AOR a dump of `admin` lists, `limit` per page, following the cursors.
+fn dump_all(admin: &str, limit: usize) -> Vec<String> {
+    let (mut seen, mut cursor) = (Vec::new(), String::new());
+    for _ in 0..10_000 {
+        let (status, v) = http(
+            admin,
+            "GET",
+            &format!("/v1/aors?limit={limit}&cursor={cursor}"),
+            "",
+        );
+        assert_eq!(status, 200, "{v}");
+        let aors = v["aors"].as_array().expect("aors");
+        assert!(aors.len() <= limit, "{v}");
+        seen.extend(aors.iter().map(|a| a["aor"].as_str().unwrap().to_owned()));
+        match v["next"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => return seen,
+        }
+    }
+    panic!("the dump did not end");
+}
+
+fn ctl(admin: &str, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_sipreg"))
+        .args(["ctl", "--admin", admin])
+        .args(args)
+        .output()
+        .expect("run sipreg ctl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "sipreg ctl {args:?}: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+/// Issue 15: the management API of a `--location redis` node reads and changes the
+/// shared location. What node A registered, node B's API shows (with what the REGISTER
+/// said), dumps, changes and removes, and A's next REGISTER sees it; `sipreg ctl` works
+/// against B unchanged.
+fn admin_api_on_redis_nodes(d: &mut Driver, seed: &str) {
+    let admin = free_tcp_addr();
+    let a = Node::start("127.0.0.5", seed);
+    let _b = Node::start_with_admin("127.0.0.6", seed, &admin);
+    let r = sip(&a, "REGISTER", "ursula", "adm-1", 1, true);
+    assert_eq!(status_line(&r), "SIP/2.0 200 OK", "{r}");
+
+    let (status, v) = http(&admin, "GET", "/v1/aors/ursula@example.com", "");
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["aor"], "ursula@example.com");
+    let bindings = v["bindings"].as_array().expect("bindings");
+    assert_eq!(bindings.len(), 1, "{v}");
+    let b = &bindings[0];
+    assert_eq!(b["contact"], "sip:ursula@192.0.2.1:5060", "{v}");
+    assert_eq!((&b["call_id"], &b["cseq"]), (&"adm-1".into(), &1.into()));
+    assert_eq!(b["transport"], "udp");
+    assert!(
+        b["source"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{v}"
+    );
+    let expires = b["expires"].as_u64().unwrap();
+    assert!((590..=600).contains(&expires), "{v}");
+    assert_eq!(
+        http(&admin, "GET", "/v1/aors/nobody@example.com", "").0,
+        404
+    );
+
+    // A dump one AOR per page walks every master and lists each AOR once (four AORs
+    // on three masters: one master's SCAN step gives more keys than a page holds).
+    for user in ["victor", "walter", "xena"] {
+        let r = sip(&a, "REGISTER", user, "adm-2", 1, true);
+        assert_eq!(status_line(&r), "SIP/2.0 200 OK", "{r}");
+    }
+    let seen = dump_all(&admin, 1);
+    for user in ["ursula", "victor", "walter", "xena"] {
+        let aor = format!("{user}@example.com");
+        assert_eq!(seen.iter().filter(|s| **s == aor).count(), 1, "{seen:?}");
+    }
+    assert_eq!(
+        http(&admin, "GET", "/v1/aors?cursor=9.0", "").0,
+        400,
+        "a cursor naming no master"
+    );
+
+    // An add through B is what A's next REGISTER lists, beside the phone's binding.
+    let (status, v) = http(
+        &admin,
+        "POST",
+        "/v1/aors/ursula@example.com/bindings",
+        r#"{"contact": "sip:ursula@198.51.100.9", "expires": 120, "q": 0.5}"#,
+    );
+    assert_eq!(status, 201, "{v}");
+    let r = sip(&a, "REGISTER", "ursula", "adm-1", 2, false);
+    let listed = contact_lines(&r);
+    assert_eq!(listed.len(), 2, "{r}");
+    assert!(
+        listed
+            .iter()
+            .any(|l| l.contains("<sip:ursula@198.51.100.9>")),
+        "{r}"
+    );
+    let (_, v) = http(&admin, "GET", "/v1/aors/ursula@example.com", "");
+    let added = v["bindings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["contact"] == "sip:ursula@198.51.100.9")
+        .cloned()
+        .unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(
+        (&added["call_id"], &added["q"]),
+        (&"sipreg-admin".into(), &0.5.into())
+    );
+
+    // `sipreg ctl` against B: show and dump print what A registered.
+    let shown = ctl(&admin, &["show", "ursula@example.com"]);
+    assert!(shown.contains("sip:ursula@192.0.2.1:5060"), "{shown}");
+    assert!(shown.contains("sip:ursula@198.51.100.9"), "{shown}");
+    let dumped = ctl(&admin, &["dump", "--page", "1"]);
+    assert!(dumped.contains("victor@example.com"), "{dumped}");
+
+    // Remove one contact through B, then the whole AOR: A's next REGISTER lists nothing.
+    let one = "/v1/aors/ursula@example.com/bindings?contact=sip%3Aursula%40198.51.100.9";
+    let (status, v) = http(&admin, "DELETE", one, "");
+    assert_eq!((status, &v["removed"]), (200, &1.into()), "{v}");
+    assert_eq!(http(&admin, "DELETE", one, "").0, 404);
+    let (status, v) = http(&admin, "DELETE", "/v1/aors/ursula@example.com", "");
+    assert_eq!((status, &v["removed"]), (200, &1.into()), "{v}");
+    let r = sip(&a, "REGISTER", "ursula", "adm-1", 3, false);
+    assert_eq!(status_line(&r), "SIP/2.0 200 OK", "{r}");
+    assert_eq!(contact_lines(&r), Vec::<&str>::new(), "{r}");
+    assert_eq!(
+        http(&admin, "GET", "/v1/aors/ursula@example.com", "").0,
+        404
+    );
+
+    // A key under our prefix that is not a binding hash: that AOR answers 500 (counted
+    // in /metrics), and a dump walks past it.
+    let broken = key_of("broken@example.com");
+    d.call(&broken, &[&b"SET"[..], &broken, b"not a hash"]);
+    let (status, v) = http(&admin, "GET", "/v1/aors/broken@example.com", "");
+    assert_eq!(status, 500, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("Redis"), "{v}");
+    let (_, metrics) = http_text(&admin, "GET", "/metrics", "");
+    assert!(metrics.contains("sipreg_admin_failed_total 1"), "{metrics}");
+    let seen = dump_all(&admin, 100);
+    assert!(seen.contains(&"victor@example.com".to_owned()), "{seen:?}");
+
+    // Flush: every AOR of the cluster goes (what earlier checks left too).
+    assert_eq!(http(&admin, "POST", "/v1/flush", "").0, 400);
+    let (status, v) = http(&admin, "POST", "/v1/flush?confirm=yes", "");
+    assert_eq!(status, 200, "{v}");
+    assert!(v["removed"].as_u64().unwrap() >= 1, "{v}");
+    assert_eq!(dump_all(&admin, 100), Vec::<String>::new());
+    let r = sip(&a, "INVITE", "victor", "adm-inv", 1, false);
+    assert_eq!(status_line(&r), "SIP/2.0 404 Not Found", "{r}");
+    d.call(&broken, &[&b"DEL"[..], &broken]);
+
+    // Redis closes the API's idle connections (a restart, `timeout`, CLIENT KILL): the
+    // next request reconnects instead of failing.
+    for master in d.map.nodes().to_vec() {
+        let kill: [&[u8]; 5] = [b"CLIENT", b"KILL", b"SKIPME", b"yes", b"TYPE"];
+        let killed = d.call_on(&master, &[&kill[..], &[&b"normal"[..]]].concat());
+        assert!(matches!(killed, Reply::Int(n) if n > 0), "{killed:?}");
+    }
+    let (status, v) = http(&admin, "GET", "/v1/aors/ursula@example.com", "");
+    assert_eq!(status, 404, "{v}");
+    let (status, v) = http(&admin, "GET", "/v1/aors?limit=5", "");
+    assert_eq!(status, 200, "{v}");
 }

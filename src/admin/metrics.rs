@@ -84,7 +84,12 @@ impl EncodeMetric for CountedHistogram {
 
 /// Render the exposition for the snapshot `cores`; `socket_drops` from
 /// [`runtime::socket_drops`](crate::runtime::socket_drops).
-pub(super) fn render(cores: &[CoreStats], ready: bool, socket_drops: Option<u64>) -> String {
+pub(super) fn render(
+    cores: &[CoreStats],
+    ready: bool,
+    socket_drops: Option<u64>,
+    admin_failed: u64,
+) -> String {
     let sum = |f: &dyn Fn(&CoreStats) -> u64| cores.iter().map(f).sum::<u64>();
     let mut r = Registry::with_prefix("sipreg");
 
@@ -460,6 +465,13 @@ pub(super) fn render(cores: &[CoreStats], ready: bool, socket_drops: Option<u64>
         );
     }
 
+    counter(
+        &mut r,
+        "admin_failed",
+        "Management API requests answered 5xx: a core, or with --location redis Redis, did not answer.",
+        admin_failed,
+    );
+
     let mut out = String::new();
     if encode(&mut out, &r).is_err() {
         out.clear();
@@ -487,7 +499,7 @@ mod tests {
         a.registrar.by_method[0][0] = 3; // REGISTER 200
         b.registrar.by_method[0][0] = 4;
         b.registrar.by_method[1][1] = 2; // INVITE 302
-        let text = render(&[a, b], true, None);
+        let text = render(&[a, b], true, None, 0);
         for line in [
             "sipreg_requests_by_method_total{method=\"REGISTER\",status=\"200\"} 7",
             "sipreg_requests_by_method_total{method=\"INVITE\",status=\"302\"} 2",
@@ -506,7 +518,7 @@ mod tests {
         b.runtime.record_register_latency(20_000_000, 1); // 20 ms: +Inf only
         b.runtime.persistence_lag_bytes = 4096;
         b.runtime.store_errors = 2;
-        let text = render(&[a, b], true, None);
+        let text = render(&[a, b], true, None, 0);
         for line in [
             "sipreg_core_busy_seconds_total{core=\"0\"} 0.5",
             "sipreg_core_seconds_total{core=\"0\"} 2.0",

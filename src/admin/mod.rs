@@ -3,10 +3,13 @@
 //! Why a separate thread and an HTTP crate: the SIP cores must never wait on an
 //! operator. One `sipreg-admin` thread (outside the pinned cores) parses HTTP with
 //! `tiny_http` (small, synchronous, no async runtime; its own helper threads only do
-//! socket I/O), and every question about bindings becomes a [`Command`] sent to the
-//! owning core over its bounded control channel (see `runtime::control`). No lock is
-//! ever taken on the SIP path; a core that does not answer within
-//! [`CORE_ANSWER_TIMEOUT_MS`] yields a 503, not a hang.
+//! socket I/O). Counters come from the cores as a [`Command`] over each core's bounded
+//! control channel (see `runtime::control`); bindings come from a [`LocationView`]:
+//! the owning core's table the same way (`memory_view`), or, with `--location redis`,
+//! the Redis Cluster the nodes share, through the admin thread's own blocking client
+//! (`redis_view`, `redis_client`). No lock is ever taken on the SIP path; a core that
+//! does not answer within [`CORE_ANSWER_TIMEOUT_MS`] yields a 503, not a hang, and so
+//! does a Redis that cannot be reached (the error names Redis).
 //!
 //! Endpoints (errors are `{"error": "..."}`):
 //! - `GET /healthz` (the process is serving HTTP), `GET /readyz` (every core is up)
@@ -22,7 +25,11 @@
 //! path segment; it is keyed exactly as the To of a REGISTER (`sip::write_aor_key`).
 
 mod json;
+mod memory_view;
 mod metrics;
+mod redis_client;
+mod redis_view;
+mod view;
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -33,12 +40,16 @@ use anyhow::Context;
 use serde_json::{Value, json};
 use tiny_http::{Header, Method, Request, Response, Server};
 
+use crate::config::RedisConfig;
 use crate::location::AOR_KEY_BYTES_MAX;
 use crate::runtime::control::{
     CallError, Command, ControlHandle, CoreStats, DUMP_PAGE_AORS_MAX, Reply,
 };
 use crate::runtime::socket_drops;
 use crate::sip::{self, Scheme};
+use memory_view::MemoryView;
+use redis_view::RedisView;
+use view::{LocationView, NewBinding};
 
 /// How long the admin thread waits for a core's answer, in ms.
 pub const CORE_ANSWER_TIMEOUT_MS: u64 = 2000;
@@ -57,11 +68,15 @@ const STOP_POLL_MS: u64 = 100;
 
 /// Start the admin thread on `addr` (None: the API is off). Fails when the address
 /// cannot be bound, so a misconfigured API is a start-up error, not a silent gap.
-/// `listening` are the SIP addresses (for the kernel's receive-drop counter).
+/// `listening` are the SIP addresses (for the kernel's receive-drop counter). With
+/// `redis` the bindings are read and changed in that cluster (adds up to
+/// `max_expires_s`), else in the cores' tables.
 pub(crate) fn spawn(
     addr: Option<SocketAddr>,
     control: ControlHandle,
     listening: &[SocketAddr],
+    redis: Option<&RedisConfig>,
+    max_expires_s: u32,
 ) -> anyhow::Result<Option<JoinHandle<()>>> {
     let ports: Vec<u16> = listening.iter().map(SocketAddr::port).collect();
     let Some(addr) = addr else {
@@ -82,24 +97,33 @@ pub(crate) fn spawn(
              so anyone who can reach it can read and delete bindings"
         );
     }
+    let mut view: Box<dyn LocationView + Send> = match redis {
+        Some(redis) => Box::new(RedisView::new(redis, max_expires_s)),
+        None => Box::new(MemoryView::new(control.clone())),
+    };
     let handle = thread::Builder::new()
         .name("sipreg-admin".into())
-        .spawn(move || serve(&server, &control, &ports))
+        .spawn(move || {
+            let mut api = Api {
+                control: &control,
+                view: view.as_mut(),
+                ports: &ports,
+                failed: 0,
+            };
+            api.serve(&server);
+        })
         .context("spawning the admin thread")?;
     Ok(Some(handle))
 }
 
-fn serve(server: &Server, control: &ControlHandle, ports: &[u16]) {
-    while !control.stop_requested() {
-        match server.recv_timeout(Duration::from_millis(STOP_POLL_MS)) {
-            Ok(Some(request)) => handle(request, control, ports),
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!("management API: {e}");
-                thread::sleep(Duration::from_millis(STOP_POLL_MS));
-            }
-        }
-    }
+/// What the admin thread answers from.
+struct Api<'a> {
+    control: &'a ControlHandle,
+    view: &'a mut dyn LocationView,
+    /// The SIP ports (for the kernel's receive-drop counter).
+    ports: &'a [u16],
+    /// Requests answered 5xx so far: a core or Redis did not answer (`/metrics`).
+    failed: u64,
 }
 
 /// An answer: status and body (JSON, or the metrics text).
@@ -124,88 +148,106 @@ impl Answer {
     }
 }
 
-fn handle(mut request: Request, control: &ControlHandle, ports: &[u16]) {
-    let mut body = Vec::new();
-    let too_large = request
-        .as_reader()
-        .take(BODY_BYTES_MAX as u64 + 1)
-        .read_to_end(&mut body)
-        .is_err()
-        || body.len() > BODY_BYTES_MAX;
-    let answer = if too_large {
-        Answer::error(413, "request body too large or unreadable")
-    } else {
-        route(request.method(), request.url(), &body, control, ports)
-    };
-    tracing::debug!(
-        method = %request.method(),
-        url = request.url(),
-        status = answer.status,
-        "admin request"
-    );
-    let mut response = Response::from_string(answer.body).with_status_code(answer.status);
-    if let Ok(header) = Header::from_bytes("Content-Type", answer.content_type) {
-        response = response.with_header(header);
+impl Api<'_> {
+    fn serve(&mut self, server: &Server) {
+        while !self.control.stop_requested() {
+            match server.recv_timeout(Duration::from_millis(STOP_POLL_MS)) {
+                Ok(Some(request)) => self.handle(request),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!("management API: {e}");
+                    thread::sleep(Duration::from_millis(STOP_POLL_MS));
+                }
+            }
+        }
     }
-    if let Err(e) = request.respond(response) {
-        tracing::debug!("management API: cannot answer: {e}");
-    }
-}
 
-/// Dispatch one request (pure but for the calls to the cores).
-fn route(
-    method: &Method,
-    url: &str,
-    body: &[u8],
-    control: &ControlHandle,
-    ports: &[u16],
-) -> Answer {
-    let (path, query) = url.split_once('?').unwrap_or((url, ""));
-    let Ok(query) = parse_query(query) else {
-        return Answer::error(400, "malformed percent-encoding in the query");
-    };
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match (method, segments.as_slice()) {
-        (Method::Get, ["healthz"]) => Answer::json(200, &json!({ "status": "ok" })),
-        (Method::Get, ["readyz"]) => {
-            if control.is_ready() {
-                Answer::json(200, &json!({ "status": "ready" }))
-            } else {
-                Answer::error(503, "not ready: cores starting or stopping")
-            }
+    fn handle(&mut self, mut request: Request) {
+        let mut body = Vec::new();
+        let too_large = request
+            .as_reader()
+            .take(BODY_BYTES_MAX as u64 + 1)
+            .read_to_end(&mut body)
+            .is_err()
+            || body.len() > BODY_BYTES_MAX;
+        let answer = if too_large {
+            Answer::error(413, "request body too large or unreadable")
+        } else {
+            self.route(request.method(), request.url(), &body)
+        };
+        if answer.status >= 500 {
+            self.failed += 1;
         }
-        (Method::Get, ["metrics"]) => match all_stats(control) {
-            Ok(cores) => Answer {
-                status: 200,
-                body: metrics::render(&cores, control.is_ready(), socket_drops(ports)),
-                content_type: metrics::CONTENT_TYPE,
-            },
-            Err(answer) => answer,
-        },
-        (Method::Get, ["v1", "stats"]) => match all_stats(control) {
-            Ok(cores) => Answer::json(200, &json::stats(&cores)),
-            Err(answer) => answer,
-        },
-        (Method::Get, ["v1", "aors"]) => dump(&query, control),
-        (Method::Post, ["v1", "flush"]) => flush(&query, control),
-        (_, ["v1", "aors", aor]) | (_, ["v1", "aors", aor, "bindings"]) => {
-            let key = match aor_key(aor) {
-                Ok(key) => key,
-                Err(message) => return Answer::error(400, message),
-            };
-            let bindings = segments.len() == 4;
-            match (method, bindings) {
-                (Method::Get, false) => show(key, control),
-                (Method::Delete, false) => remove(key, None, control),
-                (Method::Delete, true) => match query_get(&query, "contact") {
-                    Some(contact) => remove(key, Some(contact.as_bytes().to_vec()), control),
-                    None => Answer::error(400, "missing ?contact=URI"),
+        tracing::debug!(
+            method = %request.method(),
+            url = request.url(),
+            status = answer.status,
+            "admin request"
+        );
+        let mut response = Response::from_string(answer.body).with_status_code(answer.status);
+        if let Ok(header) = Header::from_bytes("Content-Type", answer.content_type) {
+            response = response.with_header(header);
+        }
+        if let Err(e) = request.respond(response) {
+            tracing::debug!("management API: cannot answer: {e}");
+        }
+    }
+
+    /// Dispatch one request (pure but for the calls to the cores and the location).
+    fn route(&mut self, method: &Method, url: &str, body: &[u8]) -> Answer {
+        let (control, view) = (self.control, &mut *self.view);
+        let (path, query) = url.split_once('?').unwrap_or((url, ""));
+        let Ok(query) = parse_query(query) else {
+            return Answer::error(400, "malformed percent-encoding in the query");
+        };
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match (method, segments.as_slice()) {
+            (Method::Get, ["healthz"]) => Answer::json(200, &json!({ "status": "ok" })),
+            (Method::Get, ["readyz"]) => {
+                if control.is_ready() {
+                    Answer::json(200, &json!({ "status": "ready" }))
+                } else {
+                    Answer::error(503, "not ready: cores starting or stopping")
+                }
+            }
+            (Method::Get, ["metrics"]) => match all_stats(control) {
+                Ok(cores) => Answer {
+                    status: 200,
+                    body: metrics::render(
+                        &cores,
+                        control.is_ready(),
+                        socket_drops(self.ports),
+                        self.failed,
+                    ),
+                    content_type: metrics::CONTENT_TYPE,
                 },
-                (Method::Post, true) => add(key, body, control),
-                _ => Answer::error(405, "method not allowed on this path"),
+                Err(answer) => answer,
+            },
+            (Method::Get, ["v1", "stats"]) => match all_stats(control) {
+                Ok(cores) => Answer::json(200, &json::stats(&cores)),
+                Err(answer) => answer,
+            },
+            (Method::Get, ["v1", "aors"]) => dump(&query, view),
+            (Method::Post, ["v1", "flush"]) => flush(&query, view),
+            (_, ["v1", "aors", aor]) | (_, ["v1", "aors", aor, "bindings"]) => {
+                let key = match aor_key(aor) {
+                    Ok(key) => key,
+                    Err(message) => return Answer::error(400, message),
+                };
+                let bindings = segments.len() == 4;
+                match (method, bindings) {
+                    (Method::Get, false) => show(key, view),
+                    (Method::Delete, false) => remove(key, None, view),
+                    (Method::Delete, true) => match query_get(&query, "contact") {
+                        Some(contact) => remove(key, Some(contact.as_bytes().to_vec()), view),
+                        None => Answer::error(400, "missing ?contact=URI"),
+                    },
+                    (Method::Post, true) => add(key, body, view),
+                    _ => Answer::error(405, "method not allowed on this path"),
+                }
             }
+            _ => Answer::error(404, "no such endpoint"),
         }
-        _ => Answer::error(404, "no such endpoint"),
     }
 }
 
@@ -234,23 +276,18 @@ fn all_stats(control: &ControlHandle) -> Result<Vec<CoreStats>, Answer> {
         .collect()
 }
 
-fn show(aor_key: Vec<u8>, control: &ControlHandle) -> Answer {
-    let owner = control.owner(&aor_key);
-    match call(control, owner, Command::Show { aor_key }) {
-        Ok(Reply::Aor(Some(aor))) => Answer::json(200, &json::aor(&aor)),
-        Ok(Reply::Aor(None)) => Answer::error(404, "AOR not registered"),
-        Ok(_) => unexpected(),
+fn show(aor_key: Vec<u8>, view: &mut dyn LocationView) -> Answer {
+    match view.show(aor_key) {
+        Ok(Some(aor)) => Answer::json(200, &json::aor(&aor)),
+        Ok(None) => Answer::error(404, "AOR not registered"),
         Err(answer) => answer,
     }
 }
 
-fn remove(aor_key: Vec<u8>, contact: Option<Vec<u8>>, control: &ControlHandle) -> Answer {
-    let owner = control.owner(&aor_key);
-    match call(control, owner, Command::Remove { aor_key, contact }) {
-        Ok(Reply::Removed(Ok(0))) => Answer::error(404, "no such binding"),
-        Ok(Reply::Removed(Ok(n))) => Answer::json(200, &json!({ "removed": n })),
-        Ok(Reply::Removed(Err(message))) => Answer::error(500, message),
-        Ok(_) => unexpected(),
+fn remove(aor_key: Vec<u8>, contact: Option<Vec<u8>>, view: &mut dyn LocationView) -> Answer {
+    match view.remove(aor_key, contact) {
+        Ok(0) => Answer::error(404, "no such binding"),
+        Ok(n) => Answer::json(200, &json!({ "removed": n })),
         Err(answer) => answer,
     }
 }
@@ -269,7 +306,7 @@ fn default_expires() -> u32 {
     3600
 }
 
-fn add(aor_key: Vec<u8>, body: &[u8], control: &ControlHandle) -> Answer {
+fn add(aor_key: Vec<u8>, body: &[u8], view: &mut dyn LocationView) -> Answer {
     let parsed: AddBody = match serde_json::from_slice(body) {
         Ok(parsed) => parsed,
         Err(e) => return Answer::error(400, &format!("malformed body: {e}")),
@@ -283,51 +320,31 @@ fn add(aor_key: Vec<u8>, body: &[u8], control: &ControlHandle) -> Answer {
         Some(q) if (0.0..=1.0).contains(&q) => Some((q * 1000.0).round() as u16),
         Some(_) => return Answer::error(400, "q must be between 0 and 1"),
     };
-    let owner = control.owner(&aor_key);
-    let command = Command::Add {
-        aor_key,
+    let binding = NewBinding {
         contact: parsed.contact.into_bytes(),
         expires_s: parsed.expires,
         q,
     };
-    match call(control, owner, command) {
-        Ok(Reply::Added(Ok(()))) => Answer::json(201, &json!({ "added": 1 })),
-        Ok(Reply::Added(Err(message))) => Answer::error(400, message),
-        Ok(_) => unexpected(),
+    match view.add(aor_key, binding) {
+        Ok(()) => Answer::json(201, &json!({ "added": 1 })),
         Err(answer) => answer,
     }
 }
 
-fn flush(query: &[(String, String)], control: &ControlHandle) -> Answer {
+fn flush(query: &[(String, String)], view: &mut dyn LocationView) -> Answer {
     if query_get(query, "confirm") != Some("yes") {
         return Answer::error(400, "flush removes every binding: add ?confirm=yes");
     }
-    // Every core flushes at once, in bounded steps between its SIP batches.
-    let mut pending = Vec::with_capacity(control.shards());
-    for shard in 0..control.shards() {
-        match control.send(shard, Command::Flush) {
-            Ok(answer) => pending.push(answer),
-            Err(e) => return Answer::error(503, e.as_str()),
+    match view.flush() {
+        Ok(removed) => {
+            tracing::info!(removed, "management API: flushed every binding");
+            Answer::json(200, &json!({ "removed": removed }))
         }
+        Err(answer) => answer,
     }
-    let mut removed = 0;
-    for answer in pending {
-        match answer.recv_timeout(Duration::from_millis(FLUSH_ANSWER_TIMEOUT_MS)) {
-            Ok(Reply::Flushed { bindings }) => removed += bindings,
-            Ok(_) => return unexpected(),
-            Err(_) => {
-                return Answer::error(
-                    503,
-                    "flush still running after the timeout; it goes on in the background",
-                );
-            }
-        }
-    }
-    tracing::info!(removed, "management API: flushed every binding");
-    Answer::json(200, &json!({ "removed": removed }))
 }
 
-fn dump(query: &[(String, String)], control: &ControlHandle) -> Answer {
+fn dump(query: &[(String, String)], view: &mut dyn LocationView) -> Answer {
     let limit = match query_get(query, "limit").map(str::parse::<u64>) {
         None => DUMP_PAGE_AORS_DEFAULT,
         Some(Ok(0)) | Some(Err(_)) => {
@@ -335,42 +352,10 @@ fn dump(query: &[(String, String)], control: &ControlHandle) -> Answer {
         }
         Some(Ok(n)) => usize::try_from(n).map_or(DUMP_PAGE_AORS_MAX, |n| n.min(DUMP_PAGE_AORS_MAX)),
     };
-    let (mut shard, mut position) = match query_get(query, "cursor") {
-        None | Some("") => (0, 0),
-        Some(cursor) => match parse_cursor(cursor) {
-            Some((s, p)) if s < control.shards() => (s, p),
-            _ => return Answer::error(400, "malformed cursor (use the `next` of a page)"),
-        },
-    };
-    let mut aors = Vec::new();
-    while shard < control.shards() && aors.len() < limit {
-        let command = Command::Dump {
-            position,
-            limit: limit - aors.len(),
-        };
-        match call(control, shard, command) {
-            Ok(Reply::Page { aors: page, next }) => {
-                aors.extend(page);
-                match next {
-                    Some(p) => position = p,
-                    None => {
-                        shard += 1;
-                        position = 0;
-                    }
-                }
-            }
-            Ok(_) => return unexpected(),
-            Err(answer) => return answer,
-        }
+    match view.dump(query_get(query, "cursor").unwrap_or(""), limit) {
+        Ok(page) => Answer::json(200, &json::page(&page.aors, limit, page.next.as_deref())),
+        Err(answer) => answer,
     }
-    let next = (shard < control.shards()).then(|| format!("{shard}.{position}"));
-    Answer::json(200, &json::page(&aors, limit, next.as_deref()))
-}
-
-/// A cursor is `SHARD.SLOT` (see `LocationTable::aors_from_slot`).
-fn parse_cursor(cursor: &str) -> Option<(usize, usize)> {
-    let (shard, position) = cursor.split_once('.')?;
-    Some((shard.parse().ok()?, position.parse().ok()?))
 }
 
 /// The location-table key of an AOR path segment (`user@domain`, `sip:` optional),
@@ -476,8 +461,8 @@ mod tests {
         let q = parse_query("limit=5&cursor=1.20&contact=sip%3Aa%40b").unwrap();
         assert_eq!(query_get(&q, "limit"), Some("5"));
         assert_eq!(query_get(&q, "contact"), Some("sip:a@b"));
-        assert_eq!(parse_cursor("1.20"), Some((1, 20)));
-        assert_eq!(parse_cursor("x"), None);
+        assert_eq!(memory_view::parse_cursor("1.20"), Some((1, 20)));
+        assert_eq!(memory_view::parse_cursor("x"), None);
         assert!(parse_query("a=%f").is_err());
     }
 }

@@ -5,7 +5,8 @@ local key = KEYS[1]
 local op, call_id, branch, policy = ARGV[1], ARGV[2], ARGV[4], ARGV[6]
 local cseq, max, n = tonumber(ARGV[3]), tonumber(ARGV[5]), tonumber(ARGV[7])
 if not (cseq and max and n) or #ARGV ~= 7 + 5 * n
-    or (op ~= 'F' and op ~= '*' and op ~= 'U') or (policy ~= 'R' and policy ~= 'E')
+    or (op ~= 'F' and op ~= '*' and op ~= 'U' and op ~= 'A' and op ~= 'D')
+    or (policy ~= 'R' and policy ~= 'E')
     or not string.match(ARGV[3], '^%d+$') or not string.match(branch, '^%d+$') then
   return redis.error_reply('SIPREG_BADARGS arguments are not commit format 1')
 end
@@ -45,8 +46,10 @@ local function reply(status, list, evicted)
 end
 
 -- §10.3 step 7 with issue 14's branch rule: nil when the request may change `rec`.
+-- The management API's ops (A, D) are not REGISTERs: the rule does not apply to them.
+local admin = op == 'A' or op == 'D'
 local function cseq_status(rec)
-  if rec.cid ~= call_id or cseq > rec.cseq then return nil end
+  if admin or rec.cid ~= call_id or cseq > rec.cseq then return nil end
   if cseq == rec.cseq and branch == rec.branch then return 'RETRANSMISSION' end
   return 'INVALID_CSEQ'
 end
@@ -71,7 +74,30 @@ if op == '*' then
   return reply('OK', {}, 0)
 end
 
--- op == 'U': match every contact, check everything, then write.
+-- op == 'D' (management API): remove every live binding (n = 0), or those whose match
+-- key is one of the n given (the other values of each contact are not read). The
+-- third reply element is the number of live bindings removed.
+if op == 'D' then
+  local gone, del, keep, longest = {}, purge, {}, 0
+  for i = 0, n - 1 do gone[ARGV[8 + 5 * i]] = true end
+  for _, rec in ipairs(live) do
+    if n == 0 or gone[rec.mk] then
+      del[#del + 1] = rec.f
+    else
+      keep[#keep + 1] = rec
+      if rec.exp > longest then longest = rec.exp end
+    end
+  end
+  if #keep == 0 then
+    redis.call('DEL', key)
+  elseif #del > 0 then
+    redis.call('HDEL', key, unpack(del))
+    redis.call('PEXPIREAT', key, fmt('%.0f', longest))
+  end
+  return reply('OK', keep, #live - #keep)
+end
+
+-- op == 'U' or 'A': match every contact, check everything, then write.
 local inserts = {}
 for i = 0, n - 1 do
   local a = 8 + 5 * i

@@ -17,7 +17,7 @@
 //!
 //! | ARGV | value |
 //! |---|---|
-//! | 1 | op: `F` fetch, `*` remove all, `U` update |
+//! | 1 | op: `F` fetch, `*` remove all, `U` update; for the management API, `A` update and `D` remove (below) |
 //! | 2 | Call-ID |
 //! | 3 | CSeq number (decimal) |
 //! | 4 | 32-bit hash of the top Via branch (decimal) |
@@ -28,6 +28,12 @@
 //!
 //! A contact matches a stored binding by instance + reg-id when both have an instance,
 //! else by match key (as `binding_matches` in the registrar).
+//!
+//! The management API's ops are not REGISTERs, so the CSeq rule (and with it the
+//! retransmission answer) does not apply to them: `A` is `U` without it (an operator's
+//! add or refresh always lands), and `D` removes every live binding (n = 0) or those
+//! whose match key is one of the n contacts' (their other four values are not read),
+//! whatever Call-ID and CSeq wrote them. Both stay atomic with concurrent REGISTERs.
 //!
 //! # Stored value (one hash field per binding)
 //! Field names are small decimal numbers the script allocates (opaque ids). Value:
@@ -42,7 +48,8 @@
 //! cannot wedge an AOR.
 //!
 //! # Reply ([`decode_commit_reply`])
-//! `[status, now ms, evicted, (expires left s, stored value)×bindings]`, status one of
+//! `[status, now ms, evicted, (expires left s, stored value)×bindings]` (for `D`, the
+//! third element is the number of live bindings removed), status one of
 //! `OK`, `RETRANSMISSION` (same Call-ID, CSeq and branch: nothing changed, the list is
 //! the current one), `INVALID_CSEQ`, `TOO_MANY` (both with no bindings and nothing
 //! changed). Bad ARGV is the error reply `SIPREG_BADARGS`.
@@ -114,6 +121,25 @@ pub enum CommitOp<'a> {
     RemoveAll,
     /// Add, refresh or remove these contacts.
     Update(&'a [ContactIntent<'a>]),
+    /// Management API (`A`): [`Self::Update`] without the CSeq rule.
+    AdminUpdate(&'a [ContactIntent<'a>]),
+    /// Management API (`D`): remove every binding (empty list) or those with one of
+    /// these contacts' match keys (their other fields are not read), without the CSeq
+    /// rule. The reply's `evicted` is the number removed.
+    AdminRemove(&'a [ContactIntent<'a>]),
+}
+
+impl<'a> CommitOp<'a> {
+    /// The op letter (ARGV 1) and the contacts that follow ARGV 7.
+    fn code(self) -> (&'static [u8], &'a [ContactIntent<'a>]) {
+        match self {
+            Self::Fetch => (b"F", &[]),
+            Self::RemoveAll => (b"*", &[]),
+            Self::Update(c) => (b"U", c),
+            Self::AdminUpdate(c) => (b"A", c),
+            Self::AdminRemove(c) => (b"D", c),
+        }
+    }
 }
 
 /// A REGISTER's change intent, the script's input.
@@ -161,11 +187,7 @@ pub fn commit_command(intent: &CommitIntent<'_>, invoke: Invoke) -> Vec<Vec<u8>>
     let mut key = Vec::with_capacity(LOCATION_KEY_PREFIX.len() + intent.aor_key.len() + 1);
     write_location_key(intent.aor_key, &mut key);
     args.push(key);
-    let (op, contacts): (&[u8], &[ContactIntent<'_>]) = match intent.op {
-        CommitOp::Fetch => (b"F", &[]),
-        CommitOp::RemoveAll => (b"*", &[]),
-        CommitOp::Update(c) => (b"U", c),
-    };
+    let (op, contacts) = intent.op.code();
     args.push(op.to_vec());
     args.push(intent.call_id.to_vec());
     args.push(intent.cseq.to_string().into_bytes());
@@ -269,11 +291,7 @@ pub fn encode_commit(
     intent: &CommitIntent<'_>,
     invoke: Invoke,
 ) {
-    let (op, contacts): (&[u8], &[ContactIntent<'_>]) = match intent.op {
-        CommitOp::Fetch => (b"F", &[]),
-        CommitOp::RemoveAll => (b"*", &[]),
-        CommitOp::Update(c) => (b"U", c),
-    };
+    let (op, contacts) = intent.op.code();
     out.push(b'*');
     push_u64(out, 11 + 5 * contacts.len() as u64);
     out.extend_from_slice(b"\r\n");
@@ -390,7 +408,7 @@ pub struct CommitReply<'r> {
     pub status: CommitStatus,
     /// Redis's clock when the script ran, ms since the Unix epoch (for the Date header).
     pub now_ms: u64,
-    /// Bindings removed by the evict-oldest policy.
+    /// Bindings removed by the evict-oldest policy (op `D`: bindings removed).
     pub evicted: u32,
     /// The post-commit (or current) bindings; empty for the rejections.
     pub bindings: Vec<StoredBinding<'r>>,
@@ -614,7 +632,13 @@ mod tests {
         bare.reg_id = None;
         bare.q = None;
         let cs = [contact(), bare];
-        for op in [CommitOp::Fetch, CommitOp::RemoveAll, CommitOp::Update(&cs)] {
+        for op in [
+            CommitOp::Fetch,
+            CommitOp::RemoveAll,
+            CommitOp::Update(&cs),
+            CommitOp::AdminUpdate(&cs),
+            CommitOp::AdminRemove(&[]),
+        ] {
             for invoke in [Invoke::EvalSha, Invoke::Eval] {
                 let intent = CommitIntent {
                     aor_key: b"alice@example.com",
