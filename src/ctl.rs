@@ -266,6 +266,7 @@ const BINDING_TITLES_WITH_AOR: &[(&str, Align)] = &[
     ("EXPIRES", Align::Right),
     ("Q", Align::Right),
     ("SOURCE", Align::Left),
+    ("FLOW", Align::Left),
     ("CALL-ID", Align::Left),
     ("CSEQ", Align::Right),
     ("USER-AGENT", Align::Left),
@@ -382,6 +383,7 @@ fn binding_rows(aor: &Value, with_aor: bool) -> Vec<Vec<String>> {
                 cell(&b["expires"]),
                 q,
                 cell(&b["source"]),
+                flow_cell(b),
                 cell(&b["call_id"]),
                 cell(&b["cseq"]),
                 cell(&b["user_agent"]),
@@ -389,6 +391,23 @@ fn binding_rows(aor: &Value, with_aor: bool) -> Vec<Vec<String>> {
             row
         })
         .collect()
+}
+
+/// The transport, then for a binding reachable only through its connection `up` or
+/// `down` (closed: kept until it expires), and `ob` for an Outbound one (RFC 5626).
+fn flow_cell(b: &Value) -> String {
+    let mut cell = b["transport"].as_str().unwrap_or("-").to_string();
+    if !b["flow"].is_null() {
+        cell.push_str(if b["flow_down"] == true {
+            " down"
+        } else {
+            " up"
+        });
+    }
+    if b["outbound"] == true {
+        cell.push_str(" ob");
+    }
+    cell
 }
 
 fn print_bindings(out: &mut impl Write, aor: &Value, with_aor: bool) -> io::Result<()> {
@@ -524,5 +543,25 @@ mod tests {
         assert_eq!(exit_code(&pipe), ExitCode::SUCCESS);
         let full = CtlError::Output(io::Error::from(io::ErrorKind::StorageFull));
         assert_eq!(exit_code(&full), ExitCode::from(1));
+    }
+
+    #[test]
+    fn flow_cell_says_how_a_binding_is_reached() {
+        let cell = |v: serde_json::Value| flow_cell(&v);
+        assert_eq!(
+            cell(serde_json::json!({"transport": "udp", "flow": null})),
+            "udp"
+        );
+        let flow = serde_json::json!({"core": 1, "connection": 7, "generation": 3});
+        assert_eq!(
+            cell(serde_json::json!({"transport": "tcp", "flow": flow, "flow_down": false})),
+            "tcp up"
+        );
+        assert_eq!(
+            cell(serde_json::json!({
+                "transport": "tls", "flow": flow, "flow_down": true, "outbound": true
+            })),
+            "tls down ob"
+        );
     }
 }

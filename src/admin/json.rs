@@ -35,6 +35,15 @@ fn binding(b: &BindingCopy) -> Value {
         "instance": b.instance.as_deref().map(text),
         "reg_id": b.reg_id,
         "registered_ms": b.registered_ms,
+        // RFC 5626: the connection it is reachable through (null: reached by its
+        // address, or through its Path), and whether that connection has closed.
+        "flow": b.flow.map(|f| json!({
+            "core": f.core,
+            "connection": f.slot,
+            "generation": f.generation,
+        })),
+        "flow_down": b.flow_down,
+        "outbound": b.outbound,
     })
 }
 

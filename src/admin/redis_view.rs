@@ -181,6 +181,10 @@ fn binding_copy(b: &StoredBinding<'_>) -> BindingCopy {
         instance: b.instance.map(<[u8]>::to_vec),
         reg_id: b.reg_id,
         registered_ms: b.registered_ms,
+        // Flows are not kept in the shared location yet.
+        flow: None,
+        flow_down: false,
+        outbound: false,
     }
 }
 

@@ -88,6 +88,12 @@ pub(crate) struct BindingCopy {
     pub(crate) reg_id: Option<u32>,
     /// When it was first registered, ms since the Unix epoch.
     pub(crate) registered_ms: u64,
+    /// The connection it is reachable through, when registered directly over one.
+    pub(crate) flow: Option<crate::location::FlowId>,
+    /// Its connection has closed; it stays until it expires.
+    pub(crate) flow_down: bool,
+    /// Registered with Outbound processing (RFC 5626).
+    pub(crate) outbound: bool,
 }
 
 /// One AOR key and its live bindings, copied.
@@ -367,5 +373,8 @@ fn copy_binding(b: &BindingRef<'_>, now_ms: u64) -> BindingCopy {
         instance: b.instance().map(<[u8]>::to_vec),
         reg_id: b.reg_id(),
         registered_ms: b.registered_ms(),
+        flow: b.flow(),
+        flow_down: b.flags() & crate::registrar::FLAG_FLOW_DOWN != 0,
+        outbound: b.flags() & crate::registrar::FLAG_OUTBOUND != 0,
     }
 }
