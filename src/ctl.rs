@@ -547,7 +547,7 @@ mod tests {
 
     #[test]
     fn flow_cell_says_how_a_binding_is_reached() {
-        let cell = |v: serde_json::Value| flow_cell(&v);
+        let cell = |v: Value| flow_cell(&v);
         assert_eq!(
             cell(serde_json::json!({"transport": "udp", "flow": null})),
             "udp"
