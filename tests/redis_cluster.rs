@@ -1125,40 +1125,41 @@ fn three_nodes_answer_as_one(nodes: &[Node]) {
 /// contacts: three devices register the same AOR at once through three nodes; exactly
 /// two are acknowledged and listed. CSeq ordering: three nodes send interleaved CSeqs
 /// of one Call-ID at once; the binding left is the highest acknowledged one's.
-fn racing_nodes_keep_the_limits(nodes: &[Node]) {
-    const AORS: usize = 60;
-    let barrier = std::sync::Arc::new(std::sync::Barrier::new(nodes.len()));
-    let acked: Vec<Vec<bool>> = std::thread::scope(|s| {
+/// Runs `f(t, node, barrier)` for every node at once, one thread each; the barrier
+/// lines their requests up. Returns each thread's result, in node order.
+fn on_every_node<T: Send>(
+    nodes: &[Node],
+    f: impl Fn(usize, &Node, &std::sync::Barrier) -> T + Sync,
+) -> Vec<T> {
+    let barrier = std::sync::Barrier::new(nodes.len());
+    let (f, barrier) = (&f, &barrier);
+    std::thread::scope(|s| {
         let handles: Vec<_> = nodes
             .iter()
             .enumerate()
-            .map(|(t, node)| {
-                let barrier = barrier.clone();
-                s.spawn(move || {
-                    (0..AORS)
-                        .map(|a| {
-                            let user = format!("race{a}");
-                            let cs = [(format!("sip:{user}@192.0.2.{t}:5060"), 600)];
-                            barrier.wait();
-                            let r = register(
-                                node.addr,
-                                &user,
-                                &format!("race-{a}-{t}"),
-                                1,
-                                &format!("race-{a}-{t}"),
-                                &Ask::Contacts(&cs),
-                            );
-                            match status_line(&r) {
-                                "SIP/2.0 200 OK" => true,
-                                "SIP/2.0 503 Too Many Registered Contacts" => false,
-                                other => panic!("race{a} device {t}: {other}"),
-                            }
-                        })
-                        .collect()
-                })
-            })
+            .map(|(t, node)| s.spawn(move || f(t, node, barrier)))
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+fn racing_nodes_keep_the_limits(nodes: &[Node]) {
+    const AORS: usize = 60;
+    let acked: Vec<Vec<bool>> = on_every_node(nodes, |t, node, barrier| {
+        (0..AORS)
+            .map(|a| {
+                let user = format!("race{a}");
+                let cs = [(format!("sip:{user}@192.0.2.{t}:5060"), 600)];
+                barrier.wait();
+                let tag = format!("race-{a}-{t}");
+                let r = register(node.addr, &user, &tag, 1, &tag, &Ask::Contacts(&cs));
+                match status_line(&r) {
+                    "SIP/2.0 200 OK" => true,
+                    "SIP/2.0 503 Too Many Registered Contacts" => false,
+                    other => panic!("race{a} device {t}: {other}"),
+                }
+            })
+            .collect()
     });
     for a in 0..AORS {
         let user = format!("race{a}");
@@ -1191,37 +1192,28 @@ fn racing_nodes_keep_the_limits(nodes: &[Node]) {
     // for expires 100 + CSeq, all nodes at once per round.
     const ROUNDS: u32 = 40;
     let n = nodes.len() as u32;
-    let accepted: Vec<Vec<u32>> = std::thread::scope(|s| {
-        let handles: Vec<_> = nodes
-            .iter()
-            .enumerate()
-            .map(|(t, node)| {
-                let barrier = barrier.clone();
-                s.spawn(move || {
-                    let mut mine = Vec::new();
-                    for round in 0..ROUNDS {
-                        let cseq = round * n + t as u32 + 1;
-                        let cs = [("sip:order@192.0.2.9:5060".to_owned(), 100 + cseq)];
-                        barrier.wait();
-                        let r = register(
-                            node.addr,
-                            "order",
-                            "order-1",
-                            cseq,
-                            &format!("order-{cseq}"),
-                            &Ask::Contacts(&cs),
-                        );
-                        match status_line(&r) {
-                            "SIP/2.0 200 OK" => mine.push(cseq),
-                            "SIP/2.0 400 Invalid CSeq" => {}
-                            other => panic!("order CSeq {cseq}: {other}"),
-                        }
-                    }
-                    mine
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    let accepted: Vec<Vec<u32>> = on_every_node(nodes, |t, node, barrier| {
+        let mut mine = Vec::new();
+        for round in 0..ROUNDS {
+            let cseq = round * n + t as u32 + 1;
+            let cs = [("sip:order@192.0.2.9:5060".to_owned(), 100 + cseq)];
+            barrier.wait();
+            let tag = format!("order-{cseq}");
+            let r = register(
+                node.addr,
+                "order",
+                "order-1",
+                cseq,
+                &tag,
+                &Ask::Contacts(&cs),
+            );
+            match status_line(&r) {
+                "SIP/2.0 200 OK" => mine.push(cseq),
+                "SIP/2.0 400 Invalid CSeq" => {}
+                other => panic!("order CSeq {cseq}: {other}"),
+            }
+        }
+        mine
     });
     let highest = accepted
         .iter()
