@@ -1154,3 +1154,170 @@ fn handle_reply(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The link against a fake master on loopback: it answers `CLUSTER SLOTS` with
+    //! itself for every slot, every script with a commit that added a binding, and each
+    //! `WAIT` with the next scripted reply. What the link does with a held commit
+    //! depends only on that reply.
+
+    use std::collections::VecDeque;
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+
+    use bumpalo::Bump;
+
+    use super::*;
+    use crate::registrar::{Action, LocationMode, RegistrarConfig, Source, support};
+
+    /// Starts the fake master; `waits` are the `WAIT` replies, in order.
+    fn fake_master(waits: Vec<&'static [u8]>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let waits = Arc::new(Mutex::new(VecDeque::from(waits)));
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let waits = waits.clone();
+                std::thread::spawn(move || {
+                    let mut input = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        let Ok(n) = stream.read(&mut chunk) else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        input.extend_from_slice(&chunk[..n]);
+                        while let Ok(Some((Reply::Array(Some(args)), used))) = resp::decode(&input)
+                        {
+                            input.drain(..used);
+                            let name = match args.first() {
+                                Some(Reply::Bulk(Some(n))) => n.to_ascii_uppercase(),
+                                _ => Vec::new(),
+                            };
+                            let out: Vec<u8> = match name.as_slice() {
+                                b"CLUSTER" => format!(
+                                    "*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$9\r\n127.0.0.1\r\n:{port}\r\n"
+                                )
+                                .into_bytes(),
+                                // OK, no eviction, one binding added, none listed.
+                                b"EVALSHA" | b"EVAL" => b"*4\r\n$2\r\nOK\r\n:1\r\n:0\r\n:1\r\n".to_vec(),
+                                b"WAIT" => waits.lock().unwrap().pop_front().unwrap_or(b":0\r\n").to_vec(),
+                                _ => b"-ERR unknown\r\n".to_vec(),
+                            };
+                            if stream.write_all(&out).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    /// One REGISTER through a shared registrar and the link with `--redis-wait 1`:
+    /// what the link did with it (answered, or failed with a reason), and the
+    /// registrar's response.
+    fn register_once(wait_reply: &'static [u8]) -> (Option<CommitFailure>, String) {
+        let seed = fake_master(vec![wait_reply]);
+        let mut link = RedisLink::start(&RedisConfig {
+            seeds: vec![seed],
+            timeout_ms: 2000,
+            wait_replicas: 1,
+            wait_timeout_ms: 100,
+        })
+        .expect("the fake master");
+        let mut reg = Registrar::new(RegistrarConfig {
+            location: LocationMode::Shared,
+            ..RegistrarConfig::default()
+        });
+        let now_ms = 1_790_000_000_000;
+        let source = Source::udp("192.0.2.10:5062".parse().unwrap(), 0);
+        let msg = "REGISTER sip:example.com SIP/2.0\r\n\
+                   Via: SIP/2.0/UDP 192.0.2.10:5062;branch=z9hG4bK-w1;rport\r\n\
+                   Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=f1\r\n\
+                   To: <sip:alice@example.com>\r\nCall-ID: w1\r\nCSeq: 1 REGISTER\r\n\
+                   Contact: <sip:alice@192.0.2.10:5062>\r\nContent-Length: 0\r\n\r\n";
+        let (arena, mut out) = (Bump::new(), Vec::new());
+        let Action::Commit { id } =
+            support::handle(&mut reg, now_ms, source, msg.as_bytes(), &arena, &mut out)
+        else {
+            panic!("a shared registrar commits through the link");
+        };
+        link.submit(&reg, id, Instant::now(), 0, false)
+            .expect("sent");
+        let mut failed = Vec::new();
+        let mut answered = false;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !answered && failed.is_empty() {
+            assert!(Instant::now() < deadline, "no answer from the link");
+            link.flush(Instant::now(), &mut failed);
+            link.poll(
+                Instant::now(),
+                &mut |done, reply| {
+                    assert_eq!(done, id);
+                    let arena = Bump::new();
+                    let action = reg.resume(now_ms, done, reply, &arena, &mut out);
+                    assert!(matches!(action, Action::Reply { .. }));
+                    answered = true;
+                },
+                &mut failed,
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let failure = failed.first().map(|&(f, reason)| {
+            assert_eq!(f, id);
+            // As the core answers it.
+            let status = if reason.is_server_error() {
+                CommitStatus::Failed
+            } else {
+                CommitStatus::Unavailable
+            };
+            let reply = CommitReply {
+                status,
+                bindings: &[],
+            };
+            reg.resume(now_ms, f, &reply, &Bump::new(), &mut out);
+            reason
+        });
+        (failure, String::from_utf8_lossy(&out).into_owned())
+    }
+
+    #[test]
+    fn a_change_is_answered_only_after_wait() {
+        // Enough replicas: the 200 leaves.
+        let (failure, r) = register_once(b":1\r\n");
+        assert_eq!(failure, None);
+        assert!(r.starts_with("SIP/2.0 200 OK"), "{r}");
+        // Fewer: 503, counted as `wait`.
+        let (failure, r) = register_once(b":0\r\n");
+        assert_eq!(failure, Some(CommitFailure::Wait));
+        assert!(r.starts_with("SIP/2.0 503"), "{r}");
+        // Refused: 503.
+        let (failure, r) = register_once(b"-ERR WAIT cannot be used with replica instances\r\n");
+        assert_eq!(failure, Some(CommitFailure::Refused));
+        assert!(r.starts_with("SIP/2.0 503"), "{r}");
+        // Not a count: 500.
+        for bad in [&b"+OK\r\n"[..], b"$1\r\n1\r\n", b":-1\r\n"] {
+            let (failure, r) = register_once(bad);
+            assert_eq!(failure, Some(CommitFailure::Malformed));
+            assert!(r.starts_with("SIP/2.0 500"), "{r}");
+        }
+    }
+
+    #[test]
+    fn failure_reasons_have_distinct_slots_and_labels() {
+        for (i, f) in CommitFailure::ALL.iter().enumerate() {
+            assert_eq!(f.index(), i);
+        }
+        let mut names: Vec<_> = CommitFailure::ALL.iter().map(|f| f.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), COMMIT_FAILURES);
+    }
+}
