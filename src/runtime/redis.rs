@@ -820,6 +820,9 @@ impl RedisLink {
         let mut missing = false;
         let map = &self.map;
         for conn in &mut self.conns {
+            if matches!(conn.state, State::Up(_)) {
+                continue;
+            }
             let wanted = map.nodes().contains(&conn.addr);
             match &conn.state {
                 State::Up(_) => continue,
@@ -1047,17 +1050,25 @@ fn lose(
     conn.attempts = 0;
 }
 
-/// Hands a decoded commit result to `done` (a reply that no longer decodes fails).
+/// Hands a held commit's result to `done` (a reply that no longer decodes fails).
 fn answer(
     reply: &Reply,
     id: CommitId,
     done: &mut dyn FnMut(CommitId, &CommitReply<'_>),
     failed: &mut Vec<(CommitId, CommitFailure)>,
 ) {
-    let Ok(r) = script::decode_commit_reply(reply) else {
-        failed.push((id, CommitFailure::Malformed));
-        return;
-    };
+    match script::decode_commit_reply(reply) {
+        Ok(r) => answer_decoded(&r, id, done),
+        Err(_) => failed.push((id, CommitFailure::Malformed)),
+    }
+}
+
+/// Hands a decoded commit result to `done`.
+fn answer_decoded(
+    r: &script::CommitReply<'_>,
+    id: CommitId,
+    done: &mut dyn FnMut(CommitId, &CommitReply<'_>),
+) {
     let bindings: Vec<ListedBinding<'_>> = r
         .bindings
         .iter()
@@ -1100,8 +1111,8 @@ fn handle_reply(
 ) -> Handled {
     match script::decode_commit_reply(reply) {
         Ok(r) if wait && wait::needs_wait(fetch, &r) => Handled::Hold,
-        Ok(_) => {
-            answer(reply, id, done, failed);
+        Ok(r) => {
+            answer_decoded(&r, id, done);
             Handled::Finished
         }
         Err(ReplyError::Server(ClusterError::Moved { slot, addr })) => {
