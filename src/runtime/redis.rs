@@ -721,30 +721,7 @@ impl RedisLink {
                     }
                     Ok(Some((Tag::Wait { commits }, reply))) => {
                         let verdict = wait::decode_wait_reply(&reply, self.wait_replicas);
-                        for _ in 0..commits {
-                            let Some(held) = conn.held.pop_front() else {
-                                break;
-                            };
-                            taken += 1;
-                            match &verdict {
-                                Ok(WaitVerdict::Acknowledged) => {
-                                    answer(&held.reply, held.id, done, failed);
-                                }
-                                Ok(WaitVerdict::TooFew { .. }) => {
-                                    failed.push((held.id, CommitFailure::Wait));
-                                }
-                                Err(WaitError::Server(msg)) => {
-                                    tracing::debug!(
-                                        "redis: WAIT refused: {}",
-                                        String::from_utf8_lossy(msg)
-                                    );
-                                    failed.push((held.id, CommitFailure::Refused));
-                                }
-                                Err(WaitError::Malformed) => {
-                                    failed.push((held.id, CommitFailure::Malformed));
-                                }
-                            }
-                        }
+                        taken += release_held(conn, commits, &verdict, done, failed);
                     }
                     Ok(Some((Tag::Slots, reply))) => {
                         self.refreshing = false;
@@ -824,105 +801,11 @@ impl RedisLink {
                 continue;
             }
             let wanted = map.nodes().contains(&conn.addr);
-            match &conn.state {
-                State::Up(_) => continue,
-                State::Connecting { socket, started } => {
-                    let outcome = match connect_done(socket) {
-                        Ok(true) => Ok(true),
-                        Ok(false)
-                            if now.duration_since(*started).as_millis()
-                                >= u128::from(CONNECT_TIMEOUT_MS) =>
-                        {
-                            Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
-                        }
-                        other => other,
-                    };
-                    match outcome {
-                        Ok(true) => {
-                            let State::Connecting { socket, .. } = std::mem::replace(
-                                &mut conn.state,
-                                State::Down { next_attempt: now },
-                            ) else {
-                                continue;
-                            };
-                            conn.state = State::Up(TcpStream::from(socket));
-                            self.reconnects += 1;
-                            match conn.down_since.take() {
-                                Some(since) => tracing::info!(
-                                    master = %conn.addr,
-                                    "redis: connection back after {} ms and {} failed attempt(s)",
-                                    now.duration_since(since).as_millis(),
-                                    conn.attempts
-                                ),
-                                None => tracing::info!(master = %conn.addr, "redis: connected"),
-                            }
-                            conn.attempts = 0;
-                            conn.delay_ms = RECONNECT_DELAY_FIRST_MS;
-                            continue;
-                        }
-                        Ok(false) => {}
-                        Err(e) => {
-                            tracing::debug!(master = %conn.addr, "redis: connect failed: {e}");
-                            conn.attempts += 1;
-                            conn.state = State::Down {
-                                next_attempt: now + Duration::from_millis(conn.delay_ms),
-                            };
-                            conn.delay_ms = (conn.delay_ms * 2).min(RECONNECT_DELAY_MAX_MS);
-                        }
-                    }
-                }
-                State::Down { next_attempt } => {
-                    if !wanted {
-                        if !conn.retired {
-                            conn.retired = true;
-                            tracing::info!(
-                                master = %conn.addr,
-                                "redis: no longer a master in the slot map; not reconnecting"
-                            );
-                        }
-                        continue;
-                    }
-                    if conn.retired {
-                        conn.retired = false;
-                    }
-                    if now >= *next_attempt {
-                        if conn.attempts == 0 {
-                            if conn.down_since.is_some() {
-                                tracing::info!(
-                                    master = %conn.addr,
-                                    "redis: reconnecting (backoff {RECONNECT_DELAY_FIRST_MS}..{RECONNECT_DELAY_MAX_MS} ms)"
-                                );
-                            } else {
-                                tracing::info!(
-                                    master = %conn.addr,
-                                    "redis: connecting to a master new in the slot map"
-                                );
-                            }
-                        }
-                        match start_connect(&conn.addr, now) {
-                            Ok(State::Up(stream)) => {
-                                conn.state = State::Up(stream);
-                                self.reconnects += 1;
-                                conn.down_since = None;
-                                conn.attempts = 0;
-                                conn.delay_ms = RECONNECT_DELAY_FIRST_MS;
-                                tracing::info!(master = %conn.addr, "redis: connection back");
-                                continue;
-                            }
-                            Ok(state) => conn.state = state,
-                            Err(e) => {
-                                tracing::debug!(master = %conn.addr, "redis: connect failed: {e}");
-                                conn.attempts += 1;
-                                conn.state = State::Down {
-                                    next_attempt: now + Duration::from_millis(conn.delay_ms),
-                                };
-                                conn.delay_ms = (conn.delay_ms * 2).min(RECONNECT_DELAY_MAX_MS);
-                            }
-                        }
-                    }
-                }
+            match advance(conn, wanted, now) {
+                Progress::Connected => self.reconnects += 1,
+                Progress::Pending => missing = true,
+                Progress::Retired => {}
             }
-            missing |= wanted;
         }
         if missing {
             self.refresh_slots(now);
@@ -1010,6 +893,148 @@ impl RedisLink {
             log.unlogged = 0;
         }
     }
+}
+
+/// A `WAIT` answered for the next `commits` held commits of `conn`: each gets its 200
+/// (`done`) or fails with the verdict's reason. Returns commits released.
+fn release_held(
+    conn: &mut Conn,
+    commits: u32,
+    verdict: &Result<WaitVerdict, WaitError>,
+    done: &mut dyn FnMut(CommitId, &CommitReply<'_>),
+    failed: &mut Vec<(CommitId, CommitFailure)>,
+) -> usize {
+    if let Err(WaitError::Server(msg)) = verdict {
+        tracing::debug!("redis: WAIT refused: {}", String::from_utf8_lossy(msg));
+    }
+    let mut released = 0;
+    for _ in 0..commits {
+        let Some(held) = conn.held.pop_front() else {
+            break;
+        };
+        released += 1;
+        match verdict {
+            Ok(WaitVerdict::Acknowledged) => answer(&held.reply, held.id, done, failed),
+            Ok(WaitVerdict::TooFew { .. }) => failed.push((held.id, CommitFailure::Wait)),
+            Err(WaitError::Server(_)) => failed.push((held.id, CommitFailure::Refused)),
+            Err(WaitError::Malformed) => failed.push((held.id, CommitFailure::Malformed)),
+        }
+    }
+    released
+}
+
+/// What one reconnect pass did to a connection that was not up.
+enum Progress {
+    /// It is up now.
+    Connected,
+    /// Still connecting, or waiting for its next attempt.
+    Pending,
+    /// The slot map no longer names it: left down.
+    Retired,
+}
+
+/// One step of a connection that is not up (`wanted`: the slot map names it).
+fn advance(conn: &mut Conn, wanted: bool, now: Instant) -> Progress {
+    match &conn.state {
+        State::Up(_) => Progress::Connected,
+        State::Connecting { socket, started } => {
+            let outcome = match connect_done(socket) {
+                Ok(false)
+                    if now.duration_since(*started)
+                        >= Duration::from_millis(CONNECT_TIMEOUT_MS) =>
+                {
+                    Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
+                }
+                other => other,
+            };
+            match outcome {
+                Ok(true) => {
+                    let previous =
+                        std::mem::replace(&mut conn.state, State::Down { next_attempt: now });
+                    if let State::Connecting { socket, .. } = previous {
+                        connected(conn, TcpStream::from(socket), now);
+                    }
+                    Progress::Connected
+                }
+                Ok(false) => Progress::Pending,
+                Err(e) => {
+                    attempt_failed(conn, &e, now);
+                    Progress::Pending
+                }
+            }
+        }
+        State::Down { .. } if !wanted => {
+            if !conn.retired {
+                conn.retired = true;
+                tracing::info!(
+                    master = %conn.addr,
+                    "redis: no longer a master in the slot map; not reconnecting"
+                );
+            }
+            Progress::Retired
+        }
+        State::Down { next_attempt } if now < *next_attempt => {
+            conn.retired = false;
+            Progress::Pending
+        }
+        State::Down { .. } => {
+            conn.retired = false;
+            if conn.attempts == 0 {
+                if conn.down_since.is_some() {
+                    tracing::info!(
+                        master = %conn.addr,
+                        "redis: reconnecting (backoff {RECONNECT_DELAY_FIRST_MS}..{RECONNECT_DELAY_MAX_MS} ms)"
+                    );
+                } else {
+                    tracing::info!(
+                        master = %conn.addr,
+                        "redis: connecting to a master new in the slot map"
+                    );
+                }
+            }
+            match start_connect(&conn.addr, now) {
+                Ok(State::Up(stream)) => {
+                    connected(conn, stream, now);
+                    Progress::Connected
+                }
+                Ok(state) => {
+                    conn.state = state;
+                    Progress::Pending
+                }
+                Err(e) => {
+                    attempt_failed(conn, &e, now);
+                    Progress::Pending
+                }
+            }
+        }
+    }
+}
+
+/// `conn` is connected: say so (one line per outage) and reset its backoff.
+fn connected(conn: &mut Conn, stream: TcpStream, now: Instant) {
+    conn.state = State::Up(stream);
+    match conn.down_since.take() {
+        Some(since) => tracing::info!(
+            master = %conn.addr,
+            "redis: connection back after {} ms and {} failed attempt(s)",
+            now.duration_since(since).as_millis(),
+            conn.attempts
+        ),
+        None => tracing::info!(master = %conn.addr, "redis: connected"),
+    }
+    conn.attempts = 0;
+    conn.delay_ms = RECONNECT_DELAY_FIRST_MS;
+}
+
+/// A connect attempt failed: the next one after the current delay, which doubles (no
+/// log line above debug: one per outage is enough).
+fn attempt_failed(conn: &mut Conn, e: &io::Error, now: Instant) {
+    tracing::debug!(master = %conn.addr, "redis: connect failed: {e}");
+    conn.attempts += 1;
+    conn.state = State::Down {
+        next_attempt: now + Duration::from_millis(conn.delay_ms),
+    };
+    conn.delay_ms = conn.delay_ms.saturating_mul(2).min(RECONNECT_DELAY_MAX_MS);
 }
 
 /// A connection is gone: its unanswered commits (sent, or written and waiting for
