@@ -1207,16 +1207,18 @@ mod tests {
     use super::*;
     use crate::registrar::{Action, LocationMode, RegistrarConfig, Source, support};
 
-    /// Starts the fake master; `waits` are the `WAIT` replies, in order.
-    fn fake_master(waits: Vec<&'static [u8]>) -> String {
+    /// Starts the fake master; `waits` are the `WAIT` replies, in order. `drop_once`:
+    /// the first script it receives closes its connection instead of an answer.
+    fn fake_master(waits: Vec<&'static [u8]>, drop_once: bool) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let waits = Arc::new(Mutex::new(VecDeque::from(waits)));
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(!drop_once));
         let port = listener.local_addr().unwrap().port();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { return };
-                let waits = waits.clone();
+                let (waits, dropped) = (waits.clone(), dropped.clone());
                 std::thread::spawn(move || {
                     let mut input = Vec::new();
                     let mut chunk = [0u8; 4096];
@@ -1235,6 +1237,11 @@ mod tests {
                                 Some(Reply::Bulk(Some(n))) => n.to_ascii_uppercase(),
                                 _ => Vec::new(),
                             };
+                            if name.starts_with(b"EVAL")
+                                && !dropped.swap(true, std::sync::atomic::Ordering::Relaxed)
+                            {
+                                return;
+                            }
                             let out: Vec<u8> = match name.as_slice() {
                                 b"CLUSTER" => format!(
                                     "*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$9\r\n127.0.0.1\r\n:{port}\r\n"
@@ -1260,10 +1267,10 @@ mod tests {
     /// what the link did with it (answered, or failed with a reason), and the
     /// registrar's response.
     fn register_once(wait_reply: &'static [u8]) -> (Option<CommitFailure>, String) {
-        let seed = fake_master(vec![wait_reply]);
+        let seed = fake_master(vec![wait_reply], false);
         let mut link = RedisLink::start(&RedisConfig {
             seeds: vec![seed],
-            timeout_ms: 2000,
+            timeout_ms: 60_000,
             wait_replicas: 1,
             wait_timeout_ms: 100,
         })
@@ -1344,6 +1351,91 @@ mod tests {
             assert_eq!(failure, Some(CommitFailure::Malformed));
             assert!(r.starts_with("SIP/2.0 500"), "{r}");
         }
+    }
+
+    /// A REGISTER (Call-ID `call_id`) pending in `reg`, as the core hands it to the link.
+    fn pending(reg: &mut Registrar, call_id: &str) -> CommitId {
+        let msg = format!(
+            "REGISTER sip:example.com SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 192.0.2.10:5062;branch=z9hG4bK-{call_id};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:bob@example.com>;tag=f1\r\n\
+             To: <sip:bob@example.com>\r\nCall-ID: {call_id}\r\nCSeq: 1 REGISTER\r\n\
+             Contact: <sip:bob@192.0.2.10:5062>\r\nContent-Length: 0\r\n\r\n"
+        );
+        let source = Source::udp("192.0.2.10:5062".parse().unwrap(), 0);
+        let (arena, mut out) = (Bump::new(), Vec::new());
+        match support::handle(
+            reg,
+            1_790_000_000_000,
+            source,
+            msg.as_bytes(),
+            &arena,
+            &mut out,
+        ) {
+            Action::Commit { id } => id,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_lost_master_answers_503_at_once_and_comes_back_in_the_background() {
+        let seed = fake_master(Vec::new(), true);
+        let mut link = RedisLink::start(&RedisConfig {
+            seeds: vec![seed],
+            timeout_ms: 60_000,
+            wait_replicas: 0,
+            wait_timeout_ms: 100,
+        })
+        .expect("the fake master");
+        let mut reg = Registrar::new(RegistrarConfig {
+            location: LocationMode::Shared,
+            ..RegistrarConfig::default()
+        });
+        let first = pending(&mut reg, "c1");
+        link.submit(&reg, first, Instant::now(), 0, false).unwrap();
+        // The master drops the connection: the commit in flight fails (connection).
+        let mut failed = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while failed.is_empty() {
+            assert!(Instant::now() < deadline, "the loss was not seen");
+            link.flush(Instant::now(), &mut failed);
+            link.poll(Instant::now(), &mut |_, _| panic!("no answer"), &mut failed);
+        }
+        assert_eq!(failed, [(first, CommitFailure::Connection)]);
+        assert_eq!((link.losses(), link.reconnects()), (1, 0));
+        // While it is down, a commit is refused at once, and the core may sleep only
+        // until the next attempt.
+        let second = pending(&mut reg, "c2");
+        assert_eq!(
+            link.submit(&reg, second, Instant::now(), 0, false),
+            Err(CommitFailure::Connection)
+        );
+        assert!(
+            link.next_wakeup(Instant::now())
+                <= Some(Duration::from_millis(RECONNECT_DELAY_FIRST_MS))
+        );
+        // It reconnects in the background (polled, as the core's loop does), and the
+        // commit then goes through.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while link.reconnects() == 0 {
+            assert!(Instant::now() < deadline, "no reconnect");
+            link.poll(Instant::now(), &mut |_, _| {}, &mut failed);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        link.submit(&reg, second, Instant::now(), 0, false).unwrap();
+        let mut answered = None;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while answered.is_none() {
+            assert!(Instant::now() < deadline, "no answer after the reconnect");
+            link.flush(Instant::now(), &mut failed);
+            link.poll(
+                Instant::now(),
+                &mut |id, _| answered = Some(id),
+                &mut failed,
+            );
+        }
+        assert_eq!(answered, Some(second));
+        assert_eq!(failed.len(), 1, "nothing else failed: {failed:?}");
     }
 
     #[test]
