@@ -41,7 +41,7 @@ fn reply_bytes() -> Vec<u8> {
     value.extend_from_slice(call_id);
     value.extend_from_slice(match_key);
     script::encode_blob(&contact(), &mut value);
-    let mut out = b"*9\r\n$2\r\nOK\r\n:1764810000000\r\n:0\r\n".to_vec();
+    let mut out = b"*10\r\n$2\r\nOK\r\n:1764810000000\r\n:0\r\n:1\r\n".to_vec();
     for _ in 0..3 {
         out.extend_from_slice(b":3600\r\n");
         out.extend_from_slice(format!("${}\r\n", value.len()).as_bytes());

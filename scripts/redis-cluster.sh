@@ -12,12 +12,22 @@
 # always takes over), hash-max-listpack-value 512 (a hash per AOR stays a listpack), and a
 # short cluster-node-timeout for tests.
 #
+# Split brain is bounded with min-replicas-to-write 1 and min-replicas-max-lag (seconds):
+# a master that has not heard from a replica for that long (cut off from it, or on the
+# minority side of a partition) refuses writes (NOREPLICAS, sipreg answers 503), so it
+# cannot acknowledge bindings that the replica taking over will never have. The price:
+# a master left without any replica (its replica died, or it is a replica promoted after
+# its master died) refuses writes too, until a replica is attached again. Override with
+# REDIS_MIN_REPLICAS_TO_WRITE=0 for a cluster without replicas.
+#
 # start is idempotent (a DIR whose cluster answers cluster_state:ok is left running) and
 # clean on failure (whatever it started is stopped again). Every wait is bounded.
 set -uo pipefail
 
 NODES=6
 NODE_TIMEOUT_MS=${REDIS_CLUSTER_NODE_TIMEOUT_MS:-2000}
+MIN_REPLICAS_TO_WRITE=${REDIS_MIN_REPLICAS_TO_WRITE:-1}
+MIN_REPLICAS_MAX_LAG_S=${REDIS_MIN_REPLICAS_MAX_LAG_S:-5}
 START_WAIT_TENTHS=100   # 10 s for a server to answer PING
 OK_WAIT_TENTHS=200      # 20 s for cluster_state:ok with every slot covered
 STOP_WAIT_TENTHS=50     # 5 s for the servers to exit after SIGTERM, then SIGKILL
@@ -38,11 +48,20 @@ port_free() {
     ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# A base port such that base..base+5 and their bus ports (+10000) are all free.
+# A base port such that base..base+5 and their bus ports (+10000) are all free, all
+# below the kernel's ephemeral range when it leaves room: a port in that range can be
+# taken by any outgoing connection between this check and the server's bind (seen here
+# with several clusters on one machine).
 pick_base() {
-    local attempt base p ok
+    local attempt base p ok low span=0
+    low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null) || low=32768
+    [[ "$low" =~ ^[0-9]+$ ]] && span=$((low - 20000 - NODES))
     for attempt in $(seq 1 50); do
-        base=$((20000 + RANDOM % 25000))
+        if ((span > 1000)); then
+            base=$((10000 + RANDOM % span))
+        else
+            base=$((20000 + RANDOM % 25000))
+        fi
         ok=1
         for p in $(seq "$base" $((base + NODES - 1))); do
             port_free "$p" && port_free $((p + 10000)) || { ok=0; break; }
@@ -115,6 +134,8 @@ hash-max-listpack-value 512
 save ""
 appendonly yes
 appendfsync everysec
+min-replicas-to-write $MIN_REPLICAS_TO_WRITE
+min-replicas-max-lag $MIN_REPLICAS_MAX_LAG_S
 CONF
         redis-server "$dir/node-$p/redis.conf" >/dev/null || return 1
     done
@@ -167,10 +188,13 @@ replica_synced() {
 case "${1:-}" in
 start)
     [[ $# -eq 2 ]] || die "usage: $0 start DIR"
-    if ! start_cluster "$2"; then
+    # A port taken between the check and the bind fails one attempt, not the start.
+    for attempt in 1 2 3; do
+        start_cluster "$2" && exit 0
         stop_cluster "$2"
-        die "start failed; stopped what was started"
-    fi
+        echo "redis-cluster: start attempt $attempt failed; stopped what was started" >&2
+    done
+    die "start failed 3 times"
     ;;
 stop)
     [[ $# -eq 2 ]] || die "usage: $0 stop DIR"

@@ -273,6 +273,17 @@ pub struct Args {
     /// (1..=60000).
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     pub redis_timeout_ms: u64,
+
+    /// Replicas that must hold a new binding or a removal before its 200 (Redis
+    /// `WAIT`; 0..=16, 0 = off: replication stays asynchronous and a failover can lose
+    /// what was acknowledged just before it). Refreshes never wait.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub redis_wait: u32,
+
+    /// How long `WAIT` waits for those replicas before the REGISTER gets 503, in ms
+    /// (1..=60000, and below --redis-timeout-ms).
+    #[arg(long, value_name = "MS", default_value_t = 100)]
+    pub redis_wait_timeout_ms: u64,
 }
 
 /// `--location` values.
@@ -294,6 +305,10 @@ pub struct RedisConfig {
     pub seeds: Vec<String>,
     /// How long a commit waits for its reply, in ms.
     pub timeout_ms: u64,
+    /// Replicas `WAIT` asks for after a commit that adds or removes a binding; 0 = off.
+    pub wait_replicas: u32,
+    /// `WAIT`'s timeout, in ms (below `timeout_ms`).
+    pub wait_timeout_ms: u64,
 }
 
 /// `--steering` values.
@@ -619,9 +634,34 @@ impl Config {
                         ),
                     ));
                 }
+                if args.redis_wait > crate::redis::wait::WAIT_REPLICAS_MAX {
+                    return Err(ConfigError::new(
+                        "--redis-wait",
+                        format!(
+                            "{} is not in 0..={}",
+                            args.redis_wait,
+                            crate::redis::wait::WAIT_REPLICAS_MAX
+                        ),
+                    ));
+                }
+                // WAIT 0 blocks forever in Redis; and a WAIT that outlasts the commit's
+                // own timeout would be answered as a timeout, not as too few replicas.
+                if args.redis_wait_timeout_ms == 0
+                    || args.redis_wait_timeout_ms >= args.redis_timeout_ms
+                {
+                    return Err(ConfigError::new(
+                        "--redis-wait-timeout-ms",
+                        format!(
+                            "{} is not in 1..{} (below --redis-timeout-ms)",
+                            args.redis_wait_timeout_ms, args.redis_timeout_ms
+                        ),
+                    ));
+                }
                 Some(RedisConfig {
                     seeds: args.redis_seeds.clone(),
                     timeout_ms: args.redis_timeout_ms,
+                    wait_replicas: args.redis_wait,
+                    wait_timeout_ms: args.redis_wait_timeout_ms,
                 })
             }
         };
@@ -987,7 +1027,9 @@ mod tests {
             c.redis,
             Some(RedisConfig {
                 seeds: vec!["127.0.0.1:7001".into()],
-                timeout_ms: 1000
+                timeout_ms: 1000,
+                wait_replicas: 0,
+                wait_timeout_ms: 100,
             })
         );
         let flags = [
@@ -1005,6 +1047,45 @@ mod tests {
             rejected(&[&flags[..], &["60001"]].concat()).flag,
             "--redis-timeout-ms"
         );
+    }
+
+    #[test]
+    fn redis_wait_is_bounded_and_shorter_than_the_commit_timeout() {
+        let base = ["--location", "redis", "--redis-seed", "h:1"];
+        fn with<'a>(base: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+            [base, extra].concat()
+        }
+        let with = |extra: &[&'static str]| with(&base, extra);
+        let c = config(&with(&[
+            "--redis-wait",
+            "1",
+            "--redis-wait-timeout-ms",
+            "250",
+        ]))
+        .unwrap();
+        let r = c.redis.unwrap();
+        assert_eq!((r.wait_replicas, r.wait_timeout_ms), (1, 250));
+        assert_eq!(
+            rejected(&with(&["--redis-wait", "17"])).flag,
+            "--redis-wait"
+        );
+        assert_eq!(
+            rejected(&with(&["--redis-wait-timeout-ms", "0"])).flag,
+            "--redis-wait-timeout-ms"
+        );
+        // Not below the commit's own timeout (1000 by default).
+        assert_eq!(
+            rejected(&with(&["--redis-wait-timeout-ms", "1000"])).flag,
+            "--redis-wait-timeout-ms"
+        );
+        let c = config(&with(&[
+            "--redis-timeout-ms",
+            "5000",
+            "--redis-wait-timeout-ms",
+            "1000",
+        ]))
+        .unwrap();
+        assert_eq!(c.redis.unwrap().wait_timeout_ms, 1000);
     }
 
     #[test]

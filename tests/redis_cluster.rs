@@ -350,21 +350,39 @@ fn redis_cluster_location_commit() {
 struct Node {
     child: std::process::Child,
     addr: std::net::SocketAddr,
+    /// The management API (`/metrics`), when started with one.
+    admin: Option<std::net::SocketAddr>,
+    /// The node's log lines about Redis (`redis:`), as they come.
+    redis_log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Node {
     fn start(ip: &str, seed: &str) -> Self {
-        Self::start_with(ip, Some(seed), "off", &[])
+        Self::start_with(ip, Some(seed), false, &[])
     }
 
-    /// [`Self::start`] with the management API on `admin` (`ADDR:PORT`, or `off`).
+    /// [`Self::start`] with the management API on `admin` (`ADDR:PORT`).
     fn start_with_admin(ip: &str, seed: &str, admin: &str) -> Self {
-        Self::start_with(ip, Some(seed), admin, &[])
+        let admin = admin.parse().expect("ADDR:PORT");
+        Self::spawn(ip, Some(seed), Some(admin), &[])
     }
 
-    /// A node with the management API on `admin` and `extra` flags; `seed` None:
+    /// With the management API on `ip` when `admin`, and `extra` flags; `seed` None:
     /// `--location memory` (one node on its own, to compare with).
-    fn start_with(ip: &str, seed: Option<&str>, admin: &str, extra: &[&str]) -> Self {
+    fn start_with(ip: &str, seed: Option<&str>, admin: bool, extra: &[&str]) -> Self {
+        let admin = admin.then(|| {
+            let l = std::net::TcpListener::bind((ip, 0)).expect("a free TCP port");
+            l.local_addr().unwrap()
+        });
+        Self::spawn(ip, seed, admin, extra)
+    }
+
+    fn spawn(
+        ip: &str,
+        seed: Option<&str>,
+        admin: Option<std::net::SocketAddr>,
+        extra: &[&str],
+    ) -> Self {
         let location = match seed {
             Some(seed) => vec!["--location", "redis", "--redis-seed", seed],
             None => vec!["--location", "memory"],
@@ -372,12 +390,13 @@ impl Node {
         let sock = std::net::UdpSocket::bind((ip, 0)).expect("a free port");
         let addr = sock.local_addr().unwrap();
         drop(sock);
+        let admin_flag = admin.map_or("off".to_owned(), |a| a.to_string());
         let mut child = Command::new(env!("CARGO_BIN_EXE_sipreg"))
             .args([
                 "--listen",
                 &addr.to_string(),
                 "--admin",
-                admin,
+                &admin_flag,
                 "--cores",
                 "2",
             ])
@@ -407,9 +426,55 @@ impl Node {
                 break;
             }
         }
-        // Keep reading the log so the node never blocks on a full pipe.
-        std::thread::spawn(move || std::io::copy(&mut log, &mut std::io::sink()));
-        Self { child, addr }
+        // Keep reading the log so the node never blocks on a full pipe; keep what it
+        // says about Redis.
+        let redis_log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let lines = redis_log.clone();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            while std::io::BufRead::read_line(&mut log, &mut line).is_ok_and(|n| n > 0) {
+                if line.contains("redis:") {
+                    lines.lock().unwrap().push(line.trim_end().to_owned());
+                }
+                line.clear();
+            }
+        });
+        Self {
+            child,
+            addr,
+            admin,
+            redis_log,
+        }
+    }
+
+    /// `GET /metrics`, the body.
+    fn metrics(&self) -> String {
+        let admin = self.admin.expect("started with the management API");
+        ureq::get(&format!("http://{admin}/metrics"))
+            .timeout(REPLY_TIMEOUT)
+            .call()
+            .expect("GET /metrics")
+            .into_string()
+            .expect("a /metrics body")
+    }
+
+    /// The value of the metric line that starts with `name` (labels included).
+    fn metric(&self, name: &str) -> u64 {
+        let text = self.metrics();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(|v| v as u64)
+            .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
+    }
+
+    /// Whether the node logged a Redis line containing every one of `words`.
+    fn logged(&self, words: &[&str]) -> bool {
+        self.redis_log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| words.iter().all(|w| l.contains(w)))
     }
 }
 
@@ -870,11 +935,15 @@ fn bad_arguments_are_refused(d: &mut Driver) {
     assert_eq!(d.int(&key, "EXISTS"), 0);
 }
 
-/// Issue 15 faults: kill -9 a master under a sipreg node. REGISTERs for its slots get
-/// 503 (nothing else does), then, once its replica has taken over, 200 again; and what
-/// was acknowledged before the kill is still there.
+/// Issue 15 faults and durability: kill -9 a master under a sipreg node run with
+/// `--redis-wait 1`, while a client keeps registering new AORs. REGISTERs for the dead
+/// master's slots get 503 at once (nothing else does), then, once its replica has taken
+/// over, its bindings are readable again; and every binding acknowledged with 200, before
+/// or during the kill, is still listed after the failover ("no acknowledged binding
+/// lost"). Then a replica that stops acknowledging makes a new binding's `WAIT` fall
+/// short: 503, counted as `wait`, and the binding is on the master all the same.
 fn a_master_failover_costs_only_its_slots(cluster: &ClusterGuard, d: &Driver, seed: &str) {
-    let node = Node::start("127.0.0.4", seed);
+    let node = Node::start_with("127.0.0.4", Some(seed), true, &["--redis-wait", "1"]);
     let users: Vec<String> = (0..48).map(|i| format!("fo{i}")).collect();
     for u in &users {
         let r = sip(&node, "REGISTER", u, &format!("fo-{u}"), 1, true);
@@ -894,45 +963,165 @@ fn a_master_failover_costs_only_its_slots(cluster: &ClusterGuard, d: &Driver, se
     let port = victim.rsplit_once(':').unwrap().1;
     let pid = std::fs::read_to_string(cluster.dir.join(format!("node-{port}/redis.pid")))
         .expect("the victim's pid file");
-    let killed = Command::new("kill")
-        .args(["-9", pid.trim()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    std::thread::sleep(Duration::from_millis(200));
-    // Right after the kill: only the victim's users fail, with 503.
-    for (i, u) in users.iter().enumerate() {
-        let r = sip(&node, "REGISTER", u, &format!("fo-{u}"), 2, true);
-        if owner(u) == victim {
-            assert!(
-                status_line(&r) == "SIP/2.0 503 Location Store Unavailable"
-                    || status_line(&r) == "SIP/2.0 200 OK",
-                "user {i}: {r}"
-            );
-        } else {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let acked_under_load = std::thread::scope(|scope| {
+        // A client registering a new AOR every 2 ms, through the kill and the failover:
+        // each answer is 200 (acknowledged) or 503 (not), nothing else.
+        let loader = scope.spawn(|| {
+            let mut acked = Vec::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 5000 {
+                let u = format!("ld{i}");
+                let r = sip(&node, "REGISTER", &u, &format!("ld-{u}"), 1, true);
+                match status_line(&r) {
+                    "SIP/2.0 200 OK" => acked.push(u),
+                    "SIP/2.0 503 Location Store Unavailable" => {}
+                    other => panic!("{u}: {other}\n{r}"),
+                }
+                i += 1;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            acked
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let killed = Command::new("kill")
+            .args(["-9", pid.trim()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        std::thread::sleep(Duration::from_millis(200));
+        // Right after the kill: only the victim's users fail, with 503, and at once
+        // (the master is not connected: no commit waits for --redis-timeout-ms).
+        for (i, u) in users.iter().enumerate() {
+            let sent = std::time::Instant::now();
+            let r = sip(&node, "REGISTER", u, &format!("fo-{u}"), 2, true);
+            if owner(u) == victim {
+                assert!(
+                    status_line(&r) == "SIP/2.0 503 Location Store Unavailable"
+                        || status_line(&r) == "SIP/2.0 200 OK",
+                    "user {i}: {r}"
+                );
+                assert!(
+                    sent.elapsed() < Duration::from_millis(500),
+                    "user {i}: answered after {:?}",
+                    sent.elapsed()
+                );
+            } else {
+                assert_eq!(
+                    status_line(&r),
+                    "SIP/2.0 200 OK",
+                    "user {i} on a live master: {r}"
+                );
+            }
+        }
+        // The replica takes over (cluster-node-timeout 2 s in the test cluster): the
+        // node learns the new slot map and reads the victim's slots again.
+        let u = on_victim[0];
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut cseq = 3;
+        loop {
+            let r = sip(&node, "REGISTER", u, &format!("fo-{u}"), cseq, false);
+            cseq += 1;
+            if status_line(&r) == "SIP/2.0 200 OK" {
+                break;
+            }
             assert_eq!(
                 status_line(&r),
-                "SIP/2.0 200 OK",
-                "user {i} on a live master: {r}"
+                "SIP/2.0 503 Location Store Unavailable",
+                "{r}"
             );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no recovery within 30 s after the failover"
+            );
+            std::thread::sleep(Duration::from_millis(250));
         }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        loader.join().expect("the loader")
+    });
+    assert!(
+        acked_under_load.len() > 20,
+        "too few REGISTERs acknowledged under load: {}",
+        acked_under_load.len()
+    );
+    // No acknowledged binding lost: every AOR answered 200 (before the kill, or during
+    // it on a live master) lists its binding after the failover.
+    for u in users.iter().chain(&acked_under_load) {
+        let call_id = if u.starts_with("ld") {
+            format!("ld-{u}")
+        } else {
+            format!("fo-{u}")
+        };
+        // Each core learns the new slot map on its own: a 503 may come first.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let r = loop {
+            let r = sip(&node, "REGISTER", u, &format!("{call_id}-check"), 1, false);
+            if status_line(&r) != "SIP/2.0 503 Location Store Unavailable"
+                || std::time::Instant::now() > deadline
+            {
+                break r;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(status_line(&r), "SIP/2.0 200 OK", "{u}: {r}");
+        let want = format!("Contact: <sip:{u}@192.0.2.1:5060>;expires=");
+        let listed = contact_lines(&r);
+        assert!(
+            listed.len() == 1 && listed[0].starts_with(&want),
+            "{u}: the binding acknowledged with 200 is gone after the failover: {r}"
+        );
     }
-    // The replica takes over (cluster-node-timeout 2 s in the test cluster): the node
-    // learns the new slot map and answers 200 again, and the binding registered before
-    // the kill is still listed.
-    let u = on_victim[0];
+    // What happened was logged and counted: the lost connection (by reason) and the
+    // connection to the master that took over.
+    assert!(
+        node.logged(&["connection lost", port]),
+        "{:?}",
+        node.redis_log.lock().unwrap()
+    );
+    assert!(node.metric("sipreg_redis_commits_failed_total{reason=\"connection\"}") > 0);
+    assert!(
+        node.metric("sipreg_redis_connections_lost_total") >= 2,
+        "one per core"
+    );
+    assert!(
+        node.metric("sipreg_redis_reconnects_total") >= 2,
+        "the new master, per core"
+    );
+
+    a_slow_replica_fails_wait(cluster, d, &node, &victim);
+    a_restarted_master_rejoins_and_writes_resume(cluster, &node, port, on_victim[0]);
+}
+
+/// The end of a failover: the killed master is restarted (as an operator or systemd
+/// would), rejoins as a replica of the node that took over, and with a replica again the
+/// new master accepts writes (`min-replicas-to-write 1` refused them meanwhile, with
+/// 503 `noreplicas`): a new binding of a user on those slots gets 200.
+fn a_restarted_master_rejoins_and_writes_resume(
+    cluster: &ClusterGuard,
+    node: &Node,
+    port: &str,
+    user: &str,
+) {
+    let conf = cluster.dir.join(format!("node-{port}/redis.conf"));
+    let started = Command::new("redis-server")
+        .arg(&conf)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("redis-server");
+    assert!(started.success(), "restart {}", conf.display());
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let mut cseq = 3;
+    let mut cseq = 1;
     loop {
-        let r = sip(&node, "REGISTER", u, &format!("fo-{u}"), cseq, false);
+        let r = sip(
+            node,
+            "REGISTER",
+            user,
+            &format!("rejoin-{user}"),
+            cseq,
+            true,
+        );
         cseq += 1;
         if status_line(&r) == "SIP/2.0 200 OK" {
-            let listed = contact_lines(&r);
-            let want = format!("Contact: <sip:{u}@192.0.2.1:5060>;expires=");
-            assert!(
-                listed.len() == 1 && listed[0].starts_with(&want),
-                "the binding acknowledged before the kill is gone: {r}"
-            );
             break;
         }
         assert_eq!(
@@ -942,9 +1131,90 @@ fn a_master_failover_costs_only_its_slots(cluster: &ClusterGuard, d: &Driver, se
         );
         assert!(
             std::time::Instant::now() < deadline,
-            "no recovery within 30 s after the failover"
+            "writes on {user}'s slots did not resume within 30 s of the restart"
         );
         std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// `--redis-wait 1` against a replica that stops acknowledging (SIGSTOP: its link stays
+/// up, so the master still counts it good for `min-replicas-to-write`): `WAIT` answers 0
+/// within `--redis-wait-timeout-ms`, the new binding gets 503 and is counted as `wait`,
+/// and it is on the master all the same (nothing rolled back; the UA's retry gets 200).
+fn a_slow_replica_fails_wait(cluster: &ClusterGuard, d: &Driver, node: &Node, dead: &str) {
+    let master = d
+        .map
+        .nodes()
+        .iter()
+        .find(|n| n.as_str() != dead)
+        .expect("a live master")
+        .clone();
+    let (host, port) = master.rsplit_once(':').unwrap();
+    let info = Command::new("redis-cli")
+        .args(["-h", host, "-p", port, "info", "replication"])
+        .output()
+        .expect("redis-cli");
+    let info = String::from_utf8_lossy(&info.stdout);
+    let replica_port = info
+        .lines()
+        .find_map(|l| l.strip_prefix("slave0:"))
+        .and_then(|l| l.split(',').find_map(|kv| kv.strip_prefix("port=")))
+        .unwrap_or_else(|| panic!("{master} has no replica:\n{info}"))
+        .trim()
+        .to_owned();
+    let pid_file = cluster.dir.join(format!("node-{replica_port}/redis.pid"));
+    let pid = std::fs::read_to_string(&pid_file).expect("the replica's pid file");
+    let pid = pid.trim();
+    let user = (0..)
+        .map(|i| format!("wt{i}"))
+        .find(|u| {
+            let aor = format!("{u}@example.com");
+            d.map.node_for_slot(key_slot(&key_of(&aor))) == Some(master.as_str())
+        })
+        .unwrap();
+    let before = node.metric("sipreg_redis_commits_failed_total{reason=\"wait\"}");
+    assert!(
+        Command::new("kill")
+            .args(["-STOP", pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let r = sip(node, "REGISTER", &user, "wt-1", 1, true);
+    assert!(
+        Command::new("kill")
+            .args(["-CONT", pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(
+        status_line(&r),
+        "SIP/2.0 503 Location Store Unavailable",
+        "a binding no replica acknowledged: {r}"
+    );
+    assert_eq!(
+        node.metric("sipreg_redis_commits_failed_total{reason=\"wait\"}"),
+        before + 1
+    );
+    // Written on the master, not acknowledged: a fetch lists it, and the UA's retry
+    // (a new CSeq) is a refresh, answered 200 once the replica is back.
+    let r = sip(node, "REGISTER", &user, "wt-1", 2, false);
+    assert_eq!(status_line(&r), "SIP/2.0 200 OK", "{r}");
+    assert_eq!(contact_lines(&r).len(), 1, "{r}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut cseq = 3;
+    loop {
+        let r = sip(node, "REGISTER", &user, "wt-1", cseq, true);
+        if status_line(&r) == "SIP/2.0 200 OK" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no 200 after the replica resumed: {r}"
+        );
+        cseq += 1;
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -1056,7 +1326,7 @@ fn same_answer(shared: &str, single: &str) -> bool {
 /// redis` nodes and to one `--location memory` node; status lines and binding lists
 /// must match.
 fn three_nodes_answer_as_one(nodes: &[Node]) {
-    let single = Node::start_with("127.0.0.5", None, "off", &["--max-contacts", "2"]);
+    let single = Node::start_with("127.0.0.5", None, false, &["--max-contacts", "2"]);
     let mut rng = Rng(0x5eed_0015);
     let users: Vec<String> = (0..12).map(|i| format!("same{i}")).collect();
     // Per (user, Call-ID): the next CSeq to send.
@@ -1246,7 +1516,7 @@ fn racing_nodes_keep_the_limits(nodes: &[Node]) {
 /// registers through one node while the node is killed; every REGISTER answered 200
 /// before the kill is listed by another node.
 fn a_killed_node_loses_nothing(seed: &str, survivor: &Node) {
-    let mut victim = Node::start_with("127.0.0.6", Some(seed), "off", &["--max-contacts", "2"]);
+    let mut victim = Node::start_with("127.0.0.6", Some(seed), false, &["--max-contacts", "2"]);
     let to = victim.addr;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let client = {
@@ -1321,7 +1591,7 @@ fn three_sipreg_nodes(seed: &str) {
             Node::start_with(
                 &format!("127.0.0.{i}"),
                 Some(seed),
-                "off",
+                false,
                 &["--max-contacts", "2"],
             )
         })

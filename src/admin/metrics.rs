@@ -18,8 +18,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::registrar::{METHOD_NAMES, Outcome, STATUS_NAMES};
-use crate::runtime::LATENCY_BUCKETS_US;
 use crate::runtime::control::CoreStats;
+use crate::runtime::{LATENCY_BUCKETS_US, RedisCommitFailure};
 
 /// The Content-Type of the exposition.
 pub(super) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -286,12 +286,36 @@ pub(super) fn render(
         "Commits sent again after MOVED, ASK or NOSCRIPT.",
         sum(&|c| c.runtime.redis_retried),
     );
-    counter(
+    family(
         &mut r,
         "redis_commits_failed",
-        "Commits answered 503/500 without a result: lost connection, no master for the \
-         slot, CLUSTERDOWN/TRYAGAIN, timeout, malformed reply.",
-        sum(&|c| c.runtime.redis_failed),
+        "Commits answered without a result, by reason: 503 for timeout, connection \
+         (master not connected or lost), clusterdown (no master for the slot), \
+         noreplicas, redirects, refused, wait (fewer replicas than --redis-wait), \
+         overload; 500 for malformed.",
+        RedisCommitFailure::ALL
+            .iter()
+            .map(|f| {
+                let i = f.index();
+                (
+                    vec![("reason", f.name().to_string())],
+                    sum(&|c| c.runtime.redis_failed_by.get(i).copied().unwrap_or(0)),
+                )
+            })
+            .collect(),
+    );
+    counter(
+        &mut r,
+        "redis_reconnects",
+        "Connections to Redis masters made after start-up (reconnects, and masters \
+         that took over in a failover).",
+        sum(&|c| c.runtime.redis_reconnects),
+    );
+    counter(
+        &mut r,
+        "redis_connections_lost",
+        "Connections to Redis masters lost.",
+        sum(&|c| c.runtime.redis_connections_lost),
     );
     counter(
         &mut r,

@@ -475,6 +475,8 @@ mod tests {
         let config = RedisConfig {
             seeds: vec![format!("127.0.0.1:{port}")],
             timeout_ms: 100,
+            wait_replicas: 0,
+            wait_timeout_ms: 50,
         };
         let mut view = RedisView::new(&config, 3600);
         for answer in [

@@ -158,6 +158,9 @@ pub enum ClusterError {
     ClusterDown,
     /// `TRYAGAIN ...`: a multi-key request during resharding; retry after a pause.
     TryAgain,
+    /// `NOREPLICAS ...`: the master has fewer good replicas than its
+    /// `min-replicas-to-write` and refuses writes (nothing was written).
+    NoReplicas,
     /// Any other error (the message as sent).
     Other(Vec<u8>),
 }
@@ -196,6 +199,7 @@ impl ClusterError {
             b"NOSCRIPT" => Self::NoScript,
             b"CLUSTERDOWN" => Self::ClusterDown,
             b"TRYAGAIN" => Self::TryAgain,
+            b"NOREPLICAS" => Self::NoReplicas,
             _ => Self::Other(message.to_vec()),
         }
     }
@@ -397,6 +401,10 @@ mod tests {
         assert_eq!(
             ClusterError::classify(b"TRYAGAIN Multiple keys request during rehashing of slot"),
             ClusterError::TryAgain
+        );
+        assert_eq!(
+            ClusterError::classify(b"NOREPLICAS Not enough good replicas to write."),
+            ClusterError::NoReplicas
         );
         for bad in [
             &b"MOVED"[..],

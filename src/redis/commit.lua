@@ -36,8 +36,8 @@ for i = 1, #raw, 2 do
   end
 end
 
-local function reply(status, list, evicted)
-  local out = {status, now, evicted}
+local function reply(status, list, evicted, changed)
+  local out = {status, now, evicted, changed}
   for _, rec in ipairs(list) do
     out[#out + 1] = math.ceil((rec.exp - now) / 1000)
     out[#out + 1] = rec.v
@@ -61,17 +61,17 @@ end
 
 if op == 'F' then
   if #purge > 0 then redis.call('HDEL', key, unpack(purge)) end
-  return reply('OK', live, 0)
+  return reply('OK', live, 0, 0)
 end
 
 if op == '*' then
   for _, rec in ipairs(live) do
     local s = cseq_status(rec)
-    if s == 'RETRANSMISSION' then return reply(s, live, 0) end
-    if s then return {s, now, 0} end
+    if s == 'RETRANSMISSION' then return reply(s, live, 0, 0) end
+    if s then return {s, now, 0, 0} end
   end
   redis.call('DEL', key)
-  return reply('OK', {}, 0)
+  return reply('OK', {}, 0, #live)
 end
 
 -- op == 'D' (management API): remove every live binding (n = 0), or those whose match
@@ -94,7 +94,7 @@ if op == 'D' then
     redis.call('HDEL', key, unpack(del))
     redis.call('PEXPIREAT', key, fmt('%.0f', longest))
   end
-  return reply('OK', keep, #live - #keep)
+  return reply('OK', keep, #live - #keep, #live - #keep)
 end
 
 -- op == 'U' or 'A': match every contact, check everything, then write.
@@ -118,8 +118,8 @@ for i = 0, n - 1 do
   end
   if found then
     local s = cseq_status(found)
-    if s == 'RETRANSMISSION' then return reply(s, live, 0) end
-    if s then return {s, now, 0} end
+    if s == 'RETRANSMISSION' then return reply(s, live, 0, 0) end
+    if s then return {s, now, 0, 0} end
     found.touched = true
     if exps == 0 then
       found.remove = true
@@ -141,7 +141,7 @@ for _, rec in ipairs(live) do
 end
 local evicted = 0
 if max > 0 and count > max then
-  if policy == 'R' then return {'TOO_MANY', now, 0} end
+  if policy == 'R' then return {'TOO_MANY', now, 0, 0} end
   local victims = {}
   for _, rec in ipairs(live) do
     if not rec.touched then victims[#victims + 1] = rec end
@@ -156,13 +156,17 @@ if max > 0 and count > max then
     count = count - 1
     evicted = evicted + 1
   end
-  if count > max then return {'TOO_MANY', now, 0} end
+  if count > max then return {'TOO_MANY', now, 0, 0} end
 end
 
 -- Write: purge, remove, update, insert (new fields take the smallest free numbers).
+-- `changed` counts the bindings this request adds or removes (evictions included, lazy
+-- purges not): what a replica must hold before the 200 when the node waits for one.
 local del, set, used, after, longest = purge, {}, {}, {}, 0
+local changed = #inserts
 for _, rec in ipairs(live) do
   if rec.remove then
+    changed = changed + 1
     del[#del + 1] = rec.f
   else
     used[rec.f] = true
@@ -181,7 +185,7 @@ for _, ins in ipairs(inserts) do
 end
 if #after == 0 then
   redis.call('DEL', key)
-  return reply('OK', after, evicted)
+  return reply('OK', after, evicted, changed)
 end
 if #del > 0 then redis.call('HDEL', key, unpack(del)) end
 if #set > 0 then redis.call('HSET', key, unpack(set)) end
@@ -189,4 +193,4 @@ for _, rec in ipairs(after) do
   if rec.exp > longest then longest = rec.exp end
 end
 redis.call('PEXPIREAT', key, fmt('%.0f', longest))
-return reply('OK', after, evicted)
+return reply('OK', after, evicted, changed)

@@ -14,9 +14,12 @@
 //!   pipeline of pending requests.
 //! - [`script`]: the atomic commit script (RFC 3261 §10.3 step 7 on one hash per AOR),
 //!   its SHA1, its key, its ARGV encoding and the decoding of its reply.
+//! - [`wait`]: which commits replicas must acknowledge before their 200 (`WAIT`), and
+//!   the decoding of `WAIT`'s reply.
 #![forbid(unsafe_code)]
 
 pub mod cluster;
 pub mod resp;
 pub mod script;
 pub mod slot;
+pub mod wait;

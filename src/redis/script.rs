@@ -48,11 +48,14 @@
 //! cannot wedge an AOR.
 //!
 //! # Reply ([`decode_commit_reply`])
-//! `[status, now ms, evicted, (expires left s, stored value)×bindings]` (for `D`, the
-//! third element is the number of live bindings removed), status one of
-//! `OK`, `RETRANSMISSION` (same Call-ID, CSeq and branch: nothing changed, the list is
-//! the current one), `INVALID_CSEQ`, `TOO_MANY` (both with no bindings and nothing
-//! changed). Bad ARGV is the error reply `SIPREG_BADARGS`.
+//! `[status, now ms, evicted, changed, (expires left s, stored value)×bindings]` (for
+//! `D`, the third element is the number of live bindings removed), status one of `OK`,
+//! `RETRANSMISSION` (same Call-ID, CSeq and branch: nothing changed, the list is the
+//! current one), `INVALID_CSEQ`, `TOO_MANY` (both with no bindings and nothing
+//! changed). `changed` is the number of bindings the request added or removed
+//! (evictions and `*` included, lazy purges of expired bindings not; 0 for a refresh,
+//! a fetch and every status but `OK`): what `--redis-wait` makes a replica acknowledge
+//! before the 200 ([`super::wait`]). Bad ARGV is the error reply `SIPREG_BADARGS`.
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -65,8 +68,11 @@ use crate::registrar::MaxContactsPolicy;
 /// The commit script's Lua source.
 pub const COMMIT_SCRIPT: &str = include_str!("commit.lua");
 
-/// Most bindings one reply may carry (a reply is 3 + 2 per binding elements).
-pub const REPLY_BINDINGS_MAX: usize = (super::resp::ARRAY_LEN_MAX - 3) / 2;
+/// Elements of a reply before its bindings: status, now, evicted, changed.
+const REPLY_HEADER_LEN: usize = 4;
+
+/// Most bindings one reply may carry (a reply is 4 + 2 per binding elements).
+pub const REPLY_BINDINGS_MAX: usize = (super::resp::ARRAY_LEN_MAX - REPLY_HEADER_LEN) / 2;
 
 /// The key prefix of an AOR's binding hash.
 pub const LOCATION_KEY_PREFIX: &[u8] = b"sipreg:loc:{";
@@ -410,6 +416,9 @@ pub struct CommitReply<'r> {
     pub now_ms: u64,
     /// Bindings removed by the evict-oldest policy (op `D`: bindings removed).
     pub evicted: u32,
+    /// Bindings this request added or removed (evictions included; 0 for a refresh, a
+    /// fetch, and every status but [`CommitStatus::Ok`]).
+    pub changed: u32,
     /// The post-commit (or current) bindings; empty for the rejections.
     pub bindings: Vec<StoredBinding<'r>>,
 }
@@ -419,7 +428,7 @@ pub struct CommitReply<'r> {
 pub enum ReplyError {
     /// Redis answered an error (route or retry per its kind).
     Server(ClusterError),
-    /// Not `[status, now, evicted, (expires, value)…]`.
+    /// Not `[status, now, evicted, changed, (expires, value)…]`.
     Shape,
     /// A status the script does not send.
     UnknownStatus,
@@ -436,7 +445,7 @@ pub fn decode_commit_reply(reply: &Reply) -> Result<CommitReply<'_>, ReplyError>
         Reply::Array(Some(items)) => items,
         _ => return Err(ReplyError::Shape),
     };
-    let [status, now, evicted, rest @ ..] = items.as_slice() else {
+    let [status, now, evicted, changed, rest @ ..] = items.as_slice() else {
         return Err(ReplyError::Shape);
     };
     let status = match status {
@@ -449,11 +458,13 @@ pub fn decode_commit_reply(reply: &Reply) -> Result<CommitReply<'_>, ReplyError>
         },
         _ => return Err(ReplyError::Shape),
     };
-    let (&Reply::Int(now), &Reply::Int(evicted)) = (now, evicted) else {
+    let (&Reply::Int(now), &Reply::Int(evicted), &Reply::Int(changed)) = (now, evicted, changed)
+    else {
         return Err(ReplyError::Shape);
     };
     let now_ms = u64::try_from(now).map_err(|_| ReplyError::Shape)?;
     let evicted = u32::try_from(evicted).map_err(|_| ReplyError::Shape)?;
+    let changed = u32::try_from(changed).map_err(|_| ReplyError::Shape)?;
     if rest.len() % 2 != 0 {
         return Err(ReplyError::Shape);
     }
@@ -472,6 +483,7 @@ pub fn decode_commit_reply(reply: &Reply) -> Result<CommitReply<'_>, ReplyError>
         status,
         now_ms,
         evicted,
+        changed,
         bindings,
     })
 }
@@ -699,6 +711,7 @@ mod tests {
             Reply::Bulk(Some(b"OK".to_vec())),
             Reply::Int(1_764_810_000_000),
             Reply::Int(1),
+            Reply::Int(2),
             Reply::Int(3600),
             Reply::Bulk(Some(stored_value(&c))),
             Reply::Int(5),
@@ -707,8 +720,8 @@ mod tests {
         let r = decode_commit_reply(&reply).unwrap();
         assert_eq!(r.status, CommitStatus::Ok);
         assert_eq!(
-            (r.now_ms, r.evicted, r.bindings.len()),
-            (1_764_810_000_000, 1, 2)
+            (r.now_ms, r.evicted, r.changed, r.bindings.len()),
+            (1_764_810_000_000, 1, 2, 2)
         );
         let b = &r.bindings[0];
         assert_eq!(b.expires_s, 3600);
@@ -734,6 +747,7 @@ mod tests {
                 Reply::Bulk(Some(b"OK".to_vec())),
                 Reply::Int(1),
                 Reply::Int(0),
+                Reply::Int(0),
             ];
             v.extend(rest);
             Reply::Array(Some(v))
@@ -751,9 +765,29 @@ mod tests {
             decode_commit_reply(&Reply::Array(Some(vec![
                 Reply::Bulk(Some(b"WAT".to_vec())),
                 Reply::Int(1),
+                Reply::Int(0),
                 Reply::Int(0)
             ]))),
             Err(ReplyError::UnknownStatus)
+        );
+        // The three-element header of an older script is not this format, nor is a
+        // negative change count.
+        assert_eq!(
+            decode_commit_reply(&Reply::Array(Some(vec![
+                Reply::Bulk(Some(b"OK".to_vec())),
+                Reply::Int(1),
+                Reply::Int(0)
+            ]))),
+            Err(ReplyError::Shape)
+        );
+        assert_eq!(
+            decode_commit_reply(&Reply::Array(Some(vec![
+                Reply::Bulk(Some(b"OK".to_vec())),
+                Reply::Int(1),
+                Reply::Int(0),
+                Reply::Int(-1)
+            ]))),
+            Err(ReplyError::Shape)
         );
         assert_eq!(
             decode_commit_reply(&ok(vec![Reply::Int(1)])),

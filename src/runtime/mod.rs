@@ -49,6 +49,7 @@ mod stats;
 pub mod steer;
 mod udp;
 
+pub(crate) use redis::CommitFailure as RedisCommitFailure;
 pub(crate) use socket::socket_drops;
 pub(crate) use stats::LATENCY_BUCKETS_US;
 

@@ -63,10 +63,26 @@ pub(crate) struct PollSet {
 impl PollSet {
     /// Sleep until one of `fds` is readable or `timeout` passes; before sleeping, poll
     /// without sleeping for up to `spin` (lower latency at moderate load, for CPU).
-    /// Returns whether anything is readable.
+    /// Returns whether anything is readable. (The core uses
+    /// [`wait_writable`](Self::wait_writable); tests wait on readable fds only.)
+    #[cfg(test)]
     pub(crate) fn wait(
         &mut self,
         fds: impl IntoIterator<Item = RawFd>,
+        timeout: Duration,
+        spin: Duration,
+    ) -> io::Result<bool> {
+        self.wait_writable(fds, [], timeout, spin)
+    }
+
+    /// Sleep until one of `fds` is readable, one of `writable` is writable (a
+    /// non-blocking connect that completed or failed), or `timeout` passes; before
+    /// sleeping, poll without sleeping for up to `spin` (lower latency at moderate load,
+    /// for CPU). Returns whether anything is ready.
+    pub(crate) fn wait_writable(
+        &mut self,
+        fds: impl IntoIterator<Item = RawFd>,
+        writable: impl IntoIterator<Item = RawFd>,
         timeout: Duration,
         spin: Duration,
     ) -> io::Result<bool> {
@@ -74,6 +90,11 @@ impl PollSet {
         self.fds.extend(fds.into_iter().map(|fd| libc::pollfd {
             fd,
             events: libc::POLLIN,
+            revents: 0,
+        }));
+        self.fds.extend(writable.into_iter().map(|fd| libc::pollfd {
+            fd,
+            events: libc::POLLOUT,
             revents: 0,
         }));
         if !spin.is_zero() {

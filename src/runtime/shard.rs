@@ -28,7 +28,7 @@ use super::journal::{Journal, JournalSetup};
 use super::mesh::{ForwardError, MeshEnd, MeshMsg, shard_for};
 use super::mmsg::RecvBatch;
 use super::park::PollSet;
-use super::redis::RedisLink;
+use super::redis::{CommitFailure, RedisLink};
 use super::stats::{Counters, RegistrarCounters, SharedCounters};
 use super::udp::Udp;
 use crate::registrar::shared::{CommitId, CommitReply, CommitStatus};
@@ -100,9 +100,10 @@ struct Core {
     reply: Vec<u8>,
     /// `--location redis`: this core's connections to the masters.
     redis: Option<RedisLink>,
-    /// Commits that cannot complete (sent nowhere, connection lost, timed out), to be
-    /// answered 503; and the arena their and the backend's answers are written with.
-    failed: Vec<CommitId>,
+    /// Commits that cannot complete (sent nowhere, connection lost, timed out, too few
+    /// replicas, malformed reply), with why, to be answered 503 (500 when malformed);
+    /// and the arena their and the backend's answers are written with.
+    failed: Vec<(CommitId, CommitFailure)>,
     commit_arena: Bump,
 }
 
@@ -411,8 +412,18 @@ impl Shard {
             // The writer's channel was full: try again soon.
             1
         } else {
+            // A Redis reconnect due sooner than the next timer shortens the sleep.
+            let reconnect_ms = self
+                .core
+                .redis
+                .as_ref()
+                .and_then(|r| r.next_wakeup(Instant::now()))
+                .map_or(u64::MAX, |d| {
+                    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+                });
             self.timeout_due_ms()
                 .saturating_sub(now_ms)
+                .min(reconnect_ms)
                 .clamp(1, TIMER_TICK_MS)
         };
         let core = &mut self.core;
@@ -431,9 +442,14 @@ impl Shard {
         if quiet && self.control.is_idle() {
             let redis_fds = core.redis.iter().flat_map(RedisLink::fds);
             let fds = core.udp.fds().chain(redis_fds).chain([bell.fd()]);
-            let woke = self
-                .poll
-                .wait(fds, Duration::from_millis(sleep_ms), self.spin_before_park);
+            // Redis connects in progress wake the core when they complete (writable).
+            let connecting = core.redis.iter().flat_map(RedisLink::connecting_fds);
+            let woke = self.poll.wait_writable(
+                fds,
+                connecting,
+                Duration::from_millis(sleep_ms),
+                self.spin_before_park,
+            );
             if let Err(e) = woke {
                 tracing::debug!(core = core.index, "ppoll: {e}");
                 core.counters.recv_errors += 1;
@@ -494,14 +510,13 @@ impl Core {
                 // Sent to the shared backend, answered when its reply comes back; what
                 // cannot be sent is answered 503 (nothing changed) with the turn's
                 // failures.
-                let sent = self
-                    .redis
-                    .as_mut()
-                    .is_some_and(|r| r.submit(&self.registrar, id, Instant::now(), 0, false));
-                if sent {
-                    self.counters.redis_sent += 1;
-                } else {
-                    self.failed.push(id);
+                let sent = match self.redis.as_mut() {
+                    Some(r) => r.submit(&self.registrar, id, Instant::now(), 0, false),
+                    None => Err(CommitFailure::Connection),
+                };
+                match sent {
+                    Ok(()) => self.counters.redis_sent += 1,
+                    Err(reason) => self.failed.push((id, reason)),
                 }
             }
             Action::Nothing => {}
@@ -578,6 +593,8 @@ impl Core {
         let (resent, _) = link.resend(&self.registrar, Instant::now(), &mut failed);
         self.counters.redis_sent += resent;
         self.counters.redis_retried += resent;
+        self.counters.redis_reconnects = link.reconnects();
+        self.counters.redis_connections_lost = link.losses();
         self.redis = Some(link);
         self.commit_arena = arena;
         self.failed = failed;
@@ -589,25 +606,41 @@ impl Core {
     /// be sent.
     fn flush_redis(&mut self, now_ms: u64) {
         if let Some(link) = self.redis.as_mut() {
-            link.flush(&mut self.failed);
+            link.flush(Instant::now(), &mut self.failed);
         }
         self.answer_failed(now_ms);
     }
 
-    /// Commits that cannot complete: 503 with Retry-After, nothing changed (a
-    /// retransmission tries again).
+    /// Commits that cannot complete: 503 with Retry-After, nothing known to be
+    /// acknowledged (a retransmission tries again), or 500 for a malformed reply;
+    /// counted (and logged, rate-limited) per reason. A commit answered already (its
+    /// deadline passes after its reply came) is skipped.
     fn answer_failed(&mut self, now_ms: u64) {
         if self.failed.is_empty() {
             return;
         }
         let mut failed = std::mem::take(&mut self.failed);
         let mut arena = std::mem::take(&mut self.commit_arena);
-        self.counters.redis_failed += failed.len() as u64;
-        let reply = CommitReply {
-            status: CommitStatus::Unavailable,
-            bindings: &[],
-        };
-        for id in failed.drain(..) {
+        let now = Instant::now();
+        for (id, reason) in failed.drain(..) {
+            if self.registrar.commit_request(id).is_none() {
+                continue;
+            }
+            self.counters.redis_failed += 1;
+            if let Some(n) = self.counters.redis_failed_by.get_mut(reason.index()) {
+                *n += 1;
+            }
+            if let Some(link) = self.redis.as_mut() {
+                link.note_failures(reason, 1, now);
+            }
+            let reply = CommitReply {
+                status: if reason.is_server_error() {
+                    CommitStatus::Failed
+                } else {
+                    CommitStatus::Unavailable
+                },
+                bindings: &[],
+            };
             arena.reset();
             let action = self
                 .registrar

@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::redis::COMMIT_FAILURES;
 use crate::registrar::{DropReason, Stats};
 
 /// One core's counters (what the core owns and mutates freely).
@@ -58,6 +59,12 @@ pub(crate) struct Counters {
     /// Commits answered 503 or 500 by the link: lost connection, no master for the
     /// slot, CLUSTERDOWN/TRYAGAIN, timeout, malformed reply.
     pub(crate) redis_failed: u64,
+    /// `redis_failed` by reason, in `CommitFailure::ALL` order.
+    pub(crate) redis_failed_by: [u64; COMMIT_FAILURES],
+    /// Connections to masters made after start-up (reconnects, masters that took over).
+    pub(crate) redis_reconnects: u64,
+    /// Connections to masters lost.
+    pub(crate) redis_connections_lost: u64,
 }
 
 /// Upper bounds of the REGISTER latency buckets, in microseconds; one more bucket
@@ -168,6 +175,11 @@ impl Counters {
         self.redis_sent += o.redis_sent;
         self.redis_retried += o.redis_retried;
         self.redis_failed += o.redis_failed;
+        for (a, b) in self.redis_failed_by.iter_mut().zip(&o.redis_failed_by) {
+            *a += b;
+        }
+        self.redis_reconnects += o.redis_reconnects;
+        self.redis_connections_lost += o.redis_connections_lost;
     }
 }
 
@@ -187,7 +199,9 @@ impl Default for SharedCounters {
 
 /// The fields before the busy time and latency ones.
 const BASE_FIELDS: usize = 21;
-const FIELDS: usize = BASE_FIELDS + 8 + LATENCY_BUCKETS;
+/// The Redis fields after the latency buckets: failures by reason, reconnects, losses.
+const REDIS_FIELDS: usize = COMMIT_FAILURES + 2;
+const FIELDS: usize = BASE_FIELDS + 8 + LATENCY_BUCKETS + REDIS_FIELDS;
 
 fn to_array(c: &Counters) -> [u64; FIELDS] {
     let mut a = [0; FIELDS];
@@ -201,7 +215,14 @@ fn to_array(c: &Counters) -> [u64; FIELDS] {
         c.redis_retried,
         c.redis_failed,
     ]);
-    for (slot, v) in a.iter_mut().zip(values.chain(c.register_latency)) {
+    let redis = c
+        .redis_failed_by
+        .into_iter()
+        .chain([c.redis_reconnects, c.redis_connections_lost]);
+    for (slot, v) in a
+        .iter_mut()
+        .zip(values.chain(c.register_latency).chain(redis))
+    {
         *slot = v;
     }
     a
@@ -242,6 +263,11 @@ fn from_array(a: [u64; FIELDS]) -> Counters {
     for (i, b) in register_latency.iter_mut().enumerate() {
         *b = at(8 + i);
     }
+    let redis_at = 8 + LATENCY_BUCKETS;
+    let mut redis_failed_by = [0; COMMIT_FAILURES];
+    for (i, b) in redis_failed_by.iter_mut().enumerate() {
+        *b = at(redis_at + i);
+    }
     Counters {
         busy_ns: at(0),
         total_ns: at(1),
@@ -252,6 +278,9 @@ fn from_array(a: [u64; FIELDS]) -> Counters {
         redis_retried: at(6),
         redis_failed: at(7),
         register_latency,
+        redis_failed_by,
+        redis_reconnects: at(redis_at + COMMIT_FAILURES),
+        redis_connections_lost: at(redis_at + COMMIT_FAILURES + 1),
         ..from_base(base)
     }
 }
@@ -358,6 +387,34 @@ pub(crate) fn summary(before: &Counters, now: &Counters, seconds: f64) -> String
         now.registrar.dropped,
         now.send_errors,
         now.recv_errors,
+    ) + &redis_summary(before, now)
+}
+
+/// `--location redis` only: commits sent and failed in the interval (the failures by
+/// reason, non-zero ones only), and connection events since start.
+fn redis_summary(before: &Counters, now: &Counters) -> String {
+    if now.redis_sent == 0 && now.redis_connections_lost == 0 {
+        return String::new();
+    }
+    let reasons: Vec<String> = super::redis::CommitFailure::ALL
+        .iter()
+        .zip(now.redis_failed_by.iter().zip(&before.redis_failed_by))
+        .filter_map(|(reason, (n, b))| {
+            let d = n.saturating_sub(*b);
+            (d > 0).then(|| format!("{} {d}", reason.name()))
+        })
+        .collect();
+    let reasons = if reasons.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", reasons.join(", "))
+    };
+    format!(
+        "; redis: sent {}, failed {}{reasons}, reconnects {}, connections lost {}",
+        now.redis_sent.saturating_sub(before.redis_sent),
+        now.redis_failed.saturating_sub(before.redis_failed),
+        now.redis_reconnects,
+        now.redis_connections_lost,
     )
 }
 
@@ -386,6 +443,9 @@ mod tests {
             redis_sent: 7,
             redis_retried: 2,
             redis_failed: 1,
+            redis_failed_by: std::array::from_fn(|i| i as u64 + 10),
+            redis_reconnects: 3,
+            redis_connections_lost: 2,
             store_errors: 4,
             register_latency: [1; LATENCY_BUCKETS],
             ..Counters::default()
@@ -403,6 +463,8 @@ mod tests {
             (4, 7, 2, 1)
         );
         assert_eq!(sum.register_latency, [1; LATENCY_BUCKETS]);
+        assert_eq!(sum.redis_failed_by, std::array::from_fn(|i| i as u64 + 10));
+        assert_eq!((sum.redis_reconnects, sum.redis_connections_lost), (3, 2));
         assert_eq!(sum.drops(), 3);
         assert_eq!(sum.registrar.bindings, 3);
         let line = summary(&Counters::default(), &sum, 5.0);
@@ -410,6 +472,11 @@ mod tests {
         assert!(line.contains("bindings 3"), "{line}");
         assert!(line.contains("mesh-full 2"), "{line}");
         assert!(line.contains("on-owner 1/s, forwarded 1/s"), "{line}");
+        assert!(
+            line.contains("redis: sent 7, failed 1 (timeout 10, connection 11,"),
+            "{line}"
+        );
+        assert!(line.contains("reconnects 3, connections lost 2"), "{line}");
     }
 
     #[test]
