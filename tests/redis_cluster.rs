@@ -1014,6 +1014,27 @@ fn a_master_failover_costs_only_its_slots(cluster: &ClusterGuard, d: &Driver, se
                 );
             }
         }
+        // A node started now, while the slot map still names the dead master, starts
+        // (its connection to the dead master is down, and retried) and serves the
+        // other masters' users.
+        let live_seed = cluster
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .find(|a| !a.ends_with(&format!(":{port}")))
+            .unwrap();
+        let late = Node::start("127.0.0.7", &live_seed);
+        let elsewhere = users.iter().find(|u| owner(u) != victim).unwrap();
+        let r = sip(
+            &late,
+            "REGISTER",
+            elsewhere,
+            &format!("late-{elsewhere}"),
+            1,
+            true,
+        );
+        assert_eq!(status_line(&r), "SIP/2.0 200 OK", "{r}");
+        drop(late);
         // The replica takes over (cluster-node-timeout 2 s in the test cluster): the
         // node learns the new slot map and reads the victim's slots again.
         let u = on_victim[0];

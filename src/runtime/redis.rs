@@ -282,15 +282,12 @@ pub(crate) struct RedisLink {
 pub(crate) enum LinkError {
     /// No seed answered `CLUSTER SLOTS`.
     NoSeed(String),
-    /// A master of the slot map could not be reached.
-    Connect(String, io::Error),
 }
 
 impl std::fmt::Display for LinkError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::NoSeed(why) => write!(f, "no --redis-seed gave a slot map: {why}"),
-            Self::Connect(addr, e) => write!(f, "cannot connect to Redis master {addr}: {e}"),
         }
     }
 }
@@ -421,15 +418,22 @@ impl RedisLink {
             scratch: Vec::new(),
             match_keys: Vec::new(),
         };
+        // A master that cannot be reached now (down, or failing over while the seed's
+        // map still names it) does not stop the start: its connection starts Down, the
+        // background reconnect and slot-map refresh take it from there, and its slots
+        // answer 503 meanwhile, as after a loss.
         let masters: Vec<String> = link.map.nodes().to_vec();
         for addr in masters {
             let i = link.conn_index(&addr, now);
-            let stream = connect(&addr).map_err(|e| LinkError::Connect(addr.clone(), e))?;
-            stream
-                .set_nonblocking(true)
-                .map_err(|e| LinkError::Connect(addr.clone(), e))?;
-            if let Some(conn) = link.conns.get_mut(i) {
-                conn.state = State::Up(stream);
+            match connect(&addr).and_then(|s| s.set_nonblocking(true).map(|()| s)) {
+                Ok(stream) => {
+                    if let Some(conn) = link.conns.get_mut(i) {
+                        conn.state = State::Up(stream);
+                    }
+                }
+                Err(e) => tracing::warn!(
+                    "redis: master {addr} unreachable at start ({e}); its slots answer 503 until it reconnects"
+                ),
             }
         }
         Ok(link)
