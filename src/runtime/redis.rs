@@ -275,6 +275,8 @@ pub(crate) struct RedisLink {
     key: Vec<u8>,
     scratch: Vec<u8>,
     match_keys: Vec<u8>,
+    /// Where each contact's match key ends in `match_keys`.
+    match_key_ends: Vec<usize>,
 }
 
 /// Why the link could not start.
@@ -417,6 +419,7 @@ impl RedisLink {
             key: Vec::new(),
             scratch: Vec::new(),
             match_keys: Vec::new(),
+            match_key_ends: Vec::new(),
         };
         // A master that cannot be reached now (down, or failing over while the seed's
         // map still names it) does not stop the start: its connection starts Down, the
@@ -550,26 +553,26 @@ impl RedisLink {
             self.refresh_slots(now);
             return Err(CommitFailure::Connection);
         }
-        // Match keys of the planned contacts, back to back in `match_keys`.
+        // Match keys of the planned contacts, back to back in `match_keys`, and where
+        // each ends (reused buffers: a steady commit allocates nothing here).
         self.match_keys.clear();
-        let mut spans = [(0usize, 0usize); crate::location::BINDINGS_PER_AOR_MAX];
-        let mut n = 0;
+        self.match_key_ends.clear();
         for c in request.contacts() {
-            let start = self.match_keys.len();
             if let Ok(uri) = sip::parse_uri(c.contact) {
                 sip::uri_match_key(&uri, &mut self.match_keys);
             } else {
                 self.match_keys.extend_from_slice(c.contact);
             }
-            if let Some(span) = spans.get_mut(n) {
-                *span = (start, self.match_keys.len());
-                n += 1;
-            }
+            self.match_key_ends.push(self.match_keys.len());
         }
+        let n = self.match_key_ends.len();
         let mut contacts: Vec<ContactIntent<'_>> = Vec::with_capacity(n);
-        for (c, &(a, b)) in request.contacts().zip(spans.iter().take(n)) {
+        let mut start = 0;
+        for (c, &end) in request.contacts().zip(&self.match_key_ends) {
+            let match_key = self.match_keys.get(start..end).unwrap_or_default();
+            start = end;
             contacts.push(ContactIntent {
-                match_key: self.match_keys.get(a..b).unwrap_or_default(),
+                match_key,
                 expires_s: c.expires_s,
                 q: c.q,
                 contact: c.contact,
