@@ -28,10 +28,12 @@ pub(crate) const USERS_MAX: u64 = 100_000_000;
 pub(crate) const TIMEOUT_MS_MAX: u64 = 60_000;
 /// Most stream connections per worker (each is a descriptor and a source port).
 pub(crate) const CONNECTIONS_PER_WORKER_MAX: usize = 65_536;
-/// Most connections `--hold-connections` opens over all workers (the ephemeral port range of
-/// one source address caps a single target at about 28 000: use several `--cpus` workers
-/// with different `--bind` runs, or several targets, beyond that).
+/// Most connections `--hold-connections` opens over all workers. One source address reaches
+/// one target port about 28 000 times (the ephemeral port range); `--source-addrs` adds
+/// addresses beyond that.
 pub(crate) const HOLD_CONNECTIONS_MAX: u64 = 200_000;
+/// Most `--source-addrs`.
+pub(crate) const SOURCE_ADDRS_MAX: u32 = 64;
 /// Longest `--hold-s`.
 pub(crate) const HOLD_S_MAX: f64 = 3600.0;
 /// Longest `--password`: it goes into every HA1 and one subscriber-file line.
@@ -218,6 +220,11 @@ pub(crate) struct RunArgs {
     /// Seconds to hold --hold-connections.
     #[arg(long)]
     pub(crate) hold_s: Option<f64>,
+    /// With --hold-connections: spread the connections over this many IPv4 source addresses
+    /// from --bind up (127.0.0.1, 127.0.0.2, … on loopback), since one address reaches one
+    /// target port only about 28 000 times.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) source_addrs: u32,
     /// tls: beside the load, open this many new TLS connections per second that send a
     /// ClientHello and never finish the handshake (SI suffixes allowed).
     #[arg(long)]
@@ -316,11 +323,13 @@ pub(crate) enum Pace {
 }
 
 /// `--hold-connections N --hold-s S`.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Hold {
     /// Connections over all workers.
     pub(crate) connections: u64,
     pub(crate) duration: Duration,
+    /// Source addresses, `--source-addrs` of them from `--bind` up.
+    pub(crate) sources: Vec<IpAddr>,
 }
 
 #[derive(Clone, Debug)]
@@ -720,6 +729,32 @@ impl RunArgs {
         } else {
             None
         };
+        if self.source_addrs == 0 || self.source_addrs > SOURCE_ADDRS_MAX {
+            return Err(usage(
+                "--source-addrs",
+                format!("must be between 1 and {SOURCE_ADDRS_MAX}"),
+            ));
+        }
+        if self.source_addrs > 1 && self.hold_connections.is_none() {
+            return Err(usage("--source-addrs", "only with --hold-connections"));
+        }
+        let sources = match self.bind {
+            IpAddr::V4(v4) if self.source_addrs > 1 => {
+                let first = u32::from(v4);
+                (0..self.source_addrs)
+                    .map(|k| {
+                        first
+                            .checked_add(k)
+                            .map(|a| IpAddr::from(std::net::Ipv4Addr::from(a)))
+                    })
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| usage("--source-addrs", "runs past 255.255.255.255"))?
+            }
+            IpAddr::V6(_) if self.source_addrs > 1 => {
+                return Err(usage("--source-addrs", "needs an IPv4 --bind"));
+            }
+            ip => vec![ip],
+        };
         let hold = match (&self.hold_connections, self.hold_s) {
             (None, None) => None,
             (Some(_), None) => return Err(usage("--hold-s", "required with --hold-connections")),
@@ -751,6 +786,7 @@ impl RunArgs {
                 Some(Hold {
                     connections,
                     duration: Duration::from_secs_f64(s),
+                    sources,
                 })
             }
         };

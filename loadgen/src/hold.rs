@@ -24,14 +24,14 @@ const TICK_NS: u64 = 100_000_000;
 const RECV_ROUNDS_MAX: usize = 4;
 
 /// Runs the hold on every worker; exit 0 when every connection was up at the end.
-pub(crate) fn run(cfg: &RunConfig, hold: Hold) -> io::Result<ExitCode> {
+pub(crate) fn run(cfg: &RunConfig, hold: &Hold) -> io::Result<ExitCode> {
     let workers = cfg.cpus.len() as u64;
     let up: Arc<Vec<AtomicU64>> = Arc::new((0..workers).map(|_| AtomicU64::new(0)).collect());
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
     for (id, cpu) in cfg.cpus.iter().copied().enumerate() {
         let n = hold.connections / workers + u64::from((id as u64) < hold.connections % workers);
-        let (cfg, up, stop) = (cfg.clone(), up.clone(), stop.clone());
+        let (cfg, h, up, stop) = (cfg.clone(), hold.clone(), up.clone(), stop.clone());
         threads.push(
             std::thread::Builder::new()
                 .name(format!("hold-{id}"))
@@ -41,7 +41,8 @@ pub(crate) fn run(cfg: &RunConfig, hold: Hold) -> io::Result<ExitCode> {
                     {
                         eprintln!("warning: hold {id}: could not pin to CPU {cpu}");
                     }
-                    let mut s = Streams::open(cfg.bind, cfg.target, n as usize, cfg.tls.clone())?;
+                    let mut s =
+                        Streams::open(h.sources.clone(), cfg.target, n as usize, cfg.tls.clone())?;
                     let mut ready = Vec::new();
                     while !stop.load(Ordering::Relaxed) {
                         s.wait(TICK_NS, &mut ready)?;

@@ -112,7 +112,7 @@ const FDS_SPARE: u64 = 64;
 fn run(cfg: RunConfig) -> std::io::Result<ExitCode> {
     let workers = cfg.cpus.len();
     if cfg.transport.reliable() {
-        let conns = match cfg.hold {
+        let conns = match &cfg.hold {
             Some(h) => h.connections,
             None => (workers * cfg.channels) as u64,
         };
@@ -128,7 +128,7 @@ fn run(cfg: RunConfig) -> std::io::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     }
-    if let Some(hold) = cfg.hold {
+    if let Some(hold) = &cfg.hold {
         return hold::run(&cfg, hold);
     }
     let identity = Identity {

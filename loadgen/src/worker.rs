@@ -220,9 +220,12 @@ impl Worker {
                 nsock,
                 cfg.batch,
             )?),
-            Kind::Tcp | Kind::Tls => {
-                Transport::Stream(Streams::open(cfg.bind, cfg.target, nsock, cfg.tls.clone())?)
-            }
+            Kind::Tcp | Kind::Tls => Transport::Stream(Streams::open(
+                vec![cfg.bind],
+                cfg.target,
+                nsock,
+                cfg.tls.clone(),
+            )?),
         };
         let slot_count = match cfg.pace {
             Pace::Closed { window } => window.max(PRIME_WINDOW) as usize,

@@ -22,6 +22,8 @@ enum Answer {
     Ok,
     /// 200 OK without Content-Length (unframeable on a stream).
     NoContentLength,
+    /// 200 OK, and the connection closed after this many answers.
+    CloseAfter(u64),
 }
 
 /// What the responder saw.
@@ -33,6 +35,8 @@ struct Seen {
     firsts: Mutex<Vec<String>>,
     /// TLS: handshakes that resumed a session.
     resumed: AtomicU64,
+    /// Source addresses of the connections.
+    peers: Mutex<std::collections::BTreeSet<std::net::IpAddr>>,
 }
 
 /// Answers the requests in `buf` (whole ones), returning the bytes consumed.
@@ -61,7 +65,7 @@ fn answer(buf: &[u8], out: &mut Vec<u8>, how: Answer, seen: &Seen, first: &mut b
                 _ => {}
             }
         }
-        if how == Answer::Ok {
+        if how != Answer::NoContentLength {
             out.extend_from_slice(b"Content-Length: 0\r\n");
         }
         out.extend_from_slice(b"\r\n");
@@ -79,6 +83,7 @@ fn serve(mut conn: impl Read + Write, how: Answer, seen: &Seen, stop: &AtomicBoo
     let mut chunk = [0u8; 8192];
     let mut first = true;
     let mut turn = 0usize;
+    let mut answered = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let n = match conn.read(&mut chunk) {
             Ok(0) => return,
@@ -97,6 +102,14 @@ fn serve(mut conn: impl Read + Write, how: Answer, seen: &Seen, stop: &AtomicBoo
         let mut out = Vec::new();
         let used = answer(&buf, &mut out, how, seen, &mut first);
         buf.drain(..used);
+        if let Answer::CloseAfter(n) = how {
+            answered += 1;
+            if answered >= n {
+                let _ = conn.write_all(&out);
+                let _ = conn.flush();
+                return;
+            }
+        }
         if out.is_empty() {
             continue;
         }
@@ -139,6 +152,9 @@ impl Responder {
                     .unwrap();
                 conn.set_nodelay(true).unwrap();
                 s.connections.fetch_add(1, Ordering::Relaxed);
+                if let Ok(peer) = conn.peer_addr() {
+                    s.peers.lock().unwrap().insert(peer.ip());
+                }
                 let (s, st, tls) = (s.clone(), st.clone(), tls.clone());
                 std::thread::spawn(move || match tls {
                     None => serve(conn, how, &s, &st),
@@ -379,6 +395,69 @@ fn tls_refuses_a_certificate_it_does_not_trust() {
 }
 
 #[test]
+fn a_reconnect_resumes_the_tls_session() {
+    let (cfg, ca) = tls_server();
+    // Two reads' worth of answers per connection, then the server closes it.
+    let r = Responder::start(Answer::CloseAfter(2), Some(cfg));
+    let (_, out, err) = loadgen(&[
+        "--target",
+        &r.target(),
+        "--transport",
+        "tls",
+        "--tls-ca",
+        ca.as_str(),
+        "--connections",
+        "1",
+        "--window",
+        "1",
+        "--count",
+        "12",
+        "--users",
+        "12",
+        "--timeout-ms",
+        "200",
+        "--json",
+        "--quiet",
+    ]);
+    let handshakes = json_u64(&out, "tls_handshakes");
+    assert!(json_u64(&out, "reconnects") >= 2, "{out} {err}");
+    assert!(handshakes >= 3, "{out}");
+    assert_eq!(
+        json_u64(&out, "tls_resumed"),
+        handshakes - 1,
+        "every handshake after the first resumes: {out}"
+    );
+    assert_eq!(
+        r.seen.resumed.load(Ordering::Relaxed),
+        handshakes - 1,
+        "the server agrees"
+    );
+    let (_, out, _) = loadgen(&[
+        "--target",
+        &r.target(),
+        "--transport",
+        "tls",
+        "--tls-ca",
+        ca.as_str(),
+        "--tls-no-resume",
+        "--connections",
+        "1",
+        "--window",
+        "1",
+        "--count",
+        "8",
+        "--users",
+        "8",
+        "--timeout-ms",
+        "200",
+        "--json",
+        "--quiet",
+    ]);
+    assert!(json_u64(&out, "tls_handshakes") >= 2, "{out}");
+    assert_eq!(json_u64(&out, "tls_resumed"), 0, "{out}");
+}
+
+#[test]
 fn hold_keeps_tls_connections_up_and_says_how_many() {
     let (cfg, ca) = tls_server();
     let r = Responder::start(Answer::Ok, Some(cfg));
@@ -393,6 +472,8 @@ fn hold_keeps_tls_connections_up_and_says_how_many() {
         "20",
         "--hold-s",
         "1",
+        "--source-addrs",
+        "2",
         "--json",
         "--quiet",
     ]);
@@ -401,6 +482,15 @@ fn hold_keeps_tls_connections_up_and_says_how_many() {
     assert_eq!(json_u64(&out, "up_at_end"), 20, "{out}");
     assert_eq!(json_u64(&out, "tls_handshakes"), 20, "{out}");
     assert_eq!(r.seen.requests.load(Ordering::Relaxed), 0, "held idle");
+    let peers: Vec<String> = r
+        .seen
+        .peers
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert_eq!(peers, ["127.0.0.1", "127.0.0.2"], "--source-addrs 2");
 }
 
 #[test]
@@ -487,6 +577,23 @@ fn transport_flags_name_themselves() {
                 "0",
             ],
             "--hold-s",
+        ),
+        (
+            &["--count", "1", "--transport", "tcp", "--source-addrs", "2"],
+            "--source-addrs",
+        ),
+        (
+            &[
+                "--transport",
+                "tcp",
+                "--hold-connections",
+                "10",
+                "--hold-s",
+                "1",
+                "--source-addrs",
+                "65",
+            ],
+            "--source-addrs",
         ),
     ];
     for (args, flag) in cases {

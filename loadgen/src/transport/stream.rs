@@ -103,7 +103,8 @@ pub(crate) struct Streams {
     conns: Vec<Conn>,
     epoll: Epoll,
     target: SocketAddr,
-    bind: IpAddr,
+    /// Connection `ch` binds `sources[ch % len]` (port left to connect).
+    sources: Vec<IpAddr>,
     tls: Option<tls::Client>,
     /// Messages of the last `recv`: (start, length) in `conns[current].rbuf`.
     inbox: Vec<(usize, usize)>,
@@ -115,9 +116,10 @@ pub(crate) struct Streams {
 }
 
 impl Streams {
-    /// `channels` connections to `target` from `bind`, all started now (non-blocking).
+    /// `channels` connections to `target`, spread over the `sources` addresses, all started
+    /// now (non-blocking).
     pub(crate) fn open(
-        bind: IpAddr,
+        sources: Vec<IpAddr>,
         target: SocketAddr,
         channels: usize,
         tls: Option<tls::Client>,
@@ -126,7 +128,7 @@ impl Streams {
             conns: (0..channels).map(|_| Conn::new()).collect(),
             epoll: Epoll::new(channels.min(EVENTS_MAX))?,
             target,
-            bind,
+            sources,
             tls,
             inbox: Vec::new(),
             current: 0,
@@ -182,9 +184,10 @@ impl Streams {
         )?;
         socket.set_nonblocking(true)?;
         socket.set_nodelay(true)?;
-        if !self.bind.is_unspecified() {
+        let source = self.sources.get(ch % self.sources.len().max(1)).copied();
+        if let Some(source) = source.filter(|s| !s.is_unspecified()) {
             net::bind_address_no_port(socket.as_raw_fd());
-            socket.bind(&SockAddr::from(SocketAddr::new(self.bind, 0)))?;
+            socket.bind(&SockAddr::from(SocketAddr::new(source, 0)))?;
         }
         match socket.connect(&SockAddr::from(self.target)) {
             Ok(()) => {}
