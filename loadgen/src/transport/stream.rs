@@ -487,7 +487,8 @@ impl Streams {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => (false, false),
             Err(_) => (true, true),
         };
-        if tls.process_new_packets().is_err() {
+        if let Err(e) = tls.process_new_packets() {
+            warn_tls_once(&e);
             // Send the alert rustls queued, best effort.
             let _ = tls.write_tls(&mut &*socket);
             return (false, true, true);
@@ -524,5 +525,14 @@ impl Streams {
     pub(crate) fn message(&self, i: usize) -> &[u8] {
         let (start, len) = self.inbox[i];
         &self.conns[self.current].rbuf[start..start + len]
+    }
+}
+
+/// Prints the first TLS error of the process (they are counted; one line says why).
+fn warn_tls_once(e: &rustls::Error) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        eprintln!("warning: tls: {e} (further TLS errors are only counted)");
     }
 }
