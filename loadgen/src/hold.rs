@@ -22,6 +22,10 @@ use crate::transport::stream::Streams;
 const TICK_NS: u64 = 100_000_000;
 /// Receive calls per ready connection per turn (TLS handshakes and tickets are small).
 const RECV_ROUNDS_MAX: usize = 4;
+/// Most connections per worker connecting or handshaking at once: a server accepts and
+/// hands over connections at its own pace, and a burst of tens of thousands of SYNs and
+/// ClientHellos measures its accept queue, not its memory per connection.
+const OPENING_PER_WORKER_MAX: usize = 256;
 
 /// Runs the hold on every worker; exit 0 when every connection was up at the end.
 pub(crate) fn run(cfg: &RunConfig, hold: &Hold) -> io::Result<ExitCode> {
@@ -41,8 +45,13 @@ pub(crate) fn run(cfg: &RunConfig, hold: &Hold) -> io::Result<ExitCode> {
                     {
                         eprintln!("warning: hold {id}: could not pin to CPU {cpu}");
                     }
-                    let mut s =
-                        Streams::open(h.sources.clone(), cfg.target, n as usize, cfg.tls.clone())?;
+                    let mut s = Streams::open_window(
+                        h.sources.clone(),
+                        cfg.target,
+                        n as usize,
+                        cfg.tls.clone(),
+                        OPENING_PER_WORKER_MAX,
+                    )?;
                     let mut ready = Vec::new();
                     while !stop.load(Ordering::Relaxed) {
                         s.wait(TICK_NS, &mut ready)?;

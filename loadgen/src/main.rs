@@ -122,8 +122,13 @@ fn run(cfg: RunConfig) -> std::io::Result<ExitCode> {
         let wanted = conns + flood + FDS_SPARE;
         let got = net::raise_fd_limit(wanted);
         if got < wanted {
+            let flag = if cfg.hold.is_some() {
+                "--hold-connections"
+            } else {
+                "--connections"
+            };
             eprintln!(
-                "error: --connections: {wanted} descriptors needed, the open-file limit is {got} (raise ulimit -n)"
+                "error: {flag}: {wanted} descriptors needed, the open-file limit is {got} (raise ulimit -n, or split the connections over several processes)"
             );
             return Ok(ExitCode::from(2));
         }

@@ -113,6 +113,12 @@ pub(crate) struct Streams {
     events: Vec<(usize, u32)>,
     base: Instant,
     stats: ConnStats,
+    /// Channels `[opened, len)` are not opened yet (`open_window`).
+    opened: usize,
+    /// Most connections connecting or handshaking at once while the first ones are opened.
+    window: usize,
+    /// Connections connecting or handshaking now.
+    opening: usize,
 }
 
 impl Streams {
@@ -123,6 +129,19 @@ impl Streams {
         target: SocketAddr,
         channels: usize,
         tls: Option<tls::Client>,
+    ) -> io::Result<Self> {
+        Self::open_window(sources, target, channels, tls, channels)
+    }
+
+    /// As `open`, with at most `window` connections connecting or handshaking at once: the
+    /// rest are started by `wait` as earlier ones complete, so holding thousands of
+    /// connections does not arrive at the server as one burst of SYNs and ClientHellos.
+    pub(crate) fn open_window(
+        sources: Vec<IpAddr>,
+        target: SocketAddr,
+        channels: usize,
+        tls: Option<tls::Client>,
+        window: usize,
     ) -> io::Result<Self> {
         let mut s = Self {
             conns: (0..channels).map(|_| Conn::new()).collect(),
@@ -136,11 +155,32 @@ impl Streams {
             events: Vec::with_capacity(EVENTS_MAX),
             base: Instant::now(),
             stats: ConnStats::default(),
+            opened: 0,
+            window: window.max(1),
+            opening: 0,
         };
-        for ch in 0..channels {
-            s.connect(ch)?;
-        }
+        s.open_more()?;
         Ok(s)
+    }
+
+    /// Starts unopened channels while the window has room.
+    fn open_more(&mut self) -> io::Result<()> {
+        while self.opened < self.conns.len() && self.opening < self.window {
+            let ch = self.opened;
+            self.opened += 1;
+            self.connect(ch)?;
+        }
+        Ok(())
+    }
+
+    /// Connecting, or up with the TLS handshake still running.
+    fn is_opening(c: &Conn) -> bool {
+        c.state == State::Connecting || (c.state == State::Up && c.handshaking)
+    }
+
+    /// `ch` just left the opening state (established, failed or closed).
+    fn opened_one(&mut self) {
+        self.opening = self.opening.saturating_sub(1);
     }
 
     pub(crate) fn channels(&self) -> usize {
@@ -219,12 +259,16 @@ impl Streams {
         c.handshaking = c.tls.is_some();
         c.socket = Some(socket);
         c.state = State::Connecting;
+        self.opening += 1;
         Ok(())
     }
 
     /// Closes `ch` (the descriptor leaves the epoll set as it closes). The read buffer is
     /// kept until the next `recv`, so messages framed before the close can still be read.
     fn close(&mut self, ch: usize) {
+        if Self::is_opening(&self.conns[ch]) {
+            self.opened_one();
+        }
         let c = &mut self.conns[ch];
         c.socket = None;
         c.tls = None;
@@ -355,9 +399,11 @@ impl Streams {
         }
     }
 
-    /// Waits up to `timeout_ns`; completes connects and flushes writable connections, and
-    /// lists the connections with input (or a hang-up) in `ready`.
+    /// Waits up to `timeout_ns`; opens what the window allows, completes connects, flushes
+    /// writable connections, and lists the connections with input (or a hang-up) in
+    /// `ready`.
     pub(crate) fn wait(&mut self, timeout_ns: u64, ready: &mut Vec<usize>) -> io::Result<()> {
+        self.open_more()?;
         ready.clear();
         self.events.clear();
         self.events.extend(self.epoll.wait_events(timeout_ns)?);
@@ -381,6 +427,9 @@ impl Streams {
                     continue;
                 }
                 c.state = State::Up;
+                if !c.handshaking {
+                    self.opened_one();
+                }
                 self.stats.connects += 1;
                 self.flush(ch);
                 if self.conns[ch].state == State::Up && ev & IN != 0 {
@@ -496,6 +545,7 @@ impl Streams {
         if c.handshaking && !tls.is_handshaking() {
             c.handshaking = false;
             self.stats.tls_handshakes += 1;
+            self.opening = self.opening.saturating_sub(1);
             if tls.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
                 self.stats.tls_resumed += 1;
             }
