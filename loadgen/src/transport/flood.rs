@@ -29,6 +29,9 @@ use crate::stats::FloodStats;
 pub(crate) const RATE_MAX: u32 = 100_000;
 /// Most flood connections open at once (descriptors of this process).
 pub(crate) const OPEN_MAX: usize = 10_000;
+/// Most connections started in one pacing pass: a flood thread that fell behind (preempted
+/// on a busy host) skips what it missed instead of bursting it.
+const BURST_MAX: u64 = 1000;
 /// Longest sleep between two pacing checks.
 const TICK: Duration = Duration::from_millis(1);
 
@@ -66,6 +69,7 @@ pub(crate) fn run(
     let mut attempted: u64 = 0;
     while !stop.load(Ordering::Relaxed) {
         let due = (started.elapsed().as_secs_f64() * f64::from(rate)) as u64;
+        attempted = attempted.max(due.saturating_sub(BURST_MAX));
         while attempted < due {
             let k = (attempted % OPEN_MAX as u64) as usize;
             attempted += 1;
