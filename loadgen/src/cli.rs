@@ -7,12 +7,14 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::digest::Algorithm;
 use crate::request::{DOMAIN_BYTES_MAX, Op, USER_PREFIX_BYTES_MAX};
+use crate::transport::{Kind, flood, tls};
 
 /// Most worker-local sockets; each is a source port the server's SO_REUSEPORT hash spreads.
 pub(crate) const SOCKETS_PER_WORKER_MAX: usize = 4096;
@@ -24,6 +26,16 @@ pub(crate) const WINDOW_MAX: u32 = 1 << 20;
 pub(crate) const USERS_MAX: u64 = 100_000_000;
 /// Longest `--timeout-ms`: RFC 3261 Timer F (64*T1 = 32 s) plus margin.
 pub(crate) const TIMEOUT_MS_MAX: u64 = 60_000;
+/// Most stream connections per worker (each is a descriptor and a source port).
+pub(crate) const CONNECTIONS_PER_WORKER_MAX: usize = 65_536;
+/// Most connections `--hold-connections` opens over all workers. One source address reaches
+/// one target port about 28 000 times (the ephemeral port range); `--source-addrs` adds
+/// addresses beyond that.
+pub(crate) const HOLD_CONNECTIONS_MAX: u64 = 200_000;
+/// Most `--source-addrs`.
+pub(crate) const SOURCE_ADDRS_MAX: u32 = 64;
+/// Longest `--hold-s`.
+pub(crate) const HOLD_S_MAX: f64 = 3600.0;
 /// Longest `--password`: it goes into every HA1 and one subscriber-file line.
 pub(crate) const PASSWORD_BYTES_MAX: usize = 128;
 
@@ -178,6 +190,45 @@ pub(crate) struct RunArgs {
     /// the next REGISTER with nc+1, as phones do; a 401 (stale or not) redoes the challenge.
     #[arg(long)]
     pub(crate) auth_reuse_nonce: bool,
+    /// udp | tcp | tls (RFC 3261 §18). Over tcp and tls nothing is retransmitted
+    /// (RFC 3261 §17.1.1.2); --timeout-ms still applies.
+    #[arg(long, default_value = "udp")]
+    pub(crate) transport: String,
+    /// tcp/tls: connections per worker, each owning `users / (workers × N)` users so every
+    /// refresh goes on the connection that registered (default: --sockets' value). UDP uses
+    /// --sockets.
+    #[arg(long)]
+    pub(crate) connections: Option<usize>,
+    /// tls: PEM file of the CA (or self-signed certificate) the server's certificate must
+    /// chain to. Required with --transport tls.
+    #[arg(long)]
+    pub(crate) tls_ca: Option<PathBuf>,
+    /// tls: name the server's certificate must carry (default: the --target IP address).
+    #[arg(long)]
+    pub(crate) tls_server_name: Option<String>,
+    /// tls: versions offered: any (1.3 and 1.2) | 1.2 | 1.3.
+    #[arg(long, default_value = "any")]
+    pub(crate) tls_version: String,
+    /// tls: no session resumption (every reconnect is a full handshake).
+    #[arg(long)]
+    pub(crate) tls_no_resume: bool,
+    /// tcp/tls: instead of REGISTER load, open this many connections over all workers (TLS
+    /// handshakes completed), send nothing, and hold them --hold-s seconds (SI suffixes
+    /// allowed). Reports how many are up; the server's memory is for the caller to read.
+    #[arg(long)]
+    pub(crate) hold_connections: Option<String>,
+    /// Seconds to hold --hold-connections.
+    #[arg(long)]
+    pub(crate) hold_s: Option<f64>,
+    /// With --hold-connections: spread the connections over this many IPv4 source addresses
+    /// from --bind up (127.0.0.1, 127.0.0.2, … on loopback), since one address reaches one
+    /// target port only about 28 000 times.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) source_addrs: u32,
+    /// tls: beside the load, open this many new TLS connections per second that send a
+    /// ClientHello and never finish the handshake (SI suffixes allowed).
+    #[arg(long)]
+    pub(crate) handshake_flood: Option<String>,
 }
 
 /// A usage error: one line naming the flag; the process exits 2.
@@ -271,6 +322,16 @@ pub(crate) enum Pace {
     Closed { window: u32 },
 }
 
+/// `--hold-connections N --hold-s S`.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Hold {
+    /// Connections over all workers.
+    pub(crate) connections: u64,
+    pub(crate) duration: Duration,
+    /// Source addresses, `--source-addrs` of them from `--bind` up.
+    pub(crate) sources: Vec<IpAddr>,
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct RunConfig {
     pub(crate) target: SocketAddr,
@@ -286,7 +347,6 @@ pub(crate) struct RunConfig {
     pub(crate) retransmit: bool,
     /// One worker per entry; `None` = unpinned.
     pub(crate) cpus: Vec<Option<usize>>,
-    pub(crate) sockets: usize,
     pub(crate) batch: usize,
     pub(crate) domain: String,
     pub(crate) user_prefix: String,
@@ -301,6 +361,14 @@ pub(crate) struct RunConfig {
     pub(crate) password: String,
     pub(crate) auth_algorithm: Algorithm,
     pub(crate) auth_reuse_nonce: bool,
+    pub(crate) transport: Kind,
+    /// Channels per worker: UDP sockets, or TCP/TLS connections.
+    pub(crate) channels: usize,
+    /// `--transport tls`: the client every connection is made from.
+    pub(crate) tls: Option<tls::Client>,
+    pub(crate) hold: Option<Hold>,
+    /// `--handshake-flood`: half-open TLS connections per second.
+    pub(crate) flood_rate: Option<u32>,
 }
 
 #[derive(Clone, Debug)]
@@ -495,7 +563,9 @@ impl RunArgs {
             },
             None => None,
         };
-        if duration.is_none() && count.is_none() {
+        let streams = self.validate_transport()?;
+        let (transport, channels, tls, hold, flood_rate) = streams;
+        if duration.is_none() && count.is_none() && hold.is_none() {
             return Err(usage(
                 "--duration",
                 "refusing to run unbounded: give --duration and/or --count",
@@ -556,7 +626,8 @@ impl RunArgs {
                 }
             },
         };
-        let retransmit = !self.no_retransmit && scenario != Scenario::Storm;
+        let retransmit =
+            !self.no_retransmit && scenario != Scenario::Storm && !transport.reliable();
         Ok(RunConfig {
             target: self.target,
             bind: self.bind,
@@ -569,7 +640,6 @@ impl RunArgs {
             timeout: Duration::from_millis(self.timeout_ms),
             retransmit,
             cpus,
-            sockets: self.sockets,
             batch: self.batch,
             domain: self.domain.clone(),
             user_prefix: self.user_prefix.clone(),
@@ -584,7 +654,159 @@ impl RunArgs {
             password: self.password.clone(),
             auth_algorithm,
             auth_reuse_nonce: self.auth_reuse_nonce,
+            transport,
+            channels,
+            tls,
+            hold,
+            flood_rate,
         })
+    }
+
+    /// The transport flags: kind, channels per worker, TLS client, hold and flood modes.
+    #[allow(clippy::type_complexity)]
+    fn validate_transport(
+        &self,
+    ) -> Result<(Kind, usize, Option<tls::Client>, Option<Hold>, Option<u32>), UsageError> {
+        let kind = Kind::parse(&self.transport).ok_or_else(|| {
+            usage(
+                "--transport",
+                format!("unknown transport '{}' (udp, tcp, tls)", self.transport),
+            )
+        })?;
+        let channels = match (kind, self.connections) {
+            (Kind::Udp, Some(_)) => {
+                return Err(usage(
+                    "--connections",
+                    "only with --transport tcp|tls (UDP uses --sockets)",
+                ));
+            }
+            (Kind::Udp, None) => self.sockets,
+            (_, Some(n)) if n == 0 || n > CONNECTIONS_PER_WORKER_MAX => {
+                return Err(usage(
+                    "--connections",
+                    format!("must be between 1 and {CONNECTIONS_PER_WORKER_MAX}"),
+                ));
+            }
+            (_, Some(n)) => n,
+            (_, None) => self.sockets,
+        };
+        let tls_only = [
+            ("--tls-ca", self.tls_ca.is_some()),
+            ("--tls-server-name", self.tls_server_name.is_some()),
+            ("--tls-version", self.tls_version != "any"),
+            ("--tls-no-resume", self.tls_no_resume),
+            ("--handshake-flood", self.handshake_flood.is_some()),
+        ];
+        if kind != Kind::Tls
+            && let Some((flag, _)) = tls_only.iter().find(|(_, given)| *given)
+        {
+            return Err(usage(flag, "only with --transport tls"));
+        }
+        let tls = if kind == Kind::Tls {
+            let versions = tls::Versions::parse(&self.tls_version).ok_or_else(|| {
+                usage(
+                    "--tls-version",
+                    format!("'{}' is not any, 1.2 or 1.3", self.tls_version),
+                )
+            })?;
+            let ca = self
+                .tls_ca
+                .as_deref()
+                .ok_or_else(|| usage("--tls-ca", "required with --transport tls"))?;
+            let client = tls::client(
+                ca,
+                self.tls_server_name.as_deref(),
+                self.target.ip(),
+                versions,
+                !self.tls_no_resume,
+            )
+            .map_err(|e| match e {
+                tls::SetupError::Ca(m) => usage("--tls-ca", m),
+                tls::SetupError::ServerName(m) => usage("--tls-server-name", m),
+                tls::SetupError::Versions(m) => usage("--tls-version", m),
+            })?;
+            Some(client)
+        } else {
+            None
+        };
+        if self.source_addrs == 0 || self.source_addrs > SOURCE_ADDRS_MAX {
+            return Err(usage(
+                "--source-addrs",
+                format!("must be between 1 and {SOURCE_ADDRS_MAX}"),
+            ));
+        }
+        if self.source_addrs > 1 && self.hold_connections.is_none() {
+            return Err(usage("--source-addrs", "only with --hold-connections"));
+        }
+        let sources = match self.bind {
+            IpAddr::V4(v4) if self.source_addrs > 1 => {
+                let first = u32::from(v4);
+                (0..self.source_addrs)
+                    .map(|k| {
+                        first
+                            .checked_add(k)
+                            .map(|a| IpAddr::from(std::net::Ipv4Addr::from(a)))
+                    })
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| usage("--source-addrs", "runs past 255.255.255.255"))?
+            }
+            IpAddr::V6(_) if self.source_addrs > 1 => {
+                return Err(usage("--source-addrs", "needs an IPv4 --bind"));
+            }
+            ip => vec![ip],
+        };
+        let hold = match (&self.hold_connections, self.hold_s) {
+            (None, None) => None,
+            (Some(_), None) => return Err(usage("--hold-s", "required with --hold-connections")),
+            (None, Some(_)) => return Err(usage("--hold-s", "only with --hold-connections")),
+            (Some(n), Some(s)) => {
+                if kind == Kind::Udp {
+                    return Err(usage("--hold-connections", "only with --transport tcp|tls"));
+                }
+                let connections = parse_si(n)
+                    .filter(|&n| (1..=HOLD_CONNECTIONS_MAX).contains(&n))
+                    .ok_or_else(|| {
+                        usage(
+                            "--hold-connections",
+                            format!("'{n}' is not a count between 1 and {HOLD_CONNECTIONS_MAX}"),
+                        )
+                    })?;
+                if !(s > 0.0 && s <= HOLD_S_MAX) {
+                    return Err(usage(
+                        "--hold-s",
+                        format!("must be between 0 and {HOLD_S_MAX} seconds"),
+                    ));
+                }
+                if self.handshake_flood.is_some() {
+                    return Err(usage(
+                        "--handshake-flood",
+                        "runs beside REGISTER load, not with --hold-connections",
+                    ));
+                }
+                Some(Hold {
+                    connections,
+                    duration: Duration::from_secs_f64(s),
+                    sources,
+                })
+            }
+        };
+        let flood_rate = match &self.handshake_flood {
+            None => None,
+            Some(r) => Some(
+                parse_si(r)
+                    .filter(|&r| (1..=u64::from(flood::RATE_MAX)).contains(&r))
+                    .ok_or_else(|| {
+                        usage(
+                            "--handshake-flood",
+                            format!(
+                                "'{r}' is not a rate between 1 and {} per second",
+                                flood::RATE_MAX
+                            ),
+                        )
+                    })? as u32,
+            ),
+        };
+        Ok((kind, channels, tls, hold, flood_rate))
     }
 }
 
@@ -710,7 +932,7 @@ mod tests {
         assert_eq!(c.scenario, Scenario::Register);
         assert_eq!(c.pace, Pace::Closed { window: 64 });
         assert_eq!(
-            (c.count, c.users, c.sockets, c.batch),
+            (c.count, c.users, c.channels, c.batch),
             (Some(10), 10_000, 4, 32)
         );
         assert_eq!(c.cpus, vec![None]);

@@ -8,11 +8,13 @@
 mod cli;
 mod digest;
 mod echo;
+mod hold;
 mod net;
 mod request;
 mod response;
 mod schedule;
 mod stats;
+mod transport;
 mod worker;
 
 use std::io::Write as _;
@@ -104,8 +106,36 @@ fn server_cpu(pids: &[u32]) -> Option<Duration> {
     pids.iter().map(|&p| stats::process_cpu(p)).sum()
 }
 
+/// Descriptors a run may hold besides its connections (stdio, epoll, /proc reads).
+const FDS_SPARE: u64 = 64;
+
 fn run(cfg: RunConfig) -> std::io::Result<ExitCode> {
     let workers = cfg.cpus.len();
+    if cfg.transport.reliable() {
+        let conns = match &cfg.hold {
+            Some(h) => h.connections,
+            None => (workers * cfg.channels) as u64,
+        };
+        let flood = cfg
+            .flood_rate
+            .map_or(0, |_| transport::flood::OPEN_MAX as u64);
+        let wanted = conns + flood + FDS_SPARE;
+        let got = net::raise_fd_limit(wanted);
+        if got < wanted {
+            let flag = if cfg.hold.is_some() {
+                "--hold-connections"
+            } else {
+                "--connections"
+            };
+            eprintln!(
+                "error: {flag}: {wanted} descriptors needed, the open-file limit is {got} (raise ulimit -n, or split the connections over several processes)"
+            );
+            return Ok(ExitCode::from(2));
+        }
+    }
+    if let Some(hold) = &cfg.hold {
+        return hold::run(&cfg, hold);
+    }
     let identity = Identity {
         domain: cfg.domain.clone(),
         user_prefix: cfg.user_prefix.clone(),
@@ -113,6 +143,7 @@ fn run(cfg: RunConfig) -> std::io::Result<ExitCode> {
         nonce: run_nonce(),
         expires_s: cfg.expires_s,
         instance: cfg.instance,
+        transport: cfg.transport,
     };
     let shared = Arc::new(worker::Shared {
         progress: (0..workers).map(|_| Progress::default()).collect(),
@@ -156,6 +187,19 @@ fn run(cfg: RunConfig) -> std::io::Result<ExitCode> {
     let cpu_before = server_cpu(&cfg.server_pids);
     let started = Instant::now();
     shared.barrier.wait();
+    let flood_stop = Arc::new(AtomicBool::new(false));
+    let flood = match (cfg.flood_rate, &cfg.tls) {
+        (Some(rate), Some(client)) if !shared.abort.load(Ordering::Relaxed) => {
+            let (stop, client, bind, target) =
+                (flood_stop.clone(), client.clone(), cfg.bind, cfg.target);
+            Some(
+                std::thread::Builder::new()
+                    .name("loadgen-flood".into())
+                    .spawn(move || transport::flood::run(bind, target, rate, &client, &stop))?,
+            )
+        }
+        _ => None,
+    };
     let mut last = [0u64; 6];
     let mut tick = 1u64;
     while !threads.iter().all(|t| t.is_finished()) {
@@ -179,6 +223,14 @@ fn run(cfg: RunConfig) -> std::io::Result<ExitCode> {
         }
     }
     let cpu_after = server_cpu(&cfg.server_pids);
+    flood_stop.store(true, Ordering::Relaxed);
+    let flood = match flood {
+        Some(t) => Some(
+            t.join()
+                .map_err(|_| std::io::Error::other("the flood thread panicked"))??,
+        ),
+        None => None,
+    };
     let mut total = Stats::new();
     let mut prime_total: Option<(Stats, Duration)> = None;
     let mut elapsed = Duration::ZERO;
@@ -224,7 +276,8 @@ fn run(cfg: RunConfig) -> std::io::Result<ExitCode> {
     let report = Report {
         scenario: cfg.scenario.name(),
         workers,
-        sockets: cfg.sockets,
+        transport: cfg.transport.name(),
+        channels: cfg.channels,
         rate_target,
         window,
         elapsed: send_elapsed,
@@ -232,6 +285,7 @@ fn run(cfg: RunConfig) -> std::io::Result<ExitCode> {
         prime: prime_total,
         server_cpu,
         loadgen_cpu,
+        flood,
     };
     if cfg.json {
         let mut out = std::io::stdout().lock();

@@ -1,4 +1,5 @@
-//! Batched UDP I/O: sockets, `sendmmsg`/`recvmmsg`, epoll.
+//! Batched UDP I/O (`sendmmsg`/`recvmmsg`), epoll, and the few socket options the stream
+//! transports need.
 //!
 //! Why: a load generator that makes one syscall per datagram spends its core in syscall entry
 //! and exit and cannot out-drive the server it measures. `sendmmsg(2)`/`recvmmsg(2)` move up to
@@ -245,13 +246,23 @@ impl Epoll {
     }
 
     pub(crate) fn add(&self, socket: RawFd, index: u64) -> io::Result<()> {
-        let mut ev = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
-            u64: index,
-        };
+        self.ctl(libc::EPOLL_CTL_ADD, socket, index, libc::EPOLLIN as u32)
+    }
+
+    /// Watches `socket` for `events` (`EPOLLIN`, `EPOLLOUT`, … as u32).
+    pub(crate) fn add_events(&self, socket: RawFd, index: u64, events: u32) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, socket, index, events)
+    }
+
+    /// Changes the events watched on `socket`.
+    pub(crate) fn modify(&self, socket: RawFd, index: u64, events: u32) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, socket, index, events)
+    }
+
+    fn ctl(&self, op: libc::c_int, socket: RawFd, index: u64, events: u32) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events, u64: index };
         // SAFETY: `ev` is a valid epoll_event for the duration of the call.
-        let rc =
-            unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_ADD, socket, &mut ev) };
+        let rc = unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, socket, &mut ev) };
         if rc < 0 {
             Err(io::Error::last_os_error())
         } else {
@@ -263,6 +274,14 @@ impl Epoll {
     /// Nanosecond timeouts (epoll_pwait2, Linux 5.11) let an open-loop worker sleep until its
     /// next send instead of spinning, which keeps its latency honest on a shared host.
     pub(crate) fn wait(&mut self, timeout_ns: u64) -> io::Result<impl Iterator<Item = usize> + '_> {
+        Ok(self.wait_events(timeout_ns)?.map(|(index, _)| index))
+    }
+
+    /// As `wait`, with each index's ready events.
+    pub(crate) fn wait_events(
+        &mut self,
+        timeout_ns: u64,
+    ) -> io::Result<impl Iterator<Item = (usize, u32)> + '_> {
         let ts = libc::timespec {
             tv_sec: (timeout_ns / 1_000_000_000) as libc::time_t,
             tv_nsec: (timeout_ns % 1_000_000_000) as libc::c_long,
@@ -287,7 +306,59 @@ impl Epoll {
         } else {
             rc as usize
         };
-        Ok(self.events[..n].iter().map(|e| e.u64 as usize))
+        Ok(self.events[..n].iter().map(|e| (e.u64 as usize, e.events)))
+    }
+}
+
+/// `IP_BIND_ADDRESS_NO_PORT`: a bind to a source address leaves the port to `connect`, so
+/// the ephemeral range is shared per destination instead of per source address (more than
+/// 28 000 connections from one address to different targets). Best effort.
+pub(crate) fn bind_address_no_port(fd: RawFd) {
+    let one: libc::c_int = 1;
+    // SAFETY: `one` is a valid c_int for the duration of the call.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// Raises this process's open-file limit to at least `wanted` descriptors (soft and, when
+/// allowed, hard); returns the soft limit in force afterwards.
+pub(crate) fn raise_fd_limit(wanted: u64) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, exclusively borrowed rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 0;
+    }
+    if lim.rlim_cur >= wanted {
+        return lim.rlim_cur;
+    }
+    let raised = libc::rlimit {
+        rlim_cur: wanted,
+        rlim_max: lim.rlim_max.max(wanted),
+    };
+    // SAFETY: `raised` is a valid rlimit read by the call.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+        return wanted;
+    }
+    // Not privileged: up to the hard limit.
+    let soft = libc::rlimit {
+        rlim_cur: lim.rlim_max,
+        rlim_max: lim.rlim_max,
+    };
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &soft) } == 0 {
+        lim.rlim_max
+    } else {
+        lim.rlim_cur
     }
 }
 

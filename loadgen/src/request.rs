@@ -11,6 +11,8 @@
 //! that has since been reused. The run nonce keeps two runs of the loadgen from colliding in
 //! the server's transaction table (RFC 3261 §17.2.3 matches on branch).
 
+use crate::transport::Kind;
+
 /// Prefix every branch must carry (RFC 3261 §8.1.1.7).
 pub(crate) const BRANCH_COOKIE: &[u8] = b"z9hG4bK-";
 
@@ -76,6 +78,8 @@ pub(crate) struct Identity {
     pub(crate) expires_s: u32,
     /// Add `;+sip.instance="<urn:uuid:…>"` to Contact (RFC 5626 §4.1).
     pub(crate) instance: bool,
+    /// Written in Via (`SIP/2.0/TCP`) and Contact (`;transport=tcp`).
+    pub(crate) transport: Kind,
 }
 
 /// One request, fully determined by these fields plus the `Identity`.
@@ -167,7 +171,9 @@ fn aor(w: &mut Writer<'_>, id: &Identity, user: u32) {
 }
 
 fn via(w: &mut Writer<'_>, id: &Identity, s: &Spec) {
-    w.put(b"Via: SIP/2.0/UDP ")
+    w.put(b"Via: SIP/2.0/")
+        .put(id.transport.via_token())
+        .put(b" ")
         .put(id.local_ip.as_bytes())
         .put(b":")
         .num(s.port.into());
@@ -207,7 +213,9 @@ fn contact(w: &mut Writer<'_>, id: &Identity, s: &Spec) {
         .put(id.local_ip.as_bytes())
         .put(b":")
         .num(s.port.into())
-        .put(b";transport=udp>");
+        .put(b";transport=")
+        .put(id.transport.name().as_bytes())
+        .put(b">");
     if id.instance {
         // A stable per-user UUID (version 4 layout, user number in the node field).
         w.put(b";+sip.instance=\"<urn:uuid:")
@@ -289,7 +297,9 @@ pub(crate) fn write_request(
                 .put(id.local_ip.as_bytes())
                 .put(b":")
                 .num(s.port.into());
-            w.put(b";transport=udp>\r\n");
+            w.put(b";transport=")
+                .put(id.transport.name().as_bytes())
+                .put(b">\r\n");
         }
     }
     if let Some(line) = auth {
@@ -392,6 +402,7 @@ mod tests {
             nonce: 0xdead_beef,
             expires_s: 3600,
             instance: true,
+            transport: Kind::Udp,
         }
     }
 
@@ -460,6 +471,28 @@ mod tests {
             "{i}"
         );
         assert!(i.contains("CSeq: 7 INVITE\r\n") && i.contains("Call-ID: deadbeef-i0-42@loadgen"));
+    }
+
+    #[test]
+    fn stream_transports_say_so_in_via_and_contact() {
+        for (kind, via, param) in [
+            (Kind::Tcp, "SIP/2.0/TCP", "transport=tcp"),
+            (Kind::Tls, "SIP/2.0/TLS", "transport=tls"),
+        ] {
+            let mut id = identity();
+            id.transport = kind;
+            let mut buf = [0u8; REQUEST_BYTES_MAX];
+            for op in [Op::Register, Op::Invite] {
+                let n = write_request(&mut buf, &id, &spec(op), None).unwrap();
+                let r = std::str::from_utf8(&buf[..n]).unwrap();
+                assert!(
+                    r.contains(&format!("Via: {via} 127.0.0.1:40000;branch=")),
+                    "{r}"
+                );
+                assert!(r.contains(&format!(":40000;{param}>")), "{r}");
+                assert!(!r.contains("UDP") && !r.contains("udp"), "{r}");
+            }
+        }
     }
 
     #[test]

@@ -42,6 +42,7 @@ pub(crate) struct Stats {
     pub(crate) auth_cached: u64,
     /// Latency in microseconds, from the intended send time to the final response.
     pub(crate) latency_us: Histogram<u64>,
+    pub(crate) conns: ConnStats,
 }
 
 impl Stats {
@@ -65,6 +66,7 @@ impl Stats {
             auth_stale: 0,
             auth_cached: 0,
             latency_us: Histogram::new(3).expect("3 significant figures is a valid histogram"),
+            conns: ConnStats::default(),
         }
     }
 
@@ -93,8 +95,135 @@ impl Stats {
         self.auth_challenges += o.auth_challenges;
         self.auth_stale += o.auth_stale;
         self.auth_cached += o.auth_cached;
+        self.conns.merge(&o.conns);
         // Both histograms auto-resize, so adding cannot fail on range.
         let _ = self.latency_us.add(&o.latency_us);
+    }
+}
+
+/// What the stream transports (TCP, TLS) saw on their connections; all zero over UDP.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ConnStats {
+    /// Connections that completed the TCP handshake.
+    pub(crate) connects: u64,
+    /// Connections refused, reset or timed out before completing.
+    pub(crate) connect_failures: u64,
+    /// New connections made after one closed (lazily, on the next request for it).
+    pub(crate) reconnects: u64,
+    /// Connections the server closed (EOF or reset).
+    pub(crate) closed_by_peer: u64,
+    /// TLS handshakes completed, and of those, resumed ones (RFC 8446 §2.2).
+    pub(crate) tls_handshakes: u64,
+    pub(crate) tls_resumed: u64,
+    /// TLS alerts and protocol errors (the connection is closed).
+    pub(crate) tls_errors: u64,
+    /// Responses with no `Content-Length` (RFC 3261 §18.3), counted, then the connection
+    /// closed: nothing after them can be framed.
+    pub(crate) missing_content_length: u64,
+    /// Unparseable `Content-Length`, or a message over `frame::MESSAGE_BYTES_MAX`.
+    pub(crate) bad_frames: u64,
+    /// CRLF keep-alives received (RFC 5626 §4.4.1).
+    pub(crate) keepalives: u64,
+    /// Requests not queued because the connection's write queue was full or it was down.
+    pub(crate) not_queued: u64,
+    /// Connections up (and, for TLS, with the handshake done) when the phase ended.
+    pub(crate) up_at_end: u64,
+}
+
+impl ConnStats {
+    pub(crate) fn merge(&mut self, o: &Self) {
+        self.connects += o.connects;
+        self.connect_failures += o.connect_failures;
+        self.reconnects += o.reconnects;
+        self.closed_by_peer += o.closed_by_peer;
+        self.tls_handshakes += o.tls_handshakes;
+        self.tls_resumed += o.tls_resumed;
+        self.tls_errors += o.tls_errors;
+        self.missing_content_length += o.missing_content_length;
+        self.bad_frames += o.bad_frames;
+        self.keepalives += o.keepalives;
+        self.not_queued += o.not_queued;
+        self.up_at_end += o.up_at_end;
+    }
+
+    /// The figures as `"name":value` JSON members.
+    pub(crate) fn json_members(&self) -> String {
+        format!(
+            "\"connects\":{},\"connect_failures\":{},\"reconnects\":{},\"closed_by_peer\":{},\"tls_handshakes\":{},\"tls_resumed\":{},\"tls_errors\":{},\"missing_content_length\":{},\"bad_frames\":{},\"keepalives\":{},\"not_queued\":{},\"up_at_end\":{}",
+            self.connects,
+            self.connect_failures,
+            self.reconnects,
+            self.closed_by_peer,
+            self.tls_handshakes,
+            self.tls_resumed,
+            self.tls_errors,
+            self.missing_content_length,
+            self.bad_frames,
+            self.keepalives,
+            self.not_queued,
+            self.up_at_end
+        )
+    }
+
+    /// One line of the table.
+    pub(crate) fn line(&self) -> String {
+        format!(
+            "connections  up {}  connected {}  failed {}  reconnects {}  closed by server {}  tls handshakes {} (resumed {})  tls errors {}  no content-length {}  bad frames {}  keep-alives {}  not queued {}",
+            self.up_at_end,
+            self.connects,
+            self.connect_failures,
+            self.reconnects,
+            self.closed_by_peer,
+            self.tls_handshakes,
+            self.tls_resumed,
+            self.tls_errors,
+            self.missing_content_length,
+            self.bad_frames,
+            self.keepalives,
+            self.not_queued
+        )
+    }
+}
+
+/// What `--handshake-flood` did beside the measured load.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct FloodStats {
+    /// Target: new half-open TLS connections per second.
+    pub(crate) rate: u32,
+    /// Connections opened (TCP handshake done, ClientHello written).
+    pub(crate) opened: u64,
+    pub(crate) connect_failures: u64,
+    /// Closed by the server (its handshake timeout, limit or reset).
+    pub(crate) closed_by_server: u64,
+    /// Closed by the flood itself to stay under `flood::OPEN_MAX` descriptors.
+    pub(crate) recycled: u64,
+    /// Still open when the run ended.
+    pub(crate) open_at_end: u64,
+}
+
+impl FloodStats {
+    pub(crate) fn json(&self) -> String {
+        format!(
+            "{{\"rate\":{},\"opened\":{},\"connect_failures\":{},\"closed_by_server\":{},\"recycled\":{},\"open_at_end\":{}}}",
+            self.rate,
+            self.opened,
+            self.connect_failures,
+            self.closed_by_server,
+            self.recycled,
+            self.open_at_end
+        )
+    }
+
+    pub(crate) fn line(&self) -> String {
+        format!(
+            "flood        {}/s half-open TLS: opened {}  failed {}  closed by server {}  recycled {}  open at end {}",
+            self.rate,
+            self.opened,
+            self.connect_failures,
+            self.closed_by_server,
+            self.recycled,
+            self.open_at_end
+        )
     }
 }
 
@@ -147,7 +276,10 @@ pub(crate) struct ServerCpu {
 pub(crate) struct Report {
     pub(crate) scenario: &'static str,
     pub(crate) workers: usize,
-    pub(crate) sockets: usize,
+    /// `udp`, `tcp` or `tls`.
+    pub(crate) transport: &'static str,
+    /// UDP sockets or stream connections per worker.
+    pub(crate) channels: usize,
     pub(crate) rate_target: Option<f64>,
     pub(crate) window: u32,
     /// Send phase length (the denominator of every rate).
@@ -157,6 +289,7 @@ pub(crate) struct Report {
     pub(crate) server_cpu: Option<ServerCpu>,
     /// CPU time of all workers in the measured phase.
     pub(crate) loadgen_cpu: Duration,
+    pub(crate) flood: Option<FloodStats>,
 }
 
 fn per_s(n: u64, d: Duration) -> f64 {
@@ -198,10 +331,16 @@ impl Report {
         let mut o = String::new();
         let _ = writeln!(
             o,
-            "scenario {}  workers {}  sockets/worker {}  {}",
+            "scenario {}  workers {}  {} {}/worker {}  {}",
             self.scenario,
             self.workers,
-            self.sockets,
+            self.transport,
+            if self.transport == "udp" {
+                "sockets"
+            } else {
+                "connections"
+            },
+            self.channels,
             match self.rate_target {
                 Some(r) => format!("open loop {r:.0}/s"),
                 None => format!("closed loop window {}/worker", self.window),
@@ -265,6 +404,12 @@ impl Report {
                 s.sent + s.auth_challenges
             );
         }
+        if self.transport != "udp" {
+            let _ = writeln!(o, "{}", s.conns.line());
+        }
+        if let Some(f) = &self.flood {
+            let _ = writeln!(o, "{}", f.line());
+        }
         let _ = writeln!(
             o,
             "loadgen cpu  {:.3} s: {:.0} answered per CPU-second ({:.2} µs per request)",
@@ -297,8 +442,8 @@ impl Report {
         let mut o = String::new();
         let _ = write!(
             o,
-            "{{\"scenario\":\"{}\",\"workers\":{},\"sockets\":{}",
-            self.scenario, self.workers, self.sockets
+            "{{\"scenario\":\"{}\",\"workers\":{},\"transport\":\"{}\",\"sockets\":{}",
+            self.scenario, self.workers, self.transport, self.channels
         );
         match self.rate_target {
             Some(r) => {
@@ -376,6 +521,12 @@ impl Report {
                 d.as_secs_f64()
             );
         }
+        if self.transport != "udp" {
+            let _ = write!(o, ",\"connections\":{{{}}}", s.conns.json_members());
+        }
+        if let Some(f) = &self.flood {
+            let _ = write!(o, ",\"flood\":{}", f.json());
+        }
         if let Some(cpu) = &self.server_cpu {
             let pids: Vec<String> = cpu.pids.iter().map(u32::to_string).collect();
             let _ = write!(
@@ -435,7 +586,8 @@ mod tests {
         Report {
             scenario: "register",
             workers: 1,
-            sockets: 4,
+            transport: "udp",
+            channels: 4,
             rate_target: Some(1000.0),
             window: 64,
             elapsed: Duration::from_secs(1),
@@ -446,6 +598,7 @@ mod tests {
                 cpu: Duration::from_millis(998),
             }),
             loadgen_cpu: Duration::from_millis(500),
+            flood: None,
         }
     }
 

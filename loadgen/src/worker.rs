@@ -1,5 +1,6 @@
-//! One worker: a pinned thread that owns its sockets, its in-flight slots, its users and its
-//! statistics, and drives them in one loop (send due requests, fire timers, receive).
+//! One worker: a pinned thread that owns its channels (UDP sockets or TCP/TLS connections,
+//! behind `transport`), its in-flight slots, its users and its statistics, and drives them
+//! in one loop (send due requests, fire timers, receive).
 //!
 //! Why this shape:
 //! - **Open loop without coordinated omission.** In `--rate` mode request k is *intended* at
@@ -13,25 +14,28 @@
 //!   4000 ms…) plus one for the overall timeout, each popped from the front. The pacing
 //!   and these queues are pure functions of the time passed in (`schedule`), tested on a
 //!   fake clock; this loop reads the clock once per turn.
-//! - **Users are owned.** User `u` belongs to worker `u mod W`; within the worker to socket
-//!   `local mod S`, so its Contact port is stable across refreshes. A user with a REGISTER in
-//!   flight is skipped (RFC 3261 §10.2: a UA does not overlap REGISTERs for one AOR).
+//! - **Users are owned.** User `u` belongs to worker `u mod W`; within the worker to channel
+//!   `local mod S`, so its Contact port is stable across refreshes and, over TCP/TLS, every
+//!   refresh goes on the connection that registered (the flow its binding records). A user
+//!   with a REGISTER in flight is skipped (RFC 3261 §10.2: a UA does not overlap REGISTERs
+//!   for one AOR).
 
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use socket2::Socket;
-
 use crate::cli::{Expect, Pace, RunConfig, Scenario};
 use crate::digest::{self, AUTH_LINE_BYTES_MAX, Answer, Cached, REALM_BYTES_MAX};
-use crate::net::{self, DATAGRAM_BYTES_MAX, Epoll, MsgBatch};
+use crate::net::{self, MsgBatch};
 use crate::request::{self, Identity, Op, REQUEST_BYTES_MAX, Spec, fmt_into};
 use crate::response;
 use crate::schedule::{Due, Pacer, Timer, Timers};
 use crate::stats::{Progress, Stats};
+use crate::transport::stream::Streams;
+use crate::transport::udp::Datagrams;
+use crate::transport::{Kind, Transport};
 
 /// How many busy users a pick skips before giving up on a socket for this round.
 const BUSY_SKIP_MAX: usize = 8;
@@ -113,20 +117,16 @@ enum Source {
     Scenario,
 }
 
-struct Sock {
-    socket: Socket,
-    port: u16,
-}
-
 struct Worker {
     id: u32,
     workers: u32,
     shared: Arc<Shared>,
     base: Instant,
-    socks: Vec<Sock>,
-    epoll: Epoll,
+    /// Channels (UDP sockets or TCP/TLS connections); users are spread over them.
+    transport: Transport,
+    /// Channels with input, from the last wait.
+    ready: Vec<usize>,
     send: MsgBatch,
-    recv: MsgBatch,
     ack: MsgBatch,
     scratch: Vec<u8>,
     slots: Vec<Slot>,
@@ -134,7 +134,7 @@ struct Worker {
     timers: Timers,
     /// Per local user: CSeq of the last REGISTER, plus the BUSY/UNREGISTERED bits.
     users: Vec<u32>,
-    /// Per socket: users picked so far (position and pass of its user cursor).
+    /// Per channel: users picked so far (position and pass of its user cursor).
     cursors: Vec<u64>,
     fresh_next: u64,
     invites: u32,
@@ -209,21 +209,24 @@ impl Worker {
         // Scenarios that walk the user table need every socket to own at least one user.
         let walks_users = !matches!(cfg.scenario, Scenario::Storm);
         let nsock = if walks_users {
-            cfg.sockets.min(users_local.max(1) as usize)
+            cfg.channels.min(users_local.max(1) as usize)
         } else {
-            cfg.sockets
+            cfg.channels
         };
-        let epoll = Epoll::new(nsock)?;
-        let mut socks = Vec::with_capacity(nsock);
-        for i in 0..nsock {
-            let (socket, port) = net::udp_socket(
-                std::net::SocketAddr::new(cfg.bind, 0),
-                Some(cfg.target),
-                false,
-            )?;
-            epoll.add(socket.as_raw_fd(), i as u64)?;
-            socks.push(Sock { socket, port });
-        }
+        let transport = match cfg.transport {
+            Kind::Udp => Transport::Udp(Datagrams::open(
+                SocketAddr::new(cfg.bind, 0),
+                cfg.target,
+                nsock,
+                cfg.batch,
+            )?),
+            Kind::Tcp | Kind::Tls => Transport::Stream(Streams::open(
+                vec![cfg.bind],
+                cfg.target,
+                nsock,
+                cfg.tls.clone(),
+            )?),
+        };
         let slot_count = match cfg.pace {
             Pace::Closed { window } => window.max(PRIME_WINDOW) as usize,
             Pace::Open { rate, window } => {
@@ -259,10 +262,9 @@ impl Worker {
             id,
             workers,
             base: Instant::now(),
-            socks,
-            epoll,
+            transport,
+            ready: Vec::with_capacity(nsock),
             send: MsgBatch::new(cfg.batch, REQUEST_BYTES_MAX),
-            recv: MsgBatch::new(cfg.batch, DATAGRAM_BYTES_MAX),
             ack: MsgBatch::new(cfg.batch, REQUEST_BYTES_MAX),
             scratch: vec![0; REQUEST_BYTES_MAX],
             slots: vec![empty; slot_count],
@@ -340,7 +342,7 @@ impl Worker {
                 let mut budget = pacer.budget(now, started, self.outstanding());
                 let mut empty_socks = 0;
                 let mut rounds = 0;
-                while budget > 0 && rounds < self.socks.len() {
+                while budget > 0 && rounds < self.transport.channels() {
                     let want = budget.min(cfg.batch as u64) as usize;
                     let intended = |k: u64| pacer.intended_ns(k, now);
                     let n = self.send_batch(next_sock, want, source, started, &intended, now);
@@ -349,12 +351,12 @@ impl Worker {
                     if n == 0 {
                         empty_socks += 1;
                     }
-                    next_sock = (next_sock + 1) % self.socks.len();
+                    next_sock = (next_sock + 1) % self.transport.channels();
                     rounds += 1;
                 }
                 // The prime phase ends when every socket has walked its users once.
                 if source == Source::Prime
-                    && empty_socks == self.socks.len()
+                    && empty_socks == self.transport.channels()
                     && self.all_cursors_done()
                 {
                     sending = false;
@@ -382,6 +384,7 @@ impl Worker {
                 break;
             }
         }
+        self.stats.conns = self.transport.conn_stats();
         if source == Source::Scenario {
             shared.progress[self.id as usize].publish(&self.stats);
         }
@@ -389,7 +392,7 @@ impl Worker {
     }
 
     fn all_cursors_done(&self) -> bool {
-        (0..self.socks.len()).all(|s| self.cursors[s] >= self.users_on_socket(s))
+        (0..self.transport.channels()).all(|s| self.cursors[s] >= self.users_on_socket(s))
     }
 
     /// How long the loop may sleep in epoll: 0 while there is sending to do right away.
@@ -410,7 +413,7 @@ impl Worker {
 
     fn users_on_socket(&self, s: usize) -> u64 {
         let n = self.users.len() as u64;
-        let socks = self.socks.len() as u64;
+        let socks = self.transport.channels() as u64;
         n.saturating_sub(s as u64).div_ceil(socks)
     }
 
@@ -426,7 +429,7 @@ impl Worker {
                 return None;
             }
             self.cursors[s] += 1;
-            let local = s as u64 + (k % per_socket) * self.socks.len() as u64;
+            let local = s as u64 + (k % per_socket) * self.transport.channels() as u64;
             if self.users[local as usize] & USER_BUSY == 0 {
                 return Some((local as u32, (k / per_socket) as u32));
             }
@@ -454,7 +457,7 @@ impl Worker {
                 cfg.mix[self.mix_pos % cfg.mix.len()]
             }
         };
-        let port = self.socks[s].port;
+        let port = self.transport.port(s);
         let base = Spec {
             op,
             user: 0,
@@ -564,38 +567,10 @@ impl Worker {
         if n == 0 {
             return 0;
         }
-        let fd = self.socks[s].socket.as_raw_fd();
-        let mut done = 0;
-        // A full socket buffer takes part of a batch; try the rest once more, then leave it to
-        // retransmission (or the timeout) like a real UDP client would.
-        for _ in 0..2 {
-            match self.send_from(fd, done, n) {
-                Ok(k) => done += k,
-                Err(_) => break,
-            }
-            if done == n {
-                break;
-            }
-        }
+        let done = self.transport.send(s, &mut self.send, n);
         self.stats.send_errors += (n - done) as u64;
         self.stats.sent += n as u64;
         n
-    }
-
-    /// sendmmsg of messages `[from, n)` of the send batch.
-    fn send_from(&mut self, fd: RawFd, from: usize, n: usize) -> io::Result<usize> {
-        if from == 0 {
-            return self.send.send(fd, n, false);
-        }
-        // Rare path: move the unsent tail to the front, one message at a time.
-        let mut sent = 0;
-        for i in from..n {
-            match net::send_one(fd, self.send.msg(i)) {
-                Ok(()) => sent += 1,
-                Err(e) => return if sent > 0 { Ok(sent) } else { Err(e) },
-            }
-        }
-        Ok(sent)
     }
 
     fn slot_live(&self, t: &Timer) -> bool {
@@ -622,10 +597,11 @@ impl Worker {
                         &spec,
                         auth_line,
                     ) {
-                        let fd = self.socks[self.sock_of_port(spec.port)].socket.as_raw_fd();
-                        match net::send_one(fd, &self.scratch[..len]) {
-                            Ok(()) => self.stats.retransmissions += 1,
-                            Err(_) => self.stats.send_errors += 1,
+                        let ch = self.transport.channel_of_port(spec.port);
+                        if self.transport.send_one(ch, &self.scratch[..len]) {
+                            self.stats.retransmissions += 1;
+                        } else {
+                            self.stats.send_errors += 1;
                         }
                     }
                     self.timers.rearm(t, step, now);
@@ -745,10 +721,6 @@ impl Worker {
         true
     }
 
-    fn sock_of_port(&self, port: u16) -> usize {
-        self.socks.iter().position(|s| s.port == port).unwrap_or(0)
-    }
-
     /// Frees a slot and its user; `success` tells whether the REGISTER took effect.
     fn release(&mut self, slot: u32, success: bool) {
         let s = &mut self.slots[slot as usize];
@@ -773,21 +745,14 @@ impl Worker {
     }
 
     fn receive(&mut self, sleep_ns: u64) -> io::Result<()> {
-        let mut ready = [0usize; 64];
-        let mut nready = 0;
-        for idx in self.epoll.wait(sleep_ns)? {
-            if nready < ready.len() {
-                ready[nready] = idx;
-                nready += 1;
-            }
-        }
-        for &s in &ready[..nready] {
-            let fd = self.socks[s].socket.as_raw_fd();
+        let mut ready = std::mem::take(&mut self.ready);
+        self.transport.wait(sleep_ns, &mut ready)?;
+        for &ch in &ready {
             for _ in 0..RECV_ROUNDS_MAX {
-                let n = match self.recv.recv(fd, libc::MSG_DONTWAIT, false) {
-                    Ok(n) => n,
-                    // ECONNREFUSED: an ICMP port unreachable from a target that is not (yet)
-                    // listening; the requests will time out and be counted.
+                let got = match self.transport.recv(ch) {
+                    Ok(got) => got,
+                    // ECONNREFUSED: an ICMP port unreachable from a UDP target that is not
+                    // (yet) listening; the requests will time out and be counted.
                     Err(_) => {
                         self.stats.send_errors += 1;
                         break;
@@ -795,22 +760,21 @@ impl Worker {
                 };
                 let now = self.now_ns();
                 let mut acks = 0;
-                for i in 0..n {
+                for i in 0..got.messages {
                     self.on_datagram(i, now, &mut acks);
                 }
                 if acks > 0 {
-                    match self.ack.send(fd, acks, false) {
-                        // ACKs and answers to 401s share the batch; each is counted
-                        // when queued (acks, auth_challenges).
-                        Ok(_) => {}
-                        Err(_) => self.stats.send_errors += acks as u64,
-                    }
+                    // ACKs and answers to 401s share the batch; each is counted when
+                    // queued (acks, auth_challenges).
+                    let sent = self.transport.send(ch, &mut self.ack, acks);
+                    self.stats.send_errors += (acks - sent) as u64;
                 }
-                if n < self.recv.capacity() {
+                if got.drained {
                     break;
                 }
             }
         }
+        self.ready = ready;
         Ok(())
     }
 
@@ -818,7 +782,7 @@ impl Worker {
     fn on_datagram(&mut self, i: usize, now: u64, acks: &mut usize) {
         let shared = self.shared.clone();
         let cfg = &shared.cfg;
-        let msg = self.recv.msg(i);
+        let msg = self.transport.message(i);
         let r = match response::parse(msg) {
             Ok(r) => r,
             Err(_) => {
