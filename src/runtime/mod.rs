@@ -47,6 +47,7 @@ mod shard;
 mod socket;
 mod stats;
 pub mod steer;
+mod tcp;
 mod udp;
 
 pub(crate) use socket::socket_drops;
@@ -93,6 +94,7 @@ pub struct Starting {
     config: Config,
     signals: Signals,
     bound: socket::Bound,
+    tcp: tcp::Bound,
     seed: u64,
     shared: Arc<MeshShared>,
     ends: Vec<mesh::MeshEnd>,
@@ -140,6 +142,7 @@ pub fn start(config: Config) -> anyhow::Result<Starting> {
         config.socket_rcvbuf_bytes,
         config.socket_sndbuf_bytes,
     )?;
+    let tcp = tcp::bind_all(&config.tcp_listen, shards)?;
     log_start(&config, &bound);
     // Receive steering (issue 13): every socket is bound, in core order, before any core
     // starts; attach now, before the first datagram is read.
@@ -153,6 +156,7 @@ pub fn start(config: Config) -> anyhow::Result<Starting> {
         config,
         signals,
         bound,
+        tcp,
         seed,
         shared,
         ends,
@@ -170,6 +174,11 @@ impl Starting {
     /// The SIP addresses actually bound (port 0 resolved), one per `--listen`.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.bound.local
+    }
+
+    /// The TCP addresses actually bound (port 0 resolved), one per `--listen tcp:`.
+    pub fn tcp_local_addrs(&self) -> &[SocketAddr] {
+        &self.tcp.local
     }
 
     /// The management side of the cores: send them commands, see whether they are
@@ -194,6 +203,7 @@ impl Starting {
             config,
             mut signals,
             bound,
+            tcp,
             seed,
             shared,
             ends,
@@ -232,6 +242,7 @@ impl Starting {
         let (ready_tx, ready_rx) =
             crossbeam_channel::bounded::<(usize, Result<(), String>)>(shards);
         let mut cores: Vec<JoinHandle<()>> = Vec::with_capacity(shards);
+        let mut tcp_listeners = tcp.listeners.into_iter();
         for (((index, sockets), end), control) in bound
             .sockets
             .into_iter()
@@ -243,6 +254,8 @@ impl Starting {
             let setup = shard::CoreSetup {
                 shards,
                 sockets,
+                tcp_listeners: tcp_listeners.next().unwrap_or_default(),
+                tcp: config.tcp,
                 registrar: config.registrar_config(index, seed),
                 recv_batch: config.recv_batch,
                 spin_before_park_us: config.spin_before_park_us,
@@ -292,6 +305,16 @@ impl Starting {
                     "ready: {shards} cores answering on {}",
                     join_addrs(&bound.local)
                 );
+                if !tcp.local.is_empty() {
+                    tracing::info!(
+                        "TCP on {} (per core: {} connections max, {} B read buffer, idle {} s, header {} ms)",
+                        join_addrs(&tcp.local),
+                        config.tcp.connections_max,
+                        config.tcp.read_buffer_bytes,
+                        config.tcp.idle_timeout_ms / 1000,
+                        config.tcp.header_timeout_ms
+                    );
+                }
                 supervise(&config, &shared, &cores, &counters)
             }
             Err(e) => {

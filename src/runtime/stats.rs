@@ -58,6 +58,73 @@ pub(crate) struct Counters {
     /// Commits answered 503 or 500 by the link: lost connection, no master for the
     /// slot, CLUSTERDOWN/TRYAGAIN, timeout, malformed reply.
     pub(crate) redis_failed: u64,
+    /// TCP connections accepted.
+    pub(crate) tcp_accepted: u64,
+    /// TCP connections closed (any reason).
+    pub(crate) tcp_closed: u64,
+    /// TCP connections open now (a gauge).
+    pub(crate) tcp_connections: u64,
+    /// TCP connections accepted and closed at once: `--tcp-connections-max` reached.
+    pub(crate) tcp_refused: u64,
+    /// Requests framed off TCP connections.
+    pub(crate) tcp_messages: u64,
+    /// Stream messages refused (400 no/bad Content-Length, 513 too large), each
+    /// closing its connection.
+    pub(crate) tcp_framing_errors: u64,
+    /// Connections closed for a message begun longer than `--tcp-header-timeout-ms`.
+    pub(crate) tcp_header_timeouts: u64,
+    /// Connections closed after `--tcp-idle-timeout-s` without traffic.
+    pub(crate) tcp_idle_timeouts: u64,
+    /// Connections closed because their peer left too many replies unread.
+    pub(crate) tcp_write_overflow: u64,
+    /// Replies for a connection that had closed (or whose slot was reused).
+    pub(crate) tcp_conn_gone: u64,
+}
+
+/// The TCP counters, in the order they are published.
+const TCP_FIELDS: usize = 10;
+
+fn tcp_array(c: &Counters) -> [u64; TCP_FIELDS] {
+    [
+        c.tcp_accepted,
+        c.tcp_closed,
+        c.tcp_connections,
+        c.tcp_refused,
+        c.tcp_messages,
+        c.tcp_framing_errors,
+        c.tcp_header_timeouts,
+        c.tcp_idle_timeouts,
+        c.tcp_write_overflow,
+        c.tcp_conn_gone,
+    ]
+}
+
+fn with_tcp(c: Counters, a: [u64; TCP_FIELDS]) -> Counters {
+    let [
+        tcp_accepted,
+        tcp_closed,
+        tcp_connections,
+        tcp_refused,
+        tcp_messages,
+        tcp_framing_errors,
+        tcp_header_timeouts,
+        tcp_idle_timeouts,
+        tcp_write_overflow,
+        tcp_conn_gone,
+    ] = a;
+    Counters {
+        tcp_accepted,
+        tcp_closed,
+        tcp_connections,
+        tcp_refused,
+        tcp_messages,
+        tcp_framing_errors,
+        tcp_header_timeouts,
+        tcp_idle_timeouts,
+        tcp_write_overflow,
+        tcp_conn_gone,
+        ..c
+    }
 }
 
 /// Upper bounds of the REGISTER latency buckets, in microseconds; one more bucket
@@ -168,6 +235,15 @@ impl Counters {
         self.redis_sent += o.redis_sent;
         self.redis_retried += o.redis_retried;
         self.redis_failed += o.redis_failed;
+        let tcp = tcp_array(self)
+            .into_iter()
+            .zip(tcp_array(o))
+            .map(|(a, b)| a + b);
+        let mut sum = [0; TCP_FIELDS];
+        for (slot, v) in sum.iter_mut().zip(tcp) {
+            *slot = v;
+        }
+        *self = with_tcp(std::mem::take(self), sum);
     }
 }
 
@@ -187,7 +263,7 @@ impl Default for SharedCounters {
 
 /// The fields before the busy time and latency ones.
 const BASE_FIELDS: usize = 21;
-const FIELDS: usize = BASE_FIELDS + 8 + LATENCY_BUCKETS;
+const FIELDS: usize = BASE_FIELDS + 8 + LATENCY_BUCKETS + TCP_FIELDS;
 
 fn to_array(c: &Counters) -> [u64; FIELDS] {
     let mut a = [0; FIELDS];
@@ -201,7 +277,8 @@ fn to_array(c: &Counters) -> [u64; FIELDS] {
         c.redis_retried,
         c.redis_failed,
     ]);
-    for (slot, v) in a.iter_mut().zip(values.chain(c.register_latency)) {
+    let values = values.chain(c.register_latency).chain(tcp_array(c));
+    for (slot, v) in a.iter_mut().zip(values) {
         *slot = v;
     }
     a
@@ -242,7 +319,11 @@ fn from_array(a: [u64; FIELDS]) -> Counters {
     for (i, b) in register_latency.iter_mut().enumerate() {
         *b = at(8 + i);
     }
-    Counters {
+    let mut tcp = [0; TCP_FIELDS];
+    for (i, v) in tcp.iter_mut().enumerate() {
+        *v = at(8 + LATENCY_BUCKETS + i);
+    }
+    let counters = Counters {
         busy_ns: at(0),
         total_ns: at(1),
         register_latency_sum_ns: at(2),
@@ -253,7 +334,8 @@ fn from_array(a: [u64; FIELDS]) -> Counters {
         redis_failed: at(7),
         register_latency,
         ..from_base(base)
-    }
+    };
+    with_tcp(counters, tcp)
 }
 
 fn from_base(a: [u64; BASE_FIELDS]) -> Counters {

@@ -1,0 +1,187 @@
+//! One TCP connection: its byte stream, a read buffer of `--tcp-read-buffer-bytes`
+//! (the bytes received and not yet framed), a write queue (replies the kernel has not
+//! taken yet), and the times the core's sweep judges it by.
+//!
+//! The stream is read and written only through `io::Read` and `io::Write`: that is
+//! the seam where TLS goes (a TLS session wrapping the `TcpStream` is the same two
+//! traits), and nothing above this file sees the socket.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
+
+/// Bytes a connection may have queued for writing, at most: a peer that stops
+/// reading while it keeps sending requests is closed past this (counted), instead of
+/// growing the queue without bound. 64 replies of 4 KiB.
+pub(super) const WRITE_QUEUE_BYTES_MAX: usize = 256 * 1024;
+
+/// What a read brought.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum ReadOutcome {
+    /// This many bytes were added to the read buffer.
+    Bytes(usize),
+    /// Nothing to read now.
+    Nothing,
+    /// The peer closed its side (FIN).
+    Closed,
+    /// The connection failed (reset, …).
+    Failed,
+}
+
+/// What a write left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum WriteOutcome {
+    /// The queue is empty.
+    Done,
+    /// The kernel's buffer is full: bytes wait for the socket to be writable.
+    Blocked,
+    /// The connection failed.
+    Failed,
+}
+
+#[derive(Debug)]
+pub(super) struct Conn {
+    stream: TcpStream,
+    pub(super) remote: SocketAddr,
+    /// The TCP listen index it was accepted on.
+    pub(super) listen: u16,
+    read: Box<[u8]>,
+    filled: usize,
+    write: Vec<u8>,
+    written: usize,
+    /// Last byte read or written, ms since the epoch (the idle timeout).
+    pub(super) active_ms: u64,
+    /// Since when the read buffer holds the start of a message that is not complete
+    /// (the header timeout); `None` while it is empty.
+    pub(super) partial_since_ms: Option<u64>,
+    /// No more requests are taken: after a framing error or the peer's FIN. The
+    /// connection closes once its queue is written.
+    pub(super) closing: bool,
+    /// Our side is shut down (FIN sent); reads are drained until the peer's FIN.
+    pub(super) shut: bool,
+    /// Registered for writability (bytes wait in the queue).
+    pub(super) watching_write: bool,
+    /// In the table's list of connections to write at the turn's flush.
+    pub(super) dirty: bool,
+}
+
+impl Conn {
+    pub(super) fn new(
+        stream: TcpStream,
+        remote: SocketAddr,
+        listen: u16,
+        read_buffer_bytes: usize,
+        now_ms: u64,
+    ) -> Self {
+        Self {
+            stream,
+            remote,
+            listen,
+            read: vec![0; read_buffer_bytes].into_boxed_slice(),
+            filled: 0,
+            write: Vec::new(),
+            written: 0,
+            active_ms: now_ms,
+            partial_since_ms: None,
+            closing: false,
+            shut: false,
+            watching_write: false,
+            dirty: false,
+        }
+    }
+
+    pub(super) fn fd(&self) -> RawFd {
+        self.stream.as_raw_fd()
+    }
+
+    /// One read into the free end of the read buffer (never blocks). A closing
+    /// connection's bytes are read and thrown away (the stream is no longer framed).
+    pub(super) fn read(&mut self, now_ms: u64) -> ReadOutcome {
+        if self.closing {
+            self.filled = 0;
+        }
+        let Some(free) = self.read.get_mut(self.filled..) else {
+            return ReadOutcome::Failed;
+        };
+        if free.is_empty() {
+            // The framing bound equals the buffer: a full buffer was refused already.
+            return ReadOutcome::Nothing;
+        }
+        match self.stream.read(free) {
+            Ok(0) => ReadOutcome::Closed,
+            Ok(n) => {
+                self.filled += n;
+                self.active_ms = now_ms;
+                ReadOutcome::Bytes(n)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadOutcome::Nothing,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => ReadOutcome::Nothing,
+            Err(_) => ReadOutcome::Failed,
+        }
+    }
+
+    /// The bytes received and not yet consumed.
+    pub(super) fn unframed(&self) -> &[u8] {
+        self.read.get(..self.filled).unwrap_or_default()
+    }
+
+    /// Drop the first `n` unframed bytes (the messages taken), keeping the rest at
+    /// the start of the buffer; note when what is left started (`now_ms`).
+    pub(super) fn consume(&mut self, n: usize, now_ms: u64) {
+        let n = n.min(self.filled);
+        self.read.copy_within(n..self.filled, 0);
+        self.filled -= n;
+        self.partial_since_ms = match (self.filled, n) {
+            (0, _) => None,
+            // What is left began in the read that completed the message before it.
+            (_, 1..) => Some(now_ms),
+            (_, 0) => self.partial_since_ms.or(Some(now_ms)),
+        };
+    }
+
+    /// Bytes queued and not yet written.
+    pub(super) fn queued(&self) -> usize {
+        self.write.len() - self.written
+    }
+
+    /// Append `bytes` to the write queue; `false` (nothing queued) past
+    /// [`WRITE_QUEUE_BYTES_MAX`].
+    pub(super) fn queue(&mut self, bytes: &[u8]) -> bool {
+        if self.queued() + bytes.len() > WRITE_QUEUE_BYTES_MAX {
+            return false;
+        }
+        if self.written > 0 && self.written == self.write.len() {
+            self.write.clear();
+            self.written = 0;
+        }
+        self.write.extend_from_slice(bytes);
+        true
+    }
+
+    /// Write as much of the queue as the kernel takes (never blocks).
+    pub(super) fn write_queued(&mut self, now_ms: u64) -> WriteOutcome {
+        while self.written < self.write.len() {
+            match self.stream.write(&self.write[self.written..]) {
+                Ok(0) => return WriteOutcome::Failed,
+                Ok(n) => {
+                    self.written += n;
+                    self.active_ms = now_ms;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return WriteOutcome::Blocked,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return WriteOutcome::Failed,
+            }
+        }
+        self.write.clear();
+        self.written = 0;
+        WriteOutcome::Done
+    }
+
+    /// Send our FIN (everything queued is written): the peer reads what we sent, then
+    /// the end. Closing the socket with unread bytes in it would send a reset instead,
+    /// which may destroy the answer before the peer reads it.
+    pub(super) fn shut_down(&mut self) {
+        let _ = self.stream.shutdown(Shutdown::Write);
+        self.shut = true;
+    }
+}
