@@ -26,3 +26,6 @@ mod service;
 
 // Receive steering (issue 13): one source on two cores, eBPF vs the kernel's hash.
 mod steering_runtime;
+
+// SIP over TCP (RFC 3261 §18): replies on the connection, framing, limits, the mesh.
+mod tcp;
