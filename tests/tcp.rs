@@ -480,3 +480,42 @@ fn a_register_owned_by_the_other_core_is_answered_on_the_connection() {
         .unwrap_or_else(|| panic!("no stop line: {log}"));
     assert!(forwarded > 0, "some requests crossed the mesh: {log}");
 }
+
+#[test]
+fn a_binding_made_over_tcp_records_its_transport_and_outlives_its_connection() {
+    let admin = free_tcp_addr();
+    let (_server, addr) = start(&["--admin", &admin]);
+    let mut c = Conn::open(addr);
+    let name = format!("flow{}", unique());
+    let a = format!("sip:{name}@example.com");
+    let contact = tcp_contact(&c, "dev");
+    assert_eq!(
+        c.request(&register(&c, &a, &contact, "flow-1", 1)).status,
+        200
+    );
+    let url = format!("http://{admin}/v1/aors/{name}@example.com");
+    let body = ureq::get(&url)
+        .timeout(Duration::from_secs(5))
+        .call()
+        .expect("GET the AOR")
+        .into_string()
+        .expect("body");
+    let aor: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let b = &aor["bindings"][0];
+    assert_eq!(b["transport"], "tcp", "{body}");
+    assert_eq!(b["source"], c.local().to_string(), "{body}");
+    assert_eq!(b["socket"], 0, "the first TCP listen address: {body}");
+    // The connection closes; the binding stays until it expires (no RFC 5626 flow
+    // removal): a fetch on a new connection still lists it.
+    drop(c);
+    let mut other = Conn::open(addr);
+    let fetch =
+        register(&other, &a, "unused", "flow-fetch", 1).replace("Contact: <unused>\r\n", "");
+    let r = other.request(&fetch);
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert!(
+        r.contacts().iter().any(|ct| ct.contains(&contact)),
+        "{}",
+        r.raw
+    );
+}
