@@ -469,6 +469,23 @@ fn a_register_owned_by_the_other_core_is_answered_on_the_connection() {
     for _ in 0..aors.len() {
         assert_eq!(c.response().status, 200);
     }
+    // Pipelined and then half-closed (our FIN right after the requests): every answer
+    // still arrives, those crossing the mesh included, and then the server's FIN.
+    let mut c = Conn::open(addr);
+    let all: String = aors
+        .iter()
+        .enumerate()
+        .map(|(i, a)| register(&c, a, &tcp_contact(&c, "y"), &format!("half-{i}"), 1))
+        .collect();
+    c.send(all.as_bytes());
+    c.stream.shutdown(Shutdown::Write).expect("half-close");
+    for _ in 0..aors.len() {
+        assert_eq!(c.response().status, 200);
+    }
+    assert!(
+        c.closed_within(Duration::from_secs(2)),
+        "then the server's FIN"
+    );
     assert!(server.terminate(Duration::from_secs(10)).is_some());
     let log = server.log();
     let forwarded: u64 = log

@@ -130,20 +130,31 @@ pub(crate) struct Epoll {
     events: Vec<libc::epoll_event>,
 }
 
-/// An fd's interest: readable always, writable while bytes wait to be written.
+/// What an fd is watched for (a hang-up or an error is reported either way).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Interest {
-    Read,
-    ReadWrite,
+pub(crate) struct Interest {
+    /// Readable (or the peer closed its side).
+    pub(crate) read: bool,
+    /// Writable: asked for only while bytes wait to be written.
+    pub(crate) write: bool,
 }
 
 impl Interest {
+    /// Readable only: a listener, or a connection with nothing to write.
+    pub(crate) const READ: Self = Self {
+        read: true,
+        write: false,
+    };
+
     const fn events(self) -> u32 {
-        let read = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
-        match self {
-            Self::Read => read,
-            Self::ReadWrite => read | libc::EPOLLOUT as u32,
+        let mut events = 0;
+        if self.read {
+            events |= (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
         }
+        if self.write {
+            events |= libc::EPOLLOUT as u32;
+        }
+        events
     }
 }
 
@@ -283,13 +294,15 @@ mod tests {
         let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
         let mut epoll = Epoll::new(8).unwrap();
-        epoll.add(server.as_raw_fd(), 7, Interest::Read).unwrap();
+        epoll.add(server.as_raw_fd(), 7, Interest::READ).unwrap();
         let mut ready = Vec::new();
         epoll.ready(&mut ready).unwrap();
         assert!(ready.is_empty(), "nothing sent yet");
-        epoll
-            .modify(server.as_raw_fd(), 7, Interest::ReadWrite)
-            .unwrap();
+        let both = Interest {
+            read: true,
+            write: true,
+        };
+        epoll.modify(server.as_raw_fd(), 7, both).unwrap();
         epoll.ready(&mut ready).unwrap();
         assert_eq!(
             ready,
@@ -299,7 +312,7 @@ mod tests {
                 writable: true
             }]
         );
-        epoll.modify(server.as_raw_fd(), 7, Interest::Read).unwrap();
+        epoll.modify(server.as_raw_fd(), 7, Interest::READ).unwrap();
         client.write_all(b"x").unwrap();
         let mut set = PollSet::default();
         assert!(

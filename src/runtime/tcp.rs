@@ -116,7 +116,7 @@ impl Tcp {
             epoll.add(
                 listener.as_raw_fd(),
                 LISTENER_TOKEN + i as u64,
-                Interest::Read,
+                Interest::READ,
             )?;
         }
         Ok(Some(Self {
@@ -212,7 +212,7 @@ impl Tcp {
                 counters.tcp_refused += 1;
                 continue;
             };
-            if self.epoll.add(fd, u64::from(slot), Interest::Read).is_err() {
+            if self.epoll.add(fd, u64::from(slot), Interest::READ).is_err() {
                 if self.table.remove(slot).is_some() {
                     counters.tcp_closed += 1;
                 }
@@ -242,13 +242,14 @@ impl Tcp {
             ReadOutcome::Nothing => return,
             ReadOutcome::Failed => return self.close(slot, counters),
             ReadOutcome::Closed => {
-                // The peer is done sending; what it sent is framed already. Close once
-                // the replies queued for it are written.
-                conn.closing = true;
-                if conn.shut || conn.queued() == 0 {
+                // The peer is done sending; what it sent is framed already. The
+                // connection ends once what it asked is answered and written.
+                if conn.shut {
                     return self.close(slot, counters);
                 }
-                return;
+                conn.closing = true;
+                conn.peer_closed = true;
+                return self.settle(slot, counters);
             }
             ReadOutcome::Bytes(_) if conn.closing => return,
             ReadOutcome::Bytes(_) => {}
@@ -272,6 +273,7 @@ impl Tcp {
                 Ok(Framed::Complete { len }) => {
                     let bytes = arena.alloc_slice_copy(rest.get(..len).unwrap_or_default());
                     out.push(Received::Message { bytes, source });
+                    conn.awaiting = conn.awaiting.saturating_add(1);
                     counters.tcp_messages += 1;
                     consumed += len;
                 }
@@ -289,6 +291,7 @@ impl Tcp {
                         status,
                         reason,
                     });
+                    conn.awaiting = conn.awaiting.saturating_add(1);
                     counters.tcp_framing_errors += 1;
                     conn.closing = true;
                     // Shut down at the flush, once the answer (if any) is written.
@@ -307,13 +310,18 @@ impl Tcp {
         }
     }
 
-    /// Queue `bytes` on the connection `to` names, if it is still there (its
-    /// generation matches): written at the turn's [`flush`](Self::flush).
+    /// Queue the answer `bytes` on the connection `to` names, if it is still there
+    /// (its generation matches): written at the turn's [`flush`](Self::flush).
     pub(crate) fn send(&mut self, to: ConnId, bytes: &[u8], counters: &mut Counters) {
-        if to.core != self.core || self.table.get_mut(to.slot, to.generation).is_none() {
+        let Some(conn) = self.table.get_mut(to.slot, to.generation) else {
+            counters.tcp_conn_gone += 1;
+            return;
+        };
+        if to.core != self.core {
             counters.tcp_conn_gone += 1;
             return;
         }
+        conn.awaiting = conn.awaiting.saturating_sub(1);
         if self.queue_on(to.slot, bytes, counters) {
             counters.sent += 1;
         }
@@ -352,29 +360,40 @@ impl Tcp {
         counters.tcp_connections = self.table.len() as u64;
     }
 
-    /// Write what `slot` has queued; watch for writability while bytes wait; shut
-    /// down a closing connection once its queue is empty.
+    /// Write what `slot` has queued (watching for writability while bytes wait), then
+    /// [`settle`](Self::settle) it.
     fn write_out(&mut self, slot: u32, now_ms: u64, counters: &mut Counters) {
         let Some((conn, _)) = self.table.get_slot_mut(slot) else {
             return;
         };
-        let outcome = conn.write_queued(now_ms);
-        let want = match outcome {
+        match conn.write_queued(now_ms) {
             WriteOutcome::Failed => {
                 counters.send_errors += 1;
                 return self.close(slot, counters);
             }
-            WriteOutcome::Blocked => Interest::ReadWrite,
-            WriteOutcome::Done => {
-                if conn.closing && !conn.shut {
-                    conn.shut_down();
-                }
-                Interest::Read
-            }
+            WriteOutcome::Blocked => conn.watching_write = true,
+            WriteOutcome::Done => conn.watching_write = false,
+        }
+        self.settle(slot, counters);
+    }
+
+    /// End a closing connection that is finished (our FIN, or the close when the
+    /// peer's came first), and keep epoll's interest in step with the connection.
+    fn settle(&mut self, slot: u32, counters: &mut Counters) {
+        let Some((conn, _)) = self.table.get_slot_mut(slot) else {
+            return;
         };
-        let watching = want == Interest::ReadWrite;
-        if conn.watching_write != watching {
-            conn.watching_write = watching;
+        if conn.finished() {
+            if conn.peer_closed {
+                return self.close(slot, counters);
+            }
+            if !conn.shut {
+                conn.shut_down();
+            }
+        }
+        let want = conn.interest();
+        if conn.watched != want {
+            conn.watched = want;
             let fd = conn.fd();
             if self.epoll.modify(fd, u64::from(slot), want).is_err() {
                 self.close(slot, counters);
@@ -396,8 +415,8 @@ impl Tcp {
     }
 
     /// Close the connections past a timeout: idle past `--tcp-idle-timeout-s`, a
-    /// message begun past `--tcp-header-timeout-ms` ago, or closing (our FIN sent) and
-    /// not closed by the peer within the header timeout. Runs when due.
+    /// message begun past `--tcp-header-timeout-ms` ago, or closing and not finished
+    /// (answers, the peer's FIN) within the header timeout. Runs when due.
     pub(crate) fn sweep(&mut self, now_ms: u64, counters: &mut Counters) {
         if now_ms < self.next_sweep_ms {
             return;
@@ -421,7 +440,9 @@ impl Tcp {
                 counters.tcp_header_timeouts += 1;
             } else if idle >= idle_ms {
                 counters.tcp_idle_timeouts += 1;
-            } else if !(conn.shut && idle >= header_ms) {
+            } else if !(conn.closing && idle >= header_ms) {
+                // A closing connection lingers at most the header timeout for its
+                // answers and the peer's FIN.
                 continue;
             }
             self.close(slot, counters);

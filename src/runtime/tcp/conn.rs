@@ -55,12 +55,20 @@ pub(super) struct Conn {
     /// (the header timeout); `None` while it is empty.
     pub(super) partial_since_ms: Option<u64>,
     /// No more requests are taken: after a framing error or the peer's FIN. The
-    /// connection closes once its queue is written.
+    /// connection ends once every request taken is answered and the answers written.
     pub(super) closing: bool,
+    /// The peer closed its side (FIN read): nothing more to read.
+    pub(super) peer_closed: bool,
     /// Our side is shut down (FIN sent); reads are drained until the peer's FIN.
     pub(super) shut: bool,
-    /// Registered for writability (bytes wait in the queue).
+    /// Requests (and refusals) handed on and not answered yet: the connection waits
+    /// for them before it ends (an answer may cross the mesh from another core). One
+    /// answered with nothing (an ACK) keeps it waiting until the sweep's linger.
+    pub(super) awaiting: u32,
+    /// Bytes wait in the queue for the socket to be writable.
     pub(super) watching_write: bool,
+    /// What epoll watches now.
+    pub(super) watched: super::Interest,
     /// In the table's list of connections to write at the turn's flush.
     pub(super) dirty: bool,
 }
@@ -84,8 +92,11 @@ impl Conn {
             active_ms: now_ms,
             partial_since_ms: None,
             closing: false,
+            peer_closed: false,
             shut: false,
+            awaiting: 0,
             watching_write: false,
+            watched: super::Interest::READ,
             dirty: false,
         }
     }
@@ -180,6 +191,20 @@ impl Conn {
     /// Send our FIN (everything queued is written): the peer reads what we sent, then
     /// the end. Closing the socket with unread bytes in it would send a reset instead,
     /// which may destroy the answer before the peer reads it.
+    /// What epoll should watch: reads until the peer's FIN, writes while bytes wait.
+    pub(super) fn interest(&self) -> super::Interest {
+        super::Interest {
+            read: !self.peer_closed,
+            write: self.watching_write,
+        }
+    }
+
+    /// Done once closing with every request answered and written (the caller then
+    /// shuts down our side, or closes when the peer has closed too).
+    pub(super) fn finished(&self) -> bool {
+        self.closing && self.awaiting == 0 && self.queued() == 0
+    }
+
     pub(super) fn shut_down(&mut self) {
         let _ = self.stream.shutdown(Shutdown::Write);
         self.shut = true;
