@@ -8,6 +8,7 @@
 //!   main thread: Config -> bind sockets -> spawn cores -> wait "ready" -> stats / signals
 //!   core i (pinned, one glommio LocalExecutor, one Registrar shard), each turn:
 //!     receive  recvmmsg(socket[i][l]) -> a batch of (bytes, Source)
+//!              TCP (if any listener): epoll -> accept, read, frame -> one batch
 //!              mesh inbox -> the requests other cores forwarded here, as one batch
 //!     decide   registrar.prepare each (parse, owner = shard_for(hash, n)), warm the
 //!              batch, registrar.answer each in order -> Action
@@ -25,8 +26,9 @@
 //! reached, so it comes from the address and port the client sent to.
 //!
 //! Files: `shard` (the per-core loop and the one path every request takes), `udp`
-//! (the core's sockets and send batches), `park` (how an idle core sleeps: one `ppoll`
-//! on its sockets and its doorbell eventfd), `journal` (the durability hold queue),
+//! (the core's sockets and send batches), `tcp` (its TCP listeners and connections:
+//! accept, read and frame, write queues, timeouts), `park` (how an idle core sleeps: one
+//! `ppoll` on its sockets, its epoll set of connections and its doorbell eventfd), `journal` (the durability hold queue),
 //! `socket` (binding, buffer sizes), `mmsg` (recvmmsg/sendmmsg), `mesh` (cross-core
 //! requests and replies, doorbells, buffer pool), `steer` (loading the receive-steering
 //! program), `stats` (counters and the summary line). `unsafe` exists only in

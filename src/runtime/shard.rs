@@ -6,13 +6,16 @@
 //! [`Core::handle_batch`] prepares the batch (parse, owner), warms it, and answers each
 //! request in order; [`Core::act`] carries out the registrar's [`Action`] (reply now,
 //! hold the reply for the journal, forward, or count a drop). The journal hold queue is
-//! in `journal`, the sockets in `udp`.
+//! in `journal`, the sockets in `udp`, the TCP listeners and connections in `tcp`
+//! (their messages are one more batch per turn; a reply for a connection goes to the
+//! core holding it, see [`Core::deliver`]).
 //!
 //! The loop is one glommio task per core. It never awaits while there is work, so a
 //! busy core makes one `recvmmsg` per batch and one `sendmmsg` per socket per batch,
 //! and nothing else. When a turn finds no work it parks (`park`: one `ppoll`, not
 //! glommio's reactor, which interrupts every other core on each sleep) on its wake
-//! sources at once: any listening socket readable, the mesh doorbell's eventfd (another
+//! sources at once: any listening socket readable, the TCP epoll set (a listener or a
+//! connection ready), the mesh doorbell's eventfd (another
 //! core forwarded to us, the store writer made replies durable, a management command,
 //! or a stop), and the registrar's next deadline as the timeout (at most
 //! [`TIMER_TICK_MS`] away). An idle core therefore sleeps in the kernel and costs ~0 %
