@@ -536,3 +536,54 @@ fn a_binding_made_over_tcp_records_its_transport_and_outlives_its_connection() {
         r.raw
     );
 }
+
+#[test]
+fn rfc4475_torture_messages_over_tcp_each_end_in_an_answer_or_a_close() {
+    // Each message on its own connection: many have no, a wrong or a huge
+    // Content-Length (framing faults on a stream), some announce more body than they
+    // carry (the header timeout ends those).
+    let (_server, addr) = start(&["--tcp-header-timeout-ms", "400"]);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/rfc4475");
+    let mut conns = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = e.expect("dir entry").path();
+        if path.extension().and_then(|x| x.to_str()) == Some("dat") {
+            let mut c = Conn::open(addr);
+            c.send(&std::fs::read(&path).expect("read message"));
+            conns.push((path, c));
+        }
+    }
+    assert_eq!(conns.len(), 49);
+    // Every answer is written and every partial message past the header timeout by
+    // then; each connection is then read without a long wait.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (mut answered, mut closed) = (0, 0);
+    for (path, c) in &mut conns {
+        // Whatever the message, the connection does not hang: its answers, then the
+        // server's close, or a connection that still serves.
+        let mut got_answer = false;
+        while let Some(bytes) = c.read_until(Duration::from_millis(100), response_len) {
+            let r = Response::parse(&String::from_utf8_lossy(&bytes));
+            assert!(r.status >= 200, "{}: {}", path.display(), r.raw);
+            got_answer = true;
+        }
+        if c.closed_within(Duration::from_millis(10)) {
+            closed += 1;
+        } else {
+            // Left open (answered, or a response dropped unanswered): it still serves.
+            let a = aor("torture");
+            let text = register(c, &a, &tcp_contact(c, "t"), "torture-next", 1);
+            let r = c.request(&text);
+            assert_eq!(r.status, 200, "{}: after it: {}", path.display(), r.raw);
+        }
+        if got_answer {
+            answered += 1;
+        }
+    }
+    assert!(answered > 20 && closed > 0, "{answered} answered, {closed} closed");
+    // The server is intact.
+    let mut c = Conn::open(addr);
+    let a = aor("after-torture");
+    let r = c.request(&register(&c, &a, &tcp_contact(&c, "t"), "after-t", 1));
+    assert_eq!(r.status, 200, "{}", r.raw);
+}
