@@ -580,10 +580,34 @@ fn rfc4475_torture_messages_over_tcp_each_end_in_an_answer_or_a_close() {
             answered += 1;
         }
     }
-    assert!(answered > 20 && closed > 0, "{answered} answered, {closed} closed");
+    assert!(
+        answered > 20 && closed > 0,
+        "{answered} answered, {closed} closed"
+    );
     // The server is intact.
     let mut c = Conn::open(addr);
     let a = aor("after-torture");
     let r = c.request(&register(&c, &a, &tcp_contact(&c, "t"), "after-t", 1));
     assert_eq!(r.status, 200, "{}", r.raw);
+}
+
+#[test]
+fn a_connection_without_traffic_for_the_idle_timeout_is_closed_and_counted() {
+    let admin = free_tcp_addr();
+    let (_server, addr) = start(&["--tcp-idle-timeout-s", "1", "--admin", &admin]);
+    let mut c = Conn::open(addr);
+    let text = register(&c, &aor("idle"), &tcp_contact(&c, "i"), "idle-t", 1);
+    assert_eq!(c.request(&text).status, 200);
+    let quiet = Instant::now();
+    assert!(
+        c.closed_within(Duration::from_secs(4)),
+        "closed after a second without traffic"
+    );
+    assert!(
+        quiet.elapsed() >= Duration::from_millis(900),
+        "not before: {:?}",
+        quiet.elapsed()
+    );
+    let idle = "sipreg_tcp_limits_total{limit=\"idle_timeout\"}";
+    assert_eq!(metric_at_least(&admin, idle, 1), 1);
 }

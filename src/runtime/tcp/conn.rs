@@ -210,3 +210,89 @@ impl Conn {
         self.shut = true;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// A connection whose peer (returned) never reads unless told.
+    fn pair() -> (Conn, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (stream, remote) = listener.accept().unwrap();
+        stream.set_nonblocking(true).unwrap();
+        (Conn::new(stream, remote, 0, 1024, 0), peer)
+    }
+
+    #[test]
+    fn a_peer_that_does_not_read_blocks_writes_and_the_queue_stays_bounded() {
+        let (mut conn, mut peer) = pair();
+        let reply = vec![b'x'; 4096];
+        // Fill the kernel's buffers until a write is partial, then the queue.
+        let mut blocked = false;
+        for _ in 0..100_000 {
+            assert!(conn.queue(&reply));
+            if conn.write_queued(1) == WriteOutcome::Blocked {
+                blocked = true;
+                break;
+            }
+        }
+        assert!(blocked, "the kernel's buffers are finite");
+        let mut queued = 0;
+        while conn.queue(&reply) {
+            queued += 1;
+            assert!(queued <= WRITE_QUEUE_BYTES_MAX / reply.len());
+        }
+        assert!(conn.queued() <= WRITE_QUEUE_BYTES_MAX);
+        assert!(conn.queued() + reply.len() > WRITE_QUEUE_BYTES_MAX);
+        // The peer reads everything: the queue drains in order, nothing lost.
+        let total = conn.queued();
+        peer.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut n = 0usize;
+            let mut buf = vec![0u8; 65536];
+            while let Ok(k) = peer.read(&mut buf) {
+                if k == 0 {
+                    break;
+                }
+                assert!(buf[..k].iter().all(|&b| b == b'x'));
+                n += k;
+            }
+            n
+        });
+        while conn.write_queued(2) == WriteOutcome::Blocked {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(conn.queued(), 0);
+        assert_eq!(conn.active_ms, 2);
+        conn.shut_down();
+        let read = reader.join().unwrap();
+        assert!(read >= total, "{read} of at least {total}");
+    }
+
+    #[test]
+    fn consume_keeps_the_rest_and_dates_a_partial_message() {
+        let (mut conn, mut peer) = pair();
+        peer.write_all(b"abcdef").unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while conn.unframed().len() < 6 && std::time::Instant::now() < deadline {
+            let _ = conn.read(10);
+        }
+        assert_eq!(conn.unframed(), b"abcdef");
+        conn.consume(0, 10);
+        assert_eq!(conn.partial_since_ms, Some(10), "a partial message began");
+        conn.consume(0, 20);
+        assert_eq!(conn.partial_since_ms, Some(10), "still the same one");
+        conn.consume(4, 30);
+        assert_eq!(conn.unframed(), b"ef");
+        assert_eq!(
+            conn.partial_since_ms,
+            Some(30),
+            "the rest began with this read"
+        );
+        conn.consume(2, 40);
+        assert_eq!(conn.partial_since_ms, None);
+    }
+}
