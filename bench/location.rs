@@ -24,6 +24,7 @@ fn binding<'a>(contact: &'a [u8], call_id: &'a [u8], expires_ms: u64, cseq: u32)
         source: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 23)), 5060),
         transport: Transport::Udp,
         local_socket: 0,
+        flow: None,
         user_agent: b"Yealink SIP-T46S 66.86.0.15 xy",
         instance: None,
         reg_id: None,

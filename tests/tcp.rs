@@ -511,17 +511,25 @@ fn a_binding_made_over_tcp_records_its_transport_and_outlives_its_connection() {
         200
     );
     let url = format!("http://{admin}/v1/aors/{name}@example.com");
-    let body = ureq::get(&url)
-        .timeout(Duration::from_secs(5))
-        .call()
-        .expect("GET the AOR")
-        .into_string()
-        .expect("body");
-    let aor: serde_json::Value = serde_json::from_str(&body).expect("JSON");
-    let b = &aor["bindings"][0];
-    assert_eq!(b["transport"], "tcp", "{body}");
-    assert_eq!(b["source"], c.local().to_string(), "{body}");
-    assert_eq!(b["socket"], 0, "the first TCP listen address: {body}");
+    let binding = || -> serde_json::Value {
+        let body = ureq::get(&url)
+            .timeout(Duration::from_secs(5))
+            .call()
+            .expect("GET the AOR")
+            .into_string()
+            .expect("body");
+        let aor: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        aor["bindings"][0].clone()
+    };
+    let b = binding();
+    assert_eq!(b["transport"], "tcp", "{b}");
+    assert_eq!(b["source"], c.local().to_string(), "{b}");
+    assert_eq!(b["socket"], 0, "the first TCP listen address: {b}");
+    let first = b["connection"].clone();
+    assert!(
+        first["slot"].is_u64() && first["generation"].is_u64(),
+        "{b}"
+    );
     // The connection closes; the binding stays until it expires (no RFC 5626 flow
     // removal): a fetch on a new connection still lists it.
     drop(c);
@@ -535,6 +543,12 @@ fn a_binding_made_over_tcp_records_its_transport_and_outlives_its_connection() {
         "{}",
         r.raw
     );
+    assert_eq!(binding()["connection"], first, "a fetch changes nothing");
+    // A refresh over the new connection moves the binding to it.
+    let refresh = register(&other, &a, &contact, "flow-1", 2);
+    assert_eq!(other.request(&refresh).status, 200);
+    let moved = binding()["connection"].clone();
+    assert!(moved.is_object() && moved != first, "{moved} after {first}");
 }
 
 #[test]

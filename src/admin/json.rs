@@ -30,6 +30,11 @@ fn binding(b: &BindingCopy) -> Value {
         "source": b.source.to_string(),
         "transport": transport(b.transport),
         "socket": b.socket,
+        "connection": b.flow.map(|f| json!({
+            "core": f.core,
+            "slot": f.slot,
+            "generation": f.generation,
+        })),
         "user_agent": text(&b.user_agent),
         "path": text(&b.path),
         "instance": b.instance.as_deref().map(text),

@@ -12,6 +12,7 @@
 //! 16 source port u16 18 local socket u16 20 q u16 (Q_NONE)  22 transport u8  23 meta u8
 //! 24 lengths u16 ×6: AOR key, contact, Call-ID, Path, User-Agent, +sip.instance
 //! 36 source address: 4 bytes (IPv4) or 16 bytes (IPv6, meta bit)
+//! .. flow (meta bit; stream transports only): core u16, slot u32, generation u32
 //! .. AOR key, contact, Call-ID, Path, User-Agent, +sip.instance (bytes as received)
 //! ```
 //!
@@ -57,6 +58,23 @@ impl Transport {
     }
 }
 
+/// The connection a binding was registered over (a flow, RFC 5626 §3): the core
+/// holding it, its slot there and the slot's generation, as the runtime named it. Kept
+/// in memory only: a connection does not outlive the process, so the store and the
+/// shared backend do not carry it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Flow {
+    /// The core holding the connection.
+    pub core: u16,
+    /// The connection's slot on that core.
+    pub slot: u32,
+    /// The slot's generation when the REGISTER arrived.
+    pub generation: u32,
+}
+
+/// Bytes a stored [`Flow`] takes (only in bindings that have one).
+const FLOW_BYTES: usize = 10;
+
 /// Largest q value in thousandths (`q=1.0`, RFC 3261 §20.10).
 pub const Q_MAX: u16 = 1000;
 /// Stored q when the Contact had none.
@@ -91,6 +109,8 @@ pub struct NewBinding<'a> {
     pub transport: Transport,
     /// Index of the local socket that received it.
     pub local_socket: u16,
+    /// The connection it came over (stream transports); `None` for datagrams.
+    pub flow: Option<Flow>,
     /// The User-Agent header value; empty when none.
     pub user_agent: &'a [u8],
     /// The `+sip.instance` Contact parameter (RFC 5626), if any.
@@ -119,6 +139,7 @@ const _: () = assert!(OFF_IP == 36);
 const META_V6: u8 = 1;
 const META_REG_ID: u8 = 2;
 const META_INSTANCE: u8 = 4;
+const META_FLOW: u8 = 8;
 
 const F_KEY: usize = 0;
 const F_CONTACT: usize = 1;
@@ -159,7 +180,8 @@ pub(crate) fn encoded_len(aor_key: &[u8], b: &NewBinding<'_>) -> Result<usize, E
     if fields.iter().any(|&l| l > BINDING_FIELD_BYTES_MAX) {
         return Err(EncodeError::FieldTooLong);
     }
-    Ok(OFF_IP + ip_len(&b.source) + fields.iter().sum::<usize>())
+    let flow = b.flow.map_or(0, |_| FLOW_BYTES);
+    Ok(OFF_IP + ip_len(&b.source) + flow + fields.iter().sum::<usize>())
 }
 
 /// Writes the packed form into `buf` (at least `encoded_len` bytes; checked by the caller).
@@ -183,6 +205,9 @@ pub(crate) fn encode(buf: &mut [u8], aor_key: &[u8], b: &NewBinding<'_>, registe
     if b.instance.is_some() {
         meta |= META_INSTANCE;
     }
+    if b.flow.is_some() {
+        meta |= META_FLOW;
+    }
     w.put(&[meta]);
     let instance = b.instance.unwrap_or(&[]);
     let fields: [&[u8]; FIELDS] = [
@@ -200,6 +225,11 @@ pub(crate) fn encode(buf: &mut [u8], aor_key: &[u8], b: &NewBinding<'_>, registe
     match b.source.ip() {
         IpAddr::V4(a) => w.put(&a.octets()),
         IpAddr::V6(a) => w.put(&a.octets()),
+    }
+    if let Some(flow) = b.flow {
+        w.put(&flow.core.to_le_bytes());
+        w.put(&flow.slot.to_le_bytes());
+        w.put(&flow.generation.to_le_bytes());
     }
     for f in fields {
         w.put(f);
@@ -254,8 +284,17 @@ impl<'a> View<'a> {
         self.0.get(OFF_META).copied().unwrap_or(0)
     }
 
-    fn fields_start(self) -> usize {
+    fn flow_start(self) -> usize {
         OFF_IP + if self.meta() & META_V6 != 0 { 16 } else { 4 }
+    }
+
+    fn fields_start(self) -> usize {
+        self.flow_start()
+            + if self.meta() & META_FLOW != 0 {
+                FLOW_BYTES
+            } else {
+                0
+            }
     }
 
     fn field(self, which: usize) -> &'a [u8] {
@@ -376,6 +415,17 @@ impl<'a> BindingRef<'a> {
     /// Index of the local socket that received the REGISTER.
     pub fn local_socket(&self) -> u16 {
         self.view().u16_at(OFF_LOCAL)
+    }
+
+    /// The connection the REGISTER came over, if it came over one.
+    pub fn flow(&self) -> Option<Flow> {
+        let v = self.view();
+        let at = v.flow_start();
+        (v.meta() & META_FLOW != 0).then(|| Flow {
+            core: v.u16_at(at),
+            slot: v.u32_at(at + 2),
+            generation: v.u32_at(at + 6),
+        })
     }
 
     /// Caller-defined flags.

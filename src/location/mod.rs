@@ -29,7 +29,7 @@ mod tests;
 mod emptied;
 pub(crate) use aor_key::AorKeyBuf;
 pub use aor_key::HashedAorKey;
-pub use binding::{BINDING_FIELD_BYTES_MAX, BindingRef, NewBinding, Q_MAX, Transport};
+pub use binding::{BINDING_FIELD_BYTES_MAX, BindingRef, Flow, NewBinding, Q_MAX, Transport};
 pub use branch::BranchHash;
 pub use emptied::EMPTIED_AORS_MAX_DEFAULT;
 pub use table::{

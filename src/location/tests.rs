@@ -21,6 +21,7 @@ fn nb<'a>(contact: &'a [u8], expires_ms: u64, call_id: &'a [u8], cseq: u32) -> N
         source: src4(),
         transport: Transport::Udp,
         local_socket: 0,
+        flow: None,
         user_agent: b"ua/1",
         instance: None,
         reg_id: None,
@@ -45,6 +46,7 @@ struct Owned {
     source: SocketAddr,
     transport: Transport,
     local_socket: u16,
+    flow: Option<Flow>,
     user_agent: Vec<u8>,
     instance: Option<Vec<u8>>,
     reg_id: Option<u32>,
@@ -65,6 +67,7 @@ impl Owned {
             source: b.source(),
             transport: b.transport(),
             local_socket: b.local_socket(),
+            flow: b.flow(),
             user_agent: b.user_agent().to_vec(),
             instance: b.instance().map(<[u8]>::to_vec),
             reg_id: b.reg_id(),
@@ -85,6 +88,7 @@ impl Owned {
             source: b.source,
             transport: b.transport,
             local_socket: b.local_socket,
+            flow: b.flow,
             user_agent: b.user_agent.to_vec(),
             instance: b.instance.map(<[u8]>::to_vec),
             reg_id: b.reg_id,
@@ -131,6 +135,11 @@ fn insert_then_get_returns_every_field() {
         source: v6,
         transport: Transport::Tls,
         local_socket: 3,
+        flow: Some(Flow {
+            core: 1,
+            slot: 70_000,
+            generation: u32::MAX,
+        }),
         user_agent: b"Softphone 1.0",
         instance: Some(b"\"<urn:uuid:00000000-0000-1000-8000-000A95A0E128>\""),
         reg_id: Some(1),
@@ -170,6 +179,7 @@ fn optional_fields_absent_read_back_as_none() {
     .unwrap();
     let b = t.get(b"a@x").unwrap().get(0).unwrap();
     assert_eq!((b.q(), b.instance(), b.reg_id()), (None, None, None));
+    assert_eq!(b.flow(), None);
     assert_eq!(b.source(), src4());
     assert_eq!(b.path(), b"");
 }
@@ -819,6 +829,12 @@ fn build(s: &Spec, now: u64) -> NewBinding<'static> {
         source: SocketAddr::new(ip, 5060 + u16::from(s.contact)),
         transport: Transport::from_u8(s.contact % 5).unwrap(),
         local_socket: u16::from(s.contact),
+        // Stream transports (every other contact here) arrive over a connection.
+        flow: (s.contact % 2 == 1).then_some(Flow {
+            core: u16::from(s.contact),
+            slot: s.cseq,
+            generation: s.cseq.rotate_left(3),
+        }),
         user_agent: &CALL_IDS[..s.call_id_len / 2],
         instance: s.instance.map(|i| INSTANCES[usize::from(i)]),
         reg_id: s.reg_id,

@@ -58,6 +58,7 @@ impl Registrar {
             source: SocketAddr::from(([0, 0, 0, 0], 0)),
             transport: Transport::Udp,
             local_socket: 0,
+            flow: None,
             user_agent: b"",
             instance: None,
             reg_id: None,

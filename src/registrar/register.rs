@@ -14,7 +14,7 @@ use bumpalo::Bump;
 use bumpalo::collections::Vec as BumpVec;
 
 use super::{Registrar, outcome::Outcome};
-use crate::location::{BranchHash, HashedAorKey, NewBinding};
+use crate::location::{BranchHash, Flow, HashedAorKey, NewBinding};
 use crate::sip::{Contact, Contacts, Request, Scheme, uri_equivalent};
 
 /// An AOR key longer than this is refused with 400; the location table's own limit,
@@ -264,6 +264,11 @@ impl Registrar {
             source: source.remote,
             transport: source.transport,
             local_socket: source.listen,
+            flow: source.conn.map(|c| Flow {
+                core: c.core,
+                slot: c.slot,
+                generation: c.generation,
+            }),
             user_agent: req.user_agent.unwrap_or(b""),
             instance: c.instance,
             reg_id: c.reg_id,

@@ -82,6 +82,8 @@ pub(crate) struct BindingCopy {
     pub(crate) source: SocketAddr,
     pub(crate) transport: Transport,
     pub(crate) socket: u16,
+    /// The connection it was registered over (stream transports).
+    pub(crate) flow: Option<crate::location::Flow>,
     pub(crate) user_agent: Vec<u8>,
     pub(crate) path: Vec<u8>,
     pub(crate) instance: Option<Vec<u8>>,
@@ -362,6 +364,7 @@ fn copy_binding(b: &BindingRef<'_>, now_ms: u64) -> BindingCopy {
         source: b.source(),
         transport: b.transport(),
         socket: b.local_socket(),
+        flow: b.flow(),
         user_agent: b.user_agent().to_vec(),
         path: b.path().to_vec(),
         instance: b.instance().map(<[u8]>::to_vec),

@@ -118,6 +118,8 @@ impl<'a> StoredBinding<'a> {
             source: self.source,
             transport: self.transport,
             local_socket: self.local_socket,
+            // A connection does not outlive the process: a restored binding has none.
+            flow: None,
             user_agent: self.user_agent,
             instance: self.instance,
             reg_id: self.reg_id,
