@@ -1,5 +1,5 @@
 //! The integration tests: one binary (`autotests = false`), one module per area.
-//! Every test drives the real `sipreg` binary over UDP on loopback.
+//! Every test drives the real `sipreg` binary over UDP (or TCP) on loopback.
 
 // The harness: start/stop the server, a string-based SIP client. Start here.
 mod util;
