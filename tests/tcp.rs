@@ -625,3 +625,96 @@ fn a_connection_without_traffic_for_the_idle_timeout_is_closed_and_counted() {
     let idle = "sipreg_tcp_limits_total{limit=\"idle_timeout\"}";
     assert_eq!(metric_at_least(&admin, idle, 1), 1);
 }
+
+/// CPU ticks (user + system) process `pid` has used.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read stat");
+    let rest = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+}
+
+#[test]
+fn out_of_file_descriptors_the_core_pauses_accepts_instead_of_spinning_and_recovers() {
+    // `prlimit` (util-linux) runs the server with 40 fds: about 17 are its own, so
+    // connections run it out of fds, and the pending one keeps the listener readable.
+    let udp = free_udp_addr("127.0.0.1:0");
+    let tcp = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("probe a TCP port");
+    let log = std::env::temp_dir().join(format!("sipreg-emfile-{}.log", unique()));
+    let child = std::process::Command::new("prlimit")
+        .arg("--nofile=40:40")
+        .arg(crate::util::SIPREG)
+        .args([
+            "--listen",
+            &udp.to_string(),
+            "--listen",
+            &format!("tcp:{tcp}"),
+        ])
+        .args(["--cores", "1", "--no-persist", "--admin", "off"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("prlimit (util-linux) runs sipreg");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Kill(child);
+    let pid = child.0.id();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut probe = loop {
+        if let Ok(c) = TcpStream::connect(tcp) {
+            break Conn {
+                stream: c,
+                pending: Vec::new(),
+            };
+        }
+        assert!(Instant::now() < deadline, "sipreg did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = register(
+        &probe,
+        &aor("emfile"),
+        &tcp_contact(&probe, "e"),
+        "emfile-0",
+        1,
+    );
+    assert_eq!(probe.request(&text).status, 200);
+    let mut flood: Vec<TcpStream> = (0..40)
+        .filter_map(|_| TcpStream::connect(tcp).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let spent = cpu_ticks(pid) - before;
+    assert!(
+        spent < 50,
+        "{spent} ticks in 2 s out of fds: the core spins"
+    );
+    // Fds come back: new connections are served again.
+    flood.truncate(5);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut c = Conn::open(tcp);
+        let text = register(&c, &aor("emfile"), &tcp_contact(&c, "e"), "emfile-1", 1);
+        c.send(text.as_bytes());
+        if let Some(bytes) = c.read_until(Duration::from_millis(1500), response_len) {
+            assert_eq!(
+                Response::parse(&String::from_utf8_lossy(&bytes)).status,
+                200
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "accepts never resumed");
+    }
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    assert!(text.contains("pausing accepts"), "{text}");
+    drop(child);
+}

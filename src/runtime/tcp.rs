@@ -98,6 +98,8 @@ pub(crate) struct Tcp {
     /// Connections with bytes queued this turn (written at the flush).
     dirty: Vec<u32>,
     next_sweep_ms: u64,
+    /// The listeners are not watched (an accept failed for want of fds).
+    listeners_paused: bool,
 }
 
 impl Tcp {
@@ -128,6 +130,7 @@ impl Tcp {
             ready: Vec::with_capacity(READY_PER_TURN_MAX),
             dirty: Vec::new(),
             next_sweep_ms: now_ms,
+            listeners_paused: false,
         }))
     }
 
@@ -180,11 +183,15 @@ impl Tcp {
             let (stream, remote) = match listener.accept() {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                // Reset by the peer before it was accepted: the next one.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => continue,
                 Err(e) => {
-                    // A connection reset before it was accepted, or out of fds: the
-                    // next turn tries again.
-                    tracing::debug!(core = self.core, "accept: {e}");
+                    // Out of fds or memory: the pending connection stays, so the
+                    // listener stays readable and the loop would spin on it. Stop
+                    // watching the listeners until the next sweep.
+                    tracing::warn!(core = self.core, "accept: {e}; pausing accepts");
                     counters.recv_errors += 1;
+                    self.pause_listeners();
                     return;
                 }
             };
@@ -221,6 +228,30 @@ impl Tcp {
             }
             counters.tcp_accepted += 1;
         }
+    }
+
+    /// Stop watching the listeners (the next [`sweep`](Self::sweep) resumes them).
+    fn pause_listeners(&mut self) {
+        let off = Interest {
+            read: false,
+            write: false,
+        };
+        for (i, listener) in self.listeners.iter().enumerate() {
+            let _ = self
+                .epoll
+                .modify(listener.as_raw_fd(), LISTENER_TOKEN + i as u64, off);
+        }
+        self.listeners_paused = true;
+    }
+
+    fn resume_listeners(&mut self) {
+        for (i, listener) in self.listeners.iter().enumerate() {
+            let token = LISTENER_TOKEN + i as u64;
+            let _ = self
+                .epoll
+                .modify(listener.as_raw_fd(), token, Interest::READ);
+        }
+        self.listeners_paused = false;
     }
 
     /// Read what `slot` has, frame it, and hand on its messages.
@@ -409,9 +440,9 @@ impl Tcp {
     }
 
     /// When [`sweep`](Self::sweep) is next due, in ms since the epoch; `None` with no
-    /// connection.
+    /// connection and the listeners watched.
     pub(crate) fn sweep_due_ms(&self) -> Option<u64> {
-        (!self.table.is_empty()).then_some(self.next_sweep_ms)
+        (!self.table.is_empty() || self.listeners_paused).then_some(self.next_sweep_ms)
     }
 
     /// Close the connections past a timeout: idle past `--tcp-idle-timeout-s`, a
@@ -425,6 +456,9 @@ impl Tcp {
         let idle_ms = self.config.idle_timeout_ms;
         // Often enough that a timeout fires within half its length of its due time.
         self.next_sweep_ms = now_ms + (header_ms / 2).clamp(1, SWEEP_INTERVAL_MS_MAX);
+        if self.listeners_paused {
+            self.resume_listeners();
+        }
         if self.table.is_empty() {
             return;
         }
