@@ -408,7 +408,10 @@ fn past_the_connection_cap_a_connection_is_closed_at_once() {
     assert!(served, "a slot freed by a close is used again");
     server.terminate(Duration::from_secs(10));
     let log = server.log();
-    assert!(log.contains("TCP on"), "{log}");
+    assert!(
+        log.contains(&format!("tcp:{addr}")),
+        "the ready line names it: {log}"
+    );
 }
 
 #[test]

@@ -145,7 +145,7 @@ pub fn start(config: Config) -> anyhow::Result<Starting> {
         config.socket_sndbuf_bytes,
     )?;
     let tcp = tcp::bind_all(&config.tcp_listen, shards)?;
-    log_start(&config, &bound);
+    log_start(&config, &bound, &tcp);
     // Receive steering (issue 13): every socket is bound, in core order, before any core
     // starts; attach now, before the first datagram is read.
     steer::start(config.steering, shards, &bound.sockets);
@@ -305,12 +305,11 @@ impl Starting {
                 }
                 tracing::info!(
                     "ready: {shards} cores answering on {}",
-                    join_addrs(&bound.local)
+                    listen_list(&bound.local, &tcp.local)
                 );
                 if !tcp.local.is_empty() {
                     tracing::info!(
-                        "TCP on {} (per core: {} connections max, {} B read buffer, idle {} s, header {} ms)",
-                        join_addrs(&tcp.local),
+                        "TCP per core: {} connections max, {} B read buffer, idle {} s, header {} ms",
                         config.tcp.connections_max,
                         config.tcp.read_buffer_bytes,
                         config.tcp.idle_timeout_ms / 1000,
@@ -550,14 +549,14 @@ fn supervise(
     }
 }
 
-fn log_start(config: &Config, bound: &socket::Bound) {
+fn log_start(config: &Config, bound: &socket::Bound, tcp: &tcp::Bound) {
     let r = &config.registrar;
     tracing::info!(
         "sipreg {} starting: listen {}, {} cores (CPUs {}), expires min/default/max {}/{}/{} s ({:?} below min), \
          max contacts {} ({:?}), jitter {}%, timer J {} ms, txn cache {} per shard, max bindings {} total \
          ({} per shard), recv batch {}, rcvbuf {} B, sndbuf {} B",
         env!("CARGO_PKG_VERSION"),
-        join_addrs(&bound.local),
+        listen_list(&bound.local, &tcp.local),
         config.shards(),
         format_cpu_list(&config.cpus),
         r.min_expires_s,
@@ -609,10 +608,12 @@ fn log_start(config: &Config, bound: &socket::Bound) {
     }
 }
 
-fn join_addrs(addrs: &[SocketAddr]) -> String {
-    addrs
-        .iter()
+/// The listen addresses as `--listen` takes them: UDP ones bare, TCP ones `tcp:`.
+fn listen_list(udp: &[SocketAddr], tcp: &[SocketAddr]) -> String {
+    let tcp = tcp.iter().map(|a| format!("tcp:{a}"));
+    udp.iter()
         .map(ToString::to_string)
+        .chain(tcp)
         .collect::<Vec<_>>()
         .join(", ")
 }
