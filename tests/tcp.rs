@@ -721,3 +721,28 @@ fn out_of_file_descriptors_the_core_pauses_accepts_instead_of_spinning_and_recov
     assert!(text.contains("pausing accepts"), "{text}");
     drop(child);
 }
+
+#[test]
+fn thousands_of_tiny_messages_in_a_buffer_are_all_framed_over_several_turns() {
+    // A core frames at most a turn's budget of messages and keeps the rest in the
+    // connection's buffer for the next turn: none is lost, the answer after them comes.
+    let admin = free_tcp_addr();
+    let (_server, addr) = start(&["--cores", "1", "--admin", &admin]);
+    let mut c = Conn::open(addr);
+    let tiny = b"X\r\nl:0\r\n\r\n"; // framed, then dropped: no Via to answer to
+    let count: u64 = 6000;
+    let mut stream = Vec::new();
+    for _ in 0..count {
+        stream.extend_from_slice(tiny);
+    }
+    let a = aor("tiny");
+    stream.extend_from_slice(register(&c, &a, &tcp_contact(&c, "t"), "tiny-1", 1).as_bytes());
+    c.send(&stream);
+    let r = c.response();
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert_eq!(
+        metric_at_least(&admin, "sipreg_tcp_messages_total", count + 1),
+        count + 1,
+        "every message framed once"
+    );
+}

@@ -50,6 +50,11 @@ use table::Table;
 /// next turn: level-triggered).
 const READY_PER_TURN_MAX: usize = 256;
 
+/// Messages framed per turn over all connections, at most: bounds the batch (and the
+/// arena it is parsed into) whatever a peer packs into its buffer; the rest waits in
+/// its buffer for the next turn.
+const MESSAGES_PER_TURN_MAX: usize = 256;
+
 /// Connections accepted per listener per turn, at most.
 const ACCEPTS_PER_TURN_MAX: usize = 64;
 
@@ -97,6 +102,10 @@ pub(crate) struct Tcp {
     ready: Vec<Ready>,
     /// Connections with bytes queued this turn (written at the flush).
     dirty: Vec<u32>,
+    /// Connections whose buffer holds more than the last turn's budget framed (and
+    /// its spare, swapped each turn so neither reallocates).
+    backlog: Vec<u32>,
+    spare_backlog: Vec<u32>,
     next_sweep_ms: u64,
     /// The listeners are not watched (an accept failed for want of fds).
     listeners_paused: bool,
@@ -129,6 +138,8 @@ impl Tcp {
             config,
             ready: Vec::with_capacity(READY_PER_TURN_MAX),
             dirty: Vec::new(),
+            backlog: Vec::new(),
+            spare_backlog: Vec::new(),
             next_sweep_ms: now_ms,
             listeners_paused: false,
         }))
@@ -148,6 +159,20 @@ impl Tcp {
         out: &mut BumpVec<'a, Received<'a>>,
         counters: &mut Counters,
     ) -> usize {
+        // Messages framed this turn, at most: what stays in a buffer past it is framed
+        // next turn, first (the backlog), without waiting for more bytes.
+        let mut budget = MESSAGES_PER_TURN_MAX;
+        let spare = std::mem::take(&mut self.spare_backlog);
+        let backlog = std::mem::replace(&mut self.backlog, spare);
+        let backlogged = backlog.len();
+        for &slot in &backlog {
+            if let Some((conn, _)) = self.table.get_slot_mut(slot) {
+                conn.backlogged = false;
+                self.frame(slot, now_ms, &mut budget, arena, out, counters);
+            }
+        }
+        self.spare_backlog = backlog;
+        self.spare_backlog.clear();
         let mut ready = std::mem::take(&mut self.ready);
         if let Err(e) = self.epoll.ready(&mut ready) {
             tracing::debug!(core = self.core, "epoll_wait: {e}");
@@ -166,10 +191,10 @@ impl Tcp {
                 self.write_out(slot, now_ms, counters);
             }
             if r.readable {
-                self.read(slot, now_ms, arena, out, counters);
+                self.read(slot, now_ms, &mut budget, arena, out, counters);
             }
         }
-        let taken = ready.len();
+        let taken = ready.len() + backlogged;
         self.ready = ready;
         counters.tcp_connections = self.table.len() as u64;
         taken
@@ -254,18 +279,17 @@ impl Tcp {
         self.listeners_paused = false;
     }
 
-    /// Read what `slot` has, frame it, and hand on its messages.
+    /// Read what `slot` has, then [`frame`](Self::frame) it.
     fn read<'a>(
         &mut self,
         slot: u32,
         now_ms: u64,
+        budget: &mut usize,
         arena: &'a Bump,
         out: &mut BumpVec<'a, Received<'a>>,
         counters: &mut Counters,
     ) {
-        let core = self.core;
-        let limit = self.config.read_buffer_bytes;
-        let Some((conn, generation)) = self.table.get_slot_mut(slot) else {
+        let Some((conn, _)) = self.table.get_slot_mut(slot) else {
             return;
         };
         let outcome = conn.read(now_ms);
@@ -282,8 +306,30 @@ impl Tcp {
                 conn.peer_closed = true;
                 return self.settle(slot, counters);
             }
-            ReadOutcome::Bytes(_) if conn.closing => return,
+            ReadOutcome::Bytes(_) if conn.closing || conn.backlogged => return,
             ReadOutcome::Bytes(_) => {}
+        }
+        self.frame(slot, now_ms, budget, arena, out, counters);
+    }
+
+    /// Frame what `slot`'s buffer holds and hand on its messages, at most `budget`
+    /// of them; past it the connection joins the backlog.
+    fn frame<'a>(
+        &mut self,
+        slot: u32,
+        now_ms: u64,
+        budget: &mut usize,
+        arena: &'a Bump,
+        out: &mut BumpVec<'a, Received<'a>>,
+        counters: &mut Counters,
+    ) {
+        let core = self.core;
+        let limit = self.config.read_buffer_bytes;
+        let Some((conn, generation)) = self.table.get_slot_mut(slot) else {
+            return;
+        };
+        if conn.closing {
+            return;
         }
         let source = Source {
             transport: Transport::Tcp,
@@ -299,9 +345,17 @@ impl Tcp {
         let mut pong = false;
         loop {
             let rest = conn.unframed().get(consumed..).unwrap_or_default();
+            if *budget == 0 {
+                if !rest.is_empty() {
+                    conn.backlogged = true;
+                    self.backlog.push(slot);
+                }
+                break;
+            }
             match framing::frame_within(rest, limit) {
                 Ok(Framed::Partial) => break,
                 Ok(Framed::Complete { len }) => {
+                    *budget -= 1;
                     let bytes = arena.alloc_slice_copy(rest.get(..len).unwrap_or_default());
                     out.push(Received::Message { bytes, source });
                     conn.awaiting = conn.awaiting.saturating_add(1);

@@ -71,6 +71,9 @@ pub(super) struct Conn {
     pub(super) watched: super::Interest,
     /// In the table's list of connections to write at the turn's flush.
     pub(super) dirty: bool,
+    /// In the backlog: its buffer holds messages not framed yet (the turn's budget
+    /// ran out); not read until they are.
+    pub(super) backlogged: bool,
 }
 
 impl Conn {
@@ -98,6 +101,7 @@ impl Conn {
             watching_write: false,
             watched: super::Interest::READ,
             dirty: false,
+            backlogged: false,
         }
     }
 
