@@ -10,7 +10,8 @@
 //! - accepts (at `--tcp-connections-max`: accepts and closes at once, counted);
 //! - reads into the connection's buffer and frames it (`sip::framing`, §18.3): each
 //!   whole message is copied into the turn's arena and handed to the core as one
-//!   batch with `Source { transport: Tcp, conn: Some(ConnId) }`; a CRLFCRLF ping gets a
+//!   batch with `Source { transport: Tcp, conn: Some(ConnId) }`, at most
+//!   [`MESSAGES_PER_TURN_MAX`] per turn (the rest is framed first next turn); a CRLFCRLF ping gets a
 //!   CRLF pong (RFC 5626 §4.4.1); a missing or bad Content-Length is answered 400 and a
 //!   message past the read buffer 513 (`Refused`), and the connection then closes;
 //! - queues replies on the connection they name (RFC 3261 §18.2.2) if its generation
