@@ -499,6 +499,11 @@ fn a_register_owned_by_the_other_core_is_answered_on_the_connection() {
         })
         .unwrap_or_else(|| panic!("no stop line: {log}"));
     assert!(forwarded > 0, "some requests crossed the mesh: {log}");
+    let messages = 3 * aors.len();
+    assert!(
+        log.contains(&format!(" {messages} TCP messages,")),
+        "every request counted once: {log}"
+    );
 }
 
 #[test]

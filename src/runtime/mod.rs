@@ -341,8 +341,9 @@ impl Starting {
         let totals = stats::total(&counters);
         if result.is_ok() {
             tracing::info!(
-                "stopped: {} datagrams received, {} requests, {} replies sent, {} forwarded, {} dropped",
+                "stopped: {} datagrams received, {} TCP messages, {} requests, {} replies sent, {} forwarded, {} dropped",
                 totals.received,
+                totals.tcp_messages,
                 totals.registrar.requests,
                 totals.sent,
                 totals.forwarded_out,
