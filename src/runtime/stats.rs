@@ -419,6 +419,26 @@ pub(crate) fn total(cores: &[std::sync::Arc<SharedCounters>]) -> Counters {
 /// The one-line summary between two samples `seconds` apart.
 pub(crate) fn summary(before: &Counters, now: &Counters, seconds: f64) -> String {
     let rate = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / seconds.max(1e-9);
+    let mut line = base_summary(before, now, seconds);
+    if now.tcp_accepted > 0 {
+        line.push_str(&format!(
+            "; tcp {} open, {:.0} messages/s, closed by limit: cap {}, header-timeout {}, \
+             idle {}, framing {}, write-queue {}; replies for closed connections {}",
+            now.tcp_connections,
+            rate(before.tcp_messages, now.tcp_messages),
+            now.tcp_refused,
+            now.tcp_header_timeouts,
+            now.tcp_idle_timeouts,
+            now.tcp_framing_errors,
+            now.tcp_write_overflow,
+            now.tcp_conn_gone,
+        ));
+    }
+    line
+}
+
+fn base_summary(before: &Counters, now: &Counters, seconds: f64) -> String {
+    let rate = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / seconds.max(1e-9);
     format!(
         "stats: received {:.0}/s, requests {:.0}/s, sent {:.0}/s, on-owner {:.0}/s, forwarded {:.0}/s; bindings {}, aors {}, \
          expired {}; drops {} (mesh-full {}, too-large {}, keep-alive {}, response {}, unanswerable {}, registrar {}); \
@@ -470,6 +490,10 @@ mod tests {
             redis_failed: 1,
             store_errors: 4,
             register_latency: [1; LATENCY_BUCKETS],
+            tcp_accepted: 3,
+            tcp_connections: 2,
+            tcp_messages: 50,
+            tcp_header_timeouts: 1,
             ..Counters::default()
         });
         let sum = total(&[a, b]);
@@ -492,6 +516,12 @@ mod tests {
         assert!(line.contains("bindings 3"), "{line}");
         assert!(line.contains("mesh-full 2"), "{line}");
         assert!(line.contains("on-owner 1/s, forwarded 1/s"), "{line}");
+        assert!(
+            line.contains("tcp 2 open, 10 messages/s") && line.contains("header-timeout 1"),
+            "{line}"
+        );
+        let udp_only = summary(&Counters::default(), &c, 5.0);
+        assert!(!udp_only.contains("tcp"), "no TCP, no TCP part: {udp_only}");
     }
 
     #[test]
