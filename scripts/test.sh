@@ -4,7 +4,8 @@
 #   fmt --check, clippy -D warnings, core purity, redis-server install, cargo test
 #   (tests/redis_cluster runs a local Redis Cluster, ~7 s; the integration suite runs
 #   again with --steering hash), fuzz build (if any),
-#   then sipp interop against the real binary on a loopback port.
+#   then sipp interop against the real binary on a loopback port (UDP, then TCP with one
+#   connection for all calls, -t t1, and one per call, -t tn).
 #
 # Every step runs even if an earlier one failed; the summary at the end lists each
 # step, and the exit status is non-zero if any failed.
@@ -83,6 +84,8 @@ trap 'exit 130' INT TERM
 
 # Start sipreg on a free loopback port: try random ports until one binds and the
 # server logs "ready:". Sets server_pid and sipp_port. Extra arguments go to sipreg.
+# With server_tcp=1 it also listens on TCP, on the same port.
+server_tcp=""
 start_server() {
     local bin=$1
     shift
@@ -90,7 +93,7 @@ start_server() {
     for attempt in 1 2 3 4 5 6 7 8; do
         sipp_port=$((20000 + RANDOM % 40000))
         server_log="$sipp_dir/sipreg-$sipp_port.log"
-        "$bin" --listen "127.0.0.1:$sipp_port" --stats-interval 0 --data-dir "$sipp_dir/data-$sipp_port" "$@" </dev/null >"$server_log" 2>&1 &
+        "$bin" --listen "127.0.0.1:$sipp_port" ${server_tcp:+--listen "tcp:127.0.0.1:$sipp_port"} --stats-interval 0 --data-dir "$sipp_dir/data-$sipp_port" "$@" </dev/null >"$server_log" 2>&1 &
         server_pid=$!
         local i
         for i in $(seq 1 100); do
@@ -167,6 +170,39 @@ sipp_interop() {
         rc=1
     fi
     stop_server
+    # SIP over TCP (RFC 3261 §18): the same scenarios on one connection for every call
+    # (-t t1) and on a connection per call (-t tn), against a server on 2 cores, so
+    # replies for AORs the other core owns cross back to the connection's core.
+    server_tcp=1
+    if start_server "$bin" --cores 2; then
+        local mode
+        for mode in t1 tn; do
+            for name in register refresh unregister; do
+                if run_scenario "tcp_${mode}_$name" "scripts/sipp/$name.xml" -t "$mode" -max_socket 1000 -m 1 -l 1 -timeout 20s; then
+                    results+=("PASS sipp tcp -t $mode $name")
+                else
+                    results+=("FAIL sipp tcp -t $mode $name")
+                    rc=1
+                fi
+            done
+            if run_scenario "tcp_${mode}_load" scripts/sipp/register.xml -t "$mode" -max_socket 1000 -m "$calls" -r "$rate" -l 200 -timeout 60s; then
+                results+=("PASS sipp tcp -t $mode load ($calls calls at $rate/s)")
+            else
+                results+=("FAIL sipp tcp -t $mode load ($calls calls at $rate/s)")
+                rc=1
+            fi
+        done
+        if ! kill -0 "$server_pid" 2>/dev/null; then
+            echo "sipreg died during the sipp TCP runs:"
+            cat "$server_log"
+            rc=1
+        fi
+        stop_server
+    else
+        results+=("FAIL sipp tcp (sipreg with a TCP listener did not start)")
+        rc=1
+    fi
+    server_tcp=""
     # Digest auth (RFC 3261 §22.2): a second sipreg with a subscriber file for the
     # scenario's user. MD5 only: sipp 3.6 cannot answer SHA-256 and reads the first
     # WWW-Authenticate.

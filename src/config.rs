@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use clap::{Parser, ValueEnum};
 
 mod cpus;
+pub mod tcp;
 pub use cpus::available_cpus;
 
 use crate::auth::{ALGORITHMS_MAX, Algorithm, subscriber_file};
@@ -98,9 +99,10 @@ pub const LISTEN_ADDRS_MAX: usize = 64;
     about = "A thread-per-core SIP registrar (RFC 3261 §10)"
 )]
 pub struct Args {
-    /// UDP address and port to listen on, e.g. 0.0.0.0:5060 or [::]:5060; repeat for
-    /// several. Every core binds each one with SO_REUSEPORT. [default: 0.0.0.0:5060]
-    #[arg(long = "listen", value_name = "ADDR:PORT")]
+    /// Address and port to listen on, UDP unless prefixed `tcp:`, e.g. 0.0.0.0:5060,
+    /// [::]:5060, udp:0.0.0.0:5060 or tcp:0.0.0.0:5060; repeat for several. Every core
+    /// binds each one with SO_REUSEPORT. [default: 0.0.0.0:5060]
+    #[arg(long = "listen", value_name = "[udp:|tcp:]ADDR:PORT")]
     pub listen: Vec<String>,
 
     /// SIP domain served (host part of the AOR); repeat for several. None: serve any
@@ -284,6 +286,27 @@ pub struct Args {
     /// (1..=60000, and below --redis-timeout-ms).
     #[arg(long, value_name = "MS", default_value_t = 100)]
     pub redis_wait_timeout_ms: u64,
+
+    // ---- TCP (RFC 3261 §18) ----
+    /// Open TCP connections per core; at the cap a new one is accepted and closed at
+    /// once (counted).
+    #[arg(long, value_name = "N", default_value_t = tcp::TCP_CONNECTIONS_MAX_DEFAULT)]
+    pub tcp_connections_max: usize,
+
+    /// Read buffer per TCP connection, in bytes (1024..=16384): also the largest
+    /// message a connection may carry (513 and close past it).
+    #[arg(long, value_name = "BYTES", default_value_t = tcp::TCP_READ_BUFFER_BYTES_MAX)]
+    pub tcp_read_buffer_bytes: usize,
+
+    /// A TCP connection with no traffic for this long is closed, in seconds.
+    /// [default: --max-expires + 300]
+    #[arg(long, value_name = "SECONDS")]
+    pub tcp_idle_timeout_s: Option<u64>,
+
+    /// A message begun on a TCP connection but not complete for this long closes the
+    /// connection (slow senders), in ms (50..=600000).
+    #[arg(long, value_name = "MS", default_value_t = tcp::TCP_HEADER_TIMEOUT_MS_DEFAULT)]
+    pub tcp_header_timeout_ms: u64,
 }
 
 /// `--location` values.
@@ -406,9 +429,14 @@ impl LogLevel {
 /// The validated configuration (stage two).
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Addresses every core listens on, in `--listen` order (the index is
-    /// `Source::local`).
+    /// UDP addresses every core listens on, in `--listen` order (the index is
+    /// `Source::listen` of a datagram).
     pub listen: Vec<SocketAddr>,
+    /// TCP addresses every core listens on, in `--listen` order (the index is
+    /// `Source::listen` of a message on a connection).
+    pub tcp_listen: Vec<SocketAddr>,
+    /// TCP limits (per core).
+    pub tcp: tcp::TcpConfig,
     /// One executor per entry, pinned to that CPU; shard `i` runs on `cpus[i]`.
     pub cpus: Vec<usize>,
     /// The registrar settings shared by every shard (the seed is varied per shard by
@@ -507,10 +535,20 @@ impl Config {
     /// Validate `args` given the CPUs this process may run on, in preference order
     /// (`--cores N` takes the first N). Pure: this is what the unit tests drive.
     pub fn resolve(args: Args, host_cpus: &[usize]) -> Result<Self, ConfigError> {
-        let listen = parse_listen(&args.listen)?;
+        let tcp::Listens {
+            udp: listen,
+            tcp: tcp_listen,
+        } = tcp::parse_listens(&args.listen)?;
         let cpus = resolve_cpus(args.cores, args.cpus.as_deref(), host_cpus)?;
         let domains = parse_domains(&args.domain)?;
         check_expires(args.min_expires, args.default_expires, args.max_expires)?;
+        let tcp = tcp::resolve(
+            args.tcp_connections_max,
+            args.tcp_read_buffer_bytes,
+            args.tcp_idle_timeout_s,
+            args.tcp_header_timeout_ms,
+            args.max_expires,
+        )?;
         if args.expires_jitter > EXPIRES_JITTER_PERCENT_MAX {
             return Err(ConfigError::new(
                 "--expires-jitter",
@@ -696,6 +734,8 @@ impl Config {
         };
         Ok(Self {
             listen,
+            tcp_listen,
+            tcp,
             cpus,
             registrar,
             max_bindings_total: args.max_bindings,
@@ -729,35 +769,6 @@ impl Config {
         config.seed = seed ^ (shard as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         config
     }
-}
-
-fn parse_listen(raw: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
-    if raw.is_empty() {
-        return Ok(vec![SocketAddr::from(([0, 0, 0, 0], 5060))]);
-    }
-    if raw.len() > LISTEN_ADDRS_MAX {
-        return Err(ConfigError::new(
-            "--listen",
-            format!("at most {LISTEN_ADDRS_MAX} addresses, got {}", raw.len()),
-        ));
-    }
-    let mut out = Vec::with_capacity(raw.len());
-    for text in raw {
-        let addr: SocketAddr = text.parse().map_err(|_| {
-            ConfigError::new(
-                "--listen",
-                format!("'{text}' is not an IP address and port (e.g. 0.0.0.0:5060 or [::1]:5060)"),
-            )
-        })?;
-        if out.contains(&addr) {
-            return Err(ConfigError::new(
-                "--listen",
-                format!("{addr} is given twice"),
-            ));
-        }
-        out.push(addr);
-    }
-    Ok(out)
 }
 
 fn parse_domains(raw: &[String]) -> Result<Vec<String>, ConfigError> {
@@ -983,6 +994,43 @@ mod tests {
         assert_eq!(c.spin_before_park_us, 0);
         assert_eq!(c.seed, None);
         assert_eq!(c.log_level, LogLevel::Info);
+    }
+
+    #[test]
+    fn tcp_listen_and_limits_reach_the_config() {
+        let c = config(&[
+            "--listen",
+            "tcp:127.0.0.1:5080",
+            "--tcp-connections-max",
+            "7",
+            "--tcp-read-buffer-bytes",
+            "2048",
+            "--tcp-header-timeout-ms",
+            "300",
+            "--max-expires",
+            "7200",
+        ])
+        .unwrap();
+        assert!(c.listen.is_empty(), "no UDP address given");
+        assert_eq!(c.tcp_listen.len(), 1);
+        assert_eq!(
+            (
+                c.tcp.connections_max,
+                c.tcp.read_buffer_bytes,
+                c.tcp.header_timeout_ms
+            ),
+            (7, 2048, 300)
+        );
+        assert_eq!(
+            c.tcp.idle_timeout_ms,
+            (7200 + tcp::TCP_IDLE_MARGIN_S) * 1000,
+            "the idle timeout outlasts the longest registration"
+        );
+        assert_eq!(
+            rejected(&["--tcp-read-buffer-bytes", "100"]).flag,
+            "--tcp-read-buffer-bytes"
+        );
+        assert_eq!(config(&[]).unwrap().tcp_listen, Vec::<SocketAddr>::new());
     }
 
     #[test]

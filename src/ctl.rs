@@ -552,7 +552,7 @@ mod tests {
             cell(serde_json::json!({"transport": "udp", "flow": null})),
             "udp"
         );
-        let flow = serde_json::json!({"core": 1, "connection": 7, "generation": 3});
+        let flow = serde_json::json!({"core": 1, "slot": 7, "generation": 3});
         assert_eq!(
             cell(serde_json::json!({"transport": "tcp", "flow": flow, "flow_down": false})),
             "tcp up"

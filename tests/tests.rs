@@ -1,5 +1,5 @@
 //! The integration tests: one binary (`autotests = false`), one module per area.
-//! Every test drives the real `sipreg` binary over UDP on loopback.
+//! Every test drives the real `sipreg` binary over UDP (or TCP) on loopback.
 
 // The harness: start/stop the server, a string-based SIP client. Start here.
 mod util;
@@ -26,3 +26,6 @@ mod service;
 
 // Receive steering (issue 13): one source on two cores, eBPF vs the kernel's hash.
 mod steering_runtime;
+
+// SIP over TCP (RFC 3261 §18): replies on the connection, framing, limits, the mesh.
+mod tcp;

@@ -39,7 +39,7 @@ fn binding(b: &BindingCopy) -> Value {
         // address, or through its Path), and whether that connection has closed.
         "flow": b.flow.map(|f| json!({
             "core": f.core,
-            "connection": f.slot,
+            "slot": f.slot,
             "generation": f.generation,
         })),
         "flow_down": b.flow_down,

@@ -323,6 +323,66 @@ pub(super) fn render(
         "Datagrams dropped: owner inbox full or forward pool empty.",
         sum(&|c| c.runtime.mesh_full),
     );
+    // SIP over TCP (RFC 3261 §18): connections and why they closed.
+    counter(
+        &mut r,
+        "tcp_connections_accepted",
+        "TCP connections accepted.",
+        sum(&|c| c.runtime.tcp_accepted),
+    );
+    gauge(
+        &mut r,
+        "tcp_connections",
+        "TCP connections open.",
+        sum(&|c| c.runtime.tcp_connections),
+    );
+    counter(
+        &mut r,
+        "tcp_messages",
+        "Requests framed off TCP connections.",
+        sum(&|c| c.runtime.tcp_messages),
+    );
+    counter(
+        &mut r,
+        "tcp_connections_closed",
+        "TCP connections closed, for any reason.",
+        sum(&|c| c.runtime.tcp_closed),
+    );
+    family(
+        &mut r,
+        "tcp_limits",
+        "TCP connections ended by a limit: over --tcp-connections-max (accepted and closed \
+         at once), a message begun longer than --tcp-header-timeout-ms, idle past \
+         --tcp-idle-timeout-s, a message that cannot be framed (400/513), replies left unread.",
+        vec![
+            (
+                vec![("limit", "connections_max".into())],
+                sum(&|c| c.runtime.tcp_refused),
+            ),
+            (
+                vec![("limit", "header_timeout".into())],
+                sum(&|c| c.runtime.tcp_header_timeouts),
+            ),
+            (
+                vec![("limit", "idle_timeout".into())],
+                sum(&|c| c.runtime.tcp_idle_timeouts),
+            ),
+            (
+                vec![("limit", "framing".into())],
+                sum(&|c| c.runtime.tcp_framing_errors),
+            ),
+            (
+                vec![("limit", "write_queue".into())],
+                sum(&|c| c.runtime.tcp_write_overflow),
+            ),
+        ],
+    );
+    counter(
+        &mut r,
+        "tcp_replies_connection_gone",
+        "Replies for a TCP connection that had closed.",
+        sum(&|c| c.runtime.tcp_conn_gone),
+    );
     family(
         &mut r,
         "drops",

@@ -157,6 +157,36 @@ pub fn reply_destination(via: &sip::Via<'_>, source: Source) -> Destination {
     }
 }
 
+impl super::Registrar {
+    /// Answer a message from a stream that cannot be framed (RFC 3261 §18.3: no or a
+    /// bad Content-Length, 400; larger than the connection takes, 513) with `status`
+    /// and `reason`, addressed from what `head` holds (the header section, possibly cut
+    /// short). Nothing else is read or changed. Unanswerable without a usable top Via.
+    pub fn refuse_stream(
+        &mut self,
+        source: Source,
+        head: &[u8],
+        status: u16,
+        reason: &str,
+        arena: &bumpalo::Bump,
+        out: &mut Vec<u8>,
+    ) -> Action {
+        let echo = match sip::parse_request(head, arena) {
+            Ok(req) => req.echo,
+            Err(sip::Rejected {
+                echo: Some(echo), ..
+            }) => echo,
+            Err(_) => return Action::Dropped(DropReason::Unanswerable),
+        };
+        out.clear();
+        self.respond_rejected(source, &echo, status, reason, out);
+        Action::Reply {
+            to: reply_destination(&echo.top_via, source),
+            durable_after: 0,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

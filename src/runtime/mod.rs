@@ -8,6 +8,7 @@
 //!   main thread: Config -> bind sockets -> spawn cores -> wait "ready" -> stats / signals
 //!   core i (pinned, one glommio LocalExecutor, one Registrar shard), each turn:
 //!     receive  recvmmsg(socket[i][l]) -> a batch of (bytes, Source)
+//!              TCP (if any listener): epoll -> accept, read, frame -> one batch
 //!              mesh inbox -> the requests other cores forwarded here, as one batch
 //!     decide   registrar.prepare each (parse, owner = shard_for(hash, n)), warm the
 //!              batch, registrar.answer each in order -> Action
@@ -25,8 +26,9 @@
 //! reached, so it comes from the address and port the client sent to.
 //!
 //! Files: `shard` (the per-core loop and the one path every request takes), `udp`
-//! (the core's sockets and send batches), `park` (how an idle core sleeps: one `ppoll`
-//! on its sockets and its doorbell eventfd), `journal` (the durability hold queue),
+//! (the core's sockets and send batches), `tcp` (its TCP listeners and connections:
+//! accept, read and frame, write queues, timeouts), `park` (how an idle core sleeps: one
+//! `ppoll` on its sockets, its epoll set of connections and its doorbell eventfd), `journal` (the durability hold queue),
 //! `socket` (binding, buffer sizes), `mmsg` (recvmmsg/sendmmsg), `mesh` (cross-core
 //! requests and replies, doorbells, buffer pool), `steer` (loading the receive-steering
 //! program), `stats` (counters and the summary line). `unsafe` exists only in
@@ -47,6 +49,7 @@ mod shard;
 mod socket;
 mod stats;
 pub mod steer;
+mod tcp;
 mod udp;
 
 pub(crate) use redis::CommitFailure as RedisCommitFailure;
@@ -94,6 +97,7 @@ pub struct Starting {
     config: Config,
     signals: Signals,
     bound: socket::Bound,
+    tcp: tcp::Bound,
     seed: u64,
     shared: Arc<MeshShared>,
     ends: Vec<mesh::MeshEnd>,
@@ -141,7 +145,8 @@ pub fn start(config: Config) -> anyhow::Result<Starting> {
         config.socket_rcvbuf_bytes,
         config.socket_sndbuf_bytes,
     )?;
-    log_start(&config, &bound);
+    let tcp = tcp::bind_all(&config.tcp_listen, shards)?;
+    log_start(&config, &bound, &tcp);
     // Receive steering (issue 13): every socket is bound, in core order, before any core
     // starts; attach now, before the first datagram is read.
     steer::start(config.steering, shards, &bound.sockets);
@@ -154,6 +159,7 @@ pub fn start(config: Config) -> anyhow::Result<Starting> {
         config,
         signals,
         bound,
+        tcp,
         seed,
         shared,
         ends,
@@ -171,6 +177,11 @@ impl Starting {
     /// The SIP addresses actually bound (port 0 resolved), one per `--listen`.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.bound.local
+    }
+
+    /// The TCP addresses actually bound (port 0 resolved), one per `--listen tcp:`.
+    pub fn tcp_local_addrs(&self) -> &[SocketAddr] {
+        &self.tcp.local
     }
 
     /// The management side of the cores: send them commands, see whether they are
@@ -195,6 +206,7 @@ impl Starting {
             config,
             mut signals,
             bound,
+            tcp,
             seed,
             shared,
             ends,
@@ -233,6 +245,7 @@ impl Starting {
         let (ready_tx, ready_rx) =
             crossbeam_channel::bounded::<(usize, Result<(), String>)>(shards);
         let mut cores: Vec<JoinHandle<()>> = Vec::with_capacity(shards);
+        let mut tcp_listeners = tcp.listeners.into_iter();
         for (((index, sockets), end), control) in bound
             .sockets
             .into_iter()
@@ -244,6 +257,8 @@ impl Starting {
             let setup = shard::CoreSetup {
                 shards,
                 sockets,
+                tcp_listeners: tcp_listeners.next().unwrap_or_default(),
+                tcp: config.tcp,
                 registrar: config.registrar_config(index, seed),
                 recv_batch: config.recv_batch,
                 spin_before_park_us: config.spin_before_park_us,
@@ -291,8 +306,17 @@ impl Starting {
                 }
                 tracing::info!(
                     "ready: {shards} cores answering on {}",
-                    join_addrs(&bound.local)
+                    listen_list(&bound.local, &tcp.local)
                 );
+                if !tcp.local.is_empty() {
+                    tracing::info!(
+                        "TCP per core: {} connections max, {} B read buffer, idle {} s, header {} ms",
+                        config.tcp.connections_max,
+                        config.tcp.read_buffer_bytes,
+                        config.tcp.idle_timeout_ms / 1000,
+                        config.tcp.header_timeout_ms
+                    );
+                }
                 supervise(&config, &shared, &cores, &counters)
             }
             Err(e) => {
@@ -318,8 +342,9 @@ impl Starting {
         let totals = stats::total(&counters);
         if result.is_ok() {
             tracing::info!(
-                "stopped: {} datagrams received, {} requests, {} replies sent, {} forwarded, {} dropped",
+                "stopped: {} datagrams received, {} TCP messages, {} requests, {} replies sent, {} forwarded, {} dropped",
                 totals.received,
+                totals.tcp_messages,
                 totals.registrar.requests,
                 totals.sent,
                 totals.forwarded_out,
@@ -526,14 +551,14 @@ fn supervise(
     }
 }
 
-fn log_start(config: &Config, bound: &socket::Bound) {
+fn log_start(config: &Config, bound: &socket::Bound, tcp: &tcp::Bound) {
     let r = &config.registrar;
     tracing::info!(
         "sipreg {} starting: listen {}, {} cores (CPUs {}), expires min/default/max {}/{}/{} s ({:?} below min), \
          max contacts {} ({:?}), jitter {}%, timer J {} ms, txn cache {} per shard, max bindings {} total \
          ({} per shard), recv batch {}, rcvbuf {} B, sndbuf {} B",
         env!("CARGO_PKG_VERSION"),
-        join_addrs(&bound.local),
+        listen_list(&bound.local, &tcp.local),
         config.shards(),
         format_cpu_list(&config.cpus),
         r.min_expires_s,
@@ -585,10 +610,12 @@ fn log_start(config: &Config, bound: &socket::Bound) {
     }
 }
 
-fn join_addrs(addrs: &[SocketAddr]) -> String {
-    addrs
-        .iter()
+/// The listen addresses as `--listen` takes them: UDP ones bare, TCP ones `tcp:`.
+fn listen_list(udp: &[SocketAddr], tcp: &[SocketAddr]) -> String {
+    let tcp = tcp.iter().map(|a| format!("tcp:{a}"));
+    udp.iter()
         .map(ToString::to_string)
+        .chain(tcp)
         .collect::<Vec<_>>()
         .join(", ")
 }

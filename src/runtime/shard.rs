@@ -6,13 +6,16 @@
 //! [`Core::handle_batch`] prepares the batch (parse, owner), warms it, and answers each
 //! request in order; [`Core::act`] carries out the registrar's [`Action`] (reply now,
 //! hold the reply for the journal, forward, or count a drop). The journal hold queue is
-//! in `journal`, the sockets in `udp`.
+//! in `journal`, the sockets in `udp`, the TCP listeners and connections in `tcp`
+//! (their messages are one more batch per turn; a reply for a connection goes to the
+//! core holding it, see [`Core::deliver`]).
 //!
 //! The loop is one glommio task per core. It never awaits while there is work, so a
 //! busy core makes one `recvmmsg` per batch and one `sendmmsg` per socket per batch,
 //! and nothing else. When a turn finds no work it parks (`park`: one `ppoll`, not
 //! glommio's reactor, which interrupts every other core on each sleep) on its wake
-//! sources at once: any listening socket readable, the mesh doorbell's eventfd (another
+//! sources at once: any listening socket readable, the TCP epoll set (a listener or a
+//! connection ready), the mesh doorbell's eventfd (another
 //! core forwarded to us, the store writer made replies durable, a management command,
 //! or a stop), and the registrar's next deadline as the timeout (at most
 //! [`TIMER_TICK_MS`] away). An idle core therefore sleeps in the kernel and costs ~0 %
@@ -30,6 +33,7 @@ use super::mmsg::RecvBatch;
 use super::park::PollSet;
 use super::redis::{CommitFailure, RedisLink};
 use super::stats::{Counters, RegistrarCounters, SharedCounters};
+use super::tcp::{Received, Tcp};
 use super::udp::Udp;
 use crate::registrar::shared::{CommitId, CommitReply, CommitStatus};
 use crate::registrar::{Action, Destination, Registrar, RegistrarConfig, Source};
@@ -58,6 +62,9 @@ const REPLY_BYTES_INITIAL: usize = 2048;
 pub(crate) struct CoreSetup {
     pub(crate) shards: usize,
     pub(crate) sockets: Vec<Socket>,
+    /// This core's TCP listeners, one per TCP `--listen` address (may be none).
+    pub(crate) tcp_listeners: Vec<std::net::TcpListener>,
+    pub(crate) tcp: crate::config::tcp::TcpConfig,
     pub(crate) registrar: RegistrarConfig,
     pub(crate) recv_batch: usize,
     pub(crate) spin_before_park_us: u64,
@@ -93,6 +100,8 @@ struct Core {
     shards: usize,
     registrar: Registrar,
     udp: Udp,
+    /// The TCP listeners and connections; `None` without a TCP `--listen`.
+    tcp: Option<Tcp>,
     mesh: MeshEnd,
     counters: Counters,
     journal: Option<Journal>,
@@ -150,6 +159,15 @@ pub(crate) async fn run(setup: CoreSetup, ready: impl FnOnce(Result<(), String>)
         }
     };
     let now_ms = wall_clock_ms();
+    let tcp = match Tcp::new(index, setup.tcp_listeners, setup.tcp, now_ms) {
+        Ok(tcp) => tcp,
+        Err(e) => {
+            ready(Err(format!(
+                "core {index}: cannot watch its TCP listeners: {e}"
+            )));
+            return;
+        }
+    };
     let mut registrar = Registrar::new(setup.registrar);
     restore(&mut registrar, now_ms, &setup.restore);
     drop(setup.restore);
@@ -160,6 +178,7 @@ pub(crate) async fn run(setup: CoreSetup, ready: impl FnOnce(Result<(), String>)
             shards: setup.shards,
             registrar,
             udp,
+            tcp,
             mesh: setup.mesh,
             counters: Counters::default(),
             journal: setup.journal.map(Journal::new),
@@ -212,6 +231,7 @@ impl Shard {
                 for listen in 0..self.core.udp.listens() {
                     work += self.receive(listen, now_ms);
                 }
+                work += self.receive_tcp(now_ms);
             }
             work += self.drain_inbox(now_ms);
             work += self.core.poll_redis(now_ms);
@@ -225,6 +245,9 @@ impl Shard {
             self.core.flush_redis(now_ms);
             self.core.ship_journal();
             self.core.udp.flush_all(&mut self.core.counters);
+            if let Some(tcp) = self.core.tcp.as_mut() {
+                tcp.flush(now_ms, &mut self.core.counters);
+            }
             self.record_latency();
             self.core.mesh.ring_pending();
             self.run_timers(now_ms);
@@ -303,6 +326,55 @@ impl Shard {
         taken
     }
 
+    /// Accept, read and frame what the TCP side has ready, and answer its messages as
+    /// one batch (the same path as datagrams); then answer the refused ones (400/513).
+    /// Returns the fds that were ready.
+    fn receive_tcp(&mut self, now_ms: u64) -> usize {
+        let core = &mut self.core;
+        let Some(tcp) = core.tcp.as_mut() else {
+            return 0;
+        };
+        self.arena.reset();
+        let arena = &self.arena;
+        let mut received = bumpalo::collections::Vec::new_in(arena);
+        let ready = tcp.receive(now_ms, arena, &mut received, &mut core.counters);
+        if received.is_empty() {
+            return ready;
+        }
+        let arrived = Instant::now();
+        let before = core.registrar.stats().registers();
+        let mut inputs = bumpalo::collections::Vec::with_capacity_in(received.len(), arena);
+        for r in &received {
+            if let Received::Message { bytes, source } = *r {
+                inputs.push(Input { bytes, source });
+            }
+        }
+        core.handle_batch(now_ms, &inputs, arena, false);
+        drop(inputs);
+        for r in &received {
+            if let Received::Refused {
+                head,
+                source,
+                status,
+                reason,
+            } = *r
+            {
+                let action = core.registrar.refuse_stream(
+                    source,
+                    head,
+                    status,
+                    reason,
+                    arena,
+                    &mut core.reply,
+                );
+                core.act(action, None);
+            }
+        }
+        drop(received);
+        self.latency_mark(arrived, before);
+        ready
+    }
+
     /// Take what other cores sent here: answer the forwarded requests as one batch (the
     /// same path as received ones) and write the crossed replies. Returns how many.
     fn drain_inbox(&mut self, now_ms: u64) -> usize {
@@ -339,8 +411,8 @@ impl Shard {
         drop(inputs);
         self.latency_mark(arrived, before);
         for msg in self.inbox.drain(..) {
-            if let MeshMsg::Reply { to, .. } = &msg {
-                self.core.deliver_crossed(*to);
+            if let MeshMsg::Reply { to, data } = &msg {
+                self.core.deliver_crossed(*to, &data.bytes);
             }
             self.core.mesh.give_back(msg.into_lent());
         }
@@ -386,6 +458,9 @@ impl Shard {
     }
 
     fn run_timers(&mut self, now_ms: u64) {
+        if let Some(tcp) = self.core.tcp.as_mut() {
+            tcp.sweep(now_ms, &mut self.core.counters);
+        }
         if now_ms >= self.timeout_due_ms() {
             self.core.registrar.handle_timeout(now_ms);
             self.last_timeout_ms = now_ms;
@@ -412,7 +487,8 @@ impl Shard {
             // The writer's channel was full: try again soon.
             1
         } else {
-            // A Redis reconnect due sooner than the next timer shortens the sleep.
+            // A Redis reconnect due sooner than the next timer shortens the sleep, as
+            // does the TCP sweep (timeouts of connections).
             let reconnect_ms = self
                 .core
                 .redis
@@ -421,8 +497,9 @@ impl Shard {
                 .map_or(u64::MAX, |d| {
                     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
                 });
-            self.timeout_due_ms()
-                .saturating_sub(now_ms)
+            let tcp_due = self.core.tcp.as_ref().and_then(Tcp::sweep_due_ms);
+            let due = tcp_due.map_or(self.timeout_due_ms(), |d| d.min(self.timeout_due_ms()));
+            due.saturating_sub(now_ms)
                 .min(reconnect_ms)
                 .clamp(1, TIMER_TICK_MS)
         };
@@ -441,7 +518,13 @@ impl Shard {
         let quiet = !stop_news && !durable_news && core.mesh.inbox_is_empty();
         if quiet && self.control.is_idle() {
             let redis_fds = core.redis.iter().flat_map(RedisLink::fds);
-            let fds = core.udp.fds().chain(redis_fds).chain([bell.fd()]);
+            let tcp_fd = core.tcp.as_ref().map(Tcp::fd);
+            let fds = core
+                .udp
+                .fds()
+                .chain(redis_fds)
+                .chain(tcp_fd)
+                .chain([bell.fd()]);
             // Redis connects in progress wake the core when they complete (writable).
             let connecting = core.redis.iter().flat_map(RedisLink::connecting_fds);
             let woke = self.poll.wait_writable(
@@ -558,17 +641,26 @@ impl Core {
                 reply.clear();
             }
             Some(_) => {
-                self.deliver_crossed(to);
+                self.deliver_crossed(to, reply);
                 reply.clear();
             }
         }
     }
 
-    /// A reply for a connection this core holds. This core holds no connection (its
-    /// listeners are UDP), so the connection is gone: counted as a failed send.
-    fn deliver_crossed(&mut self, to: Destination) {
-        debug_assert!(to.conn.is_some());
-        self.counters.send_errors += 1;
+    /// A reply for a connection this core holds (it came from this core's answer or
+    /// crossed the mesh from the owner's): queued on the connection if it is still
+    /// open (same generation), else counted as "connection gone". RFC 3261 §18.2.2
+    /// would then open a connection to the sent-by address; a registrar's client
+    /// retransmits its REGISTER on a new connection instead.
+    fn deliver_crossed(&mut self, to: Destination, reply: &[u8]) {
+        let Some(conn) = to.conn else {
+            debug_assert!(false, "a crossed reply names a connection");
+            return;
+        };
+        match self.tcp.as_mut() {
+            Some(tcp) => tcp.send(conn, reply, &mut self.counters),
+            None => self.counters.tcp_conn_gone += 1,
+        }
     }
 
     /// Read the shared backend's replies and answer their requests; answer 503 the

@@ -65,6 +65,73 @@ pub(crate) struct Counters {
     pub(crate) redis_reconnects: u64,
     /// Connections to masters lost.
     pub(crate) redis_connections_lost: u64,
+    /// TCP connections accepted.
+    pub(crate) tcp_accepted: u64,
+    /// TCP connections closed (any reason).
+    pub(crate) tcp_closed: u64,
+    /// TCP connections open now (a gauge).
+    pub(crate) tcp_connections: u64,
+    /// TCP connections accepted and closed at once: `--tcp-connections-max` reached.
+    pub(crate) tcp_refused: u64,
+    /// Requests framed off TCP connections.
+    pub(crate) tcp_messages: u64,
+    /// Stream messages refused (400 no/bad Content-Length, 513 too large), each
+    /// closing its connection.
+    pub(crate) tcp_framing_errors: u64,
+    /// Connections closed for a message begun longer than `--tcp-header-timeout-ms`.
+    pub(crate) tcp_header_timeouts: u64,
+    /// Connections closed after `--tcp-idle-timeout-s` without traffic.
+    pub(crate) tcp_idle_timeouts: u64,
+    /// Connections closed because their peer left too many replies unread.
+    pub(crate) tcp_write_overflow: u64,
+    /// Replies for a connection that had closed (or whose slot was reused).
+    pub(crate) tcp_conn_gone: u64,
+}
+
+/// The TCP counters, in the order they are published.
+const TCP_FIELDS: usize = 10;
+
+fn tcp_array(c: &Counters) -> [u64; TCP_FIELDS] {
+    [
+        c.tcp_accepted,
+        c.tcp_closed,
+        c.tcp_connections,
+        c.tcp_refused,
+        c.tcp_messages,
+        c.tcp_framing_errors,
+        c.tcp_header_timeouts,
+        c.tcp_idle_timeouts,
+        c.tcp_write_overflow,
+        c.tcp_conn_gone,
+    ]
+}
+
+fn with_tcp(c: Counters, a: [u64; TCP_FIELDS]) -> Counters {
+    let [
+        tcp_accepted,
+        tcp_closed,
+        tcp_connections,
+        tcp_refused,
+        tcp_messages,
+        tcp_framing_errors,
+        tcp_header_timeouts,
+        tcp_idle_timeouts,
+        tcp_write_overflow,
+        tcp_conn_gone,
+    ] = a;
+    Counters {
+        tcp_accepted,
+        tcp_closed,
+        tcp_connections,
+        tcp_refused,
+        tcp_messages,
+        tcp_framing_errors,
+        tcp_header_timeouts,
+        tcp_idle_timeouts,
+        tcp_write_overflow,
+        tcp_conn_gone,
+        ..c
+    }
 }
 
 /// Upper bounds of the REGISTER latency buckets, in microseconds; one more bucket
@@ -180,6 +247,15 @@ impl Counters {
         }
         self.redis_reconnects += o.redis_reconnects;
         self.redis_connections_lost += o.redis_connections_lost;
+        let tcp = tcp_array(self)
+            .into_iter()
+            .zip(tcp_array(o))
+            .map(|(a, b)| a + b);
+        let mut sum = [0; TCP_FIELDS];
+        for (slot, v) in sum.iter_mut().zip(tcp) {
+            *slot = v;
+        }
+        *self = with_tcp(std::mem::take(self), sum);
     }
 }
 
@@ -201,7 +277,7 @@ impl Default for SharedCounters {
 const BASE_FIELDS: usize = 21;
 /// The Redis fields after the latency buckets: failures by reason, reconnects, losses.
 const REDIS_FIELDS: usize = COMMIT_FAILURES + 2;
-const FIELDS: usize = BASE_FIELDS + 8 + LATENCY_BUCKETS + REDIS_FIELDS;
+const FIELDS: usize = BASE_FIELDS + 8 + LATENCY_BUCKETS + REDIS_FIELDS + TCP_FIELDS;
 
 fn to_array(c: &Counters) -> [u64; FIELDS] {
     let mut a = [0; FIELDS];
@@ -219,10 +295,11 @@ fn to_array(c: &Counters) -> [u64; FIELDS] {
         .redis_failed_by
         .into_iter()
         .chain([c.redis_reconnects, c.redis_connections_lost]);
-    for (slot, v) in a
-        .iter_mut()
-        .zip(values.chain(c.register_latency).chain(redis))
-    {
+    let values = values
+        .chain(c.register_latency)
+        .chain(redis)
+        .chain(tcp_array(c));
+    for (slot, v) in a.iter_mut().zip(values) {
         *slot = v;
     }
     a
@@ -268,7 +345,12 @@ fn from_array(a: [u64; FIELDS]) -> Counters {
     for (i, b) in redis_failed_by.iter_mut().enumerate() {
         *b = at(redis_at + i);
     }
-    Counters {
+    let tcp_at = redis_at + REDIS_FIELDS;
+    let mut tcp = [0; TCP_FIELDS];
+    for (i, v) in tcp.iter_mut().enumerate() {
+        *v = at(tcp_at + i);
+    }
+    let counters = Counters {
         busy_ns: at(0),
         total_ns: at(1),
         register_latency_sum_ns: at(2),
@@ -282,7 +364,8 @@ fn from_array(a: [u64; FIELDS]) -> Counters {
         redis_reconnects: at(redis_at + COMMIT_FAILURES),
         redis_connections_lost: at(redis_at + COMMIT_FAILURES + 1),
         ..from_base(base)
-    }
+    };
+    with_tcp(counters, tcp)
 }
 
 fn from_base(a: [u64; BASE_FIELDS]) -> Counters {
@@ -366,6 +449,26 @@ pub(crate) fn total(cores: &[std::sync::Arc<SharedCounters>]) -> Counters {
 /// The one-line summary between two samples `seconds` apart.
 pub(crate) fn summary(before: &Counters, now: &Counters, seconds: f64) -> String {
     let rate = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / seconds.max(1e-9);
+    let mut line = base_summary(before, now, seconds);
+    if now.tcp_accepted > 0 {
+        line.push_str(&format!(
+            "; tcp {} open, {:.0} messages/s, closed by limit: cap {}, header-timeout {}, \
+             idle {}, framing {}, write-queue {}; replies for closed connections {}",
+            now.tcp_connections,
+            rate(before.tcp_messages, now.tcp_messages),
+            now.tcp_refused,
+            now.tcp_header_timeouts,
+            now.tcp_idle_timeouts,
+            now.tcp_framing_errors,
+            now.tcp_write_overflow,
+            now.tcp_conn_gone,
+        ));
+    }
+    line
+}
+
+fn base_summary(before: &Counters, now: &Counters, seconds: f64) -> String {
+    let rate = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / seconds.max(1e-9);
     format!(
         "stats: received {:.0}/s, requests {:.0}/s, sent {:.0}/s, on-owner {:.0}/s, forwarded {:.0}/s; bindings {}, aors {}, \
          expired {}; drops {} (mesh-full {}, too-large {}, keep-alive {}, response {}, unanswerable {}, registrar {}); \
@@ -448,6 +551,10 @@ mod tests {
             redis_connections_lost: 2,
             store_errors: 4,
             register_latency: [1; LATENCY_BUCKETS],
+            tcp_accepted: 3,
+            tcp_connections: 2,
+            tcp_messages: 50,
+            tcp_header_timeouts: 1,
             ..Counters::default()
         });
         let sum = total(&[a, b]);
@@ -477,6 +584,12 @@ mod tests {
             "{line}"
         );
         assert!(line.contains("reconnects 3, connections lost 2"), "{line}");
+        assert!(
+            line.contains("tcp 2 open, 10 messages/s") && line.contains("header-timeout 1"),
+            "{line}"
+        );
+        let udp_only = summary(&Counters::default(), &c, 5.0);
+        assert!(!udp_only.contains("tcp"), "no TCP, no TCP part: {udp_only}");
     }
 
     #[test]

@@ -82,25 +82,35 @@ impl std::error::Error for FramingError {}
 /// Frame the message (or keep-alive) at the start of `buf`, the bytes received so far
 /// on a stream and not yet consumed.
 pub fn frame(buf: &[u8]) -> Result<Framed, FramingError> {
+    frame_within(buf, STREAM_MESSAGE_BYTES_MAX)
+}
+
+/// [`frame`] with a smaller message bound, in bytes (a connection's read buffer): the
+/// header section and the whole message are each at most `message_bytes_max` (and at
+/// most [`HEADER_SECTION_BYTES_MAX`] and [`STREAM_MESSAGE_BYTES_MAX`]). So a buffer of
+/// `message_bytes_max` bytes is never full while the answer is `Partial`.
+pub fn frame_within(buf: &[u8], message_bytes_max: usize) -> Result<Framed, FramingError> {
+    let message_max = message_bytes_max.min(STREAM_MESSAGE_BYTES_MAX);
+    let head_max = message_max.min(HEADER_SECTION_BYTES_MAX);
     if let Some(keepalive) = keepalive(buf) {
         return Ok(keepalive);
     }
     let Some(end) = memchr::memmem::find(buf, KEEPALIVE_PING) else {
         // No empty line yet. Once the buffer is at the limit without one, any empty
         // line would end past it.
-        return if buf.len() >= HEADER_SECTION_BYTES_MAX {
+        return if buf.len() >= head_max {
             Err(FramingError::TooLarge)
         } else {
             Ok(Framed::Partial)
         };
     };
     let head_len = end + KEEPALIVE_PING.len();
-    if head_len > HEADER_SECTION_BYTES_MAX {
+    if head_len > head_max {
         return Err(FramingError::TooLarge);
     }
     let body_len = content_length(&buf[..head_len])?;
     let len = head_len.saturating_add(body_len);
-    if len > STREAM_MESSAGE_BYTES_MAX {
+    if len > message_max {
         return Err(FramingError::TooLarge);
     }
     Ok(if buf.len() >= len {
@@ -108,6 +118,18 @@ pub fn frame(buf: &[u8]) -> Result<Framed, FramingError> {
     } else {
         Framed::Partial
     })
+}
+
+/// The part of a refused stream message that can address its answer (the 400 or 513
+/// of a [`FramingError`]): the header section up to and including its empty line when
+/// it is complete, else every complete line received (the section cut short; the
+/// parser reads the Via, From, To, Call-ID and CSeq it holds). Leading CRLFs are kept
+/// (the parser skips them, RFC 3261 §7.5).
+pub fn head_for_answer(buf: &[u8]) -> &[u8] {
+    if let Some(end) = memchr::memmem::find(buf, KEEPALIVE_PING) {
+        return &buf[..end + KEEPALIVE_PING.len()];
+    }
+    memchr::memmem::rfind(buf, b"\r\n").map_or(&buf[..0], |end| &buf[..end + 2])
 }
 
 /// A keep-alive at the start of `buf`, or `Partial` when `buf` may still become one;
@@ -378,5 +400,69 @@ mod tests {
         );
         let past = with_head_len(head_len, body + 1);
         assert_eq!(frame(&past), Err(FramingError::TooLarge));
+    }
+
+    #[test]
+    fn a_smaller_bound_refuses_at_it_and_never_leaves_a_full_buffer_partial() {
+        let bound = 1024;
+        let at = with_head_len(bound, 0);
+        assert_eq!(
+            frame_within(&at, bound),
+            Ok(Framed::Complete { len: bound })
+        );
+        let past = with_head_len(bound + 1, 0);
+        assert_eq!(frame_within(&past, bound), Err(FramingError::TooLarge));
+        assert_eq!(
+            frame_within(&past[..bound], bound),
+            Err(FramingError::TooLarge)
+        );
+        assert_eq!(frame_within(&past[..bound - 1], bound), Ok(Framed::Partial));
+        // A body announced past the bound is refused from the header section alone.
+        let body = with_head_len(300, bound - 300 + 1);
+        assert_eq!(frame_within(&body, bound), Err(FramingError::TooLarge));
+        let body = with_head_len(300, bound - 300);
+        assert_eq!(frame_within(&body, bound), Ok(Framed::Partial));
+        // A bound above the parser's is the parser's.
+        assert_eq!(
+            frame_within(&with_head_len(HEADER_SECTION_BYTES_MAX + 1, 0), usize::MAX),
+            Err(FramingError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn head_for_answer_is_the_section_or_its_complete_lines() {
+        let m = message("", "body");
+        let head_len = m.find("\r\n\r\n").unwrap() + 4;
+        assert_eq!(head_for_answer(m.as_bytes()), &m.as_bytes()[..head_len]);
+        let cut = b"REGISTER sip:x SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nX: pad";
+        assert_eq!(
+            head_for_answer(cut),
+            &b"REGISTER sip:x SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\n"[..]
+        );
+        assert_eq!(head_for_answer(b"REGISTER sip:x"), b"");
+    }
+
+    proptest::proptest! {
+        /// Any sequence of messages (bodies of any length, some with CRLF in them) and
+        /// keep-alives, cut into any pieces, frames back into the same sequence.
+        #[test]
+        fn any_stream_cut_anywhere_frames_back(
+            bodies in proptest::collection::vec("[a-z\r\n]{0,40}", 1..6),
+            pings in proptest::collection::vec(proptest::bool::ANY, 6),
+            cuts in proptest::collection::vec(0usize..2000, 0..12),
+        ) {
+            let mut want: Vec<Vec<u8>> = Vec::new();
+            for (i, body) in bodies.iter().enumerate() {
+                if pings[i] {
+                    want.push(KEEPALIVE_PING.to_vec());
+                }
+                let header = format!("Content-Length: {}\r\n", body.len());
+                want.push(message(&header, body).into_bytes());
+            }
+            let stream: Vec<u8> = want.concat();
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (stream.len() + 1)).collect();
+            cuts.sort_unstable();
+            proptest::prop_assert_eq!(read_in_pieces(&stream, &cuts), want);
+        }
     }
 }

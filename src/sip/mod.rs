@@ -32,7 +32,7 @@ mod write;
 
 pub use date::{DATE_BYTES, write_date};
 pub use error::{ParseError, UriError};
-pub use framing::{Framed, FramingError, KEEPALIVE_PING, frame};
+pub use framing::{Framed, FramingError, KEEPALIVE_PING, frame, frame_within, head_for_answer};
 pub use header_values::HeaderParams;
 pub use lines::{RawHeaders, is_keepalive};
 pub use message::{
