@@ -20,6 +20,7 @@ use clap::{Parser, ValueEnum};
 
 mod cpus;
 pub mod tcp;
+pub mod tls;
 pub use cpus::available_cpus;
 
 use crate::auth::{ALGORITHMS_MAX, Algorithm, subscriber_file};
@@ -99,10 +100,11 @@ pub const LISTEN_ADDRS_MAX: usize = 64;
     about = "A thread-per-core SIP registrar (RFC 3261 §10)"
 )]
 pub struct Args {
-    /// Address and port to listen on, UDP unless prefixed `tcp:`, e.g. 0.0.0.0:5060,
-    /// [::]:5060, udp:0.0.0.0:5060 or tcp:0.0.0.0:5060; repeat for several. Every core
-    /// binds each one with SO_REUSEPORT. [default: 0.0.0.0:5060]
-    #[arg(long = "listen", value_name = "[udp:|tcp:]ADDR:PORT")]
+    /// Address and port to listen on, UDP unless prefixed `tcp:` or `tls:`, e.g.
+    /// 0.0.0.0:5060, [::]:5060, udp:0.0.0.0:5060, tcp:0.0.0.0:5060 or tls:0.0.0.0:5061;
+    /// repeat for several. Every core binds each one with SO_REUSEPORT.
+    /// [default: 0.0.0.0:5060]
+    #[arg(long = "listen", value_name = "[udp:|tcp:|tls:]ADDR:PORT")]
     pub listen: Vec<String>,
 
     /// SIP domain served (host part of the AOR); repeat for several. None: serve any
@@ -307,6 +309,33 @@ pub struct Args {
     /// connection (slow senders), in ms (50..=600000).
     #[arg(long, value_name = "MS", default_value_t = tcp::TCP_HEADER_TIMEOUT_MS_DEFAULT)]
     pub tcp_header_timeout_ms: u64,
+
+    // ---- TLS (RFC 3261 §26.2.1); the TCP limits apply to TLS connections too ----
+    /// The server's certificate chain (PEM, leaf first); required with a `tls:` listener.
+    /// Read again on SIGHUP (a bad new file keeps the current one).
+    #[arg(long, value_name = "PEM")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The private key of --tls-cert (PEM); required with a `tls:` listener, read again
+    /// on SIGHUP.
+    #[arg(long, value_name = "PEM")]
+    pub tls_key: Option<std::path::PathBuf>,
+
+    /// CA certificates (PEM) a client certificate must chain to: turns mutual TLS on (a
+    /// client without a valid certificate fails the handshake). [default: none, no
+    /// client certificate asked]
+    #[arg(long, value_name = "PEM")]
+    pub tls_client_ca: Option<std::path::PathBuf>,
+
+    /// TLS handshakes in progress per core; past it a new TLS connection is accepted
+    /// and closed at once (counted).
+    #[arg(long, value_name = "N", default_value_t = tls::TLS_HANDSHAKES_MAX_DEFAULT)]
+    pub tls_handshakes_max: usize,
+
+    /// A TLS handshake not done after this long closes its connection (counted), in ms
+    /// (50..=60000).
+    #[arg(long, value_name = "MS", default_value_t = tls::TLS_HANDSHAKE_TIMEOUT_MS_DEFAULT)]
+    pub tls_handshake_timeout_ms: u64,
 }
 
 /// `--location` values.
@@ -437,6 +466,11 @@ pub struct Config {
     pub tcp_listen: Vec<SocketAddr>,
     /// TCP limits (per core).
     pub tcp: tcp::TcpConfig,
+    /// TLS addresses every core listens on, in `--listen` order (the index is
+    /// `Source::listen` of a message on a TLS connection).
+    pub tls_listen: Vec<SocketAddr>,
+    /// The TLS settings; `None` without a `tls:` listener.
+    pub tls: Option<tls::TlsConfig>,
     /// One executor per entry, pinned to that CPU; shard `i` runs on `cpus[i]`.
     pub cpus: Vec<usize>,
     /// The registrar settings shared by every shard (the seed is varied per shard by
@@ -538,6 +572,7 @@ impl Config {
         let tcp::Listens {
             udp: listen,
             tcp: tcp_listen,
+            tls: tls_listen,
         } = tcp::parse_listens(&args.listen)?;
         let cpus = resolve_cpus(args.cores, args.cpus.as_deref(), host_cpus)?;
         let domains = parse_domains(&args.domain)?;
@@ -548,6 +583,14 @@ impl Config {
             args.tcp_idle_timeout_s,
             args.tcp_header_timeout_ms,
             args.max_expires,
+        )?;
+        let tls = tls::resolve(
+            tls_listen.len(),
+            args.tls_cert.clone(),
+            args.tls_key.clone(),
+            args.tls_client_ca.clone(),
+            args.tls_handshakes_max,
+            args.tls_handshake_timeout_ms,
         )?;
         if args.expires_jitter > EXPIRES_JITTER_PERCENT_MAX {
             return Err(ConfigError::new(
@@ -736,6 +779,8 @@ impl Config {
             listen,
             tcp_listen,
             tcp,
+            tls_listen,
+            tls,
             cpus,
             registrar,
             max_bindings_total: args.max_bindings,

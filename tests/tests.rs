@@ -29,3 +29,7 @@ mod steering_runtime;
 
 // SIP over TCP (RFC 3261 §18): replies on the connection, framing, limits, the mesh.
 mod tcp;
+
+// SIP over TLS (RFC 3261 §26.2.1): answers on the connection, resumption, mutual TLS,
+// handshake limits, SIGHUP certificate reload.
+mod tls;

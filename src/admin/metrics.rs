@@ -383,6 +383,60 @@ pub(super) fn render(
         "Replies for a TCP connection that had closed.",
         sum(&|c| c.runtime.tcp_conn_gone),
     );
+    // SIP over TLS (RFC 3261 §26.2.1): handshakes and their limits.
+    counter(
+        &mut r,
+        "tls_connections_accepted",
+        "TLS connections accepted (a handshake begun).",
+        sum(&|c| c.runtime.tls.accepted),
+    );
+    counter(
+        &mut r,
+        "tls_handshakes",
+        "TLS handshakes completed.",
+        sum(&|c| c.runtime.tls.handshakes),
+    );
+    counter(
+        &mut r,
+        "tls_handshakes_resumed",
+        "TLS handshakes that resumed a session (ticket or session id).",
+        sum(&|c| c.runtime.tls.resumed),
+    );
+    gauge(
+        &mut r,
+        "tls_handshakes_in_progress",
+        "TLS handshakes in progress.",
+        sum(&|c| c.runtime.tls.handshaking),
+    );
+    counter(
+        &mut r,
+        "tls_handshakes_refused",
+        "TLS connections accepted and closed at once: --tls-handshakes-max in progress.",
+        sum(&|c| c.runtime.tls.refused),
+    );
+    counter(
+        &mut r,
+        "tls_handshakes_deferred",
+        "TLS handshake steps left for a later loop turn by the per-turn handshake budget.",
+        sum(&|c| c.runtime.tls.deferred),
+    );
+    family(
+        &mut r,
+        "tls_handshake_failures",
+        "TLS handshakes failed, by reason: bad_client_hello (not TLS, nothing in common, an \
+         alert), no_cert and cert_rejected (mutual TLS), timeout (--tls-handshake-timeout-ms), \
+         closed (the peer left first).",
+        crate::runtime::TLS_HANDSHAKE_FAILURES
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                (
+                    vec![("reason", (*name).to_string())],
+                    sum(&|c| c.runtime.tls.failed.get(i).copied().unwrap_or(0)),
+                )
+            })
+            .collect(),
+    );
     family(
         &mut r,
         "drops",

@@ -1,7 +1,7 @@
 //! `--listen` schemes and the TCP limits (RFC 3261 §18: SIP over TCP).
 //!
-//! `--listen` takes `ADDR:PORT` (UDP, the default scheme), `udp:ADDR:PORT` or
-//! `tcp:ADDR:PORT`. The UDP and TCP addresses are kept apart, each in flag order: a
+//! `--listen` takes `ADDR:PORT` (UDP, the default scheme), `udp:ADDR:PORT`,
+//! `tcp:ADDR:PORT` or `tls:ADDR:PORT`. The addresses of each transport are kept apart, each in flag order: a
 //! request's listen index (`Source::listen`) counts among the addresses of its own
 //! transport, so the UDP sockets keep the indices they had before TCP existed.
 //!
@@ -55,6 +55,8 @@ pub struct Listens {
     pub udp: Vec<SocketAddr>,
     /// TCP addresses (`tcp:`).
     pub tcp: Vec<SocketAddr>,
+    /// TLS addresses (`tls:`): TCP connections carrying TLS (RFC 3261 §26.2.1).
+    pub tls: Vec<SocketAddr>,
 }
 
 /// Parse `--listen` values; none given: UDP on 0.0.0.0:5060.
@@ -62,6 +64,7 @@ pub fn parse_listens(raw: &[String]) -> Result<Listens, ConfigError> {
     let mut out = Listens {
         udp: Vec::new(),
         tcp: Vec::new(),
+        tls: Vec::new(),
     };
     if raw.is_empty() {
         out.udp.push(SocketAddr::from(([0, 0, 0, 0], 5060)));
@@ -77,12 +80,13 @@ pub fn parse_listens(raw: &[String]) -> Result<Listens, ConfigError> {
         let (list, rest) = match text.split_once(':') {
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("tcp") => (&mut out.tcp, rest),
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("udp") => (&mut out.udp, rest),
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("tls") => (&mut out.tls, rest),
             _ => (&mut out.udp, text.as_str()),
         };
         let addr: SocketAddr = rest.parse().map_err(|_| {
             ConfigError::new(
                 "--listen",
-                format!("'{text}' is not [udp:|tcp:]ADDR:PORT (e.g. 0.0.0.0:5060, tcp:[::1]:5060)"),
+                format!("'{text}' is not [udp:|tcp:|tls:]ADDR:PORT (e.g. 0.0.0.0:5060, tcp:[::1]:5060, tls:0.0.0.0:5061)"),
             )
         })?;
         if list.contains(&addr) {
@@ -172,6 +176,14 @@ mod tests {
         );
         // The same address on both transports is two listeners, not a repeat.
         assert!(listens(&["tcp:1.2.3.4:5", "1.2.3.4:5"]).is_ok());
+        let l = listens(&["tls:127.0.0.1:5061", "TLS:[::1]:5061"]).unwrap();
+        assert_eq!((l.tls.len(), l.tcp.len(), l.udp.len()), (2, 0, 0));
+        assert_eq!(
+            listens(&["tls:1.2.3.4:5", "tls:1.2.3.4:5"])
+                .unwrap_err()
+                .flag,
+            "--listen"
+        );
         for bad in [
             &["tcp:1.2.3.4:5", "tcp:1.2.3.4:5"][..],
             &["sctp:1.2.3.4:5"],

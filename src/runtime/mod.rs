@@ -56,6 +56,18 @@ pub(crate) use redis::CommitFailure as RedisCommitFailure;
 pub(crate) use socket::socket_drops;
 pub(crate) use stats::LATENCY_BUCKETS_US;
 
+/// TLS handshake failure reasons, in counter order (`sipreg_tls_handshake_failures`).
+pub(crate) const TLS_HANDSHAKE_FAILURES: [&str; stats::TLS_FAILURE_REASONS] = {
+    let a = tcp::HandshakeFailure::ALL;
+    [
+        a[0].name(),
+        a[1].name(),
+        a[2].name(),
+        a[3].name(),
+        a[4].name(),
+    ]
+};
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -98,6 +110,8 @@ pub struct Starting {
     signals: Signals,
     bound: socket::Bound,
     tcp: tcp::Bound,
+    tls: tcp::Bound,
+    tls_server: Option<(tcp::TlsShared, Arc<tcp::CertStore>)>,
     seed: u64,
     shared: Arc<MeshShared>,
     ends: Vec<mesh::MeshEnd>,
@@ -146,7 +160,9 @@ pub fn start(config: Config) -> anyhow::Result<Starting> {
         config.socket_sndbuf_bytes,
     )?;
     let tcp = tcp::bind_all(&config.tcp_listen, shards)?;
-    log_start(&config, &bound, &tcp);
+    let tls = tcp::bind_all_as("tls", &config.tls_listen, shards)?;
+    let tls_server = config.tls.as_ref().map(tcp::tls_server).transpose()?;
+    log_start(&config, &bound, &tcp, &tls);
     // Receive steering (issue 13): every socket is bound, in core order, before any core
     // starts; attach now, before the first datagram is read.
     steer::start(config.steering, shards, &bound.sockets);
@@ -160,6 +176,8 @@ pub fn start(config: Config) -> anyhow::Result<Starting> {
         signals,
         bound,
         tcp,
+        tls,
+        tls_server,
         seed,
         shared,
         ends,
@@ -182,6 +200,11 @@ impl Starting {
     /// The TCP addresses actually bound (port 0 resolved), one per `--listen tcp:`.
     pub fn tcp_local_addrs(&self) -> &[SocketAddr] {
         &self.tcp.local
+    }
+
+    /// The TLS addresses actually bound (port 0 resolved), one per `--listen tls:`.
+    pub fn tls_local_addrs(&self) -> &[SocketAddr] {
+        &self.tls.local
     }
 
     /// The management side of the cores: send them commands, see whether they are
@@ -207,12 +230,15 @@ impl Starting {
             mut signals,
             bound,
             tcp,
+            tls,
+            tls_server,
             seed,
             shared,
             ends,
             control,
             control_ends,
         } = self;
+        let (tls_shared, cert_store) = tls_server.unzip();
         let shards = config.shards();
         let load_started = Instant::now();
         let (mut journals, mut restores, writers, loaded) = match &config.persist {
@@ -224,9 +250,12 @@ impl Starting {
             .collect();
 
         let subscriber_cell = Arc::new(reload::SubscriberCell::default());
-        let (reload_handle, reload_thread) =
-            reload::spawn(config.auth_file.clone(), Arc::clone(&subscriber_cell))
-                .context("installing the SIGHUP handler")?;
+        let (reload_handle, reload_thread) = reload::spawn(
+            config.auth_file.clone(),
+            Arc::clone(&subscriber_cell),
+            cert_store,
+        )
+        .context("installing the SIGHUP handler")?;
 
         let signal_handle = signals.handle();
         let signal_thread = {
@@ -246,6 +275,7 @@ impl Starting {
             crossbeam_channel::bounded::<(usize, Result<(), String>)>(shards);
         let mut cores: Vec<JoinHandle<()>> = Vec::with_capacity(shards);
         let mut tcp_listeners = tcp.listeners.into_iter();
+        let mut tls_listeners = tls.listeners.into_iter();
         for (((index, sockets), end), control) in bound
             .sockets
             .into_iter()
@@ -259,6 +289,8 @@ impl Starting {
                 sockets,
                 tcp_listeners: tcp_listeners.next().unwrap_or_default(),
                 tcp: config.tcp,
+                tls_listeners: tls_listeners.next().unwrap_or_default(),
+                tls: tls_shared.clone(),
                 registrar: config.registrar_config(index, seed),
                 recv_batch: config.recv_batch,
                 spin_before_park_us: config.spin_before_park_us,
@@ -306,7 +338,7 @@ impl Starting {
                 }
                 tracing::info!(
                     "ready: {shards} cores answering on {}",
-                    listen_list(&bound.local, &tcp.local)
+                    listen_list(&bound.local, &tcp.local, &tls.local)
                 );
                 if !tcp.local.is_empty() {
                     tracing::info!(
@@ -315,6 +347,18 @@ impl Starting {
                         config.tcp.read_buffer_bytes,
                         config.tcp.idle_timeout_ms / 1000,
                         config.tcp.header_timeout_ms
+                    );
+                }
+                if let Some(t) = &config.tls {
+                    tracing::info!(
+                        "TLS per core: {} handshakes max, handshake timeout {} ms, client \
+                         certificate {}",
+                        t.handshakes_max,
+                        t.handshake_timeout_ms,
+                        t.client_ca.as_ref().map_or_else(
+                            || "not asked".to_string(),
+                            |ca| format!("required ({})", ca.display())
+                        )
                     );
                 }
                 supervise(&config, &shared, &cores, &counters)
@@ -551,14 +595,14 @@ fn supervise(
     }
 }
 
-fn log_start(config: &Config, bound: &socket::Bound, tcp: &tcp::Bound) {
+fn log_start(config: &Config, bound: &socket::Bound, tcp: &tcp::Bound, tls: &tcp::Bound) {
     let r = &config.registrar;
     tracing::info!(
         "sipreg {} starting: listen {}, {} cores (CPUs {}), expires min/default/max {}/{}/{} s ({:?} below min), \
          max contacts {} ({:?}), jitter {}%, timer J {} ms, txn cache {} per shard, max bindings {} total \
          ({} per shard), recv batch {}, rcvbuf {} B, sndbuf {} B",
         env!("CARGO_PKG_VERSION"),
-        listen_list(&bound.local, &tcp.local),
+        listen_list(&bound.local, &tcp.local, &tls.local),
         config.shards(),
         format_cpu_list(&config.cpus),
         r.min_expires_s,
@@ -610,12 +654,15 @@ fn log_start(config: &Config, bound: &socket::Bound, tcp: &tcp::Bound) {
     }
 }
 
-/// The listen addresses as `--listen` takes them: UDP ones bare, TCP ones `tcp:`.
-fn listen_list(udp: &[SocketAddr], tcp: &[SocketAddr]) -> String {
+/// The listen addresses as `--listen` takes them: UDP ones bare, TCP ones `tcp:`, TLS
+/// ones `tls:`.
+fn listen_list(udp: &[SocketAddr], tcp: &[SocketAddr], tls: &[SocketAddr]) -> String {
     let tcp = tcp.iter().map(|a| format!("tcp:{a}"));
+    let tls = tls.iter().map(|a| format!("tls:{a}"));
     udp.iter()
         .map(ToString::to_string)
         .chain(tcp)
+        .chain(tls)
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -1,5 +1,7 @@
 //! SIGHUP: read the subscriber file again and hand the new table to every core
-//! without stopping traffic (issue 5: "reloaded on SIGHUP without dropping traffic").
+//! without stopping traffic (issue 5: "reloaded on SIGHUP without dropping traffic"),
+//! and read the TLS certificate and key again (issue 16): new handshakes use the new
+//! pair, established sessions keep theirs, and a bad new file keeps the old pair.
 //!
 //! The signal thread parses the file; on success it stores the new table and bumps a
 //! generation number. Each core compares the generation once per loop turn (one
@@ -14,6 +16,7 @@ use std::thread;
 use signal_hook::consts::SIGHUP;
 use signal_hook::iterator::Signals;
 
+use super::tcp::CertStore;
 use crate::auth::Subscribers;
 
 /// The latest subscriber table and its generation, shared by the cores.
@@ -42,11 +45,12 @@ impl SubscriberCell {
     }
 }
 
-/// Start the thread that reloads `path` on every SIGHUP. Without `--auth-file` a
-/// SIGHUP is logged and ignored (and no longer kills the process).
+/// Start the thread that reloads `path` (and `tls`'s files) on every SIGHUP. With
+/// neither, a SIGHUP is logged and ignored (and no longer kills the process).
 pub(crate) fn spawn(
     path: Option<PathBuf>,
     cell: Arc<SubscriberCell>,
+    tls: Option<Arc<CertStore>>,
 ) -> anyhow::Result<(signal_hook::iterator::Handle, thread::JoinHandle<()>)> {
     let mut signals = Signals::new([SIGHUP])?;
     let handle = signals.handle();
@@ -54,8 +58,23 @@ pub(crate) fn spawn(
         .name("sipreg-reload".into())
         .spawn(move || {
             for _ in signals.forever() {
+                if let Some(store) = &tls {
+                    match store.reload() {
+                        Ok(()) => tracing::info!(
+                            "SIGHUP: reloaded the TLS certificate {}",
+                            store.cert_path().display()
+                        ),
+                        Err(e) => tracing::warn!(
+                            "SIGHUP: TLS reload failed, keeping the current certificate: {}: {}",
+                            e.flag,
+                            e.reason
+                        ),
+                    }
+                }
                 let Some(path) = &path else {
-                    tracing::info!("SIGHUP: nothing to reload (no --auth-file)");
+                    if tls.is_none() {
+                        tracing::info!("SIGHUP: nothing to reload (no --auth-file)");
+                    }
                     continue;
                 };
                 match crate::auth::subscriber_file::load(path) {

@@ -65,6 +65,10 @@ pub(crate) struct CoreSetup {
     /// This core's TCP listeners, one per TCP `--listen` address (may be none).
     pub(crate) tcp_listeners: Vec<std::net::TcpListener>,
     pub(crate) tcp: crate::config::tcp::TcpConfig,
+    /// This core's TLS listeners, one per TLS `--listen` address (may be none).
+    pub(crate) tls_listeners: Vec<std::net::TcpListener>,
+    /// The TLS server every core shares, with a TLS listener.
+    pub(crate) tls: Option<super::tcp::TlsShared>,
     pub(crate) registrar: RegistrarConfig,
     pub(crate) recv_batch: usize,
     pub(crate) spin_before_park_us: u64,
@@ -159,7 +163,14 @@ pub(crate) async fn run(setup: CoreSetup, ready: impl FnOnce(Result<(), String>)
         }
     };
     let now_ms = wall_clock_ms();
-    let tcp = match Tcp::new(index, setup.tcp_listeners, setup.tcp, now_ms) {
+    let tcp = match Tcp::new(
+        index,
+        setup.tcp_listeners,
+        setup.tls_listeners,
+        setup.tls,
+        setup.tcp,
+        now_ms,
+    ) {
         Ok(tcp) => tcp,
         Err(e) => {
             ready(Err(format!(

@@ -86,6 +86,71 @@ pub(crate) struct Counters {
     pub(crate) tcp_write_overflow: u64,
     /// Replies for a connection that had closed (or whose slot was reused).
     pub(crate) tcp_conn_gone: u64,
+    /// TLS connections and handshakes (their TCP side counts in the `tcp_` fields).
+    pub(crate) tls: TlsCounters,
+}
+
+/// Handshake failure reasons counted (`runtime::tcp::HandshakeFailure::ALL`).
+pub(crate) const TLS_FAILURE_REASONS: usize = 5;
+
+/// A core's TLS counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct TlsCounters {
+    /// TLS connections accepted (a handshake begun).
+    pub(crate) accepted: u64,
+    /// Handshakes completed.
+    pub(crate) handshakes: u64,
+    /// Of those, resumed sessions (ticket or session id).
+    pub(crate) resumed: u64,
+    /// Handshakes in progress now (a gauge).
+    pub(crate) handshaking: u64,
+    /// TLS connections accepted and closed at once: `--tls-handshakes-max` reached.
+    pub(crate) refused: u64,
+    /// Handshake steps left for a later turn by the per-turn handshake budget.
+    pub(crate) deferred: u64,
+    /// Handshakes failed, by reason (`HandshakeFailure::ALL` order).
+    pub(crate) failed: [u64; TLS_FAILURE_REASONS],
+}
+
+/// The TLS counters, in the order they are published.
+const TLS_FIELDS: usize = 6 + TLS_FAILURE_REASONS;
+
+impl TlsCounters {
+    fn to_array(&self) -> [u64; TLS_FIELDS] {
+        let mut a = [0; TLS_FIELDS];
+        let values = [
+            self.accepted,
+            self.handshakes,
+            self.resumed,
+            self.handshaking,
+            self.refused,
+            self.deferred,
+        ]
+        .into_iter()
+        .chain(self.failed);
+        for (slot, v) in a.iter_mut().zip(values) {
+            *slot = v;
+        }
+        a
+    }
+
+    fn from_array(a: &[u64]) -> Self {
+        let at = |i: usize| a.get(i).copied().unwrap_or(0);
+        Self {
+            accepted: at(0),
+            handshakes: at(1),
+            resumed: at(2),
+            handshaking: at(3),
+            refused: at(4),
+            deferred: at(5),
+            failed: std::array::from_fn(|i| at(6 + i)),
+        }
+    }
+
+    /// Handshakes failed, whatever the reason.
+    pub(crate) fn failures(&self) -> u64 {
+        self.failed.iter().sum()
+    }
 }
 
 /// The TCP counters, in the order they are published.
@@ -255,7 +320,12 @@ impl Counters {
         for (slot, v) in sum.iter_mut().zip(tcp) {
             *slot = v;
         }
+        let mut tls = self.tls.to_array();
+        for (a, b) in tls.iter_mut().zip(o.tls.to_array()) {
+            *a += b;
+        }
         *self = with_tcp(std::mem::take(self), sum);
+        self.tls = TlsCounters::from_array(&tls);
     }
 }
 
@@ -277,7 +347,7 @@ impl Default for SharedCounters {
 const BASE_FIELDS: usize = 21;
 /// The Redis fields after the latency buckets: failures by reason, reconnects, losses.
 const REDIS_FIELDS: usize = COMMIT_FAILURES + 2;
-const FIELDS: usize = BASE_FIELDS + 8 + LATENCY_BUCKETS + REDIS_FIELDS + TCP_FIELDS;
+const FIELDS: usize = BASE_FIELDS + 8 + LATENCY_BUCKETS + REDIS_FIELDS + TCP_FIELDS + TLS_FIELDS;
 
 fn to_array(c: &Counters) -> [u64; FIELDS] {
     let mut a = [0; FIELDS];
@@ -298,7 +368,8 @@ fn to_array(c: &Counters) -> [u64; FIELDS] {
     let values = values
         .chain(c.register_latency)
         .chain(redis)
-        .chain(tcp_array(c));
+        .chain(tcp_array(c))
+        .chain(c.tls.to_array());
     for (slot, v) in a.iter_mut().zip(values) {
         *slot = v;
     }
@@ -365,7 +436,11 @@ fn from_array(a: [u64; FIELDS]) -> Counters {
         redis_connections_lost: at(redis_at + COMMIT_FAILURES + 1),
         ..from_base(base)
     };
-    with_tcp(counters, tcp)
+    let tls_at = BASE_FIELDS + tcp_at + TCP_FIELDS;
+    Counters {
+        tls: TlsCounters::from_array(a.get(tls_at..).unwrap_or_default()),
+        ..with_tcp(counters, tcp)
+    }
 }
 
 fn from_base(a: [u64; BASE_FIELDS]) -> Counters {
@@ -462,6 +537,25 @@ pub(crate) fn summary(before: &Counters, now: &Counters, seconds: f64) -> String
             now.tcp_framing_errors,
             now.tcp_write_overflow,
             now.tcp_conn_gone,
+        ));
+    }
+    if now.tls.accepted > 0 {
+        let t = &now.tls;
+        line.push_str(&format!(
+            "; tls {:.0} handshakes/s ({} resumed), {} in progress, refused at cap {}, \
+             deferred {}, failed {} (bad-hello {}, no-cert {}, cert-rejected {}, timeout {}, \
+             closed {})",
+            rate(before.tls.handshakes, t.handshakes),
+            t.resumed,
+            t.handshaking,
+            t.refused,
+            t.deferred,
+            t.failures(),
+            t.failed[0],
+            t.failed[1],
+            t.failed[2],
+            t.failed[3],
+            t.failed[4],
         ));
     }
     line

@@ -23,17 +23,28 @@
 //! holding a message begun more than `--tcp-header-timeout-ms` ago (slow senders).
 //! A core without TCP listeners has no `Tcp` at all and pays nothing per turn.
 //!
-//! TLS will wrap the stream inside `conn`, which reads and writes only through
-//! `io::Read`/`io::Write`.
+//! TLS listeners (`--listen tls:`) are listeners of the same core and table: their
+//! connections carry a TLS session inside `conn` (see `tls`), and their messages take
+//! the same framing and request path with `Transport::Tls`. Handshakes are bounded:
+//! at most `--tls-handshakes-max` in progress per core (past it, accepted and closed
+//! at once), each done within `--tls-handshake-timeout-ms`, and at most
+//! [`HANDSHAKE_READS_PER_TURN_MAX`] handshake steps per turn, taken after the
+//! established connections' messages, so a flood of half-open handshakes cannot
+//! starve REGISTERs on connections already up.
 
 mod conn;
 mod listener;
 mod table;
+mod tls;
 
-pub(crate) use listener::{Bound, bind_all};
+pub(crate) use listener::{Bound, bind_all, bind_all_as};
+pub(crate) use tls::{CertStore, HandshakeFailure, Shared as TlsShared, server as tls_server};
 
+use std::cell::Cell;
 use std::net::TcpListener;
 use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::sync::Arc;
 
 use bumpalo::Bump;
 use bumpalo::collections::Vec as BumpVec;
@@ -41,7 +52,6 @@ use bumpalo::collections::Vec as BumpVec;
 use super::park::{Epoll, Interest, Ready};
 use super::stats::Counters;
 use crate::config::tcp::TcpConfig;
-use crate::location::Transport;
 use crate::registrar::{ConnId, Source};
 use crate::sip::{self as framing, Framed, FramingError};
 use conn::{Conn, ReadOutcome, WriteOutcome};
@@ -55,6 +65,11 @@ const READY_PER_TURN_MAX: usize = 256;
 /// arena it is parsed into) whatever a peer packs into its buffer; the rest waits in
 /// its buffer for the next turn.
 const MESSAGES_PER_TURN_MAX: usize = 256;
+
+/// TLS connections whose handshake takes a step (a ClientHello answered, a Finished
+/// checked: the public-key work) per turn, at most: the rest stay ready for the next
+/// turn, after that turn's established connections.
+const HANDSHAKE_READS_PER_TURN_MAX: usize = 8;
 
 /// Connections accepted per listener per turn, at most.
 const ACCEPTS_PER_TURN_MAX: usize = 64;
@@ -110,16 +125,32 @@ pub(crate) struct Tcp {
     next_sweep_ms: u64,
     /// The listeners are not watched (an accept failed for want of fds).
     listeners_paused: bool,
+    /// Listeners from this index on are TLS ones (`--listen tls:` order).
+    tls_from: usize,
+    /// The TLS server and limits, with TLS listeners.
+    tls: Option<TlsShared>,
+    /// TLS handshakes in progress on this core (`--tls-handshakes-max`).
+    handshakes: Rc<Cell<usize>>,
+    /// Handshaking connections ready this turn, served after the others.
+    handshake_ready: Vec<u32>,
 }
 
 impl Tcp {
     /// Take over this core's listeners (TCP `--listen` order); `None` when it has none.
+    /// `tls_listeners` (TLS `--listen` order) come with `tls`.
     pub(crate) fn new(
         core: usize,
-        listeners: Vec<TcpListener>,
+        mut listeners: Vec<TcpListener>,
+        tls_listeners: Vec<TcpListener>,
+        tls: Option<TlsShared>,
         config: TcpConfig,
         now_ms: u64,
     ) -> std::io::Result<Option<Self>> {
+        let tls_from = listeners.len();
+        let tls = tls.filter(|_| !tls_listeners.is_empty());
+        if tls.is_some() {
+            listeners.extend(tls_listeners);
+        }
         if listeners.is_empty() {
             return Ok(None);
         }
@@ -143,6 +174,10 @@ impl Tcp {
             spare_backlog: Vec::new(),
             next_sweep_ms: now_ms,
             listeners_paused: false,
+            tls_from,
+            tls,
+            handshakes: Rc::new(Cell::new(0)),
+            handshake_ready: Vec::new(),
         }))
     }
 
@@ -169,6 +204,7 @@ impl Tcp {
         for &slot in &backlog {
             if let Some((conn, _)) = self.table.get_slot_mut(slot) {
                 conn.backlogged = false;
+                conn.pull_plaintext();
                 self.frame(slot, now_ms, &mut budget, arena, out, counters);
             }
         }
@@ -192,12 +228,32 @@ impl Tcp {
                 self.write_out(slot, now_ms, counters);
             }
             if r.readable {
+                if self
+                    .table
+                    .get_slot_mut(slot)
+                    .is_some_and(|(c, _)| c.handshaking())
+                {
+                    self.handshake_ready.push(slot);
+                    continue;
+                }
                 self.read(slot, now_ms, &mut budget, arena, out, counters);
             }
         }
+        // Handshakes last, and a bounded number: the others wait for the next turn.
+        let mut handshakes = std::mem::take(&mut self.handshake_ready);
+        for (i, &slot) in handshakes.iter().enumerate() {
+            if i >= HANDSHAKE_READS_PER_TURN_MAX {
+                counters.tls.deferred += (handshakes.len() - i) as u64;
+                break;
+            }
+            self.read(slot, now_ms, &mut budget, arena, out, counters);
+        }
+        handshakes.clear();
+        self.handshake_ready = handshakes;
         let taken = ready.len() + backlogged;
         self.ready = ready;
         counters.tcp_connections = self.table.len() as u64;
+        counters.tls.handshaking = self.handshakes.get() as u64;
         taken
     }
 
@@ -226,20 +282,45 @@ impl Tcp {
                 counters.tcp_refused += 1;
                 continue;
             }
+            let session = match (listen.checked_sub(self.tls_from), &self.tls) {
+                (Some(_), Some(tls)) => {
+                    if self.handshakes.get() >= tls.handshakes_max {
+                        // As many handshakes as allowed are in progress: closed at once.
+                        counters.tls.refused += 1;
+                        continue;
+                    }
+                    match rustls::ServerConnection::new(Arc::clone(&tls.server)) {
+                        Ok(session) => Some(session),
+                        Err(_) => {
+                            counters.recv_errors += 1;
+                            continue;
+                        }
+                    }
+                }
+                _ => None,
+            };
             if stream.set_nonblocking(true).is_err() {
                 counters.recv_errors += 1;
                 continue;
             }
             // Replies are whole messages written once per turn: no reason to delay them.
             let _ = stream.set_nodelay(true);
-            let listen16 = u16::try_from(listen).unwrap_or(u16::MAX);
-            let conn = Conn::new(
+            // The index among the listeners of its own transport (`Source::listen`).
+            let own_index = listen
+                .checked_sub(self.tls_from)
+                .filter(|_| session.is_some());
+            let listen16 = u16::try_from(own_index.unwrap_or(listen)).unwrap_or(u16::MAX);
+            let mut conn = Conn::new(
                 stream,
                 remote,
                 listen16,
                 self.config.read_buffer_bytes,
                 now_ms,
             );
+            if let Some(session) = session {
+                conn = conn.with_tls(session, &self.handshakes);
+                counters.tls.accepted += 1;
+            }
             let fd = conn.fd();
             let Ok((slot, _)) = self.table.insert(conn) else {
                 counters.tcp_refused += 1;
@@ -294,9 +375,24 @@ impl Tcp {
             return;
         };
         let outcome = conn.read(now_ms);
+        if let Some(resumed) = conn.take_established() {
+            counters.tls.handshakes += 1;
+            counters.tls.resumed += u64::from(resumed);
+        }
+        if conn.tls_wants_write() && !conn.dirty {
+            // Handshake records to send: written at the flush.
+            conn.dirty = true;
+            self.dirty.push(slot);
+        }
         match outcome {
             ReadOutcome::Nothing => return,
             ReadOutcome::Failed => return self.close(slot, counters),
+            ReadOutcome::HandshakeFailed(why) => {
+                if let Some(n) = counters.tls.failed.get_mut(why.index()) {
+                    *n += 1;
+                }
+                return self.close(slot, counters);
+            }
             ReadOutcome::Closed => {
                 // The peer is done sending; what it sent is framed already. The
                 // connection ends once what it asked is answered and written.
@@ -333,7 +429,7 @@ impl Tcp {
             return;
         }
         let source = Source {
-            transport: Transport::Tcp,
+            transport: conn.transport(),
             remote: conn.remote,
             listen: conn.listen,
             conn: Some(ConnId {
@@ -391,6 +487,12 @@ impl Tcp {
             }
         }
         conn.consume(consumed, now_ms);
+        if !conn.backlogged && !conn.closing && conn.has_plaintext() {
+            // Decrypted bytes the buffer had no room for: the socket will not report
+            // them again, so they are framed next turn like a backlog.
+            conn.backlogged = true;
+            self.backlog.push(slot);
+        }
         if pong {
             self.queue_on(slot, KEEPALIVE_PONG, counters);
         }
@@ -509,8 +611,13 @@ impl Tcp {
         }
         let header_ms = self.config.header_timeout_ms;
         let idle_ms = self.config.idle_timeout_ms;
+        let handshake_ms = self
+            .tls
+            .as_ref()
+            .map_or(u64::MAX, |t| t.handshake_timeout_ms);
         // Often enough that a timeout fires within half its length of its due time.
-        self.next_sweep_ms = now_ms + (header_ms / 2).clamp(1, SWEEP_INTERVAL_MS_MAX);
+        self.next_sweep_ms =
+            now_ms + (header_ms.min(handshake_ms) / 2).clamp(1, SWEEP_INTERVAL_MS_MAX);
         if self.listeners_paused {
             self.resume_listeners();
         }
@@ -525,7 +632,11 @@ impl Tcp {
             let header_late = conn
                 .partial_since_ms
                 .is_some_and(|since| now_ms.saturating_sub(since) >= header_ms);
-            if header_late && !conn.closing {
+            let handshake_late =
+                conn.handshaking() && now_ms.saturating_sub(conn.opened_ms) >= handshake_ms;
+            if handshake_late {
+                counters.tls.failed[HandshakeFailure::Timeout.index()] += 1;
+            } else if header_late && !conn.closing {
                 counters.tcp_header_timeouts += 1;
             } else if idle >= idle_ms {
                 counters.tcp_idle_timeouts += 1;
@@ -537,5 +648,6 @@ impl Tcp {
             self.close(slot, counters);
         }
         counters.tcp_connections = self.table.len() as u64;
+        counters.tls.handshaking = self.handshakes.get() as u64;
     }
 }

@@ -2,13 +2,20 @@
 //! (the bytes received and not yet framed), a write queue (replies the kernel has not
 //! taken yet), and the times the core's sweep judges it by.
 //!
-//! The stream is read and written only through `io::Read` and `io::Write`: that is
-//! the seam where TLS goes (a TLS session wrapping the `TcpStream` is the same two
-//! traits), and nothing above this file sees the socket.
+//! The stream is read and written here only: plain, or through a TLS session
+//! (`tls`) that turns records into plaintext in the same read buffer and replies into
+//! records, so nothing above this file sees the socket or a record.
 
+use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+
+use rustls::ServerConnection;
+
+use super::tls::{self, HandshakeFailure, Handshaking, TlsRead};
+use crate::location::Transport;
 
 /// Bytes a connection may have queued for writing, at most: a peer that stops
 /// reading while it keeps sending requests is closed past this (counted), instead of
@@ -26,6 +33,8 @@ pub(super) enum ReadOutcome {
     Closed,
     /// The connection failed (reset, …).
     Failed,
+    /// A TLS handshake failed, for this reason.
+    HandshakeFailed(HandshakeFailure),
 }
 
 /// What a write left.
@@ -42,6 +51,12 @@ pub(super) enum WriteOutcome {
 #[derive(Debug)]
 pub(super) struct Conn {
     stream: TcpStream,
+    /// The TLS session over `stream`, on a TLS listener's connection.
+    tls: Option<Box<ServerConnection>>,
+    /// Held while the TLS handshake is in progress (the core's count of them).
+    handshaking: Option<Handshaking>,
+    /// When it was accepted, ms since the epoch (the handshake timeout).
+    pub(super) opened_ms: u64,
     pub(super) remote: SocketAddr,
     /// The TCP listen index it was accepted on.
     pub(super) listen: u16,
@@ -86,6 +101,9 @@ impl Conn {
     ) -> Self {
         Self {
             stream,
+            tls: None,
+            handshaking: None,
+            opened_ms: now_ms,
             remote,
             listen,
             read: vec![0; read_buffer_bytes].into_boxed_slice(),
@@ -105,8 +123,69 @@ impl Conn {
         }
     }
 
+    /// Speak TLS on this connection: `session` is a fresh server session, `count`
+    /// the core's handshakes in progress (this one counts until it is done).
+    pub(super) fn with_tls(mut self, session: ServerConnection, count: &Rc<Cell<usize>>) -> Self {
+        self.tls = Some(Box::new(session));
+        self.handshaking = Some(Handshaking::new(count));
+        self
+    }
+
     pub(super) fn fd(&self) -> RawFd {
         self.stream.as_raw_fd()
+    }
+
+    /// The transport its messages came over (`Source::transport`).
+    pub(super) fn transport(&self) -> Transport {
+        if self.tls.is_some() {
+            Transport::Tls
+        } else {
+            Transport::Tcp
+        }
+    }
+
+    /// A TLS handshake is in progress.
+    pub(super) fn handshaking(&self) -> bool {
+        self.handshaking.is_some()
+    }
+
+    /// `Some(resumed)` once, when the TLS handshake has just finished (the connection
+    /// then stops counting among the handshakes in progress).
+    pub(super) fn take_established(&mut self) -> Option<bool> {
+        let tls = self.tls.as_ref()?;
+        if self.handshaking.is_none() || tls.is_handshaking() {
+            return None;
+        }
+        self.handshaking = None;
+        Some(tls.handshake_kind() == Some(rustls::HandshakeKind::Resumed))
+    }
+
+    /// The TLS session has records to send (handshake messages, an alert).
+    pub(super) fn tls_wants_write(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
+
+    /// Move plaintext the TLS session holds already into the read buffer, without
+    /// reading the socket (what a full buffer left there); true if any moved.
+    pub(super) fn pull_plaintext(&mut self) -> bool {
+        let Some(tls) = self.tls.as_mut() else {
+            return false;
+        };
+        let Some(free) = self.read.get_mut(self.filled..) else {
+            return false;
+        };
+        match tls.reader().read(free) {
+            Ok(n) if n > 0 => {
+                self.filled += n;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Plaintext waits in the TLS session (the socket will not say so again).
+    pub(super) fn has_plaintext(&mut self) -> bool {
+        self.tls.as_mut().is_some_and(|t| tls::has_plaintext(t))
     }
 
     /// One read into the free end of the read buffer (never blocks). A closing
@@ -121,6 +200,19 @@ impl Conn {
         if free.is_empty() {
             // The framing bound equals the buffer: a full buffer was refused already.
             return ReadOutcome::Nothing;
+        }
+        if let Some(session) = self.tls.as_mut() {
+            return match tls::read(session, &mut self.stream, free) {
+                TlsRead::Bytes(n) => {
+                    self.filled += n;
+                    self.active_ms = now_ms;
+                    ReadOutcome::Bytes(n)
+                }
+                TlsRead::Nothing => ReadOutcome::Nothing,
+                TlsRead::Closed => ReadOutcome::Closed,
+                TlsRead::Failed(Some(why)) => ReadOutcome::HandshakeFailed(why),
+                TlsRead::Failed(None) => ReadOutcome::Failed,
+            };
         }
         match self.stream.read(free) {
             Ok(0) => ReadOutcome::Closed,
@@ -154,9 +246,9 @@ impl Conn {
         };
     }
 
-    /// Bytes queued and not yet written.
+    /// Bytes queued and not yet written (a TLS record waiting counts as one).
     pub(super) fn queued(&self) -> usize {
-        self.write.len() - self.written
+        self.write.len() - self.written + usize::from(self.tls_wants_write())
     }
 
     /// Append `bytes` to the write queue; `false` (nothing queued) past
@@ -175,6 +267,29 @@ impl Conn {
 
     /// Write as much of the queue as the kernel takes (never blocks).
     pub(super) fn write_queued(&mut self, now_ms: u64) -> WriteOutcome {
+        if let Some(session) = self.tls.as_mut() {
+            loop {
+                let rest = self.write.get(self.written..).unwrap_or_default();
+                match tls::write(session, &mut self.stream, rest) {
+                    Err(_) => return WriteOutcome::Failed,
+                    Ok((taken, blocked)) => {
+                        self.written += taken;
+                        if taken > 0 {
+                            self.active_ms = now_ms;
+                        }
+                        if blocked {
+                            return WriteOutcome::Blocked;
+                        }
+                    }
+                }
+                if self.written >= self.write.len() {
+                    break;
+                }
+            }
+            self.write.clear();
+            self.written = 0;
+            return WriteOutcome::Done;
+        }
         while self.written < self.write.len() {
             match self.stream.write(&self.write[self.written..]) {
                 Ok(0) => return WriteOutcome::Failed,
@@ -210,6 +325,11 @@ impl Conn {
     }
 
     pub(super) fn shut_down(&mut self) {
+        if let Some(session) = self.tls.as_mut() {
+            // close_notify first (RFC 8446 §6.1), best effort: the FIN follows it.
+            session.send_close_notify();
+            let _ = tls::write(session, &mut self.stream, &[]);
+        }
         let _ = self.stream.shutdown(Shutdown::Write);
         self.shut = true;
     }

@@ -26,6 +26,15 @@ pub(crate) struct Bound {
 
 /// Bind `cores` listeners on each address of `listen` (non-blocking).
 pub(crate) fn bind_all(listen: &[SocketAddr], cores: usize) -> anyhow::Result<Bound> {
+    bind_all_as("tcp", listen, cores)
+}
+
+/// [`bind_all`] for the `scheme` its errors name (`tcp`, `tls`).
+pub(crate) fn bind_all_as(
+    scheme: &str,
+    listen: &[SocketAddr],
+    cores: usize,
+) -> anyhow::Result<Bound> {
     let mut bound = Bound {
         listeners: (0..cores)
             .map(|_| Vec::with_capacity(listen.len()))
@@ -33,11 +42,12 @@ pub(crate) fn bind_all(listen: &[SocketAddr], cores: usize) -> anyhow::Result<Bo
         local: Vec::with_capacity(listen.len()),
     };
     for &requested in listen {
-        let addr = probe(requested).with_context(|| format!("cannot listen on tcp:{requested}"))?;
+        let addr =
+            probe(requested).with_context(|| format!("cannot listen on {scheme}:{requested}"))?;
         bound.local.push(addr);
         for per_core in &mut bound.listeners {
-            let listener =
-                bind_one(addr, true).with_context(|| format!("cannot listen on tcp:{addr}"))?;
+            let listener = bind_one(addr, true)
+                .with_context(|| format!("cannot listen on {scheme}:{addr}"))?;
             per_core.push(listener);
         }
     }
