@@ -571,3 +571,68 @@ fn a_bad_certificate_or_key_stops_start_up_naming_its_flag() {
         assert!(log.contains(flag), "{all:?} should name {flag}: {log}");
     }
 }
+
+#[test]
+fn a_flood_of_half_open_handshakes_does_not_starve_an_established_connection() {
+    let pki = Pki::new();
+    let admin = free_tcp_addr();
+    let (_server, addr) = start(
+        &pki,
+        &[
+            "--admin",
+            &admin,
+            "--cores",
+            "1",
+            "--tls-handshakes-max",
+            "32",
+        ],
+    );
+    let mut c = Tls::open(addr, &pki.client(false)).expect("handshake");
+    let a = aor("busy");
+    assert_eq!(
+        c.request(&register(c.local(), &a, "busy-1", 1))
+            .expect("200")
+            .status,
+        200
+    );
+    // One real ClientHello, sent by every flood connection, which then never answers.
+    let mut hello = Vec::new();
+    ClientConnection::new(pki.client(false), ServerName::IpAddress(addr.ip().into()))
+        .expect("client")
+        .write_tls(&mut hello)
+        .expect("ClientHello");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && held.len() < 600 {
+                if let Ok(mut s) = TcpStream::connect(addr) {
+                    let _ = s.write_all(&hello);
+                    held.push(s);
+                }
+            }
+            held.len()
+        })
+    };
+    let mut slowest = Duration::ZERO;
+    for cseq in 2..40 {
+        let sent = Instant::now();
+        let r = c
+            .request(&register(c.local(), &a, "busy-1", cseq))
+            .expect("answered during the flood");
+        assert_eq!(r.status, 200, "{}", r.raw);
+        slowest = slowest.max(sent.elapsed());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let opened = flood.join().expect("flood thread");
+    assert!(opened >= 100, "the flood opened {opened} connections");
+    assert!(
+        slowest < Duration::from_millis(500),
+        "a REGISTER on the established connection waited {slowest:?}"
+    );
+    // The cap held the handshakes in progress; the rest were refused at once.
+    assert!(metric_at_least(&admin, "sipreg_tls_handshakes_refused_total ", 1) >= 1);
+    assert!(metric_at_least(&admin, "sipreg_tls_handshakes_in_progress ", 32) <= 32);
+}
