@@ -636,3 +636,74 @@ fn a_flood_of_half_open_handshakes_does_not_starve_an_established_connection() {
     assert!(metric_at_least(&admin, "sipreg_tls_handshakes_refused_total ", 1) >= 1);
     assert!(metric_at_least(&admin, "sipreg_tls_handshakes_in_progress ", 32) <= 32);
 }
+
+/// baresip (a real UA, `baresip-core` in Debian) registers over TLS: the binding says
+/// `tls` while it runs, and its de-registration at exit goes over TLS too. Skipped, with
+/// a note, where baresip is not installed.
+#[test]
+fn baresip_registers_over_tls() {
+    if std::process::Command::new("baresip")
+        .arg("-h")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_err()
+    {
+        eprintln!("baresip_registers_over_tls: skipped, baresip is not installed");
+        return;
+    }
+    let pki = Pki::new();
+    let admin = free_tcp_addr();
+    let (_server, addr) = start(&pki, &["--admin", &admin]);
+    let ua = pki.path("baresip");
+    std::fs::create_dir_all(&ua).expect("baresip dir");
+    std::fs::write(
+        ua.join("config"),
+        format!(
+            "module_path /usr/lib/baresip/modules\nmodule account.so\nsip_listen 127.0.0.1:0\n\
+             sip_cafile {}\n",
+            pki.arg("ca.pem")
+        ),
+    )
+    .expect("config");
+    let user = format!("ua{}", unique());
+    std::fs::write(
+        ua.join("accounts"),
+        format!("<sip:{user}@example.com>;outbound=\"sip:{addr};transport=tls\";regint=60\n"),
+    )
+    .expect("accounts");
+    let child = std::process::Command::new("baresip")
+        .args(["-f", ua.to_str().expect("path"), "-t", "4"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn baresip");
+    let url = format!("http://{admin}/v1/aors/{user}@example.com");
+    let binding = || -> Option<serde_json::Value> {
+        let body = ureq::get(&url)
+            .timeout(Duration::from_secs(5))
+            .call()
+            .ok()?
+            .into_string()
+            .ok()?;
+        let aor: serde_json::Value = serde_json::from_str(&body).ok()?;
+        aor["bindings"].get(0).cloned()
+    };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut seen = None;
+    while seen.is_none() && Instant::now() < deadline {
+        seen = binding();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("baresip exits");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let b = seen.unwrap_or_else(|| panic!("baresip never registered:\n{text}"));
+    assert_eq!(b["transport"], "tls", "{b}\n{text}");
+    assert!(text.contains("/TLS/") && text.contains("200 OK"), "{text}");
+    assert!(binding().is_none(), "de-registered at exit:\n{text}");
+}
