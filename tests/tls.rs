@@ -707,3 +707,29 @@ fn baresip_registers_over_tls() {
     assert!(text.contains("/TLS/") && text.contains("200 OK"), "{text}");
     assert!(binding().is_none(), "de-registered at exit:\n{text}");
 }
+
+#[test]
+fn pipelined_requests_larger_than_the_read_buffer_in_one_record_are_all_answered() {
+    let pki = Pki::new();
+    let (_server, addr) = start(&pki, &["--tcp-read-buffer-bytes", "1024"]);
+    let mut c = Tls::open(addr, &pki.client(false)).expect("handshake");
+    let a = aor("pipe");
+    // About 4 KiB of requests in one write (one TLS record): the session decrypts more
+    // than the 1 KiB buffer holds, and the socket will not say so again.
+    let all: String = (1..=14)
+        .map(|cseq| register(c.local(), &a, "pipe-1", cseq))
+        .collect();
+    assert!(all.len() > 3 * 1024, "{}", all.len());
+    c.stream.write_all(all.as_bytes()).expect("write");
+    for cseq in 1..=14 {
+        let r = c.response().expect("answer");
+        assert_eq!(r.status, 200, "{}", r.raw);
+        assert!(
+            r.header("CSeq")
+                .unwrap_or_default()
+                .starts_with(&format!("{cseq} ")),
+            "{}",
+            r.raw
+        );
+    }
+}

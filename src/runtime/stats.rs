@@ -697,6 +697,41 @@ mod tests {
     }
 
     #[test]
+    fn tls_counters_sum_over_cores_and_show_in_the_line() {
+        let core = |handshakes, timeouts| Counters {
+            tls: TlsCounters {
+                accepted: handshakes + 1,
+                handshakes,
+                resumed: 1,
+                refused: 2,
+                failed: [0, 0, 0, timeouts, 0],
+                ..TlsCounters::default()
+            },
+            ..Counters::default()
+        };
+        let cores: Vec<std::sync::Arc<SharedCounters>> = [core(10, 1), core(20, 2)]
+            .iter()
+            .map(|c| {
+                let shared = std::sync::Arc::new(SharedCounters::default());
+                shared.publish(c);
+                shared
+            })
+            .collect();
+        let sum = total(&cores);
+        assert_eq!(
+            (sum.tls.handshakes, sum.tls.refused, sum.tls.failures()),
+            (30, 4, 3)
+        );
+        let line = summary(&Counters::default(), &sum, 10.0);
+        assert!(
+            line.contains("tls 3 handshakes/s (2 resumed)") && line.contains("timeout 3"),
+            "{line}"
+        );
+        let quiet = summary(&Counters::default(), &Counters::default(), 10.0);
+        assert!(!quiet.contains("tls"), "no TLS, no TLS part: {quiet}");
+    }
+
+    #[test]
     fn array_round_trip_keeps_every_field() {
         let a: [u64; FIELDS] = std::array::from_fn(|i| i as u64 + 1);
         assert_eq!(to_array(&from_array(a)), a);
