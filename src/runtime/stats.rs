@@ -709,10 +709,10 @@ mod tests {
             },
             ..Counters::default()
         };
-        let cores: Vec<std::sync::Arc<SharedCounters>> = [core(10, 1), core(20, 2)]
+        let cores: Vec<Arc<SharedCounters>> = [core(10, 1), core(20, 2)]
             .iter()
             .map(|c| {
-                let shared = std::sync::Arc::new(SharedCounters::default());
+                let shared = Arc::new(SharedCounters::default());
                 shared.publish(c);
                 shared
             })
