@@ -109,8 +109,9 @@ hold() { # tcp|tls: fresh server, RSS before and during the hold
 	out=$(cat "$WORK/hold.json")
 	up=$(jget up_at_end "$out")
 	stop_pid "$SERVER_PID"
-	printf '%-4s hold %d: up %s (all up after %s s); sipreg RSS %d -> %d KiB: %s KiB per connection\n' \
-		"$t" "$HOLD" "${up:-?}" "$(jget all_up_s "$out")" "$before" "$during" \
+	printf '%-4s hold %d: up %s (all up after %s s, TLS handshakes %s, resumed %s); sipreg RSS %d -> %d KiB: %s KiB per connection\n' \
+		"$t" "$HOLD" "${up:-?}" "$(jget all_up_s "$out")" "$(jget tls_handshakes "$out")" "$(jget tls_resumed "$out")" \
+		"$before" "$during" \
 		"$(awk -v a="$before" -v b="$during" -v n="${up:-0}" 'BEGIN { if (n > 0) printf "%.1f", (b - a) / n; else print "?" }')"
 }
 
