@@ -652,6 +652,12 @@ fn baresip_registers_over_tls() {
         eprintln!("baresip_registers_over_tls: skipped, baresip is not installed");
         return;
     }
+    // Where Debian's baresip-core puts its modules.
+    let modules = std::path::Path::new("/usr/lib/baresip/modules");
+    if !modules.join("account.so").exists() {
+        eprintln!("baresip_registers_over_tls: skipped, no baresip modules in {modules:?}");
+        return;
+    }
     let pki = Pki::new();
     let admin = free_tcp_addr();
     let (_server, addr) = start(&pki, &["--admin", &admin]);
@@ -660,8 +666,8 @@ fn baresip_registers_over_tls() {
     std::fs::write(
         ua.join("config"),
         format!(
-            "module_path /usr/lib/baresip/modules\nmodule account.so\nsip_listen 127.0.0.1:0\n\
-             sip_cafile {}\n",
+            "module_path {}\nmodule account.so\nsip_listen 127.0.0.1:0\nsip_cafile {}\n",
+            modules.display(),
             pki.arg("ca.pem")
         ),
     )
