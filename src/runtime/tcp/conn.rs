@@ -280,6 +280,10 @@ impl Conn {
                         if blocked {
                             return WriteOutcome::Blocked;
                         }
+                        if taken == 0 && self.written < self.write.len() {
+                            // The session takes no more (closed for writing).
+                            return WriteOutcome::Failed;
+                        }
                     }
                 }
                 if self.written >= self.write.len() {
