@@ -327,8 +327,8 @@ pub struct Args {
     #[arg(long, value_name = "PEM")]
     pub tls_client_ca: Option<std::path::PathBuf>,
 
-    /// TLS handshakes in progress per core; past it a new TLS connection is accepted
-    /// and closed at once (counted).
+    /// TLS handshakes in progress per core (1..=65536); past it a new TLS connection is
+    /// accepted and closed at once (counted).
     #[arg(long, value_name = "N", default_value_t = tls::TLS_HANDSHAKES_MAX_DEFAULT)]
     pub tls_handshakes_max: usize,
 
