@@ -751,3 +751,80 @@ fn thousands_of_tiny_messages_in_a_buffer_are_all_framed_over_several_turns() {
         "every message framed once"
     );
 }
+
+/// RFC 5626 §6 over real connections, on two cores: each UA registers several AORs
+/// over one connection (with two cores some AORs are owned by the core that did not
+/// accept it). An Outbound registration's 200 carries `Require: outbound`; when its
+/// connection closes, its bindings are removed on whichever core owns them, while a
+/// plain registration made over a connection that closed stays until it expires,
+/// shown as flow-down.
+#[test]
+fn a_closed_connection_removes_its_outbound_bindings_and_marks_the_others_down() {
+    let admin = free_tcp_addr();
+    let (_server, addr) = start(&["--cores", "2", "--admin", &admin]);
+    let tag = unique();
+    let aors: Vec<String> = (0..8).map(|i| format!("ob{tag}x{i}")).collect();
+    let instance = "+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-0000000000aa>\"";
+    let outbound = |c: &Conn, name: &str, cseq: u32| {
+        register(
+            c,
+            &format!("sip:{name}@example.com"),
+            &tcp_contact(c, name),
+            &format!("ob-{name}"),
+            cseq,
+        )
+        .replace(
+            &format!("Contact: <{}>\r\n", tcp_contact(c, name)),
+            &format!(
+                "Contact: <{}>;reg-id=1;{instance}\r\nSupported: outbound\r\n",
+                tcp_contact(c, name)
+            ),
+        )
+    };
+    let mut ua = Conn::open(addr);
+    for name in &aors {
+        let r = ua.request(&outbound(&ua, name, 1));
+        assert_eq!(r.status, 200, "{}", r.raw);
+        assert_eq!(r.header("Require"), Some("outbound"), "{}", r.raw);
+    }
+    // A plain registration over another connection, for an AOR of its own.
+    let plain_name = format!("plain{tag}");
+    let mut plain = Conn::open(addr);
+    let a = format!("sip:{plain_name}@example.com");
+    let r = plain.request(&register(
+        &plain,
+        &a,
+        &tcp_contact(&plain, "p"),
+        "plain-1",
+        1,
+    ));
+    assert_eq!(r.status, 200, "{}", r.raw);
+
+    let get = |name: &str| -> serde_json::Value {
+        let url = format!("http://{admin}/v1/aors/{name}@example.com");
+        match ureq::get(&url).timeout(Duration::from_secs(5)).call() {
+            Ok(r) => serde_json::from_str(&r.into_string().unwrap()).unwrap(),
+            Err(ureq::Error::Status(404, _)) => serde_json::Value::Null,
+            Err(e) => panic!("GET {url}: {e}"),
+        }
+    };
+    let b = get(&aors[0]);
+    assert_eq!(b["bindings"][0]["outbound"], true, "{b}");
+    assert_eq!(b["bindings"][0]["flow_down"], false, "{b}");
+
+    drop(ua);
+    drop(plain);
+    // Every Outbound binding goes, whichever core owns its AOR.
+    assert_eq!(
+        metric_at_least(&admin, "sipreg_flow_removals_total ", aors.len() as u64),
+        aors.len() as u64
+    );
+    for name in &aors {
+        assert!(get(name).is_null(), "{name} still listed: {}", get(name));
+    }
+    // The plain binding stays, flow-down.
+    assert_eq!(metric_at_least(&admin, "sipreg_flows_down_total ", 1), 1);
+    let p = get(&plain_name);
+    assert_eq!(p["bindings"][0]["flow_down"], true, "{p}");
+    assert_eq!(p["bindings"][0]["transport"], "tcp", "{p}");
+}

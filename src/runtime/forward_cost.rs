@@ -90,7 +90,9 @@ fn run(owner: usize, n: usize) -> (f64, f64) {
                             &mut out,
                         );
                     }
-                    end1.give_back(msg.into_lent());
+                    if let Some(lent) = msg.into_lent() {
+                        end1.give_back(lent);
+                    }
                     got += 1;
                 }
                 if got > 0 {

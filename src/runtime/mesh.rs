@@ -31,6 +31,7 @@ use std::thread::Thread;
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 
 use super::park::EventFd;
+use crate::location::FlowId;
 use crate::registrar::{Destination, Source};
 
 /// Datagrams waiting in one owner's inbox, from all senders together. At 1 µs per
@@ -78,13 +79,17 @@ pub(crate) enum MeshMsg {
         /// Where it goes (`to.conn` names the connection).
         to: Destination,
     },
+    /// A connection closed on the sending core: every shard drops or marks the
+    /// bindings reachable only through it (RFC 5626 §6, `Registrar::flow_closed`).
+    FlowClosed(FlowId),
 }
 
 impl MeshMsg {
-    /// The buffer, to give back once the message is used.
-    pub(crate) fn into_lent(self) -> Lent {
+    /// The buffer, to give back once the message is used (none for a closed flow).
+    pub(crate) fn into_lent(self) -> Option<Lent> {
         match self {
-            Self::Request { data, .. } | Self::Reply { data, .. } => data,
+            Self::Request { data, .. } | Self::Reply { data, .. } => Some(data),
+            Self::FlowClosed(_) => None,
         }
     }
 }
@@ -301,6 +306,11 @@ impl MeshEnd {
         self.send(core, MeshMsg::Reply { data, to })
     }
 
+    /// Tell `core` that the connection `flow` (held here) has closed.
+    pub(crate) fn flow_closed(&mut self, core: usize, flow: FlowId) -> Result<(), ForwardError> {
+        self.send(core, MeshMsg::FlowClosed(flow))
+    }
+
     fn lend(&mut self, bytes: &[u8]) -> Result<Lent, ForwardError> {
         let mut buf = self.take_buffer().ok_or(ForwardError::PoolExhausted)?;
         buf.clear();
@@ -313,7 +323,7 @@ impl MeshEnd {
 
     fn send(&mut self, core: usize, msg: MeshMsg) -> Result<(), ForwardError> {
         let Some(inbox) = self.shared.inboxes.get(core) else {
-            self.pool.push(msg.into_lent().bytes);
+            self.pool.extend(msg.into_lent().map(|l| l.bytes));
             return Err(ForwardError::InboxFull);
         };
         match inbox.try_send(msg) {
@@ -325,7 +335,7 @@ impl MeshEnd {
                 Ok(())
             }
             Err(TrySendError::Full(m) | TrySendError::Disconnected(m)) => {
-                self.pool.push(m.into_lent().bytes);
+                self.pool.extend(m.into_lent().map(|l| l.bytes));
                 Err(ForwardError::InboxFull)
             }
         }

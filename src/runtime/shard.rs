@@ -106,6 +106,8 @@ struct Core {
     udp: Udp,
     /// The TCP listeners and connections; `None` without a TCP `--listen`.
     tcp: Option<Tcp>,
+    /// Connections closed this turn, with the cores their requests went to (reused).
+    closed_flows: Vec<(crate::location::FlowId, u64)>,
     mesh: MeshEnd,
     counters: Counters,
     journal: Option<Journal>,
@@ -190,6 +192,7 @@ pub(crate) async fn run(setup: CoreSetup, ready: impl FnOnce(Result<(), String>)
             registrar,
             udp,
             tcp,
+            closed_flows: Vec::new(),
             mesh: setup.mesh,
             counters: Counters::default(),
             journal: setup.journal.map(Journal::new),
@@ -422,10 +425,16 @@ impl Shard {
         drop(inputs);
         self.latency_mark(arrived, before);
         for msg in self.inbox.drain(..) {
-            if let MeshMsg::Reply { to, data } = &msg {
-                self.core.deliver_crossed(*to, &data.bytes);
+            match &msg {
+                MeshMsg::Reply { to, data } => self.core.deliver_crossed(*to, &data.bytes),
+                MeshMsg::FlowClosed(flow) => {
+                    self.core.registrar.flow_closed(now_ms, *flow);
+                }
+                MeshMsg::Request { .. } => {}
             }
-            self.core.mesh.give_back(msg.into_lent());
+            if let Some(lent) = msg.into_lent() {
+                self.core.mesh.give_back(lent);
+            }
         }
         taken
     }
@@ -471,6 +480,9 @@ impl Shard {
     fn run_timers(&mut self, now_ms: u64) {
         if let Some(tcp) = self.core.tcp.as_mut() {
             tcp.sweep(now_ms, &mut self.core.counters);
+        }
+        if self.core.announce_closed_flows(now_ms) {
+            self.core.mesh.ring_pending();
         }
         if now_ms >= self.timeout_due_ms() {
             self.core.registrar.handle_timeout(now_ms);
@@ -622,6 +634,11 @@ impl Core {
                 };
                 let owner = shard_for(hash, self.shards);
                 debug_assert_ne!(owner, self.index);
+                if let (Some(conn), Some(tcp)) = (input.source.conn, self.tcp.as_mut())
+                    && usize::from(conn.core) == self.index
+                {
+                    tcp.note_owner(conn.slot, owner);
+                }
                 match self.mesh.forward(owner, input.bytes, input.source, hash) {
                     Ok(()) => self.counters.forwarded_out += 1,
                     Err(ForwardError::InboxFull | ForwardError::PoolExhausted) => {
@@ -752,6 +769,34 @@ impl Core {
         }
         self.commit_arena = arena;
         self.failed = failed;
+    }
+
+    /// Connections that closed on this core: this shard drops or marks the bindings
+    /// reachable only through them (RFC 5626 §6), and so does every shard their
+    /// requests were forwarded to, told over the mesh. True when a message was sent.
+    fn announce_closed_flows(&mut self, now_ms: u64) -> bool {
+        let Some(tcp) = self.tcp.as_mut() else {
+            return false;
+        };
+        let mut closed = std::mem::take(&mut self.closed_flows);
+        tcp.take_closed(&mut closed);
+        let mut sent = false;
+        for (flow, owners) in closed.drain(..) {
+            self.registrar.flow_closed(now_ms, flow);
+            for core in (0..self.shards).filter(|&c| c != self.index) {
+                let bit = 1u64.checked_shl(u32::try_from(core).unwrap_or(u32::MAX));
+                if owners & bit.unwrap_or(u64::MAX) == 0 {
+                    continue;
+                }
+                match self.mesh.flow_closed(core, flow) {
+                    Ok(()) => sent = true,
+                    // The bindings then stay until they expire.
+                    Err(_) => self.counters.mesh_full += 1,
+                }
+            }
+        }
+        self.closed_flows = closed;
+        sent
     }
 
     /// Hand new store records to the writer and send the sync-mode replies that are

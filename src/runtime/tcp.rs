@@ -52,6 +52,7 @@ use bumpalo::collections::Vec as BumpVec;
 use super::park::{Epoll, Interest, Ready};
 use super::stats::Counters;
 use crate::config::tcp::TcpConfig;
+use crate::location::FlowId;
 use crate::registrar::{ConnId, Source};
 use crate::sip::{self as framing, Framed, FramingError};
 use conn::{Conn, ReadOutcome, WriteOutcome};
@@ -133,6 +134,11 @@ pub(crate) struct Tcp {
     handshakes: Rc<Cell<usize>>,
     /// Handshaking connections ready this turn, served after the others.
     handshake_ready: Vec<u32>,
+    /// Per slot: the cores its requests were forwarded to (bit per core; all bits past
+    /// 64 cores), so a close is told only to the shards that may hold its bindings.
+    owners: Vec<u64>,
+    /// Connections closed since the core last took them, with their `owners`.
+    closed: Vec<(FlowId, u64)>,
 }
 
 impl Tcp {
@@ -178,6 +184,8 @@ impl Tcp {
             tls,
             handshakes: Rc::new(Cell::new(0)),
             handshake_ready: Vec::new(),
+            owners: Vec::new(),
+            closed: Vec::new(),
         }))
     }
 
@@ -590,10 +598,39 @@ impl Tcp {
     }
 
     fn close(&mut self, slot: u32, counters: &mut Counters) {
+        let generation = self.table.get_slot_mut(slot).map(|(_, g)| g);
         // Dropping the stream closes the fd, which leaves the epoll set.
         if self.table.remove(slot).is_some() {
             counters.tcp_closed += 1;
+            let owners = self.owners.get_mut(slot as usize).map_or(0, std::mem::take);
+            if let Some(generation) = generation {
+                let flow = FlowId {
+                    core: self.core,
+                    slot,
+                    generation,
+                };
+                self.closed.push((flow, owners));
+            }
         }
+    }
+
+    /// A request from connection `slot` went to core `owner` (its AOR's shard).
+    pub(crate) fn note_owner(&mut self, slot: u32, owner: usize) {
+        let i = slot as usize;
+        if self.owners.len() <= i {
+            self.owners.resize(i + 1, 0);
+        }
+        if let Some(bits) = self.owners.get_mut(i) {
+            *bits |= 1u64
+                .checked_shl(u32::try_from(owner).unwrap_or(u32::MAX))
+                .unwrap_or(u64::MAX);
+        }
+    }
+
+    /// Move the connections closed since the last call, each with the cores its
+    /// requests went to, to `out`.
+    pub(crate) fn take_closed(&mut self, out: &mut Vec<(FlowId, u64)>) {
+        out.append(&mut self.closed);
     }
 
     /// When [`sweep`](Self::sweep) is next due, in ms since the epoch; `None` with no
