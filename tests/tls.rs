@@ -739,3 +739,45 @@ fn pipelined_requests_larger_than_the_read_buffer_in_one_record_are_all_answered
         );
     }
 }
+
+/// RFC 5626 over TLS, on two cores: an Outbound registration's binding goes when its
+/// TLS connection closes (whichever core owns the AOR), as over TCP.
+#[test]
+fn a_closed_tls_connection_removes_its_outbound_bindings() {
+    let pki = Pki::new();
+    let admin = free_tcp_addr();
+    let (_server, addr) = start(&pki, &["--cores", "2", "--admin", &admin]);
+    let mut ua = Tls::open(addr, &pki.client(false)).expect("handshake");
+    let instance = "+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-0000000000bb>\"";
+    let names: Vec<String> = (0..6).map(|i| format!("tlsob{}x{i}", unique())).collect();
+    for name in &names {
+        let plain = register(ua.local(), &format!("sip:{name}@example.com"), name, 1);
+        let contact = format!("Contact: <sips:dev@{};transport=tls>", ua.local());
+        let text = plain.replace(
+            &format!("{contact}\r\n"),
+            &format!("{contact};reg-id=1;{instance}\r\nSupported: outbound\r\n"),
+        );
+        let r = ua.request(&text).expect("answer");
+        assert_eq!(r.status, 200, "{}", r.raw);
+        assert_eq!(r.header("Require"), Some("outbound"), "{}", r.raw);
+    }
+    let get = |name: &str| -> serde_json::Value {
+        let url = format!("http://{admin}/v1/aors/{name}@example.com");
+        match ureq::get(&url).timeout(Duration::from_secs(5)).call() {
+            Ok(r) => serde_json::from_str(&r.into_string().expect("body")).expect("JSON"),
+            Err(ureq::Error::Status(404, _)) => serde_json::Value::Null,
+            Err(e) => panic!("GET {url}: {e}"),
+        }
+    };
+    let b = get(&names[0]);
+    assert_eq!(b["bindings"][0]["outbound"], true, "{b}");
+    assert_eq!(b["bindings"][0]["transport"], "tls", "{b}");
+    drop(ua);
+    assert_eq!(
+        metric_at_least(&admin, "sipreg_flow_removals_total ", names.len() as u64),
+        names.len() as u64
+    );
+    for name in &names {
+        assert!(get(name).is_null(), "{name} still listed: {}", get(name));
+    }
+}
