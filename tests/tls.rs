@@ -781,3 +781,33 @@ fn a_closed_tls_connection_removes_its_outbound_bindings() {
         assert!(get(name).is_null(), "{name} still listed: {}", get(name));
     }
 }
+
+#[test]
+fn garbage_inside_an_established_session_closes_only_that_connection() {
+    let pki = Pki::new();
+    let (_server, addr) = start(&pki, &["--cores", "1"]);
+    let config = pki.client(false);
+    let mut bad = Tls::open(addr, &config).expect("handshake");
+    let good_name = aor("good");
+    // A record header announcing application data, then bytes that do not decrypt.
+    let mut junk = vec![0x17, 0x03, 0x03, 0x00, 0x40];
+    junk.extend((0..64u8).map(|i| i.wrapping_mul(37)));
+    bad.stream.sock.write_all(&junk).expect("write");
+    assert!(
+        closed_within(&mut bad.stream.sock, Duration::from_secs(2)),
+        "a record that fails to decrypt ends its connection"
+    );
+    // Every byte value as a first record, on fresh connections: each is closed, none
+    // takes the core down.
+    for first in [0u8, 0x14, 0x15, 0x16, 0x17, 0x18, 0x80, 0xff] {
+        let mut s = TcpStream::connect(addr).expect("connect");
+        let _ = s.write_all(&[first, 0x03, 0x01, 0x40, 0x00, 1, 2, 3]);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        assert!(closed_within(&mut s, Duration::from_secs(2)), "{first:#x}");
+    }
+    let mut good = Tls::open(addr, &config).expect("handshake");
+    let r = good
+        .request(&register(good.local(), &good_name, "good-1", 1))
+        .expect("200");
+    assert_eq!(r.status, 200, "{}", r.raw);
+}
