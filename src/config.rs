@@ -328,8 +328,8 @@ pub struct Args {
     pub tls_key: Option<std::path::PathBuf>,
 
     /// CA certificates (PEM) a client certificate must chain to: turns mutual TLS on (a
-    /// client without a valid certificate fails the handshake). [default: none, no
-    /// client certificate asked]
+    /// client without a valid certificate fails the handshake); read again on SIGHUP.
+    /// [default: none, no client certificate asked]
     #[arg(long, value_name = "PEM")]
     pub tls_client_ca: Option<std::path::PathBuf>,
 

@@ -811,3 +811,45 @@ fn garbage_inside_an_established_session_closes_only_that_connection() {
         .expect("200");
     assert_eq!(r.status, 200, "{}", r.raw);
 }
+
+#[test]
+fn sighup_reloads_the_client_cas() {
+    let pki = Pki::new();
+    let other = Pki::new();
+    let admin = free_tcp_addr();
+    let cas = pki.path("client-cas.pem");
+    std::fs::copy(pki.path("ca.pem"), &cas).expect("copy");
+    let cas_arg = cas.display().to_string();
+    let (server, addr) = start(&pki, &["--admin", &admin, "--tls-client-ca", &cas_arg]);
+    let served = |config: &Arc<ClientConfig>| {
+        Tls::open(addr, config)
+            .and_then(|mut c| c.request(&register(c.local(), &aor("ca"), "ca-1", 1)))
+            .is_ok_and(|r| r.status == 200)
+    };
+    let ours = pki.client(true);
+    let theirs = pki.client_presenting(Some(&other));
+    assert!(served(&ours) && !served(&theirs));
+    // The other CA replaces ours: its clients get in, ours no longer do.
+    std::fs::copy(other.path("ca.pem"), &cas).expect("copy");
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !served(&theirs) {
+        assert!(Instant::now() < deadline, "the new CAs never applied");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Also the client that had a session: it cannot resume past the change.
+    assert!(
+        !served(&ours),
+        "a session from before the change is not resumed"
+    );
+    assert!(
+        !served(&pki.client(true)),
+        "the old CA's clients are refused"
+    );
+    let rejected = "sipreg_tls_handshake_failures_total{reason=\"cert_rejected\"}";
+    assert!(metric_at_least(&admin, rejected, 2) >= 2);
+}

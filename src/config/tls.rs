@@ -5,7 +5,7 @@
 //! certificate), so a bad file stops start-up with a message naming its flag. The
 //! same loaders read the files again on SIGHUP, where a failure keeps the old pair.
 //! `--tls-client-ca` turns mutual TLS on: a client must present a certificate that
-//! chains to one of its CAs.
+//! chains to one of its CAs (also read again on SIGHUP).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

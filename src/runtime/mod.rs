@@ -111,7 +111,7 @@ pub struct Starting {
     bound: socket::Bound,
     tcp: tcp::Bound,
     tls: tcp::Bound,
-    tls_server: Option<(tcp::TlsShared, Arc<tcp::CertStore>)>,
+    tls_server: Option<tcp::TlsShared>,
     seed: u64,
     shared: Arc<MeshShared>,
     ends: Vec<mesh::MeshEnd>,
@@ -238,7 +238,7 @@ impl Starting {
             control,
             control_ends,
         } = self;
-        let (tls_shared, cert_store) = tls_server.unzip();
+        let tls_reload = tls_server.as_ref().map(|t| Arc::clone(&t.server));
         let shards = config.shards();
         let load_started = Instant::now();
         let (mut journals, mut restores, writers, loaded) = match &config.persist {
@@ -253,7 +253,7 @@ impl Starting {
         let (reload_handle, reload_thread) = reload::spawn(
             config.auth_file.clone(),
             Arc::clone(&subscriber_cell),
-            cert_store,
+            tls_reload,
         )
         .context("installing the SIGHUP handler")?;
 
@@ -290,7 +290,7 @@ impl Starting {
                 tcp_listeners: tcp_listeners.next().unwrap_or_default(),
                 tcp: config.tcp,
                 tls_listeners: tls_listeners.next().unwrap_or_default(),
-                tls: tls_shared.clone(),
+                tls: tls_server.clone(),
                 registrar: config.registrar_config(index, seed),
                 recv_batch: config.recv_batch,
                 spin_before_park_us: config.spin_before_park_us,

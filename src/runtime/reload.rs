@@ -1,7 +1,8 @@
 //! SIGHUP: read the subscriber file again and hand the new table to every core
 //! without stopping traffic (issue 5: "reloaded on SIGHUP without dropping traffic"),
-//! and read the TLS certificate and key again (issue 16): new handshakes use the new
-//! pair, established sessions keep theirs, and a bad new file keeps the old pair.
+//! and read the TLS certificate and key (and client CAs) again (issue 16): new
+//! handshakes use the new ones, established sessions keep theirs, and a bad new file
+//! keeps the old one.
 //!
 //! The signal thread parses the file; on success it stores the new table and bumps a
 //! generation number. Each core compares the generation once per loop turn (one
@@ -16,7 +17,7 @@ use std::thread;
 use signal_hook::consts::SIGHUP;
 use signal_hook::iterator::Signals;
 
-use super::tcp::CertStore;
+use super::tcp::ServerSource;
 use crate::auth::Subscribers;
 
 /// The latest subscriber table and its generation, shared by the cores.
@@ -50,7 +51,7 @@ impl SubscriberCell {
 pub(crate) fn spawn(
     path: Option<PathBuf>,
     cell: Arc<SubscriberCell>,
-    tls: Option<Arc<CertStore>>,
+    tls: Option<Arc<ServerSource>>,
 ) -> anyhow::Result<(signal_hook::iterator::Handle, thread::JoinHandle<()>)> {
     let mut signals = Signals::new([SIGHUP])?;
     let handle = signals.handle();
@@ -58,14 +59,11 @@ pub(crate) fn spawn(
         .name("sipreg-reload".into())
         .spawn(move || {
             for _ in signals.forever() {
-                if let Some(store) = &tls {
-                    match store.reload() {
-                        Ok(()) => tracing::info!(
-                            "SIGHUP: reloaded the TLS certificate {}",
-                            store.cert_path().display()
-                        ),
+                for outcome in tls.iter().flat_map(|server| server.reload()) {
+                    match outcome {
+                        Ok(what) => tracing::info!("SIGHUP: reloaded {what}"),
                         Err(e) => tracing::warn!(
-                            "SIGHUP: TLS reload failed, keeping the current certificate: {}: {}",
+                            "SIGHUP: TLS reload failed, keeping the current one: {}: {}",
                             e.flag,
                             e.reason
                         ),

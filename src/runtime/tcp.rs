@@ -38,13 +38,12 @@ mod table;
 mod tls;
 
 pub(crate) use listener::{Bound, bind_all, bind_all_as};
-pub(crate) use tls::{CertStore, HandshakeFailure, Shared as TlsShared, server as tls_server};
+pub(crate) use tls::{HandshakeFailure, ServerSource, Shared as TlsShared, server as tls_server};
 
 use std::cell::Cell;
 use std::net::TcpListener;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
-use std::sync::Arc;
 
 use bumpalo::Bump;
 use bumpalo::collections::Vec as BumpVec;
@@ -297,9 +296,9 @@ impl Tcp {
                         counters.tls.refused += 1;
                         continue;
                     }
-                    match rustls::ServerConnection::new(Arc::clone(&tls.server)) {
-                        Ok(session) => Some(session),
-                        Err(_) => {
+                    match tls.server.config().map(rustls::ServerConnection::new) {
+                        Some(Ok(session)) => Some(session),
+                        _ => {
                             counters.recv_errors += 1;
                             continue;
                         }

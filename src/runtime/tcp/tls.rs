@@ -6,7 +6,10 @@
 //! `--tls-client-ca` is given (then one that chains to it is required). The
 //! certificate comes from a [`CertStore`] the SIGHUP thread swaps: a handshake asks it
 //! for the current pair, so new handshakes see a reloaded certificate and established
-//! sessions keep theirs.
+//! sessions keep theirs. The client CAs are part of the configuration itself, so with
+//! `--tls-client-ca` a SIGHUP rebuilds it ([`ServerSource`]), with a new ticket key and
+//! session cache: a session verified against the old CAs cannot be resumed past the
+//! change. A new connection takes the current configuration.
 //!
 //! A connection's session is driven without blocking by `conn`: [`read`] moves the
 //! socket's bytes through rustls into the connection's read buffer as plaintext (the
@@ -115,11 +118,6 @@ impl CertStore {
         }
         Ok(())
     }
-
-    /// The certificate file (for the reload log).
-    pub(crate) fn cert_path(&self) -> &std::path::Path {
-        &self.cert
-    }
 }
 
 impl ResolvesServerCert for CertStore {
@@ -131,36 +129,99 @@ impl ResolvesServerCert for CertStore {
 /// What every core's TLS listeners share: the rustls configuration and the limits.
 #[derive(Debug, Clone)]
 pub(crate) struct Shared {
-    pub(crate) server: Arc<ServerConfig>,
+    pub(crate) server: Arc<ServerSource>,
     pub(crate) handshakes_max: usize,
     pub(crate) handshake_timeout_ms: u64,
 }
 
-/// Build the TLS server from the flags (files read again: start-up checked them).
-pub(crate) fn server(config: &TlsConfig) -> anyhow::Result<(Shared, Arc<CertStore>)> {
-    let store = Arc::new(CertStore::load(config)?);
-    let provider = flags::provider();
-    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
-    let builder = match &config.client_ca {
-        None => builder.with_no_client_auth(),
-        Some(ca) => {
-            let roots = Arc::new(flags::load_roots(ca)?);
-            let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider).build()?;
-            builder.with_client_cert_verifier(verifier)
+/// The parts of the configuration that stay across reloads.
+#[derive(Debug)]
+struct Fixed {
+    store: Arc<CertStore>,
+    client_ca: Option<PathBuf>,
+}
+
+impl Fixed {
+    /// A configuration with the client CAs as `--tls-client-ca` holds them now, a new
+    /// ticket key and an empty session cache.
+    fn build(&self) -> Result<ServerConfig, ConfigError> {
+        let provider = flags::provider();
+        let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| ConfigError {
+                flag: "--listen",
+                reason: format!("TLS setup: {e}"),
+            })?;
+        let builder = match &self.client_ca {
+            None => builder.with_no_client_auth(),
+            Some(ca) => {
+                let roots = Arc::new(flags::load_roots(ca)?);
+                let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider)
+                    .build()
+                    .map_err(|e| ConfigError {
+                        flag: "--tls-client-ca",
+                        reason: format!("{}: {e}", ca.display()),
+                    })?;
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let mut server =
+            builder.with_cert_resolver(Arc::clone(&self.store) as Arc<dyn ResolvesServerCert>);
+        server.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
+        server.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| ConfigError {
+            flag: "--listen",
+            reason: format!("TLS session tickets: {e}"),
+        })?;
+        Ok(server)
+    }
+}
+
+/// The configuration a new TLS connection starts from, rebuilt by SIGHUP.
+#[derive(Debug)]
+pub(crate) struct ServerSource {
+    current: RwLock<Arc<ServerConfig>>,
+    fixed: Fixed,
+}
+
+impl ServerSource {
+    /// The configuration new connections use now.
+    pub(crate) fn config(&self) -> Option<Arc<ServerConfig>> {
+        self.current.read().ok().map(|c| Arc::clone(&c))
+    }
+
+    /// SIGHUP: read the certificate and key again, and the client CAs if any; each
+    /// that fails keeps what it had. Returns what was reloaded, or why not, each.
+    pub(crate) fn reload(&self) -> Vec<Result<String, ConfigError>> {
+        let store = &self.fixed.store;
+        let mut outcomes = vec![
+            store
+                .reload()
+                .map(|()| format!("the TLS certificate {}", store.cert.display())),
+        ];
+        if let Some(ca) = &self.fixed.client_ca {
+            outcomes.push(self.fixed.build().map(|config| {
+                if let Ok(mut current) = self.current.write() {
+                    *current = Arc::new(config);
+                }
+                format!("the TLS client CAs {}", ca.display())
+            }));
         }
+        outcomes
+    }
+}
+
+/// Build the TLS server from the flags (files read again: start-up checked them).
+pub(crate) fn server(config: &TlsConfig) -> anyhow::Result<Shared> {
+    let fixed = Fixed {
+        store: Arc::new(CertStore::load(config)?),
+        client_ca: config.client_ca.clone(),
     };
-    let mut server = builder.with_cert_resolver(Arc::clone(&store) as Arc<dyn ResolvesServerCert>);
-    server.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
-    server.ticketer = rustls::crypto::ring::Ticketer::new()?;
-    Ok((
-        Shared {
-            server: Arc::new(server),
-            handshakes_max: config.handshakes_max,
-            handshake_timeout_ms: config.handshake_timeout_ms,
-        },
-        store,
-    ))
+    let current = RwLock::new(Arc::new(fixed.build()?));
+    Ok(Shared {
+        server: Arc::new(ServerSource { current, fixed }),
+        handshakes_max: config.handshakes_max,
+        handshake_timeout_ms: config.handshake_timeout_ms,
+    })
 }
 
 /// A connection's place among its core's handshakes in progress: counted while held
