@@ -316,6 +316,11 @@ pub struct Args {
     #[arg(long, value_name = "MS", default_value_t = tcp::TCP_HEADER_TIMEOUT_MS_DEFAULT)]
     pub tcp_header_timeout_ms: u64,
 
+    /// Messages taken off one TCP or TLS connection per second (1..=1000000); past it
+    /// the connection is not read until the second is over (counted).
+    #[arg(long, value_name = "N", default_value_t = tcp::TCP_MESSAGES_PER_S_DEFAULT)]
+    pub tcp_messages_per_s: u32,
+
     // ---- TLS (RFC 3261 §26.2.1); the TCP limits apply to TLS connections too ----
     /// The server's certificate chain (PEM, leaf first); required with a `tls:` listener.
     /// Read again on SIGHUP (a bad new file keeps the current one).
@@ -611,6 +616,7 @@ impl Config {
             args.tcp_read_buffer_bytes,
             args.tcp_idle_timeout_s,
             args.tcp_header_timeout_ms,
+            args.tcp_messages_per_s,
             args.max_expires,
         )?;
         let tls = tls::resolve(

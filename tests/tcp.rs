@@ -828,3 +828,43 @@ fn a_closed_connection_removes_its_outbound_bindings_and_marks_the_others_down()
     assert_eq!(p["bindings"][0]["flow_down"], true, "{p}");
     assert_eq!(p["bindings"][0]["transport"], "tcp", "{p}");
 }
+
+/// `--tcp-messages-per-s`: a connection that sends faster is not read for the rest of
+/// the second; nothing is lost (TCP holds the sender), every request is answered, at
+/// the rate allowed, and each pause is counted.
+#[test]
+fn past_the_message_rate_a_connection_waits_and_loses_nothing() {
+    let admin = free_tcp_addr();
+    let (_server, addr) = start(&["--tcp-messages-per-s", "10", "--admin", &admin]);
+    let mut c = Conn::open(addr);
+    let a = aor("rate");
+    let burst: String = (1..=25)
+        .map(|n| register(&c, &a, &tcp_contact(&c, "r"), "rate-1", n))
+        .collect();
+    let sent = Instant::now();
+    c.send(burst.as_bytes());
+    for n in 1..=25 {
+        let r = c.response();
+        assert_eq!(r.status, 200, "request {n}: {}", r.raw);
+    }
+    // 10 a second: the 21st cannot be taken before two seconds have passed.
+    let took = sent.elapsed();
+    assert!(
+        took >= Duration::from_millis(1900),
+        "25 requests at 10/s answered in {took:?}"
+    );
+    assert!(metric_at_least(&admin, "sipreg_tcp_rate_limited_total ", 2) >= 2);
+    // A second connection is not held back by the first one's rate.
+    let mut other = Conn::open(addr);
+    let b = aor("rate-other");
+    let quick = Instant::now();
+    let r = other.request(&register(
+        &other,
+        &b,
+        &tcp_contact(&other, "o"),
+        "rate-2",
+        1,
+    ));
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert!(quick.elapsed() < Duration::from_millis(500));
+}

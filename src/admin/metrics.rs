@@ -379,6 +379,13 @@ pub(super) fn render(
     );
     counter(
         &mut r,
+        "tcp_rate_limited",
+        "Times a TCP or TLS connection was not read for the rest of a second: \
+         --tcp-messages-per-s reached (the sender is held by TCP flow control).",
+        sum(&|c| c.runtime.tcp_throttled),
+    );
+    counter(
+        &mut r,
         "tcp_replies_connection_gone",
         "Replies for a TCP connection that had closed.",
         sum(&|c| c.runtime.tcp_conn_gone),

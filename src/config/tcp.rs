@@ -35,6 +35,12 @@ pub const TCP_HEADER_TIMEOUT_MS_MIN: u64 = 50;
 /// Largest `--tcp-header-timeout-ms` (ten minutes).
 pub const TCP_HEADER_TIMEOUT_MS_MAX: u64 = 600_000;
 
+/// Default `--tcp-messages-per-s`, per connection: far above a UA's few messages, and
+/// room for an edge proxy's trunk of many UAs.
+pub const TCP_MESSAGES_PER_S_DEFAULT: u32 = 5000;
+/// Largest `--tcp-messages-per-s`.
+pub const TCP_MESSAGES_PER_S_MAX: u32 = 1_000_000;
+
 /// The validated TCP settings (per core).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpConfig {
@@ -46,6 +52,9 @@ pub struct TcpConfig {
     pub idle_timeout_ms: u64,
     /// A message begun but not complete for this long closes its connection, in ms.
     pub header_timeout_ms: u64,
+    /// Messages taken off one connection per second, at most; past it the connection
+    /// is not read until the second is over (TCP's flow control holds the sender).
+    pub messages_per_s: u32,
 }
 
 /// The `--listen` addresses by transport, each in flag order.
@@ -106,8 +115,18 @@ pub fn resolve(
     read_buffer_bytes: usize,
     idle_timeout_s: Option<u64>,
     header_timeout_ms: u64,
+    messages_per_s: u32,
     max_expires_s: u32,
 ) -> Result<TcpConfig, ConfigError> {
+    if messages_per_s == 0 || messages_per_s > TCP_MESSAGES_PER_S_MAX {
+        return Err(ConfigError::new(
+            "--tcp-messages-per-s",
+            format!(
+                "must be 1..={TCP_MESSAGES_PER_S_MAX} messages per second per connection, got \
+                 {messages_per_s}"
+            ),
+        ));
+    }
     if connections_max == 0 || connections_max > TCP_CONNECTIONS_MAX {
         return Err(ConfigError::new(
             "--tcp-connections-max",
@@ -145,6 +164,7 @@ pub fn resolve(
         read_buffer_bytes,
         idle_timeout_ms: idle_timeout_s * 1000,
         header_timeout_ms,
+        messages_per_s,
     })
 }
 
@@ -197,40 +217,78 @@ mod tests {
 
     #[test]
     fn limits_defaults_and_bounds() {
-        let c = resolve(4096, 16_384, None, 10_000, 3600).unwrap();
+        let c = resolve(4096, 16_384, None, 10_000, 5000, 3600).unwrap();
         assert_eq!(c.idle_timeout_ms, (3600 + TCP_IDLE_MARGIN_S) * 1000);
         assert_eq!(
-            resolve(1, 1024, Some(1), 50, 60).unwrap().idle_timeout_ms,
+            resolve(1, 1024, Some(1), 50, 5000, 60)
+                .unwrap()
+                .idle_timeout_ms,
             1000
         );
         let flag = |r: Result<TcpConfig, ConfigError>| r.unwrap_err().flag;
         assert_eq!(
-            flag(resolve(0, 16_384, None, 10_000, 60)),
+            flag(resolve(0, 16_384, None, 10_000, 5000, 60)),
             "--tcp-connections-max"
         );
         assert_eq!(
-            flag(resolve(TCP_CONNECTIONS_MAX + 1, 16_384, None, 10_000, 60)),
+            flag(resolve(
+                TCP_CONNECTIONS_MAX + 1,
+                16_384,
+                None,
+                10_000,
+                5000,
+                60
+            )),
             "--tcp-connections-max"
         );
         assert_eq!(
-            flag(resolve(1, 1023, None, 10_000, 60)),
+            flag(resolve(1, 1023, None, 10_000, 5000, 60)),
             "--tcp-read-buffer-bytes"
         );
         assert_eq!(
-            flag(resolve(1, TCP_READ_BUFFER_BYTES_MAX + 1, None, 10_000, 60)),
+            flag(resolve(
+                1,
+                TCP_READ_BUFFER_BYTES_MAX + 1,
+                None,
+                10_000,
+                5000,
+                60
+            )),
             "--tcp-read-buffer-bytes"
         );
         assert_eq!(
-            flag(resolve(1, 1024, Some(0), 10_000, 60)),
+            flag(resolve(1, 1024, Some(0), 10_000, 5000, 60)),
             "--tcp-idle-timeout-s"
         );
         assert_eq!(
-            flag(resolve(1, 1024, None, 49, 60)),
+            flag(resolve(1, 1024, None, 49, 5000, 60)),
             "--tcp-header-timeout-ms"
         );
         assert_eq!(
-            flag(resolve(1, 1024, None, TCP_HEADER_TIMEOUT_MS_MAX + 1, 60)),
+            flag(resolve(
+                1,
+                1024,
+                None,
+                TCP_HEADER_TIMEOUT_MS_MAX + 1,
+                5000,
+                60
+            )),
             "--tcp-header-timeout-ms"
+        );
+        assert_eq!(
+            flag(resolve(1, 1024, None, 10_000, 0, 60)),
+            "--tcp-messages-per-s"
+        );
+        assert_eq!(
+            flag(resolve(
+                1,
+                1024,
+                None,
+                10_000,
+                TCP_MESSAGES_PER_S_MAX + 1,
+                60
+            )),
+            "--tcp-messages-per-s"
         );
     }
 }

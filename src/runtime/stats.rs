@@ -84,6 +84,8 @@ pub(crate) struct Counters {
     pub(crate) tcp_idle_timeouts: u64,
     /// Connections closed because their peer left too many replies unread.
     pub(crate) tcp_write_overflow: u64,
+    /// Times a connection was paused for the rest of a second: `--tcp-messages-per-s`.
+    pub(crate) tcp_throttled: u64,
     /// Replies for a connection that had closed (or whose slot was reused).
     pub(crate) tcp_conn_gone: u64,
     /// TLS connections and handshakes (their TCP side counts in the `tcp_` fields).
@@ -154,7 +156,7 @@ impl TlsCounters {
 }
 
 /// The TCP counters, in the order they are published.
-const TCP_FIELDS: usize = 10;
+const TCP_FIELDS: usize = 11;
 
 fn tcp_array(c: &Counters) -> [u64; TCP_FIELDS] {
     [
@@ -168,6 +170,7 @@ fn tcp_array(c: &Counters) -> [u64; TCP_FIELDS] {
         c.tcp_idle_timeouts,
         c.tcp_write_overflow,
         c.tcp_conn_gone,
+        c.tcp_throttled,
     ]
 }
 
@@ -183,6 +186,7 @@ fn with_tcp(c: Counters, a: [u64; TCP_FIELDS]) -> Counters {
         tcp_idle_timeouts,
         tcp_write_overflow,
         tcp_conn_gone,
+        tcp_throttled,
     ] = a;
     Counters {
         tcp_accepted,
@@ -195,6 +199,7 @@ fn with_tcp(c: Counters, a: [u64; TCP_FIELDS]) -> Counters {
         tcp_idle_timeouts,
         tcp_write_overflow,
         tcp_conn_gone,
+        tcp_throttled,
         ..c
     }
 }
@@ -528,7 +533,8 @@ pub(crate) fn summary(before: &Counters, now: &Counters, seconds: f64) -> String
     if now.tcp_accepted > 0 {
         line.push_str(&format!(
             "; tcp {} open, {:.0} messages/s, closed by limit: cap {}, header-timeout {}, \
-             idle {}, framing {}, write-queue {}; replies for closed connections {}",
+             idle {}, framing {}, write-queue {}; paused by --tcp-messages-per-s {}; replies \
+             for closed connections {}",
             now.tcp_connections,
             rate(before.tcp_messages, now.tcp_messages),
             now.tcp_refused,
@@ -536,6 +542,7 @@ pub(crate) fn summary(before: &Counters, now: &Counters, seconds: f64) -> String
             now.tcp_idle_timeouts,
             now.tcp_framing_errors,
             now.tcp_write_overflow,
+            now.tcp_throttled,
             now.tcp_conn_gone,
         ));
     }

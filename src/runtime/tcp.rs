@@ -100,6 +100,9 @@ pub(crate) enum Received<'a> {
 }
 
 /// The status and reason phrase answering a framing error (RFC 3261 §18.3, §21).
+/// The window `--tcp-messages-per-s` counts in, in ms.
+const RATE_WINDOW_MS: u64 = 1000;
+
 const fn refusal(error: FramingError) -> (u16, &'static str) {
     match error {
         FramingError::MissingContentLength => (400, "Missing Content-Length"),
@@ -138,6 +141,8 @@ pub(crate) struct Tcp {
     owners: Vec<u64>,
     /// Connections closed since the core last took them, with their `owners`.
     closed: Vec<(FlowId, u64)>,
+    /// Connections paused by `--tcp-messages-per-s` until their second is over.
+    throttled: Vec<u32>,
 }
 
 impl Tcp {
@@ -185,6 +190,7 @@ impl Tcp {
             handshake_ready: Vec::new(),
             owners: Vec::new(),
             closed: Vec::new(),
+            throttled: Vec::new(),
         }))
     }
 
@@ -205,6 +211,7 @@ impl Tcp {
         // Messages framed this turn, at most: what stays in a buffer past it is framed
         // next turn, first (the backlog), without waiting for more bytes.
         let mut budget = MESSAGES_PER_TURN_MAX;
+        self.release_throttled(now_ms, counters);
         let spare = std::mem::take(&mut self.spare_backlog);
         let backlog = std::mem::replace(&mut self.backlog, spare);
         let backlogged = backlog.len();
@@ -429,11 +436,16 @@ impl Tcp {
     ) {
         let core = self.core;
         let limit = self.config.read_buffer_bytes;
+        let per_s = self.config.messages_per_s;
         let Some((conn, generation)) = self.table.get_slot_mut(slot) else {
             return;
         };
-        if conn.closing {
+        if conn.closing || conn.throttled {
             return;
+        }
+        if now_ms.saturating_sub(conn.rate_window_ms) >= RATE_WINDOW_MS {
+            conn.rate_window_ms = now_ms;
+            conn.rate_taken = 0;
         }
         let source = Source {
             transport: conn.transport(),
@@ -447,6 +459,8 @@ impl Tcp {
         };
         let mut consumed = 0;
         let mut pong = false;
+        let mut taken = conn.rate_taken;
+        let mut throttled = false;
         loop {
             let rest = conn.unframed().get(consumed..).unwrap_or_default();
             if *budget == 0 {
@@ -458,8 +472,15 @@ impl Tcp {
             }
             match framing::frame_within(rest, limit) {
                 Ok(Framed::Partial) => break,
+                Ok(Framed::Complete { .. }) if taken >= per_s => {
+                    // --tcp-messages-per-s: the rest waits in the buffer, and the
+                    // socket is not read, until this second is over.
+                    throttled = true;
+                    break;
+                }
                 Ok(Framed::Complete { len }) => {
                     *budget -= 1;
+                    taken += 1;
                     let bytes = arena.alloc_slice_copy(rest.get(..len).unwrap_or_default());
                     out.push(Received::Message { bytes, source });
                     conn.awaiting = conn.awaiting.saturating_add(1);
@@ -493,8 +514,14 @@ impl Tcp {
                 }
             }
         }
+        conn.rate_taken = taken;
+        if throttled {
+            conn.throttled = true;
+            self.throttled.push(slot);
+            counters.tcp_throttled += 1;
+        }
         conn.consume(consumed, now_ms);
-        if !conn.backlogged && !conn.closing && conn.has_plaintext() {
+        if !conn.backlogged && !conn.closing && !throttled && conn.has_plaintext() {
             // Decrypted bytes the buffer had no room for: the socket will not report
             // them again, so they are framed next turn like a backlog.
             conn.backlogged = true;
@@ -502,6 +529,35 @@ impl Tcp {
         }
         if pong {
             self.queue_on(slot, KEEPALIVE_PONG, counters);
+        }
+        if throttled {
+            // Stop watching it for reads (epoll would report it every turn).
+            self.settle(slot, counters);
+        }
+    }
+
+    /// Take back the connections paused by `--tcp-messages-per-s` whose second is
+    /// over: watched again, and what their buffers hold framed this turn.
+    fn release_throttled(&mut self, now_ms: u64, counters: &mut Counters) {
+        let mut i = 0;
+        while let Some(&slot) = self.throttled.get(i) {
+            let Some((conn, _)) = self.table.get_slot_mut(slot) else {
+                self.throttled.swap_remove(i);
+                continue;
+            };
+            if now_ms.saturating_sub(conn.rate_window_ms) < RATE_WINDOW_MS {
+                i += 1;
+                continue;
+            }
+            conn.throttled = false;
+            conn.rate_window_ms = now_ms;
+            conn.rate_taken = 0;
+            if !conn.backlogged {
+                conn.backlogged = true;
+                self.backlog.push(slot);
+            }
+            self.throttled.swap_remove(i);
+            self.settle(slot, counters);
         }
     }
 
@@ -635,7 +691,18 @@ impl Tcp {
     /// When [`sweep`](Self::sweep) is next due, in ms since the epoch; `None` with no
     /// connection and the listeners watched.
     pub(crate) fn sweep_due_ms(&self) -> Option<u64> {
-        (!self.table.is_empty() || self.listeners_paused).then_some(self.next_sweep_ms)
+        let sweep = (!self.table.is_empty() || self.listeners_paused).then_some(self.next_sweep_ms);
+        // A paused connection is due back when its second is over.
+        let release = self
+            .throttled
+            .iter()
+            .filter_map(|&slot| self.table.get_slot(slot))
+            .map(|c| c.rate_window_ms.saturating_add(RATE_WINDOW_MS))
+            .min();
+        match (sweep, release) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Close the connections past a timeout: idle past `--tcp-idle-timeout-s`, a

@@ -89,6 +89,12 @@ pub(super) struct Conn {
     /// In the backlog: its buffer holds messages not framed yet (the turn's budget
     /// ran out); not read until they are.
     pub(super) backlogged: bool,
+    /// The second `--tcp-messages-per-s` counts in (its start, ms since the epoch),
+    /// and the messages taken in it.
+    pub(super) rate_window_ms: u64,
+    pub(super) rate_taken: u32,
+    /// Paused until the second is over: not read, not framed.
+    pub(super) throttled: bool,
 }
 
 impl Conn {
@@ -120,6 +126,9 @@ impl Conn {
             watched: super::Interest::READ,
             dirty: false,
             backlogged: false,
+            rate_window_ms: now_ms,
+            rate_taken: 0,
+            throttled: false,
         }
     }
 
@@ -317,7 +326,7 @@ impl Conn {
     /// What epoll should watch: reads until the peer's FIN, writes while bytes wait.
     pub(super) fn interest(&self) -> super::Interest {
         super::Interest {
-            read: !self.peer_closed,
+            read: !self.peer_closed && !self.throttled,
             write: self.watching_write,
         }
     }

@@ -76,6 +76,11 @@ impl<T> Table<T> {
             .and_then(|s| s.value.as_mut())
     }
 
+    /// The value in `slot`, whatever its generation, read only.
+    pub(super) fn get_slot(&self, slot: u32) -> Option<&T> {
+        self.slots.get(slot as usize).and_then(|s| s.value.as_ref())
+    }
+
     /// The value in `slot`, whatever its generation (the table's own walk).
     pub(super) fn get_slot_mut(&mut self, slot: u32) -> Option<(&mut T, u32)> {
         self.slots
