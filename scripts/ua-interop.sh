@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Real SIP user agents against a real sipreg over TCP (RFC 3261 §18) and, when the
-# server has a TLS listener, TLS: baresip (libre's SIP stack, with and without RFC 5626
-# Outbound, with digest auth) and sipsak (its own TCP code). Each UA registers; the
-# management API must list its binding with `"transport":"tcp"` and a flow; the UA's own
-# output must show the 200; then the UA unregisters, or is killed, and the binding must
-# be gone (Outbound, RFC 5626 §5.3 / README "SIP Outbound") or kept flow-down (no Outbound).
+# server has a TLS listener, TLS: baresip 1.0 (libre, with and without RFC 5626
+# Outbound, with digest auth), sipsak 0.9.8 (its own TCP code, GnuTLS) and linphonec 5.1
+# (belle-sip, mbedTLS). Each UA registers; the management API must list its binding with
+# its transport and a flow; the UA's own output must show the 200; then the UA
+# unregisters, or is killed, and the binding must be gone (Outbound, RFC 5626 §5.3 /
+# README "SIP Outbound") or kept flow-down (no Outbound).
 #
 #   scripts/ua-interop.sh --install          install the missing UAs from Debian (as root)
 #   scripts/ua-interop.sh [SIPREG_BINARY]   run (default: cargo build, target/debug/sipreg)
@@ -424,6 +425,77 @@ sipsak_auth_tests() {
     fi
 }
 
+# ---- linphonec ----------------------------------------------------------------------
+
+# linphonec_tests TRANSPORT: linphonec (liblinphone/belle-sip 5.1) registers as
+# frank-TRANSPORT@example.com; its log must say LinphoneRegistrationOk and the API must
+# list the binding with its +sip.instance (linphone sends no reg-id, so no Outbound).
+# Its `unregister` command sends nothing in 5.1 and `quit` does not unregister, so after
+# quit the binding must stay, flow-down. Headless: a pty from script(1) (linphonec reads
+# its commands through readline), commands written to a fifo; the network monitor is
+# off (a fresh machine may lack the default route it looks for) and the call database
+# directory must exist, or no listening point is made. Over TLS it checks the server's
+# certificate against the throw-away CA (root_ca) and the name `localhost`, the only UA
+# here that checks it.
+linphonec_tests() {
+    local t=$1 name="frank-$1"
+    local dir="$work/linphonec-$t"
+    mkdir -p "$dir/.local/share/linphone"
+    local tcp_port=0 tls_port=0 ca="" host=127.0.0.1
+    if [[ $t == tls ]]; then
+        tls_port=-1
+        ca="root_ca=$work/pki/ca.pem"
+        # By name: its mbedTLS matches the certificate's DNS names, not its IP address.
+        host=localhost
+    else
+        tcp_port=-1
+    fi
+    cat >"$dir/rc" <<EOF
+[sip]
+auto_net_state_mon=0
+register_only_when_network_is_up=0
+register_only_when_upnp_is_ok=0
+ipv6_enabled=0
+sip_port=0
+sip_tcp_port=$tcp_port
+sip_tls_port=$tls_port
+$ca
+[proxy_0]
+reg_proxy=<sip:$host:$sip_port;transport=$t>
+reg_identity=sip:$name@example.com
+reg_expires=60
+reg_sendregister=1
+publish=0
+EOF
+    mkfifo "$dir/in"
+    exec 7<>"$dir/in"
+    HOME="$dir" script -qec "linphonec -c '$dir/rc' -d 6 -l '$dir/log'" /dev/null <"$dir/in" >"$dir/out" 2>&1 &
+    ua_pid=$!
+    ua_pids+=("$ua_pid")
+    if wait_file "$dir/log" 'to \[LinphoneRegistrationOk\]' &&
+        wait_aor "sip:$name@example.com" "\"transport\":\"$t\"" '"flow":\{' '"flow_down":false' \
+            '"instance":"<urn:uuid:[0-9a-f-]+>"' '"user_agent":"Linphonec/'; then
+        grep -aE '^(REGISTER |SIP/2.0 |Contact:|Supported:|Require:)' "$dir/log" | awk '!seen[$0]++' | sed 's/^/    | /'
+        echo quit >&7
+        local deadline=$((SECONDS + wait_s))
+        while kill -0 "$ua_pid" 2>/dev/null && [[ $SECONDS -lt $deadline ]]; do
+            sleep 0.1
+        done
+        kill -KILL "$ua_pid" 2>/dev/null
+        if wait_aor "sip:$name@example.com" '"flow_down":true'; then
+            pass "linphonec $t: register (RegistrationOk, API transport $t + flow + instance), flow-down after quit"
+        else
+            fail "linphonec $t: binding not flow-down after linphonec quit"
+        fi
+    else
+        grep -aE 'moving from state|listening point|error' "$dir/log" 2>/dev/null | cut -c1-200 | tail -8 | sed 's/^/    | /'
+        fail "linphonec $t: register"
+    fi
+    exec 7>&-
+    kill -KILL "$ua_pid" 2>/dev/null
+    wait "$ua_pid" 2>/dev/null
+}
+
 # ---- TLS ----------------------------------------------------------------------------
 
 # make_cert DIR: a throw-away CA and a server certificate for 127.0.0.1 / localhost.
@@ -444,6 +516,7 @@ make_cert() {
 if [[ "${1:-}" == --install ]]; then
     ensure_cmd baresip baresip-core || echo "baresip stays missing: its checks will be skipped"
     ensure_cmd sipsak sipsak || echo "sipsak stays missing: its checks will be skipped"
+    ensure_cmd linphonec linphone-cli || echo "linphonec stays missing: its checks will be skipped"
     exit 0
 fi
 
@@ -453,7 +526,7 @@ if [[ -z "$bin" ]]; then
     bin=target/debug/sipreg
 fi
 
-have_baresip=0 have_sipsak=0
+have_baresip=0 have_sipsak=0 have_linphonec=0
 if command -v baresip >/dev/null 2>&1; then
     have_baresip=1
     baresip -h 2>&1 | head -1
@@ -466,13 +539,22 @@ if command -v sipsak >/dev/null 2>&1; then
 else
     skip "sipsak: not installed (apt-get install sipsak, or --install as root)"
 fi
+if ! command -v linphonec >/dev/null 2>&1; then
+    skip "linphonec: not installed (apt-get install linphone-cli, or --install as root)"
+elif ! command -v script >/dev/null 2>&1; then
+    skip "linphonec: no script(1) to give it a terminal"
+else
+    have_linphonec=1
+    linphonec -v 2>&1 | head -1
+fi
 
-if [[ $have_baresip -eq 1 || $have_sipsak -eq 1 ]]; then
+if [[ $have_baresip -eq 1 || $have_sipsak -eq 1 || $have_linphonec -eq 1 ]]; then
     # TCP, two cores: an AOR the other core owns is answered across the mesh.
     listen="tcp:127.0.0.1:PORT"
     if start_server "$bin" --cores 2; then
         [[ $have_baresip -eq 1 ]] && baresip_tests tcp tcp
         [[ $have_sipsak -eq 1 ]] && sipsak_tests tcp
+        [[ $have_linphonec -eq 1 ]] && linphonec_tests tcp
         stop_server
     else
         fail "sipreg with a TCP listener did not start"
@@ -492,7 +574,7 @@ fi
 # TLS (RFC 3261 §26.2): both UAs trust the throw-away CA.
 if ! "$bin" --help 2>/dev/null | grep -q -- --tls-cert; then
     skip "tls: server has no TLS listener"
-elif [[ $have_baresip -eq 0 && $have_sipsak -eq 0 ]]; then
+elif [[ $have_baresip -eq 0 && $have_sipsak -eq 0 && $have_linphonec -eq 0 ]]; then
     skip "tls: no UA"
 elif ! command -v openssl >/dev/null 2>&1; then
     skip "tls: no openssl to make a test certificate"
@@ -503,6 +585,7 @@ else
     if start_server "$bin" --cores 2 --tls-cert "$work/pki/server.pem" --tls-key "$work/pki/server.key"; then
         [[ $have_baresip -eq 1 ]] && baresip_tests tls tls "sip_cafile		$work/pki/ca.pem"
         [[ $have_sipsak -eq 1 ]] && sipsak_tests tls
+        [[ $have_linphonec -eq 1 ]] && linphonec_tests tls
         stop_server
     else
         fail "sipreg with a TLS listener did not start"
