@@ -6,7 +6,7 @@
 #   again with --steering hash), fuzz build (if any),
 #   then sipp interop against the real binary on a loopback port (UDP, then TCP with one
 #   connection for all calls, -t t1, and one per call, -t tn),
-#   then real UAs (baresip, sipsak) over TCP, and TLS once the server has it
+#   then real UAs (baresip, sipsak, linphonec) over TCP, and TLS once the server has it
 #   (scripts/ua-interop.sh: installs them when missing, skips a UA it cannot install).
 #
 # Every step runs even if an earlier one failed; the summary at the end lists each
@@ -239,8 +239,9 @@ sipp_interop() {
 
 # ---- real UAs ----------------------------------------------------------------------
 
-# baresip and sipsak against the debug binary (scripts/ua-interop.sh); the run itself is
-# bounded to 60 s (its checks take ~3 s here), the install before it by apt-get timeouts.
+# baresip, sipsak and linphonec against the debug binary (scripts/ua-interop.sh); the
+# run is bounded to 60 s (its checks take ~5 s here), the install before it by apt-get
+# timeouts.
 ua_interop() {
     scripts/ua-interop.sh --install
     cargo build --bin sipreg || return 1
@@ -269,7 +270,7 @@ fi
 if [[ "${SKIP_UA:-0}" == 1 ]]; then
     summary+=("SKIP  UA interop (SKIP_UA=1)")
 else
-    step "UA interop (baresip, sipsak)" ua_interop
+    step "UA interop (baresip, sipsak, linphonec)" ua_interop
 fi
 
 echo

@@ -474,7 +474,7 @@ EOF
     ua_pids+=("$ua_pid")
     if wait_file "$dir/log" 'to \[LinphoneRegistrationOk\]' &&
         wait_aor "sip:$name@example.com" "\"transport\":\"$t\"" '"flow":\{' '"flow_down":false' \
-            '"instance":"<urn:uuid:[0-9a-f-]+>"' '"user_agent":"Linphonec/'; then
+            '"instance":"<urn:uuid:[0-9a-f-]+>"' '"outbound":false' '"reg_id":null' '"user_agent":"Linphonec/'; then
         grep -aE '^(REGISTER |SIP/2.0 |Contact:|Supported:|Require:)' "$dir/log" | awk '!seen[$0]++' | sed 's/^/    | /'
         echo quit >&7
         local deadline=$((SECONDS + wait_s))
@@ -517,6 +517,7 @@ if [[ "${1:-}" == --install ]]; then
     ensure_cmd baresip baresip-core || echo "baresip stays missing: its checks will be skipped"
     ensure_cmd sipsak sipsak || echo "sipsak stays missing: its checks will be skipped"
     ensure_cmd linphonec linphone-cli || echo "linphonec stays missing: its checks will be skipped"
+    ensure_cmd openssl openssl || echo "openssl stays missing: the TLS checks will be skipped"
     exit 0
 fi
 
