@@ -437,9 +437,17 @@ sipsak_auth_tests() {
 # directory must exist, or no listening point is made. Over TLS it checks the server's
 # certificate against the throw-away CA (root_ca) and the name `localhost`, the only UA
 # here that checks it.
+#
+# linphonec_tests TRANSPORT USER PASSWORD: the same as USER@example.com against a server
+# with --auth-file; it must answer the SHA-256 challenge (RFC 8760), the first offered.
 linphonec_tests() {
-    local t=$1 name="frank-$1"
-    local dir="$work/linphonec-$t"
+    local t=$1 name="frank-$1" user=${2:-} password=${3:-} label="linphonec $1" auth=""
+    if [[ -n "$user" ]]; then
+        name=$user
+        label="linphonec $t digest"
+        auth=$(printf '[auth_info_0]\nusername=%s\npasswd=%s\nrealm=example.com\ndomain=example.com' "$user" "$password")
+    fi
+    local dir="$work/linphonec-$name"
     mkdir -p "$dir/.local/share/linphone"
     local tcp_port=0 tls_port=0 ca="" host=127.0.0.1
     if [[ $t == tls ]]; then
@@ -466,6 +474,7 @@ reg_identity=sip:$name@example.com
 reg_expires=60
 reg_sendregister=1
 publish=0
+$auth
 EOF
     mkfifo "$dir/in"
     exec 7<>"$dir/in"
@@ -476,6 +485,14 @@ EOF
         wait_aor "sip:$name@example.com" "\"transport\":\"$t\"" '"flow":\{' '"flow_down":false' \
             '"instance":"<urn:uuid:[0-9a-f-]+>"' '"outbound":false' '"reg_id":null' '"user_agent":"Linphonec/'; then
         grep -aE '^(REGISTER |SIP/2.0 |Contact:|Supported:|Require:)' "$dir/log" | awk '!seen[$0]++' | sed 's/^/    | /'
+        if [[ -n "$user" ]]; then
+            if grep -aq '^SIP/2.0 401' "$dir/log" && grep -aEq '^Authorization: .*algorithm=SHA-256' "$dir/log"; then
+                pass "$label: 401 (SHA-256 and MD5 offered), answered with SHA-256, 200"
+            else
+                grep -aE '^(WWW-Authenticate|Authorization):' "$dir/log" | cut -c1-160 | sed 's/^/    | /'
+                fail "$label: no 401, or not answered with SHA-256"
+            fi
+        fi
         echo quit >&7
         local deadline=$((SECONDS + wait_s))
         while kill -0 "$ua_pid" 2>/dev/null && [[ $SECONDS -lt $deadline ]]; do
@@ -483,13 +500,13 @@ EOF
         done
         kill -KILL "$ua_pid" 2>/dev/null
         if wait_aor "sip:$name@example.com" '"flow_down":true'; then
-            pass "linphonec $t: register (RegistrationOk, API transport $t + flow + instance), flow-down after quit"
+            pass "$label: register (RegistrationOk, API transport $t + flow + instance), flow-down after quit"
         else
-            fail "linphonec $t: binding not flow-down after linphonec quit"
+            fail "$label: binding not flow-down after linphonec quit"
         fi
     else
         grep -aE 'moving from state|listening point|error' "$dir/log" 2>/dev/null | cut -c1-200 | tail -8 | sed 's/^/    | /'
-        fail "linphonec $t: register"
+        fail "$label: register"
     fi
     exec 7>&-
     kill -KILL "$ua_pid" 2>/dev/null
@@ -569,6 +586,17 @@ if [[ $have_baresip -eq 1 || $have_sipsak -eq 1 || $have_linphonec -eq 1 ]]; the
         stop_server
     else
         fail "sipreg --auth-file with a TCP listener did not start"
+    fi
+
+    # Digest with the default algorithms (SHA-256 first, then MD5): linphonec only.
+    if [[ $have_linphonec -eq 1 ]]; then
+        printf 'ivy@example.com secret3\n' >"$work/subscribers-sha.txt"
+        if start_server "$bin" --cores 1 --auth-file "$work/subscribers-sha.txt"; then
+            linphonec_tests tcp ivy secret3
+            stop_server
+        else
+            fail "sipreg --auth-file (default algorithms) with a TCP listener did not start"
+        fi
     fi
 fi
 
