@@ -5,7 +5,8 @@
 # (belle-sip, mbedTLS). Each UA registers; the management API must list its binding with
 # its transport and a flow; the UA's own output must show the 200; then the UA
 # unregisters, or is killed, and the binding must be gone (Outbound, RFC 5626 §5.3 /
-# README "SIP Outbound") or kept flow-down (no Outbound).
+# README "SIP Outbound") or kept flow-down (no Outbound). baresip's Outbound refresh on
+# the same connection must leave one binding on the same flow.
 #
 #   scripts/ua-interop.sh --install          install the missing UAs from Debian (as root)
 #   scripts/ua-interop.sh [SIPREG_BINARY]   run (default: cargo build, target/debug/sipreg)
@@ -203,6 +204,15 @@ wait_file() {
     done
 }
 
+# wait_file_count FILE REGEX N: bounded wait until FILE has N lines matching REGEX.
+wait_file_count() {
+    local deadline=$((SECONDS + wait_s))
+    until [[ $(sed 's/\x1b\[[0-9;]*m//g' "$1" 2>/dev/null | grep -Ec -- "$2") -ge $3 ]]; do
+        [[ $SECONDS -ge $deadline ]] && return 1
+        sleep 0.1
+    done
+}
+
 # show_trace FILE: the header lines worth recording from a baresip -s trace.
 show_trace() {
     grep -aE '^(REGISTER |SIP/2.0 |Contact:|Supported:|Require:|WWW-Authenticate:|Authorization:)' "$1" |
@@ -321,7 +331,40 @@ baresip_tests() {
     fi
     baresip_kill
 
-    # 3. No Outbound, UA killed: the binding stays, flow-down.
+    # 3. Outbound refresh: with regint=3 (the server allows it: --min-expires 1) libre
+    #    re-registers on the same connection before expiry; the API must then show the
+    #    one binding (instance + reg-id key, RFC 5626 §6), on the same flow, a higher CSeq.
+    aor="dora"
+    baresip_start "$aor" "$t" ";regint=3;sipnat=outbound" "$extra"
+    if baresip_registered && wait_aor "sip:$aor@example.com" '"outbound":true'; then
+        local before after
+        before=$(aor_json "sip:$aor@example.com")
+        if wait_file_count "$ua_out" '^SIP/2.0 200 OK' 2; then
+            after=$(aor_json "sip:$aor@example.com")
+            local c1 c2 f1 f2 n
+            c1=$(grep -oE '"cseq":[0-9]+' <<<"$before" | cut -d: -f2)
+            c2=$(grep -oE '"cseq":[0-9]+' <<<"$after" | cut -d: -f2)
+            f1=$(grep -oE '"flow":\{[^}]*\}' <<<"$before")
+            f2=$(grep -oE '"flow":\{[^}]*\}' <<<"$after")
+            n=$(grep -o '"contact":' <<<"$after" | wc -l)
+            if [[ $n -eq 1 && -n "$c1" && -n "$c2" && $c2 -gt $c1 && -n "$f1" && "$f1" == "$f2" ]]; then
+                pass "baresip $label outbound refresh: one binding, same flow, CSeq $c1 -> $c2"
+            else
+                echo "    before: $before"
+                echo "    after:  $after"
+                fail "baresip $label outbound refresh: bindings $n, CSeq $c1 -> $c2, flow $f1 -> $f2"
+            fi
+        else
+            show_trace "$ua_out"
+            fail "baresip $label outbound refresh: no second 200 within ${wait_s} s"
+        fi
+    else
+        show_trace "$ua_out"
+        fail "baresip $label outbound refresh: register"
+    fi
+    baresip_kill
+
+    # 4. No Outbound, UA killed: the binding stays, flow-down.
     aor="carol"
     baresip_start "$aor" "$t" ";regint=60" "$extra"
     if baresip_registered && wait_aor "sip:$aor@example.com" '"flow_down":false'; then
@@ -569,7 +612,7 @@ fi
 if [[ $have_baresip -eq 1 || $have_sipsak -eq 1 || $have_linphonec -eq 1 ]]; then
     # TCP, two cores: an AOR the other core owns is answered across the mesh.
     listen="tcp:127.0.0.1:PORT"
-    if start_server "$bin" --cores 2; then
+    if start_server "$bin" --cores 2 --min-expires 1; then
         [[ $have_baresip -eq 1 ]] && baresip_tests tcp tcp
         [[ $have_sipsak -eq 1 ]] && sipsak_tests tcp
         [[ $have_linphonec -eq 1 ]] && linphonec_tests tcp
@@ -611,7 +654,7 @@ elif ! make_cert "$work/pki"; then
     fail "tls: openssl could not make the test certificate"
 else
     listen="tls:127.0.0.1:PORT"
-    if start_server "$bin" --cores 2 --tls-cert "$work/pki/server.pem" --tls-key "$work/pki/server.key"; then
+    if start_server "$bin" --cores 2 --min-expires 1 --tls-cert "$work/pki/server.pem" --tls-key "$work/pki/server.key"; then
         [[ $have_baresip -eq 1 ]] && baresip_tests tls tls "sip_cafile		$work/pki/ca.pem"
         [[ $have_sipsak -eq 1 ]] && sipsak_tests tls
         [[ $have_linphonec -eq 1 ]] && linphonec_tests tls
