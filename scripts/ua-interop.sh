@@ -11,7 +11,7 @@
 #   scripts/ua-interop.sh --install          install the missing UAs from Debian (as root)
 #   scripts/ua-interop.sh [SIPREG_BINARY]   run (default: cargo build, target/debug/sipreg)
 #
-# Loopback only; every wait is bounded (UA_WAIT_S each, default 10) and every process
+# Loopback only; every wait is bounded (UA_WAIT_S each, default 5) and every process
 # this script starts is killed on exit. A UA that is not installed (and, with --install,
 # could not be: not root, no network) is skipped with a printed reason, as is TLS when
 # the server has no `--tls-cert` option; neither is a failure. Exit status: non-zero if
@@ -29,7 +29,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-wait_s=${UA_WAIT_S:-10}
+wait_s=${UA_WAIT_S:-5}
 work=$(mktemp -d)
 server_pid=""
 sip_port=""
