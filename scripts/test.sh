@@ -5,7 +5,9 @@
 #   (tests/redis_cluster runs a local Redis Cluster, ~7 s; the integration suite runs
 #   again with --steering hash), fuzz build (if any),
 #   then sipp interop against the real binary on a loopback port (UDP, then TCP with one
-#   connection for all calls, -t t1, and one per call, -t tn).
+#   connection for all calls, -t t1, and one per call, -t tn),
+#   then real UAs (baresip, sipsak, linphonec) over TCP, and TLS once the server has it
+#   (scripts/ua-interop.sh: installs them when missing, skips a UA it cannot install).
 #
 # Every step runs even if an earlier one failed; the summary at the end lists each
 # step, and the exit status is non-zero if any failed.
@@ -15,6 +17,7 @@
 #   SIPP_RELEASE=1     run sipp against a release build instead of the debug one
 #   SIPP_LOAD_CALLS    calls in the load run (default 2000)
 #   SIPP_LOAD_RATE     calls per second in the load run (default 500)
+#   SKIP_UA=1          skip the real-UA interop
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -234,6 +237,17 @@ sipp_interop() {
     return $rc
 }
 
+# ---- real UAs ----------------------------------------------------------------------
+
+# baresip, sipsak and linphonec against the debug binary (scripts/ua-interop.sh); the
+# run is bounded to 60 s (its checks take ~5 s here), the install before it by apt-get
+# timeouts.
+ua_interop() {
+    scripts/ua-interop.sh --install
+    cargo build --bin sipreg || return 1
+    timeout -k 5 60 scripts/ua-interop.sh target/debug/sipreg
+}
+
 # ---- steps --------------------------------------------------------------------------
 
 step "cargo fmt --check" cargo fmt --all --check
@@ -251,6 +265,12 @@ if [[ "${SKIP_SIPP:-0}" == 1 ]]; then
     summary+=("SKIP  sipp interop (SKIP_SIPP=1)")
 else
     step "sipp interop" sipp_interop
+fi
+
+if [[ "${SKIP_UA:-0}" == 1 ]]; then
+    summary+=("SKIP  UA interop (SKIP_UA=1)")
+else
+    step "UA interop (baresip, sipsak, linphonec)" ua_interop
 fi
 
 echo
