@@ -20,6 +20,20 @@ fn transport(t: Transport) -> &'static str {
     }
 }
 
+/// A flow: the connection (core, slot, generation) and, in the shared location, the
+/// node that holds it (`--node-id`).
+fn flow(f: crate::location::FlowId, node: Option<&str>) -> Value {
+    let mut v = json!({
+        "core": f.core,
+        "slot": f.slot,
+        "generation": f.generation,
+    });
+    if let (Some(node), Some(map)) = (node, v.as_object_mut()) {
+        map.insert("node".into(), node.into());
+    }
+    v
+}
+
 fn binding(b: &BindingCopy) -> Value {
     json!({
         "contact": text(&b.contact),
@@ -37,12 +51,7 @@ fn binding(b: &BindingCopy) -> Value {
         "registered_ms": b.registered_ms,
         // RFC 5626: the connection it is reachable through (null: reached by its
         // address, or through its Path), and whether that connection has closed.
-        "flow": b.flow.map(|f| json!({
-            "node": b.flow_node,
-            "core": f.core,
-            "slot": f.slot,
-            "generation": f.generation,
-        })),
+        "flow": b.flow.map(|f| flow(f, b.flow_node.as_deref())),
         "flow_down": b.flow_down,
         "outbound": b.outbound,
     })
