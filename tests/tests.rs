@@ -29,3 +29,6 @@ mod steering_runtime;
 
 // SIP over TCP (RFC 3261 §18): replies on the connection, framing, limits, the mesh.
 mod tcp;
+
+// NAT reachability (issue 17): 302 alias, the targets endpoint, keep-alive pings.
+mod nat;

@@ -30,6 +30,7 @@ mod config;
 mod io;
 mod journal;
 mod lookup;
+pub mod nat;
 mod outbound;
 mod outcome;
 mod register;
@@ -47,6 +48,7 @@ pub use admin::{ADMIN_CALL_ID, AdminError};
 pub use by_method::{METHOD_NAMES, METHODS, STATUS_NAMES, STATUSES};
 pub use config::{AuthConfig, LocationMode, MaxContactsPolicy, MinExpiresPolicy, RegistrarConfig};
 pub use io::{Action, ConnId, Destination, DropReason, Source, reply_destination};
+pub use nat::{AliasMode, NatConfig, PingMethod};
 pub use outbound::{FLAG_FLOW_DOWN, FLAG_OUTBOUND, FLOW_AORS_MAX, FLOWS_MAX, REG_ID_MAX};
 pub use outcome::{OUTCOMES, Outcome};
 pub use register::AOR_KEY_BYTES_MAX;
@@ -136,6 +138,8 @@ pub struct Registrar {
     shared: Option<shared::Shared>,
     /// The AORs with a binding on each live flow (RFC 5626), for `flow_closed`.
     flows: outbound::Flows,
+    /// A 302's Contact URI with its `;alias=` and `Route` (`nat`; reused buffer).
+    redirect_uri: Vec<u8>,
 }
 
 impl Registrar {
@@ -183,6 +187,7 @@ impl Registrar {
             store_failed: false,
             shared: (config_location == LocationMode::Shared).then(shared::Shared::default),
             flows: outbound::Flows::default(),
+            redirect_uri: Vec::new(),
         }
     }
 

@@ -615,11 +615,11 @@ fn q_ordering_in_200_and_302() {
     let c = contacts(&r);
     assert_eq!(c.len(), 3);
     assert!(
-        c[0].starts_with("<sip:q@10.0.0.2>") && c[0].contains("q=0.9"),
+        c[0].starts_with("<sip:q@10.0.0.2;alias=") && c[0].contains("q=0.9"),
         "{c:?}"
     );
-    assert!(c[1].starts_with("<sip:q@10.0.0.3>"));
-    assert!(c[2].starts_with("<sip:q@10.0.0.1>"));
+    assert!(c[1].starts_with("<sip:q@10.0.0.3;alias="));
+    assert!(c[2].starts_with("<sip:q@10.0.0.1;alias="));
 }
 
 #[test]
@@ -2109,5 +2109,57 @@ mod outbound {
                 .build(),
         );
         assert_eq!(status(&r), 200, "{r}");
+    }
+}
+
+/// Issue 17: a 302 reaches a NAT'd phone. The binding's source (192.0.2.10:5062, UDP)
+/// differs from its Contact (a private address), so the Contact carries it as
+/// Kamailio's `;alias=ip~port~proto`, and its Path as an escaped `Route` header; a
+/// Contact that already names the source is listed as registered; `Always` and `Never`
+/// override. The 200 to the REGISTER lists the Contacts as registered either way.
+#[test]
+fn redirect_carries_the_source_as_alias_and_the_path_as_route() {
+    for (mode, expect_private, expect_direct) in [
+        (
+            AliasMode::Differs,
+            "<sip:n@192.168.1.20:5060;alias=192.0.2.10~5062~1?Route=%3Csip:edge.example.com%3Blr%3E>",
+            "<sip:d@192.0.2.10:5062>",
+        ),
+        (
+            AliasMode::Always,
+            "<sip:n@192.168.1.20:5060;alias=192.0.2.10~5062~1?Route=%3Csip:edge.example.com%3Blr%3E>",
+            "<sip:d@192.0.2.10:5062;alias=192.0.2.10~5062~1>",
+        ),
+        (
+            AliasMode::Never,
+            "<sip:n@192.168.1.20:5060?Route=%3Csip:edge.example.com%3Blr%3E>",
+            "<sip:d@192.0.2.10:5062>",
+        ),
+    ] {
+        let mut sim = Sim::new(RegistrarConfig {
+            nat: NatConfig {
+                alias: mode,
+                ..NatConfig::default()
+            },
+            ..RegistrarConfig::default()
+        });
+        let r = sim.send(
+            &Reg::new("n")
+                .contacts(&["<sip:n@192.168.1.20:5060>"])
+                .extra("Path: <sip:edge.example.com;lr>")
+                .build(),
+        );
+        assert_eq!(status(&r), 200, "{r}");
+        assert!(
+            contacts(&r)[0].starts_with("<sip:n@192.168.1.20:5060>;"),
+            "{r}"
+        );
+        sim.send(&Reg::new("d").build());
+        let r = sim.send(&invite("n", 1));
+        assert_eq!(status(&r), 302, "{r}");
+        let c = contacts(&r);
+        assert!(c[0].starts_with(expect_private), "{mode:?}: {c:?}");
+        let r = sim.send(&invite("d", 1));
+        assert!(contacts(&r)[0].starts_with(expect_direct), "{mode:?}: {r}");
     }
 }
