@@ -60,6 +60,8 @@ pub const FLAG_PING_UNANSWERED: u32 = 1 << 24;
 /// Where the count of pings lost in a row sits in the flags (8 bits).
 const LOST_SHIFT: u32 = 16;
 const LOST_MASK: u32 = 0xff << LOST_SHIFT;
+/// Every flag bit of the ping state.
+pub(super) const PING_FLAGS: u32 = FLAG_PING_UNANSWERED | LOST_MASK;
 
 /// What an unexpected reply was, for the counters ([`UNEXPECTED_NAMES`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
