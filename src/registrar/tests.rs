@@ -2326,6 +2326,12 @@ fn silent_bindings_are_removed_after_max_lost_and_answering_ones_stay() {
         0x1234_5678u32
     );
     sim.send(&stale);
+    // A ping reply is placed by the owner hash its branch carries: a core that does not
+    // own the AOR forwards it there, as it would a request.
+    assert_eq!(
+        route(stale.as_bytes()),
+        Route::Hash(aor_hash(b"answers@example.com"))
+    );
     let p = sim.reg.stats.ping;
     assert_eq!(p.unexpected[ping::Unexpected::Branch as usize], 2, "{p:?}");
     assert_eq!(p.unexpected[ping::Unexpected::Binding as usize], 1, "{p:?}");
@@ -2384,4 +2390,56 @@ fn only_udp_bindings_with_a_source_are_pinged() {
     assert!(sim.reg.location().get(b"r@example.com").is_some());
     assert_eq!(sim.reg.stats.ping.lost, 1);
     assert_eq!(sim.reg.stats.ping.removed, 0);
+}
+
+/// The ping state lives in a binding's flags, which the journal records with the
+/// binding; a restart starts it afresh, so a ping the old process sent is not counted
+/// lost by the new one.
+#[test]
+fn restored_bindings_start_with_no_ping_state() {
+    let config = RegistrarConfig {
+        journal: true,
+        nat: NatConfig {
+            ping_interval_ms: PING_INTERVAL_MS,
+            ..NatConfig::default()
+        },
+        ..RegistrarConfig::default()
+    };
+    let mut sim = Sim::new(config.clone());
+    register_from(&mut sim, "j", "198.51.100.7:4000");
+    let start = sim.now_ms;
+    assert_eq!(pings_until(&mut sim, start + PING_INTERVAL_MS).len(), 1);
+    // Another device on the AOR: its commit journals the first binding's flags too.
+    sim.send(
+        &Reg::new("j")
+            .contacts(&["<sip:j2@192.0.2.10:5062>"])
+            .build(),
+    );
+    let mut journal = Vec::new();
+    sim.reg.drain_journal(&mut journal);
+    let mut last = None;
+    let mut offset = 0;
+    while let crate::store::record::Frame::Record { payload, next } =
+        crate::store::record::next_frame(&journal, offset)
+    {
+        last = Some(payload.to_vec());
+        offset = next;
+    }
+    let last = last.expect("a record");
+    let crate::store::record::Record::Set { key, bindings } =
+        crate::store::record::decode(&last).unwrap()
+    else {
+        panic!("a Set record")
+    };
+    assert!(
+        bindings
+            .iter()
+            .any(|b| b.flags & ping::FLAG_PING_UNANSWERED != 0),
+        "the journal carries the ping state"
+    );
+    let mut fresh = Sim::new(config);
+    fresh.now_ms = sim.now_ms;
+    assert_eq!(fresh.reg.restore_aor(fresh.now_ms, key, &bindings), 2);
+    let aor = fresh.reg.location().get(b"j@example.com").unwrap();
+    assert!(aor.iter().all(|b| b.flags() & ping::PING_FLAGS == 0));
 }
