@@ -287,3 +287,34 @@ fn pings_reach_the_source_and_silent_bindings_are_removed() {
         thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Phones that answer keep their bindings on a server of two cores, whichever core the
+/// kernel hands each answer to: an answer that lands on a core that does not own the
+/// AOR is forwarded to the owner by its branch (with one lost ping allowed, a reply
+/// that went astray would remove its binding within two intervals).
+#[test]
+fn answers_find_their_owner_core() {
+    let (server, api) = start(&["--nat-ping-interval", "1", "--nat-ping-max-lost", "1"]);
+    let mut phones = Vec::new();
+    let mut users = Vec::new();
+    for _ in 0..6 {
+        let client = Client::new(server.addr);
+        let user = format!("owner{}", unique());
+        register_private(&client, &user);
+        phones.push(Phone::start(client, true));
+        users.push(user);
+    }
+    // Every phone pinged at least twice (the first within two intervals).
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while phones.iter().any(|p| p.pings() < 3) {
+        assert!(Instant::now() < deadline, "pings did not reach every phone");
+        thread::sleep(Duration::from_millis(100));
+    }
+    for user in &users {
+        let (status, body) = get(&format!("{api}/v1/aors/{user}@example.com/targets"));
+        assert_eq!(status, 200, "{user}: {body}");
+    }
+    assert_eq!(metric(&api, "sipreg_nat_ping_removals_total"), 0);
+    assert_eq!(metric(&api, "sipreg_nat_ping_unexpected_replies_total"), 0);
+    assert!(metric(&api, "sipreg_nat_ping_answers_total") >= 12);
+}
