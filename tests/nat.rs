@@ -317,4 +317,10 @@ fn answers_find_their_owner_core() {
     assert_eq!(metric(&api, "sipreg_nat_ping_removals_total"), 0);
     assert_eq!(metric(&api, "sipreg_nat_ping_unexpected_replies_total"), 0);
     assert!(metric(&api, "sipreg_nat_ping_answers_total") >= 12);
+    let (_, stats) = get(&format!("{api}/v1/stats"));
+    assert!(
+        stats["total"]["nat_ping_answers"].as_u64() >= Some(12),
+        "{stats}"
+    );
+    assert_eq!(stats["total"]["nat_pings_lost"], 0, "{stats}");
 }

@@ -165,6 +165,11 @@ pub(crate) fn flatten(c: &CoreStats) -> Vec<(String, u64)> {
         ("txns", r.txns),
         ("txn_evicted", r.txn_evicted),
         ("admin_removed", r.admin_removed),
+        ("nat_pings_sent", r.ping.sent),
+        ("nat_ping_answers", r.ping.answered),
+        ("nat_pings_lost", r.ping.lost),
+        ("nat_ping_removals", r.ping.removed),
+        ("nat_ping_unexpected", r.ping.unexpected.iter().sum()),
     ]
     .into_iter()
     .map(|(n, v)| (n.to_string(), v))
