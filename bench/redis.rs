@@ -25,6 +25,7 @@ fn contact() -> ContactIntent<'static> {
         user_agent: b"Yealink SIP-T46S 66.86.0.15 xy",
         instance: None,
         reg_id: None,
+        flow: None,
     }
 }
 

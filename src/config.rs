@@ -288,6 +288,12 @@ pub struct Args {
     #[arg(long, value_name = "MS", default_value_t = 100)]
     pub redis_wait_timeout_ms: u64,
 
+    /// This node's name in the shared location: stored with each binding reachable
+    /// only through one of its connections (RFC 5626 flow), so other nodes know who
+    /// holds it. 1..=64 of A-Z a-z 0-9 . _ : - [default: the first --listen address]
+    #[arg(long = "node-id", value_name = "NAME")]
+    pub node_id: Option<String>,
+
     // ---- TCP (RFC 3261 §18) ----
     /// Open TCP connections per core; at the cap a new one is accepted and closed at
     /// once (counted).
@@ -337,6 +343,29 @@ pub struct RedisConfig {
     pub wait_replicas: u32,
     /// `WAIT`'s timeout, in ms (below `timeout_ms`).
     pub wait_timeout_ms: u64,
+    /// `--node-id`: this node's name in flow tokens.
+    pub node_id: String,
+}
+
+/// Longest `--node-id`, in bytes.
+pub const NODE_ID_BYTES_MAX: usize = 64;
+
+/// `--node-id`, checked: 1..=[`NODE_ID_BYTES_MAX`] bytes of `A-Z a-z 0-9 . _ : -` (no
+/// `/`: it separates the parts of a stored flow token).
+fn check_node_id(id: &str) -> Result<String, ConfigError> {
+    let ok = !id.is_empty()
+        && id.len() <= NODE_ID_BYTES_MAX
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+    if ok {
+        Ok(id.to_owned())
+    } else {
+        Err(ConfigError::new(
+            "--node-id",
+            format!("'{id}' is not 1..={NODE_ID_BYTES_MAX} characters of A-Z a-z 0-9 . _ : -"),
+        ))
+    }
 }
 
 /// `--steering` values.
@@ -700,11 +729,19 @@ impl Config {
                         ),
                     ));
                 }
+                let node_id = match &args.node_id {
+                    Some(id) => check_node_id(id)?,
+                    None => listen
+                        .first()
+                        .or(tcp_listen.first())
+                        .map_or_else(|| "sipreg".to_owned(), ToString::to_string),
+                };
                 Some(RedisConfig {
                     seeds: args.redis_seeds.clone(),
                     timeout_ms: args.redis_timeout_ms,
                     wait_replicas: args.redis_wait,
                     wait_timeout_ms: args.redis_wait_timeout_ms,
+                    node_id,
                 })
             }
         };
@@ -1085,6 +1122,7 @@ mod tests {
                 timeout_ms: 1000,
                 wait_replicas: 0,
                 wait_timeout_ms: 100,
+                node_id: "0.0.0.0:5060".into(),
             })
         );
         let flags = [
@@ -1102,6 +1140,16 @@ mod tests {
             rejected(&[&flags[..], &["60001"]].concat()).flag,
             "--redis-timeout-ms"
         );
+        let redis = ["--location", "redis", "--redis-seed", "h:1", "--node-id"];
+        let named = config(&[&redis[..], &["edge-1.dc2:5060"]].concat()).unwrap();
+        assert_eq!(named.redis.unwrap().node_id, "edge-1.dc2:5060");
+        for bad in ["", "a/b", "a b", &"x".repeat(NODE_ID_BYTES_MAX + 1)] {
+            assert_eq!(
+                rejected(&[&redis[..], &[bad]].concat()).flag,
+                "--node-id",
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -238,6 +238,7 @@ impl Ct {
             user_agent: b"test-ua",
             instance: self.instance.map(str::as_bytes),
             reg_id: self.reg_id,
+            flow: None,
         }
     }
 }
@@ -334,6 +335,7 @@ fn redis_cluster_location_commit() {
     two_sipreg_nodes_share_one_location(&seed);
     admin_ops_skip_the_cseq_rule(&mut d);
     admin_api_on_redis_nodes(&mut d, &seed);
+    a_flow_names_the_node_that_holds_it(&seed);
     a_master_failover_costs_only_its_slots(&cluster, &d, &seed);
     // The failover killed a master, maybe the seed: seed the next nodes with a live one.
     let live = cluster
@@ -1914,4 +1916,48 @@ fn admin_api_on_redis_nodes(d: &mut Driver, seed: &str) {
     assert_eq!(status, 404, "{v}");
     let (status, v) = http(&admin, "GET", "/v1/aors?limit=5", "");
     assert_eq!(status, 200, "{v}");
+}
+
+/// Issue 16: in the shared location a binding registered straight over a connection
+/// carries its flow with the node that holds it (`--node-id`): another node's API
+/// shows which node and connection reach it.
+fn a_flow_names_the_node_that_holds_it(seed: &str) {
+    let tcp = std::net::TcpListener::bind("127.0.0.7:0")
+        .and_then(|l| l.local_addr())
+        .unwrap();
+    let listen = format!("tcp:{tcp}");
+    let a = Node::start_with(
+        "127.0.0.7",
+        Some(seed),
+        false,
+        &["--listen", &listen, "--node-id", "node-a"],
+    );
+    let admin = free_tcp_addr();
+    let _b = Node::start_with_admin("127.0.0.8", seed, &admin);
+    let mut c = TcpStream::connect(tcp).expect("node a's TCP listener");
+    c.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
+    let local = c.local_addr().unwrap();
+    write!(
+        c,
+        "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/TCP {local};branch=z9hG4bK-flow1\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:yolanda@example.com>;tag=f1\r\n\
+         To: <sip:yolanda@example.com>\r\nCall-ID: flow-1\r\nCSeq: 1 REGISTER\r\n\
+         Contact: <sip:yolanda@{local};transport=tcp>\r\nExpires: 600\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = c.read(&mut buf).expect("a 200 on the connection");
+    let r = String::from_utf8_lossy(&buf[..n]);
+    assert_eq!(status_line(&r), "SIP/2.0 200 OK", "{r}");
+    let (status, v) = http(&admin, "GET", "/v1/aors/yolanda@example.com", "");
+    assert_eq!(status, 200, "{v}");
+    let b = &v["bindings"][0];
+    assert_eq!(b["transport"], "tcp", "{v}");
+    assert_eq!(b["flow"]["node"], "node-a", "{v}");
+    assert!(
+        b["flow"]["slot"].is_u64() && b["flow"]["generation"].is_u64(),
+        "{v}"
+    );
+    drop(a);
 }

@@ -40,6 +40,7 @@ fn binding(b: &BindingCopy) -> Value {
         // RFC 5626: the connection it is reachable through (null: reached by its
         // address, or through its Path), and whether that connection has closed.
         "flow": b.flow.map(|f| json!({
+            "node": b.flow_node,
             "core": f.core,
             "slot": f.slot,
             "generation": f.generation,

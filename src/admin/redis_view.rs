@@ -163,6 +163,7 @@ fn admin_contact<'a>(
         user_agent: b"",
         instance: None,
         reg_id: None,
+        flow: None,
     }
 }
 
@@ -181,8 +182,9 @@ fn binding_copy(b: &StoredBinding<'_>) -> BindingCopy {
         instance: b.instance.map(<[u8]>::to_vec),
         reg_id: b.reg_id,
         registered_ms: b.registered_ms,
-        // Flows are not kept in the shared location yet.
-        flow: None,
+        flow: b.flow.map(|t| t.flow),
+        flow_node: b.flow.map(|t| String::from_utf8_lossy(t.node).into_owned()),
+        // Closes and Outbound removal are not carried to the shared location yet.
         flow_down: false,
         outbound: false,
     }
@@ -477,6 +479,7 @@ mod tests {
             timeout_ms: 100,
             wait_replicas: 0,
             wait_timeout_ms: 50,
+            node_id: "test-node".into(),
         };
         let mut view = RedisView::new(&config, 3600);
         for answer in [

@@ -62,7 +62,7 @@ use std::sync::OnceLock;
 
 use super::cluster::ClusterError;
 use super::resp::Reply;
-use crate::location::Transport;
+use crate::location::{FlowId, Transport};
 use crate::registrar::MaxContactsPolicy;
 
 /// The commit script's Lua source.
@@ -116,6 +116,61 @@ pub struct ContactIntent<'a> {
     pub instance: Option<&'a [u8]>,
     /// `reg-id` (RFC 5626), if any.
     pub reg_id: Option<u32>,
+    /// The connection the binding is reachable through, on which node.
+    pub flow: Option<FlowToken<'a>>,
+}
+
+/// A flow (RFC 5626 §3.2) in the shared location: the connection that reaches a binding
+/// and the sipreg node holding it (`--node-id`), since only that node can use it.
+/// Stored as text, `node/core/slot/generation`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowToken<'a> {
+    /// The node's `--node-id`.
+    pub node: &'a [u8],
+    /// The connection on that node.
+    pub flow: FlowId,
+}
+
+impl<'a> FlowToken<'a> {
+    /// Bytes of the stored text (never 0: a node id is never empty).
+    pub fn text_len(&self) -> usize {
+        let digits = |n: u64| n.checked_ilog10().map_or(1, |l| l as usize + 1);
+        self.node.len()
+            + 3
+            + digits(u64::from(self.flow.core))
+            + digits(u64::from(self.flow.slot))
+            + digits(u64::from(self.flow.generation))
+    }
+
+    /// Append the stored text.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.node);
+        for n in [
+            u64::from(self.flow.core),
+            u64::from(self.flow.slot),
+            u64::from(self.flow.generation),
+        ] {
+            out.push(b'/');
+            push_u64(out, n);
+        }
+    }
+
+    /// Read the stored text; `None` unless it is well formed.
+    pub fn parse(text: &'a [u8]) -> Option<Self> {
+        let mut parts = text.rsplitn(4, |&b| b == b'/');
+        let generation = num(parts.next()?)?;
+        let slot = num(parts.next()?)?;
+        let core = num(parts.next()?)?;
+        let node = parts.next()?;
+        (!node.is_empty()).then_some(Self {
+            node,
+            flow: FlowId {
+                core,
+                slot,
+                generation,
+            },
+        })
+    }
 }
 
 /// What the commit does to the AOR.
@@ -248,11 +303,20 @@ pub fn encode_blob(c: &ContactIntent<'_>, out: &mut Vec<u8>) {
         out.push(b' ');
         push_u64(out, n);
     }
+    // The flow, when there is one, as an eighth length and a last field (a blob
+    // without it keeps the seven-field form, so older values still read).
+    if let Some(token) = c.flow {
+        out.push(b' ');
+        push_u64(out, token.text_len() as u64);
+    }
     out.push(b'|');
     out.extend_from_slice(c.contact);
     out.extend_from_slice(c.path);
     out.extend_from_slice(&source[..source_len]);
     out.extend_from_slice(c.user_agent);
+    if let Some(token) = c.flow {
+        token.write(out);
+    }
 }
 
 /// `n` in decimal, in `buf`.
@@ -405,6 +469,8 @@ pub struct StoredBinding<'r> {
     pub source: SocketAddr,
     /// User-Agent.
     pub user_agent: &'r [u8],
+    /// The connection that reaches it, on which node (stream transports, first hop).
+    pub flow: Option<FlowToken<'r>>,
 }
 
 /// The decoded reply.
@@ -536,12 +602,35 @@ fn decode_stored(expires_s: u32, value: &[u8]) -> Option<StoredBinding<'_>> {
         [] => None,
         r => Some(num(r)?),
     };
-    let ([q, transport, listen, c1, c2, c3, c4], rest) = header::<7>(blob)?;
-    let lens = [num(c1)?, num(c2)?, num(c3)?, num(c4)?];
-    let ([contact, path, source, user_agent], end) = cut(rest, lens)?;
-    if !end.is_empty() {
-        return None;
-    }
+    let (q, transport, listen, contact, path, source, user_agent, flow) =
+        if let Some(([q, transport, listen, c1, c2, c3, c4, c5], rest)) = header::<8>(blob) {
+            let lens = [num(c1)?, num(c2)?, num(c3)?, num(c4)?, num(c5)?];
+            let ([contact, path, source, user_agent, flow], end) = cut(rest, lens)?;
+            if !end.is_empty() {
+                return None;
+            }
+            let flow = FlowToken::parse(flow)?;
+            (
+                q,
+                transport,
+                listen,
+                contact,
+                path,
+                source,
+                user_agent,
+                Some(flow),
+            )
+        } else {
+            let ([q, transport, listen, c1, c2, c3, c4], rest) = header::<7>(blob)?;
+            let lens = [num(c1)?, num(c2)?, num(c3)?, num(c4)?];
+            let ([contact, path, source, user_agent], end) = cut(rest, lens)?;
+            if !end.is_empty() {
+                return None;
+            }
+            (
+                q, transport, listen, contact, path, source, user_agent, None,
+            )
+        };
     Some(StoredBinding {
         expires_s,
         expires_at_ms: num(exp)?,
@@ -562,6 +651,7 @@ fn decode_stored(expires_s: u32, value: &[u8]) -> Option<StoredBinding<'_>> {
         path,
         source: std::str::from_utf8(source).ok()?.parse().ok()?,
         user_agent,
+        flow,
     })
 }
 
@@ -582,6 +672,14 @@ mod tests {
             user_agent: b"phone|1 2",
             instance: Some(b"<urn:uuid:1>"),
             reg_id: Some(7),
+            flow: Some(FlowToken {
+                node: b"10.0.0.7:5060",
+                flow: FlowId {
+                    core: 3,
+                    slot: 4_000_000_000,
+                    generation: 0,
+                },
+            }),
         }
     }
 
@@ -705,6 +803,7 @@ mod tests {
             user_agent: b"",
             source: "192.0.2.9:5060".parse().unwrap(),
             transport: Transport::Udp,
+            flow: None,
             ..c
         };
         let reply = Reply::Array(Some(vec![
@@ -735,9 +834,44 @@ mod tests {
         assert_eq!(b.path, c.path);
         assert_eq!(b.source, c.source);
         assert_eq!(b.user_agent, c.user_agent);
+        assert_eq!(b.flow, c.flow, "the flow token, node included, reads back");
         let b = &r.bindings[1];
-        assert_eq!((b.instance, b.reg_id, b.q), (None, None, None));
+        assert_eq!(
+            (b.instance, b.reg_id, b.q, b.flow),
+            (None, None, None, None)
+        );
         assert_eq!(b.source, bare.source);
+    }
+
+    #[test]
+    fn flow_tokens_read_back_and_bad_ones_are_refused() {
+        let t = FlowToken {
+            node: b"node-a:5060",
+            flow: FlowId {
+                core: 0,
+                slot: 9,
+                generation: u32::MAX,
+            },
+        };
+        let mut text = Vec::new();
+        t.write(&mut text);
+        assert_eq!(text, b"node-a:5060/0/9/4294967295");
+        assert_eq!(t.text_len(), text.len());
+        assert_eq!(FlowToken::parse(&text), Some(t));
+        for bad in [
+            &b"/0/9/1"[..],
+            b"n/0/9",
+            b"n/x/9/1",
+            b"n/0/9/1/",
+            b"n/70000/9/1",
+        ] {
+            assert_eq!(
+                FlowToken::parse(bad),
+                None,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]

@@ -58,24 +58,39 @@ pub(crate) struct Outbound {
     pub(crate) ignore_reg_id: bool,
 }
 
-/// Decide how RFC 5626 §6 treats `req`, or the outcome that refuses it.
-pub(crate) fn outbound(req: &Request<'_>, contacts: &[Contact<'_>]) -> Result<Outbound, Outcome> {
-    if contacts
-        .iter()
-        .filter_map(|c| c.reg_id)
-        .any(|r| r == 0 || r > REG_ID_MAX)
-    {
-        return Err(Outcome::RegIdInvalid);
+/// Decide how RFC 5626 §6 treats `req`, or the outcome that refuses it. Its Via is
+/// read (is the UA the first hop?) only when something depends on it: a `reg-id`, or
+/// `want_first_hop` (the request came over a connection, whose flow a first-hop
+/// binding records). A plain REGISTER without `reg-id` over UDP costs a loop over its
+/// contacts.
+pub(crate) fn outbound(
+    req: &Request<'_>,
+    contacts: &[Contact<'_>],
+    want_first_hop: bool,
+) -> Result<Outbound, Outcome> {
+    let mut with_reg_id = false;
+    for c in contacts {
+        if let Some(r) = c.reg_id {
+            if r == 0 || r > REG_ID_MAX {
+                return Err(Outcome::RegIdInvalid);
+            }
+            with_reg_id = true;
+        }
     }
-    let first_hop = first_hop(req.echo.vias);
-    let with_reg_id = contacts.iter().any(|c| c.reg_id.is_some());
+    let first_hop = (want_first_hop || with_reg_id) && first_hop(req.echo.vias);
+    if !with_reg_id {
+        return Ok(Outbound {
+            applies: false,
+            first_hop,
+            ignore_reg_id: false,
+        });
+    }
     let supported = supports_outbound(req);
     let via_outbound_proxy = first_hop || path_starts_with_ob(req.path);
-    if with_reg_id && supported && !via_outbound_proxy {
+    if supported && !via_outbound_proxy {
         return Err(Outcome::FirstHopLacksOutbound);
     }
-    let applies = with_reg_id && supported;
-    if applies
+    if supported
         && contacts
             .iter()
             .filter(|c| c.reg_id.is_some() && c.expires != Some(0))
@@ -85,9 +100,9 @@ pub(crate) fn outbound(req: &Request<'_>, contacts: &[Contact<'_>]) -> Result<Ou
         return Err(Outcome::RegIdMultiple);
     }
     Ok(Outbound {
-        applies,
+        applies: supported,
         first_hop,
-        ignore_reg_id: with_reg_id && !supported && !via_outbound_proxy,
+        ignore_reg_id: !supported && !via_outbound_proxy,
     })
 }
 
@@ -108,6 +123,9 @@ fn first_hop(vias: &[&[u8]]) -> bool {
 }
 
 fn has_comma_outside_quotes(value: &[u8]) -> bool {
+    if memchr::memchr(b',', value).is_none() {
+        return false;
+    }
     let mut quoted = false;
     let mut escaped = false;
     for &b in value {

@@ -190,7 +190,7 @@ impl Registrar {
         contacts: &'a [Contact<'a>],
         arena: &'a Bump,
     ) -> Result<&'a [Planned<'a>], Outcome> {
-        let outbound = outbound::outbound(req, contacts)?;
+        let outbound = outbound::outbound(req, contacts, source.conn.is_some())?;
         let alike = Alike {
             // RFC 3327 §5.3: the Path vector is stored with each binding, as one value.
             path: join_path(req.path, arena),

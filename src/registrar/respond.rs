@@ -46,9 +46,12 @@ impl Registrar {
         match outcome {
             Outcome::Registered | Outcome::Fetched => {
                 self.write_bindings(&mut w, bindings, now_ms, arena, false);
-                // RFC 5626 §6: an Outbound registration's 200 says so.
+                // RFC 5626 §6: an Outbound registration's 200 says so. (Registered, so
+                // the decide step found no fault: a reg-id with `Supported: outbound`
+                // is Outbound processing.)
                 if let Contacts::List(contacts) = req.contacts
-                    && super::outbound::outbound(req, contacts).is_ok_and(|o| o.applies)
+                    && contacts.iter().any(|c| c.reg_id.is_some())
+                    && super::outbound::supports_outbound(req)
                 {
                     w.header("Require", b"outbound");
                 }

@@ -69,6 +69,8 @@ pub struct CommitContact<'r> {
     pub instance: Option<&'r [u8]>,
     /// `reg-id` (RFC 5626).
     pub reg_id: Option<u32>,
+    /// The connection the binding is reachable through (first hop over a stream).
+    pub flow: Option<crate::location::FlowId>,
 }
 
 /// Text fields of a contact: ranges into [`CommitRequest`]'s bytes.
@@ -81,6 +83,7 @@ struct ContactFields {
     expires_s: u32,
     q: Option<u16>,
     reg_id: Option<u32>,
+    flow: Option<crate::location::FlowId>,
 }
 
 /// What the backend must commit, atomically, for one request.
@@ -144,6 +147,7 @@ impl CommitRequest {
             user_agent: text(&c.user_agent),
             instance: c.instance.as_ref().map(text),
             reg_id: c.reg_id,
+            flow: c.flow,
         })
     }
 
@@ -179,6 +183,7 @@ impl CommitRequest {
                         expires_s: p.expires_s,
                         q: p.binding.q,
                         reg_id: p.binding.reg_id,
+                        flow: p.binding.flow,
                     });
                 }
                 CommitOp::Update

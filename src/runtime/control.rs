@@ -90,6 +90,8 @@ pub(crate) struct BindingCopy {
     pub(crate) registered_ms: u64,
     /// The connection it is reachable through, when registered directly over one.
     pub(crate) flow: Option<crate::location::FlowId>,
+    /// The node holding that connection (`--node-id`; shared location only).
+    pub(crate) flow_node: Option<String>,
     /// Its connection has closed; it stays until it expires.
     pub(crate) flow_down: bool,
     /// Registered with Outbound processing (RFC 5626).
@@ -374,6 +376,7 @@ fn copy_binding(b: &BindingRef<'_>, now_ms: u64) -> BindingCopy {
         reg_id: b.reg_id(),
         registered_ms: b.registered_ms(),
         flow: b.flow(),
+        flow_node: None,
         flow_down: b.flags() & crate::registrar::FLAG_FLOW_DOWN != 0,
         outbound: b.flags() & crate::registrar::FLAG_OUTBOUND != 0,
     }

@@ -44,7 +44,8 @@ use crate::config::RedisConfig;
 use crate::redis::cluster::{ClusterError, Pipeline, SlotMap};
 use crate::redis::resp::{self, Reply};
 use crate::redis::script::{
-    self, CommitIntent, CommitOp, CommitStatus as ScriptStatus, ContactIntent, Invoke, ReplyError,
+    self, CommitIntent, CommitOp, CommitStatus as ScriptStatus, ContactIntent, FlowToken, Invoke,
+    ReplyError,
 };
 use crate::redis::slot::key_slot;
 use crate::redis::wait::{self, WaitError, WaitVerdict};
@@ -254,6 +255,9 @@ pub(crate) struct RedisLink {
     /// `--redis-wait` (0 = off) and its timeout in ms.
     wait_replicas: u32,
     wait_timeout_ms: u64,
+    /// `--node-id`, stored in the flow token of bindings reachable only through one of
+    /// this node's connections.
+    node_id: String,
     map: SlotMap,
     /// The map was replaced: make sure every master in it has a connection.
     new_map: bool,
@@ -403,6 +407,7 @@ impl RedisLink {
             timeout,
             wait_replicas: config.wait_replicas,
             wait_timeout_ms: config.wait_timeout_ms,
+            node_id: config.node_id.clone(),
             map,
             new_map: false,
             conns: Vec::new(),
@@ -583,6 +588,10 @@ impl RedisLink {
                 user_agent: c.user_agent,
                 instance: c.instance,
                 reg_id: c.reg_id,
+                flow: c.flow.map(|flow| FlowToken {
+                    node: self.node_id.as_bytes(),
+                    flow,
+                }),
             });
         }
         let fetch = request.op == SharedOp::Fetch;
@@ -1280,6 +1289,7 @@ mod tests {
             timeout_ms: 60_000,
             wait_replicas: 1,
             wait_timeout_ms: 100,
+            node_id: "test-node".into(),
         })
         .expect("the fake master");
         let mut reg = Registrar::new(RegistrarConfig {
@@ -1392,6 +1402,7 @@ mod tests {
             timeout_ms: 60_000,
             wait_replicas: 0,
             wait_timeout_ms: 100,
+            node_id: "test-node".into(),
         })
         .expect("the fake master");
         let mut reg = Registrar::new(RegistrarConfig {
