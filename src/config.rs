@@ -747,6 +747,14 @@ impl Config {
         };
         let shards = cpus.len();
         let nat = nat::resolve(&args.nat)?;
+        if nat.ping_interval_ms > 0 && redis.is_some() {
+            return Err(ConfigError::new(
+                "--nat-ping-interval",
+                "keep-alive pings need --location memory (with redis the bindings live in \
+                 the cluster, where no core owns them to ping)"
+                    .to_string(),
+            ));
+        }
         let registrar = RegistrarConfig {
             domains,
             min_expires_s: args.min_expires,
@@ -1383,6 +1391,10 @@ mod tests {
             "--nat-ping-max-lost"
         );
         assert!(Args::try_parse_from(["sipreg", "--nat-alias", "sometimes"]).is_err());
+        let redis = ["--location", "redis", "--redis-seed", "127.0.0.1:7001"];
+        assert!(config(&redis).is_ok());
+        let pinging = [&redis[..], &["--nat-ping-interval", "30"]].concat();
+        assert_eq!(rejected(&pinging).flag, "--nat-ping-interval");
     }
 
     #[test]
