@@ -4,12 +4,17 @@ BINDINGS UDP bindings from a few dozen sockets (kept open, never read, so pings 
 in their receive buffers and the kernel drops the rest: no ICMP), let the pinger run
 one interval, then read the server's CPU (utime, stime from /proc) and its
 `sipreg_nat_pings_sent_total` over WINDOW seconds. Run once per ping method and once
-with pings off (the baseline: same table, timers only).
+with pings off (the baseline: same table, timers only); `options-answered` forks a
+process that answers every OPTIONS from the socket it reached (200, the Via, From, To,
+Call-ID and CSeq echoed), so the server also parses and matches the answers.
 
 usage: perf/nat_ping_cost.py SIPREG_BINARY [BINDINGS] [INTERVAL_S] [WINDOW_S] [CPU]
+                             [off,crlf,options,options-answered]
 """
 
+import multiprocessing
 import os
+import selectors
 import socket
 import subprocess
 import sys
@@ -82,6 +87,27 @@ def fill(server, n):
     return socks, time.time() - start
 
 
+def answer(socks):
+    """Answer every OPTIONS on `socks` (runs in a child process until killed)."""
+    sel = selectors.DefaultSelector()
+    for s in socks:
+        sel.register(s, selectors.EVENT_READ)
+    echo = (b"Via:", b"From:", b"To:", b"Call-ID:", b"CSeq:")
+    while True:
+        for key, _ in sel.select():
+            s = key.fileobj
+            try:
+                while True:
+                    data, sender = s.recvfrom(65536)
+                    if not data.startswith(b"OPTIONS "):
+                        continue
+                    head = [l for l in data.split(b"\r\n") if l.startswith(echo)]
+                    reply = b"SIP/2.0 200 OK\r\n" + b"\r\n".join(head) + b"\r\nContent-Length: 0\r\n\r\n"
+                    s.sendto(reply, sender)
+            except BlockingIOError:
+                pass
+
+
 def run(binary, bindings, interval, window, cpu, method):
     port, admin_port = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
     admin = f"127.0.0.1:{admin_port}"
@@ -89,7 +115,8 @@ def run(binary, bindings, interval, window, cpu, method):
             "--no-persist", "--log-level", "warn", "--stats-interval", "0",
             "--nat-ping-interval", str(interval if method != "off" else 0)]
     if method != "off":
-        args += ["--nat-ping-method", method, "--nat-ping-max-lost", "100"]
+        ping = "options" if method == "options-answered" else method
+        args += ["--nat-ping-method", ping, "--nat-ping-max-lost", "100"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(100):
@@ -99,17 +126,25 @@ def run(binary, bindings, interval, window, cpu, method):
             except OSError:
                 time.sleep(0.1)
         socks, took = fill(("127.0.0.1", port), bindings)
+        answerer = None
+        if method == "options-answered":
+            answerer = multiprocessing.Process(target=answer, args=(socks,), daemon=True)
+            answerer.start()
         time.sleep(interval + 1)  # one whole round, so every binding is in the walk
+        answers0 = metric(admin, "sipreg_nat_ping_answers_total")
         pings0, (u0, s0), t0 = metric(admin, "sipreg_nat_pings_sent_total"), cpu_ticks(proc.pid), time.time()
         time.sleep(window)
         pings1, (u1, s1), t1 = metric(admin, "sipreg_nat_pings_sent_total"), cpu_ticks(proc.pid), time.time()
+        answers = (metric(admin, "sipreg_nat_ping_answers_total") - answers0) / (t1 - t0)
+        if answerer is not None:
+            answerer.kill()
         hz = os.sysconf("SC_CLK_TCK")
         secs = t1 - t0
         user, system = (u1 - u0) / hz / secs * 100, (s1 - s0) / hz / secs * 100
         rate = (pings1 - pings0) / secs
         print(f"{method:8} bindings={bindings} interval={interval}s fill={took:.1f}s "
               f"pings/s={rate:.0f} cpu user={user:.2f}% sys={system:.2f}% "
-              f"total={user + system:.2f}% over {secs:.1f}s", flush=True)
+              f"total={user + system:.2f}% over {secs:.1f}s answers/s={answers:.0f}", flush=True)
         for s in socks:
             s.close()
     finally:
@@ -123,8 +158,9 @@ def main():
     interval = int(sys.argv[3]) if len(sys.argv) > 3 else 10
     window = int(sys.argv[4]) if len(sys.argv) > 4 else 20
     cpu = sys.argv[5] if len(sys.argv) > 5 else "1"
+    methods = sys.argv[6].split(",") if len(sys.argv) > 6 else ["off", "crlf", "options"]
     print(f"load average before: {os.getloadavg()}", flush=True)
-    for method in ["off", "crlf", "options"]:
+    for method in methods:
         run(binary, bindings, interval, window, cpu, method)
 
 

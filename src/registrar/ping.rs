@@ -32,7 +32,6 @@
 //! CRLF pings (RFC 5626 §3.5.1's CRLFCRLF) keep the pinhole open but are never
 //! answered, so they are only counted as sent.
 
-use std::io::Write as _;
 use std::net::SocketAddr;
 
 use super::nat::PingMethod;
@@ -104,8 +103,8 @@ pub(super) struct Pinger {
     cursor: usize,
     /// CSeq of the next OPTIONS.
     cseq: u32,
-    /// The UDP listen addresses, in listen order (the Via of an OPTIONS).
-    local: Vec<SocketAddr>,
+    /// The UDP listen addresses as text, in listen order (the Via of an OPTIONS).
+    local: Vec<Vec<u8>>,
 }
 
 /// A parsed ping reply: what its branch names.
@@ -124,7 +123,7 @@ impl Registrar {
     /// sent-by of its OPTIONS pings (a wildcard address is written as is; `rport`
     /// makes the phone answer the source anyway, RFC 3581).
     pub fn set_local_addrs(&mut self, addrs: &[SocketAddr]) {
-        self.pinger.local = addrs.to_vec();
+        self.pinger.local = addrs.iter().map(|a| a.to_string().into_bytes()).collect();
     }
 
     /// Whether this shard pings (an interval is set and the bindings are its own).
@@ -234,8 +233,7 @@ impl Registrar {
             .pinger
             .local
             .get(usize::from(b.local_socket()))
-            .copied()
-            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+            .map_or(&b"0.0.0.0:0"[..], Vec::as_slice);
         write_options(
             out,
             b.contact(),
@@ -328,31 +326,72 @@ fn token(seed: u64, b: &crate::location::BindingRef<'_>) -> u32 {
 }
 
 /// An OPTIONS ping to `contact` (RFC 3261 §11: the Request-URI is the Contact), sent
-/// from `local`.
+/// from `local` (the socket's address as text). Written with copies only (no
+/// formatting machinery): it is paid once per ping.
 fn write_options(
     out: &mut Vec<u8>,
     contact: &[u8],
-    local: SocketAddr,
+    local: &[u8],
     hash: u64,
     slot: u32,
     token: u32,
     cseq: u32,
 ) {
+    // `<hash>.<slot>.<token>` in lower-case hex: the branch's fields, reused in the
+    // Call-ID and (the token) the From tag.
+    let mut ids = [0u8; 34];
+    hex_into(&mut ids[..16], hash);
+    ids[16] = b'.';
+    hex_into(&mut ids[17..25], u64::from(slot));
+    ids[25] = b'.';
+    hex_into(&mut ids[26..], u64::from(token));
     out.extend_from_slice(b"OPTIONS ");
     out.extend_from_slice(contact);
-    // Writing into a `Vec` cannot fail.
-    let _ = write!(out, " SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=");
+    out.extend_from_slice(b" SIP/2.0\r\nVia: SIP/2.0/UDP ");
+    out.extend_from_slice(local);
+    out.extend_from_slice(b";branch=");
     out.extend_from_slice(BRANCH_PREFIX);
-    let _ = write!(out, "{hash:016x}.{slot:08x}.{token:08x}");
+    out.extend_from_slice(&ids);
     out.extend_from_slice(b";rport\r\nMax-Forwards: 70\r\nTo: <");
     out.extend_from_slice(contact);
+    out.extend_from_slice(b">\r\nFrom: <sip:ping@");
+    out.extend_from_slice(local);
+    out.extend_from_slice(b">;tag=");
+    out.extend_from_slice(&ids[26..]);
     // Unique per binding and ping: the branch fields and the CSeq.
-    let _ = write!(
-        out,
-        ">\r\nFrom: <sip:ping@{local}>;tag={token:08x}\r\n\
-         Call-ID: ping.{hash:016x}.{slot:08x}.{token:08x}.{cseq}\r\n\
-         CSeq: {cseq} OPTIONS\r\nContent-Length: 0\r\n\r\n"
-    );
+    out.extend_from_slice(b"\r\nCall-ID: ping.");
+    out.extend_from_slice(&ids);
+    out.push(b'.');
+    push_decimal(out, cseq);
+    out.extend_from_slice(b"\r\nCSeq: ");
+    push_decimal(out, cseq);
+    out.extend_from_slice(b" OPTIONS\r\nContent-Length: 0\r\n\r\n");
+}
+
+/// `v` in lower-case hex, zero-padded to fill `dst` (its low `2 × dst.len()` nibbles).
+fn hex_into(dst: &mut [u8], v: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n = dst.len();
+    for (i, d) in dst.iter_mut().enumerate() {
+        let shift = 4 * (n - 1 - i);
+        *d = HEX[((v >> shift) & 15) as usize];
+    }
+}
+
+/// `v` in decimal.
+fn push_decimal(out: &mut Vec<u8>, v: u32) {
+    let mut buf = [0u8; 10];
+    let mut i = buf.len();
+    let mut v = v;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
 }
 
 /// If `bytes` is a response, what its top Via branch says: `Some(Ok(reply))` for a ping
@@ -420,7 +459,7 @@ mod tests {
     #[test]
     fn branch_round_trips_and_junk_is_refused() {
         let mut out = Vec::new();
-        let local: SocketAddr = "192.0.2.1:5060".parse().unwrap();
+        let local = b"192.0.2.1:5060";
         write_options(
             &mut out,
             b"sip:u@192.168.1.20:5060",
@@ -431,6 +470,17 @@ mod tests {
             1,
         );
         let text = String::from_utf8(out.clone()).unwrap();
+        // A request our own parser accepts (what a phone's parser sees).
+        let arena = bumpalo::Bump::new();
+        let req = crate::sip::parse_request(&out, &arena).expect("a valid OPTIONS");
+        assert_eq!(req.method, crate::sip::Method::Options);
+        assert_eq!(req.call_id, b"ping.0000000000000abc.00000007.deadbeef.1");
+        assert_eq!(req.cseq.seq, 1);
+        assert_eq!(
+            req.via().branch,
+            Some(&b"z9hG4bK.sipreg-ping.0000000000000abc.00000007.deadbeef"[..])
+        );
+        assert_eq!(req.from.tag, Some(&b"deadbeef"[..]));
         assert!(
             text.starts_with("OPTIONS sip:u@192.168.1.20:5060 SIP/2.0\r\n"),
             "{text}"
