@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use clap::{Parser, ValueEnum};
 
 mod cpus;
+pub mod nat;
 pub mod tcp;
 pub mod tls;
 pub use cpus::available_cpus;
@@ -347,6 +348,10 @@ pub struct Args {
     /// (50..=60000).
     #[arg(long, value_name = "MS", default_value_t = tls::TLS_HANDSHAKE_TIMEOUT_MS_DEFAULT)]
     pub tls_handshake_timeout_ms: u64,
+
+    // ---- NAT (issue 17) ----
+    #[command(flatten)]
+    pub nat: nat::NatArgs,
 }
 
 /// `--location` values.
@@ -790,6 +795,15 @@ impl Config {
             }
         };
         let shards = cpus.len();
+        let nat = nat::resolve(&args.nat)?;
+        if nat.ping_interval_ms > 0 && redis.is_some() {
+            return Err(ConfigError::new(
+                "--nat-ping-interval",
+                "keep-alive pings need --location memory (with redis the bindings live in \
+                 the cluster, where no core owns them to ping)"
+                    .to_string(),
+            ));
+        }
         let registrar = RegistrarConfig {
             domains,
             min_expires_s: args.min_expires,
@@ -816,6 +830,7 @@ impl Config {
             } else {
                 LocationMode::Memory
             },
+            nat,
             ..RegistrarConfig::default()
         };
         Ok(Self {
@@ -1389,6 +1404,48 @@ mod tests {
             "--socket-sndbuf"
         );
         assert!(Args::try_parse_from(["sipreg", "--max-contacts", "-1"]).is_err());
+    }
+
+    #[test]
+    fn nat_flags_default_override_and_reject() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.registrar.nat, crate::registrar::NatConfig::default());
+        assert_eq!(
+            c.registrar.nat.ping_interval_ms, 0,
+            "pings are off by default"
+        );
+        assert_eq!(c.registrar.nat.alias, crate::registrar::AliasMode::Differs);
+        let c = config(&[
+            "--nat-alias",
+            "always",
+            "--nat-ping-interval",
+            "30",
+            "--nat-ping-method",
+            "crlf",
+            "--nat-ping-max-lost",
+            "5",
+        ])
+        .unwrap();
+        assert_eq!(c.registrar.nat.alias, crate::registrar::AliasMode::Always);
+        assert_eq!(c.registrar.nat.ping_interval_ms, 30_000);
+        assert_eq!(
+            c.registrar.nat.ping_method,
+            crate::registrar::PingMethod::Crlf
+        );
+        assert_eq!(c.registrar.nat.ping_max_lost, 5);
+        assert_eq!(
+            rejected(&["--nat-ping-interval", "3601"]).flag,
+            "--nat-ping-interval"
+        );
+        assert_eq!(
+            rejected(&["--nat-ping-max-lost", "0"]).flag,
+            "--nat-ping-max-lost"
+        );
+        assert!(Args::try_parse_from(["sipreg", "--nat-alias", "sometimes"]).is_err());
+        let redis = ["--location", "redis", "--redis-seed", "127.0.0.1:7001"];
+        assert!(config(&redis).is_ok());
+        let pinging = [&redis[..], &["--nat-ping-interval", "30"]].concat();
+        assert_eq!(rejected(&pinging).flag, "--nat-ping-interval");
     }
 
     #[test]

@@ -33,3 +33,5 @@ mod tcp;
 // SIP over TLS (RFC 3261 §26.2.1): answers on the connection, resumption, mutual TLS,
 // handshake limits, SIGHUP certificate reload.
 mod tls;
+// NAT reachability (issue 17): 302 alias, the targets endpoint, keep-alive pings.
+mod nat;

@@ -1,5 +1,7 @@
 //! JSON shapes of the management API (built off the SIP cores, on the admin thread).
 
+use std::net::SocketAddr;
+
 use serde_json::{Map, Value, json};
 
 use crate::location::Transport;
@@ -65,6 +67,76 @@ pub(super) fn aor(a: &AorCopy) -> Value {
     })
 }
 
+/// Where a request for binding `b` goes next (what a proxy sets as its destination):
+/// the first URI of its Path when it has one (RFC 3327 §5.3), else the address its
+/// REGISTER came from, over the same transport (the NAT pinhole, what
+/// `handle_ruri_alias` makes `$du`); `None` for a binding with no source (added
+/// through the API), which is reached by its Contact.
+fn next_hop(b: &BindingCopy, route: &[&[u8]]) -> Option<String> {
+    if let Some(first) = route.first() {
+        return Some(text(first));
+    }
+    if b.source.port() == 0 || b.source.ip().is_unspecified() {
+        return None;
+    }
+    let host = match b.source.ip().to_canonical() {
+        std::net::IpAddr::V4(ip) => ip.to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+    };
+    let scheme = if matches!(b.transport, Transport::Tls | Transport::Wss) {
+        "sips"
+    } else {
+        "sip"
+    };
+    Some(format!(
+        "{scheme}:{host}:{};transport={}",
+        b.source.port(),
+        transport(b.transport)
+    ))
+}
+
+/// One binding's routing target: its Contact, the next hop, and what that hop is made
+/// of (received address, transport, local socket, route set, flow).
+fn target(b: &BindingCopy, sockets: &[SocketAddr]) -> Value {
+    let route = crate::registrar::nat::path_uris(&b.path);
+    let sourced = b.source.port() != 0 && !b.source.ip().is_unspecified();
+    let mut alias = Vec::new();
+    crate::registrar::nat::write_alias(&mut alias, b.source, b.transport);
+    json!({
+        "contact": text(&b.contact),
+        "next_hop": next_hop(b, &route),
+        "received": sourced.then(|| b.source.to_string()),
+        "alias": sourced.then(|| text(&alias)),
+        "transport": transport(b.transport),
+        // The UDP sockets are the ones the API knows the addresses of (listen order).
+        "socket": {
+            "index": b.socket,
+            "address": (b.transport == Transport::Udp)
+                .then(|| sockets.get(usize::from(b.socket)))
+                .flatten()
+                .map(ToString::to_string),
+        },
+        "route": route.iter().map(|r| text(r)).collect::<Vec<_>>(),
+        "flow": b.flow.map(|f| json!({
+            "core": f.core,
+            "slot": f.slot,
+            "generation": f.generation,
+        })),
+        "flow_down": b.flow_down,
+        "expires": b.expires_s,
+        "q": b.q.map(|q| f64::from(q) / 1000.0),
+    })
+}
+
+/// The routing targets of one AOR: `{"aor": "...", "targets": [...]}`, one per live
+/// binding. `sockets`: the UDP listen addresses, in listen order.
+pub(super) fn targets(a: &AorCopy, sockets: &[SocketAddr]) -> Value {
+    json!({
+        "aor": text(&a.key),
+        "targets": a.bindings.iter().map(|b| target(b, sockets)).collect::<Vec<_>>(),
+    })
+}
+
 /// A dump page: `{"aors": [...], "count": n, "limit": n, "next": "cursor"|null}`.
 pub(super) fn page(aors: &[AorCopy], limit: usize, next: Option<&str>) -> Value {
     json!({
@@ -103,6 +175,11 @@ pub(crate) fn flatten(c: &CoreStats) -> Vec<(String, u64)> {
         ("txns", r.txns),
         ("txn_evicted", r.txn_evicted),
         ("admin_removed", r.admin_removed),
+        ("nat_pings_sent", r.ping.sent),
+        ("nat_ping_answers", r.ping.answered),
+        ("nat_pings_lost", r.ping.lost),
+        ("nat_ping_removals", r.ping.removed),
+        ("nat_ping_unexpected", r.ping.unexpected.iter().sum()),
     ]
     .into_iter()
     .map(|(n, v)| (n.to_string(), v))

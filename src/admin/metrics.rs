@@ -212,6 +212,47 @@ pub(super) fn render(
         "Connection bindings not indexed for removal at close (a bound reached).",
         sum(&|c| c.registrar.flow_untracked),
     );
+    // Keep-alive pings of UDP bindings (issue 17).
+    counter(
+        &mut r,
+        "nat_pings_sent",
+        "Keep-alive pings (CRLF or OPTIONS) sent to UDP bindings.",
+        sum(&|c| c.registrar.ping.sent),
+    );
+    counter(
+        &mut r,
+        "nat_ping_answers",
+        "OPTIONS pings answered from their binding's source.",
+        sum(&|c| c.registrar.ping.answered),
+    );
+    counter(
+        &mut r,
+        "nat_pings_lost",
+        "OPTIONS pings still unanswered when the next one was due.",
+        sum(&|c| c.registrar.ping.lost),
+    );
+    counter(
+        &mut r,
+        "nat_ping_removals",
+        "Bindings removed after --nat-ping-max-lost unanswered OPTIONS pings in a row.",
+        sum(&|c| c.registrar.ping.removed),
+    );
+    let unexpected = crate::registrar::ping::UNEXPECTED_NAMES
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let v = sum(&|c| c.registrar.ping.unexpected.get(i).copied().unwrap_or(0));
+            (vec![("reason", (*name).to_string())], v)
+        })
+        .collect();
+    family(
+        &mut r,
+        "nat_ping_unexpected_replies",
+        "SIP responses that answer no ping of ours, dropped: branch (not a ping branch, \
+         or junk), binding (gone, another one, none outstanding), address (not from the \
+         binding's source).",
+        unexpected,
+    );
     gauge(
         &mut r,
         "transactions",

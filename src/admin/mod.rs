@@ -79,6 +79,7 @@ pub(crate) fn spawn(
     max_expires_s: u32,
 ) -> anyhow::Result<Option<JoinHandle<()>>> {
     let ports: Vec<u16> = listening.iter().map(SocketAddr::port).collect();
+    let sockets = listening.to_vec();
     let Some(addr) = addr else {
         tracing::info!("management API off (--admin off)");
         return Ok(None);
@@ -108,6 +109,7 @@ pub(crate) fn spawn(
                 control: &control,
                 view: view.as_mut(),
                 ports: &ports,
+                sockets: &sockets,
                 failed: 0,
             };
             api.serve(&server);
@@ -122,6 +124,8 @@ struct Api<'a> {
     view: &'a mut dyn LocationView,
     /// The SIP ports (for the kernel's receive-drop counter).
     ports: &'a [u16],
+    /// The SIP UDP addresses in listen order (a binding's local socket, for `targets`).
+    sockets: &'a [SocketAddr],
     /// Requests answered 5xx so far: a core or Redis did not answer (`/metrics`).
     failed: u64,
 }
@@ -229,6 +233,10 @@ impl Api<'_> {
             },
             (Method::Get, ["v1", "aors"]) => dump(&query, view),
             (Method::Post, ["v1", "flush"]) => flush(&query, view),
+            (Method::Get, ["v1", "aors", aor, "targets"]) => match aor_key(aor) {
+                Ok(key) => targets(key, view, self.sockets),
+                Err(message) => Answer::error(400, message),
+            },
             (_, ["v1", "aors", aor]) | (_, ["v1", "aors", aor, "bindings"]) => {
                 let key = match aor_key(aor) {
                     Ok(key) => key,
@@ -279,6 +287,16 @@ fn all_stats(control: &ControlHandle) -> Result<Vec<CoreStats>, Answer> {
 fn show(aor_key: Vec<u8>, view: &mut dyn LocationView) -> Answer {
     match view.show(aor_key) {
         Ok(Some(aor)) => Answer::json(200, &json::aor(&aor)),
+        Ok(None) => Answer::error(404, "AOR not registered"),
+        Err(answer) => answer,
+    }
+}
+
+/// `GET /v1/aors/{aor}/targets` (issue 17): the next hop of every live binding, read
+/// through the same view as `show`, so both backends answer it.
+fn targets(aor_key: Vec<u8>, view: &mut dyn LocationView, sockets: &[SocketAddr]) -> Answer {
+    match view.show(aor_key) {
+        Ok(Some(aor)) => Answer::json(200, &json::targets(&aor, sockets)),
         Ok(None) => Answer::error(404, "AOR not registered"),
         Err(answer) => answer,
     }

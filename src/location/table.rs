@@ -323,6 +323,54 @@ impl LocationTable {
         }
     }
 
+    /// Slots of the table, used or free: the range a walk by slot index covers. Slot
+    /// indices never move while their binding lives (a refresh keeps its slot).
+    pub fn slots_len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The binding in slot `slot`, if the slot is used (expired bindings included).
+    pub fn binding_at_slot(&self, slot: usize) -> Option<BindingRef<'_>> {
+        let s = self.slots.get(slot)?;
+        Some(BindingRef {
+            blob: s.blob.as_deref()?,
+            expiry_s: s.expiry_s,
+            branch: BranchHash::from_u32(s.branch),
+        })
+    }
+
+    /// Overwrite the caller-defined flags of the binding in slot `slot` (as
+    /// [`set_flags`](Self::set_flags), by slot). False when the slot is free.
+    pub fn set_flags_at_slot(&mut self, slot: usize, flags: u32) -> bool {
+        match self.slots.get_mut(slot).and_then(|s| s.blob.as_deref_mut()) {
+            Some(blob) => {
+                binding::blob_set_flags(blob, flags);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The position in its AOR's order (the `index` of [`Change`]) of the binding in
+    /// slot `slot`; `None` when the slot is free.
+    pub fn aor_index_of_slot(&self, slot: usize) -> Option<usize> {
+        let key = blob_aor_key(self.slots.get(slot)?.blob.as_deref()?);
+        let head = *self
+            .aors
+            .find(seeded_hash(key), |&h| slot_key(&self.slots, h) == key)?;
+        let mut cur = head;
+        for index in 0..BINDINGS_PER_AOR_MAX {
+            if cur as usize == slot {
+                return Some(index);
+            }
+            cur = self.slots.get(cur as usize)?.aor_next;
+            if cur == NIL {
+                return None;
+            }
+        }
+        None
+    }
+
     /// Reads what a lookup of the key with `hash` will read, down to `depth` levels
     /// ([`TOUCH_DEPTH`] levels: the index, the slot, the binding blob), so that a later
     /// [`get`](Self::get) finds it in cache. Called for a whole batch one level at a time

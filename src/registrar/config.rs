@@ -72,6 +72,8 @@ pub struct RegistrarConfig {
     pub journal: bool,
     /// Where the bindings live.
     pub location: LocationMode,
+    /// NAT reachability: redirect aliases and keep-alive pings (issue 17).
+    pub nat: super::nat::NatConfig,
 }
 
 /// What a shard needs to authenticate REGISTERs; shared by every shard.
@@ -118,6 +120,7 @@ impl Default for RegistrarConfig {
             auth: None,
             journal: false,
             location: LocationMode::Memory,
+            nat: super::nat::NatConfig::default(),
         }
     }
 }

@@ -56,7 +56,11 @@ impl Registrar {
     ) -> usize {
         let mut restored = 0;
         for b in bindings.iter().filter(|b| !b.is_expired(now_ms)) {
-            let change = Change::Insert(b.to_new());
+            // The keep-alive state (`ping`) is this process's: a restart starts it
+            // afresh rather than count a ping the old process sent as lost.
+            let mut binding = b.to_new();
+            binding.flags &= !super::ping::PING_FLAGS;
+            let change = Change::Insert(binding);
             let registered_ms = u64::from(b.registered_s) * 1000;
             if self
                 .location

@@ -19,7 +19,8 @@
 //! 4. **send**: the runtime carries out the [`Action`] (`io`).
 //!
 //! Besides: [`Registrar::handle_timeout`] whenever [`Registrar::poll_timeout`] is due (a
-//! spurious call is a no-op), [`Registrar::drain_journal`] once per loop turn, and the
+//! spurious call is a no-op), [`Registrar::poll_ping`] until it has no more keep-alive
+//! pings due (`ping`), [`Registrar::drain_journal`] once per loop turn, and the
 //! management operations in `admin`. `support` has one-datagram conveniences for tests.
 #![forbid(unsafe_code)]
 
@@ -30,8 +31,10 @@ mod config;
 mod io;
 mod journal;
 mod lookup;
+pub mod nat;
 mod outbound;
 mod outcome;
+pub mod ping;
 mod register;
 mod respond;
 mod rng;
@@ -47,8 +50,10 @@ pub use admin::{ADMIN_CALL_ID, AdminError};
 pub use by_method::{METHOD_NAMES, METHODS, STATUS_NAMES, STATUSES};
 pub use config::{AuthConfig, LocationMode, MaxContactsPolicy, MinExpiresPolicy, RegistrarConfig};
 pub use io::{Action, ConnId, Destination, DropReason, Source, reply_destination};
+pub use nat::{AliasMode, NatConfig, PingMethod};
 pub use outbound::{FLAG_FLOW_DOWN, FLAG_OUTBOUND, FLOW_AORS_MAX, FLOWS_MAX, REG_ID_MAX};
 pub use outcome::{OUTCOMES, Outcome};
+pub use ping::{PingReply, PingStats};
 pub use register::AOR_KEY_BYTES_MAX;
 pub use route::route_hash;
 pub use stats::Stats;
@@ -84,6 +89,8 @@ pub enum Prepared<'a> {
         /// The fault the reason phrase names.
         error: ParseError,
     },
+    /// A reply to one of this shard's OPTIONS pings (its branch says which binding).
+    PingReply(PingReply),
     /// A parsed request this shard owns.
     Request {
         /// The request as received (kept by a commit that waits for a shared backend).
@@ -136,6 +143,10 @@ pub struct Registrar {
     shared: Option<shared::Shared>,
     /// The AORs with a binding on each live flow (RFC 5626), for `flow_closed`.
     flows: outbound::Flows,
+    /// A 302's Contact URI with its `;alias=` and `Route` (`nat`; reused buffer).
+    redirect_uri: Vec<u8>,
+    /// Where the keep-alive pings of UDP bindings are (`ping`).
+    pinger: ping::Pinger,
 }
 
 impl Registrar {
@@ -183,6 +194,8 @@ impl Registrar {
             store_failed: false,
             shared: (config_location == LocationMode::Shared).then(shared::Shared::default),
             flows: outbound::Flows::default(),
+            redirect_uri: Vec::new(),
+            pinger: ping::Pinger::default(),
         }
     }
 
@@ -204,6 +217,14 @@ impl Registrar {
         }
         if sip::is_keepalive(bytes) {
             return Prepared::Drop(DropReason::KeepAlive);
+        }
+        // A response can only answer a keep-alive ping (`ping`): the shard that sent it
+        // is named by its branch, and it goes there like a request.
+        match ping::read_reply(bytes) {
+            None => {}
+            Some(Ok(reply)) if owns(reply.hash) => return Prepared::PingReply(reply),
+            Some(Ok(reply)) => return Prepared::Forward(reply.hash),
+            Some(Err(())) => return Prepared::Drop(DropReason::Response),
         }
         // Parsed straight into the arena: the ~1 KiB `Request` is not built on the stack
         // and then copied in.
@@ -295,8 +316,17 @@ impl Registrar {
         out: &mut Vec<u8>,
     ) -> Action {
         let (bytes, req, txn, routed) = match *prepared {
-            Prepared::Drop(reason) => return self.count_drop(reason),
+            Prepared::Drop(reason) => {
+                if reason == DropReason::Response {
+                    self.count_unexpected(ping::Unexpected::Branch);
+                }
+                return self.count_drop(reason);
+            }
             Prepared::Forward(hash) => return Action::Forward { hash },
+            Prepared::PingReply(reply) => {
+                self.ping_answered(source, reply);
+                return Action::Nothing;
+            }
             Prepared::Rejected { echo, error } => {
                 let outcome = Outcome::Malformed(error);
                 self.count(by_method::METHOD_OTHER, outcome);
@@ -457,10 +487,14 @@ impl Registrar {
     /// When `handle_timeout` should next be called, in ms since the Unix epoch.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<u64> {
-        match (self.location.next_expiry_ms(), self.txns.next_expiry_ms()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.location.next_expiry_ms(),
+            self.txns.next_expiry_ms(),
+            self.ping_due_ms(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Replace the subscriber table (SIGHUP reload): requests before this call used the

@@ -45,7 +45,7 @@ impl Registrar {
         let mut w = ResponseWriter::start(out, status, reason, &req.echo, source.remote, &to_tag);
         match outcome {
             Outcome::Registered | Outcome::Fetched => {
-                self.write_bindings(&mut w, bindings, now_ms, arena);
+                self.write_bindings(&mut w, bindings, now_ms, arena, false);
                 // RFC 5626 §6: an Outbound registration's 200 says so. (Registered, so
                 // the decide step found no fault: a reg-id with `Supported: outbound`
                 // is Outbound processing.)
@@ -73,7 +73,7 @@ impl Registrar {
                 }
                 w.header("Date", &self.date.1);
             }
-            Outcome::Redirected => self.write_bindings(&mut w, bindings, now_ms, arena),
+            Outcome::Redirected => self.write_bindings(&mut w, bindings, now_ms, arena, true),
             Outcome::OptionsOk => {
                 w.header("Allow", ALLOW);
                 w.header("Accept", b"application/sdp");
@@ -121,13 +121,16 @@ impl Registrar {
 
     /// One Contact per live binding of `self.aor_key`, highest q first, each with the
     /// seconds it has left (§10.3 step 8: "MUST contain Contact header field values
-    /// enumerating all current bindings").
+    /// enumerating all current bindings"). In a `redirect` (302) each Contact URI
+    /// carries what reaches the binding (`nat`: its source as `;alias=`, its Path as a
+    /// `Route` header).
     fn write_bindings<'a>(
         &mut self,
         w: &mut ResponseWriter<'_>,
         bindings: Bindings<'_>,
         now_ms: u64,
         arena: &'a Bump,
+        redirect: bool,
     ) {
         if let Bindings::Listed(listed) = bindings {
             return write_listed(w, listed, arena);
@@ -135,10 +138,14 @@ impl Registrar {
         let Some(aor) = self.location.get_hashed(self.aor_key.key()) else {
             return;
         };
+        let mut reach = redirect.then_some(Reach {
+            alias: self.config.nat.alias,
+            uri: &mut self.redirect_uri,
+        });
         if aor.len() == 1 {
             // The common case (one device per AOR): nothing to order.
             if let Some(b) = aor.get(0).filter(|b| b.expires_ms() > now_ms) {
-                write_binding(w, &b, now_ms);
+                write_binding(w, &b, now_ms, reach.as_mut());
             }
             return;
         }
@@ -152,7 +159,7 @@ impl Registrar {
         order.sort_unstable_by_key(|&(q, i)| (std::cmp::Reverse(q), i));
         for &(_, i) in order.iter() {
             if let Some(b) = aor.get(i) {
-                write_binding(w, &b, now_ms);
+                write_binding(w, &b, now_ms, reach.as_mut());
             }
         }
     }
@@ -211,13 +218,35 @@ fn write_listed(
     }
 }
 
-/// One binding as a Contact with the seconds it has left at `now_ms`.
-fn write_binding(w: &mut ResponseWriter<'_>, b: &crate::location::BindingRef<'_>, now_ms: u64) {
+/// What a redirect adds to each Contact URI, and the buffer it is written in.
+struct Reach<'b> {
+    alias: super::nat::AliasMode,
+    uri: &'b mut Vec<u8>,
+}
+
+/// One binding as a Contact with the seconds it has left at `now_ms`; with `reach`,
+/// its URI carries the binding's source and Path (`nat`).
+fn write_binding(
+    w: &mut ResponseWriter<'_>,
+    b: &crate::location::BindingRef<'_>,
+    now_ms: u64,
+    reach: Option<&mut Reach<'_>>,
+) {
     // Floor: the table rounds expiry up to the next second, so this gives back exactly
     // the granted value on the first answer.
     let left_s = (b.expires_ms().saturating_sub(now_ms) / 1000).max(1);
     let left_s = u32::try_from(left_s).unwrap_or(u32::MAX);
-    w.binding_contact(b.contact(), left_s, b.q(), b.instance(), b.reg_id());
+    let mut uri = b.contact();
+    if let Some(reach) = reach {
+        let (contact, source, transport) = (b.contact(), b.source(), b.transport());
+        let alias = super::nat::wants_alias(reach.alias, contact, source, transport)
+            .then_some((source, transport));
+        if alias.is_some() || !b.path().is_empty() {
+            super::nat::write_redirect_uri(reach.uri, contact, alias, b.path());
+            uri = reach.uri.as_slice();
+        }
+    }
+    w.binding_contact(uri, left_s, b.q(), b.instance(), b.reg_id());
 }
 
 /// Longest reason phrase we build, in bytes.

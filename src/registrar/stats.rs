@@ -43,6 +43,8 @@ pub struct Stats {
     pub flow_down: u64,
     /// Flow bindings not indexed for `flow_closed` (a bound reached): they expire.
     pub flow_untracked: u64,
+    /// Keep-alive pings of UDP bindings (issue 17).
+    pub ping: super::ping::PingStats,
     /// Requests by method row and status column (names: [`METHOD_NAMES`],
     /// [`STATUS_NAMES`]); retransmissions are not in it (see `retransmissions`).
     pub by_method: [[u64; STATUSES]; METHODS],
@@ -70,6 +72,7 @@ impl Default for Stats {
             flow_removed: 0,
             flow_down: 0,
             flow_untracked: 0,
+            ping: super::ping::PingStats::default(),
             by_method: [[0; STATUSES]; METHODS],
         }
     }

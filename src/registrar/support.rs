@@ -30,7 +30,7 @@ pub fn route(bytes: &[u8]) -> Route {
             Prepared::Forward(hash) => Route::Hash(hash),
             Prepared::Drop(reason) => Route::Drop(reason),
             // `owns` refused everything: nothing is prepared for this shard.
-            Prepared::Rejected { .. } | Prepared::Request { .. } => {
+            Prepared::Rejected { .. } | Prepared::Request { .. } | Prepared::PingReply(_) => {
                 unreachable!("prepare kept a request it was told it does not own")
             }
         }

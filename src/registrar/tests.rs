@@ -615,11 +615,11 @@ fn q_ordering_in_200_and_302() {
     let c = contacts(&r);
     assert_eq!(c.len(), 3);
     assert!(
-        c[0].starts_with("<sip:q@10.0.0.2>") && c[0].contains("q=0.9"),
+        c[0].starts_with("<sip:q@10.0.0.2;alias=") && c[0].contains("q=0.9"),
         "{c:?}"
     );
-    assert!(c[1].starts_with("<sip:q@10.0.0.3>"));
-    assert!(c[2].starts_with("<sip:q@10.0.0.1>"));
+    assert!(c[1].starts_with("<sip:q@10.0.0.3;alias="));
+    assert!(c[2].starts_with("<sip:q@10.0.0.1;alias="));
 }
 
 #[test]
@@ -2110,4 +2110,336 @@ mod outbound {
         );
         assert_eq!(status(&r), 200, "{r}");
     }
+}
+
+/// Issue 17: a 302 reaches a NAT'd phone. The binding's source (192.0.2.10:5062, UDP)
+/// differs from its Contact (a private address), so the Contact carries it as
+/// Kamailio's `;alias=ip~port~proto`, and its Path as an escaped `Route` header; a
+/// Contact that already names the source is listed as registered; `Always` and `Never`
+/// override. The 200 to the REGISTER lists the Contacts as registered either way.
+#[test]
+fn redirect_carries_the_source_as_alias_and_the_path_as_route() {
+    for (mode, expect_private, expect_direct) in [
+        (
+            AliasMode::Differs,
+            "<sip:n@192.168.1.20:5060;alias=192.0.2.10~5062~1?Route=%3Csip:edge.example.com%3Blr%3E>",
+            "<sip:d@192.0.2.10:5062>",
+        ),
+        (
+            AliasMode::Always,
+            "<sip:n@192.168.1.20:5060;alias=192.0.2.10~5062~1?Route=%3Csip:edge.example.com%3Blr%3E>",
+            "<sip:d@192.0.2.10:5062;alias=192.0.2.10~5062~1>",
+        ),
+        (
+            AliasMode::Never,
+            "<sip:n@192.168.1.20:5060?Route=%3Csip:edge.example.com%3Blr%3E>",
+            "<sip:d@192.0.2.10:5062>",
+        ),
+    ] {
+        let mut sim = Sim::new(RegistrarConfig {
+            nat: NatConfig {
+                alias: mode,
+                ..NatConfig::default()
+            },
+            ..RegistrarConfig::default()
+        });
+        let r = sim.send(
+            &Reg::new("n")
+                .contacts(&["<sip:n@192.168.1.20:5060>"])
+                .extra("Path: <sip:edge.example.com;lr>")
+                .build(),
+        );
+        assert_eq!(status(&r), 200, "{r}");
+        assert!(
+            contacts(&r)[0].starts_with("<sip:n@192.168.1.20:5060>;"),
+            "{r}"
+        );
+        sim.send(&Reg::new("d").build());
+        let r = sim.send(&invite("n", 1));
+        assert_eq!(status(&r), 302, "{r}");
+        let c = contacts(&r);
+        assert!(c[0].starts_with(expect_private), "{mode:?}: {c:?}");
+        let r = sim.send(&invite("d", 1));
+        assert!(contacts(&r)[0].starts_with(expect_direct), "{mode:?}: {r}");
+    }
+}
+
+/// A registrar that pings its UDP bindings with OPTIONS every 10 s and removes them
+/// after `max_lost` unanswered in a row.
+fn pinging(method: PingMethod, max_lost: u32) -> Sim {
+    Sim::new(RegistrarConfig {
+        nat: NatConfig {
+            ping_interval_ms: PING_INTERVAL_MS,
+            ping_method: method,
+            ping_max_lost: max_lost,
+            ..NatConfig::default()
+        },
+        ..RegistrarConfig::default()
+    })
+}
+
+const PING_INTERVAL_MS: u64 = 10_000;
+
+/// Register `user` with a private Contact from `from` (its NAT's public address).
+fn register_from(sim: &mut Sim, user: &str, from: &str) {
+    sim.source = Source::udp(from.parse().unwrap(), 0);
+    let r = sim.send(
+        &Reg::new(user)
+            .contacts(&["<sip:u@192.168.1.20:5060>"])
+            .build(),
+    );
+    assert_eq!(status(&r), 200, "{r}");
+}
+
+/// Drive the clock to `until_ms` as the runtime would (sleep to `poll_timeout`, then
+/// `handle_timeout` and `poll_ping` until it has nothing): every ping, when it left.
+fn pings_until(sim: &mut Sim, until_ms: u64) -> Vec<(u64, Destination, String)> {
+    let mut got = Vec::new();
+    let mut out = Vec::new();
+    for _ in 0..10_000_000 {
+        while let Some(to) = sim.reg.poll_ping(sim.now_ms, &mut out) {
+            got.push((sim.now_ms, to, String::from_utf8(out.clone()).unwrap()));
+        }
+        match sim.reg.poll_timeout() {
+            Some(t) if t <= until_ms => {
+                sim.now_ms = t.max(sim.now_ms + 1);
+                sim.reg.handle_timeout(sim.now_ms);
+            }
+            _ => break,
+        }
+    }
+    sim.now_ms = until_ms;
+    got
+}
+
+/// A 200 to an OPTIONS ping, as a phone writes it (RFC 3261 §8.2.6.2: the Via, From,
+/// To, Call-ID and CSeq echoed).
+fn answer_to(ping: &str) -> String {
+    let echo: Vec<&str> = ping
+        .lines()
+        .filter(|l| {
+            ["Via:", "From:", "To:", "Call-ID:", "CSeq:"]
+                .iter()
+                .any(|h| l.starts_with(h))
+        })
+        .collect();
+    format!(
+        "SIP/2.0 200 OK\r\n{}\r\nContent-Length: 0\r\n\r\n",
+        echo.join("\r\n")
+    )
+}
+
+/// Issue 17: the pings of one interval are spread over it, not sent in a burst: 1000
+/// bindings pinged every 10 s are each pinged once per interval, about 100 in each
+/// second, never more than 2 in one 10 ms tick; from the socket their REGISTER reached,
+/// to their source.
+#[test]
+fn pings_are_spread_evenly_over_the_interval() {
+    let mut sim = pinging(PingMethod::Options, 3);
+    for i in 0..1000u32 {
+        register_from(
+            &mut sim,
+            &format!("s{i}"),
+            &format!("198.51.100.{}:{}", i % 200 + 1, 10_000 + i),
+        );
+    }
+    let start = sim.now_ms;
+    let pings = pings_until(&mut sim, start + PING_INTERVAL_MS);
+    assert_eq!(pings.len(), 1000, "each binding once per interval");
+    let mut to: Vec<std::net::SocketAddr> = pings.iter().map(|(_, d, _)| d.addr).collect();
+    to.sort();
+    to.dedup();
+    assert_eq!(to.len(), 1000, "no binding twice");
+    assert!(pings.iter().all(|(_, d, p)| d.listen == 0
+        && d.transport == crate::location::Transport::Udp
+        && p.starts_with("OPTIONS sip:u@192.168.1.20:5060 SIP/2.0\r\n")));
+    let mut per_second = [0u32; 10];
+    let mut per_tick = std::collections::HashMap::<u64, u32>::new();
+    for (at, _, _) in &pings {
+        per_second[((at - start) / 1000).min(9) as usize] += 1;
+        *per_tick.entry(at / ping::PING_TICK_MS).or_default() += 1;
+    }
+    assert!(
+        per_second.iter().all(|&n| (90..=110).contains(&n)),
+        "{per_second:?}"
+    );
+    assert!(
+        per_tick.values().all(|&n| n <= 2),
+        "{:?}",
+        per_tick.values().max()
+    );
+    // The next interval pings each of them once more.
+    let again = pings_until(&mut sim, start + 2 * PING_INTERVAL_MS);
+    assert_eq!(again.len(), 1000);
+    assert_eq!(sim.reg.stats.ping.sent, 2000);
+}
+
+/// Issue 17: a silent binding's pings are counted lost, and after `max_lost` in a row it
+/// is removed through the normal commit (gone from lookups, counted); an answering one
+/// stays. A reply from another address, with a foreign branch, or junk changes nothing
+/// and is counted as unexpected.
+#[test]
+fn silent_bindings_are_removed_after_max_lost_and_answering_ones_stay() {
+    let mut sim = pinging(PingMethod::Options, 3);
+    register_from(&mut sim, "silent", "198.51.100.1:4000");
+    register_from(&mut sim, "answers", "198.51.100.2:4000");
+    let start = sim.now_ms;
+    for round in 1..=5u64 {
+        let pings = pings_until(&mut sim, start + round * PING_INTERVAL_MS);
+        for (_, to, ping) in pings {
+            let answer = answer_to(&ping);
+            if to.addr.to_string() == "198.51.100.1:4000" {
+                // The silent phone's NAT never answers; someone else does, from
+                // elsewhere, with its branch.
+                sim.source = Source::udp("203.0.113.66:4000".parse().unwrap(), 0);
+                assert_eq!(sim.send(&answer), "");
+            } else {
+                sim.source = Source::udp(to.addr, 0);
+                assert_eq!(sim.send(&answer), "");
+            }
+        }
+        let silent_left = sim.reg.location().get(b"silent@example.com").is_some();
+        // Pings 1..3 go unanswered; the 4th would be sent at round 4: the binding is
+        // removed then instead.
+        assert_eq!(silent_left, round < 4, "round {round}");
+        assert!(sim.reg.location().get(b"answers@example.com").is_some());
+    }
+    let p = sim.reg.stats.ping;
+    assert_eq!(p.removed, 1);
+    assert_eq!(p.lost, 3, "{p:?}");
+    assert_eq!(p.answered, 5, "{p:?}");
+    assert_eq!(p.sent, 3 + 5, "{p:?}");
+    assert_eq!(p.unexpected[ping::Unexpected::Address as usize], 3, "{p:?}");
+    sim.source = Source::udp("192.0.2.20:5060".parse().unwrap(), 0);
+    assert_eq!(status(&sim.send(&invite("silent", 1))), 480);
+    assert_eq!(status(&sim.send(&invite("answers", 1))), 302);
+
+    // Junk and foreign responses: dropped, counted, nothing changes.
+    let before = sim.reg.location().bindings_len();
+    sim.send("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP x;branch=z9hG4bKnotours\r\n\r\n");
+    sim.send("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP x;branch=z9hG4bK.sipreg-ping.zz\r\n\r\n");
+    let stale = format!(
+        "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP x;branch={}{:016x}.{:08x}.{:08x}\r\n\r\n",
+        std::str::from_utf8(ping::BRANCH_PREFIX).unwrap(),
+        aor_hash(b"answers@example.com"),
+        0,
+        0x1234_5678u32
+    );
+    sim.send(&stale);
+    // A ping reply is placed by the owner hash its branch carries: a core that does not
+    // own the AOR forwards it there, as it would a request.
+    assert_eq!(
+        route(stale.as_bytes()),
+        Route::Hash(aor_hash(b"answers@example.com"))
+    );
+    let p = sim.reg.stats.ping;
+    assert_eq!(p.unexpected[ping::Unexpected::Branch as usize], 2, "{p:?}");
+    assert_eq!(p.unexpected[ping::Unexpected::Binding as usize], 1, "{p:?}");
+    assert_eq!(p.answered, 5);
+    assert_eq!(sim.reg.location().bindings_len(), before);
+}
+
+/// Issue 17: CRLF pings keep the pinhole open but cannot be answered: they are counted
+/// as sent and never remove a binding.
+#[test]
+fn crlf_pings_are_sent_and_never_remove() {
+    let mut sim = pinging(PingMethod::Crlf, 1);
+    register_from(&mut sim, "c", "198.51.100.3:4000");
+    let start = sim.now_ms;
+    let pings = pings_until(&mut sim, start + 3 * PING_INTERVAL_MS);
+    assert_eq!(pings.len(), 3);
+    assert!(pings.iter().all(|(_, _, p)| p == "\r\n\r\n"));
+    assert_eq!(sim.reg.stats.ping.sent, 3);
+    assert!(sim.reg.location().get(b"c@example.com").is_some());
+}
+
+/// A REGISTER refresh clears the lost count (fresh flags), and a binding registered
+/// over TCP or through the management API (no source) is never pinged.
+#[test]
+fn only_udp_bindings_with_a_source_are_pinged() {
+    let mut sim = pinging(PingMethod::Options, 2);
+    sim.reg
+        .admin_add_binding(
+            sim.now_ms,
+            b"api@example.com",
+            b"sip:api@192.0.2.99",
+            3600,
+            None,
+        )
+        .unwrap();
+    sim.source = Source {
+        transport: crate::location::Transport::Tcp,
+        ..Source::udp("198.51.100.4:4000".parse().unwrap(), 0)
+    };
+    assert_eq!(status(&sim.send(&Reg::new("tcp").build())), 200);
+    let start = sim.now_ms;
+    assert!(pings_until(&mut sim, start + 2 * PING_INTERVAL_MS).is_empty());
+    // A new binding waits for the next round to start (within two intervals).
+    register_from(&mut sim, "r", "198.51.100.5:4000");
+    let start = sim.now_ms;
+    assert_eq!(pings_until(&mut sim, start + 2 * PING_INTERVAL_MS).len(), 1);
+    // That ping is unanswered, then a refresh: the count starts again. Without it the
+    // third ping would find two lost and remove the binding (max 2).
+    sim.send(
+        &Reg::new("r")
+            .contacts(&["<sip:u@192.168.1.20:5060>"])
+            .cseq(2)
+            .build(),
+    );
+    assert_eq!(pings_until(&mut sim, start + 4 * PING_INTERVAL_MS).len(), 2);
+    assert!(sim.reg.location().get(b"r@example.com").is_some());
+    assert_eq!(sim.reg.stats.ping.lost, 1);
+    assert_eq!(sim.reg.stats.ping.removed, 0);
+}
+
+/// The ping state lives in a binding's flags, which the journal records with the
+/// binding; a restart starts it afresh, so a ping the old process sent is not counted
+/// lost by the new one.
+#[test]
+fn restored_bindings_start_with_no_ping_state() {
+    let config = RegistrarConfig {
+        journal: true,
+        nat: NatConfig {
+            ping_interval_ms: PING_INTERVAL_MS,
+            ..NatConfig::default()
+        },
+        ..RegistrarConfig::default()
+    };
+    let mut sim = Sim::new(config.clone());
+    register_from(&mut sim, "j", "198.51.100.7:4000");
+    let start = sim.now_ms;
+    assert_eq!(pings_until(&mut sim, start + PING_INTERVAL_MS).len(), 1);
+    // Another device on the AOR: its commit journals the first binding's flags too.
+    sim.send(
+        &Reg::new("j")
+            .contacts(&["<sip:j2@192.0.2.10:5062>"])
+            .build(),
+    );
+    let mut journal = Vec::new();
+    sim.reg.drain_journal(&mut journal);
+    let mut last = None;
+    let mut offset = 0;
+    while let crate::store::record::Frame::Record { payload, next } =
+        crate::store::record::next_frame(&journal, offset)
+    {
+        last = Some(payload.to_vec());
+        offset = next;
+    }
+    let last = last.expect("a record");
+    let crate::store::record::Record::Set { key, bindings } =
+        crate::store::record::decode(&last).unwrap()
+    else {
+        panic!("a Set record")
+    };
+    assert!(
+        bindings
+            .iter()
+            .any(|b| b.flags & ping::FLAG_PING_UNANSWERED != 0),
+        "the journal carries the ping state"
+    );
+    let mut fresh = Sim::new(config);
+    fresh.now_ms = sim.now_ms;
+    assert_eq!(fresh.reg.restore_aor(fresh.now_ms, key, &bindings), 2);
+    let aor = fresh.reg.location().get(b"j@example.com").unwrap();
+    assert!(aor.iter().all(|b| b.flags() & ping::PING_FLAGS == 0));
 }

@@ -50,6 +50,10 @@ const RECV_BATCHES_PER_TURN: usize = 4;
 /// Mesh messages (forwarded requests, crossed replies) taken per turn, at most.
 const INBOX_DRAIN_PER_TURN: usize = 256;
 
+/// Keep-alive pings one core sends per loop turn, at most (the pinger paces them; this
+/// bounds a turn after a stall).
+const PINGS_PER_TURN_MAX: usize = 1024;
+
 /// Initial arena size per core, in bytes (reset per batch, so this is a per-batch
 /// budget before bumpalo adds a chunk, which it then keeps).
 const ARENA_BYTES_INITIAL: usize = 256 * 1024;
@@ -148,6 +152,17 @@ struct Shard {
 /// `ready` is told once the core can serve (or why it cannot).
 pub(crate) async fn run(setup: CoreSetup, ready: impl FnOnce(Result<(), String>)) {
     let index = setup.mesh.index();
+    // The UDP addresses in listen order: the Via of this core's keep-alive pings.
+    let local: Vec<std::net::SocketAddr> = setup
+        .sockets
+        .iter()
+        .map(|s| {
+            s.local_addr()
+                .ok()
+                .and_then(|a| a.as_socket())
+                .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)))
+        })
+        .collect();
     let udp = Udp::new(setup.sockets, setup.recv_batch);
     let redis = match setup.redis.as_ref().map(RedisLink::start) {
         None => None,
@@ -182,6 +197,7 @@ pub(crate) async fn run(setup: CoreSetup, ready: impl FnOnce(Result<(), String>)
         }
     };
     let mut registrar = Registrar::new(setup.registrar);
+    registrar.set_local_addrs(&local);
     restore(&mut registrar, now_ms, &setup.restore);
     drop(setup.restore);
     let mut shard = Shard {
@@ -488,6 +504,7 @@ impl Shard {
             self.core.registrar.handle_timeout(now_ms);
             self.last_timeout_ms = now_ms;
         }
+        self.core.send_pings(now_ms);
     }
 
     fn publish(&mut self) {
@@ -647,6 +664,26 @@ impl Core {
                 }
             }
         }
+    }
+
+    /// Send the keep-alive pings due at `now_ms` (issue 17, `registrar::ping`), at
+    /// most [`PINGS_PER_TURN_MAX`], from the socket each binding registered through,
+    /// and flush them (the core may park right after). Returns how many.
+    fn send_pings(&mut self, now_ms: u64) -> usize {
+        let mut sent = 0;
+        while sent < PINGS_PER_TURN_MAX {
+            let Some(to) = self.registrar.poll_ping(now_ms, &mut self.reply) else {
+                break;
+            };
+            let mut ping = std::mem::take(&mut self.reply);
+            self.deliver(to, &mut ping);
+            self.reply = ping;
+            sent += 1;
+        }
+        if sent > 0 {
+            self.udp.flush_all(&mut self.counters);
+        }
+        sent
     }
 
     /// Send `reply` to `to` (RFC 3261 §18.2.2): a datagram from this core's socket on
