@@ -132,16 +132,16 @@ impl Registrar {
         arena: &'a Bump,
         redirect: bool,
     ) {
-        if let Bindings::Listed(listed) = bindings {
-            return write_listed(w, listed, arena);
-        }
-        let Some(aor) = self.location.get_hashed(self.aor_key.key()) else {
-            return;
-        };
         let mut reach = redirect.then_some(Reach {
             alias: self.config.nat.alias,
             uri: &mut self.redirect_uri,
         });
+        if let Bindings::Listed(listed) = bindings {
+            return write_listed(w, listed, arena, reach.as_mut());
+        }
+        let Some(aor) = self.location.get_hashed(self.aor_key.key()) else {
+            return;
+        };
         if aor.len() == 1 {
             // The common case (one device per AOR): nothing to order.
             if let Some(b) = aor.get(0).filter(|b| b.expires_ms() > now_ms) {
@@ -202,6 +202,7 @@ fn write_listed(
     w: &mut ResponseWriter<'_>,
     listed: &[super::shared::ListedBinding<'_>],
     arena: &Bump,
+    mut reach: Option<&mut Reach<'_>>,
 ) {
     let mut order: BumpVec<'_, (u16, usize)> = BumpVec::with_capacity_in(listed.len(), arena);
     order.extend(
@@ -213,7 +214,14 @@ fn write_listed(
     order.sort_unstable_by_key(|&(q, i)| (std::cmp::Reverse(q), i));
     for &(_, i) in order.iter() {
         if let Some(b) = listed.get(i) {
-            w.binding_contact(b.contact, b.expires_s.max(1), b.q, b.instance, b.reg_id);
+            let uri = redirect_uri(
+                reach.as_deref_mut(),
+                b.contact,
+                b.source,
+                b.transport,
+                b.path,
+            );
+            w.binding_contact(uri, b.expires_s.max(1), b.q, b.instance, b.reg_id);
         }
     }
 }
@@ -236,17 +244,30 @@ fn write_binding(
     // the granted value on the first answer.
     let left_s = (b.expires_ms().saturating_sub(now_ms) / 1000).max(1);
     let left_s = u32::try_from(left_s).unwrap_or(u32::MAX);
-    let mut uri = b.contact();
-    if let Some(reach) = reach {
-        let (contact, source, transport) = (b.contact(), b.source(), b.transport());
-        let alias = super::nat::wants_alias(reach.alias, contact, source, transport)
-            .then_some((source, transport));
-        if alias.is_some() || !b.path().is_empty() {
-            super::nat::write_redirect_uri(reach.uri, contact, alias, b.path());
-            uri = reach.uri.as_slice();
-        }
-    }
+    let uri = redirect_uri(reach, b.contact(), b.source(), b.transport(), b.path());
     w.binding_contact(uri, left_s, b.q(), b.instance(), b.reg_id());
+}
+
+/// The Contact URI a binding is listed with: as registered, or in a redirect (`reach`)
+/// with its source as `;alias=` and its Path as a `Route` header where they apply
+/// (`nat`).
+fn redirect_uri<'u>(
+    reach: Option<&'u mut Reach<'_>>,
+    contact: &'u [u8],
+    source: std::net::SocketAddr,
+    transport: crate::location::Transport,
+    path: &[u8],
+) -> &'u [u8] {
+    let Some(reach) = reach else {
+        return contact;
+    };
+    let alias = super::nat::wants_alias(reach.alias, contact, source, transport)
+        .then_some((source, transport));
+    if alias.is_none() && path.is_empty() {
+        return contact;
+    }
+    super::nat::write_redirect_uri(reach.uri, contact, alias, path);
+    reach.uri.as_slice()
 }
 
 /// Longest reason phrase we build, in bytes.

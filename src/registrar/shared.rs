@@ -225,6 +225,11 @@ pub struct ListedBinding<'r> {
     pub instance: Option<&'r [u8]>,
     /// `reg-id` (RFC 5626).
     pub reg_id: Option<u32>,
+    /// Where its REGISTER came from, over which transport, and its Path: what a
+    /// redirect needs to reach it (`nat`).
+    pub source: std::net::SocketAddr,
+    pub transport: crate::location::Transport,
+    pub path: &'r [u8],
 }
 
 /// The backend's answer to a [`CommitRequest`].

@@ -1641,6 +1641,9 @@ impl Sim {
                         q: b.q,
                         instance: None,
                         reg_id: None,
+                        source: "192.0.2.10:5062".parse().unwrap(),
+                        transport: crate::location::Transport::Udp,
+                        path: b"",
                     })
                     .collect();
                 let reply = shared::CommitReply {
@@ -1706,6 +1709,9 @@ fn shared_register_commits_in_the_backend_and_answers_its_bindings() {
             q: b.q,
             instance: None,
             reg_id: None,
+            source: "192.0.2.10:5062".parse().unwrap(),
+            transport: crate::location::Transport::Udp,
+            path: b"",
         })
         .collect();
     let reply = shared::CommitReply {

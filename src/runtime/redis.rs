@@ -1120,6 +1120,9 @@ fn answer_decoded(
             q: b.q,
             instance: b.instance,
             reg_id: b.reg_id,
+            source: b.source,
+            transport: b.transport,
+            path: b.path,
         })
         .collect();
     let status = match r.status {
