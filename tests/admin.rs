@@ -10,13 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::util::{Client, SIPREG, Server, unique};
-
-/// A loopback TCP address that was free a moment ago.
-fn free_tcp_addr() -> String {
-    let probe = TcpListener::bind("127.0.0.1:0").expect("bind probe");
-    probe.local_addr().expect("addr").to_string()
-}
+use crate::util::{Client, SIPREG, Server, free_tcp_addr, unique};
 
 fn cores() -> &'static str {
     if thread::available_parallelism().map_or(1, usize::from) >= 2 {

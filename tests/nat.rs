@@ -4,7 +4,7 @@
 //! `;alias=ip~port~1`, `GET /v1/aors/{aor}/targets` lists it, and keep-alive pings
 //! reach their socket (and remove the ones that stop answering).
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
@@ -13,15 +13,10 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use crate::util::{Client, Server, register_request, unique};
+use crate::util::{Client, Server, free_tcp_addr, register_request, unique};
 
 /// The private Contact every client here claims.
 const PRIVATE_CONTACT: &str = "sip:u@192.168.1.20:5060";
-
-fn free_tcp_addr() -> String {
-    let probe = TcpListener::bind("127.0.0.1:0").expect("bind probe");
-    probe.local_addr().expect("addr").to_string()
-}
 
 fn cores() -> &'static str {
     if thread::available_parallelism().map_or(1, usize::from) >= 2 {

@@ -3,10 +3,9 @@
 //! that crossed the mesh read from `/metrics`.
 
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::time::Duration;
 
-use crate::util::{Client, Server, register_request};
+use crate::util::{Client, Server, free_tcp_addr, register_request};
 
 /// REGISTERs sent, and the AORs they cycle over.
 const REGISTERS: usize = 10_000;
@@ -14,11 +13,6 @@ const AORS: usize = 2_000;
 /// REGISTERs in flight at once (the client reads every answer of a window before the
 /// next one: far below the socket buffers, so none is lost).
 const WINDOW: usize = 50;
-
-fn free_tcp_addr() -> String {
-    let probe = TcpListener::bind("127.0.0.1:0").expect("bind probe");
-    probe.local_addr().expect("addr").to_string()
-}
 
 fn metric(metrics: &str, name: &str) -> u64 {
     metrics

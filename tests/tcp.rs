@@ -9,7 +9,9 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use crate::util::{Response, Server, free_udp_addr, unique};
+use crate::util::{
+    Response, Server, free_tcp_addr, free_udp_addr, metric_at_least, response_len, unique,
+};
 
 /// Attempts at finding free ports (another test may take one between probe and bind).
 const START_ATTEMPTS: usize = 5;
@@ -32,34 +34,6 @@ fn start(flags: &[&str]) -> (Server, SocketAddr) {
         server.kill();
     }
     panic!("sipreg did not start with a TCP listener after {START_ATTEMPTS} attempts");
-}
-
-/// The value of metric line `name` (e.g. `sipreg_tcp_connections `) in `/metrics` of
-/// the management API at `admin`, once it is at least `want` (the cores publish once
-/// per turn), or what it was when the wait ended.
-fn metric_at_least(admin: &str, name: &str, want: u64) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        let text = ureq::get(&format!("http://{admin}/metrics"))
-            .timeout(Duration::from_secs(5))
-            .call()
-            .expect("GET /metrics")
-            .into_string()
-            .expect("body");
-        let value = text
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
-            .unwrap_or_else(|| panic!("{name} missing:\n{text}"));
-        if value >= want || Instant::now() > deadline {
-            return value;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn free_tcp_addr() -> String {
-    let probe = TcpListener::bind("127.0.0.1:0").expect("bind probe");
-    probe.local_addr().expect("addr").to_string()
 }
 
 /// One connection to the server and what it has read and not yet parsed.
@@ -151,22 +125,6 @@ impl Conn {
         }
         false
     }
-}
-
-/// The length of the first whole response in `buf`, if it is there.
-fn response_len(buf: &[u8]) -> Option<usize> {
-    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-    let head = String::from_utf8_lossy(&buf[..end]);
-    let body: usize = head
-        .split("\r\n")
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            let name = name.trim();
-            (name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("l"))
-                .then(|| value.trim().parse().ok())?
-        })
-        .expect("every response on a stream has a Content-Length");
-    (buf.len() >= end + body).then_some(end + body)
 }
 
 fn aor(name: &str) -> String {

@@ -15,7 +15,10 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, HandshakeKind, StreamOwned};
 
-use crate::util::{DataDir, Response, Server, free_udp_addr, run_to_exit, unique};
+use crate::util::{
+    DataDir, Response, Server, free_tcp_addr, free_udp_addr, metric_at_least, response_len,
+    run_to_exit, unique,
+};
 
 /// Attempts at finding free ports (another test may take one between probe and bind).
 const START_ATTEMPTS: usize = 5;
@@ -149,33 +152,6 @@ fn start(pki: &Pki, flags: &[&str]) -> (Server, SocketAddr) {
     panic!("sipreg did not start with a TLS listener after {START_ATTEMPTS} attempts");
 }
 
-fn free_tcp_addr() -> String {
-    let probe = TcpListener::bind("127.0.0.1:0").expect("bind probe");
-    probe.local_addr().expect("addr").to_string()
-}
-
-/// The value of the metric line starting `name` at `admin`, once at least `want`
-/// (the cores publish once per turn), or what it was when the wait ended.
-fn metric_at_least(admin: &str, name: &str, want: u64) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        let text = ureq::get(&format!("http://{admin}/metrics"))
-            .timeout(Duration::from_secs(5))
-            .call()
-            .expect("GET /metrics")
-            .into_string()
-            .expect("body");
-        let value = text
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
-            .unwrap_or_else(|| panic!("{name} missing:\n{text}"));
-        if value >= want || Instant::now() > deadline {
-            return value;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// One TLS connection to the server.
 struct Tls {
     stream: StreamOwned<ClientConnection, TcpStream>,
@@ -238,22 +214,6 @@ impl Tls {
             }
         }
     }
-}
-
-/// The length of the first whole response in `buf` (head and Content-Length body).
-fn response_len(buf: &[u8]) -> Option<usize> {
-    let head = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-    let text = String::from_utf8_lossy(&buf[..head]);
-    let body: usize = text
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.trim()
-                .eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse().ok())?
-        })
-        .unwrap_or(0);
-    (buf.len() >= head + body).then_some(head + body)
 }
 
 fn aor(user: &str) -> String {

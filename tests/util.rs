@@ -511,3 +511,49 @@ fn response_parsing() {
     assert_eq!(r.header("min-expires"), Some("60"));
     assert_eq!(Response::parse("garbage").status, 0);
 }
+
+/// A free TCP `ADDR:PORT` on 127.0.0.1 (bound, then closed), e.g. for `--admin`.
+pub(crate) fn free_tcp_addr() -> String {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind probe");
+    probe.local_addr().expect("addr").to_string()
+}
+
+/// The value of metric line `name` (e.g. `sipreg_tcp_connections `) in `/metrics` of
+/// the management API at `admin`, once it is at least `want` (the cores publish once
+/// per turn), or what it was when the wait ended.
+pub(crate) fn metric_at_least(admin: &str, name: &str, want: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let text = ureq::get(&format!("http://{admin}/metrics"))
+            .timeout(Duration::from_secs(5))
+            .call()
+            .expect("GET /metrics")
+            .into_string()
+            .expect("body");
+        let value = text
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("{name} missing:\n{text}"));
+        if value >= want || Instant::now() > deadline {
+            return value;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The length of the first whole SIP message on a stream in `buf` (header section plus
+/// Content-Length bytes), if it is all there.
+pub(crate) fn response_len(buf: &[u8]) -> Option<usize> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&buf[..end]);
+    let body: usize = head
+        .split("\r\n")
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            let name = name.trim();
+            (name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("l"))
+                .then(|| value.trim().parse().ok())?
+        })
+        .expect("every response on a stream has a Content-Length");
+    (buf.len() >= end + body).then_some(end + body)
+}
