@@ -257,6 +257,10 @@ fn api_reads_and_changes_bindings_while_registers_flow() {
     ] {
         assert!(metrics.contains(name), "{name} missing:\n{metrics}");
     }
+    // Each help text is one sentence: the encoder's full stop, not a second one.
+    for help in metrics.lines().filter(|l| l.starts_with("# HELP")) {
+        assert!(!help.ends_with(".."), "{help}");
+    }
     // After the REGISTERs above: latency observed, the core has run and worked.
     let value = |name: &str| -> f64 {
         metrics

@@ -26,16 +26,21 @@ pub(super) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0
 
 type Labels = Vec<(&'static str, String)>;
 
+/// A help text without its final full stop: the encoder adds one.
+fn bare(help: &str) -> &str {
+    help.strip_suffix('.').unwrap_or(help)
+}
+
 fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
     let c: Counter = Counter::default();
     c.inc_by(value);
-    registry.register(name, help, c);
+    registry.register(name, bare(help), c);
 }
 
 fn gauge(registry: &mut Registry, name: &str, help: &str, value: u64) {
     let g: Gauge = Gauge::default();
     g.set(i64::try_from(value).unwrap_or(i64::MAX));
-    registry.register(name, help, g);
+    registry.register(name, bare(help), g);
 }
 
 fn family(registry: &mut Registry, name: &str, help: &str, values: Vec<(Labels, u64)>) {
@@ -43,7 +48,7 @@ fn family(registry: &mut Registry, name: &str, help: &str, values: Vec<(Labels, 
     for (labels, v) in values {
         f.get_or_create(&labels).inc_by(v);
     }
-    registry.register(name, help, f);
+    registry.register(name, bare(help), f);
 }
 
 fn gauge_family(registry: &mut Registry, name: &str, help: &str, values: Vec<(Labels, u64)>) {
@@ -52,7 +57,7 @@ fn gauge_family(registry: &mut Registry, name: &str, help: &str, values: Vec<(La
         f.get_or_create(&labels)
             .set(i64::try_from(v).unwrap_or(i64::MAX));
     }
-    registry.register(name, help, f);
+    registry.register(name, bare(help), f);
 }
 
 fn seconds_family(registry: &mut Registry, name: &str, help: &str, values: Vec<(Labels, u64)>) {
@@ -60,7 +65,7 @@ fn seconds_family(registry: &mut Registry, name: &str, help: &str, values: Vec<(
     for (labels, ns) in values {
         f.get_or_create(&labels).inc_by(ns as f64 / 1e9);
     }
-    registry.register(name, help, f);
+    registry.register(name, bare(help), f);
 }
 
 /// A histogram whose buckets were counted elsewhere (in the cores): bucket upper
@@ -623,7 +628,7 @@ pub(super) fn render(
     r.register(
         "register_duration_seconds",
         "REGISTER latency inside the server: from the receive batch's recvmmsg return (or \
-         the owner's inbox drain, when forwarded) to the sendmmsg of its replies.",
+         the owner's inbox drain, when forwarded) to the sendmmsg of its replies",
         CountedHistogram {
             buckets,
             sum_s: sum(&|c| c.runtime.register_latency_sum_ns) as f64 / 1e9,
