@@ -739,6 +739,10 @@ fn a_closed_connection_removes_its_outbound_bindings_and_marks_the_others_down()
             ),
         )
     };
+    let steering_before = ["owner", "other"].map(|placement| {
+        let name = format!("sipreg_steering_received_total{{placement=\"{placement}\"}} ");
+        metric_at_least(&admin, &name, 0)
+    });
     let mut ua = Conn::open(addr);
     for name in &aors {
         let r = ua.request(&outbound(&ua, name, 1));
@@ -766,6 +770,12 @@ fn a_closed_connection_removes_its_outbound_bindings_and_marks_the_others_down()
             Err(e) => panic!("GET {url}: {e}"),
         }
     };
+    // Stream messages are not datagrams: receive steering counts none of them (a
+    // connection cannot be steered), though some crossed the mesh.
+    for (placement, before) in ["owner", "other"].into_iter().zip(steering_before) {
+        let name = format!("sipreg_steering_received_total{{placement=\"{placement}\"}} ");
+        assert_eq!(metric_at_least(&admin, &name, 0), before, "{name}");
+    }
     let b = get(&aors[0]);
     assert_eq!(b["bindings"][0]["outbound"], true, "{b}");
     assert_eq!(b["bindings"][0]["flow_down"], false, "{b}");

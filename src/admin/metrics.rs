@@ -315,7 +315,7 @@ pub(super) fn render(
             ),
             (
                 vec![("placement", "other".into())],
-                sum(&|c| c.runtime.forwarded_out + c.runtime.mesh_full),
+                sum(&|c| c.runtime.datagrams_off_owner),
             ),
         ],
     );

@@ -604,11 +604,13 @@ impl Core {
                 .answer(now_ms, input.source, p, arena, &mut self.reply);
             // Receive steering's measure: a request received on the core that owns it
             // (steered there, or by chance under the kernel's hash).
-            if !forwarded
-                && shards > 1
-                && !matches!(action, Action::Forward { .. } | Action::Dropped(_))
+            if !forwarded && shards > 1 && input.source.transport == crate::location::Transport::Udp
             {
-                self.counters.received_on_owner += 1;
+                match action {
+                    Action::Forward { .. } => self.counters.datagrams_off_owner += 1,
+                    Action::Dropped(_) => {}
+                    _ => self.counters.received_on_owner += 1,
+                }
             }
             self.act(action, Some(input));
         }

@@ -18,8 +18,12 @@ pub(crate) struct Counters {
     pub(crate) send_errors: u64,
     /// Datagrams received from the sockets on the core that owns them, with more than
     /// one core (steered there, or there by chance): answered without a mesh crossing.
-    /// Their counterpart is `forwarded_out` (+ `mesh_full`).
+    /// Their counterpart is `datagrams_off_owner`. (Stream messages are not counted:
+    /// a connection cannot be steered.)
     pub(crate) received_on_owner: u64,
+    /// Datagrams received on a core that does not own them, with more than one core:
+    /// forwarded over the mesh, or dropped there when it was full.
+    pub(crate) datagrams_off_owner: u64,
     /// Datagrams this core forwarded to their owner.
     pub(crate) forwarded_out: u64,
     /// Datagrams other cores forwarded to this one.
@@ -283,6 +287,7 @@ impl Counters {
         self.sent += o.sent;
         self.send_errors += o.send_errors;
         self.received_on_owner += o.received_on_owner;
+        self.datagrams_off_owner += o.datagrams_off_owner;
         self.forwarded_out += o.forwarded_out;
         self.forwarded_in += o.forwarded_in;
         self.mesh_full += o.mesh_full;
@@ -349,7 +354,7 @@ impl Default for SharedCounters {
 }
 
 /// The fields before the busy time and latency ones.
-const BASE_FIELDS: usize = 21;
+const BASE_FIELDS: usize = 22;
 /// The Redis fields after the latency buckets: failures by reason, reconnects, losses.
 const REDIS_FIELDS: usize = COMMIT_FAILURES + 2;
 const FIELDS: usize = BASE_FIELDS + 8 + LATENCY_BUCKETS + REDIS_FIELDS + TCP_FIELDS + TLS_FIELDS;
@@ -388,6 +393,7 @@ fn base_array(c: &Counters) -> [u64; BASE_FIELDS] {
         c.sent,
         c.send_errors,
         c.received_on_owner,
+        c.datagrams_off_owner,
         c.forwarded_out,
         c.forwarded_in,
         c.mesh_full,
@@ -454,6 +460,7 @@ fn from_base(a: [u64; BASE_FIELDS]) -> Counters {
         sent,
         send_errors,
         received_on_owner,
+        datagrams_off_owner,
         forwarded_out,
         forwarded_in,
         mesh_full,
@@ -477,6 +484,7 @@ fn from_base(a: [u64; BASE_FIELDS]) -> Counters {
         sent,
         send_errors,
         received_on_owner,
+        datagrams_off_owner,
         forwarded_out,
         forwarded_in,
         mesh_full,
