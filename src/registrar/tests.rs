@@ -1635,15 +1635,9 @@ impl Sim {
                 };
                 let listed: Vec<shared::ListedBinding<'_>> = list
                     .iter()
-                    .map(|b| shared::ListedBinding {
-                        contact: &b.contact,
-                        expires_s: u32::try_from(b.expires_at_s - self.now_ms / 1000).unwrap(),
-                        q: b.q,
-                        instance: None,
-                        reg_id: None,
-                        source: "192.0.2.10:5062".parse().unwrap(),
-                        transport: crate::location::Transport::Udp,
-                        path: b"",
+                    .map(|b| {
+                        let left = u32::try_from(b.expires_at_s - self.now_ms / 1000).unwrap();
+                        listed_binding(&b.contact, left, b.q)
                     })
                     .collect();
                 let reply = shared::CommitReply {
@@ -1703,16 +1697,7 @@ fn shared_register_commits_in_the_backend_and_answers_its_bindings() {
     let (commit_status, list) = backend.commit(sim.now_ms / 1000, &request);
     let listed: Vec<_> = list
         .iter()
-        .map(|b| shared::ListedBinding {
-            contact: &b.contact,
-            expires_s: 3600,
-            q: b.q,
-            instance: None,
-            reg_id: None,
-            source: "192.0.2.10:5062".parse().unwrap(),
-            transport: crate::location::Transport::Udp,
-            path: b"",
-        })
+        .map(|b| listed_binding(&b.contact, 3600, b.q))
         .collect();
     let reply = shared::CommitReply {
         status: commit_status,
@@ -1857,6 +1842,20 @@ fn shared_pending_commits_are_bounded() {
             .resume(sim.now_ms, ids[0], &reply, &sim.arena, &mut sim.out),
         Action::Nothing
     );
+}
+
+/// A binding as a shared backend lists it (a UDP binding from the simulated client).
+fn listed_binding(contact: &[u8], expires_s: u32, q: Option<u16>) -> shared::ListedBinding<'_> {
+    shared::ListedBinding {
+        contact,
+        expires_s,
+        q,
+        instance: None,
+        reg_id: None,
+        source: "192.0.2.10:5062".parse().unwrap(),
+        transport: crate::location::Transport::Udp,
+        path: b"",
+    }
 }
 
 /// RFC 5626: Outbound registrations, flows and what a closed connection does.
