@@ -10,30 +10,14 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use crate::util::{
-    Response, Server, free_tcp_addr, free_udp_addr, metric_at_least, response_len, unique,
+    Response, Server, free_tcp_addr, free_udp_addr, metric_at_least, response_len, start_stream,
+    unique,
 };
-
-/// Attempts at finding free ports (another test may take one between probe and bind).
-const START_ATTEMPTS: usize = 5;
 
 /// Start `sipreg` on a free UDP port and a free TCP port, with `flags`; returns the
 /// server and its TCP address.
 fn start(flags: &[&str]) -> (Server, SocketAddr) {
-    for _ in 0..START_ATTEMPTS {
-        let udp = free_udp_addr("127.0.0.1:0");
-        let tcp = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("probe a TCP port");
-        let (udp_arg, tcp_arg) = (udp.to_string(), format!("tcp:{tcp}"));
-        let mut args = vec!["--listen", udp_arg.as_str(), "--listen", tcp_arg.as_str()];
-        args.extend_from_slice(flags);
-        let mut server = Server::spawn(udp, &args);
-        if server.wait_ready() {
-            return (server, tcp);
-        }
-        server.kill();
-    }
-    panic!("sipreg did not start with a TCP listener after {START_ATTEMPTS} attempts");
+    start_stream("tcp", flags)
 }
 
 /// One connection to the server and what it has read and not yet parsed.

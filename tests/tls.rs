@@ -7,7 +7,7 @@
 //! start-up naming its flag.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,12 +16,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, HandshakeKind, StreamOwned};
 
 use crate::util::{
-    DataDir, Response, Server, free_tcp_addr, free_udp_addr, metric_at_least, response_len,
-    run_to_exit, unique,
+    DataDir, Response, Server, free_tcp_addr, metric_at_least, response_len, run_to_exit,
+    start_stream, unique,
 };
-
-/// Attempts at finding free ports (another test may take one between probe and bind).
-const START_ATTEMPTS: usize = 5;
 
 /// A CA, a server certificate for 127.0.0.1 it signed and a client certificate it
 /// signed, as PEM files in a directory removed on drop.
@@ -126,30 +123,9 @@ impl Pki {
 /// and `flags`; returns the server and its TLS address.
 fn start(pki: &Pki, flags: &[&str]) -> (Server, SocketAddr) {
     let (cert, key) = (pki.arg("cert.pem"), pki.arg("key.pem"));
-    for _ in 0..START_ATTEMPTS {
-        let udp = free_udp_addr("127.0.0.1:0");
-        let tls = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("probe a TCP port");
-        let (udp_arg, tls_arg) = (udp.to_string(), format!("tls:{tls}"));
-        let mut args = vec![
-            "--listen",
-            udp_arg.as_str(),
-            "--listen",
-            tls_arg.as_str(),
-            "--tls-cert",
-            cert.as_str(),
-            "--tls-key",
-            key.as_str(),
-        ];
-        args.extend_from_slice(flags);
-        let mut server = Server::spawn(udp, &args);
-        if server.wait_ready() {
-            return (server, tls);
-        }
-        server.kill();
-    }
-    panic!("sipreg did not start with a TLS listener after {START_ATTEMPTS} attempts");
+    let mut args = vec!["--tls-cert", cert.as_str(), "--tls-key", key.as_str()];
+    args.extend_from_slice(flags);
+    start_stream("tls", &args)
 }
 
 /// One TLS connection to the server.

@@ -557,3 +557,32 @@ pub(crate) fn response_len(buf: &[u8]) -> Option<usize> {
         .expect("every response on a stream has a Content-Length");
     (buf.len() >= end + body).then_some(end + body)
 }
+
+/// Attempts at finding free ports for a stream listener (another test may take one
+/// between probe and bind).
+const STREAM_START_ATTEMPTS: usize = 5;
+
+/// Start `sipreg` on a free UDP port and a free `scheme` (`tcp` or `tls`) port, with
+/// `flags`; returns the server and the stream listener's address.
+pub(crate) fn start_stream(scheme: &str, flags: &[&str]) -> (Server, SocketAddr) {
+    for _ in 0..STREAM_START_ATTEMPTS {
+        let udp = free_udp_addr("127.0.0.1:0");
+        let stream = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("probe a TCP port");
+        let (udp_arg, stream_arg) = (udp.to_string(), format!("{scheme}:{stream}"));
+        let mut args = vec![
+            "--listen",
+            udp_arg.as_str(),
+            "--listen",
+            stream_arg.as_str(),
+        ];
+        args.extend_from_slice(flags);
+        let mut server = Server::spawn(udp, &args);
+        if server.wait_ready() {
+            return (server, stream);
+        }
+        server.kill();
+    }
+    panic!("sipreg did not start with a {scheme} listener after {STREAM_START_ATTEMPTS} attempts");
+}
