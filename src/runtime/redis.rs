@@ -1282,23 +1282,29 @@ mod tests {
         addr
     }
 
-    /// One REGISTER through a shared registrar and the link with `--redis-wait 1`:
-    /// what the link did with it (answered, or failed with a reason), and the
-    /// registrar's response.
-    fn register_once(wait_reply: &'static [u8]) -> (Option<CommitFailure>, String) {
-        let seed = fake_master(vec![wait_reply], false);
-        let mut link = RedisLink::start(&RedisConfig {
+    /// A link to the fake master at `seed` (`--redis-wait wait_replicas`) and a
+    /// registrar in shared mode.
+    fn link_and_registrar(seed: String, wait_replicas: u32) -> (RedisLink, Registrar) {
+        let link = RedisLink::start(&RedisConfig {
             seeds: vec![seed],
             timeout_ms: 60_000,
-            wait_replicas: 1,
+            wait_replicas,
             wait_timeout_ms: 100,
             node_id: "test-node".into(),
         })
         .expect("the fake master");
-        let mut reg = Registrar::new(RegistrarConfig {
+        let reg = Registrar::new(RegistrarConfig {
             location: LocationMode::Shared,
             ..RegistrarConfig::default()
         });
+        (link, reg)
+    }
+
+    /// One REGISTER through a shared registrar and the link with `--redis-wait 1`:
+    /// what the link did with it (answered, or failed with a reason), and the
+    /// registrar's response.
+    fn register_once(wait_reply: &'static [u8]) -> (Option<CommitFailure>, String) {
+        let (mut link, mut reg) = link_and_registrar(fake_master(vec![wait_reply], false), 1);
         let now_ms = 1_790_000_000_000;
         let source = Source::udp("192.0.2.10:5062".parse().unwrap(), 0);
         let msg = "REGISTER sip:example.com SIP/2.0\r\n\
@@ -1399,19 +1405,7 @@ mod tests {
 
     #[test]
     fn a_lost_master_answers_503_at_once_and_comes_back_in_the_background() {
-        let seed = fake_master(Vec::new(), true);
-        let mut link = RedisLink::start(&RedisConfig {
-            seeds: vec![seed],
-            timeout_ms: 60_000,
-            wait_replicas: 0,
-            wait_timeout_ms: 100,
-            node_id: "test-node".into(),
-        })
-        .expect("the fake master");
-        let mut reg = Registrar::new(RegistrarConfig {
-            location: LocationMode::Shared,
-            ..RegistrarConfig::default()
-        });
+        let (mut link, mut reg) = link_and_registrar(fake_master(Vec::new(), true), 0);
         let first = pending(&mut reg, "c1");
         link.submit(&reg, first, Instant::now(), 0, false).unwrap();
         // The master drops the connection: the commit in flight fails (connection).

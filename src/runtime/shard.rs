@@ -814,7 +814,7 @@ impl Core {
     /// reachable only through them (RFC 5626 §6), and so does every shard their
     /// requests were forwarded to, told over the mesh. True when a message was sent.
     fn announce_closed_flows(&mut self, now_ms: u64) -> bool {
-        let Some(tcp) = self.tcp.as_mut() else {
+        let Some(tcp) = self.tcp.as_mut().filter(|t| t.any_closed()) else {
             return false;
         };
         let mut closed = std::mem::take(&mut self.closed_flows);

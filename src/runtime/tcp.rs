@@ -688,6 +688,11 @@ impl Tcp {
         out.append(&mut self.closed);
     }
 
+    /// Whether a connection closed since the last [`take_closed`](Self::take_closed).
+    pub(crate) fn any_closed(&self) -> bool {
+        !self.closed.is_empty()
+    }
+
     /// When [`sweep`](Self::sweep) is next due, in ms since the epoch; `None` with no
     /// connection and the listeners watched.
     pub(crate) fn sweep_due_ms(&self) -> Option<u64> {
